@@ -1,0 +1,183 @@
+//! The node API: what the control plane asks of a media node.
+//!
+//! One trait, two implementations: `InProcessNode` (all-in-one `shardcast serve`, calls go
+//! straight to the shards over their command queues) and the control plane's HTTP client for a
+//! media node running as its own process. Both must behave the same; the types here are the
+//! wire types of the remote form too, so they are plain serde data.
+//!
+//! Server-initiated offers (when a subscription adds or removes an m-line) are not return
+//! values: they arrive as `NodeEvent::Offer` so that one outstanding offer per peer is the
+//! node's business, not the caller's.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub use shardcast_sfu::ids::{PeerId, RoomId, TrackId};
+
+/// A boxed future, so the trait stays object safe (`Arc<dyn MediaNodeApi>`).
+pub type NodeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NodeError>> + Send + 'a>>;
+
+/// What the control plane can ask of a media node.
+pub trait MediaNodeApi: Send + Sync + 'static {
+    /// Create a peer connection from a client's SDP offer; returns the SDP answer.
+    fn create_peer(&self, request: CreatePeer) -> NodeFuture<'_, CreatedPeer>;
+    /// The client re-offers (e.g. it added a track, or an ICE restart); returns the answer.
+    fn renegotiate(&self, peer: PeerId, offer: String) -> NodeFuture<'_, String>;
+    /// The client's answer to a server offer delivered as `NodeEvent::Offer`.
+    fn accept_answer(&self, peer: PeerId, answer: String) -> NodeFuture<'_, ()>;
+    /// Forward `track` to `subscriber`. May lead to a `NodeEvent::Offer` for the subscriber.
+    fn subscribe(&self, subscriber: PeerId, track: TrackId) -> NodeFuture<'_, ()>;
+    /// Stop forwarding `track` to `subscriber` and remove its m-line (renegotiation follows).
+    fn unsubscribe(&self, subscriber: PeerId, track: TrackId) -> NodeFuture<'_, ()>;
+    /// Quality / visibility preference of one subscription.
+    fn set_preference(
+        &self,
+        subscriber: PeerId,
+        track: TrackId,
+        preference: LayerPreference,
+    ) -> NodeFuture<'_, ()>;
+    /// Host control: stop (muted = true) or resume forwarding a published track to everyone.
+    fn set_track_muted(&self, track: TrackId, muted: bool) -> NodeFuture<'_, ()>;
+    /// Close a peer and free all its state. Unknown peers are not an error.
+    fn close_peer(&self, peer: PeerId) -> NodeFuture<'_, ()>;
+    /// Current load, for placement.
+    fn load(&self) -> NodeFuture<'_, NodeLoad>;
+    /// A receiver of every event from now on. Each caller gets its own receiver.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<NodeEvent>;
+}
+
+/// Which way media flows for a new peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerRole {
+    /// Publishes and subscribes (a conference participant).
+    Both,
+    /// Only publishes (WHIP).
+    Publish,
+    /// Only receives (WHEP, viewers).
+    Subscribe,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatePeer {
+    pub room: RoomId,
+    /// The participant's identity inside the room; used as the msid stream id of its tracks.
+    pub identity: String,
+    pub role: PeerRole,
+    /// The client's SDP offer.
+    pub offer: String,
+    /// For receive-only offers (WHEP): published tracks to bind to the offer's recvonly
+    /// m-lines at creation, audio to audio and video to video, in order.
+    #[serde(default)]
+    pub bind_tracks: Vec<TrackId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedPeer {
+    pub peer: PeerId,
+    pub answer: String,
+}
+
+/// Simulcast layer index: 0 = lowest spatial layer.
+pub type LayerIndex = u8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerPreference {
+    /// Highest layer the subscriber wants (e.g. from its tile size). `None` = best available.
+    pub max_layer: Option<LayerIndex>,
+    /// Hidden tiles pause the subscription (nothing is forwarded).
+    pub visible: bool,
+}
+
+impl Default for LayerPreference {
+    fn default() -> Self {
+        Self {
+            max_layer: None,
+            visible: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub shards: u32,
+    pub peers: u32,
+    pub rooms: u32,
+    pub tracks: u32,
+    pub subscriptions: u32,
+    /// Forwarded RTP packets per second over the last report interval, all shards.
+    pub forwarded_pps: u64,
+    /// 0.0 ..= 1.0: the fullest shard's share of its capacity.
+    pub utilization: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeEvent {
+    PeerConnected {
+        peer: PeerId,
+    },
+    PeerClosed {
+        peer: PeerId,
+        reason: String,
+    },
+    TrackPublished {
+        peer: PeerId,
+        room: RoomId,
+        track: TrackId,
+        kind: MediaKind,
+        /// Simulcast rids the publisher declared; empty for a single-layer track.
+        rids: Vec<String>,
+    },
+    TrackUnpublished {
+        peer: PeerId,
+        room: RoomId,
+        track: TrackId,
+    },
+    ActiveSpeaker {
+        room: RoomId,
+        peer: PeerId,
+    },
+    /// A server-initiated SDP offer for `peer`; answer it with `accept_answer`.
+    Offer {
+        peer: PeerId,
+        sdp: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", content = "message", rename_all = "snake_case")]
+pub enum NodeError {
+    #[error("malformed SDP: {0}")]
+    BadSdp(String),
+    #[error("unknown peer {0}")]
+    UnknownPeer(PeerId),
+    #[error("unknown track {0}")]
+    UnknownTrack(TrackId),
+    #[error("negotiation state does not allow this: {0}")]
+    BadState(String),
+    #[error("node is full")]
+    Full,
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl fmt::Display for PeerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerRole::Both => "both",
+            PeerRole::Publish => "publish",
+            PeerRole::Subscribe => "subscribe",
+        })
+    }
+}
