@@ -1,1 +1,66 @@
-//! Shared helpers for end-to-end tests.
+//! Process harness for the end-to-end tests: real processes on loopback, each stopped by
+//! its PID when its guard drops.
+//!
+//! - [`server::Server`]: `shardcast serve` on free ports with a temporary data directory.
+//! - [`chromium::Browser`]: headless Debian Chromium with a fake camera and microphone, a
+//!   fresh profile, driven over the DevTools protocol ([`cdp::Cdp`]).
+//! - [`static_site::StaticSite`]: a tiny HTTP server for a directory (tests of the demo page
+//!   and of the browser harness that need no Shardcast server).
+//!
+//! Never: skip a test because a component is missing (a missing Chromium or binary is an
+//! error), or talk to anything but 127.0.0.1.
+
+pub mod cdp;
+pub mod chromium;
+pub mod process;
+pub mod server;
+pub mod static_site;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The repository root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The demo page's static files, as served by the control plane at `/`.
+pub fn web_dir() -> PathBuf {
+    repo_root().join("controlplane").join("web")
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// Polls `probe` every 100 ms until it yields `Some`, or fails after `timeout` with the
+/// last error it reported (so a failing test says what it last saw).
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match probe() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "condition not met yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

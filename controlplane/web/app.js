@@ -1,0 +1,618 @@
+// Shardcast demo page.
+//
+// Owns: the browser side of one call — the signaling WebSocket (docs/PROTOCOL.md, the
+// only interface it may use), one RTCPeerConnection carrying both directions, the tile
+// grid, chat, the participant list and host controls.
+// Never: call the REST API (apart from the dev-mode token endpoint), or assume anything
+// about the server beyond the protocol document.
+//
+// Automation hooks (used by the end-to-end tests in tests/e2e):
+//   URL parameters  ?room=R&name=N[&identity=I][&token=T][&password=P][&autojoin=1]
+//                   [&width=W&height=H] (camera capture size, default 1280x720)
+//   window.shardcastStats()  -> Promise of a JSON-able summary (per remote track and per
+//                               participant getStats() figures, chat log, participants)
+//   console line every second: "SHARDCAST_STATS {json}"
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const $ = (sel) => document.querySelector(sel);
+
+// All mutable state of the page. Kept in one object so shardcastStats() can read it.
+const S = {
+  room: "", name: "", identity: "", token: "", password: "",
+  ws: null, pc: null, session: null, me: null, joined: false, leaving: false,
+  reconnects: 0,
+  participants: new Map(), // identity -> participant object
+  tracks: new Map(), // track id -> { id, identity, kind, rids, muted }
+  receivers: new Map(), // mid -> { mid, kind, track (MediaStreamTrack) }
+  hidden: new Set(), // identities whose video we asked the server to pause
+  knocks: new Map(), // identity -> name (hosts only)
+  chat: [], errors: [], events: [],
+  localStream: null,
+  sdpChain: Promise.resolve(), // serialises every SDP operation
+};
+
+// ---------------------------------------------------------------- status and helpers
+
+function setStatus(text, state) {
+  const el = $("#status");
+  el.textContent = text;
+  el.dataset.state = state || "idle";
+}
+
+function send(msg) {
+  if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(JSON.stringify(msg));
+}
+
+function isHost() {
+  return !!S.me && S.me.role === "host";
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function randomSuffix() {
+  return Math.random().toString(36).slice(2, 6);
+}
+
+// The server queues SDP work per session; so do we, so an offer never overtakes an answer.
+function queueSdp(fn) {
+  S.sdpChain = S.sdpChain.then(fn).catch((e) => {
+    console.error("sdp", e);
+    S.errors.push({ code: "client_sdp", message: String(e) });
+  });
+  return S.sdpChain;
+}
+
+// No trickle ICE in the protocol: wait until the description carries all candidates.
+function iceGatheringDone(pc, timeoutMs = 3000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, timeoutMs);
+    function done() {
+      clearTimeout(t);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+// mid -> { identity, track } from the a=msid lines of the remote description: the
+// server writes msid "<participant identity> <track id>" (docs/PROTOCOL.md).
+function msidByMid() {
+  const out = new Map();
+  const sdp = S.pc && S.pc.remoteDescription ? S.pc.remoteDescription.sdp : "";
+  let mid = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith("m=")) mid = null;
+    else if (line.startsWith("a=mid:")) mid = line.slice(6).trim();
+    else if (line.startsWith("a=msid:") && mid !== null) {
+      const [identity, track] = line.slice(7).trim().split(/\s+/);
+      out.set(mid, { identity, track });
+    }
+  }
+  return out;
+}
+
+// Which published track (and so which participant) a received transceiver carries.
+function describeReceiver(r, msids) {
+  const m = msids.get(r.mid);
+  let info = m ? S.tracks.get(m.track) : undefined;
+  if (!info && S.tracks.has(r.track.id)) info = S.tracks.get(r.track.id);
+  if (!info && m) info = { id: m.track, identity: m.identity, kind: r.kind };
+  return info;
+}
+
+// ---------------------------------------------------------------- joining
+
+async function fetchToken() {
+  if (S.token) return S.token;
+  const q = new URLSearchParams({ room: S.room, identity: S.identity, name: S.name });
+  const res = await fetch("/dev/token?" + q.toString());
+  const body = await res.text();
+  if (!res.ok) throw new Error("token request failed: " + res.status + " " + body);
+  try {
+    const json = JSON.parse(body);
+    if (typeof json === "string") return json;
+    if (json.token) return json.token;
+  } catch (_) {
+    // not JSON: the body is the token itself
+  }
+  return body.trim();
+}
+
+async function join() {
+  S.room = $("#room").value.trim();
+  S.name = $("#name").value.trim();
+  S.password = $("#password").value;
+  S.identity = params.get("identity") || S.name.toLowerCase().replace(/[^a-z0-9_-]+/g, "-") + "-" + randomSuffix();
+  S.leaving = false;
+  $("#join-btn").disabled = true;
+  setStatus("getting a token…");
+  try {
+    S.token = await fetchToken();
+  } catch (e) {
+    setStatus(String(e.message || e), "error");
+    $("#join-btn").disabled = false;
+    return;
+  }
+  connect(null);
+}
+
+function connect(resumeSession) {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(proto + "//" + location.host + "/v1/rtc");
+  S.ws = ws;
+  setStatus(resumeSession ? "reconnecting…" : "connecting…");
+  ws.onopen = () => {
+    const msg = { type: "join", token: S.token };
+    if (S.password) msg.password = S.password;
+    if (resumeSession) msg.resume = resumeSession;
+    ws.send(JSON.stringify(msg));
+  };
+  ws.onmessage = (ev) => {
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch (_) {
+      console.error("bad message from server", ev.data);
+      return;
+    }
+    handleMessage(msg);
+  };
+  ws.onclose = () => {
+    if (ws !== S.ws) return;
+    if (S.leaving || !S.joined) {
+      if (!S.joined && !S.leaving && $("#status").dataset.state !== "error") setStatus("disconnected", "error");
+      return;
+    }
+    // Lost the socket mid-call: resume the session within the server's grace period.
+    if (S.reconnects < 5) {
+      S.reconnects += 1;
+      setStatus("connection lost, reconnecting…", "error");
+      setTimeout(() => connect(S.session), 500 * S.reconnects);
+    } else {
+      setStatus("disconnected", "error");
+    }
+  };
+}
+
+function leave() {
+  S.leaving = true;
+  send({ type: "leave" });
+  teardown("left the room");
+}
+
+function teardown(text) {
+  S.joined = false;
+  if (S.ws) S.ws.close();
+  if (S.pc) S.pc.close();
+  S.pc = null;
+  if (S.localStream) S.localStream.getTracks().forEach((t) => t.stop());
+  S.localStream = null;
+  S.receivers.clear();
+  $("#grid").replaceChildren();
+  $("#call").hidden = true;
+  $("#join-form").hidden = false;
+  $("#join-btn").disabled = false;
+  setStatus(text, "idle");
+}
+
+// ---------------------------------------------------------------- signaling messages
+
+function handleMessage(msg) {
+  S.events.push(msg.type);
+  if (S.events.length > 200) S.events.shift();
+  switch (msg.type) {
+    case "joined": return onJoined(msg);
+    case "waiting": return setStatus("waiting for a host to let you in…");
+    case "denied": S.leaving = true; return teardown("a host denied entry" + (msg.reason ? ": " + msg.reason : ""));
+    case "kicked": S.leaving = true; return teardown("removed from the room" + (msg.reason ? ": " + msg.reason : ""));
+    case "knock": S.knocks.set(msg.identity, msg.name || msg.identity); return renderKnocks();
+    case "answer": return queueSdp(() => onAnswer(msg.sdp));
+    case "offer": return queueSdp(() => onServerOffer(msg.sdp));
+    case "participant_joined": return onParticipantJoined(msg.participant);
+    case "participant_left": return onParticipantLeft(msg.identity);
+    case "track_published": S.tracks.set(msg.track.id, msg.track); return renderAll();
+    case "track_unpublished": S.tracks.delete(msg.id); return renderAll();
+    case "muted": return onMuted(msg);
+    case "active_speaker": return onActiveSpeaker(msg.identity);
+    case "chat": return addChat(msg.message);
+    case "error": return onError(msg);
+    case "pong": return;
+    default: console.warn("unknown message", msg);
+  }
+}
+
+function onError(msg) {
+  S.errors.push({ code: msg.code, message: msg.message });
+  console.warn("server error", msg.code, msg.message);
+  if (msg.code === "offer_glare") return; // our offer is re-sent after answering theirs
+  if (!S.joined) {
+    setStatus(msg.code + ": " + (msg.message || ""), "error");
+    $("#join-btn").disabled = false;
+    $("#join-form").hidden = false;
+  }
+}
+
+async function onJoined(msg) {
+  const resumed = S.joined && S.pc && msg.session === S.session;
+  S.session = msg.session;
+  S.me = msg.me;
+  S.joined = true;
+  S.reconnects = 0;
+  S.participants = new Map((msg.participants || []).map((p) => [p.identity, p]));
+  S.participants.set(msg.me.identity, msg.me);
+  S.identity = msg.me.identity;
+  S.tracks = new Map((msg.tracks || []).map((t) => [t.id, t]));
+  if (!resumed) {
+    S.chat = [];
+    $("#chat-log").replaceChildren();
+    (msg.chat || []).forEach(addChat);
+  }
+  $("#join-form").hidden = true;
+  $("#call").hidden = false;
+  setStatus("in room " + (msg.room && msg.room.name ? msg.room.name : msg.room || S.room) + " as " + S.me.name, "joined");
+  renderAll();
+  if (resumed) {
+    // Same session, new socket: the network may have changed, so restart ICE.
+    queueSdp(() => sendOffer(true));
+    return;
+  }
+  if (S.pc) S.pc.close();
+  S.receivers.clear();
+  createPeerConnection();
+  await publishLocalMedia();
+}
+
+function createPeerConnection() {
+  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  S.pc = pc;
+  pc.ontrack = (ev) => {
+    const mid = ev.transceiver.mid;
+    S.receivers.set(mid, { mid, kind: ev.track.kind, track: ev.track });
+    ev.track.onended = () => { S.receivers.delete(mid); renderAll(); };
+    renderAll();
+  };
+  pc.onconnectionstatechange = () => console.log("pc connection", pc.connectionState);
+}
+
+function canPublish() {
+  const g = S.me && S.me.grants;
+  if (S.me && S.me.role === "viewer") return false;
+  return !(g && (g.canPublish === false || g.can_publish === false));
+}
+
+async function publishLocalMedia() {
+  if (!canPublish()) return;
+  const width = parseInt(params.get("width") || "1280", 10);
+  const height = parseInt(params.get("height") || "720", 10);
+  try {
+    S.localStream = await navigator.mediaDevices.getUserMedia({
+      audio: true,
+      video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } },
+    });
+  } catch (e) {
+    S.errors.push({ code: "client_media", message: String(e) });
+    setStatus("in room without camera/microphone: " + e.name, "joined");
+    return;
+  }
+  const video = S.localStream.getVideoTracks()[0];
+  const audio = S.localStream.getAudioTracks()[0];
+  if (video) {
+    // Three simulcast layers, quarter / half / full resolution (rids q, h, f).
+    const tr = S.pc.addTransceiver(video, {
+      direction: "sendonly",
+      streams: [S.localStream],
+      sendEncodings: [
+        { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+        { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+        { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+      ],
+    });
+    preferVp8(tr);
+  }
+  if (audio) S.pc.addTransceiver(audio, { direction: "sendonly", streams: [S.localStream] });
+  renderAll();
+  queueSdp(() => sendOffer(false));
+}
+
+// The SFU rewrites VP8 picture ids across layer switches: offer VP8 first.
+function preferVp8(transceiver) {
+  if (!transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+  const caps = RTCRtpSender.getCapabilities("video");
+  if (!caps) return;
+  const vp8 = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== "video/vp8");
+  if (vp8.length) transceiver.setCodecPreferences(vp8.concat(rest));
+}
+
+async function sendOffer(iceRestart) {
+  const pc = S.pc;
+  if (!pc || pc.signalingState !== "stable") return;
+  const offer = await pc.createOffer({ iceRestart });
+  await pc.setLocalDescription(offer);
+  await iceGatheringDone(pc);
+  const msg = { type: "offer", sdp: pc.localDescription.sdp };
+  if (iceRestart) msg.ice_restart = true;
+  send(msg);
+}
+
+async function onAnswer(sdp) {
+  const pc = S.pc;
+  if (!pc || pc.signalingState !== "have-local-offer") return;
+  await pc.setRemoteDescription({ type: "answer", sdp });
+}
+
+// The client is polite: a server offer during our own offer rolls ours back, then we
+// answer theirs and offer again.
+async function onServerOffer(sdp) {
+  const pc = S.pc;
+  if (!pc) return;
+  let reoffer = false;
+  if (pc.signalingState === "have-local-offer") {
+    await pc.setLocalDescription({ type: "rollback" });
+    reoffer = true;
+  }
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  await iceGatheringDone(pc);
+  send({ type: "answer", sdp: pc.localDescription.sdp });
+  renderAll();
+  if (reoffer || needsOffer(pc)) queueSdp(() => sendOffer(false));
+}
+
+// True when a local track has not been negotiated yet (e.g. after a rollback).
+function needsOffer(pc) {
+  return pc.getTransceivers().some((t) => t.sender.track && !t.mid && !t.stopped);
+}
+
+function onParticipantJoined(p) {
+  S.participants.set(p.identity, p);
+  S.knocks.delete(p.identity);
+  renderAll();
+  renderKnocks();
+}
+
+function onParticipantLeft(identity) {
+  S.participants.delete(identity);
+  S.hidden.delete(identity);
+  for (const [id, t] of S.tracks) if (t.identity === identity) S.tracks.delete(id);
+  renderAll();
+}
+
+function onMuted(msg) {
+  const t = S.tracks.get(msg.track);
+  if (t) t.muted = msg.muted;
+  if (msg.identity === S.identity && msg.by && msg.by !== S.identity && S.localStream) {
+    // A host muted us: reflect it locally so the buttons tell the truth.
+    for (const lt of S.localStream.getTracks()) if (t && lt.kind === t.kind) lt.enabled = !msg.muted;
+    renderControls();
+  }
+  renderAll();
+}
+
+function onActiveSpeaker(identity) {
+  document.querySelectorAll(".tile").forEach((t) => t.classList.toggle("speaking", t.dataset.identity === identity));
+}
+
+function addChat(m) {
+  S.chat.push({ id: m.id, identity: m.identity, name: m.name, text: m.text, ts: m.ts });
+  const log = $("#chat-log");
+  log.append(el("li", { "data-id": String(m.id ?? "") }, el("span", { class: "who", textContent: (m.name || m.identity) + ":" }), m.text));
+  log.scrollTop = log.scrollHeight;
+}
+
+// ---------------------------------------------------------------- local controls
+
+function ownTrackId(kind) {
+  for (const t of S.tracks.values()) if (t.identity === S.identity && t.kind === kind) return t.id;
+  return null;
+}
+
+function toggleLocal(kind) {
+  if (!S.localStream) return;
+  const tracks = kind === "audio" ? S.localStream.getAudioTracks() : S.localStream.getVideoTracks();
+  const muted = tracks.some((t) => t.enabled);
+  tracks.forEach((t) => (t.enabled = !muted));
+  const id = ownTrackId(kind);
+  if (id) send({ type: "mute", track: id, muted });
+  renderControls();
+}
+
+function renderControls() {
+  const a = S.localStream ? S.localStream.getAudioTracks()[0] : null;
+  const v = S.localStream ? S.localStream.getVideoTracks()[0] : null;
+  $("#mic-btn").textContent = a && !a.enabled ? "Unmute mic" : "Mute mic";
+  $("#cam-btn").textContent = v && !v.enabled ? "Start camera" : "Stop camera";
+}
+
+function setHidden(identity, hidden) {
+  if (hidden) S.hidden.add(identity);
+  else S.hidden.delete(identity);
+  for (const t of S.tracks.values()) {
+    if (t.identity === identity && t.kind === "video") send({ type: "set_subscription", track: t.id, visible: !hidden });
+  }
+  renderAll();
+}
+
+// ---------------------------------------------------------------- rendering
+
+function renderAll() {
+  renderTiles();
+  renderParticipants();
+}
+
+function renderTiles() {
+  const grid = $("#grid");
+  const want = new Map(); // identity -> tile element
+  if (S.joined) {
+    for (const p of S.participants.values()) want.set(p.identity, tileFor(p));
+  }
+  for (const t of [...grid.children]) if (!want.has(t.dataset.identity)) t.remove();
+  for (const t of want.values()) if (!t.isConnected) grid.append(t);
+  attachMedia();
+}
+
+function tileFor(p) {
+  let tile = document.querySelector('.tile[data-identity="' + CSS.escape(p.identity) + '"]');
+  const mine = p.identity === S.identity;
+  if (!tile) {
+    const video = el("video", { autoplay: true, playsInline: true, muted: mine });
+    const hideBtn = el("button", { class: "secondary hide-btn", type: "button", onclick: () => setHidden(p.identity, !S.hidden.has(p.identity)) });
+    tile = el("div", { class: "tile", "data-identity": p.identity }, video,
+      el("div", { class: "label" }, el("span", { class: "name" }), el("span", { class: "muted-flag" }), mine ? "" : hideBtn));
+  }
+  const hidden = S.hidden.has(p.identity);
+  tile.classList.toggle("hidden-video", hidden);
+  tile.querySelector(".name").textContent = (p.name || p.identity) + (mine ? " (you)" : "");
+  const hb = tile.querySelector(".hide-btn");
+  if (hb) hb.textContent = hidden ? "Show" : "Hide";
+  const muted = [...S.tracks.values()].filter((t) => t.identity === p.identity && t.muted).map((t) => t.kind);
+  tile.querySelector(".muted-flag").textContent = muted.length ? "muted " + muted.join("+") : "";
+  return tile;
+}
+
+// Put each participant's received tracks (or our own camera) into their tile's <video>.
+function attachMedia() {
+  const byIdentity = new Map();
+  const msids = msidByMid();
+  for (const r of S.receivers.values()) {
+    const info = describeReceiver(r, msids);
+    if (!info) continue;
+    if (!byIdentity.has(info.identity)) byIdentity.set(info.identity, []);
+    byIdentity.get(info.identity).push(r.track);
+  }
+  if (S.localStream) byIdentity.set(S.identity, S.localStream.getVideoTracks());
+  for (const tile of document.querySelectorAll(".tile")) {
+    const video = tile.querySelector("video");
+    const tracks = byIdentity.get(tile.dataset.identity) || [];
+    const current = video.srcObject ? video.srcObject.getTracks() : [];
+    const same = current.length === tracks.length && tracks.every((t) => current.includes(t));
+    if (same) continue;
+    video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+    if (tracks.length) video.play().catch((e) => console.warn("play", e.name));
+  }
+}
+
+function renderParticipants() {
+  const list = $("#participants");
+  list.replaceChildren();
+  for (const p of S.participants.values()) {
+    const li = el("li", { "data-identity": p.identity },
+      el("span", { textContent: p.name || p.identity }), el("span", { class: "role", textContent: p.role || "" }));
+    if (isHost() && p.identity !== S.identity) {
+      li.append(
+        el("button", { class: "secondary", type: "button", textContent: "Mute audio", onclick: () => send({ type: "mute_participant", identity: p.identity, kind: "audio" }) }),
+        el("button", { class: "secondary", type: "button", textContent: "Mute video", onclick: () => send({ type: "mute_participant", identity: p.identity, kind: "video" }) }),
+        el("button", { class: "danger", type: "button", textContent: "Kick", onclick: () => send({ type: "kick", identity: p.identity }) }),
+      );
+    }
+    list.append(li);
+  }
+}
+
+function renderKnocks() {
+  const list = $("#knocks");
+  list.replaceChildren();
+  for (const [identity, name] of S.knocks) {
+    const done = () => { S.knocks.delete(identity); renderKnocks(); };
+    list.append(el("li", { "data-identity": identity }, el("span", { textContent: name }),
+      el("button", { type: "button", textContent: "Admit", onclick: () => { send({ type: "admit", identity }); done(); } }),
+      el("button", { class: "danger", type: "button", textContent: "Deny", onclick: () => { send({ type: "deny", identity }); done(); } })));
+  }
+  $("#knocks-panel").hidden = !(isHost() && S.knocks.size);
+}
+
+// ---------------------------------------------------------------- statistics
+
+async function shardcastStats() {
+  const out = {
+    joined: S.joined, room: S.room, identity: S.identity, session: S.session,
+    status: $("#status").textContent,
+    participants: [...S.participants.values()].map((p) => ({ identity: p.identity, name: p.name, role: p.role })),
+    chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],
+    tracks: [], remote: {}, outbound: [],
+    connectionState: S.pc ? S.pc.connectionState : "none",
+  };
+  if (!S.pc) return out;
+  const report = await S.pc.getStats();
+  const msids = msidByMid();
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp") {
+      out.outbound.push({ kind: s.kind, rid: s.rid || null, bytesSent: s.bytesSent || 0, framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0 });
+    }
+    if (s.type !== "inbound-rtp") return;
+    const r = S.receivers.get(s.mid);
+    const info = r ? describeReceiver(r, msids) : undefined;
+    const t = {
+      mid: s.mid, kind: s.kind, track: info ? info.id : null, identity: info ? info.identity : null,
+      bytesReceived: s.bytesReceived || 0, packetsReceived: s.packetsReceived || 0, packetsLost: s.packetsLost || 0,
+      framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+      totalSamplesReceived: s.totalSamplesReceived || 0, totalAudioEnergy: s.totalAudioEnergy || 0, audioLevel: s.audioLevel || 0,
+    };
+    out.tracks.push(t);
+    if (!t.identity) return;
+    const p = out.remote[t.identity] || (out.remote[t.identity] = {
+      video: { bytesReceived: 0, packetsReceived: 0, framesDecoded: 0, frameWidth: 0 },
+      audio: { bytesReceived: 0, packetsReceived: 0, totalSamplesReceived: 0, totalAudioEnergy: 0 },
+    });
+    const k = t.kind === "video" ? p.video : p.audio;
+    k.bytesReceived += t.bytesReceived;
+    k.packetsReceived += t.packetsReceived;
+    if (t.kind === "video") {
+      k.framesDecoded += t.framesDecoded;
+      k.frameWidth = Math.max(k.frameWidth, t.frameWidth);
+    } else {
+      k.totalSamplesReceived += t.totalSamplesReceived;
+      k.totalAudioEnergy += t.totalAudioEnergy;
+    }
+  });
+  return out;
+}
+window.shardcastStats = shardcastStats;
+
+setInterval(async () => {
+  try {
+    console.log("SHARDCAST_STATS " + JSON.stringify(await shardcastStats()));
+  } catch (e) {
+    console.warn("stats", e);
+  }
+}, 1000);
+
+setInterval(() => { if (S.joined) send({ type: "ping" }); }, 15000);
+
+// ---------------------------------------------------------------- wiring
+
+$("#join-form").addEventListener("submit", (ev) => { ev.preventDefault(); join(); });
+$("#chat-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = $("#chat-input");
+  const text = input.value.trim();
+  if (!text) return;
+  send({ type: "chat", text });
+  input.value = "";
+});
+$("#mic-btn").addEventListener("click", () => toggleLocal("audio"));
+$("#cam-btn").addEventListener("click", () => toggleLocal("video"));
+$("#leave-btn").addEventListener("click", leave);
+window.addEventListener("beforeunload", () => send({ type: "leave" }));
+
+$("#room").value = params.get("room") || $("#room").value;
+$("#name").value = params.get("name") || "";
+$("#password").value = params.get("password") || "";
+if (params.get("token")) S.token = params.get("token");
+if (params.get("autojoin") === "1" && $("#room").value && $("#name").value) join();

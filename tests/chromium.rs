@@ -1,0 +1,168 @@
+//! Headless Debian Chromium with a fake camera and microphone, one fresh profile per
+//! instance, driven over the DevTools protocol.
+//!
+//! The DevTools port is chosen by Chromium (`--remote-debugging-port=0`) and read back from
+//! `DevToolsActivePort` in the profile directory, so parallel browsers never collide.
+//! Never: download a browser, or fall back to skipping when Chromium is missing.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::cdp::Cdp;
+use crate::process::ChildGuard;
+use crate::wait_for;
+
+/// The Chromium binary: `$SHARDCAST_CHROMIUM`, else Debian's `/usr/bin/chromium`.
+pub fn chromium_path() -> anyhow::Result<PathBuf> {
+    let p = std::env::var_os("SHARDCAST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !p.exists() {
+        bail!(
+            "Chromium not found at {} (install the Debian package `chromium`, \
+             or set SHARDCAST_CHROMIUM); the browser tests do not skip",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The flags measured to run WebRTC headless here (docs: /work/shared/DESIGN.md).
+pub fn chromium_flags(profile: &std::path::Path) -> Vec<String> {
+    [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+        // Hidden or background pages must keep decoding: the tests read their stats.
+        "--disable-background-timer-throttling",
+        "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows",
+        "--window-size=1280,800",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(format!(
+        "--user-data-dir={}",
+        profile.display()
+    )))
+    .collect()
+}
+
+/// One Chromium process showing one page. Dropping it stops the browser (by its PID's
+/// process group) and removes its profile.
+pub struct Browser {
+    pub name: String,
+    pub page: Cdp,
+    // Field order matters: the process stops before its profile directory is removed.
+    process: ChildGuard,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium on `url` and attaches to the page.
+    pub fn launch(name: &str, url: &str) -> anyhow::Result<Self> {
+        let exe = chromium_path()?;
+        let profile = tempfile::Builder::new()
+            .prefix("shardcast-chromium-")
+            .tempdir()?;
+        let mut cmd = Command::new(exe);
+        cmd.args(chromium_flags(profile.path())).arg(url);
+        let log = profile.path().join("chromium.log");
+        let mut process = ChildGuard::spawn(&format!("chromium {name}"), cmd, &log)?;
+
+        let port_file = profile.path().join("DevToolsActivePort");
+        let port: u16 = wait_for("Chromium DevTools port", Duration::from_secs(30), || {
+            process.check_running()?;
+            let Ok(text) = std::fs::read_to_string(&port_file) else {
+                return Ok(None);
+            };
+            Ok(text.lines().next().and_then(|l| l.trim().parse().ok()))
+        })?;
+
+        let list_url = format!("http://127.0.0.1:{port}/json/list");
+        let ws_url = wait_for("the page target", Duration::from_secs(20), || {
+            let targets: Value = reqwest::blocking::get(&list_url)?.json()?;
+            Ok(targets.as_array().and_then(|ts| {
+                ts.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                    .map(str::to_string)
+            }))
+        })?;
+        let page = Cdp::connect(&ws_url).context("attach to the page")?;
+        let mut browser = Self {
+            name: name.to_string(),
+            page,
+            process,
+            _profile: profile,
+        };
+        // The target exists before the navigation to `url` has committed: wait for the
+        // document itself, so the first evaluation runs in the page and not in about:blank.
+        let check = "location.href !== 'about:blank' && document.readyState === 'complete'";
+        wait_for("the page to load", Duration::from_secs(30), || {
+            Ok((browser.eval(check)? == Value::Bool(true)).then_some(()))
+        })?;
+        Ok(browser)
+    }
+
+    /// Evaluates JavaScript in the page; see [`Cdp::evaluate`].
+    pub fn eval(&mut self, expression: &str) -> anyhow::Result<Value> {
+        self.process.check_running()?;
+        self.page.evaluate(expression)
+    }
+
+    /// The page's `window.shardcastStats()` summary.
+    pub fn stats(&mut self) -> anyhow::Result<Value> {
+        self.eval("window.shardcastStats()")
+    }
+
+    /// Polls the page's stats until `pred` accepts them.
+    pub fn wait_stats(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let name = self.name.clone();
+        let mut last = Value::Null;
+        let r = wait_for(&format!("{name}: {what}"), timeout, || {
+            let s = self.stats()?;
+            let ok = pred(&s);
+            last = s.clone();
+            Ok(ok.then_some(s))
+        });
+        r.with_context(|| format!("{name}'s last stats: {last}"))
+    }
+
+    /// What the page and the browser said, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- {} exceptions:\n{}\n--- console (last 30):\n{}\n--- chromium log (last 30):\n{}",
+            self.name,
+            self.page.exceptions.join("\n"),
+            self.page.console[self.page.console.len().saturating_sub(30)..].join("\n"),
+            self.process.log_tail(30)
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

@@ -1,0 +1,153 @@
+//! `shardcast serve` as a child process: free HTTP port, ephemeral media ports on loopback,
+//! a temporary data directory, the demo page served from the working tree.
+//!
+//! Finding the binary: `CARGO_BIN_EXE_*` only exists for a crate's own binaries, so the
+//! harness runs `cargo build -p shardcast-controlplane --bin shardcast` once per test
+//! process into the same target directory and profile as the running test (a no-op when it
+//! is up to date), then uses `<target>/<profile>/shardcast`. `$SHARDCAST_BIN` overrides
+//! this (e.g. to test a release build). Never: pick up a stale binary from another tree.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::process::ChildGuard;
+use crate::{free_tcp_port, repo_root, wait_for, web_dir};
+
+/// The `shardcast` binary, built on first use.
+pub fn shardcast_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn locate_or_build() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SHARDCAST_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    // The test binary is <target>/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test binary is not in <target>/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target dir")?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("profile dir name")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root())
+        .args([
+            "build",
+            "-p",
+            "shardcast-controlplane",
+            "--bin",
+            "shardcast",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd.status().context("run cargo build for shardcast")?;
+    if !status.success() {
+        bail!("cargo build -p shardcast-controlplane --bin shardcast failed: {status}");
+    }
+    let bin = profile_dir.join("shardcast");
+    if !bin.exists() {
+        bail!("built shardcast but {} does not exist", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A running `shardcast serve`; stopped by PID when dropped.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    // Field order: stop the process before removing its data directory.
+    process: ChildGuard,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `shardcast serve` with dev mode on and waits until it answers HTTP.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with_args(&[])
+    }
+
+    /// As [`Server::start`], with extra command-line flags (before `serve`).
+    pub fn start_with_args(extra: &[&str]) -> anyhow::Result<Self> {
+        let bin = shardcast_bin()?;
+        let data = tempfile::Builder::new()
+            .prefix("shardcast-data-")
+            .tempdir()?;
+        let port = free_tcp_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(&bin);
+        cmd.env_remove("SHARDCAST_CONFIG")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--listen", &listen])
+            .arg("--web-dir")
+            .arg(web_dir())
+            .args([
+                "--dev",
+                "true",
+                "--media-ip",
+                "127.0.0.1",
+                "--media-port",
+                "0",
+            ])
+            .args(["--log", "info"])
+            .args(extra)
+            .arg("serve");
+        let log = data.path().join("server.log");
+        let mut process = ChildGuard::spawn("shardcast serve", cmd, &log)?;
+        let base_url = format!("http://{listen}");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        wait_for(
+            "shardcast serve to answer HTTP",
+            Duration::from_secs(60),
+            || {
+                process.check_running()?;
+                let r = client.get(format!("{base_url}/")).send();
+                Ok(r.ok().filter(|r| r.status().is_success()).map(|_| ()))
+            },
+        )?;
+        Ok(Self {
+            base_url,
+            process,
+            _data: data,
+        })
+    }
+
+    /// The demo page URL for one participant who joins automatically.
+    pub fn page_url(&self, room: &str, identity: &str, name: &str) -> String {
+        format!(
+            "{}/?room={room}&identity={identity}&name={name}&autojoin=1&width=960&height=540",
+            self.base_url
+        )
+    }
+
+    /// The server's output so far (last `lines` lines), for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}
