@@ -4,4 +4,5 @@
 //! driven by `handle_*` calls and drained with `poll_output`. It never reads the clock, never
 //! touches a socket and never blocks: the shard (crate `shardcast-dataplane`) does the I/O.
 
+pub mod forward;
 pub mod ids;

@@ -1,0 +1,594 @@
+//! Simulcast layer choice.
+//!
+//! - [`LayerMonitor`], one per published video track: per-layer bitrate and liveness, measured
+//!   from the packets that arrive (a layer silent for `dead_after` is not arriving).
+//! - [`LayerSelector`], one per video subscription: picks a target layer from the preference,
+//!   the subscription's bandwidth budget and the arriving layers, and filters packets; it
+//!   switches only on a keyframe of the target layer and says when it needs one.
+//! - [`LayerAllocator`], one call per subscriber when its estimate changes: splits the
+//!   downlink estimate across its video subscriptions into per-subscription budgets.
+//!
+//! "Audio first": audio is never layer-filtered and never goes through a selector. The
+//! allocator subtracts the subscriber's audio bitrate from the estimate before any video is
+//! placed, so congestion takes video down a layer (or to its lowest) before audio suffers.
+//!
+//! Layer 0 is the lowest quality. Owns: the switching policy and its hysteresis. Must never:
+//! read the clock, allocate on the per-packet path, or forward two layers of one track to one
+//! subscription.
+
+use std::time::{Duration, Instant};
+
+/// Most simulcast layers a track can have.
+pub const MAX_LAYERS: usize = 3;
+
+/// What the subscriber asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPreference {
+    /// Highest layer wanted (`None` = the best available).
+    pub max_layer: Option<u8>,
+    /// A hidden tile is paused: nothing is forwarded.
+    pub visible: bool,
+}
+
+impl Default for LayerPreference {
+    fn default() -> Self {
+        LayerPreference {
+            max_layer: None,
+            visible: true,
+        }
+    }
+}
+
+/// Switching policy knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// A layer whose last packet is older than this is not arriving.
+    pub dead_after: Duration,
+    /// Bitrate measurement window.
+    pub window: Duration,
+    /// Keep the current layer while budget >= bitrate * down_headroom / 100; below, go down
+    /// at once.
+    pub down_headroom_pct: u32,
+    /// Go up only when budget >= bitrate(next) * up_margin / 100 ...
+    pub up_margin_pct: u32,
+    /// ... continuously for this long.
+    pub up_hold: Duration,
+}
+
+impl Default for LayerConfig {
+    fn default() -> Self {
+        LayerConfig {
+            dead_after: Duration::from_secs(1),
+            window: Duration::from_millis(500),
+            down_headroom_pct: 100,
+            up_margin_pct: 125,
+            up_hold: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct LayerStat {
+    last_seen: Option<Instant>,
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    bitrate_bps: u64,
+}
+
+/// Per published track: what each layer costs and whether it is arriving.
+#[derive(Debug, Clone)]
+pub struct LayerMonitor {
+    cfg: LayerConfig,
+    layers: [LayerStat; MAX_LAYERS],
+}
+
+impl LayerMonitor {
+    pub fn new(cfg: LayerConfig) -> Self {
+        LayerMonitor {
+            cfg,
+            layers: [LayerStat::default(); MAX_LAYERS],
+        }
+    }
+
+    /// Count one received packet (payload plus header bytes) of `layer`.
+    pub fn on_packet(&mut self, now: Instant, layer: u8, bytes: usize) {
+        let Some(l) = self.layers.get_mut(usize::from(layer)) else {
+            return;
+        };
+        l.last_seen = Some(now);
+        let start = *l.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= self.cfg.window {
+            let us = elapsed.as_micros().max(1) as u64;
+            l.bitrate_bps = l.window_bytes.saturating_mul(8_000_000) / us;
+            l.window_start = Some(now);
+            l.window_bytes = 0;
+        }
+        l.window_bytes = l.window_bytes.saturating_add(bytes as u64);
+    }
+
+    /// Set a layer's bitrate directly (e.g. from the publisher's signalled encodings, before
+    /// measurements exist).
+    pub fn set_bitrate(&mut self, layer: u8, bps: u64) {
+        if let Some(l) = self.layers.get_mut(usize::from(layer)) {
+            l.bitrate_bps = bps;
+        }
+    }
+
+    /// Last measured bitrate of `layer` (0 when unknown).
+    pub fn bitrate(&self, layer: u8) -> u64 {
+        self.layers
+            .get(usize::from(layer))
+            .map_or(0, |l| l.bitrate_bps)
+    }
+
+    pub fn is_arriving(&self, now: Instant, layer: u8) -> bool {
+        self.layers.get(usize::from(layer)).is_some_and(|l| {
+            l.last_seen
+                .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.dead_after)
+        })
+    }
+}
+
+/// What to do with one packet of the subscribed track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Drop,
+    Forward,
+    /// Forward, and it is the first packet of a new layer or of a resume: start a new
+    /// rewrite segment (`StreamRewriter::rewrite(.., switch = true)`).
+    ForwardSwitched,
+}
+
+/// Per video subscription. See the module docs.
+#[derive(Debug, Clone)]
+pub struct LayerSelector {
+    cfg: LayerConfig,
+    pref: LayerPreference,
+    budget_bps: Option<u64>,
+    current: Option<u8>,
+    target: Option<u8>,
+    /// Since when some higher layer has been affordable with margin.
+    up_since: Option<Instant>,
+}
+
+impl LayerSelector {
+    pub fn new(cfg: LayerConfig) -> Self {
+        LayerSelector {
+            cfg,
+            pref: LayerPreference::default(),
+            budget_bps: None,
+            current: None,
+            target: None,
+            up_since: None,
+        }
+    }
+
+    pub fn set_preference(&mut self, pref: LayerPreference) {
+        self.pref = pref;
+    }
+
+    /// Video budget for this subscription (the allocator's share, or the whole estimate minus
+    /// audio); `None` = no estimate yet, no constraint.
+    pub fn set_budget(&mut self, bps: Option<u64>) {
+        self.budget_bps = bps;
+    }
+
+    /// The layer being forwarded (`None` = nothing yet, or paused).
+    pub fn current(&self) -> Option<u8> {
+        self.current
+    }
+
+    pub fn target(&self) -> Option<u8> {
+        self.target
+    }
+
+    /// The layer a keyframe is needed on, while a switch is pending. Ask every time a packet
+    /// arrives or a timer fires; the `KeyframeRequestCoalescer` keeps the rate down.
+    pub fn keyframe_needed(&self) -> Option<u8> {
+        match self.target {
+            Some(t) if self.current != Some(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Re-evaluate the target (call on budget or preference changes and on a timer; it is
+    /// also done on every packet).
+    pub fn update(&mut self, now: Instant, mon: &LayerMonitor) {
+        if !self.pref.visible {
+            // Pausing needs no keyframe: stop at once.
+            self.target = None;
+            self.current = None;
+            self.up_since = None;
+            return;
+        }
+        let top = MAX_LAYERS as u8 - 1;
+        let cap = self.pref.max_layer.map_or(top, |m| m.min(top));
+        let arriving = |l: u8| mon.is_arriving(now, l);
+        let fits = |l: u8, pct: u32| match self.budget_bps {
+            None => true,
+            Some(b) => u128::from(mon.bitrate(l)) * u128::from(pct) <= u128::from(b) * 100,
+        };
+        let Some(lowest) = (0..=cap).find(|&l| arriving(l)) else {
+            // Nothing arriving: keep what we have; we switch when something comes back.
+            self.up_since = None;
+            return;
+        };
+        // Best affordable layer at or below `max` (the lowest arriving if none is).
+        let best_below = |max: u8| {
+            (lowest..=max)
+                .rev()
+                .find(|&l| arriving(l) && fits(l, self.cfg.down_headroom_pct))
+                .unwrap_or(lowest)
+        };
+        let current = match self.current {
+            Some(c) if c <= cap && arriving(c) => c,
+            // Start, resume, cap lowered, or the current layer stopped: best one now.
+            _ => {
+                self.target = Some(best_below(cap));
+                self.up_since = None;
+                return;
+            }
+        };
+        if !fits(current, self.cfg.down_headroom_pct) {
+            // Down promptly.
+            self.target = Some(best_below(current.saturating_sub(1).max(lowest)));
+            self.up_since = None;
+            return;
+        }
+        let up = (current + 1..=cap)
+            .rev()
+            .find(|&l| arriving(l) && fits(l, self.cfg.up_margin_pct));
+        match up {
+            Some(u) => {
+                let since = *self.up_since.get_or_insert(now);
+                let held = now.saturating_duration_since(since) >= self.cfg.up_hold;
+                self.target = Some(if held { u } else { current });
+            }
+            None => {
+                // Also cancels a pending up-switch that is no longer affordable.
+                self.up_since = None;
+                self.target = Some(current);
+            }
+        }
+    }
+
+    /// Decide for one packet of `layer`; `keyframe` = it starts a keyframe of that layer.
+    pub fn on_packet(
+        &mut self,
+        now: Instant,
+        mon: &LayerMonitor,
+        layer: u8,
+        keyframe: bool,
+    ) -> Verdict {
+        self.update(now, mon);
+        let Some(target) = self.target else {
+            return Verdict::Drop;
+        };
+        if self.current == Some(target) {
+            return if layer == target {
+                Verdict::Forward
+            } else {
+                Verdict::Drop
+            };
+        }
+        if layer == target && keyframe {
+            self.current = Some(target);
+            return Verdict::ForwardSwitched;
+        }
+        // Keep sending the current layer until the target's keyframe shows up.
+        if self.current == Some(layer) {
+            Verdict::Forward
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+/// One video subscription of a subscriber, as the allocator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoDemand {
+    pub pref: LayerPreference,
+    /// Bitrate per layer, 0 for a layer that is not arriving.
+    pub layer_bps: [u64; MAX_LAYERS],
+}
+
+/// Splits one subscriber's downlink estimate across its video subscriptions.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerAllocator {
+    /// Must match the selectors' `up_margin_pct` so a granted layer is also one they take.
+    pub margin_pct: u32,
+}
+
+impl Default for LayerAllocator {
+    fn default() -> Self {
+        LayerAllocator {
+            margin_pct: LayerConfig::default().up_margin_pct,
+        }
+    }
+}
+
+impl LayerAllocator {
+    /// Write each demand's budget into `out` (same length as `demands`). Audio is taken off
+    /// the top. Visible subscriptions are served in preference order (a higher `max_layer`
+    /// first, then the order given): everyone gets its lowest arriving layer before anyone
+    /// goes up, then layers are added one step at a time, round robin. Leftover budget is
+    /// shared evenly so selectors keep headroom. Hidden ones get 0. Not on the packet path.
+    pub fn allocate(
+        &self,
+        estimate_bps: u64,
+        audio_bps: u64,
+        demands: &[VideoDemand],
+        out: &mut [u64],
+    ) {
+        let n = demands.len().min(out.len());
+        out[..n].fill(0);
+        let mut avail = estimate_bps.saturating_sub(audio_bps);
+        let cost = |bps: u64| bps.saturating_mul(u64::from(self.margin_pct)) / 100;
+        let mut order: Vec<usize> = (0..n).filter(|&i| demands[i].pref.visible).collect();
+        let rank = |i: usize| demands[i].pref.max_layer.map_or(u16::MAX, u16::from);
+        order.sort_by_key(|&i| std::cmp::Reverse(rank(i)));
+        let cap = |d: &VideoDemand| {
+            d.pref
+                .max_layer
+                .map_or(MAX_LAYERS - 1, |m| usize::from(m).min(MAX_LAYERS - 1))
+        };
+        let mut level: Vec<Option<usize>> = vec![None; n];
+        loop {
+            let mut progressed = false;
+            for &i in &order {
+                let d = &demands[i];
+                let from = level[i].map_or(0, |l| l + 1);
+                let Some(next) = (from..=cap(d)).find(|&l| d.layer_bps[l] > 0) else {
+                    continue;
+                };
+                let have = level[i].map_or(0, |l| cost(d.layer_bps[l]));
+                let extra = cost(d.layer_bps[next]).saturating_sub(have);
+                if extra <= avail {
+                    avail -= extra;
+                    level[i] = Some(next);
+                    out[i] = cost(d.layer_bps[next]);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if !order.is_empty() {
+            let share = avail / order.len() as u64;
+            for &i in &order {
+                out[i] += share;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: Duration = Duration::from_millis(20);
+    /// Typical 3-layer simulcast: 150 kbps, 500 kbps, 1.5 Mbps.
+    const RATES: [u64; 3] = [150_000, 500_000, 1_500_000];
+
+    /// A virtual publisher: every 20 ms one packet per arriving layer, a keyframe on a layer
+    /// when someone asked for it (the next packet of that layer).
+    struct Sim {
+        now: Instant,
+        mon: LayerMonitor,
+        sel: LayerSelector,
+        arriving: [bool; 3],
+        forwarded: Vec<(u8, Verdict)>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                now: Instant::now(),
+                mon: LayerMonitor::new(LayerConfig::default()),
+                sel: LayerSelector::new(LayerConfig::default()),
+                arriving: [true; 3],
+                forwarded: Vec::new(),
+            }
+        }
+
+        fn run(&mut self, d: Duration) {
+            let end = self.now + d;
+            while self.now < end {
+                self.now += STEP;
+                let wanted = self.sel.keyframe_needed();
+                for l in 0..3u8 {
+                    if !self.arriving[l as usize] {
+                        continue;
+                    }
+                    let bytes = (RATES[l as usize] / 8 / 50) as usize;
+                    self.mon.on_packet(self.now, l, bytes);
+                    let v = self
+                        .sel
+                        .on_packet(self.now, &self.mon, l, wanted == Some(l));
+                    if v != Verdict::Drop {
+                        self.forwarded.push((l, v));
+                    }
+                }
+            }
+        }
+
+        /// Layers of the last 5 forwarded packets (100 ms).
+        fn recent_layers(&self) -> Vec<u8> {
+            let mut v: Vec<u8> = self.forwarded.iter().rev().take(5).map(|f| f.0).collect();
+            v.dedup();
+            v
+        }
+    }
+
+    #[test]
+    fn monitor_measures_bitrate_and_liveness() {
+        let mut s = Sim::new();
+        s.run(Duration::from_secs(2));
+        for l in 0..3u8 {
+            let b = s.mon.bitrate(l);
+            assert!(
+                b * 100 / RATES[l as usize] >= 95 && b * 100 / RATES[l as usize] <= 105,
+                "{b}"
+            );
+            assert!(s.mon.is_arriving(s.now, l));
+        }
+        assert!(!s.mon.is_arriving(s.now + Duration::from_millis(1100), 0));
+        assert!(!s.mon.is_arriving(s.now, 7));
+    }
+
+    #[test]
+    fn starts_on_a_keyframe_of_the_best_layer_and_forwards_only_it() {
+        let mut s = Sim::new();
+        s.run(STEP);
+        assert_eq!(s.sel.target(), Some(2));
+        s.run(Duration::from_secs(1));
+        assert_eq!(s.forwarded[0], (2, Verdict::ForwardSwitched));
+        assert!(s.forwarded[1..].iter().all(|f| *f == (2, Verdict::Forward)));
+        assert_eq!(s.sel.keyframe_needed(), None);
+    }
+
+    #[test]
+    fn bandwidth_drop_switches_down_promptly_and_recovery_waits_for_hold() {
+        let mut s = Sim::new();
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.sel.current(), Some(2));
+        s.sel.set_budget(Some(600_000));
+        let drop_at = s.now;
+        s.run(STEP);
+        assert_eq!(s.sel.target(), Some(1));
+        s.run(Duration::from_millis(200));
+        assert_eq!(s.sel.current(), Some(1));
+        assert!(s.now - drop_at < Duration::from_secs(1));
+        assert_eq!(s.recent_layers(), vec![1]);
+        // Exactly one switch packet, and the old layer until then.
+        let n = s
+            .forwarded
+            .iter()
+            .filter(|f| f.1 == Verdict::ForwardSwitched)
+            .count();
+        assert_eq!(n, 2);
+        // Recovery: the estimate is back, but the switch up waits for the hold time.
+        s.sel.set_budget(Some(3_000_000));
+        s.run(Duration::from_millis(600));
+        assert_eq!(s.sel.current(), Some(1));
+        s.run(Duration::from_millis(600));
+        assert_eq!(s.sel.current(), Some(2));
+        assert_eq!(s.recent_layers(), vec![2]);
+    }
+
+    #[test]
+    fn a_flapping_estimate_does_not_oscillate() {
+        let mut s = Sim::new();
+        s.sel.set_budget(Some(700_000));
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.sel.current(), Some(1));
+        s.forwarded.clear();
+        // Above the next layer for 500 ms, below for 100 ms, repeatedly: never held 1 s.
+        for _ in 0..10 {
+            s.sel.set_budget(Some(2_000_000));
+            s.run(Duration::from_millis(500));
+            s.sel.set_budget(Some(700_000));
+            s.run(Duration::from_millis(100));
+        }
+        assert!(s.forwarded.iter().all(|f| f.0 == 1));
+        // Just above the layer's bitrate but under the margin: no up-switch either.
+        s.sel.set_budget(Some(1_700_000));
+        s.run(Duration::from_secs(3));
+        assert_eq!(s.sel.current(), Some(1));
+    }
+
+    #[test]
+    fn a_layer_that_stops_is_replaced_at_the_next_keyframe() {
+        let mut s = Sim::new();
+        s.run(Duration::from_secs(1));
+        assert_eq!(s.sel.current(), Some(2));
+        s.arriving[2] = false;
+        s.run(Duration::from_millis(900));
+        assert_eq!(s.sel.current(), Some(2), "not yet declared dead");
+        s.run(Duration::from_millis(300));
+        assert_eq!(s.sel.current(), Some(1));
+        assert_eq!(s.recent_layers(), vec![1]);
+        // It comes back: up again after the hold, on its keyframe.
+        s.arriving[2] = true;
+        s.run(Duration::from_millis(1500));
+        assert_eq!(s.sel.current(), Some(2));
+    }
+
+    #[test]
+    fn hidden_pauses_at_once_and_resume_restarts_on_a_keyframe() {
+        let mut s = Sim::new();
+        s.run(Duration::from_secs(1));
+        s.sel.set_preference(LayerPreference {
+            max_layer: Some(1),
+            visible: false,
+        });
+        let before = s.forwarded.len();
+        s.run(Duration::from_secs(1));
+        assert_eq!(s.forwarded.len(), before);
+        assert_eq!(s.sel.keyframe_needed(), None);
+        s.sel.set_preference(LayerPreference {
+            max_layer: Some(1),
+            visible: true,
+        });
+        s.run(Duration::from_millis(100));
+        assert_eq!(s.forwarded[before], (1, Verdict::ForwardSwitched));
+        assert!(s.forwarded[before + 1..]
+            .iter()
+            .all(|f| *f == (1, Verdict::Forward)));
+    }
+
+    #[test]
+    fn max_layer_caps_and_unaffordable_lowest_still_flows() {
+        let mut s = Sim::new();
+        s.sel.set_preference(LayerPreference {
+            max_layer: Some(0),
+            visible: true,
+        });
+        s.sel.set_budget(Some(10_000));
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.recent_layers(), vec![0]);
+        s.sel.set_preference(LayerPreference {
+            max_layer: Some(9),
+            visible: true,
+        });
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.sel.current(), Some(0));
+    }
+
+    #[test]
+    fn allocator_serves_audio_first_then_preference_order() {
+        let a = LayerAllocator::default();
+        let d = |max: Option<u8>, visible| VideoDemand {
+            pref: LayerPreference {
+                max_layer: max,
+                visible,
+            },
+            layer_bps: RATES,
+        };
+        let demands = [d(Some(0), true), d(None, true), d(Some(2), false)];
+        let mut out = [0u64; 3];
+        // Plenty: the big tile gets the top layer, the thumbnail its cap, hidden nothing.
+        a.allocate(10_000_000, 64_000, &demands, &mut out);
+        assert!(out[1] >= RATES[2] * 125 / 100, "{out:?}");
+        assert!(out[0] >= RATES[0] * 125 / 100);
+        assert_eq!(out[2], 0);
+        assert!(out.iter().sum::<u64>() <= 10_000_000 - 64_000);
+        // Tight: audio comes off first; the 1st preference gets the step up before the 2nd.
+        let demands = [d(Some(1), true), d(None, true)];
+        let mut out = [0u64; 2];
+        let budget = 74_000 + 2 * RATES[0] * 125 / 100 + (RATES[1] - RATES[0]) * 125 / 100;
+        a.allocate(budget, 64_000, &demands, &mut out);
+        assert!(out[1] >= RATES[1] * 125 / 100, "{out:?}");
+        assert!(out[0] < RATES[1] * 125 / 100, "{out:?}");
+        // Budgets feed selectors that then pick the allocated layers.
+        for (i, want) in [(0usize, 0u8), (1, 1)] {
+            let mut s = Sim::new();
+            s.sel.set_preference(demands[i].pref);
+            s.sel.set_budget(Some(out[i]));
+            s.run(Duration::from_secs(3));
+            assert_eq!(s.sel.current(), Some(want));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Pure forwarding logic of the SFU core: what to forward to whom, and how to rewrite it.
+//!
+//! Everything here is deterministic, takes time as an argument and works on plain integers
+//! and byte slices (no str0m types), so the routing code composes it per packet:
+//!
+//! ```text
+//! publisher packet ─▶ LayerMonitor::on_packet            (per track: bitrate, liveness)
+//!                  ─▶ codec::is_keyframe
+//!   per subscription:
+//!                  ─▶ LayerSelector::on_packet ─▶ Drop | Forward | ForwardSwitched
+//!                       └ keyframe_needed() ─▶ KeyframeRequestCoalescer::should_send ─▶ PLI
+//!                  ─▶ StreamRewriter::rewrite   (seq, ts; new_segment)
+//!                  ─▶ Vp8Rewriter::next          (picture id, TL0PICIDX)
+//! audio packet     ─▶ ActiveSpeakerDetector::feed (per room); poll() ─▶ speaker event
+//! ```
+//!
+//! - [`codec`]: keyframe detection (VP8, VP9, H264), the VP8 descriptor, [`codec::Vp8Rewriter`].
+//! - [`rewrite`]: [`rewrite::StreamRewriter`], one outgoing seq/timestamp space per subscription.
+//! - [`layer`]: [`layer::LayerMonitor`], [`layer::LayerSelector`], [`layer::LayerAllocator`];
+//!   audio is never layer-filtered, and comes off the estimate before video is placed.
+//! - [`keyframe`]: [`keyframe::KeyframeRequestCoalescer`], at most one request per layer per
+//!   300 ms toward a publisher.
+//! - [`speaker`]: [`speaker::ActiveSpeakerDetector`] and the RFC 6464 level byte.
+//!
+//! Must never: allocate per packet, read the clock, or panic on any packet bytes.
+
+pub mod codec;
+pub mod keyframe;
+pub mod layer;
+pub mod rewrite;
+pub mod speaker;
