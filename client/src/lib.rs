@@ -1,1 +1,41 @@
-//! placeholder
+//! shardcast-client: a sans-IO WebRTC client (one str0m `Rtc` in RTP mode) that publishes
+//! synthetic audio and simulcast VP8 video and measures what it receives. Tests, the bench
+//! harness and end-to-end checks use it; the server must never depend on it.
+//!
+//! # Synthetic payload format
+//!
+//! Audio RTP payloads are the synthetic body alone (Opus pt, 20 ms per packet, RFC 6464
+//! audio level extension). Video RTP payloads are a VP8 payload descriptor (RFC 7741),
+//! then — on the first packet of a frame — a VP8 payload header, then the synthetic body:
+//!
+//! ```text
+//! VP8 descriptor (5 bytes): X=1 S=first-packet PID=0 | I=1 L=1 | M=1 picture id (15 bit) | TL0PICIDX
+//! VP8 header (first packet only): 3 bytes, P bit (byte 0, bit 0) = 0 on keyframes;
+//!                                 keyframes add start code 9d 01 2a and width, height (LE u16)
+//! synthetic body, big-endian, 40-byte header then padding:
+//!   0  magic "SCST"          4  version (1)          5  kind (0 audio, 1 video)
+//!   6  layer (0 = lowest)    7  flags (bit 0 keyframe)
+//!   8  source id u32         12 frame number u32 (same number on every layer)
+//!   16 packet index u16      18 packets in frame u16
+//!   20 send time u64 (µs on the run's shared clock, see `TimeBase`)
+//!   28 per-stream sequence counter u64   36 reserved u32
+//!   40.. padding: byte i = (stream_seq as u8) * 31 + i  (mod 256)
+//! ```
+//!
+//! A frame is sent on every active layer per tick with the same frame number; each layer has
+//! its own SSRC, RTP sequence numbers, picture ids and TL0PICIDX, as a real simulcast encoder.
+//! Every frame is temporal layer 0, so TL0PICIDX steps by one per frame.
+
+mod client;
+pub mod config;
+mod error;
+pub mod payload;
+mod publish;
+pub mod stats;
+pub mod udp;
+
+pub use client::{Client, ClientOutput};
+pub use config::{ClientConfig, LayerSpec, TimeBase, VideoSpec, LAYER_RIDS};
+pub use error::ClientError;
+pub use payload::TrackKind;
+pub use stats::{ClientStats, LatencyStats, PublishStats, TrackStats};

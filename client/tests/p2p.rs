@@ -1,0 +1,232 @@
+//! Two clients connected directly (str0m peer to peer) in virtual time: a simulcast publisher
+//! and a receiver. Checks what the receiver's statistics claim against what was sent.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{rtp_info, Pair};
+use shardcast_client::{ClientConfig, TrackStats, VideoSpec};
+
+const OPUS_PT: u8 = 111;
+const VP8_PT: u8 = 96;
+const LATENCY: Duration = Duration::from_millis(20);
+
+fn publisher(time: shardcast_client::TimeBase) -> ClientConfig {
+    ClientConfig::new("pub", 1, time)
+        .with_audio()
+        .with_video(VideoSpec::simulcast3())
+}
+
+fn viewer(time: shardcast_client::TimeBase) -> ClientConfig {
+    ClientConfig::new("view", 2, time)
+}
+
+fn video(p: &Pair) -> TrackStats {
+    let v: Vec<_> = p.b.stats().video_tracks().cloned().collect();
+    assert_eq!(v.len(), 1, "one video track received");
+    v[0].clone()
+}
+
+fn audio(p: &Pair) -> TrackStats {
+    let a: Vec<_> = p.b.stats().audio_tracks().cloned().collect();
+    assert_eq!(a.len(), 1, "one audio track received");
+    a[0].clone()
+}
+
+#[test]
+fn receiver_decodes_every_simulcast_layer_and_audio() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(5));
+
+    let v = video(&p);
+    assert_eq!(v.ssrcs.len(), 3, "one SSRC per layer peer to peer: {v:?}");
+    let sent = p.a.stats().published.clone();
+    for layer in 0..3 {
+        // ~150 frames per layer in 5 s; the last few may still be in flight.
+        assert!(
+            sent.video_frames[layer] >= 145,
+            "sent {:?}",
+            sent.video_frames
+        );
+        assert!(
+            v.decodable_per_layer[layer] + 3 >= sent.video_frames[layer],
+            "layer {layer}: decodable {} of {} sent",
+            v.decodable_per_layer[layer],
+            sent.video_frames[layer]
+        );
+    }
+    assert_eq!(v.frames_decodable, v.frames_complete);
+    assert!(
+        v.keyframes >= 3 * 3,
+        "keyframes every 2 s per layer: {}",
+        v.keyframes
+    );
+    assert_eq!(v.missing, 0);
+    assert_eq!(v.picture_id_violations, 0);
+    assert_eq!(v.tl0_violations, 0);
+    assert_eq!(v.payload_errors, 0);
+    assert_eq!(v.layer_switches, 0, "each SSRC carries one layer");
+    assert_eq!(v.source_ids, BTreeSet::from([p.a.config().source_id()]));
+
+    let a = audio(&p);
+    assert!(a.audio_packets >= 245, "50 packets/s: {}", a.audio_packets);
+    assert!(a.audio_packets <= p.a.stats().published.audio_packets);
+    assert!(
+        a.last_audio_level.is_some(),
+        "audio level extension arrives"
+    );
+    assert_eq!(a.missing, 0);
+    assert_eq!(a.payload_errors, 0);
+}
+
+#[test]
+fn latency_is_the_link_delay() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(2));
+    let a = audio(&p);
+    let lat = &a.latency;
+    assert!(lat.count >= 90);
+    // Virtual time: no clock skew, no queueing for audio; str0m may pace a little.
+    assert!(lat.min_us >= 20_000, "min {} µs", lat.min_us);
+    assert!(
+        lat.quantile(0.5).unwrap() < 40_000,
+        "p50 {:?}",
+        lat.quantile(0.5)
+    );
+    let v = video(&p);
+    assert!(v.latency.min_us >= 20_000 && v.latency.count > 0);
+}
+
+#[test]
+fn dropped_audio_packets_are_counted_as_gaps() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_millis(500));
+    // Drop audio packets 10, 30, 31, 32 and 70 counted from now: 3 gaps, 5 missing.
+    let seen = Rc::new(RefCell::new(0u32));
+    let dropped = Rc::new(RefCell::new(Vec::new()));
+    let (s, d) = (seen.clone(), dropped.clone());
+    p.drop_a_to_b = Some(Box::new(move |dg| {
+        let Some(info) = rtp_info(dg).filter(|i| i.pt == OPUS_PT) else {
+            return false;
+        };
+        let n = *s.borrow();
+        *s.borrow_mut() += 1;
+        let drop = [10, 30, 31, 32, 70].contains(&n);
+        if drop {
+            d.borrow_mut().push(info.seq);
+        }
+        drop
+    }));
+    p.run_for(Duration::from_secs(3));
+    assert_eq!(dropped.borrow().len(), 5);
+    let a = audio(&p);
+    assert_eq!(a.missing, 5, "{a:?}");
+    assert_eq!(a.gaps, 3);
+    assert_eq!(a.max_gap, 3);
+    assert_eq!(a.repaired, 0, "audio is not retransmitted");
+}
+
+#[test]
+fn dropped_video_packets_are_counted_and_repaired_by_rtx() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_millis(500));
+    // Drop every 37th original VP8 packet (not RTX, which has its own payload type).
+    let count = Rc::new(RefCell::new((0u32, 0u64)));
+    let c = count.clone();
+    p.drop_a_to_b = Some(Box::new(move |dg| {
+        if rtp_info(dg).is_none_or(|i| i.pt != VP8_PT) {
+            return false;
+        }
+        let mut c = c.borrow_mut();
+        c.0 += 1;
+        let drop = c.0.is_multiple_of(37);
+        c.1 += u64::from(drop);
+        drop
+    }));
+    p.run_for(Duration::from_secs(3));
+    p.drop_a_to_b = None;
+    p.run_for(Duration::from_secs(1));
+
+    let dropped = count.borrow().1;
+    assert!(dropped > 20, "dropped {dropped}");
+    let v = video(&p);
+    assert_eq!(v.missing, dropped, "{v:?}");
+    assert_eq!(v.repaired, dropped, "NACK + RTX repairs every loss");
+    assert_eq!(v.unrepaired(), 0);
+    assert_eq!(v.frames_incomplete, 0, "{v:#?}");
+    assert_eq!(v.frames_decodable, v.frames_complete);
+    assert_eq!(v.picture_id_violations, 0);
+}
+
+#[test]
+fn unrepaired_loss_breaks_the_chain_until_a_keyframe() {
+    // Without RTX repair (the retransmissions are dropped too) frames go missing and the
+    // decode chain waits for a keyframe, which the receiver requests with a PLI.
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_millis(300));
+    let n = Rc::new(RefCell::new(0u32));
+    let c = n.clone();
+    p.drop_a_to_b = Some(Box::new(move |dg| {
+        let Some(info) = rtp_info(dg) else {
+            return false;
+        };
+        if info.pt == 97 {
+            return true; // all RTX
+        }
+        if info.pt != VP8_PT {
+            return false;
+        }
+        *c.borrow_mut() += 1;
+        *c.borrow() == 40
+    }));
+    p.run_for(Duration::from_secs(1));
+    let v = video(&p);
+    assert_eq!(v.missing, 1);
+    assert_eq!(v.unrepaired(), 1);
+    assert!(v.frames_complete > v.frames_decodable, "{v:?}");
+    assert!(p.b.stats().keyframe_requests_sent >= 1);
+    assert!(p.a.stats().published.keyframe_requests >= 1);
+    // After the keyframe the chain resumes: decoding continues to the end.
+    let before = video(&p).frames_decodable;
+    p.run_for(Duration::from_secs(1));
+    assert!(video(&p).frames_decodable >= before + 80);
+}
+
+#[test]
+fn an_inactive_layer_stops_arriving() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(1));
+    p.a.set_layer_active(2, false);
+    p.run_for(Duration::from_millis(200));
+    let before = video(&p).packets_per_layer;
+    p.run_for(Duration::from_secs(1));
+    let after = video(&p).packets_per_layer;
+    assert_eq!(after[2], before[2], "layer f stopped");
+    assert!(after[0] > before[0] && after[1] > before[1], "others go on");
+    p.a.set_layer_active(2, true);
+    p.run_for(Duration::from_secs(1));
+    let v = video(&p);
+    assert!(v.packets_per_layer[2] > after[2], "layer f resumed");
+    assert_eq!(
+        v.frames_decodable, v.frames_complete,
+        "resumes with a keyframe"
+    );
+}
+
+#[test]
+fn single_layer_video_has_no_rids() {
+    let mut p = Pair::connect(
+        |t| ClientConfig::new("pub", 5, t).with_video(VideoSpec::single(800_000)),
+        viewer,
+        LATENCY,
+    );
+    p.run_for(Duration::from_secs(2));
+    let v = video(&p);
+    assert_eq!(v.ssrcs.len(), 1);
+    assert!(v.frames_decodable >= 55, "{v:?}");
+    assert_eq!(p.b.stats().audio_tracks().count(), 0);
+}
