@@ -47,7 +47,8 @@ pub enum ClientOutput {
 }
 
 struct Published<S> {
-    mid: Mid,
+    /// Set by `create_offer`.
+    mid: Option<Mid>,
     source: S,
 }
 
@@ -68,6 +69,7 @@ pub struct Client {
     frames: Vec<FrameSent>,
     outbox: VecDeque<ClientOutput>,
     rtc_timeout: Instant,
+    channel_offered: bool,
 }
 
 impl Client {
@@ -88,11 +90,11 @@ impl Client {
         rtc.add_local_candidate(candidate);
         let source_id = config.source_id();
         let audio = config.publish_audio.then(|| Published {
-            mid: Mid::from("-"),
+            mid: None,
             source: AudioSource::new(config.seed, source_id),
         });
         let video = config.publish_video.clone().map(|spec| Published {
-            mid: Mid::from("-"),
+            mid: None,
             source: VideoSource::new(spec, config.seed, source_id),
         });
         Ok(Self {
@@ -111,10 +113,12 @@ impl Client {
             frames: Vec::new(),
             outbox: VecDeque::new(),
             rtc_timeout: now,
+            channel_offered: false,
         })
     }
 
-    /// The initial offer: one sendonly m-line per published track (video with
+    /// The initial offer (later calls offer only what is new, else
+    /// [`ClientError::NothingToOffer`]): one sendonly m-line per published track (video with
     /// `a=simulcast:send q;h;f` when it has several layers). A client that publishes nothing
     /// offers a data channel, so ICE and DTLS have something to negotiate; media to receive
     /// comes later in offers from the server ([`Client::accept_offer`]).
@@ -122,16 +126,16 @@ impl Client {
         self.last_now = now;
         let name = self.config.name.clone();
         let mut change = self.rtc.sdp_api();
-        if let Some(audio) = &mut self.audio {
-            audio.mid = change.add_media(
+        if let Some(audio) = self.audio.as_mut().filter(|a| a.mid.is_none()) {
+            audio.mid = Some(change.add_media(
                 MediaKind::Audio,
                 Direction::SendOnly,
                 Some(name.clone()),
                 Some(format!("{name}-audio")),
                 None,
-            );
+            ));
         }
-        if let Some(video) = &mut self.video {
+        if let Some(video) = self.video.as_mut().filter(|v| v.mid.is_none()) {
             let spec = video.source.spec();
             let simulcast = spec.is_simulcast().then(|| {
                 let mut s = Simulcast::new();
@@ -140,17 +144,29 @@ impl Client {
                 }
                 s
             });
-            video.mid = change.add_media(
+            video.mid = Some(change.add_media(
                 MediaKind::Video,
                 Direction::SendOnly,
                 Some(name.clone()),
                 Some(format!("{name}-video")),
                 simulcast,
-            );
+            ));
         }
-        if self.audio.is_none() && self.video.is_none() {
+        if self.audio.is_none() && self.video.is_none() && !self.channel_offered {
             change.add_channel("shardcast".into());
+            self.channel_offered = true;
         }
+        let (offer, pending) = change.apply().ok_or(ClientError::NothingToOffer)?;
+        self.pending_offer = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// An offer that restarts ICE (new credentials) keeping the local candidate, for
+    /// reconnecting after a network change; answer it with [`Client::accept_answer`].
+    pub fn ice_restart_offer(&mut self, now: Instant) -> Result<String, ClientError> {
+        self.last_now = now;
+        let mut change = self.rtc.sdp_api();
+        change.ice_restart(true);
         let (offer, pending) = change.apply().ok_or(ClientError::NothingToOffer)?;
         self.pending_offer = Some(pending);
         Ok(offer.to_sdp_string())
@@ -278,16 +294,16 @@ impl Client {
     pub fn audio_mid(&self) -> Option<String> {
         self.audio
             .as_ref()
-            .filter(|a| a.mid.to_string() != "-")
-            .map(|a| a.mid.to_string())
+            .and_then(|a| a.mid)
+            .map(|m| m.to_string())
     }
 
     /// The mid of the published video track, once offered.
     pub fn video_mid(&self) -> Option<String> {
         self.video
             .as_ref()
-            .filter(|v| v.mid.to_string() != "-")
-            .map(|v| v.mid.to_string())
+            .and_then(|v| v.mid)
+            .map(|m| m.to_string())
     }
 
     /// Audio "speaking" (level 20–35 dB below full scale) or silent (100–120 below).
@@ -347,18 +363,12 @@ impl Client {
             Event::Connected => {
                 debug!(client = %self.config.name, "connected");
                 self.connected = true;
-                let now = self.last_now;
-                if let Some(a) = &mut self.audio {
-                    a.source.start(now);
-                }
-                if let Some(v) = &mut self.video {
-                    v.source.start(now);
-                }
+                self.stats.connected_at.get_or_insert(self.last_now);
             }
             Event::MediaAdded(added) => self.track_added(added.mid, added.kind, added.direction),
             Event::RtpPacket(packet) => self.packet_received(packet),
             Event::KeyframeRequest(req) => {
-                let Some(video) = self.video.as_mut().filter(|v| v.mid == req.mid) else {
+                let Some(video) = self.video.as_mut().filter(|v| v.mid == Some(req.mid)) else {
                     return;
                 };
                 self.stats.published.keyframe_requests += 1;
@@ -395,6 +405,7 @@ impl Client {
         if !self.config.subscribe {
             return;
         }
+        self.stats.first_media_at.get_or_insert(packet.timestamp);
         let ssrc = packet.header.ssrc;
         let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|rx| rx.mid());
         let Some(mid) = mid else {
@@ -441,6 +452,27 @@ impl Client {
     fn send_due_media(&mut self, now: Instant) {
         let time = self.config.time_base;
         let mut out = std::mem::take(&mut self.scratch);
+        // A source starts once its send stream exists, so the first frame is a keyframe the
+        // remote can see.
+        if let Some(audio) = self.audio.as_mut().filter(|a| a.source.next_at().is_none()) {
+            if let Some(mid) = audio.mid {
+                if self.rtc.direct_api().stream_tx_by_mid(mid, None).is_some() {
+                    audio.source.start(now);
+                }
+            }
+        }
+        if let Some(video) = self.video.as_mut().filter(|v| v.source.next_at().is_none()) {
+            let rid = video
+                .source
+                .spec()
+                .is_simulcast()
+                .then(|| Rid::from(video.source.spec().layers[0].rid.as_str()));
+            if let Some(mid) = video.mid {
+                if self.rtc.direct_api().stream_tx_by_mid(mid, rid).is_some() {
+                    video.source.start(now);
+                }
+            }
+        }
         if let Some(audio) = &mut self.audio {
             audio.source.poll(now, &time, &mut out);
             let opus = self
@@ -450,7 +482,7 @@ impl Client {
                 .map(|p| p.pt());
             if let (Some(pt), false) = (opus, out.is_empty()) {
                 let mut api = self.rtc.direct_api();
-                if let Some(tx) = api.stream_tx_by_mid(audio.mid, None) {
+                if let Some(tx) = audio.mid.and_then(|mid| api.stream_tx_by_mid(mid, None)) {
                     for p in out.drain(..) {
                         let mut ext = ExtensionValues::default();
                         if let Some((level, voice)) = p.audio_level {
@@ -488,7 +520,7 @@ impl Client {
                 let mut api = self.rtc.direct_api();
                 for p in out.drain(..) {
                     let rid = simulcast.then(|| rids[p.layer]);
-                    let Some(tx) = api.stream_tx_by_mid(video.mid, rid) else {
+                    let Some(tx) = video.mid.and_then(|mid| api.stream_tx_by_mid(mid, rid)) else {
                         continue;
                     };
                     let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.rtp_time, now, p.payload)

@@ -5,6 +5,7 @@
 //! state: every map and sample buffer here is capped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use crate::payload::{SyntheticHeader, TrackKind, Vp8Info};
 
@@ -468,8 +469,12 @@ pub struct ClientStats {
     pub datagrams_rejected: u64,
     /// RTP packets whose SSRC maps to no known m-line.
     pub unknown_packets: u64,
-    /// PLIs this client sent because a received stream stalled.
+    /// PLIs this client sent (stalled streams and [`crate::Client::request_keyframes`]).
     pub keyframe_requests_sent: u64,
+    /// When ICE and DTLS first completed.
+    pub connected_at: Option<Instant>,
+    /// When the first media packet arrived (join time = this minus the join request).
+    pub first_media_at: Option<Instant>,
 }
 
 impl ClientStats {

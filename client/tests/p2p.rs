@@ -230,3 +230,52 @@ fn single_layer_video_has_no_rids() {
     assert!(v.frames_decodable >= 55, "{v:?}");
     assert_eq!(p.b.stats().audio_tracks().count(), 0);
 }
+
+#[test]
+fn a_subscribe_only_client_receives_media_added_by_renegotiation() {
+    // The SFU flow: the viewer offers first with nothing to publish (a data channel), and
+    // media arrives later in an offer from the other side.
+    let mut p = Pair::new(publisher, viewer, LATENCY);
+    p.offer_from_b();
+    p.wait_connected();
+    assert!(p.a.video_mid().is_none());
+    p.offer_from_a();
+    assert!(p.a.video_mid().is_some() && p.a.audio_mid().is_some());
+    p.run_for(Duration::from_secs(2));
+    let v = video(&p);
+    assert_eq!(v.track_id.as_deref(), Some("pub-video"));
+    assert!(v.decodable_per_layer[..3].iter().all(|n| *n >= 50), "{v:?}");
+    assert!(audio(&p).audio_packets >= 90);
+    assert!(matches!(
+        p.a.create_offer(p.now),
+        Err(shardcast_client::ClientError::NothingToOffer)
+    ));
+}
+
+#[test]
+fn offer_declares_simulcast_rtx_transport_cc_and_audio_level() {
+    let start = std::time::Instant::now();
+    let time = shardcast_client::TimeBase::virtual_at(start);
+    let mut c =
+        shardcast_client::Client::new(publisher(time), common::A_ADDR.parse().unwrap(), start)
+            .unwrap();
+    let sdp = c.create_offer(start).unwrap();
+    for needle in [
+        "a=simulcast:send q;h;f",
+        "a=rid:q send",
+        "a=rid:f send",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:96 VP8/90000",
+        "a=fmtp:97 apt=96",
+        "transport-wide-cc",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=sendonly",
+        "a=msid:pub pub-video",
+    ] {
+        assert!(sdp.contains(needle), "offer lacks {needle}:\n{sdp}");
+    }
+    assert!(
+        !sdp.contains("m=application"),
+        "a publisher needs no data channel"
+    );
+}

@@ -63,14 +63,23 @@ impl Pair {
         b_cfg: impl FnOnce(TimeBase) -> ClientConfig,
         latency: Duration,
     ) -> Pair {
+        let mut pair = Pair::new(a_cfg, b_cfg, latency);
+        pair.offer_from_a();
+        pair.wait_connected();
+        pair
+    }
+
+    /// Two clients, no signaling yet.
+    pub fn new(
+        a_cfg: impl FnOnce(TimeBase) -> ClientConfig,
+        b_cfg: impl FnOnce(TimeBase) -> ClientConfig,
+        latency: Duration,
+    ) -> Pair {
         let start = Instant::now();
         let time = TimeBase::virtual_at(start);
-        let mut a = Client::new(a_cfg(time), A_ADDR.parse().unwrap(), start).unwrap();
-        let mut b = Client::new(b_cfg(time), B_ADDR.parse().unwrap(), start).unwrap();
-        let offer = a.create_offer(start).unwrap();
-        let answer = b.accept_offer(start, &offer).unwrap();
-        a.accept_answer(start, &answer).unwrap();
-        let mut pair = Pair {
+        let a = Client::new(a_cfg(time), A_ADDR.parse().unwrap(), start).unwrap();
+        let b = Client::new(b_cfg(time), B_ADDR.parse().unwrap(), start).unwrap();
+        Pair {
             a,
             b,
             now: start,
@@ -81,15 +90,32 @@ impl Pair {
             b_next: start,
             to_a: VecDeque::new(),
             to_b: VecDeque::new(),
-        };
-        pair.run_until(Duration::from_secs(10), |p| {
+        }
+    }
+
+    /// `a` offers, `b` answers (signaling is instantaneous).
+    pub fn offer_from_a(&mut self) {
+        let offer = self.a.create_offer(self.now).unwrap();
+        let answer = self.b.accept_offer(self.now, &offer).unwrap();
+        self.a.accept_answer(self.now, &answer).unwrap();
+    }
+
+    /// `b` offers, `a` answers.
+    pub fn offer_from_b(&mut self) {
+        let offer = self.b.create_offer(self.now).unwrap();
+        let answer = self.a.accept_offer(self.now, &offer).unwrap();
+        self.b.accept_answer(self.now, &answer).unwrap();
+    }
+
+    /// Drives the pair until both clients are connected (at most 10 s).
+    pub fn wait_connected(&mut self) {
+        self.run_until(Duration::from_secs(10), |p| {
             p.a.is_connected() && p.b.is_connected()
         });
         assert!(
-            pair.a.is_connected() && pair.b.is_connected(),
+            self.a.is_connected() && self.b.is_connected(),
             "pair connects"
         );
-        pair
     }
 
     /// Runs `duration` of virtual time.
