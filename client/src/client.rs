@@ -18,7 +18,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tracing::{debug, trace, warn};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, VideoCodec};
 use crate::error::ClientError;
 use crate::payload::TrackKind;
 use crate::publish::{AudioSource, FrameSent, OutPacket, VideoSource};
@@ -84,6 +84,7 @@ impl Client {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .enable_h264(true)
             .build(now);
         let candidate = Candidate::host(local_addr, "udp")
             .map_err(|e| ClientError::BadLocalAddress(e.to_string()))?;
@@ -420,6 +421,17 @@ impl Client {
             };
             self.track_added(mid, kind, Direction::RecvOnly);
         }
+        let pt = packet.header.payload_type;
+        let codec = match self
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == pt)
+            .map(|p| p.spec().codec)
+        {
+            Some(Codec::Vp8) => Some(VideoCodec::Vp8),
+            Some(Codec::H264) => Some(VideoCodec::H264),
+            _ => None,
+        };
         let Some(track) = self.stats.tracks.get_mut(&*mid) else {
             return;
         };
@@ -430,6 +442,7 @@ impl Client {
                 payload: &packet.payload,
                 audio_level: packet.header.ext_vals.audio_level,
                 now_us: self.config.time_base.micros(packet.timestamp),
+                codec,
             },
             self.config.verify_payloads,
         );
@@ -503,11 +516,16 @@ impl Client {
         if let Some(video) = &mut self.video {
             let mut frames = std::mem::take(&mut self.frames);
             video.source.poll(now, &time, &mut out, &mut frames);
-            let vp8 = self
-                .rtc
-                .codec_config()
-                .find(|p| p.spec().codec == Codec::Vp8)
-                .map(|p| p.pt());
+            let pt = match video.source.spec().codec {
+                VideoCodec::Vp8 => self
+                    .rtc
+                    .codec_config()
+                    .find(|p| p.spec().codec == Codec::Vp8),
+                VideoCodec::H264 => self.rtc.codec_config().find(|p| {
+                    p.spec().codec == Codec::H264 && p.spec().format.packetization_mode == Some(1)
+                }),
+            }
+            .map(|p| p.pt());
             let simulcast = video.source.spec().is_simulcast();
             let rids: Vec<Rid> = video
                 .source
@@ -516,7 +534,7 @@ impl Client {
                 .iter()
                 .map(|l| Rid::from(l.rid.as_str()))
                 .collect();
-            if let Some(pt) = vp8 {
+            if let Some(pt) = pt {
                 let mut api = self.rtc.direct_api();
                 for p in out.drain(..) {
                     let rid = simulcast.then(|| rids[p.layer]);

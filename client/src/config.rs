@@ -63,9 +63,21 @@ pub struct LayerSpec {
     pub height: u16,
 }
 
+/// The video codec a publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoCodec {
+    /// VP8 (RFC 7741) with picture id and TL0PICIDX.
+    #[default]
+    Vp8,
+    /// H264 (RFC 6184), packetization-mode 1: single NAL units and FU-A.
+    H264,
+}
+
 /// A published video track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoSpec {
+    /// VP8 unless set otherwise.
+    pub codec: VideoCodec,
     /// Layers, lowest first. One layer means no simulcast (no rids in the SDP).
     pub layers: Vec<LayerSpec>,
     /// Frames per second, per layer.
@@ -85,6 +97,7 @@ impl VideoSpec {
             (1_500_000, 1280, 720),
         ];
         Self {
+            codec: VideoCodec::Vp8,
             layers: LAYER_RIDS
                 .iter()
                 .zip(sizes)
@@ -104,6 +117,7 @@ impl VideoSpec {
     /// One layer (no simulcast) at `bitrate_bps`, 30 fps, a keyframe every 2 s.
     pub fn single(bitrate_bps: u32) -> Self {
         Self {
+            codec: VideoCodec::Vp8,
             layers: vec![LayerSpec {
                 rid: LAYER_RIDS[2].to_string(),
                 bitrate_bps,
@@ -114,6 +128,12 @@ impl VideoSpec {
             keyframe_interval: Duration::from_secs(2),
             keyframe_size_factor: 2,
         }
+    }
+
+    /// The same spec sending `codec`.
+    pub fn with_codec(mut self, codec: VideoCodec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Whether the track is sent as simulcast (more than one layer, with rids).

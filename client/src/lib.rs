@@ -25,6 +25,11 @@
 //! A frame is sent on every active layer per tick with the same frame number; each layer has
 //! its own SSRC, RTP sequence numbers, picture ids and TL0PICIDX, as a real simulcast encoder.
 //! Every frame is temporal layer 0, so TL0PICIDX steps by one per frame.
+//!
+//! With [`VideoCodec::H264`] the VP8 descriptor and header are replaced by H264 framing
+//! (RFC 6184, packetization-mode 1): a one-packet frame is a single NAL unit (type 5 IDR on
+//! keyframes, else type 1), larger frames are FU-A fragments (FU indicator, FU header with
+//! S/E bits and the slice type); the synthetic body follows. No SPS/PPS are sent.
 
 mod client;
 pub mod config;
@@ -35,7 +40,7 @@ pub mod stats;
 pub mod udp;
 
 pub use client::{Client, ClientOutput};
-pub use config::{ClientConfig, LayerSpec, TimeBase, VideoSpec, LAYER_RIDS};
+pub use config::{ClientConfig, LayerSpec, TimeBase, VideoCodec, VideoSpec, LAYER_RIDS};
 pub use error::ClientError;
 pub use payload::TrackKind;
 pub use stats::{ClientStats, LatencyStats, PublishStats, TrackStats};

@@ -203,6 +203,69 @@ impl Vp8Info {
     }
 }
 
+/// H264 NAL unit types this client writes.
+const NAL_SLICE: u8 = 1;
+const NAL_IDR: u8 = 5;
+const NAL_FU_A: u8 = 28;
+/// nal_ref_idc 3 (highest), as encoders mark reference slices.
+const NRI: u8 = 0x60;
+
+/// H264 framing (RFC 6184, packetization-mode 1) around a synthetic body: a one-packet frame is
+/// a single NAL unit (IDR or non-IDR slice); larger frames are FU-A fragments of one slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264Info {
+    /// The slice is an IDR (keyframe).
+    pub keyframe: bool,
+    /// First fragment of the frame (or a single NAL unit).
+    pub start: bool,
+    /// Last fragment of the frame (or a single NAL unit).
+    pub end: bool,
+}
+
+impl H264Info {
+    /// Writes the NAL unit header (single) or FU indicator and FU header (fragment).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let nal_type = if self.keyframe { NAL_IDR } else { NAL_SLICE };
+        if self.start && self.end {
+            out.push(NRI | nal_type);
+        } else {
+            out.push(NRI | NAL_FU_A);
+            out.push(
+                if self.start { 0x80 } else { 0 } | if self.end { 0x40 } else { 0 } | nal_type,
+            );
+        }
+    }
+
+    /// Parses what [`Self::write`] produced; returns the fields and the body offset.
+    /// Other NAL unit types (STAP-A, SPS, ...) carry no synthetic body: `None`.
+    pub fn parse(payload: &[u8]) -> Option<(Self, usize)> {
+        let b0 = *payload.first()?;
+        match b0 & 0x1F {
+            t @ (NAL_SLICE | NAL_IDR) => Some((
+                Self {
+                    keyframe: t == NAL_IDR,
+                    start: true,
+                    end: true,
+                },
+                1,
+            )),
+            NAL_FU_A => {
+                let fu = *payload.get(1)?;
+                let t = fu & 0x1F;
+                (t == NAL_SLICE || t == NAL_IDR).then_some((
+                    Self {
+                        keyframe: t == NAL_IDR,
+                        start: fu & 0x80 != 0,
+                        end: fu & 0x40 != 0,
+                    },
+                    2,
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +317,34 @@ mod tests {
             assert_eq!(at, body_at);
             assert_eq!(SyntheticHeader::parse(&buf[at..]), Some(header(key)));
         }
+    }
+
+    #[test]
+    fn h264_framing_round_trips_single_and_fragments() {
+        for (keyframe, start, end) in [
+            (true, true, true),
+            (false, true, true),
+            (true, true, false),
+            (false, false, false),
+            (false, false, true),
+        ] {
+            let info = H264Info {
+                keyframe,
+                start,
+                end,
+            };
+            let mut buf = Vec::new();
+            info.write(&mut buf);
+            let at = buf.len();
+            header(keyframe).write(&mut buf, 64);
+            assert_eq!(H264Info::parse(&buf), Some((info, at)));
+        }
+        assert_eq!(H264Info::parse(&[NRI | NAL_FU_A]), None);
+        assert_eq!(
+            H264Info::parse(&[NRI | 24, 0, 1]),
+            None,
+            "STAP-A carries no body"
+        );
     }
 
     #[test]

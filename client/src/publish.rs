@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{TimeBase, VideoSpec};
+use crate::config::{TimeBase, VideoCodec, VideoSpec};
 use crate::payload::{
-    SyntheticHeader, TrackKind, Vp8Info, HEADER_LEN, VP8_DESCRIPTOR_LEN, VP8_KEY_HEADER_LEN,
+    H264Info, SyntheticHeader, TrackKind, Vp8Info, HEADER_LEN, VP8_DESCRIPTOR_LEN,
+    VP8_KEY_HEADER_LEN,
 };
 
 /// Bytes of RTP payload per video packet at most (leaves room for SRTP and extensions).
@@ -277,12 +278,6 @@ impl VideoSource {
         state.tl0 = state.tl0.wrapping_add(1);
         let send_time_us = time.micros(now);
         for index in 0..packets {
-            let vp8 = Vp8Info {
-                start_of_frame: index == 0,
-                picture_id: state.picture_id,
-                tl0_pic_idx: state.tl0,
-                keyframe,
-            };
             let header = SyntheticHeader {
                 kind: TrackKind::Video,
                 layer: layer as u8,
@@ -296,7 +291,21 @@ impl VideoSource {
             };
             let mut payload =
                 Vec::with_capacity(VP8_DESCRIPTOR_LEN + VP8_KEY_HEADER_LEN + body_len);
-            vp8.write(&mut payload, spec.width, spec.height);
+            match self.spec.codec {
+                VideoCodec::Vp8 => Vp8Info {
+                    start_of_frame: index == 0,
+                    picture_id: state.picture_id,
+                    tl0_pic_idx: state.tl0,
+                    keyframe,
+                }
+                .write(&mut payload, spec.width, spec.height),
+                VideoCodec::H264 => H264Info {
+                    keyframe,
+                    start: index == 0,
+                    end: index + 1 == packets,
+                }
+                .write(&mut payload),
+            }
             header.write(&mut payload, body_len);
             out.push(OutPacket {
                 layer,

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use crate::payload::{SyntheticHeader, TrackKind, Vp8Info};
+use crate::config::VideoCodec;
+use crate::payload::{H264Info, SyntheticHeader, TrackKind, Vp8Info};
 
 /// Frames older than the decoded head by more than this are forgotten (and counted lost).
 const FRAME_WINDOW: u32 = 64;
@@ -136,6 +137,8 @@ pub(crate) struct Received<'a> {
     pub payload: &'a [u8],
     pub audio_level: Option<i8>,
     pub now_us: u64,
+    /// The video codec from the payload type; `None` on audio or an unknown type.
+    pub codec: Option<VideoCodec>,
 }
 
 impl TrackStats {
@@ -196,13 +199,22 @@ impl TrackStats {
                 self.last_audio_level = rx.audio_level.or(self.last_audio_level);
                 (None, rx.payload)
             }
-            TrackKind::Video => match Vp8Info::parse(rx.payload) {
-                Some((info, at)) => (Some(info), &rx.payload[at..]),
-                None => {
-                    self.payload_errors += 1;
-                    return false;
+            TrackKind::Video => {
+                let parsed = match rx.codec {
+                    Some(VideoCodec::H264) => H264Info::parse(rx.payload).map(|(_, at)| (None, at)),
+                    Some(VideoCodec::Vp8) => {
+                        Vp8Info::parse(rx.payload).map(|(info, at)| (Some(info), at))
+                    }
+                    None => None,
+                };
+                match parsed {
+                    Some((info, at)) => (info, &rx.payload[at..]),
+                    None => {
+                        self.payload_errors += 1;
+                        return false;
+                    }
                 }
-            },
+            }
         };
         let Some(header) = SyntheticHeader::parse(body) else {
             self.payload_errors += 1;
@@ -224,14 +236,14 @@ impl TrackStats {
         if !seq.repaired && !seq.duplicate {
             stream.layer = Some(header.layer);
         }
-        let Some(vp8) = vp8 else {
-            return false;
-        };
-        // Only a packet that directly follows its predecessor in sequence can be judged:
-        // after a hole the frames in between may be the ones missing.
-        let judge = seq.missing == 0 && !seq.repaired && !seq.duplicate;
-        self.picture_id_violations += u64::from(stream.picture_id.advance(vp8.picture_id, judge));
-        self.tl0_violations += u64::from(stream.tl0.advance(u16::from(vp8.tl0_pic_idx), judge));
+        if let Some(vp8) = vp8 {
+            // Only a packet that directly follows its predecessor in sequence can be judged:
+            // after a hole the frames in between may be the ones missing.
+            let judge = seq.missing == 0 && !seq.repaired && !seq.duplicate;
+            self.picture_id_violations +=
+                u64::from(stream.picture_id.advance(vp8.picture_id, judge));
+            self.tl0_violations += u64::from(stream.tl0.advance(u16::from(vp8.tl0_pic_idx), judge));
+        }
         let out = stream.frames.add(&header);
         self.frames_incomplete += out.incomplete;
         if let Some(done) = out.completed {

@@ -279,3 +279,21 @@ fn offer_declares_simulcast_rtx_transport_cc_and_audio_level() {
         "a publisher needs no data channel"
     );
 }
+
+#[test]
+fn h264_simulcast_is_received_and_decoded() {
+    let mut p = Pair::connect(
+        |t| {
+            ClientConfig::new("pub", 9, t)
+                .with_video(VideoSpec::simulcast3().with_codec(shardcast_client::VideoCodec::H264))
+        },
+        viewer,
+        LATENCY,
+    );
+    p.run_for(Duration::from_secs(2));
+    let v = video(&p);
+    assert_eq!(v.ssrcs.len(), 3);
+    assert_eq!(v.payload_errors, 0, "{v:?}");
+    assert!(v.decodable_per_layer[..3].iter().all(|n| *n >= 55), "{v:?}");
+    assert!(v.keyframes >= 3);
+}
