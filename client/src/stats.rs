@@ -524,6 +524,104 @@ mod tests {
         }
     }
 
+    /// One VP8 packet of a one-packet frame as a forwarder would deliver it.
+    fn vp8_packet(frame: u32, layer: u8, key: bool, pid: u16) -> Vec<u8> {
+        let mut buf = Vec::new();
+        Vp8Info {
+            start_of_frame: true,
+            picture_id: pid,
+            tl0_pic_idx: pid as u8,
+            keyframe: key,
+        }
+        .write(&mut buf, 320, 180);
+        let mut h = hdr(frame, layer, key, 0, 1);
+        h.send_time_us = 1_000;
+        h.write(&mut buf, 100);
+        buf
+    }
+
+    fn feed(t: &mut TrackStats, seq: u64, payload: &[u8]) {
+        t.record(
+            Received {
+                ssrc: 7,
+                seq,
+                payload,
+                audio_level: None,
+                now_us: 1_500,
+                codec: Some(VideoCodec::Vp8),
+            },
+            true,
+        );
+    }
+
+    #[test]
+    fn a_forwarded_layer_switch_at_a_keyframe_is_seamless() {
+        let mut t = TrackStats::new("0".into(), None, TrackKind::Video, 16);
+        for f in 0..10u32 {
+            feed(
+                &mut t,
+                100 + u64::from(f),
+                &vp8_packet(f, 0, f == 0, 500 + f as u16),
+            );
+        }
+        // The forwarder switches to layer 2 at its keyframe, rewriting seq and picture id.
+        for f in 10..20u32 {
+            feed(
+                &mut t,
+                100 + u64::from(f),
+                &vp8_packet(f, 2, f == 10, 500 + f as u16),
+            );
+        }
+        assert_eq!(t.layer_switches, 1);
+        assert_eq!(t.current_layer, Some(2));
+        assert_eq!(t.frames_decodable, 20);
+        assert_eq!(t.decodable_per_layer, [10, 0, 10, 0]);
+        assert_eq!(t.keyframes, 2);
+        assert_eq!(
+            (t.missing, t.picture_id_violations, t.tl0_violations),
+            (0, 0, 0)
+        );
+        assert_eq!(t.latency.min_us, 500);
+    }
+
+    #[test]
+    fn a_switch_to_a_delta_frame_and_a_picture_id_jump_are_caught() {
+        let mut t = TrackStats::new("0".into(), None, TrackKind::Video, 16);
+        for f in 0..5u32 {
+            feed(&mut t, u64::from(f), &vp8_packet(f, 0, f == 0, f as u16));
+        }
+        // Switch without waiting for a keyframe and without rewriting the picture id.
+        for f in 5..8u32 {
+            feed(
+                &mut t,
+                u64::from(f),
+                &vp8_packet(f, 1, false, 100 + f as u16),
+            );
+        }
+        assert_eq!(t.layer_switches, 1);
+        assert_eq!(
+            t.frames_decodable, 5,
+            "delta frames of the new layer are undecodable"
+        );
+        assert_eq!(t.frames_complete, 8);
+        assert_eq!(t.picture_id_violations, 1);
+        assert_eq!(t.tl0_violations, 1);
+    }
+
+    #[test]
+    fn garbage_payloads_are_counted_not_trusted() {
+        let mut t = TrackStats::new("0".into(), None, TrackKind::Video, 16);
+        feed(&mut t, 1, &[]);
+        feed(&mut t, 2, &[0x90, 0x80]);
+        let mut corrupt = vp8_packet(0, 0, true, 1);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xFF;
+        feed(&mut t, 3, &corrupt);
+        assert_eq!(t.payload_errors, 3);
+        assert_eq!(t.packets, 3);
+        assert_eq!(t.frames_complete, 0);
+    }
+
     #[test]
     fn seq_tracker_counts_holes_repairs_and_duplicates() {
         let mut s = SeqTracker::default();

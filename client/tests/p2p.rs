@@ -297,3 +297,32 @@ fn h264_simulcast_is_received_and_decoded() {
     assert!(v.decodable_per_layer[..3].iter().all(|n| *n >= 55), "{v:?}");
     assert!(v.keyframes >= 3);
 }
+
+#[test]
+fn garbage_datagrams_are_counted_and_the_call_goes_on() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(1));
+    let before = video(&p).frames_decodable;
+    let (from, to) = (
+        common::A_ADDR.parse().unwrap(),
+        common::B_ADDR.parse().unwrap(),
+    );
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..200 {
+        let len = rng.usize(0..1500);
+        let mut junk: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        // Half of it looks like RTP or DTLS on the first byte, to reach deeper parsers.
+        if i % 2 == 0 && !junk.is_empty() {
+            junk[0] = if i % 4 == 0 { 0x80 } else { 22 };
+        }
+        let now = p.now;
+        p.b.handle_datagram(now, from, to, &junk);
+    }
+    p.run_for(Duration::from_secs(1));
+    assert!(p.b.stats().datagrams_rejected > 0);
+    assert!(p.b.error().is_none(), "{:?}", p.b.error());
+    assert!(
+        video(&p).frames_decodable >= before + 80,
+        "the call keeps flowing"
+    );
+}
