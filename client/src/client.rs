@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
+use str0m::format::{Codec, CodecSpec};
 use str0m::media::{
-    Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
+    Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer,
 };
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
@@ -488,11 +488,9 @@ impl Client {
         }
         if let Some(audio) = &mut self.audio {
             audio.source.poll(now, &time, &mut out);
-            let opus = self
-                .rtc
-                .codec_config()
-                .find(|p| p.spec().codec == Codec::Opus)
-                .map(|p| p.pt());
+            let opus = audio
+                .mid
+                .and_then(|mid| negotiated_pt(&self.rtc, mid, |c| c.codec == Codec::Opus));
             if let (Some(pt), false) = (opus, out.is_empty()) {
                 let mut api = self.rtc.direct_api();
                 if let Some(tx) = audio.mid.and_then(|mid| api.stream_tx_by_mid(mid, None)) {
@@ -516,16 +514,15 @@ impl Client {
         if let Some(video) = &mut self.video {
             let mut frames = std::mem::take(&mut self.frames);
             video.source.poll(now, &time, &mut out, &mut frames);
-            let pt = match video.source.spec().codec {
-                VideoCodec::Vp8 => self
-                    .rtc
-                    .codec_config()
-                    .find(|p| p.spec().codec == Codec::Vp8),
-                VideoCodec::H264 => self.rtc.codec_config().find(|p| {
-                    p.spec().codec == Codec::H264 && p.spec().format.packetization_mode == Some(1)
-                }),
-            }
-            .map(|p| p.pt());
+            let codec = video.source.spec().codec;
+            let pt = video.mid.and_then(|mid| {
+                negotiated_pt(&self.rtc, mid, |c| match codec {
+                    VideoCodec::Vp8 => c.codec == Codec::Vp8,
+                    VideoCodec::H264 => {
+                        c.codec == Codec::H264 && c.format.packetization_mode == Some(1)
+                    }
+                })
+            });
             let simulcast = video.source.spec().is_simulcast();
             let rids: Vec<Rid> = video
                 .source
@@ -558,4 +555,15 @@ impl Client {
         }
         self.scratch = out;
     }
+}
+
+/// The first payload type of ours that matches `wanted` and that the remote accepted for
+/// `mid` (an answer may drop some of the offered types).
+fn negotiated_pt(rtc: &Rtc, mid: Mid, wanted: impl Fn(&CodecSpec) -> bool) -> Option<Pt> {
+    let remote = rtc.media(mid).map(|m| m.remote_pts()).unwrap_or(&[]);
+    rtc.codec_config()
+        .iter()
+        .filter(|p| wanted(&p.spec()))
+        .map(|p| p.pt())
+        .find(|pt| remote.is_empty() || remote.contains(pt))
 }

@@ -326,3 +326,81 @@ fn garbage_datagrams_are_counted_and_the_call_goes_on() {
         "the call keeps flowing"
     );
 }
+
+/// Keeps only payload type `keep` (and its RTX) among the video codecs of `sdp`, as an
+/// answerer that supports a single profile would answer.
+fn keep_only_video_pt(sdp: &str, keep: &str) -> String {
+    let rtx_of_keep: Vec<String> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=fmtp:"))
+        .filter(|l| l.ends_with(&format!("apt={keep}")))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect();
+    let mut kept = vec![keep.to_string()];
+    kept.extend(rtx_of_keep);
+    let mut in_video = false;
+    let mut out = Vec::new();
+    for line in sdp.split("\r\n") {
+        if line.starts_with("m=") {
+            in_video = line.starts_with("m=video");
+            if in_video {
+                let mut parts: Vec<&str> = line.split(' ').take(3).collect();
+                parts.extend(kept.iter().map(String::as_str));
+                out.push(parts.join(" "));
+                continue;
+            }
+        }
+        let pt_line = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+            .and_then(|rest| rest.split(' ').next());
+        if in_video && pt_line.is_some_and(|pt| !kept.iter().any(|k| k == pt)) {
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out.join("\r\n")
+}
+
+#[test]
+fn the_publisher_sends_the_payload_type_the_answer_kept() {
+    let mut p = Pair::new(
+        |t| {
+            ClientConfig::new("pub", 9, t).with_video(
+                VideoSpec::single(300_000).with_codec(shardcast_client::VideoCodec::H264),
+            )
+        },
+        viewer,
+        LATENCY,
+    );
+    let offer = p.a.create_offer(p.now).unwrap();
+    // The last H264 payload type with packetization-mode 1 is not the publisher's first pick.
+    let keep = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=fmtp:"))
+        .filter(|l| l.contains("packetization-mode=1"))
+        .filter_map(|l| l.split(' ').next())
+        .last()
+        .unwrap()
+        .to_string();
+    let answer = p.b.accept_offer(p.now, &offer).unwrap();
+    let answer = keep_only_video_pt(&answer, &keep);
+    p.a.accept_answer(p.now, &answer).unwrap();
+    p.wait_connected();
+    let sent_pts = Rc::new(RefCell::new(BTreeSet::new()));
+    let s = sent_pts.clone();
+    p.drop_a_to_b = Some(Box::new(move |dg| {
+        if let Some(i) = rtp_info(dg) {
+            s.borrow_mut().insert(i.pt.to_string());
+        }
+        false
+    }));
+    p.run_for(Duration::from_secs(1));
+    assert!(
+        sent_pts.borrow().contains(&keep),
+        "{:?} vs {keep}",
+        sent_pts.borrow()
+    );
+    let v = video(&p);
+    assert!(v.frames_decodable >= 25, "{v:?}");
+}
