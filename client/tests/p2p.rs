@@ -380,7 +380,7 @@ fn the_publisher_sends_the_payload_type_the_answer_kept() {
         .filter_map(|l| l.strip_prefix("a=fmtp:"))
         .filter(|l| l.contains("packetization-mode=1"))
         .filter_map(|l| l.split(' ').next())
-        .last()
+        .next_back()
         .unwrap()
         .to_string();
     let answer = p.b.accept_offer(p.now, &offer).unwrap();
