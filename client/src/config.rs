@@ -152,11 +152,13 @@ pub struct ClientConfig {
     pub seed: u64,
     /// Publish one Opus-like audio track (50 packets/s, RFC 6464 level).
     pub publish_audio: bool,
-    /// Publish one VP8 video track, simulcast when it has several layers.
+    /// Publish one video track (VP8 or H264), simulcast when it has several layers.
     pub publish_video: Option<VideoSpec>,
     /// Track received media in [`crate::ClientStats`]; off ignores incoming media.
     pub subscribe: bool,
-    /// Check every received synthetic payload byte; off only parses the header and counts.
+    /// Parse and check every received synthetic payload (layers, frames, decodability,
+    /// picture ids, latency, content). Off counts only: packets, bytes, SSRCs, sequence gaps
+    /// and audio levels — the cheap mode for viewers in large load runs.
     pub verify_payloads: bool,
     /// Send a PLI when a received video stream stops being decodable (as a browser does).
     pub request_keyframes: bool,

@@ -404,3 +404,27 @@ fn the_publisher_sends_the_payload_type_the_answer_kept() {
     let v = video(&p);
     assert!(v.frames_decodable >= 25, "{v:?}");
 }
+
+#[test]
+fn count_only_viewers_count_packets_and_gaps_but_skip_payloads() {
+    let mut p = Pair::connect(
+        publisher,
+        |t| {
+            let mut c = viewer(t);
+            c.verify_payloads = false;
+            c
+        },
+        LATENCY,
+    );
+    p.run_for(Duration::from_secs(1));
+    let v = video(&p);
+    assert!(v.packets > 200);
+    assert_eq!(v.ssrcs.len(), 3);
+    assert_eq!(v.missing, 0);
+    assert_eq!(
+        (v.frames_complete, v.latency.count),
+        (0, 0),
+        "payloads not parsed"
+    );
+    assert!(audio(&p).audio_packets >= 45);
+}
