@@ -505,6 +505,21 @@ impl ClientStats {
         self.tracks.values().filter(|t| t.kind == TrackKind::Audio)
     }
 
+    /// The received track whose sender declared msid track id `track_id`.
+    pub fn track_by_id(&self, track_id: &str) -> Option<&TrackStats> {
+        self.tracks
+            .values()
+            .find(|t| t.track_id.as_deref() == Some(track_id))
+    }
+
+    /// Received tracks carrying payloads from publisher `source_id`
+    /// ([`crate::ClientConfig::source_id`]).
+    pub fn tracks_from(&self, source_id: u32) -> impl Iterator<Item = &TrackStats> {
+        self.tracks
+            .values()
+            .filter(move |t| t.source_ids.contains(&source_id))
+    }
+
     /// Packets received over all tracks.
     pub fn packets_received(&self) -> u64 {
         self.tracks.values().map(|t| t.packets).sum()

@@ -244,6 +244,8 @@ fn a_subscribe_only_client_receives_media_added_by_renegotiation() {
     p.run_for(Duration::from_secs(2));
     let v = video(&p);
     assert_eq!(v.track_id.as_deref(), Some("pub-video"));
+    assert!(p.b.stats().track_by_id("pub-audio").is_some());
+    assert_eq!(p.b.stats().tracks_from(p.a.config().source_id()).count(), 2);
     assert!(v.decodable_per_layer[..3].iter().all(|n| *n >= 50), "{v:?}");
     assert!(audio(&p).audio_packets >= 90);
     assert!(matches!(
@@ -427,4 +429,31 @@ fn count_only_viewers_count_packets_and_gaps_but_skip_payloads() {
         "payloads not parsed"
     );
     assert!(audio(&p).audio_packets >= 45);
+}
+
+#[test]
+fn five_percent_loss_both_ways_is_repaired_for_video() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_millis(500));
+    p.drop_a_to_b = Some(common::random_loss(1, 0.05));
+    p.drop_b_to_a = Some(common::random_loss(2, 0.05));
+    p.run_for(Duration::from_secs(5));
+    p.drop_a_to_b = None;
+    p.drop_b_to_a = None;
+    p.run_for(Duration::from_secs(1));
+
+    let v = video(&p);
+    assert!(v.missing > 50, "loss happened: {}", v.missing);
+    let sent: u64 = p.a.stats().published.video_packets.iter().sum();
+    let delivered = v.packets - v.duplicates;
+    assert!(
+        delivered * 100 >= sent * 99,
+        "delivered {delivered} of {sent}, unrepaired {}",
+        v.unrepaired()
+    );
+    let a = audio(&p);
+    assert!(
+        a.missing > 0 && a.repaired == 0,
+        "audio loss is not repaired"
+    );
 }

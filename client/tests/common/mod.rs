@@ -47,6 +47,8 @@ pub struct Pair {
     pub latency: Duration,
     /// Applied to datagrams from a to b.
     pub drop_a_to_b: Option<DropFilter>,
+    /// Applied to datagrams from b to a.
+    pub drop_b_to_a: Option<DropFilter>,
     a_next: Instant,
     b_next: Instant,
     to_a: VecDeque<InFlight>,
@@ -86,6 +88,7 @@ impl Pair {
             start,
             latency,
             drop_a_to_b: None,
+            drop_b_to_a: None,
             a_next: start,
             b_next: start,
             to_a: VecDeque::new(),
@@ -200,12 +203,17 @@ impl Pair {
                     source,
                     destination,
                     contents,
-                } => self.to_a.push_back(InFlight {
-                    at,
-                    source,
-                    destination,
-                    contents,
-                }),
+                } => {
+                    let dropped = self.drop_b_to_a.as_mut().is_some_and(|f| f(&contents));
+                    if !dropped {
+                        self.to_a.push_back(InFlight {
+                            at,
+                            source,
+                            destination,
+                            contents,
+                        });
+                    }
+                }
                 ClientOutput::Timeout(t) => {
                     self.b_next = t;
                     break;
@@ -213,4 +221,10 @@ impl Pair {
             }
         }
     }
+}
+
+/// Drops each datagram with probability `p`, reproducibly from `seed`.
+pub fn random_loss(seed: u64, p: f64) -> DropFilter {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    Box::new(move |_| rng.f64() < p)
 }
