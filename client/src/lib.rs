@@ -43,4 +43,4 @@ pub use client::{Client, ClientOutput};
 pub use config::{ClientConfig, LayerSpec, TimeBase, VideoCodec, VideoSpec, LAYER_RIDS};
 pub use error::ClientError;
 pub use payload::TrackKind;
-pub use stats::{ClientStats, LatencyStats, PublishStats, TrackStats};
+pub use stats::{ClientStats, LatencyStats, LayerChange, PublishStats, TrackStats};

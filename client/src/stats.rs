@@ -17,6 +17,20 @@ const MAX_TRACKED_HOLES: usize = 2048;
 /// Layers counted separately; higher layer numbers share the last slot.
 pub const MAX_LAYERS: usize = 4;
 
+/// Layer changes kept per track.
+const MAX_LAYER_CHANGES: usize = 256;
+
+/// One change of the received layer on a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerChange {
+    /// Receive time in µs on the run's shared clock ([`crate::TimeBase`]).
+    pub at_us: u64,
+    /// Layer before.
+    pub from: u8,
+    /// Layer after.
+    pub to: u8,
+}
+
 /// Latency samples (receive time minus the payload's send time, µs on the shared clock).
 #[derive(Debug, Clone, Default)]
 pub struct LatencyStats {
@@ -103,6 +117,9 @@ pub struct TrackStats {
     pub current_layer: Option<u8>,
     /// Times the layer of consecutive packets on one SSRC changed.
     pub layer_switches: u64,
+    /// The first layer changes, with their receive time (so a test can tell how long a
+    /// forwarder took to react).
+    pub layer_changes: Vec<LayerChange>,
     /// Complete keyframes.
     pub keyframes: u64,
     /// Frames whose every packet arrived.
@@ -159,6 +176,7 @@ impl TrackStats {
             packets_per_layer: [0; MAX_LAYERS],
             current_layer: None,
             layer_switches: 0,
+            layer_changes: Vec::new(),
             keyframes: 0,
             frames_complete: 0,
             frames_decodable: 0,
@@ -235,10 +253,17 @@ impl TrackStats {
         let layer = header.layer.min(MAX_LAYERS as u8 - 1);
         self.packets_per_layer[usize::from(layer)] += 1;
         self.current_layer = Some(header.layer);
-        if stream.layer.is_some_and(|l| l != header.layer) && !seq.duplicate && !seq.repaired {
-            self.layer_switches += 1;
-        }
         if !seq.repaired && !seq.duplicate {
+            if let Some(from) = stream.layer.filter(|l| *l != header.layer) {
+                self.layer_switches += 1;
+                if self.layer_changes.len() < MAX_LAYER_CHANGES {
+                    self.layer_changes.push(LayerChange {
+                        at_us: rx.now_us,
+                        from,
+                        to: header.layer,
+                    });
+                }
+            }
             stream.layer = Some(header.layer);
         }
         if let Some(vp8) = vp8 {
@@ -593,6 +618,14 @@ mod tests {
             );
         }
         assert_eq!(t.layer_switches, 1);
+        assert_eq!(
+            t.layer_changes,
+            vec![LayerChange {
+                at_us: 1_500,
+                from: 0,
+                to: 2
+            }]
+        );
         assert_eq!(t.current_layer, Some(2));
         assert_eq!(t.frames_decodable, 20);
         assert_eq!(t.decodable_per_layer, [10, 0, 10, 0]);
