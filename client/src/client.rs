@@ -188,13 +188,34 @@ impl Client {
     }
 
     /// Answers an offer from the remote (the server adding or removing tracks to receive, or
-    /// a peer publishing directly to this client). An outstanding own offer is dropped.
+    /// a peer publishing directly to this client). An outstanding own offer is dropped (glare:
+    /// the remote's offer wins) and what it added is offered again by the next
+    /// [`Client::create_offer`].
     pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, ClientError> {
         self.last_now = now;
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| ClientError::BadSdp(e.to_string()))?;
-        self.pending_offer = None;
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        if self.pending_offer.take().is_some() {
+            // Glare: str0m dropped our offer, and with it the m-lines it added; offer them
+            // again on the next create_offer.
+            let rtc = &self.rtc;
+            if let Some(a) = self
+                .audio
+                .as_mut()
+                .filter(|a| a.mid.is_some_and(|m| rtc.media(m).is_none()))
+            {
+                a.mid = None;
+            }
+            if let Some(v) = self
+                .video
+                .as_mut()
+                .filter(|v| v.mid.is_some_and(|m| rtc.media(m).is_none()))
+            {
+                v.mid = None;
+            }
+            self.channel_offered = false;
+        }
         self.pump();
         Ok(answer.to_sdp_string())
     }

@@ -457,3 +457,33 @@ fn five_percent_loss_both_ways_is_repaired_for_video() {
         "audio loss is not repaired"
     );
 }
+
+#[test]
+fn glare_drops_our_offer_and_the_next_offer_carries_the_media_again() {
+    let mut p = Pair::new(publisher, viewer, LATENCY);
+    let _lost = p.a.create_offer(p.now).unwrap();
+    // The viewer's offer arrives first and wins.
+    p.offer_from_b();
+    p.wait_connected();
+    assert!(
+        p.a.video_mid().is_none(),
+        "the dropped offer's m-lines are gone"
+    );
+    p.offer_from_a();
+    p.run_for(Duration::from_secs(1));
+    assert!(video(&p).frames_decodable >= 25);
+}
+
+#[test]
+fn media_keeps_flowing_across_an_ice_restart() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(1));
+    let offer = p.b.ice_restart_offer(p.now).unwrap();
+    assert!(offer.contains("a=ice-ufrag:"));
+    let answer = p.a.accept_offer(p.now, &offer).unwrap();
+    p.b.accept_answer(p.now, &answer).unwrap();
+    let before = video(&p).frames_decodable;
+    p.run_for(Duration::from_secs(1));
+    assert!(video(&p).frames_decodable >= before + 80);
+    assert!(p.a.is_connected() && p.b.is_connected());
+}
