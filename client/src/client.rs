@@ -328,10 +328,19 @@ impl Client {
             .map(|m| m.to_string())
     }
 
-    /// Audio "speaking" (level 20–35 dB below full scale) or silent (100–120 below).
+    /// Audio "speaking" (the loudness plus a 0–15 dB wobble, see [`Client::set_loudness`])
+    /// or silent (100–120 dB below full scale). Speaking is the default.
     pub fn set_speaking(&mut self, speaking: bool) {
         if let Some(audio) = &mut self.audio {
             audio.source.set_speaking(speaking);
+        }
+    }
+
+    /// The speaking level in dB below full scale (RFC 6464: 0 loudest, 127 silence;
+    /// default 20), so tests can make one speaker dominate another.
+    pub fn set_loudness(&mut self, dbov: u8) {
+        if let Some(audio) = &mut self.audio {
+            audio.source.set_loudness(dbov);
         }
     }
 

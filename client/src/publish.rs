@@ -50,6 +50,7 @@ pub(crate) struct AudioSource {
     packets: u64,
     speaking: bool,
     was_speaking: bool,
+    loudness: i8,
 }
 
 impl AudioSource {
@@ -64,11 +65,17 @@ impl AudioSource {
             packets: 0,
             speaking: true,
             was_speaking: false,
+            loudness: 20,
         }
     }
 
     pub fn set_speaking(&mut self, speaking: bool) {
         self.speaking = speaking;
+    }
+
+    /// Sets the speaking level in dB below full scale (0 loudest, 127 silence).
+    pub fn set_loudness(&mut self, dbov: u8) {
+        self.loudness = dbov.min(127) as i8;
     }
 
     pub fn next_at(&self) -> Option<Instant> {
@@ -95,10 +102,12 @@ impl AudioSource {
     }
 
     fn packet(&mut self, now: Instant, time: &TimeBase) -> OutPacket {
-        // Speech: 20..35 dB below full scale, a slow wobble; silence: near the floor.
+        // Speech: the loudness (dB below full scale) plus a slow 0..15 dB wobble; silence:
+        // near the floor.
         let (level, size) = if self.speaking {
             let phase = (self.packets % 50) as i8;
-            (20 + (phase - 25).abs() / 2 + self.rng.i8(0..3), 120)
+            let wobble = (phase - 25).abs() / 2 + self.rng.i8(0..3);
+            (self.loudness.saturating_add(wobble), 120)
         } else {
             (self.rng.i8(100..120), HEADER_LEN)
         };

@@ -487,3 +487,21 @@ fn media_keeps_flowing_across_an_ice_restart() {
     assert!(video(&p).frames_decodable >= before + 80);
     assert!(p.a.is_connected() && p.b.is_connected());
 }
+
+#[test]
+fn the_audio_level_follows_loudness_and_silence() {
+    let mut p = Pair::connect(
+        |t| ClientConfig::new("pub", 1, t).with_audio(),
+        viewer,
+        LATENCY,
+    );
+    p.a.set_loudness(5);
+    p.run_for(Duration::from_millis(500));
+    // RFC 6464 carries -dBov: 5..20 dB below full scale while speaking loudly.
+    let loud = audio(&p).last_audio_level.unwrap();
+    assert!((-20..=-5).contains(&loud), "{loud}");
+    p.a.set_speaking(false);
+    p.run_for(Duration::from_millis(500));
+    let quiet = audio(&p).last_audio_level.unwrap();
+    assert!(quiet <= -100, "{quiet}");
+}
