@@ -2,6 +2,25 @@
 //! synthetic audio and simulcast VP8 video and measures what it receives. Tests, the bench
 //! harness and end-to-end checks use it; the server must never depend on it.
 //!
+//! # Use
+//!
+//! ```text
+//! let mut c = Client::new(ClientConfig::new("alice", 1, TimeBase::real()).with_audio()
+//!                             .with_video(VideoSpec::simulcast3()), local_addr, now)?;
+//! let offer = c.create_offer(now)?;          // sendonly audio + video (a=simulcast:send q;h;f)
+//! c.accept_answer(now, &server_answer)?;
+//! c.accept_offer(now, &server_offer)?;        // later: the server adds tracks to receive
+//! loop {
+//!     match c.poll_output() {                 // drain after every handle_* / signaling call
+//!         ClientOutput::Transmit { destination, contents, .. } => send(destination, contents),
+//!         ClientOutput::Timeout(at) => { /* wait for a datagram or `at` */ break }
+//!     }
+//! }
+//! c.handle_datagram(now, source, local_addr, &buf);  // or c.handle_timeout(now)
+//! c.stats().video_tracks() ...                // what a viewer would notice
+//! ```
+//! [`udp::run_blocking`] is that loop over a real socket, for tests.
+//!
 //! # Synthetic payload format
 //!
 //! Audio RTP payloads are the synthetic body alone (Opus pt, 20 ms per packet, RFC 6464
