@@ -556,7 +556,7 @@ async function shardcastStats() {
       out.outbound.push({ kind: s.kind, rid: s.rid || null, bytesSent: s.bytesSent || 0, framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0 });
     }
     if (s.type !== "inbound-rtp") return;
-    const r = S.receivers.get(s.mid);
+    const r = S.receivers.get(s.mid) || [...S.receivers.values()].find((x) => x.track.id === s.trackIdentifier);
     const info = r ? describeReceiver(r, msids) : undefined;
     const t = {
       mid: s.mid, kind: s.kind, track: info ? info.id : null, identity: info ? info.identity : null,
