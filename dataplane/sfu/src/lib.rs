@@ -3,6 +3,30 @@
 //! Owns rooms, peers (one str0m `Rtc` each), published tracks and subscriptions of one shard,
 //! driven by `handle_*` calls and drained with `poll_output`. It never reads the clock, never
 //! touches a socket and never blocks: the shard (crate `shardcast-dataplane`) does the I/O.
+//!
+//! Layout: [`core`] (the `ShardCore` type, control calls, the input/drain loop), `route`
+//! (the per-packet forwarding path), [`demux`], [`timers`], `peer` (one str0m `Rtc`),
+//! `track` (tracks and subscriptions), `room` (members, active speaker), [`forward`] (pure
+//! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
 
+pub mod api;
+pub mod config;
+pub mod core;
+pub mod demux;
 pub mod forward;
 pub mod ids;
+mod peer;
+mod room;
+mod route;
+pub mod stats;
+pub mod timers;
+mod track;
+
+pub use crate::api::{
+    CloseReason, CoreEvent, CreatePeer, LayerIndex, LayerPreference, MediaKind, MediaPacket,
+    Output, PeerRole, ShardMessage, TrackInfo,
+};
+pub use crate::config::CoreConfig;
+pub use crate::core::{CoreError, ShardCore};
+pub use crate::ids::{PeerId, RoomId, ShardId, TrackId};
+pub use crate::stats::{DropReason, ShardStats};

@@ -1,0 +1,205 @@
+//! The core's public vocabulary: what goes in (commands, cross-shard messages) and what comes
+//! out (`Output`, `CoreEvent`). Plain data; the shard maps `CoreEvent` onto the node API's
+//! `NodeEvent` (crate `shardcast-dataplane` depends on this crate, not the other way round).
+//!
+//! Nothing here may hold a reference into a peer or allocate per packet except the
+//! `Arc<[u8]>` payload str0m already gave us (shared, never copied).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::format::CodecSpec;
+use str0m::net::Transmit;
+
+use crate::ids::{PeerId, RoomId, ShardId, TrackId};
+
+/// Simulcast layer index: 0 is the lowest spatial layer (the first rid the publisher lists).
+pub type LayerIndex = u8;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl From<str0m::media::MediaKind> for MediaKind {
+    fn from(k: str0m::media::MediaKind) -> Self {
+        match k {
+            str0m::media::MediaKind::Audio => MediaKind::Audio,
+            str0m::media::MediaKind::Video => MediaKind::Video,
+        }
+    }
+}
+
+impl From<MediaKind> for str0m::media::MediaKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Audio => str0m::media::MediaKind::Audio,
+            MediaKind::Video => str0m::media::MediaKind::Video,
+        }
+    }
+}
+
+/// Which way media flows for a new peer (mirrors the node API's `PeerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    Both,
+    Publish,
+    Subscribe,
+}
+
+/// What `ShardCore::create_peer` needs besides the id.
+#[derive(Debug, Clone)]
+pub struct CreatePeer {
+    pub room: RoomId,
+    /// Identity inside the room; the msid stream id of the tracks it publishes.
+    pub identity: String,
+    pub role: PeerRole,
+    /// The client's SDP offer.
+    pub offer: String,
+}
+
+/// Everything a subscriber's shard must know about a published track to subscribe to it.
+/// For a track published on another shard, `track.shard()` differs from this shard and
+/// media arrives through `handle_shard_message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub track: TrackId,
+    pub room: RoomId,
+    /// The publisher's identity: the msid stream id the subscriber sees.
+    pub publisher_identity: String,
+    pub kind: MediaKind,
+    /// Simulcast rids, lowest layer first; empty for a single-layer track.
+    pub rids: Vec<String>,
+}
+
+/// A subscriber's wish for one subscription (mirrors the node API's `LayerPreference`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPreference {
+    /// Highest layer wanted; `None` = best available.
+    pub max_layer: Option<LayerIndex>,
+    /// Hidden tiles pause the subscription.
+    pub visible: bool,
+}
+
+impl Default for LayerPreference {
+    fn default() -> Self {
+        Self {
+            max_layer: None,
+            visible: true,
+        }
+    }
+}
+
+/// Events for the node API (the shard maps them to `NodeEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreEvent {
+    PeerConnected {
+        peer: PeerId,
+    },
+    PeerClosed {
+        peer: PeerId,
+        reason: CloseReason,
+    },
+    TrackPublished {
+        peer: PeerId,
+        room: RoomId,
+        track: TrackId,
+        kind: MediaKind,
+        identity: String,
+        rids: Vec<String>,
+    },
+    TrackUnpublished {
+        peer: PeerId,
+        room: RoomId,
+        track: TrackId,
+    },
+    ActiveSpeaker {
+        room: RoomId,
+        peer: PeerId,
+    },
+    /// A server-initiated offer; answer with `ShardCore::accept_answer`.
+    Offer {
+        peer: PeerId,
+        sdp: String,
+    },
+}
+
+/// Why a peer went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// `close_peer` was called.
+    Requested,
+    /// ICE consent expired / str0m declared the connection dead.
+    Disconnected,
+    /// The remote closed DTLS.
+    RemoteClosed,
+    /// str0m returned an error we cannot recover from.
+    Error,
+    /// Handling this peer panicked; the peer was dropped, the shard went on.
+    Panic,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Requested => "requested",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::RemoteClosed => "remote_closed",
+            CloseReason::Error => "error",
+            CloseReason::Panic => "panic",
+        }
+    }
+}
+
+/// A decrypted media packet handed to another shard: the publisher's shard decrypts once,
+/// each subscriber shard re-encrypts for its own subscribers.
+#[derive(Debug, Clone)]
+pub struct MediaPacket {
+    pub track: TrackId,
+    pub layer: LayerIndex,
+    pub codec: CodecSpec,
+    /// Extended (ROC-carrying) incoming sequence number of the layer.
+    pub seq: u64,
+    /// RTP timestamp as received.
+    pub timestamp: u32,
+    pub marker: bool,
+    pub keyframe: bool,
+    /// RFC 6464 level (-dBov) when the packet carried one.
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    /// Arrival time on the publisher's shard.
+    pub arrival: Instant,
+    pub payload: Arc<[u8]>,
+}
+
+/// Typed cross-shard messages.
+#[derive(Debug, Clone)]
+pub enum ShardMessage {
+    Media(MediaPacket),
+    /// A subscriber on another shard needs a keyframe of `layer`.
+    KeyframeRequest {
+        track: TrackId,
+        layer: LayerIndex,
+    },
+    /// The track's publisher went away: subscribers on other shards drop their subscriptions.
+    TrackEnded {
+        track: TrackId,
+    },
+}
+
+/// What the shard must do next.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram.
+    Transmit(Transmit),
+    /// Hand a message to another shard (drop and count if its queue is full).
+    ToShard {
+        shard: ShardId,
+        msg: ShardMessage,
+    },
+    Event(CoreEvent),
+    /// Nothing more now; call `handle_timeout` at this instant.
+    Timeout(Instant),
+}

@@ -1,0 +1,37 @@
+//! Tunables of one shard core. Plain data with defaults that work for a conference call;
+//! the media node fills it from its TOML config.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Datagrams longer than this are dropped as oversize.
+    pub max_datagram: usize,
+    /// Initial downlink estimate per subscriber (TWCC BWE); 0 disables BWE.
+    pub bwe_initial_kbps: u64,
+    /// What the estimator may probe for (the sum a subscriber could usefully receive).
+    pub bwe_desired_kbps: u64,
+    pub bwe_min_kbps: u64,
+    /// Packets kept per outgoing video stream to answer NACKs with RTX.
+    pub send_buffer_video: usize,
+    pub send_buffer_audio: usize,
+    /// At most one keyframe request per layer towards a publisher per this interval.
+    pub keyframe_request_interval: Duration,
+    /// How often the core re-evaluates active speakers and layer choices without packets.
+    pub tick: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            max_datagram: 1500,
+            bwe_initial_kbps: 1_000,
+            bwe_desired_kbps: 4_000,
+            bwe_min_kbps: 30,
+            send_buffer_video: 1000,
+            send_buffer_audio: 100,
+            keyframe_request_interval: Duration::from_millis(300),
+            tick: Duration::from_millis(100),
+        }
+    }
+}

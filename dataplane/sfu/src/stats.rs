@@ -1,0 +1,91 @@
+//! Per-shard plain counters. The shard reads them (about once a second) into its metrics;
+//! nothing here is shared between threads or atomic.
+
+/// Why an incoming datagram (or a packet inside it) was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// First byte matches no protocol we speak (RFC 7983 demux), or empty.
+    Garbage,
+    /// Shorter than the smallest valid header of its protocol.
+    Truncated,
+    /// Longer than `CoreConfig::max_datagram`.
+    Oversize,
+    /// STUN from an unknown source whose USERNAME names no peer (or has none).
+    UnknownStunUser,
+    /// DTLS / RTP / RTCP from a source no peer has proven (no STUN yet).
+    UnknownSource,
+    /// An RTP packet str0m did not deliver: unknown SSRC, SRTP authentication failure,
+    /// replay or duplicate. str0m drops those silently, so the core counts them by noticing
+    /// that the datagram produced no packet.
+    RtpRejected,
+    /// RTP str0m delivered for a stream that maps to no published track.
+    UnknownSsrc,
+    /// str0m's `handle_input` returned an error for this datagram.
+    PeerError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Garbage,
+        DropReason::Truncated,
+        DropReason::Oversize,
+        DropReason::UnknownStunUser,
+        DropReason::UnknownSource,
+        DropReason::RtpRejected,
+        DropReason::UnknownSsrc,
+        DropReason::PeerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Garbage => "garbage",
+            DropReason::Truncated => "truncated",
+            DropReason::Oversize => "oversize",
+            DropReason::UnknownStunUser => "unknown_stun_user",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::RtpRejected => "rtp_rejected",
+            DropReason::UnknownSsrc => "unknown_ssrc",
+            DropReason::PeerError => "peer_error",
+        }
+    }
+}
+
+/// Counters of one shard core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// RTP packets received from publishers (after decryption).
+    pub rtp_in: u64,
+    /// RTP packets written to subscribers (one per subscriber).
+    pub rtp_forwarded: u64,
+    /// Packets a subscription chose not to forward (other layer, paused, muted).
+    pub rtp_filtered: u64,
+    /// Media packets handed to other shards (one per shard, not per subscriber).
+    pub rtp_to_shards: u64,
+    pub keyframe_requests_sent: u64,
+    pub drops: [u64; DropReason::ALL.len()],
+    pub peer_panics: u64,
+    pub peers_closed: u64,
+    /// Current gauges.
+    pub peers: u64,
+    pub tracks: u64,
+    pub subscriptions: u64,
+    pub demux_entries: u64,
+}
+
+impl ShardStats {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}

@@ -1,0 +1,389 @@
+//! A raw str0m test client (RTP mode, full ICE agent) with synthetic media: simulcast VP8
+//! (layer index stamped into every payload) and Opus-like audio with RFC 6464 levels; it
+//! answers keyframe requests and records what it receives.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
+};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+/// Marker byte at the end of every synthetic video payload: 0xA0 + layer index.
+pub const LAYER_TAG: u8 = 0xA0;
+const AUDIO_TAG: u8 = 0xAA;
+
+/// What a subscriber saw on one incoming m-line.
+#[derive(Debug, Default, Clone)]
+pub struct Received {
+    pub ssrcs: Vec<Ssrc>,
+    /// Extended sequence numbers in arrival order (duplicates included).
+    pub seqs: Vec<u64>,
+    pub packets: u64,
+    /// (arrival, layer) of each video packet.
+    pub layers: Vec<(Instant, u8)>,
+    pub audio: bool,
+}
+
+#[derive(Debug)]
+struct Layer {
+    rid: Option<Rid>,
+    ssrc: Option<Ssrc>,
+    kbps: u64,
+    seq: u64,
+    picture_id: u16,
+    keyframe_due: bool,
+    enabled: bool,
+}
+
+pub struct TestClient {
+    pub name: String,
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub deadline: Instant,
+    pub audio_mid: Option<Mid>,
+    pub video_mid: Option<Mid>,
+    layers: Vec<Layer>,
+    audio_seq: u64,
+    pub audio_level: i8,
+    next_video: Option<Instant>,
+    next_audio: Option<Instant>,
+    frame: u32,
+    started: Option<Instant>,
+    pub pending: Option<SdpPendingOffer>,
+    pub received: HashMap<Mid, Received>,
+    pub keyframe_requests: u64,
+    pub connected: bool,
+    /// When false the client stops sending anything (a peer that goes silent).
+    pub alive: bool,
+}
+
+impl TestClient {
+    pub fn new(name: &str, addr: SocketAddr, now: Instant) -> Self {
+        let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .set_stats_interval(None)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        TestClient {
+            name: name.into(),
+            rtc,
+            addr,
+            deadline: now,
+            audio_mid: None,
+            video_mid: None,
+            layers: Vec::new(),
+            audio_seq: 1,
+            audio_level: 30,
+            next_video: None,
+            next_audio: None,
+            frame: 0,
+            started: None,
+            pending: None,
+            received: HashMap::new(),
+            keyframe_requests: 0,
+            connected: false,
+            alive: true,
+        }
+    }
+
+    /// Offer audio + video; `layers` = (rid, kbps) lowest first, or one entry with rid None.
+    pub fn offer_publish(&mut self, layers: &[(Option<&str>, u64)]) -> String {
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(self.name.clone()),
+            None,
+            None,
+        );
+        let simulcast = if layers.iter().any(|(r, _)| r.is_some()) {
+            let mut s = Simulcast::new();
+            for (rid, _) in layers {
+                s.add_send_layer(SimulcastLayer::new(rid.unwrap()));
+            }
+            Some(s)
+        } else {
+            None
+        };
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(self.name.clone()),
+            None,
+            simulcast,
+        );
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        self.audio_mid = Some(audio);
+        self.video_mid = Some(video);
+        self.layers = layers
+            .iter()
+            .map(|(rid, kbps)| Layer {
+                rid: rid.map(Rid::from),
+                ssrc: None,
+                kbps: *kbps,
+                seq: 1,
+                picture_id: 100,
+                keyframe_due: true,
+                enabled: true,
+            })
+            .collect();
+        offer.to_sdp_string()
+    }
+
+    /// A receive-only client: offers nothing but a data channel so ICE/DTLS can start; the
+    /// server adds m-lines with its own offers.
+    pub fn offer_subscribe(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        api.add_channel("ctl".into());
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    pub fn accept_answer(&mut self, answer: &str) {
+        let pending = self.pending.take().expect("offer outstanding");
+        let answer = SdpAnswer::from_sdp_string(answer).unwrap();
+        self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    }
+
+    /// Answer a server offer.
+    pub fn accept_offer(&mut self, offer: &str) -> String {
+        let offer = SdpOffer::from_sdp_string(offer).unwrap();
+        self.rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .unwrap()
+            .to_sdp_string()
+    }
+
+    /// Stop or resume sending one simulcast layer.
+    pub fn set_layer_enabled(&mut self, layer: usize, enabled: bool) {
+        self.layers[layer].enabled = enabled;
+        if enabled {
+            self.layers[layer].keyframe_due = true;
+        }
+    }
+
+    pub fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if !self.alive {
+            return;
+        }
+        let input = Input::Receive(
+            now,
+            str0m::net::Receive {
+                proto: str0m::net::Protocol::Udp,
+                source: from,
+                destination: self.addr,
+                contents: data.try_into().unwrap(),
+            },
+        );
+        self.rtc.handle_input(input).unwrap();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.alive {
+            self.deadline = now + Duration::from_secs(3600);
+            return;
+        }
+        if now >= self.deadline {
+            self.rtc.handle_input(Input::Timeout(now)).unwrap();
+        }
+        if self.connected {
+            self.send_media(now);
+        }
+    }
+
+    /// Next time this client wants to run.
+    pub fn next_wakeup(&self) -> Instant {
+        let mut t = self.deadline;
+        for m in [self.next_video, self.next_audio].into_iter().flatten() {
+            if self.connected && self.alive {
+                t = t.min(m);
+            }
+        }
+        t
+    }
+
+    /// Drain str0m; returns datagrams to send.
+    pub fn poll(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        if !self.alive {
+            return out;
+        }
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    self.deadline = t;
+                    break;
+                }
+                Output::Transmit(t) => out.push((t.source, t.destination, t.contents.to_vec())),
+                Output::Event(e) => self.on_event(now, e),
+            }
+        }
+        out
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                self.started = Some(now);
+                self.next_video = self.video_mid.map(|_| now);
+                self.next_audio = self.audio_mid.map(|_| now);
+            }
+            Event::KeyframeRequest(req) => {
+                self.keyframe_requests += 1;
+                for l in &mut self.layers {
+                    if req.rid.is_none() || l.rid == req.rid {
+                        l.keyframe_due = true;
+                    }
+                }
+            }
+            Event::RtpPacket(p) => {
+                let Some(mid) = self.mid_of(p.header.ssrc) else {
+                    return;
+                };
+                let r = self.received.entry(mid).or_default();
+                if !r.ssrcs.contains(&p.header.ssrc) {
+                    r.ssrcs.push(p.header.ssrc);
+                }
+                if p.payload.is_empty() {
+                    return;
+                }
+                r.seqs.push(*p.seq_no);
+                r.packets += 1;
+                match p.payload.last() {
+                    Some(&AUDIO_TAG) => r.audio = true,
+                    Some(&b) if (LAYER_TAG..LAYER_TAG + 3).contains(&b) => {
+                        r.layers.push((now, b - LAYER_TAG))
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
+        self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())
+    }
+
+    fn pt_of(&self, codec: Codec) -> Option<str0m::media::Pt> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
+    fn send_media(&mut self, now: Instant) {
+        let started = self.started.unwrap_or(now);
+        if let (Some(mid), Some(at)) = (self.audio_mid, self.next_audio) {
+            if now >= at {
+                self.next_audio = Some(at + Duration::from_millis(20));
+                let pt = self.pt_of(Codec::Opus);
+                let mut api = self.rtc.direct_api();
+                if let (Some(pt), Some(tx)) = (pt, api.stream_tx_by_mid(mid, None)) {
+                    let ts = (now - started).as_millis() as u32 * 48;
+                    let mut payload = vec![0x55u8; 80];
+                    payload.push(AUDIO_TAG);
+                    let ext = ExtensionValues {
+                        audio_level: Some(-self.audio_level),
+                        voice_activity: Some(true),
+                        ..Default::default()
+                    };
+                    tx.write_rtp(
+                        RtpWrite::new(pt, self.audio_seq.into(), ts, now, payload).ext_vals(ext),
+                    );
+                    self.audio_seq += 1;
+                }
+            }
+        }
+        if let (Some(mid), Some(at)) = (self.video_mid, self.next_video) {
+            if now >= at {
+                self.next_video = Some(at + Duration::from_millis(33));
+                self.frame += 1;
+                let periodic = self.frame.is_multiple_of(90); // a keyframe every ~3 s
+                let ts = (now - started).as_micros() as u64 * 90 / 1000;
+                let Some(pt) = self.pt_of(Codec::Vp8) else {
+                    return;
+                };
+                for idx in 0..self.layers.len() {
+                    if !self.layers[idx].enabled {
+                        continue;
+                    }
+                    let key = self.layers[idx].keyframe_due || periodic;
+                    self.layers[idx].keyframe_due = false;
+                    self.send_frame(now, mid, idx, pt, ts as u32, key);
+                }
+            }
+        }
+    }
+
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        mid: Mid,
+        idx: usize,
+        pt: str0m::media::Pt,
+        ts: u32,
+        key: bool,
+    ) {
+        let layer = &mut self.layers[idx];
+        let bytes = (layer.kbps * 1000 / 8 / 30).max(40) as usize;
+        let bytes = if key { bytes * 2 } else { bytes };
+        let npackets = bytes.div_ceil(1000);
+        let mut api = self.rtc.direct_api();
+        let tx = match layer.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, layer.rid),
+        };
+        let Some(tx) = tx else { return };
+        layer.ssrc = Some(tx.ssrc());
+        let pid = layer.picture_id & 0x7fff;
+        layer.picture_id = layer.picture_id.wrapping_add(1);
+        for i in 0..npackets {
+            let first = i == 0;
+            let mut p = Vec::with_capacity(1010);
+            // VP8 descriptor: X, S on the first packet, I with a 15-bit picture id.
+            p.push(if first { 0x90 } else { 0x80 });
+            p.push(0x80);
+            p.push(0x80 | (pid >> 8) as u8);
+            p.push(pid as u8);
+            if first {
+                if key {
+                    p.extend_from_slice(&[
+                        0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00,
+                    ]);
+                } else {
+                    p.extend_from_slice(&[0x11, 0x02, 0x00]);
+                }
+            }
+            p.resize(bytes / npackets, 0x33);
+            p.push(LAYER_TAG + idx as u8);
+            let last = i + 1 == npackets;
+            tx.write_rtp(
+                RtpWrite::new(pt, layer.seq.into(), ts, now, p)
+                    .marker(last)
+                    .nackable(true),
+            );
+            layer.seq += 1;
+        }
+    }
+
+    /// Ask the sender of everything we receive on `mid` for a keyframe (unused by default).
+    pub fn request_keyframe(&mut self, mid: Mid) {
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Test support: a world of one `ShardCore` and raw str0m clients on a simulated network in
+//! virtual time. The loop always jumps to the earliest pending instant (a core or client
+//! deadline, a media tick, a datagram arrival), so a minute of call runs in well under one.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod net;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use shardcast_sfu::{
+    CoreConfig, CoreEvent, CreatePeer, Output, PeerId, PeerRole, RoomId, ShardCore, ShardId,
+    TrackId, TrackInfo,
+};
+
+pub use client::TestClient;
+pub use net::{Link, Net};
+
+pub const SERVER: &str = "10.0.0.1:5000";
+
+pub struct Member {
+    pub peer: PeerId,
+    pub client: TestClient,
+}
+
+pub struct World {
+    pub now: Instant,
+    pub start: Instant,
+    pub core: ShardCore,
+    pub server: SocketAddr,
+    pub members: Vec<Member>,
+    pub net: Net,
+    pub events: Vec<(Instant, CoreEvent)>,
+    core_deadline: Instant,
+    next_local: u64,
+}
+
+impl World {
+    pub fn new(seed: u64) -> Self {
+        Self::with_config(seed, CoreConfig::default())
+    }
+
+    pub fn with_config(seed: u64, config: CoreConfig) -> Self {
+        let now = Instant::now();
+        let server: SocketAddr = SERVER.parse().unwrap();
+        World {
+            now,
+            start: now,
+            core: ShardCore::new(config, ShardId(0), server, now),
+            server,
+            members: Vec::new(),
+            net: Net::new(seed),
+            events: Vec::new(),
+            core_deadline: now,
+            next_local: 1,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn addr_of(idx: usize) -> SocketAddr {
+        SocketAddr::from(([10, 0, 1, (idx + 1) as u8], 40000))
+    }
+
+    fn join(&mut self, name: &str, mut client: TestClient, offer: String, role: PeerRole) -> usize {
+        let peer = PeerId::new(ShardId(0), self.next_local);
+        self.next_local += 1;
+        let answer = self
+            .core
+            .create_peer(
+                self.now,
+                peer,
+                CreatePeer {
+                    room: RoomId::new("room"),
+                    identity: name.into(),
+                    role,
+                    offer,
+                },
+            )
+            .expect("create_peer");
+        client.accept_answer(&answer);
+        self.members.push(Member { peer, client });
+        self.pump();
+        self.members.len() - 1
+    }
+
+    /// A publisher with audio and VP8 video in `layers` = (rid, kbps), lowest first.
+    pub fn add_publisher(&mut self, name: &str, layers: &[(Option<&str>, u64)]) -> usize {
+        let idx = self.members.len();
+        let mut client = TestClient::new(name, Self::addr_of(idx), self.now);
+        let offer = client.offer_publish(layers);
+        self.join(name, client, offer, PeerRole::Both)
+    }
+
+    pub fn add_subscriber(&mut self, name: &str) -> usize {
+        let idx = self.members.len();
+        let mut client = TestClient::new(name, Self::addr_of(idx), self.now);
+        let offer = client.offer_subscribe();
+        self.join(name, client, offer, PeerRole::Subscribe)
+    }
+
+    /// Links of member `idx`: (client → server, server → client).
+    pub fn uplink(&mut self, idx: usize) -> &mut Link {
+        let a = Self::addr_of(idx);
+        self.net.link_mut(a, self.server)
+    }
+
+    pub fn downlink(&mut self, idx: usize) -> &mut Link {
+        let a = Self::addr_of(idx);
+        self.net.link_mut(self.server, a)
+    }
+
+    pub fn published(&self, idx: usize) -> Vec<TrackInfo> {
+        self.core
+            .tracks_of(self.members[idx].peer)
+            .into_iter()
+            .filter_map(|t| self.core.track_info(t))
+            .collect()
+    }
+
+    pub fn subscribe_all(&mut self, subscriber: usize, publisher: usize) {
+        for info in self.published(publisher) {
+            self.core
+                .subscribe(self.now, self.members[subscriber].peer, info)
+                .expect("subscribe");
+        }
+        self.pump();
+    }
+
+    pub fn video_track(&self, publisher: usize) -> TrackId {
+        self.published(publisher)
+            .into_iter()
+            .find(|t| t.kind == shardcast_sfu::MediaKind::Video)
+            .expect("video track")
+            .track
+    }
+
+    /// Drain the core and every client until nothing is immediately pending.
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            loop {
+                match self.core.poll_output() {
+                    Output::Timeout(t) => {
+                        self.core_deadline = t;
+                        break;
+                    }
+                    Output::Transmit(t) => {
+                        progressed = true;
+                        self.net.send(
+                            self.now,
+                            net::Datagram {
+                                source: t.source,
+                                destination: t.destination,
+                                data: t.contents.to_vec(),
+                            },
+                        );
+                    }
+                    Output::ToShard { .. } => {}
+                    Output::Event(e) => {
+                        progressed = true;
+                        self.on_core_event(e);
+                    }
+                }
+            }
+            for m in &mut self.members {
+                for (src, dst, data) in m.client.poll(self.now) {
+                    progressed = true;
+                    self.net.send(
+                        self.now,
+                        net::Datagram {
+                            source: src,
+                            destination: dst,
+                            data,
+                        },
+                    );
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_core_event(&mut self, e: CoreEvent) {
+        if let CoreEvent::Offer { peer, sdp } = &e {
+            if let Some(m) = self.members.iter_mut().find(|m| m.peer == *peer) {
+                if m.client.alive {
+                    let answer = m.client.accept_offer(sdp);
+                    self.core
+                        .accept_answer(self.now, *peer, &answer)
+                        .expect("accept_answer");
+                }
+            }
+        }
+        self.events.push((self.now, e));
+    }
+
+    /// Run the call for `dur` of virtual time.
+    pub fn run_for(&mut self, dur: Duration) {
+        let end = self.now + dur;
+        let mut same = 0u32;
+        loop {
+            self.pump();
+            let before = self.now;
+            let mut next = end.min(self.core_deadline);
+            if let Some(t) = self.net.next_arrival() {
+                next = next.min(t);
+            }
+            for m in &self.members {
+                next = next.min(m.client.next_wakeup());
+            }
+            self.now = next.max(self.now);
+            if self.now == before {
+                same += 1;
+                if same > 99_990 {
+                    eprintln!(
+                        "stuck: core {:?} net {:?} clients {:?}",
+                        self.core_deadline.saturating_duration_since(self.start),
+                        self.net
+                            .next_arrival()
+                            .map(|t| t.saturating_duration_since(self.start)),
+                        self.members
+                            .iter()
+                            .map(|m| (
+                                m.client.deadline.saturating_duration_since(self.start),
+                                m.client.next_wakeup().saturating_duration_since(self.start)
+                            ))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                assert!(same < 100_000, "virtual time stuck at {:?}", self.elapsed());
+            } else {
+                same = 0;
+            }
+            while let Some(d) = self.net.pop_due(self.now) {
+                if d.destination == self.server {
+                    self.core
+                        .handle_datagram(self.now, d.source, d.destination, &d.data);
+                } else if let Some(m) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.client.addr == d.destination)
+                {
+                    m.client.handle_input(self.now, d.source, &d.data);
+                }
+            }
+            if self.now >= self.core_deadline {
+                self.core.handle_timeout(self.now);
+            }
+            for m in &mut self.members {
+                if self.now >= m.client.next_wakeup() {
+                    m.client.handle_timeout(self.now);
+                }
+            }
+            if self.now >= end {
+                self.pump();
+                break;
+            }
+        }
+    }
+
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&World) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if cond(self) {
+                return true;
+            }
+            self.run_for(Duration::from_millis(50));
+        }
+        cond(self)
+    }
+
+    pub fn all_connected(&self) -> bool {
+        self.members.iter().all(|m| m.client.connected)
+    }
+}
