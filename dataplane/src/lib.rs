@@ -8,4 +8,8 @@
 pub mod driver;
 pub mod node;
 
+pub mod core_logic;
+pub mod media_node;
 pub mod shard;
+
+pub use media_node::{MediaNode, MediaNodeConfig};

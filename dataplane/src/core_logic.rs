@@ -1,0 +1,283 @@
+//! `CoreLogic`: the SFU core (`shardcast_sfu::ShardCore`) as the logic of a shard.
+//!
+//! Owns one `ShardCore`, answers node-API commands (replies over tokio oneshots), maps core
+//! events onto `NodeEvent`s for the node's broadcast channel and copies the core's output
+//! into the shard's outbox. Must never block: commands are answered synchronously, events
+//! are sent with a non-blocking broadcast send.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardcast_sfu::api::{CoreEvent, Output, ShardMessage, TrackInfo};
+use shardcast_sfu::ids::{PeerId, ShardId, TrackId};
+use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::node::{self, LayerPreference, NodeError, NodeEvent};
+use crate::shard::{Outbox, ShardLogic};
+
+type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// A node-API request addressed to one shard.
+pub enum NodeCommand {
+    CreatePeer {
+        peer: PeerId,
+        request: shardcast_sfu::api::CreatePeer,
+        reply: Reply<String>,
+    },
+    Renegotiate {
+        peer: PeerId,
+        offer: String,
+        reply: Reply<String>,
+    },
+    AcceptAnswer {
+        peer: PeerId,
+        answer: String,
+        reply: Reply<()>,
+    },
+    TrackInfo {
+        track: TrackId,
+        reply: Reply<TrackInfo>,
+    },
+    AddRemoteFanout {
+        track: TrackId,
+        shard: ShardId,
+        reply: Reply<()>,
+    },
+    RemoveRemoteFanout {
+        track: TrackId,
+        shard: ShardId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        subscriber: PeerId,
+        info: TrackInfo,
+        reply: Reply<()>,
+    },
+    Unsubscribe {
+        subscriber: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    SetPreference {
+        subscriber: PeerId,
+        track: TrackId,
+        preference: LayerPreference,
+        reply: Reply<()>,
+    },
+    SetTrackMuted {
+        track: TrackId,
+        muted: bool,
+        reply: Reply<()>,
+    },
+    ClosePeer {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+}
+
+pub(crate) fn map_error(e: CoreError) -> NodeError {
+    match e {
+        CoreError::BadSdp(m) => NodeError::BadSdp(m),
+        CoreError::UnknownPeer(p) => NodeError::UnknownPeer(p),
+        CoreError::UnknownTrack(t) => NodeError::UnknownTrack(t),
+        CoreError::BadState(m) => NodeError::BadState(m),
+        CoreError::DuplicatePeer(p) => NodeError::BadState(format!("peer {p} already exists")),
+    }
+}
+
+fn map_kind(k: shardcast_sfu::api::MediaKind) -> node::MediaKind {
+    match k {
+        shardcast_sfu::api::MediaKind::Audio => node::MediaKind::Audio,
+        shardcast_sfu::api::MediaKind::Video => node::MediaKind::Video,
+    }
+}
+
+pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
+    match e {
+        CoreEvent::PeerConnected { peer } => NodeEvent::PeerConnected { peer },
+        CoreEvent::PeerClosed { peer, reason } => NodeEvent::PeerClosed {
+            peer,
+            reason: reason.as_str().to_string(),
+        },
+        CoreEvent::TrackPublished {
+            peer,
+            room,
+            track,
+            kind,
+            rids,
+            ..
+        } => NodeEvent::TrackPublished {
+            peer,
+            room,
+            track,
+            kind: map_kind(kind),
+            rids,
+        },
+        CoreEvent::TrackUnpublished { peer, room, track } => {
+            NodeEvent::TrackUnpublished { peer, room, track }
+        }
+        CoreEvent::ActiveSpeaker { room, peer } => NodeEvent::ActiveSpeaker { room, peer },
+        CoreEvent::Offer { peer, sdp } => NodeEvent::Offer { peer, sdp },
+    }
+}
+
+pub struct CoreLogic {
+    core: ShardCore,
+    events: broadcast::Sender<NodeEvent>,
+    /// Live peers per shard, shared with the node's placement (decremented here on close).
+    peers_on_shard: Arc<[AtomicU32]>,
+    shard: ShardId,
+}
+
+impl CoreLogic {
+    pub fn new(
+        config: CoreConfig,
+        shard: ShardId,
+        local_addr: SocketAddr,
+        events: broadcast::Sender<NodeEvent>,
+        peers_on_shard: Arc<[AtomicU32]>,
+    ) -> Self {
+        CoreLogic {
+            core: ShardCore::new(config, shard, local_addr, Instant::now()),
+            events,
+            peers_on_shard,
+            shard,
+        }
+    }
+
+    fn emit(&mut self, event: CoreEvent) {
+        if let CoreEvent::PeerClosed { .. } = event {
+            if let Some(count) = self.peers_on_shard.get(self.shard.0 as usize) {
+                let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    Some(c.saturating_sub(1))
+                });
+            }
+        }
+        // No receiver is not an error: nobody is listening yet.
+        let _ = self.events.send(map_event(event));
+    }
+}
+
+impl ShardLogic for CoreLogic {
+    type Command = NodeCommand;
+    type Message = ShardMessage;
+    type Stats = ShardStats;
+
+    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, dest: SocketAddr, p: &[u8]) {
+        self.core.handle_datagram(now, source, dest, p);
+    }
+
+    fn handle_shard_message(&mut self, now: Instant, from: ShardId, message: ShardMessage) {
+        self.core.handle_shard_message(now, from, message);
+    }
+
+    fn handle_command(&mut self, now: Instant, command: NodeCommand) {
+        let core = &mut self.core;
+        match command {
+            NodeCommand::CreatePeer {
+                peer,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(core.create_peer(now, peer, request).map_err(map_error));
+            }
+            NodeCommand::Renegotiate { peer, offer, reply } => {
+                let _ = reply.send(core.renegotiate(now, peer, &offer).map_err(map_error));
+            }
+            NodeCommand::AcceptAnswer {
+                peer,
+                answer,
+                reply,
+            } => {
+                let _ = reply.send(core.accept_answer(now, peer, &answer).map_err(map_error));
+            }
+            NodeCommand::TrackInfo { track, reply } => {
+                let _ = reply.send(core.track_info(track).ok_or(NodeError::UnknownTrack(track)));
+            }
+            NodeCommand::AddRemoteFanout {
+                track,
+                shard,
+                reply,
+            } => {
+                core.add_remote_fanout(track, shard);
+                let _ = reply.send(Ok(()));
+            }
+            NodeCommand::RemoveRemoteFanout {
+                track,
+                shard,
+                reply,
+            } => {
+                core.remove_remote_fanout(track, shard);
+                let _ = reply.send(Ok(()));
+            }
+            NodeCommand::Subscribe {
+                subscriber,
+                info,
+                reply,
+            } => {
+                let _ = reply.send(core.subscribe(now, subscriber, info).map_err(map_error));
+            }
+            NodeCommand::Unsubscribe {
+                subscriber,
+                track,
+                reply,
+            } => {
+                let _ = reply.send(core.unsubscribe(now, subscriber, track).map_err(map_error));
+            }
+            NodeCommand::SetPreference {
+                subscriber,
+                track,
+                preference,
+                reply,
+            } => {
+                let pref = shardcast_sfu::api::LayerPreference {
+                    max_layer: preference.max_layer,
+                    visible: preference.visible,
+                };
+                let _ = reply.send(
+                    core.set_preference(now, subscriber, track, pref)
+                        .map_err(map_error),
+                );
+            }
+            NodeCommand::SetTrackMuted {
+                track,
+                muted,
+                reply,
+            } => {
+                let _ = reply.send(core.set_track_muted(now, track, muted).map_err(map_error));
+            }
+            NodeCommand::ClosePeer { peer, reply } => {
+                core.close_peer(now, peer);
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+    }
+
+    fn drain_output(
+        &mut self,
+        _now: Instant,
+        out: &mut Outbox<'_, ShardMessage>,
+    ) -> Option<Instant> {
+        loop {
+            match self.core.poll_output() {
+                Output::Transmit(t) => out.transmit(t.destination, &t.contents),
+                Output::ToShard { shard, msg } => {
+                    out.to_shard(shard, msg);
+                }
+                Output::Event(e) => self.emit(e),
+                Output::Timeout(at) => return Some(at),
+            }
+        }
+    }
+
+    fn stats(&self) -> ShardStats {
+        self.core.stats().clone()
+    }
+}

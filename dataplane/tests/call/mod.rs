@@ -1,0 +1,195 @@
+//! A call on a real `MediaNode` over loopback with shardcast-client peers, driven from the
+//! test thread: clients on non-blocking sockets, node events answered as they come.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
+use shardcast_dataplane::driver::IoBackend;
+use shardcast_dataplane::node::{
+    CreatePeer, MediaNodeApi, NodeEvent, PeerId, PeerRole, RoomId, TrackId,
+};
+use shardcast_dataplane::shard::ShardConfig;
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use tokio::sync::broadcast;
+
+pub struct Peer {
+    pub id: PeerId,
+    pub client: Client,
+    pub socket: UdpSocket,
+}
+
+pub struct Call {
+    pub rt: tokio::runtime::Runtime,
+    pub node: MediaNode,
+    pub events: broadcast::Receiver<NodeEvent>,
+    pub seen: Vec<NodeEvent>,
+    pub peers: Vec<Peer>,
+}
+
+pub fn node(backend: IoBackend, shards: usize, max_peers_per_shard: u32) -> MediaNode {
+    MediaNode::start(MediaNodeConfig {
+        shards: ShardConfig {
+            shards,
+            backend,
+            pin: false,
+            ..ShardConfig::default()
+        },
+        max_peers_per_shard,
+        ..MediaNodeConfig::default()
+    })
+    .expect("media node starts")
+}
+
+impl Call {
+    pub fn new(node: MediaNode) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let events = node.events();
+        Call {
+            rt,
+            node,
+            events,
+            seen: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Joins a client (publishing audio + one VP8 layer when `publish`) to `room`.
+    pub fn join(&mut self, room: &str, name: &str, seed: u64, publish: bool) -> usize {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let mut config = ClientConfig::new(name, seed, TimeBase::real());
+        if publish {
+            config = config.with_audio().with_video(VideoSpec::single(400_000));
+        }
+        let now = Instant::now();
+        let mut client = Client::new(config, socket.local_addr().unwrap(), now).unwrap();
+        let offer = client.create_offer(now).unwrap();
+        let created = self
+            .rt
+            .block_on(self.node.create_peer(CreatePeer {
+                room: RoomId::new(room),
+                identity: name.into(),
+                role: if publish {
+                    PeerRole::Both
+                } else {
+                    PeerRole::Subscribe
+                },
+                offer,
+                bind_tracks: Vec::new(),
+            }))
+            .expect("create_peer");
+        client
+            .accept_answer(Instant::now(), &created.answer)
+            .unwrap();
+        self.peers.push(Peer {
+            id: created.peer,
+            client,
+            socket,
+        });
+        self.peers.len() - 1
+    }
+
+    /// Tracks `peer` published, from the events seen so far.
+    pub fn published(&self, peer: usize) -> Vec<TrackId> {
+        let id = self.peers[peer].id;
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::TrackPublished { peer, track, .. } if *peer == id => Some(*track),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn subscribe_all(&mut self, subscriber: usize, publisher: usize) {
+        for track in self.published(publisher) {
+            let sub = self.peers[subscriber].id;
+            self.rt
+                .block_on(self.node.subscribe(sub, track))
+                .expect("subscribe");
+        }
+    }
+
+    /// One round: node events, client output, incoming datagrams, client timers.
+    pub fn turn(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            if let NodeEvent::Offer { peer, sdp } = &e {
+                if let Some(p) = self.peers.iter_mut().find(|p| p.id == *peer) {
+                    let answer = p.client.accept_offer(Instant::now(), sdp).unwrap();
+                    self.rt
+                        .block_on(self.node.accept_answer(*peer, answer))
+                        .expect("accept_answer");
+                }
+            }
+            self.seen.push(e);
+        }
+        let mut buf = [0u8; 2048];
+        for p in &mut self.peers {
+            let local = p.socket.local_addr().unwrap();
+            loop {
+                match p.client.poll_output() {
+                    ClientOutput::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } => {
+                        let _ = p.socket.send_to(&contents, destination);
+                    }
+                    ClientOutput::Timeout(at) => {
+                        if at <= Instant::now() {
+                            p.client.handle_timeout(Instant::now());
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            while let Ok((n, from)) = p.socket.recv_from(&mut buf) {
+                p.client
+                    .handle_datagram(Instant::now(), from, local, &buf[..n]);
+            }
+        }
+    }
+
+    /// Runs turns until `cond` holds or `limit` passes; returns whether it held.
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&Call) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            self.turn();
+            if cond(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cond(self)
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    /// Decodable video frames and audio packets `subscriber` received from `publisher`.
+    pub fn received(&self, subscriber: usize, publisher: usize) -> (u64, u64) {
+        let source = self.peers[publisher].client.config().source_id();
+        let stats = self.peers[subscriber].client.stats();
+        let video = stats
+            .tracks_from(source)
+            .filter(|t| t.kind == shardcast_client::TrackKind::Video)
+            .map(|t| t.frames_decodable)
+            .sum();
+        let audio = stats
+            .tracks_from(source)
+            .filter(|t| t.kind == shardcast_client::TrackKind::Audio)
+            .map(|t| t.packets)
+            .sum();
+        (video, audio)
+    }
+
+    pub fn shard_addr(&self, peer: usize) -> SocketAddr {
+        self.node.shard_addrs()[self.peers[peer].id.shard().0 as usize]
+    }
+}
