@@ -98,7 +98,12 @@ impl LayerMonitor {
         l.last_seen = Some(now);
         let start = *l.window_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
-        if elapsed >= self.cfg.window {
+        if elapsed >= self.cfg.window * 2 {
+            // The layer paused: a window spanning the gap would under-report it. Start over
+            // and keep the last rate until a full window is measured.
+            l.window_start = Some(now);
+            l.window_bytes = 0;
+        } else if elapsed >= self.cfg.window {
             let us = elapsed.as_micros().max(1) as u64;
             l.bitrate_bps = l.window_bytes.saturating_mul(8_000_000) / us;
             l.window_start = Some(now);
@@ -107,8 +112,8 @@ impl LayerMonitor {
         l.window_bytes = l.window_bytes.saturating_add(bytes as u64);
     }
 
-    /// Set a layer's bitrate directly (e.g. from the publisher's signalled encodings, before
-    /// measurements exist).
+    /// Set a layer's bitrate directly (e.g. from the publisher's signalled encodings), for the
+    /// first window before measurements exist; until then a layer costs 0 and fits any budget.
     pub fn set_bitrate(&mut self, layer: u8, bps: u64) {
         if let Some(l) = self.layers.get_mut(usize::from(layer)) {
             l.bitrate_bps = bps;
@@ -435,6 +440,13 @@ mod tests {
             assert!(s.mon.is_arriving(s.now, l));
         }
         assert!(!s.mon.is_arriving(s.now + Duration::from_millis(1100), 0));
+        // A layer back after a pause keeps its rate instead of reporting the gap as a trickle.
+        s.arriving = [false, false, true];
+        s.run(Duration::from_secs(3));
+        s.arriving = [true; 3];
+        s.run(Duration::from_millis(200));
+        let b = s.mon.bitrate(0);
+        assert!(b * 100 / RATES[0] >= 95 && b * 100 / RATES[0] <= 105, "{b}");
         assert!(!s.mon.is_arriving(s.now, 7));
     }
 

@@ -37,6 +37,16 @@ impl AudioLevel {
         data.first().map(|b| Self::parse(*b))
     }
 
+    /// From an already-parsed extension: level in dBov as a negative number (0 loudest,
+    /// -127 silence, as str0m reports it) and the V bit when known (unknown counts as voice,
+    /// so senders without VAD still get a speaker by loudness).
+    pub fn from_dbov(dbov: i8, voice: Option<bool>) -> Self {
+        AudioLevel {
+            voice: voice.unwrap_or(true),
+            level: dbov.unsigned_abs().min(127),
+        }
+    }
+
     fn activity(self) -> u32 {
         if self.voice {
             127 - u32::from(self.level.min(127))
@@ -264,6 +274,20 @@ mod tests {
             Some(AudioLevel::parse(0x85))
         );
         assert_eq!(AudioLevel::from_ext(&[]), None);
+        assert_eq!(
+            AudioLevel::from_dbov(-30, None),
+            AudioLevel {
+                voice: true,
+                level: 30
+            }
+        );
+        assert_eq!(
+            AudioLevel::from_dbov(-128, Some(false)),
+            AudioLevel {
+                voice: false,
+                level: 127
+            }
+        );
     }
 
     #[test]
