@@ -29,3 +29,6 @@ pub mod keyframe;
 pub mod layer;
 pub mod rewrite;
 pub mod speaker;
+
+#[cfg(test)]
+mod alloc_check;
