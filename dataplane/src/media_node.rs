@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::core_logic::{CoreLogic, NodeCommand};
 use crate::driver::IoBackend;
+use crate::fanout::RemoteSubs;
 use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
     NodeLoad, PeerId, PeerRole, RoomId, TrackId,
@@ -57,9 +58,11 @@ pub struct MediaNode {
     events: broadcast::Sender<NodeEvent>,
     peers_on_shard: Arc<[AtomicU32]>,
     rooms: Mutex<HashMap<RoomId, ShardId>>,
-    /// Subscriptions per (track, subscriber shard) for tracks published on another shard,
-    /// so the publisher's fan-out to a shard ends with its last subscription there.
-    remote_subs: Mutex<HashMap<(TrackId, ShardId), u32>>,
+    /// Cross-shard subscriptions, so a publisher's fan-out to a shard ends with the last one.
+    remote_subs: Mutex<RemoteSubs>,
+    /// The node's own event receiver, drained on API calls to learn of peers and tracks that
+    /// went away on their own (timeouts), without a task of its own.
+    housekeeping: Mutex<broadcast::Receiver<NodeEvent>>,
     next_peer: AtomicU64,
     max_peers_per_shard: u32,
     last_load: Mutex<Option<LoadSample>>,
@@ -76,7 +79,7 @@ fn command_error(e: CommandError) -> NodeError {
 impl MediaNode {
     /// Binds the shard sockets and starts the shards.
     pub fn start(config: MediaNodeConfig) -> Result<Self, ShardError> {
-        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let (events, housekeeping) = broadcast::channel(config.event_capacity.max(16));
         let n = crate::shard::shard_count(config.shards.shards);
         let peers_on_shard: Arc<[AtomicU32]> = (0..n).map(|_| AtomicU32::new(0)).collect();
         let mut shard_config = config.shards.clone();
@@ -90,7 +93,8 @@ impl MediaNode {
             events,
             peers_on_shard,
             rooms: Mutex::new(HashMap::new()),
-            remote_subs: Mutex::new(HashMap::new()),
+            remote_subs: Mutex::new(RemoteSubs::default()),
+            housekeeping: Mutex::new(housekeeping),
             next_peer: AtomicU64::new(1),
             max_peers_per_shard: config.max_peers_per_shard.max(1),
             last_load: Mutex::new(None),
@@ -195,6 +199,7 @@ impl MediaNode {
     }
 
     async fn subscribe_impl(&self, subscriber: PeerId, track: TrackId) -> Result<(), NodeError> {
+        self.housekeeping();
         let sub_shard = self.check_peer(subscriber)?;
         let pub_shard = self.check_track(track)?;
         let info: TrackInfo = self
@@ -216,8 +221,7 @@ impl MediaNode {
         })
         .await?;
         if sub_shard != pub_shard {
-            let mut remote = self.remote_subs.lock().unwrap_or_else(|p| p.into_inner());
-            *remote.entry((track, sub_shard)).or_insert(0) += 1;
+            self.remote().added(subscriber, track);
         }
         Ok(())
     }
@@ -231,34 +235,55 @@ impl MediaNode {
             reply,
         })
         .await?;
-        if sub_shard != pub_shard {
-            let last = {
-                let mut remote = self.remote_subs.lock().unwrap_or_else(|p| p.into_inner());
-                match remote.get_mut(&(track, sub_shard)) {
-                    Some(n) if *n > 1 => {
-                        *n -= 1;
-                        false
-                    }
-                    Some(_) => {
-                        remote.remove(&(track, sub_shard));
-                        true
-                    }
-                    None => false,
-                }
-            };
-            if last {
-                self.call(pub_shard, |reply| NodeCommand::RemoveRemoteFanout {
-                    track,
-                    shard: sub_shard,
-                    reply,
-                })
-                .await?;
-            }
+        if sub_shard != pub_shard && self.remote().removed(subscriber, track) {
+            self.call(pub_shard, |reply| NodeCommand::RemoveRemoteFanout {
+                track,
+                shard: sub_shard,
+                reply,
+            })
+            .await?;
         }
         Ok(())
     }
 
+    fn remote(&self) -> std::sync::MutexGuard<'_, RemoteSubs> {
+        self.remote_subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells a publisher's shard to stop handing `track` to `shard` (no reply awaited).
+    fn end_fanout(&self, track: TrackId, shard: ShardId) {
+        if let Some(h) = self.shards.get(track.shard()) {
+            let (reply, _) = oneshot::channel();
+            let _ = h.send(NodeCommand::RemoveRemoteFanout {
+                track,
+                shard,
+                reply,
+            });
+        }
+    }
+
+    /// Applies what happened on the shards since the last call: closed subscribers end their
+    /// cross-shard fan-outs, ended tracks are forgotten. A lagged receiver only means some
+    /// fan-outs outlive their subscribers (the receiving core drops those packets).
+    fn housekeeping(&self) {
+        let mut rx = self.housekeeping.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match rx.try_recv() {
+                Ok(NodeEvent::PeerClosed { peer, .. }) => {
+                    let ended = self.remote().peer_closed(peer);
+                    for (track, shard) in ended {
+                        self.end_fanout(track, shard);
+                    }
+                }
+                Ok(NodeEvent::TrackUnpublished { track, .. }) => self.remote().track_ended(track),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
     fn load_impl(&self) -> NodeLoad {
+        self.housekeeping();
         let snaps = self.shard_snapshots();
         let mut load = NodeLoad {
             shards: snaps.len() as u32,
@@ -366,7 +391,13 @@ impl MediaNodeApi for MediaNode {
                 return Ok(()); // unknown peers are not an error
             };
             self.call(shard, |reply| NodeCommand::ClosePeer { peer, reply })
-                .await
+                .await?;
+            let ended = self.remote().peer_closed(peer);
+            for (track, shard) in ended {
+                self.end_fanout(track, shard);
+            }
+            self.housekeeping();
+            Ok(())
         })
     }
 

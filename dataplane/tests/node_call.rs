@@ -167,3 +167,39 @@ fn node_api_replies_and_events() {
         c.rt.block_on(c.node.load()).unwrap().peers == 1
     }));
 }
+
+#[test]
+fn closing_the_remote_subscriber_ends_the_cross_shard_hand_off() {
+    let (mut c, alice, bob, carol) = three_party_call(IoBackend::Auto);
+    let shard = c.peers[alice].id.shard().0 as usize;
+    let handing_over = c.run_until(Duration::from_secs(15), |c| {
+        c.received(carol, alice).0 >= 10 && c.node.shard_snapshots()[shard].logic.rtp_to_shards > 0
+    });
+    assert!(handing_over, "carol receives through the other shard");
+    let carol_id = c.peers[carol].id;
+    c.rt.block_on(c.node.close_peer(carol_id)).unwrap();
+    // Two consecutive snapshots of alice's shard with the same hand-off count.
+    let mut last: Option<(Option<std::time::Instant>, u64)> = None;
+    let stopped = c.run_until(Duration::from_secs(10), |c| {
+        let s = &c.node.shard_snapshots()[shard];
+        let now = (s.at, s.logic.rtp_to_shards);
+        match last {
+            Some((at, n)) if at != now.0 && n == now.1 => true,
+            Some((at, _)) if at == now.0 => false,
+            _ => {
+                last = Some(now);
+                false
+            }
+        }
+    });
+    assert!(
+        stopped,
+        "alice's shard still hands packets to carol's shard"
+    );
+    // The call goes on for bob.
+    let before = c.received(bob, alice);
+    assert!(
+        c.run_until(Duration::from_secs(10), |c| c.received(bob, alice).1
+            >= before.1 + 50)
+    );
+}
