@@ -26,9 +26,13 @@ pub enum Stale {
     /// A late packet of the SSRC we switched away from.
     OldSource,
     /// A packet older than the start of the current segment: its slot in the outgoing
-    /// sequence already belongs to packets forwarded before the switch.
+    /// sequence already belongs to packets forwarded before the switch. Also a late packet
+    /// from before more skips than are remembered, whose slot can no longer be found.
     BeforeSegment,
 }
+
+/// Skips remembered per segment, to map late packets from before them.
+const SKIP_MEMORY: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Segment {
@@ -36,8 +40,14 @@ struct Segment {
     /// Extended (wrap-free) incoming seq of the segment's first packet and of the newest one.
     first_in: u64,
     highest_in: u64,
-    /// out_ext = in_ext + seq_offset (wrapping).
+    /// out_ext = in_ext + seq_offset (wrapping), for packets after the last skip.
     seq_offset: u64,
+    /// Ring of (skipped in_ext, offset that applies below it), newest at `skips_next - 1`.
+    skips: [(u64, u64); SKIP_MEMORY],
+    skips_len: usize,
+    skips_next: usize,
+    /// Packets below this lost their mapping when the ring overflowed.
+    skips_floor: u64,
     /// out_ts = in_ts + ts_offset (wrapping, as RTP timestamps do).
     ts_offset: u32,
     last_in_ts: u32,
@@ -112,7 +122,10 @@ impl StreamRewriter {
         if in_ext < seg.first_in {
             return Err(Stale::BeforeSegment);
         }
-        let out_ext = in_ext.wrapping_add(seg.seq_offset);
+        let Some(offset) = seg.offset_for(in_ext) else {
+            return Err(Stale::BeforeSegment);
+        };
+        let out_ext = in_ext.wrapping_add(offset);
         let out_ts = ts.wrapping_add(seg.ts_offset);
         if in_ext > seg.highest_in {
             seg.highest_in = in_ext;
@@ -137,6 +150,34 @@ impl StreamRewriter {
             ts: out_ts,
             new_segment: false,
         })
+    }
+
+    /// A packet of the current source that we chose not to forward (padding-only, a dropped
+    /// temporal layer): later packets close up over it, so the subscriber sees no gap to NACK.
+    /// Only a packet newer than all seen so far can be skipped this way (packets still missing
+    /// below it keep their slots); a late one is ignored and stays a gap like upstream loss.
+    pub fn skip(&mut self, ssrc: u32, seq: u16) {
+        let Some(seg) = self.seg.as_mut() else {
+            return;
+        };
+        if seg.ssrc != ssrc {
+            return;
+        }
+        let in_ext = extend(seg.highest_in, seq);
+        if in_ext <= seg.highest_in {
+            return;
+        }
+        seg.highest_in = in_ext;
+        if seg.skips_len == SKIP_MEMORY {
+            // Evict the oldest; packets below it can no longer be mapped.
+            let oldest = seg.skips[seg.skips_next];
+            seg.skips_floor = oldest.0;
+        } else {
+            seg.skips_len += 1;
+        }
+        seg.skips[seg.skips_next] = (in_ext, seg.seq_offset);
+        seg.skips_next = (seg.skips_next + 1) % SKIP_MEMORY;
+        seg.seq_offset = seg.seq_offset.wrapping_sub(1);
     }
 
     fn start_segment(&mut self, now: Instant, ssrc: u32, seq: u16, ts: u32) -> Rewritten {
@@ -166,6 +207,10 @@ impl StreamRewriter {
             first_in: in_ext,
             highest_in: in_ext,
             seq_offset: out_ext.wrapping_sub(in_ext),
+            skips: [(0, 0); SKIP_MEMORY],
+            skips_len: 0,
+            skips_next: 0,
+            skips_floor: 0,
             ts_offset: out_ts.wrapping_sub(ts),
             last_in_ts: ts,
         });
@@ -177,6 +222,26 @@ impl StreamRewriter {
             ts: out_ts,
             new_segment: true,
         }
+    }
+}
+
+impl Segment {
+    /// The offset that maps `in_ext`: the current one, or the one before a later skip.
+    fn offset_for(&self, in_ext: u64) -> Option<u64> {
+        let mut offset = self.seq_offset;
+        for k in 0..self.skips_len {
+            let i = (self.skips_next + SKIP_MEMORY - 1 - k) % SKIP_MEMORY;
+            let (at, before) = self.skips[i];
+            if in_ext < at {
+                offset = before;
+            } else {
+                return Some(offset);
+            }
+        }
+        if in_ext < self.skips_floor {
+            return None;
+        }
+        Some(offset)
     }
 }
 
@@ -315,6 +380,46 @@ mod tests {
     }
 
     #[test]
+    fn skipped_packets_leave_no_gap_and_late_ones_map_before_the_skip() {
+        let t0 = Instant::now();
+        let mut rw = StreamRewriter::with_start(90_000, 500, 0);
+        let mut out = Vec::new();
+        out.push(rw.rewrite(t0, LOW, 65533, 0, true).unwrap().seq);
+        // 65534 is not here yet (loss or reorder); 65535 is padding we drop; seq wraps.
+        rw.skip(LOW, 65535);
+        rw.skip(LOW, 0);
+        out.push(rw.rewrite(t0, LOW, 1, 0, false).unwrap().seq);
+        rw.skip(LOW, 2);
+        rw.skip(LOW, 3);
+        out.push(rw.rewrite(t0, LOW, 4, 0, false).unwrap().seq);
+        assert_eq!(out, vec![500, 502, 503]);
+        // The reordered 65534 fills the gap the subscriber saw, below the skips.
+        assert_eq!(rw.rewrite(t0, LOW, 65534, 0, false).unwrap().seq, 501);
+        // Skips of another source, or of a seq already passed, change nothing.
+        rw.skip(HIGH, 5);
+        rw.skip(LOW, 2);
+        assert_eq!(rw.rewrite(t0, LOW, 5, 0, false).unwrap().seq, 504);
+    }
+
+    #[test]
+    fn late_packets_older_than_the_remembered_skips_are_dropped() {
+        let t0 = Instant::now();
+        let mut rw = StreamRewriter::new(90_000);
+        rw.rewrite(t0, LOW, 100, 0, true).unwrap();
+        // 101 is late: a gap. Then many skips in a row.
+        assert_eq!(rw.rewrite(t0, LOW, 102, 0, false).unwrap().seq, 102);
+        for s in 103..103 + SKIP_MEMORY as u16 + 2 {
+            rw.skip(LOW, s);
+        }
+        let next = 103 + SKIP_MEMORY as u16 + 2;
+        assert_eq!(rw.rewrite(t0, LOW, next, 0, false).unwrap().seq, 103);
+        assert_eq!(
+            rw.rewrite(t0, LOW, 101, 0, false),
+            Err(Stale::BeforeSegment)
+        );
+    }
+
+    #[test]
     fn frame_interval_is_learned() {
         let t0 = Instant::now();
         let mut rw = StreamRewriter::new(90_000);
@@ -335,8 +440,75 @@ mod tests {
         let mut rw = StreamRewriter::new(48_000);
         for i in 0..100_000u64 {
             let now = t0 + Duration::from_millis(i);
+            if rng.u8(..) < 20 {
+                rw.skip(rng.u32(0..3), rng.u16(..));
+            }
             let _ = rw.rewrite(now, rng.u32(0..3), rng.u16(..), rng.u32(..), rng.u8(..) < 3);
         }
+    }
+
+    /// Seeded mess: switches, skipped packets, reordering. Every output slot is used at most
+    /// once, and every hole in the output is a packet that was never delivered or was dropped
+    /// as stale — so the subscriber only NACKs what really went missing.
+    #[test]
+    fn outputs_are_unique_and_holes_are_accounted_for() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut rw = StreamRewriter::new(90_000);
+        let mut outs: Vec<u64> = Vec::new();
+        let (mut stale, mut held_back) = (0u64, Vec::new());
+        let mut seq = 60_000u16;
+        let mut ssrc = 1u32;
+        let mut switch = true;
+        for i in 0..30_000u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            if i % 2_000 == 1_999 {
+                ssrc += 1;
+                seq = rng.u16(..);
+                switch = true;
+            }
+            seq = seq.wrapping_add(1);
+            let r = rng.u8(..);
+            if r < 25 && !switch {
+                rw.skip(ssrc, seq);
+                continue;
+            }
+            if r < 40 && !switch {
+                held_back.push((ssrc, seq));
+                continue;
+            }
+            let mut deliver = vec![(ssrc, seq, switch)];
+            switch = false;
+            if rng.u8(..) < 30 {
+                deliver.extend(held_back.drain(..).map(|(s, q)| (s, q, false)));
+            }
+            for (s, q, sw) in deliver {
+                match rw.rewrite(now, s, q, i, sw) {
+                    Ok(o) => outs.push(u64::from(o.seq)),
+                    Err(_) => stale += 1,
+                }
+            }
+        }
+        // Unwrap the outgoing sequence in arrival order, then compare.
+        let mut ext = Vec::with_capacity(outs.len());
+        let mut hi = (1u64 << 16) | outs[0];
+        for &o in &outs {
+            let e = extend(hi, o as u16);
+            hi = hi.max(e);
+            ext.push(e);
+        }
+        ext.sort_unstable();
+        let before = ext.len();
+        ext.dedup();
+        assert_eq!(ext.len(), before, "an output seq was used twice");
+        let span = ext[ext.len() - 1] - ext[0] + 1;
+        let holes = span - ext.len() as u64;
+        let never_delivered = held_back.len() as u64;
+        assert!(
+            holes <= stale + never_delivered,
+            "{holes} holes, {stale} stale, {never_delivered} held"
+        );
+        assert!(stale > 0 && holes > 0, "the run exercised late packets");
     }
 
     #[test]
