@@ -1,1 +1,212 @@
-fn main() {}
+//! `shardcast-bench`: the load harness CLI. A thin wrapper over the library.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
+use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
+use shardcast_bench::pin;
+use shardcast_bench::srtp::Profile;
+
+#[derive(Parser)]
+#[command(
+    name = "shardcast-bench",
+    about = "Shardcast load harness and forwarding floor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure the floor: a forwarder with no WebRTC logic (decrypt once, encrypt per
+    /// destination with str0m's SRTP, sendmmsg), driven by a paced load generator.
+    Floor(FloorArgs),
+    /// (internal) The floor forwarder process itself; stops when stdin closes.
+    #[command(hide = true)]
+    FloorServe(FloorServeArgs),
+}
+
+#[derive(clap::Args)]
+struct FloorArgs {
+    /// Incoming packets per second (one stream).
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
+    /// Destinations each packet is forwarded to.
+    #[arg(long, default_value_t = 10)]
+    fanout: usize,
+    /// RTP payload bytes.
+    #[arg(long, default_value_t = 1200)]
+    payload: usize,
+    /// SRTP profile: cm (AES_128_CM_SHA1_80) or gcm (AEAD_AES_128_GCM).
+    #[arg(long, default_value = "gcm")]
+    profile: Profile,
+    /// Measured seconds (after warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// CPUs for the floor process, e.g. "0".
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPUs for the load generator and sinks, e.g. "1".
+    #[arg(long)]
+    harness_cpus: Option<String>,
+    /// Decrypt one in N packets per sink for latency.
+    #[arg(long, default_value_t = 8)]
+    sample_every: u64,
+    /// Repeat the measurement and report the median (by CPU per packet).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Write the result(s) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FloorServeArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Comma-separated destinations.
+    #[arg(long, value_delimiter = ',')]
+    to: Vec<SocketAddrV4>,
+    #[arg(long, default_value = "gcm")]
+    profile: Profile,
+    #[arg(long)]
+    cpus: Option<String>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Cmd::Floor(args) => floor_cmd(args),
+        Cmd::FloorServe(args) => floor_serve(args),
+    }
+}
+
+fn cpu_list(text: &Option<String>) -> anyhow::Result<Vec<usize>> {
+    match text {
+        Some(t) => pin::parse_cpu_list(t).map_err(anyhow::Error::msg),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn floor_cmd(args: FloorArgs) -> anyhow::Result<()> {
+    if let Some(cpus) = &args.server_cpus {
+        pin::parse_cpu_list(cpus).map_err(anyhow::Error::msg)?;
+    }
+    let spec = FloorSpec {
+        rate_pps: args.rate,
+        fanout: args.fanout.max(1),
+        payload: args.payload,
+        profile: args.profile,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration.max(1)),
+        server_cpus: args.server_cpus.clone(),
+        harness_cpus: cpu_list(&args.harness_cpus)?,
+        sample_every: args.sample_every,
+    };
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let mut runs: Vec<FloorResult> = Vec::new();
+    for i in 0..args.repeat.max(1) {
+        let result = floor_run::measure(&exe, &spec)?;
+        eprintln!(
+            "run {}: {:.0} pps out, {:.2} µs CPU/packet, floor CPU {:.0}%, loss {:.4}%, harness {:.0}%",
+            i + 1,
+            result.forwarded_pps,
+            result.floor_cpu_us_per_packet,
+            result.floor_cpu_percent,
+            result.loss_ratio * 100.0,
+            result.harness_cpu_percent
+        );
+        runs.push(result);
+    }
+    let median = floor_run::median(&runs).context("no runs")?;
+    print_floor(median);
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({ "floor": median, "runs": runs });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_floor(r: &FloorResult) {
+    println!(
+        "floor ({} profile {}, io {})",
+        r.fanout,
+        r.profile.name(),
+        r.io_backend
+    );
+    println!(
+        "  input             {:>10} pps × fan-out {}",
+        r.input_pps, r.fanout
+    );
+    println!(
+        "  forwarded         {:>10.0} pps  {:>8.1} Mbps",
+        r.forwarded_pps, r.forwarded_mbps
+    );
+    println!(
+        "  CPU per packet    {:>10.3} µs   (floor at {:.0}% of a core)",
+        r.floor_cpu_us_per_packet, r.floor_cpu_percent
+    );
+    println!("  loss              {:>10.4} %", r.loss_ratio * 100.0);
+    println!(
+        "  latency µs        p50 {}  p99 {}  p99.9 {}  ({} samples)",
+        r.latency_us.p50, r.latency_us.p99, r.latency_us.p999, r.latency_us.samples
+    );
+    println!("  harness CPU       {:>10.0} %", r.harness_cpu_percent);
+    if r.harness_saturated {
+        println!("  WARNING: the harness, not the floor, may be the bottleneck");
+    }
+}
+
+fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
+    if let Some(cpus) = &args.cpus {
+        let cpus = pin::parse_cpu_list(cpus).map_err(anyhow::Error::msg)?;
+        if !pin::pin_current_thread(cpus[0]) {
+            tracing::warn!(cpu = cpus[0], "could not pin the floor");
+        }
+    }
+    let config = FloorConfig {
+        listen: args.listen,
+        destinations: args.to,
+        profile: args.profile,
+        batch: args.batch.max(1),
+    };
+    let socket = floor::bind(config.listen)?;
+    println!("listening {}", socket.local_addr()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        // stdin closing (the parent finished or died) is the cue to stop.
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let counters = FloorCounters::default();
+    let crypto = str0m::crypto::from_feature_flags();
+    floor::serve(&socket, &config, &crypto, &stop, &counters)?;
+    println!(
+        "received={} forwarded={} dropped_bad={} dropped_send={}",
+        counters.received.load(Ordering::Relaxed),
+        counters.forwarded.load(Ordering::Relaxed),
+        counters.dropped_bad.load(Ordering::Relaxed),
+        counters.dropped_send.load(Ordering::Relaxed)
+    );
+    Ok(())
+}

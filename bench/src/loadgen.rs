@@ -1,0 +1,150 @@
+//! The floor's load generator: one SRTP stream at a fixed packet rate, paced in 1 ms ticks
+//! and sent with sendmmsg. Each payload carries a probe (send time, sequence). Records what it
+//! sent per second and how far it fell behind its schedule (a sign the harness, not the
+//! forwarder, is the bottleneck).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use str0m::rtp::{RtpHeader, Ssrc};
+
+use crate::probe;
+use crate::srtp::{Profile, SrtpSender};
+use crate::udp::{self, SendBatch};
+
+/// What the generator is asked to do.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub target: SocketAddrV4,
+    pub rate_pps: u64,
+    pub payload: usize,
+    pub profile: Profile,
+    pub ssrc: u32,
+}
+
+/// What it did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Packets handed to the kernel per second since the epoch.
+    pub sent_per_second: Vec<u64>,
+    pub sent: u64,
+    /// Packets the kernel refused (counted, not retried).
+    pub refused: u64,
+    /// Largest shortfall against the schedule, in packets.
+    pub max_lag: u64,
+}
+
+pub struct LoadGen {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<std::io::Result<LoadReport>>>,
+}
+
+impl LoadGen {
+    pub fn start(spec: LoadSpec, epoch: Instant, cpu: Option<usize>) -> std::io::Result<LoadGen> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket = udp::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None)?;
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("loadgen".into())
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        crate::pin::pin_current_thread(cpu);
+                    }
+                    run(&socket, &spec, epoch, &stop)
+                })?
+        };
+        Ok(LoadGen {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) -> std::io::Result<LoadReport> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(report)) => report,
+            _ => Err(std::io::Error::other("load generator thread panicked")),
+        }
+    }
+}
+
+impl Drop for LoadGen {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn run(
+    socket: &std::net::UdpSocket,
+    spec: &LoadSpec,
+    epoch: Instant,
+    stop: &AtomicBool,
+) -> std::io::Result<LoadReport> {
+    let crypto = str0m::crypto::from_feature_flags();
+    let mut srtp = SrtpSender::new(&crypto, spec.profile);
+    let mut report = LoadReport::default();
+    let mut payload = vec![0x5au8; spec.payload.max(probe::PROBE_LEN)];
+    let mut batch = SendBatch::new(256);
+    let start = Instant::now();
+    let tick = Duration::from_millis(1);
+    let mut next_tick = start;
+    let mut index: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let due = (now - start).as_micros() as u64 * spec.rate_pps / 1_000_000;
+        let behind = due.saturating_sub(report.sent + report.refused);
+        report.max_lag = report.max_lag.max(behind);
+        // Never burst more than 50 ms worth at once: a stalled harness must not flood.
+        let burst = behind.min((spec.rate_pps / 20).max(1));
+        for _ in 0..burst {
+            let header = RtpHeader {
+                has_extension: false,
+                sequence_number: index as u16,
+                timestamp: (index * 3000) as u32,
+                ssrc: Ssrc::from(spec.ssrc),
+                payload_type: 96.into(),
+                ..Default::default()
+            };
+            probe::write_probe(&mut payload, Instant::now() - epoch, index);
+            let sealed = srtp.protect(header, index, &payload);
+            batch.push(&sealed, spec.target);
+            index += 1;
+            if batch.is_full() {
+                flush(&mut batch, socket, epoch, &mut report)?;
+            }
+        }
+        if !batch.is_empty() {
+            flush(&mut batch, socket, epoch, &mut report)?;
+        }
+        next_tick += tick;
+        let now = Instant::now();
+        if next_tick > now {
+            std::thread::sleep(next_tick - now);
+        } else {
+            next_tick = now;
+        }
+    }
+    Ok(report)
+}
+
+fn flush(
+    batch: &mut SendBatch,
+    socket: &std::net::UdpSocket,
+    epoch: Instant,
+    report: &mut LoadReport,
+) -> std::io::Result<()> {
+    let queued = batch.len() as u64;
+    let sent = batch.flush(socket)? as u64;
+    let second = epoch.elapsed().as_secs() as usize;
+    if report.sent_per_second.len() <= second {
+        report.sent_per_second.resize(second + 1, 0);
+    }
+    report.sent_per_second[second] += sent;
+    report.sent += sent;
+    report.refused += queued - sent;
+    Ok(())
+}

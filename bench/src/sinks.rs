@@ -1,0 +1,208 @@
+//! Sinks for the floor measurement: M UDP sockets (one per destination, so each is its own
+//! 5-tuple) read by one thread with poll + recvmmsg. Every packet is counted; one in
+//! `sample_every` per sink is opened with the same SRTP and its probe read back for latency
+//! and a content check. Results go into per-second slots so a window can be cut out later.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use str0m::rtp::{ExtensionMap, RtpHeader};
+
+use crate::probe::{self, ExtSeq};
+use crate::srtp::{Profile, SrtpReceiver};
+use crate::udp::{self, RecvBatch};
+
+/// What the sinks saw in one second since the epoch.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub packets: u64,
+    pub bytes: u64,
+    /// One-way latency of sampled packets, µs.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            packets: 0,
+            bytes: 0,
+            latency_us: new_histogram(),
+        }
+    }
+}
+
+/// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Totals over the whole run, plus the per-second slots.
+#[derive(Debug, Clone)]
+pub struct SinkReport {
+    pub slots: Vec<Slot>,
+    /// Sampled packets whose SRTP did not open or whose probe was missing.
+    pub corrupt: u64,
+}
+
+/// Running sinks; `stop` them to get the report.
+pub struct Sinks {
+    addrs: Vec<SocketAddrV4>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<SinkReport>>,
+}
+
+struct Sink {
+    socket: UdpSocket,
+    srtp: SrtpReceiver,
+    seq: ExtSeq,
+    seen: u64,
+}
+
+impl Sinks {
+    /// Binds `count` loopback sockets and starts the reader thread (pinned to `cpu` if given).
+    pub fn start(
+        count: usize,
+        profile: Profile,
+        epoch: Instant,
+        sample_every: u64,
+        cpu: Option<usize>,
+    ) -> std::io::Result<Sinks> {
+        let crypto = str0m::crypto::from_feature_flags();
+        let mut sinks = Vec::with_capacity(count);
+        let mut addrs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = udp::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None)?;
+            socket.set_nonblocking(true)?;
+            match socket.local_addr()? {
+                SocketAddr::V4(a) => addrs.push(a),
+                SocketAddr::V6(_) => unreachable!("bound to IPv4"),
+            }
+            sinks.push(Sink {
+                socket,
+                srtp: SrtpReceiver::new(&crypto, profile),
+                seq: ExtSeq::default(),
+                seen: 0,
+            });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            let sample_every = sample_every.max(1);
+            std::thread::Builder::new()
+                .name("sinks".into())
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        crate::pin::pin_current_thread(cpu);
+                    }
+                    read_loop(sinks, epoch, sample_every, &stop)
+                })?
+        };
+        Ok(Sinks {
+            addrs,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addrs(&self) -> &[SocketAddrV4] {
+        &self.addrs
+    }
+
+    pub fn stop(mut self) -> SinkReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(SinkReport {
+                slots: Vec::new(),
+                corrupt: 0,
+            })
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_loop(
+    mut sinks: Vec<Sink>,
+    epoch: Instant,
+    sample_every: u64,
+    stop: &AtomicBool,
+) -> SinkReport {
+    let exts = ExtensionMap::empty();
+    let mut report = SinkReport {
+        slots: Vec::new(),
+        corrupt: 0,
+    };
+    let mut fds: Vec<libc::pollfd> = sinks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut batch = RecvBatch::new(64);
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        if ready <= 0 {
+            continue;
+        }
+        for (i, pfd) in fds.iter_mut().enumerate() {
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            pfd.revents = 0;
+            let sink = &mut sinks[i];
+            // Drain what is queued now; poll again for the rest.
+            while let Ok(n) = batch.recv(&sink.socket) {
+                if n == 0 {
+                    break;
+                }
+                let now = Instant::now();
+                let second = now.saturating_duration_since(epoch).as_secs() as usize;
+                while report.slots.len() <= second {
+                    report.slots.push(Slot::new());
+                }
+                let slot = &mut report.slots[second];
+                for (_, datagram) in batch.iter() {
+                    slot.packets += 1;
+                    slot.bytes += datagram.len() as u64;
+                    let Some(header) = RtpHeader::_parse(datagram, &exts) else {
+                        report.corrupt += 1;
+                        continue;
+                    };
+                    let index = sink.seq.extend(header.sequence_number);
+                    sink.seen += 1;
+                    if !sink.seen.is_multiple_of(sample_every) {
+                        continue;
+                    }
+                    let opened = sink
+                        .srtp
+                        .unprotect(datagram, header.header_len, *header.ssrc, index)
+                        .and_then(probe::read_probe);
+                    match opened {
+                        Some((sent, _)) => {
+                            let us = probe::latency(epoch, now, sent).as_micros() as u64;
+                            let _ = slot.latency_us.record(us.max(1));
+                        }
+                        None => report.corrupt += 1,
+                    }
+                }
+                if n < 64 {
+                    break;
+                }
+            }
+        }
+    }
+    report
+}
