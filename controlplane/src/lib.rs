@@ -1,1 +1,19 @@
-//! placeholder
+//! Shardcast control plane: REST, auth, tenants, the Store (redb, etcd), and (added by the
+//! signaling layer) WebSocket signaling, WHIP/WHEP and placement.
+//!
+//! Layers, top to bottom: `routes` (thin axum handlers, one file per resource) → `services`
+//! (rules) → `store::Store` (embedded redb or etcd). `app(state)` builds the HTTP app;
+//! `main.rs` is only the CLI around it. This crate never touches media packets: it drives
+//! media nodes through `shardcast_dataplane::node::MediaNodeApi`.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod routes;
+pub mod services;
+pub mod store;
+
+pub use app::{app, ApiConfig, AppState, NodeHandles};
+pub use error::ApiError;
+pub use store::{EmbeddedStore, EtcdStore, Store};

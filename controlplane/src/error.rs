@@ -1,0 +1,187 @@
+//! `ApiError`: the one error type REST handlers return.
+//!
+//! Renders as JSON `{ "code": "...", "message": "..." }` with the matching status. Codes are
+//! stable snake_case strings that clients may branch on (listed in docs/API.md); messages are
+//! for humans. Store and internal failures are logged here and shown only as a generic
+//! message: internals never reach the caller.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::InvalidId;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the access token has expired")]
+    TokenExpired,
+    #[error("the access token is not valid yet")]
+    TokenNotYetValid,
+    #[error("the access token is invalid: {0}")]
+    TokenInvalid(String),
+    #[error("the access token is for another room")]
+    TokenWrongRoom,
+    #[error("the access token belongs to another tenant")]
+    TokenWrongTenant,
+    #[error("the room password is wrong")]
+    WrongPassword,
+    /// 404 with a specific code (`room_not_found`, `participant_not_found`, ...).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// 409 with a specific code (`room_exists`, `not_waiting`, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("malformed JSON body: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 503: the store could not be reached. Detail is logged, not returned.
+    #[error("the store is unavailable")]
+    Unavailable(String),
+    /// 500: a bug or corrupt data. Detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn room_not_found(room: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "room_not_found",
+            message: format!("room {room} does not exist"),
+        }
+    }
+    pub fn participant_not_found(identity: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "participant_not_found",
+            message: format!("participant {identity} is not in the room"),
+        }
+    }
+    pub fn tenant_not_found(tenant: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "tenant_not_found",
+            message: format!("tenant {tenant} does not exist"),
+        }
+    }
+    pub fn api_key_not_found(key: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "api_key_not_found",
+            message: format!("api key {key} does not exist"),
+        }
+    }
+    pub fn node_not_found(node: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "node_not_found",
+            message: format!("media node {node} is not registered"),
+        }
+    }
+    pub fn track_not_found(track: u64) -> Self {
+        Self::NotFound {
+            code: "track_not_found",
+            message: format!("the participant has no track {track}"),
+        }
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_)
+            | Self::TokenExpired
+            | Self::TokenNotYetValid
+            | Self::TokenInvalid(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_)
+            | Self::TokenWrongRoom
+            | Self::TokenWrongTenant
+            | Self::WrongPassword => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::TokenInvalid(_) => "token_invalid",
+            Self::TokenWrongRoom => "token_wrong_room",
+            Self::TokenWrongTenant => "token_wrong_tenant",
+            Self::WrongPassword => "wrong_password",
+            Self::NotFound { code, .. } | Self::Conflict { code, .. } => code,
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(detail) => Self::Unavailable(detail),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<InvalidId> for ApiError {
+    fn from(e: InvalidId) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Unavailable(detail) => {
+                tracing::warn!(target: "api", %detail, "store unavailable")
+            }
+            Self::Internal(detail) => tracing::error!(target: "api", %detail, "internal error"),
+            _ => {}
+        }
+        let status = self.status();
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

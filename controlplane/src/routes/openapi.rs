@@ -1,0 +1,252 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 document, written by hand as JSON.
+//!
+//! Kept next to the routes and checked by `tests/rest.rs` against `routes::table()`: every
+//! served (method, path) must be documented here and nothing else may be.
+
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::{route, RouteSpec, Verb};
+
+pub fn routes() -> Vec<RouteSpec> {
+    vec![route(Verb::Get, "/v1/openapi.json", serve)]
+}
+
+async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Admin,
+    Tenant,
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn param(name: &str, doc: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" }, "description": doc })
+}
+
+/// One operation. `errors` are the stable codes it can answer with (besides auth ones).
+fn op(
+    summary: &str,
+    auth: Auth,
+    body: Option<&str>,
+    ok: (&str, Option<&str>),
+    errors: &[&str],
+) -> Value {
+    let mut o = Map::new();
+    o.insert("summary".into(), json!(summary));
+    let mut codes: Vec<&str> = errors.to_vec();
+    match auth {
+        Auth::None => {
+            o.insert("security".into(), json!([]));
+        }
+        Auth::Admin => {
+            o.insert("security".into(), json!([{ "adminKey": [] }]));
+            codes.extend(["unauthorized", "forbidden"]);
+        }
+        Auth::Tenant => {
+            o.insert("security".into(), json!([{ "apiKey": [] }]));
+            codes.push("unauthorized");
+        }
+    }
+    if let Some(b) = body {
+        o.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": { "application/json": { "schema": schema(b) } } }),
+        );
+        codes.extend(["invalid_json", "payload_too_large"]);
+    }
+    let mut responses = Map::new();
+    let ok_response = match ok.1 {
+        Some(s) => {
+            json!({ "description": "success", "content": { "application/json": { "schema": schema(s) } } })
+        }
+        None => json!({ "description": "success, no body" }),
+    };
+    responses.insert(ok.0.into(), ok_response);
+    responses.insert(
+        "default".into(),
+        json!({
+            "description": format!("error; code is one of: {}", codes.join(", ")),
+            "content": { "application/json": { "schema": schema("Error") } }
+        }),
+    );
+    o.insert("responses".into(), Value::Object(responses));
+    Value::Object(o)
+}
+
+fn with_params(mut operation: Value, params: &[&Value]) -> Value {
+    if !params.is_empty() {
+        operation["parameters"] = Value::Array(params.iter().map(|p| (*p).clone()).collect());
+    }
+    operation
+}
+
+pub fn document() -> Value {
+    let room = param("room", "room name");
+    let tenant = param("tenant", "tenant id");
+    let key = param("key", "api key id");
+    let who = param("identity", "participant identity");
+    let track = param("track", "track id (a number)");
+    let node = param("node", "media node id");
+    let limit = json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1 } });
+    let rp = [&room];
+    let rw = [&room, &who];
+
+    let paths = json!({
+        "/v1/openapi.json": {
+            "get": op("This document", Auth::None, None, ("200", None), &[])
+        },
+        "/v1/tenants": {
+            "post": op("Create a tenant", Auth::Admin, Some("CreateTenant"), ("201", Some("Tenant")), &["tenant_exists", "invalid_request"]),
+            "get": op("List tenants", Auth::Admin, None, ("200", Some("TenantList")), &[])
+        },
+        "/v1/tenants/{tenant}": {
+            "get": with_params(op("Get a tenant", Auth::Admin, None, ("200", Some("Tenant")), &["tenant_not_found"]), &[&tenant]),
+            "delete": with_params(op("Remove a tenant, its keys and rooms", Auth::Admin, None, ("204", None), &["tenant_not_found"]), &[&tenant])
+        },
+        "/v1/tenants/{tenant}/keys": {
+            "post": with_params(op("Create an API key pair (the secret is shown only here)", Auth::Admin, None, ("201", Some("ApiKeyCreated")), &["tenant_not_found"]), &[&tenant]),
+            "get": with_params(op("List API keys (no secrets)", Auth::Admin, None, ("200", Some("ApiKeyList")), &["tenant_not_found"]), &[&tenant])
+        },
+        "/v1/tenants/{tenant}/keys/{key}": {
+            "delete": with_params(op("Revoke an API key", Auth::Admin, None, ("204", None), &["tenant_not_found", "api_key_not_found"]), &[&tenant, &key])
+        },
+        "/v1/rooms": {
+            "post": op("Create a room", Auth::Tenant, Some("CreateRoom"), ("201", Some("Room")), &["room_exists", "invalid_request"]),
+            "get": op("List the tenant's rooms", Auth::Tenant, None, ("200", Some("RoomList")), &[])
+        },
+        "/v1/rooms/{room}": {
+            "get": with_params(op("Get a room", Auth::Tenant, None, ("200", Some("Room")), &["room_not_found"]), &rp),
+            "patch": with_params(op("Change room settings or password", Auth::Tenant, Some("UpdateRoom"), ("200", Some("Room")), &["room_not_found", "invalid_request"]), &rp),
+            "delete": with_params(op("Close and delete a room", Auth::Tenant, None, ("204", None), &["room_not_found"]), &rp)
+        },
+        "/v1/rooms/{room}/participants": {
+            "get": with_params(op("List participants (joined and waiting)", Auth::Tenant, None, ("200", Some("ParticipantList")), &["room_not_found"]), &rp)
+        },
+        "/v1/rooms/{room}/participants/{identity}": {
+            "get": with_params(op("Get a participant", Auth::Tenant, None, ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw),
+            "delete": with_params(op("Remove (kick) a participant", Auth::Tenant, None, ("204", None), &["room_not_found", "participant_not_found"]), &rw)
+        },
+        "/v1/rooms/{room}/participants/{identity}/tracks/{track}/mute": {
+            "post": with_params(op("Mute or unmute a published track", Auth::Tenant, Some("MuteTrack"), ("200", Some("Participant")), &["room_not_found", "participant_not_found", "track_not_found", "invalid_request"]), &[&room, &who, &track])
+        },
+        "/v1/rooms/{room}/participants/{identity}/pause_video": {
+            "post": with_params(op("Pause or resume all of a participant's video", Auth::Tenant, Some("PauseVideo"), ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw)
+        },
+        "/v1/rooms/{room}/participants/{identity}/permissions": {
+            "patch": with_params(op("Change a participant's grants", Auth::Tenant, Some("GrantsUpdate"), ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw)
+        },
+        "/v1/rooms/{room}/participants/{identity}/admit": {
+            "post": with_params(op("Admit a participant from the waiting room", Auth::Tenant, None, ("200", Some("Participant")), &["room_not_found", "participant_not_found", "not_waiting"]), &rw)
+        },
+        "/v1/rooms/{room}/participants/{identity}/deny": {
+            "post": with_params(op("Turn a participant in the waiting room away", Auth::Tenant, None, ("204", None), &["room_not_found", "participant_not_found", "not_waiting"]), &rw)
+        },
+        "/v1/rooms/{room}/tokens": {
+            "post": with_params(op("Mint an access token", Auth::Tenant, Some("TokenRequest"), ("201", Some("Token")), &["room_not_found", "invalid_request"]), &rp)
+        },
+        "/v1/rooms/{room}/chat": {
+            "get": with_params(op("Chat history, oldest first", Auth::Tenant, None, ("200", Some("ChatHistory")), &["room_not_found", "invalid_request"]), &[&room, &limit])
+        },
+        "/v1/nodes": {
+            "get": op("List live media nodes", Auth::Admin, None, ("200", Some("NodeList")), &[])
+        },
+        "/v1/nodes/{node}/drain": {
+            "post": with_params(op("Drain a node: no new rooms", Auth::Admin, None, ("200", Some("Node")), &["node_not_found"]), &[&node]),
+            "delete": with_params(op("Stop draining a node", Auth::Admin, None, ("200", Some("Node")), &["node_not_found"]), &[&node])
+        }
+    });
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Shardcast control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Rooms, participants, tokens, tenants and media nodes. Errors are JSON {code, message}; see docs/API.md."
+        },
+        "security": [{ "apiKey": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "basic", "description": "<api key id>:<api secret>" },
+                "adminKey": { "type": "http", "scheme": "bearer", "description": "the admin key (SHARDCAST_ADMIN_KEY)" }
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let grants = json!({
+        "type": "object",
+        "required": ["canPublish", "canSubscribe", "canChat", "roomAdmin"],
+        "properties": {
+            "canPublish": { "type": "boolean" }, "canSubscribe": { "type": "boolean" },
+            "canChat": { "type": "boolean" }, "roomAdmin": { "type": "boolean" }
+        }
+    });
+    let role = json!({ "type": "string", "enum": ["host", "participant", "viewer"] });
+    json!({
+        "Error": { "type": "object", "required": ["code", "message"], "properties": {
+            "code": { "type": "string" }, "message": { "type": "string" } } },
+        "CreateTenant": { "type": "object", "required": ["id"], "additionalProperties": false, "properties": {
+            "id": { "type": "string" }, "name": { "type": "string" } } },
+        "Tenant": { "type": "object", "properties": {
+            "id": { "type": "string" }, "name": { "type": "string" }, "created_at": { "type": "integer" } } },
+        "TenantList": { "type": "object", "properties": { "tenants": { "type": "array", "items": schema("Tenant") } } },
+        "ApiKeyCreated": { "type": "object", "properties": {
+            "id": { "type": "string" }, "tenant": { "type": "string" }, "secret": { "type": "string" }, "created_at": { "type": "integer" } } },
+        "ApiKey": { "type": "object", "properties": {
+            "id": { "type": "string" }, "tenant": { "type": "string" }, "created_at": { "type": "integer" } } },
+        "ApiKeyList": { "type": "object", "properties": { "keys": { "type": "array", "items": schema("ApiKey") } } },
+        "CreateRoom": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": { "type": "string" }, "password": { "type": "string" },
+            "max_participants": { "type": "integer", "minimum": 1 }, "ask_before_join": { "type": "boolean" },
+            "empty_timeout_secs": { "type": "integer" } } },
+        "UpdateRoom": { "type": "object", "additionalProperties": false, "properties": {
+            "password": { "type": ["string", "null"] }, "max_participants": { "type": ["integer", "null"] },
+            "ask_before_join": { "type": "boolean" }, "empty_timeout_secs": { "type": "integer" } } },
+        "Room": { "type": "object", "properties": {
+            "name": { "type": "string" }, "has_password": { "type": "boolean" },
+            "max_participants": { "type": ["integer", "null"] }, "ask_before_join": { "type": "boolean" },
+            "empty_timeout_secs": { "type": "integer" }, "created_at": { "type": "integer" } } },
+        "RoomList": { "type": "object", "properties": { "rooms": { "type": "array", "items": schema("Room") } } },
+        "Grants": grants,
+        "GrantsUpdate": { "type": "object", "additionalProperties": false, "properties": {
+            "canPublish": { "type": "boolean" }, "canSubscribe": { "type": "boolean" },
+            "canChat": { "type": "boolean" }, "roomAdmin": { "type": "boolean" } } },
+        "Track": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["audio", "video"] }, "muted": { "type": "boolean" } } },
+        "Participant": { "type": "object", "properties": {
+            "identity": { "type": "string" }, "name": { "type": "string" }, "role": role,
+            "grants": schema("Grants"), "state": { "type": "string", "enum": ["waiting", "joined"] },
+            "node": { "type": ["string", "null"] }, "peer": { "type": ["integer", "null"] },
+            "tracks": { "type": "array", "items": schema("Track") }, "video_paused": { "type": "boolean" },
+            "joined_at": { "type": "integer" } } },
+        "ParticipantList": { "type": "object", "properties": { "participants": { "type": "array", "items": schema("Participant") } } },
+        "MuteTrack": { "type": "object", "required": ["muted"], "additionalProperties": false, "properties": { "muted": { "type": "boolean" } } },
+        "PauseVideo": { "type": "object", "required": ["paused"], "additionalProperties": false, "properties": { "paused": { "type": "boolean" } } },
+        "TokenRequest": { "type": "object", "required": ["identity"], "additionalProperties": false, "properties": {
+            "identity": { "type": "string" }, "name": { "type": "string" },
+            "role": { "type": "string", "enum": ["host", "participant", "viewer"] },
+            "grants": schema("Grants"), "ttl_secs": { "type": "integer", "minimum": 1 } } },
+        "Token": { "type": "object", "properties": {
+            "token": { "type": "string" }, "identity": { "type": "string" }, "room": { "type": "string" }, "expires_at": { "type": "integer" } } },
+        "ChatMessage": { "type": "object", "properties": {
+            "seq": { "type": "integer" }, "from": { "type": "string" }, "name": { "type": "string" },
+            "text": { "type": "string" }, "sent_at_ms": { "type": "integer" } } },
+        "ChatHistory": { "type": "object", "properties": { "messages": { "type": "array", "items": schema("ChatMessage") } } },
+        "Node": { "type": "object", "properties": {
+            "id": { "type": "string" }, "api_address": { "type": "string" }, "capacity": { "type": "integer" },
+            "peers": { "type": "integer" }, "rooms": { "type": "integer" }, "utilization": { "type": "number" },
+            "updated_at_ms": { "type": "integer" }, "draining": { "type": "boolean" } } },
+        "NodeList": { "type": "object", "properties": { "nodes": { "type": "array", "items": schema("Node") } } }
+    })
+}

@@ -1,0 +1,29 @@
+//! Media nodes as operators see them: list and drain.
+//!
+//! Registration (on a lease) and room bindings are in `store::nodes`; choosing a node for a
+//! room is placement's job, not this module's.
+
+use super::now_unix_ms;
+use crate::error::ApiError;
+use crate::ids::NodeId;
+use crate::store::nodes::{self, NodeView};
+use crate::store::Store;
+
+pub async fn list(store: &dyn Store) -> Result<Vec<NodeView>, ApiError> {
+    Ok(nodes::list(store).await?)
+}
+
+/// Marks a live node draining (it gets no new rooms) or clears the mark.
+pub async fn set_draining(
+    store: &dyn Store,
+    id: &NodeId,
+    draining: bool,
+) -> Result<NodeView, ApiError> {
+    if nodes::get(store, id).await?.is_none() {
+        return Err(ApiError::node_not_found(id));
+    }
+    nodes::set_draining(store, id, draining, now_unix_ms()).await?;
+    nodes::get(store, id)
+        .await?
+        .ok_or_else(|| ApiError::node_not_found(id))
+}

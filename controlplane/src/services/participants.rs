@@ -1,0 +1,282 @@
+//! Participants of a room as stored: REST host controls and the writes signaling makes.
+//!
+//! Host controls (remove, mute a track, pause video, permissions, admit, deny) change the
+//! record first and then publish the matching `RoomEvent`; the event handler carries the
+//! effect to the media node and the participant's session.
+
+use super::events::{PeerRef, RemoveReason, RoomEvent, RoomEvents};
+use super::rooms;
+use crate::error::ApiError;
+use crate::ids::{Identity, RoomName, TenantId};
+use crate::store::records::{Grants, ParticipantRecord, ParticipantState, TrackKind};
+use crate::store::typed::{get_json, list_json, put_json, update_json};
+use crate::store::{keys, Store};
+
+/// Which grants to change; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrantsUpdate {
+    pub can_publish: Option<bool>,
+    pub can_subscribe: Option<bool>,
+    pub can_chat: Option<bool>,
+    pub room_admin: Option<bool>,
+}
+
+impl GrantsUpdate {
+    fn apply(&self, g: &mut Grants) {
+        if let Some(v) = self.can_publish {
+            g.can_publish = v;
+        }
+        if let Some(v) = self.can_subscribe {
+            g.can_subscribe = v;
+        }
+        if let Some(v) = self.can_chat {
+            g.can_chat = v;
+        }
+        if let Some(v) = self.room_admin {
+            g.room_admin = v;
+        }
+    }
+}
+
+pub async fn list(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<Vec<ParticipantRecord>, ApiError> {
+    rooms::get(store, tenant, room).await?;
+    Ok(
+        list_json::<ParticipantRecord>(store, &keys::participants_prefix(tenant, room))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect(),
+    )
+}
+
+pub async fn get(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+) -> Result<ParticipantRecord, ApiError> {
+    rooms::get(store, tenant, room).await?;
+    get_json::<ParticipantRecord>(store, &keys::participant(tenant, room, identity))
+        .await?
+        .map(|v| v.value)
+        .ok_or_else(|| ApiError::participant_not_found(identity))
+}
+
+/// Writes a participant record as is (signaling: join, tracks published, peer created).
+/// The room must exist.
+pub async fn upsert(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    record: &ParticipantRecord,
+) -> Result<(), ApiError> {
+    rooms::get(store, tenant, room).await?;
+    put_json(
+        store,
+        &keys::participant(tenant, room, &record.identity),
+        record,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Read-modify-write of one participant with compare-and-swap.
+pub async fn update<F>(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    edit: F,
+) -> Result<ParticipantRecord, ApiError>
+where
+    F: FnMut(&mut ParticipantRecord) -> Result<(), ApiError>,
+{
+    rooms::get(store, tenant, room).await?;
+    update_json(store, &keys::participant(tenant, room, identity), edit)
+        .await?
+        .ok_or_else(|| ApiError::participant_not_found(identity))
+}
+
+/// Removes a participant (kick); its session and peer are ended by the event handler.
+pub async fn remove(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+) -> Result<(), ApiError> {
+    let p = get(store, tenant, room, identity).await?;
+    remove_record(store, events, tenant, room, p, RemoveReason::Kicked).await
+}
+
+async fn remove_record(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    p: ParticipantRecord,
+    reason: RemoveReason,
+) -> Result<(), ApiError> {
+    store
+        .delete(&keys::participant(tenant, room, &p.identity))
+        .await?;
+    events
+        .publish(RoomEvent::ParticipantRemoved {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            identity: p.identity,
+            reason,
+            peer: PeerRef {
+                node: p.node,
+                peer: p.peer,
+            },
+        })
+        .await
+}
+
+pub async fn mute_track(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    track: u64,
+    muted: bool,
+) -> Result<ParticipantRecord, ApiError> {
+    let p = update(store, tenant, room, identity, |p| {
+        let t = p
+            .tracks
+            .iter_mut()
+            .find(|t| t.id == track)
+            .ok_or_else(|| ApiError::track_not_found(track))?;
+        t.muted = muted;
+        Ok(())
+    })
+    .await?;
+    events
+        .publish(RoomEvent::TrackMuted {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            identity: identity.clone(),
+            track,
+            muted,
+            peer: PeerRef {
+                node: p.node.clone(),
+                peer: p.peer,
+            },
+        })
+        .await?;
+    Ok(p)
+}
+
+pub async fn pause_video(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    paused: bool,
+) -> Result<ParticipantRecord, ApiError> {
+    let p = update(store, tenant, room, identity, |p| {
+        p.video_paused = paused;
+        Ok(())
+    })
+    .await?;
+    let tracks = p
+        .tracks
+        .iter()
+        .filter(|t| t.kind == TrackKind::Video)
+        .map(|t| t.id)
+        .collect();
+    events
+        .publish(RoomEvent::VideoPaused {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            identity: identity.clone(),
+            paused,
+            tracks,
+            peer: PeerRef {
+                node: p.node.clone(),
+                peer: p.peer,
+            },
+        })
+        .await?;
+    Ok(p)
+}
+
+pub async fn update_permissions(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    change: GrantsUpdate,
+) -> Result<ParticipantRecord, ApiError> {
+    let p = update(store, tenant, room, identity, |p| {
+        change.apply(&mut p.grants);
+        Ok(())
+    })
+    .await?;
+    events
+        .publish(RoomEvent::PermissionsUpdated {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            identity: identity.clone(),
+            grants: p.grants,
+        })
+        .await?;
+    Ok(p)
+}
+
+fn must_be_waiting(p: &ParticipantRecord) -> Result<(), ApiError> {
+    if p.state == ParticipantState::Waiting {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "not_waiting",
+            format!("participant {} is not in the waiting room", p.identity),
+        ))
+    }
+}
+
+/// Lets a waiting participant in.
+pub async fn admit(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+) -> Result<ParticipantRecord, ApiError> {
+    let p = update(store, tenant, room, identity, |p| {
+        must_be_waiting(p)?;
+        p.state = ParticipantState::Joined;
+        Ok(())
+    })
+    .await?;
+    events
+        .publish(RoomEvent::ParticipantAdmitted {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            identity: identity.clone(),
+        })
+        .await?;
+    Ok(p)
+}
+
+/// Turns a waiting participant away.
+pub async fn deny(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+) -> Result<(), ApiError> {
+    let p = get(store, tenant, room, identity).await?;
+    must_be_waiting(&p)?;
+    remove_record(store, events, tenant, room, p, RemoveReason::Denied).await
+}

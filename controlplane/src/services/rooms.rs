@@ -1,0 +1,208 @@
+//! Rooms of a tenant: create, list, get, update settings, delete (close), password checks.
+//!
+//! Closing a room removes its participants (each gets a `ParticipantRemoved` event so its
+//! session and peer are ended), its chat, its node binding, then announces `RoomClosed`.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::events::{PeerRef, RemoveReason, RoomEvent, RoomEvents};
+use super::now_unix_secs;
+use crate::auth::{password, PasswordLimiter};
+use crate::error::ApiError;
+use crate::ids::{RoomName, TenantId};
+use crate::store::records::{ParticipantRecord, RoomRecord, RoomSettings};
+use crate::store::typed::{create_json, get_json, list_json, update_json};
+use crate::store::{keys, Store};
+
+#[derive(Debug, Clone)]
+pub struct CreateRoom {
+    pub name: RoomName,
+    pub password: Option<String>,
+    pub settings: RoomSettings,
+}
+
+/// A partial update; `None` leaves a field as it is. `password: Some(None)` removes it.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRoom {
+    pub password: Option<Option<String>>,
+    pub max_participants: Option<Option<u32>>,
+    pub ask_before_join: Option<bool>,
+    pub empty_timeout_secs: Option<u32>,
+}
+
+fn validate(settings: &RoomSettings) -> Result<(), ApiError> {
+    if settings.max_participants == Some(0) {
+        return Err(ApiError::InvalidRequest(
+            "max_participants must be at least 1 (omit it for no limit)".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    store: &dyn Store,
+    tenant: &TenantId,
+    req: CreateRoom,
+) -> Result<RoomRecord, ApiError> {
+    validate(&req.settings)?;
+    let password_hash = match req.password {
+        Some(p) => Some(password::hash(p).await?),
+        None => None,
+    };
+    let record = RoomRecord {
+        tenant: tenant.clone(),
+        name: req.name.clone(),
+        settings: req.settings,
+        password_hash,
+        created_at: now_unix_secs(),
+    };
+    match create_json(store, &keys::room(tenant, &req.name), &record, None).await? {
+        Ok(_) => Ok(record),
+        Err(_) => Err(ApiError::conflict(
+            "room_exists",
+            format!("room {} already exists", req.name),
+        )),
+    }
+}
+
+pub async fn list(store: &dyn Store, tenant: &TenantId) -> Result<Vec<RoomRecord>, ApiError> {
+    Ok(list_json::<RoomRecord>(store, &keys::rooms_prefix(tenant))
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .collect())
+}
+
+pub async fn get(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<RoomRecord, ApiError> {
+    get_json::<RoomRecord>(store, &keys::room(tenant, room))
+        .await?
+        .map(|v| v.value)
+        .ok_or_else(|| ApiError::room_not_found(room))
+}
+
+pub async fn update(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    req: UpdateRoom,
+) -> Result<RoomRecord, ApiError> {
+    // Hash outside the compare-and-swap loop: it is slow and must not be repeated.
+    let new_hash = match &req.password {
+        Some(Some(p)) => Some(Some(password::hash(p.clone()).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let updated = update_json::<RoomRecord, ApiError, _>(store, &keys::room(tenant, room), |r| {
+        let mut settings = r.settings.clone();
+        if let Some(m) = req.max_participants {
+            settings.max_participants = m;
+        }
+        if let Some(a) = req.ask_before_join {
+            settings.ask_before_join = a;
+        }
+        if let Some(t) = req.empty_timeout_secs {
+            settings.empty_timeout_secs = t;
+        }
+        validate(&settings)?;
+        r.settings = settings;
+        if let Some(h) = &new_hash {
+            r.password_hash = h.clone();
+        }
+        Ok(())
+    })
+    .await?;
+    updated.ok_or_else(|| ApiError::room_not_found(room))
+}
+
+pub async fn delete(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<(), ApiError> {
+    get(store, tenant, room).await?;
+    close(store, events, tenant, room).await
+}
+
+/// Removes the room and everything in it. Idempotent.
+pub async fn close(
+    store: &dyn Store,
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<(), ApiError> {
+    // The room key first, so nobody new joins while the rest goes.
+    store.delete(&keys::room(tenant, room)).await?;
+    let participants =
+        list_json::<ParticipantRecord>(store, &keys::participants_prefix(tenant, room)).await?;
+    for p in participants {
+        let p = p.value;
+        store
+            .delete(&keys::participant(tenant, room, &p.identity))
+            .await?;
+        events
+            .publish(RoomEvent::ParticipantRemoved {
+                tenant: tenant.clone(),
+                room: room.clone(),
+                identity: p.identity,
+                reason: RemoveReason::RoomClosed,
+                peer: PeerRef {
+                    node: p.node,
+                    peer: p.peer,
+                },
+            })
+            .await?;
+    }
+    store
+        .delete_prefix(&keys::chat_prefix(tenant, room))
+        .await?;
+    store.delete(&keys::chat_seq(tenant, room)).await?;
+    store.delete(&keys::binding(tenant, room)).await?;
+    events
+        .publish(RoomEvent::RoomClosed {
+            tenant: tenant.clone(),
+            room: room.clone(),
+        })
+        .await
+}
+
+/// Checks a join's room password, rate-limited per (room, source).
+///
+/// Rooms without a password accept anything. After too many wrong attempts from `source`,
+/// even the right password is refused with `rate_limited` until the window passes.
+pub async fn check_password(
+    store: &dyn Store,
+    limiter: &PasswordLimiter,
+    tenant: &TenantId,
+    room: &RoomName,
+    given: Option<&str>,
+    source: IpAddr,
+    now: Instant,
+) -> Result<(), ApiError> {
+    let record = get(store, tenant, room).await?;
+    let Some(hash) = record.password_hash else {
+        return Ok(());
+    };
+    let limiter_key = keys::room(tenant, room);
+    limiter
+        .check(&limiter_key, source, now)
+        .map_err(|retry| ApiError::RateLimited {
+            retry_after_secs: retry.as_secs().max(1),
+        })?;
+    let ok = match given {
+        Some(p) => password::verify(p.to_owned(), hash).await?,
+        None => false,
+    };
+    if ok {
+        limiter.record_success(&limiter_key, source);
+        Ok(())
+    } else {
+        limiter.record_failure(&limiter_key, source, now);
+        Err(ApiError::WrongPassword)
+    }
+}

@@ -1,0 +1,117 @@
+//! The node registry and room→node bindings on top of the Store.
+//!
+//! A media node keeps `nodes/{id}` alive on a lease: if it dies, the key vanishes when the
+//! lease expires and placement stops seeing it. Operators drain a node through a separate,
+//! persistent `drain/{id}` key. A room is bound to a node with create-if-absent, so two
+//! control-plane instances placing the same room at once agree without a lock.
+//!
+//! Choosing a node (placement policy) is not here; this is only the stored facts.
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{DrainRecord, NodeRecord, RoomBinding};
+use super::typed::{create_json, get_json, list_json, put_json};
+use super::{keys, LeaseId, Store, StoreError};
+use crate::ids::{NodeId, RoomName, TenantId};
+
+/// A live node as placement and the nodes API see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    #[serde(flatten)]
+    pub record: NodeRecord,
+    pub draining: bool,
+}
+
+/// Writes (or refreshes) the node's record on `lease`.
+pub async fn register(
+    store: &dyn Store,
+    record: &NodeRecord,
+    lease: LeaseId,
+) -> Result<(), StoreError> {
+    put_json(store, &keys::node(&record.id), record, Some(lease)).await?;
+    Ok(())
+}
+
+pub async fn list(store: &dyn Store) -> Result<Vec<NodeView>, StoreError> {
+    let nodes = list_json::<NodeRecord>(store, &keys::nodes_prefix()).await?;
+    let mut out = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let draining = is_draining(store, &node.value.id).await?;
+        out.push(NodeView {
+            record: node.value,
+            draining,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn get(store: &dyn Store, id: &NodeId) -> Result<Option<NodeView>, StoreError> {
+    let Some(node) = get_json::<NodeRecord>(store, &keys::node(id)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(NodeView {
+        record: node.value,
+        draining: is_draining(store, id).await?,
+    }))
+}
+
+pub async fn is_draining(store: &dyn Store, id: &NodeId) -> Result<bool, StoreError> {
+    Ok(get_json::<DrainRecord>(store, &keys::drain(id))
+        .await?
+        .is_some_and(|d| d.value.draining))
+}
+
+pub async fn set_draining(
+    store: &dyn Store,
+    id: &NodeId,
+    draining: bool,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    if draining {
+        let record = DrainRecord {
+            draining,
+            since_ms: now_ms,
+        };
+        put_json(store, &keys::drain(id), &record, None).await?;
+    } else {
+        store.delete(&keys::drain(id)).await?;
+    }
+    Ok(())
+}
+
+/// Binds `room` to `node` unless it is already bound; returns the binding that holds.
+pub async fn bind_room(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    node: &NodeId,
+    now_ms: u64,
+) -> Result<RoomBinding, StoreError> {
+    let wanted = RoomBinding {
+        node: node.clone(),
+        bound_at_ms: now_ms,
+    };
+    match create_json(store, &keys::binding(tenant, room), &wanted, None).await? {
+        Ok(_) => Ok(wanted),
+        Err(existing) => Ok(existing.value),
+    }
+}
+
+pub async fn binding(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<Option<RoomBinding>, StoreError> {
+    Ok(get_json(store, &keys::binding(tenant, room))
+        .await?
+        .map(|b| b.value))
+}
+
+pub async fn unbind_room(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<(), StoreError> {
+    store.delete(&keys::binding(tenant, room)).await?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Typed records stored as JSON values under the keys in [`super::keys`].
+//!
+//! These are storage shapes, not API shapes: routes convert them into response bodies so
+//! that secrets and hashes never leak (e.g. `RoomRecord::password_hash`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApiKeyId, Identity, NodeId, RoomName, TenantId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// An API key pair. The secret is the HS256 key for this tenant's access tokens, so it is
+/// stored as is (a hash could not sign); it is returned once, at creation, and never again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub tenant: TenantId,
+    pub secret: String,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// `None` = unlimited.
+    pub max_participants: Option<u32>,
+    /// Waiting room: joiners wait until a host admits them.
+    pub ask_before_join: bool,
+    /// Close the room after it has been empty this long.
+    pub empty_timeout_secs: u32,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            max_participants: None,
+            ask_before_join: false,
+            empty_timeout_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub tenant: TenantId,
+    pub name: RoomName,
+    pub settings: RoomSettings,
+    /// argon2 PHC string; `None` = no password.
+    pub password_hash: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Host,
+    Participant,
+    Viewer,
+}
+
+/// What a participant may do; carried in access tokens and updatable by hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grants {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_chat: bool,
+    pub room_admin: bool,
+}
+
+impl Grants {
+    /// The grants a role gets when a token does not spell them out.
+    pub fn for_role(role: Role) -> Self {
+        match role {
+            Role::Host => Self {
+                can_publish: true,
+                can_subscribe: true,
+                can_chat: true,
+                room_admin: true,
+            },
+            Role::Participant => Self {
+                can_publish: true,
+                can_subscribe: true,
+                can_chat: true,
+                room_admin: false,
+            },
+            Role::Viewer => Self {
+                can_publish: false,
+                can_subscribe: true,
+                can_chat: true,
+                room_admin: false,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantState {
+    /// In the waiting room, not yet admitted.
+    Waiting,
+    Joined,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackRecord {
+    /// The media node's `TrackId`.
+    pub id: u64,
+    pub kind: TrackKind,
+    /// Muted by a host (forwarding stopped on the node).
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantRecord {
+    pub identity: Identity,
+    pub name: String,
+    pub role: Role,
+    pub grants: Grants,
+    pub state: ParticipantState,
+    /// The media node carrying its peer connection, once it has one.
+    pub node: Option<NodeId>,
+    /// The node's `PeerId`.
+    pub peer: Option<u64>,
+    #[serde(default)]
+    pub tracks: Vec<TrackRecord>,
+    /// A host paused all of its video.
+    #[serde(default)]
+    pub video_paused: bool,
+    /// Unix seconds.
+    pub joined_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRecord {
+    /// Per-room sequence number, from 1, gapless in storage order.
+    pub seq: u64,
+    pub from: Identity,
+    pub name: String,
+    pub text: String,
+    /// Unix milliseconds.
+    pub sent_at_ms: u64,
+}
+
+/// What a media node publishes about itself, on its lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    /// Node API base URL (`http://10.0.0.5:7880`), or `in-process` in all-in-one mode.
+    pub api_address: String,
+    /// Maximum peers the node takes.
+    pub capacity: u32,
+    pub peers: u32,
+    pub rooms: u32,
+    /// 0.0 ..= 1.0, the fullest shard's share of its capacity.
+    pub utilization: f32,
+    /// Unix milliseconds of the last report.
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRecord {
+    pub draining: bool,
+    pub since_ms: u64,
+}
+
+/// Which node a room lives on. Created if absent; deleted when the room closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomBinding {
+    pub node: NodeId,
+    pub bound_at_ms: u64,
+}

@@ -1,0 +1,122 @@
+//! JSON records over the byte `Store`: get, list, create-if-absent and optimistic update.
+//!
+//! Everything here is generic glue; what a record means belongs to the services.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{CasOutcome, Expect, LeaseId, Store, StoreError};
+
+/// A decoded record and the revision it was read at (for a later compare-and-swap).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: u64,
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+pub async fn get_json<T: DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<Versioned<T>>, StoreError> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some(kv) => Ok(Some(Versioned {
+            value: decode(key, &kv.value)?,
+            revision: kv.mod_revision,
+        })),
+    }
+}
+
+pub async fn list_json<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<Versioned<T>>, StoreError> {
+    store
+        .list_prefix(prefix)
+        .await?
+        .into_iter()
+        .map(|kv| {
+            Ok(Versioned {
+                value: decode(&kv.key, &kv.value)?,
+                revision: kv.mod_revision,
+            })
+        })
+        .collect()
+}
+
+pub async fn put_json<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+    lease: Option<LeaseId>,
+) -> Result<u64, StoreError> {
+    store.put(key, encode(key, value)?, lease).await
+}
+
+/// Writes `value` only if `key` is absent. `Err(existing)` carries what is there instead.
+pub async fn create_json<T: Serialize + DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+    lease: Option<LeaseId>,
+) -> Result<Result<u64, Versioned<T>>, StoreError> {
+    match store
+        .compare_and_swap(key, Expect::Absent, encode(key, value)?, lease)
+        .await?
+    {
+        CasOutcome::Swapped { revision } => Ok(Ok(revision)),
+        CasOutcome::Conflict { current: Some(kv) } => Ok(Err(Versioned {
+            value: decode(key, &kv.value)?,
+            revision: kv.mod_revision,
+        })),
+        // Deleted between the compare and our read of it: report as a fresh conflict.
+        CasOutcome::Conflict { current: None } => Err(StoreError::Backend(format!(
+            "create of {key} conflicted with a concurrent delete"
+        ))),
+    }
+}
+
+/// Read-modify-write with compare-and-swap, retried on conflict. `Ok(None)` if the key does
+/// not exist. `edit` may run several times and must only change the value it is given.
+pub async fn update_json<T, E, F>(store: &dyn Store, key: &str, mut edit: F) -> Result<Option<T>, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<StoreError>,
+    F: FnMut(&mut T) -> Result<(), E>,
+{
+    const MAX_ATTEMPTS: usize = 32;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(Versioned {
+            mut value,
+            revision,
+        }) = get_json::<T>(store, key).await?
+        else {
+            return Ok(None);
+        };
+        edit(&mut value)?;
+        let bytes = encode(key, &value)?;
+        let lease = None;
+        match store
+            .compare_and_swap(key, Expect::Revision(revision), bytes, lease)
+            .await?
+        {
+            CasOutcome::Swapped { .. } => return Ok(Some(value)),
+            CasOutcome::Conflict { .. } => continue,
+        }
+    }
+    Err(StoreError::Backend(format!("update of {key} kept conflicting; gave up")).into())
+}

@@ -1,0 +1,395 @@
+//! One contract for every `Store` backend: the embedded redb store and a real etcd.
+//!
+//! Each `contract_*` function takes a fresh store; the `backends!` macro runs it against
+//! both. Timing-dependent cases (lease expiry) poll with a generous deadline and never assert
+//! on speed.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use shardcast_controlplane::ids::{NodeId, RoomName, TenantId};
+use shardcast_controlplane::store::typed::{get_json, update_json};
+use shardcast_controlplane::store::{
+    nodes, CasOutcome, EmbeddedStore, Expect, Store, StoreError, WatchEvent, WatchKind,
+};
+use support::etcd::EtcdProcess;
+
+/// Holds whatever must outlive the store (temp dir or etcd process).
+enum Guard {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Etcd(#[allow(dead_code)] EtcdProcess),
+}
+
+async fn embedded() -> (Arc<dyn Store>, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    (Arc::new(store), Guard::Dir(dir))
+}
+
+async fn etcd() -> (Arc<dyn Store>, Guard) {
+    let process = EtcdProcess::start().await;
+    let store = process.store().await;
+    (Arc::new(store), Guard::Etcd(process))
+}
+
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = super::embedded().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod on_etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = super::etcd().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    contract_kv_basics,
+    contract_prefixes,
+    contract_compare_and_swap,
+    contract_leases_revoke,
+    contract_lease_expiry,
+    contract_lease_kept_alive,
+    contract_watch,
+    contract_typed_update_is_atomic,
+    contract_room_binding_first_wins,
+);
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn contract_kv_basics(store: Arc<dyn Store>) {
+    assert_eq!(store.get("/t/a").await.unwrap(), None);
+    let r1 = store.put("/t/a", b"one".to_vec(), None).await.unwrap();
+    let r2 = store.put("/t/a", b"two".to_vec(), None).await.unwrap();
+    assert!(r2 > r1, "revisions grow: {r1} then {r2}");
+    let kv = store.get("/t/a").await.unwrap().unwrap();
+    assert_eq!(kv.value, b"two");
+    assert_eq!(kv.mod_revision, r2);
+    assert_eq!(kv.lease, None);
+    assert!(store.delete("/t/a").await.unwrap());
+    assert!(!store.delete("/t/a").await.unwrap());
+    assert_eq!(store.get("/t/a").await.unwrap(), None);
+}
+
+async fn contract_prefixes(store: Arc<dyn Store>) {
+    for key in ["/p/a/2", "/p/a/1", "/p/ab/1", "/p/b/1", "/q/a/1"] {
+        store.put(key, key.as_bytes().to_vec(), None).await.unwrap();
+    }
+    let keys: Vec<String> = store
+        .list_prefix("/p/a/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(keys, ["/p/a/1", "/p/a/2"], "key order, no /p/ab/ leak");
+    assert_eq!(store.delete_prefix("/p/a").await.unwrap(), 3);
+    let rest: Vec<String> = store
+        .list_prefix("/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(rest, ["/p/b/1", "/q/a/1"]);
+}
+
+async fn contract_compare_and_swap(store: Arc<dyn Store>) {
+    let first = store
+        .compare_and_swap("/c/k", Expect::Absent, b"v1".to_vec(), None)
+        .await
+        .unwrap();
+    let CasOutcome::Swapped { revision: r1 } = first else {
+        panic!("create on an absent key must succeed: {first:?}");
+    };
+    let again = store
+        .compare_and_swap("/c/k", Expect::Absent, b"other".to_vec(), None)
+        .await
+        .unwrap();
+    match again {
+        CasOutcome::Conflict { current: Some(kv) } => {
+            assert_eq!(kv.value, b"v1");
+            assert_eq!(kv.mod_revision, r1);
+        }
+        other => panic!("second create must conflict with the current value: {other:?}"),
+    }
+    let stale = store
+        .compare_and_swap("/c/k", Expect::Revision(r1 + 1000), b"x".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(!stale.swapped());
+    let ok = store
+        .compare_and_swap("/c/k", Expect::Revision(r1), b"v2".to_vec(), None)
+        .await
+        .unwrap();
+    let CasOutcome::Swapped { revision: r2 } = ok else {
+        panic!("update at the current revision must succeed: {ok:?}");
+    };
+    assert_eq!(store.get("/c/k").await.unwrap().unwrap().value, b"v2");
+    assert!(
+        !store
+            .compare_and_swap("/c/missing", Expect::Revision(r2), b"x".to_vec(), None)
+            .await
+            .unwrap()
+            .swapped(),
+        "a revision compare on a missing key fails"
+    );
+    assert!(!store.compare_and_delete("/c/k", r1).await.unwrap());
+    assert!(store.get("/c/k").await.unwrap().is_some());
+    assert!(store.compare_and_delete("/c/k", r2).await.unwrap());
+    assert!(store.get("/c/k").await.unwrap().is_none());
+}
+
+async fn contract_leases_revoke(store: Arc<dyn Store>) {
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    store.put("/l/a", b"x".to_vec(), Some(lease)).await.unwrap();
+    store.put("/l/b", b"y".to_vec(), None).await.unwrap();
+    assert_eq!(store.get("/l/a").await.unwrap().unwrap().lease, Some(lease));
+    store.keep_alive(lease).await.unwrap();
+    store.revoke_lease(lease).await.unwrap();
+    assert_eq!(
+        store.get("/l/a").await.unwrap(),
+        None,
+        "revoked lease's key is gone"
+    );
+    assert!(
+        store.get("/l/b").await.unwrap().is_some(),
+        "unleased key stays"
+    );
+    let kept = store.keep_alive(lease).await;
+    assert!(
+        matches!(kept, Err(StoreError::LeaseNotFound(l)) if l == lease),
+        "{kept:?}"
+    );
+    assert!(matches!(
+        store.put("/l/c", b"z".to_vec(), Some(lease)).await,
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    // Revoking twice is fine.
+    store.revoke_lease(lease).await.unwrap();
+}
+
+async fn contract_lease_expiry(store: Arc<dyn Store>) {
+    let lease = store.grant_lease(Duration::from_secs(1)).await.unwrap();
+    store
+        .put("/e/node", b"alive".to_vec(), Some(lease))
+        .await
+        .unwrap();
+    let s = store.clone();
+    eventually("the leased key to vanish", move || {
+        let s = s.clone();
+        async move { s.get("/e/node").await.unwrap().is_none() }
+    })
+    .await;
+    let kept = store.keep_alive(lease).await;
+    assert!(
+        matches!(kept, Err(StoreError::LeaseNotFound(_))),
+        "{kept:?}"
+    );
+}
+
+async fn contract_lease_kept_alive(store: Arc<dyn Store>) {
+    let lease = store.grant_lease(Duration::from_secs(2)).await.unwrap();
+    store
+        .put("/k/node", b"alive".to_vec(), Some(lease))
+        .await
+        .unwrap();
+    // Keep it alive well past its ttl: it must stay.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        store.keep_alive(lease).await.unwrap();
+    }
+    assert!(store.get("/k/node").await.unwrap().is_some());
+    store.revoke_lease(lease).await.unwrap();
+}
+
+async fn next_event(stream: &mut shardcast_controlplane::store::WatchStream) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a watch event within 20 s")
+        .expect("the watch stream ended")
+        .expect("a watch error")
+}
+
+async fn contract_watch(store: Arc<dyn Store>) {
+    let mut watch = store.watch_prefix("/w/").await.unwrap();
+    let r1 = store.put("/w/a", b"1".to_vec(), None).await.unwrap();
+    store.put("/x/ignored", b"no".to_vec(), None).await.unwrap();
+    let r2 = store.put("/w/b", b"2".to_vec(), None).await.unwrap();
+    store.delete("/w/a").await.unwrap();
+    let lease = store.grant_lease(Duration::from_secs(1)).await.unwrap();
+    store
+        .put("/w/leased", b"l".to_vec(), Some(lease))
+        .await
+        .unwrap();
+
+    let e = next_event(&mut watch).await;
+    assert_eq!(
+        (e.kind, e.key.as_str(), e.value.as_slice(), e.revision),
+        (WatchKind::Put, "/w/a", &b"1"[..], r1)
+    );
+    let e = next_event(&mut watch).await;
+    assert_eq!(
+        (e.kind, e.key.as_str(), e.revision),
+        (WatchKind::Put, "/w/b", r2)
+    );
+    let e = next_event(&mut watch).await;
+    assert_eq!((e.kind, e.key.as_str()), (WatchKind::Delete, "/w/a"));
+    assert!(e.revision > r2);
+    let e = next_event(&mut watch).await;
+    assert_eq!((e.kind, e.key.as_str()), (WatchKind::Put, "/w/leased"));
+    let e = next_event(&mut watch).await;
+    assert_eq!(
+        (e.kind, e.key.as_str()),
+        (WatchKind::Delete, "/w/leased"),
+        "lease expiry shows up as a delete"
+    );
+}
+
+async fn contract_typed_update_is_atomic(store: Arc<dyn Store>) {
+    store.put("/u/counter", b"0".to_vec(), None).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                update_json::<u64, StoreError, _>(s.as_ref(), "/u/counter", |n| {
+                    *n += 1;
+                    Ok(())
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = get_json::<u64>(store.as_ref(), "/u/counter")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.value, 40, "no increment lost");
+    let missing = update_json::<u64, StoreError, _>(store.as_ref(), "/u/none", |_| Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+}
+
+async fn contract_room_binding_first_wins(store: Arc<dyn Store>) {
+    let tenant = TenantId::parse("acme").unwrap();
+    let room = RoomName::parse("standup").unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let (s, t, r) = (store.clone(), tenant.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            let node = NodeId::parse(format!("node-{n}")).unwrap();
+            nodes::bind_room(s.as_ref(), &t, &r, &node, 0)
+                .await
+                .unwrap()
+                .node
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.push(t.await.unwrap());
+    }
+    winners.dedup();
+    assert_eq!(
+        winners.len(),
+        1,
+        "every placer sees the same node: {winners:?}"
+    );
+    let stored = nodes::binding(store.as_ref(), &tenant, &room)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.node, winners[0]);
+    nodes::unbind_room(store.as_ref(), &tenant, &room)
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes::binding(store.as_ref(), &tenant, &room)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+// ---- embedded only: persistence across restarts ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_revision;
+    {
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        store.put("/r/kept", b"v".to_vec(), None).await.unwrap();
+        let lease = store.grant_lease(Duration::from_secs(600)).await.unwrap();
+        last_revision = store
+            .put("/r/leased", b"l".to_vec(), Some(lease))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.get("/r/kept").await.unwrap().unwrap().value, b"v");
+    let leased = store.get("/r/leased").await.unwrap().unwrap();
+    let lease = leased.lease.expect("the lease survives too");
+    store.keep_alive(lease).await.unwrap();
+    let next = store.put("/r/new", b"n".to_vec(), None).await.unwrap();
+    assert!(
+        next > last_revision,
+        "revisions keep growing across restarts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_lease_expires_while_down() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        let lease = store.grant_lease(Duration::from_millis(300)).await.unwrap();
+        store
+            .put("/d/node", b"x".to_vec(), Some(lease))
+            .await
+            .unwrap();
+        assert!(store.get("/d/node").await.unwrap().is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let store = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let s = store.clone();
+    eventually(
+        "the expired lease's key to be swept after restart",
+        move || {
+            let s = s.clone();
+            async move { s.get("/d/node").await.unwrap().is_none() }
+        },
+    )
+    .await;
+}

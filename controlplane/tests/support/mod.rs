@@ -1,0 +1,5 @@
+//! Test support shared by the control-plane integration tests.
+#![allow(dead_code)]
+
+pub mod api;
+pub mod etcd;
