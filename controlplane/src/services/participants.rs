@@ -125,6 +125,16 @@ async fn remove_record(
     store
         .delete(&keys::participant(tenant, room, &p.identity))
         .await?;
+    publish_removed(events, tenant, room, p, reason).await
+}
+
+async fn publish_removed(
+    events: &dyn RoomEvents,
+    tenant: &TenantId,
+    room: &RoomName,
+    p: ParticipantRecord,
+    reason: RemoveReason,
+) -> Result<(), ApiError> {
     events
         .publish(RoomEvent::ParticipantRemoved {
             tenant: tenant.clone(),
@@ -268,7 +278,8 @@ pub async fn admit(
     Ok(p)
 }
 
-/// Turns a waiting participant away.
+/// Turns a waiting participant away. The delete is conditional on the record read, so a
+/// concurrent admit wins cleanly instead of being undone.
 pub async fn deny(
     store: &dyn Store,
     events: &dyn RoomEvents,
@@ -276,7 +287,19 @@ pub async fn deny(
     room: &RoomName,
     identity: &Identity,
 ) -> Result<(), ApiError> {
-    let p = get(store, tenant, room, identity).await?;
-    must_be_waiting(&p)?;
-    remove_record(store, events, tenant, room, p, RemoveReason::Denied).await
+    rooms::get(store, tenant, room).await?;
+    let key = keys::participant(tenant, room, identity);
+    for _ in 0..16 {
+        let Some(current) = get_json::<ParticipantRecord>(store, &key).await? else {
+            return Err(ApiError::participant_not_found(identity));
+        };
+        must_be_waiting(&current.value)?;
+        if store.compare_and_delete(&key, current.revision).await? {
+            return publish_removed(events, tenant, room, current.value, RemoveReason::Denied)
+                .await;
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "deny of {identity} kept conflicting"
+    )))
 }
