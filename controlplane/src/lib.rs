@@ -8,11 +8,17 @@
 
 pub mod app;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod ids;
+pub mod nodeapi;
+pub mod placement;
 pub mod routes;
+pub mod server;
 pub mod services;
+pub mod signaling;
 pub mod store;
+pub mod whip;
 
 pub use app::{app, ApiConfig, AppState, NodeHandles};
 pub use error::ApiError;

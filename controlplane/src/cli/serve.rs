@@ -1,0 +1,189 @@
+//! The server roles: `serve` (all in one), `controlplane` and `medianode` (distributed).
+//!
+//! Must never: hold request logic — it wires config into `shardcast_controlplane::server`,
+//! placement, the node registry and the node API server, then serves until Ctrl-C/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shardcast_controlplane::app::ApiConfig;
+use shardcast_controlplane::config::{Config, Role};
+use shardcast_controlplane::ids::NodeId;
+use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
+use shardcast_controlplane::placement::{NodeHandle, Placement};
+use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
+use shardcast_dataplane::driver::IoBackend;
+use shardcast_dataplane::node::MediaNodeApi;
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+
+fn api_config(config: &Config) -> ApiConfig {
+    ApiConfig {
+        admin_key: config.admin_key.clone(),
+        chat_history_default: config.signaling.chat_history,
+        ..ApiConfig::default()
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve_http(listen: std::net::SocketAddr, router: axum::Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("http.listen: cannot bind {listen}"))?;
+    // Tests and scripts read this line to learn the bound port (listen may be port 0).
+    println!("shardcast: listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+fn start_media_node(config: &Config) -> anyhow::Result<Arc<dyn MediaNodeApi>> {
+    let mut c = MediaNodeConfig::default();
+    c.shards.shards = config.media.shards;
+    c.shards.bind_ip = config.media.bind_ip;
+    c.shards.base_port = config.media.base_port;
+    c.shards.backend = match config.media.backend.as_str() {
+        "io_uring" => IoBackend::IoUring,
+        "portable" => IoBackend::Portable,
+        _ => IoBackend::Auto,
+    };
+    let node =
+        MediaNode::start(c).map_err(|e| anyhow::anyhow!("media: cannot start shards: {e}"))?;
+    tracing::info!(addrs = ?node.shard_addrs(), backend = ?node.backend(), "media node started");
+    Ok(Arc::new(node))
+}
+
+/// All in one: control plane + in-process media node on the embedded store.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(config.data_dir.join("store"))
+            .await
+            .with_context(|| {
+                format!(
+                    "data_dir: cannot open the store in {}",
+                    config.data_dir.display()
+                )
+            })?,
+    );
+    let key = server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?;
+    let node = start_media_node(&config)?;
+    let placement = Arc::new(Placement::single(NodeHandle {
+        id: Arc::from("local"),
+        api: node,
+    }));
+    let dev = config.dev_enabled(Role::Serve);
+    let built = server::build(
+        store,
+        placement,
+        ServerOptions {
+            api: api_config(&config),
+            signaling: config.signaling.clone(),
+            dev_key: dev.then_some(key.clone()),
+            web_dir: config.http.web_dir.clone(),
+        },
+    )
+    .await;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        api_key = %key.id,
+        dev,
+        "shardcast serve: default tenant `{}`; credentials in {}",
+        key.tenant,
+        config.data_dir.join(shardcast_controlplane::config::DefaultTenant::FILE).display()
+    );
+    serve_http(config.http.listen, built.router).await
+}
+
+async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = EtcdStore::connect(&config.etcd.endpoints)
+        .await
+        .with_context(|| format!("etcd.endpoints: cannot reach {:?}", config.etcd.endpoints))?;
+    Ok(Arc::new(store))
+}
+
+/// Distributed control plane: etcd store, remote media nodes.
+pub async fn controlplane(config: Config) -> anyhow::Result<()> {
+    let store = etcd(&config).await?;
+    let secret = config.cluster.secret.clone().unwrap_or_default();
+    let placement = Arc::new(Placement::cluster(store.clone(), secret));
+    let dev_key = if config.dev_enabled(Role::ControlPlane) {
+        std::fs::create_dir_all(&config.data_dir)?;
+        Some(server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?)
+    } else {
+        None
+    };
+    let built = server::build(
+        store,
+        placement,
+        ServerOptions {
+            api: api_config(&config),
+            signaling: config.signaling.clone(),
+            dev_key,
+            web_dir: config.http.web_dir.clone(),
+        },
+    )
+    .await;
+    serve_http(config.http.listen, built.router).await
+}
+
+/// Distributed media node: serves the node API and keeps its registration alive.
+pub async fn medianode(config: Config) -> anyhow::Result<()> {
+    let store = etcd(&config).await?;
+    let node = start_media_node(&config)?;
+    let url = config.node_url();
+    let id = match &config.cluster.node_id {
+        Some(id) => NodeId::parse(id.clone()).context("cluster.node_id")?,
+        None => NodeId::parse(
+            url.trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .replace([':', '/', '.'], "-"),
+        )
+        .context("cluster.node_advertise")?,
+    };
+    let secret = config.cluster.secret.clone().unwrap_or_default();
+    let router = shardcast_controlplane::nodeapi::server::router(node.clone(), &secret);
+    let listener = tokio::net::TcpListener::bind(config.cluster.node_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cluster.node_listen: cannot bind {}",
+                config.cluster.node_listen
+            )
+        })?;
+    let reg = registry::register(
+        store,
+        node,
+        NodeIdentity {
+            id: id.clone(),
+            api_address: url.clone(),
+            capacity: config.cluster.node_capacity,
+        },
+        Duration::from_secs(config.cluster.node_lease_secs),
+    )
+    .await
+    .context("registering in etcd")?;
+    println!("shardcast: media node {id} serving the node API on {url}");
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    reg.stop().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! Typed configuration of the `shardcast` binary: one struct for every role (serve,
+//! controlplane, medianode), read from a TOML file, then overridden by `SHARDCAST_*`
+//! environment variables and command-line flags (clap merges those two), then validated.
+//!
+//! Owns: defaults, the TOML schema (unknown keys are errors that name the key), validation
+//! with messages of the form `<key>: <problem>`. Must never: start anything, touch the
+//! network or the store — it only describes what the binary will do.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The whole configuration. Every section has defaults, so an empty file (or none) is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the embedded store and the default tenant's credentials.
+    pub data_dir: PathBuf,
+    /// Dev mode: `GET /dev/token` mints host tokens for the default tenant. `None` = on for
+    /// `serve` when HTTP listens on loopback, off otherwise.
+    pub dev: Option<bool>,
+    /// Admin key for tenant management (`Authorization: Bearer <key>`). `None` = no admin API.
+    pub admin_key: Option<String>,
+    /// `tracing` filter, e.g. `info` or `shardcast_controlplane=debug,info`.
+    pub log: String,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub etcd: EtcdConfig,
+    pub cluster: ClusterConfig,
+    pub signaling: SignalingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// REST, signaling, WHIP/WHEP and the demo page.
+    pub listen: SocketAddr,
+    /// Directory of the demo page; `None` = the page built into the binary.
+    pub web_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address the shards bind their UDP sockets to, and advertise as ICE host candidate.
+    pub bind_ip: IpAddr,
+    /// First UDP port; shard i uses `base_port + i`. 0 = ephemeral ports.
+    pub base_port: u16,
+    /// Number of shards (threads); 0 = one per core.
+    pub shards: usize,
+    /// `auto`, `io_uring` or `portable`.
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// etcd client URLs (distributed roles only).
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shared secret between control planes and media nodes (Bearer on the node API).
+    pub secret: Option<String>,
+    /// Where `shardcast medianode` serves the node API (a private address).
+    pub node_listen: SocketAddr,
+    /// URL control planes use to reach this node; default `http://<node_listen>`.
+    pub node_advertise: Option<String>,
+    /// Stable node id; default derived from the advertised URL.
+    pub node_id: Option<String>,
+    /// Peers a node accepts before placement calls it full.
+    pub node_capacity: u32,
+    /// Seconds a node's registration outlives its last keep-alive.
+    pub node_lease_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingConfig {
+    /// Seconds a dropped session may be resumed (`join` with `resume`).
+    pub reconnect_grace_secs: u64,
+    /// Seconds without any client message before the server closes the socket.
+    pub idle_timeout_secs: u64,
+    /// Chat messages sent with `joined`.
+    pub chat_history: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            dev: None,
+            admin_key: None,
+            log: "info".into(),
+            http: HttpConfig::default(),
+            media: MediaConfig::default(),
+            etcd: EtcdConfig::default(),
+            cluster: ClusterConfig::default(),
+            signaling: SignalingConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7880),
+            web_dir: None,
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            base_port: 0,
+            shards: 0,
+            backend: "auto".into(),
+        }
+    }
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            node_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7881),
+            node_advertise: None,
+            node_id: None,
+            node_capacity: 1000,
+            node_lease_secs: 10,
+        }
+    }
+}
+
+impl Default for SignalingConfig {
+    fn default() -> Self {
+        Self {
+            reconnect_grace_secs: 20,
+            idle_timeout_secs: 60,
+            chat_history: 50,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/shardcast` when XDG_DATA_HOME is set, else `./shardcast-data`.
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("shardcast"),
+        _ => PathBuf::from("shardcast-data"),
+    }
+}
+
+/// Which binary role validates the config: each needs different keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    ControlPlane,
+    MediaNode,
+    /// Offline tools (`token create`): only the data directory matters.
+    Tool,
+}
+
+impl Config {
+    /// Parse TOML text; unknown keys and wrong types are errors naming the key.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            reason: e.to_string().trim().to_string(),
+        })
+    }
+
+    /// Read a TOML file, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Whether dev mode (the `/dev/token` endpoint) is on for this role.
+    pub fn dev_enabled(&self, role: Role) -> bool {
+        match self.dev {
+            Some(on) => on,
+            None => role == Role::Serve && self.http.listen.ip().is_loopback(),
+        }
+    }
+
+    pub fn reconnect_grace(&self) -> Duration {
+        Duration::from_secs(self.signaling.reconnect_grace_secs)
+    }
+
+    /// The URL control planes use to reach this media node.
+    pub fn node_url(&self) -> String {
+        self.cluster
+            .node_advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.cluster.node_listen))
+    }
+
+    /// Check the keys `role` needs; the error names the first bad key.
+    pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if role == Role::Tool {
+            return Ok(());
+        }
+        if !matches!(
+            self.media.backend.as_str(),
+            "auto" | "io_uring" | "portable"
+        ) {
+            return Err(invalid(
+                "media.backend",
+                format!(
+                    "`{}` is not one of auto, io_uring, portable",
+                    self.media.backend
+                ),
+            ));
+        }
+        if self.media.shards > 256 {
+            return Err(invalid("media.shards", "at most 256"));
+        }
+        if self.media.base_port != 0 {
+            let shards = self.media.shards.max(1);
+            if self.media.base_port as usize + shards > 65536 {
+                return Err(invalid(
+                    "media.base_port",
+                    "base_port + shards exceeds 65535",
+                ));
+            }
+        }
+        if self.signaling.chat_history > 1000 {
+            return Err(invalid("signaling.chat_history", "at most 1000"));
+        }
+        if self.signaling.idle_timeout_secs == 0 {
+            return Err(invalid("signaling.idle_timeout_secs", "must be > 0"));
+        }
+        if let Some(k) = &self.admin_key {
+            if k.len() < 16 {
+                return Err(invalid("admin_key", "at least 16 characters"));
+            }
+        }
+        if matches!(role, Role::ControlPlane | Role::MediaNode) {
+            if self.etcd.endpoints.is_empty() {
+                return Err(invalid(
+                    "etcd.endpoints",
+                    "at least one endpoint is required",
+                ));
+            }
+            for e in &self.etcd.endpoints {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(invalid(
+                        "etcd.endpoints",
+                        format!("`{e}` is not an http(s) URL"),
+                    ));
+                }
+            }
+            match &self.cluster.secret {
+                None => return Err(invalid("cluster.secret", "required for distributed roles")),
+                Some(s) if s.len() < 16 => {
+                    return Err(invalid("cluster.secret", "at least 16 characters"))
+                }
+                _ => {}
+            }
+        }
+        if role == Role::MediaNode {
+            if let Some(url) = &self.cluster.node_advertise {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("cluster.node_advertise", "must be an http(s) URL"));
+                }
+            }
+            if self.cluster.node_capacity == 0 {
+                return Err(invalid("cluster.node_capacity", "must be > 0"));
+            }
+            if self.cluster.node_lease_secs < 2 {
+                return Err(invalid("cluster.node_lease_secs", "at least 2"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The default tenant's credentials, created by the first `serve` and kept in
+/// `<data_dir>/default_tenant.json` (mode 0600) so `token create` and `room` work offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultTenant {
+    pub tenant: String,
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+impl DefaultTenant {
+    pub const FILE: &'static str = "default_tenant.json";
+
+    /// `Ok(None)` when no server has created it yet.
+    pub fn read(data_dir: &Path) -> Result<Option<Self>, ConfigError> {
+        let path = data_dir.join(Self::FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ConfigError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Write atomically (temp file + rename), readable by the owner only.
+    pub fn write(&self, data_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data_dir)?;
+        let tmp = data_dir.join(format!("{}.tmp", Self::FILE));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(tmp, data_dir.join(Self::FILE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:7880");
+        assert!(c.dev_enabled(Role::Serve));
+        assert!(!c.dev_enabled(Role::ControlPlane));
+        c.validate(Role::Serve).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[http]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n", "f.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = Config::from_toml("[media]\nshards = \"four\"\n", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("shards"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.media.backend = "epoll".into();
+        assert_eq!(
+            c.validate(Role::Serve).unwrap_err(),
+            invalid(
+                "media.backend",
+                "`epoll` is not one of auto, io_uring, portable"
+            )
+        );
+        let c = Config::default();
+        let e = c.validate(Role::ControlPlane).unwrap_err();
+        assert!(e.to_string().starts_with("cluster.secret:"), "{e}");
+    }
+
+    #[test]
+    fn dev_off_when_not_loopback() {
+        let mut c = Config::default();
+        c.http.listen = "0.0.0.0:7880".parse().unwrap();
+        assert!(!c.dev_enabled(Role::Serve));
+        c.dev = Some(true);
+        assert!(c.dev_enabled(Role::Serve));
+    }
+
+    #[test]
+    fn default_tenant_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(DefaultTenant::read(dir.path()).unwrap(), None);
+        let t = DefaultTenant {
+            tenant: "default".into(),
+            api_key: "k".into(),
+            api_secret: "s".into(),
+        };
+        t.write(dir.path()).unwrap();
+        assert_eq!(DefaultTenant::read(dir.path()).unwrap(), Some(t));
+    }
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let text = include_str!("../shardcast.sample.toml");
+        let c = Config::from_toml(text, "shardcast.sample.toml").unwrap();
+        c.validate(Role::Serve).unwrap();
+    }
+}

@@ -1,0 +1,235 @@
+//! The wire messages of the WebSocket signaling protocol (docs/PROTOCOL.md is the reference;
+//! this file must match it). JSON text frames, internally tagged by `type`.
+//!
+//! Must never: carry logic — only shapes and (de)serialization.
+
+use serde::{Deserialize, Serialize};
+use shardcast_dataplane::node::{MediaKind, TrackId};
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    Join {
+        token: String,
+        #[serde(default)]
+        password: Option<String>,
+        #[serde(default)]
+        resume: Option<String>,
+    },
+    Offer {
+        sdp: String,
+        #[serde(default)]
+        ice_restart: bool,
+    },
+    Answer {
+        sdp: String,
+    },
+    SetSubscription {
+        track: String,
+        visible: bool,
+        #[serde(default)]
+        max_layer: Option<u8>,
+    },
+    Chat {
+        text: String,
+    },
+    Mute {
+        track: String,
+        muted: bool,
+    },
+    Admit {
+        identity: String,
+    },
+    Deny {
+        identity: String,
+    },
+    Kick {
+        identity: String,
+    },
+    MuteParticipant {
+        identity: String,
+        kind: MediaKind,
+    },
+    Ping,
+    Leave,
+}
+
+/// A participant as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub identity: String,
+    pub name: String,
+    pub role: String,
+    pub grants: serde_json::Value,
+}
+
+/// A published track as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// `TrackId` in lower-case hex (also the msid track id in server offers).
+    pub id: String,
+    pub identity: String,
+    pub kind: MediaKind,
+    pub rids: Vec<String>,
+    pub muted: bool,
+}
+
+/// A chat message as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatInfo {
+    pub id: String,
+    pub identity: String,
+    pub name: String,
+    pub text: String,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Joined {
+        session: String,
+        room: String,
+        me: ParticipantInfo,
+        participants: Vec<ParticipantInfo>,
+        tracks: Vec<TrackInfo>,
+        chat: Vec<ChatInfo>,
+    },
+    Waiting,
+    Denied {
+        reason: String,
+    },
+    Knock {
+        identity: String,
+        name: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        identity: String,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        id: String,
+        identity: String,
+    },
+    Muted {
+        track: String,
+        identity: String,
+        muted: bool,
+        by: String,
+    },
+    ActiveSpeaker {
+        identity: String,
+    },
+    Chat {
+        message: ChatInfo,
+    },
+    Kicked {
+        reason: String,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    Pong,
+}
+
+impl ServerMsg {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Messages after which the server closes the socket.
+    pub fn is_final(&self) -> bool {
+        matches!(self, ServerMsg::Denied { .. } | ServerMsg::Kicked { .. })
+    }
+}
+
+/// Protocol form of a track id.
+pub fn track_to_wire(t: TrackId) -> String {
+    format!("{:x}", t.0)
+}
+
+/// Parses the protocol form of a track id; `None` when it is not one.
+pub fn track_from_wire(s: &str) -> Option<TrackId> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().map(TrackId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_as_documented() {
+        let m: ClientMsg = serde_json::from_str(r#"{"type":"join","token":"t"}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::Join {
+                token: "t".into(),
+                password: None,
+                resume: None
+            }
+        );
+        let m: ClientMsg = serde_json::from_str(
+            r#"{"type":"set_subscription","track":"1a","visible":false,"max_layer":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::SetSubscription {
+                track: "1a".into(),
+                visible: false,
+                max_layer: Some(1)
+            }
+        );
+        let m: ClientMsg =
+            serde_json::from_str(r#"{"type":"mute_participant","identity":"a","kind":"video"}"#)
+                .unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::MuteParticipant {
+                identity: "a".into(),
+                kind: MediaKind::Video
+            }
+        );
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn server_messages_serialize_as_documented() {
+        let v = serde_json::to_value(ServerMsg::error("bad_sdp", "x")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","code":"bad_sdp","message":"x"})
+        );
+        let v = serde_json::to_value(ServerMsg::Pong).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"pong"}));
+    }
+
+    #[test]
+    fn track_ids_round_trip() {
+        let t = TrackId(0x0001_0000_0000_002a);
+        assert_eq!(track_from_wire(&track_to_wire(t)), Some(t));
+        assert_eq!(track_from_wire("zz"), None);
+        assert_eq!(track_from_wire(""), None);
+    }
+}

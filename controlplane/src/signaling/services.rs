@@ -1,0 +1,140 @@
+//! What signaling needs from the rest of the control plane (auth, rooms, participants, chat),
+//! as one object-safe trait. The production implementation (`StoreServices`, in
+//! `store_services.rs`) sits on cp-core's services and the `Store`; keeping the boundary
+//! narrow lets signaling stay ignorant of key layouts and token formats.
+//!
+//! Must never: hold session state — that is the hub's.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use super::messages::{ChatInfo, ParticipantInfo, TrackInfo};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A signaling failure with a stable protocol error code (docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SignalError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl SignalError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Grants of a participant (JWT claim names are camelCase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grants {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_chat: bool,
+    pub room_admin: bool,
+}
+
+/// An authenticated participant: who, where, with which rights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub tenant: String,
+    pub room: String,
+    pub identity: String,
+    pub name: String,
+    /// `host`, `participant` or `viewer`.
+    pub role: String,
+    pub grants: Grants,
+}
+
+impl Member {
+    /// Hosts and room admins may use host controls.
+    pub fn is_host(&self) -> bool {
+        self.role == "host" || self.grants.room_admin
+    }
+
+    pub fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            identity: self.identity.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            grants: serde_json::to_value(self.grants).unwrap_or_default(),
+        }
+    }
+
+    /// The media node's room id: tenant-qualified so tenants never share a node room.
+    pub fn node_room(&self) -> String {
+        format!("{}/{}", self.tenant, self.room)
+    }
+}
+
+/// Room settings that matter at join time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoomPolicy {
+    pub ask_before_join: bool,
+    pub max_participants: Option<u32>,
+}
+
+/// Where a participant is in the join flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Waiting,
+    Joined,
+}
+
+/// A participant as stored, with its published tracks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredParticipant {
+    pub info: ParticipantInfo,
+    pub presence: Presence,
+    pub tracks: Vec<TrackInfo>,
+}
+
+pub trait SignalServices: Send + Sync + 'static {
+    /// Verify an access token (signature, exp/nbf, tenant) → who it is for.
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Member, SignalError>>;
+    /// The room exists and the password (if any) matches; wrong passwords are rate-limited
+    /// per (room, source).
+    fn check_room<'a>(
+        &'a self,
+        member: &'a Member,
+        password: Option<&'a str>,
+        source: IpAddr,
+    ) -> BoxFuture<'a, Result<RoomPolicy, SignalError>>;
+    /// Create or update the participant's record.
+    fn put_participant<'a>(
+        &'a self,
+        member: &'a Member,
+        presence: Presence,
+        node: Option<&'a str>,
+        tracks: &'a [TrackInfo],
+    ) -> BoxFuture<'a, Result<(), SignalError>>;
+    /// Remove the participant's record (no error when absent).
+    fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()>;
+    /// Every stored participant of the room.
+    fn participants<'a>(
+        &'a self,
+        tenant: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredParticipant>, SignalError>>;
+    /// Store a chat message, then fan it out to the room (through the room events hook).
+    fn append_chat<'a>(
+        &'a self,
+        member: &'a Member,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<ChatInfo, SignalError>>;
+    /// The last `limit` messages, oldest first.
+    fn chat_history<'a>(
+        &'a self,
+        tenant: &'a str,
+        room: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatInfo>, SignalError>>;
+}

@@ -1,0 +1,318 @@
+//! `StoreServices`: the production `SignalServices`, on cp-core's auth, records and services
+//! over the `Store` held in `AppState`.
+//!
+//! Must never: bypass the services' rules (chat is stored through `services::chat`, tokens
+//! verified by `TokenService`), or leak a password hash or secret into a message.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use shardcast_dataplane::node::MediaKind;
+
+use super::messages::{track_to_wire, ChatInfo, ParticipantInfo, TrackInfo};
+use super::services::{
+    BoxFuture, Grants, Member, Presence, RoomPolicy, SignalError, SignalServices, StoredParticipant,
+};
+use crate::app::AppState;
+use crate::auth::tokens::Expected;
+use crate::error::ApiError;
+use crate::ids::{Identity, NodeId, RoomName, TenantId};
+use crate::store::records::{
+    ChatRecord, Grants as RecordGrants, ParticipantRecord, ParticipantState, Role, TrackKind,
+    TrackRecord,
+};
+use crate::store::typed::{get_json, list_json, put_json};
+use crate::store::{keys, Store};
+
+pub struct StoreServices {
+    state: AppState,
+}
+
+impl StoreServices {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+}
+
+/// API error → protocol error code (docs/PROTOCOL.md names).
+pub fn api_to_signal(e: ApiError) -> SignalError {
+    let code = match &e {
+        ApiError::TokenExpired => "token_expired",
+        ApiError::TokenNotYetValid => "token_not_yet_valid",
+        ApiError::TokenInvalid(_) | ApiError::TokenWrongRoom | ApiError::TokenWrongTenant => {
+            "token_invalid"
+        }
+        ApiError::WrongPassword => "password_wrong",
+        ApiError::RateLimited { .. } => "rate_limited",
+        ApiError::Forbidden(_) | ApiError::Unauthorized(_) => "forbidden",
+        ApiError::NotFound { code, .. } if *code == "room_not_found" => "room_not_found",
+        ApiError::NotFound { .. } => "unknown_participant",
+        ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => "invalid_message",
+        _ => "unavailable",
+    };
+    SignalError::new(code, e.to_string())
+}
+
+fn store_err(e: crate::store::StoreError) -> SignalError {
+    tracing::warn!(error = %e, "signaling: store");
+    SignalError::new("unavailable", "the store is unavailable")
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Host => "host",
+        Role::Participant => "participant",
+        Role::Viewer => "viewer",
+    }
+}
+
+fn role_of(s: &str) -> Role {
+    match s {
+        "host" => Role::Host,
+        "viewer" => Role::Viewer,
+        _ => Role::Participant,
+    }
+}
+
+fn ids(m: &Member) -> Result<(TenantId, RoomName, Identity), SignalError> {
+    let bad = |e: crate::ids::InvalidId| SignalError::new("invalid_message", e.to_string());
+    Ok((
+        TenantId::parse(m.tenant.clone()).map_err(bad)?,
+        RoomName::parse(m.room.clone()).map_err(bad)?,
+        Identity::parse(m.identity.clone()).map_err(bad)?,
+    ))
+}
+
+fn chat_info(c: ChatRecord) -> ChatInfo {
+    ChatInfo {
+        id: c.seq.to_string(),
+        identity: c.from.to_string(),
+        name: c.name,
+        text: c.text,
+        ts: c.sent_at_ms,
+    }
+}
+
+impl SignalServices for StoreServices {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Member, SignalError>> {
+        Box::pin(async move {
+            let v = self
+                .state
+                .tokens
+                .verify(self.store(), token, Expected::default())
+                .await
+                .map_err(api_to_signal)?;
+            let g = v.claims.grants;
+            Ok(Member {
+                tenant: v.tenant.to_string(),
+                room: v.claims.room.to_string(),
+                identity: v.identity.to_string(),
+                name: v.claims.name.clone(),
+                role: role_name(v.claims.role).into(),
+                grants: Grants {
+                    can_publish: g.can_publish,
+                    can_subscribe: g.can_subscribe,
+                    can_chat: g.can_chat,
+                    room_admin: g.room_admin,
+                },
+            })
+        })
+    }
+
+    fn check_room<'a>(
+        &'a self,
+        member: &'a Member,
+        pw: Option<&'a str>,
+        source: IpAddr,
+    ) -> BoxFuture<'a, Result<RoomPolicy, SignalError>> {
+        Box::pin(async move {
+            let (t, r, _) = ids(member)?;
+            crate::services::rooms::check_password(
+                self.store(),
+                &self.state.password_limiter,
+                &t,
+                &r,
+                pw,
+                source,
+                Instant::now(),
+            )
+            .await
+            .map_err(|e| match (e, pw) {
+                (ApiError::WrongPassword, None) => {
+                    SignalError::new("password_required", "this room needs a password")
+                }
+                (e, _) => api_to_signal(e),
+            })?;
+            let room = crate::services::rooms::get(self.store(), &t, &r)
+                .await
+                .map_err(api_to_signal)?;
+            Ok(RoomPolicy {
+                ask_before_join: room.settings.ask_before_join,
+                max_participants: room.settings.max_participants,
+            })
+        })
+    }
+
+    fn put_participant<'a>(
+        &'a self,
+        member: &'a Member,
+        presence: Presence,
+        node: Option<&'a str>,
+        tracks: &'a [TrackInfo],
+    ) -> BoxFuture<'a, Result<(), SignalError>> {
+        Box::pin(async move {
+            let (t, r, i) = ids(member)?;
+            let key = keys::participant(&t, &r, &i);
+            let existing = get_json::<ParticipantRecord>(self.store(), &key)
+                .await
+                .map_err(store_err)?;
+            let joined_at = existing
+                .as_ref()
+                .map(|e| e.value.joined_at)
+                .unwrap_or_else(crate::services::now_unix_secs);
+            let g = member.grants;
+            let record = ParticipantRecord {
+                identity: i,
+                name: member.name.clone(),
+                role: role_of(&member.role),
+                grants: RecordGrants {
+                    can_publish: g.can_publish,
+                    can_subscribe: g.can_subscribe,
+                    can_chat: g.can_chat,
+                    room_admin: g.room_admin,
+                },
+                state: match presence {
+                    Presence::Waiting => ParticipantState::Waiting,
+                    Presence::Joined => ParticipantState::Joined,
+                },
+                node: node.and_then(|n| NodeId::parse(n).ok()),
+                peer: None,
+                tracks: tracks
+                    .iter()
+                    .filter_map(|t| {
+                        Some(TrackRecord {
+                            id: super::messages::track_from_wire(&t.id)?.0,
+                            kind: match t.kind {
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
+                            },
+                            muted: t.muted,
+                        })
+                    })
+                    .collect(),
+                video_paused: existing.map(|e| e.value.video_paused).unwrap_or(false),
+                joined_at,
+            };
+            put_json(self.store(), &key, &record, None)
+                .await
+                .map_err(store_err)?;
+            Ok(())
+        })
+    }
+
+    fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Ok((t, r, i)) = ids(member) {
+                if let Err(e) = self.store().delete(&keys::participant(&t, &r, &i)).await {
+                    tracing::warn!(error = %e, "signaling: removing participant");
+                }
+            }
+        })
+    }
+
+    fn participants<'a>(
+        &'a self,
+        tenant: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StoredParticipant>, SignalError>> {
+        Box::pin(async move {
+            let (Ok(t), Ok(r)) = (TenantId::parse(tenant), RoomName::parse(room)) else {
+                return Ok(Vec::new());
+            };
+            let list =
+                list_json::<ParticipantRecord>(self.store(), &keys::participants_prefix(&t, &r))
+                    .await
+                    .map_err(store_err)?;
+            Ok(list
+                .into_iter()
+                .map(|v| {
+                    let p = v.value;
+                    let identity = p.identity.to_string();
+                    StoredParticipant {
+                        info: ParticipantInfo {
+                            identity: identity.clone(),
+                            name: p.name,
+                            role: role_name(p.role).into(),
+                            grants: serde_json::to_value(p.grants).unwrap_or_default(),
+                        },
+                        presence: match p.state {
+                            ParticipantState::Waiting => Presence::Waiting,
+                            ParticipantState::Joined => Presence::Joined,
+                        },
+                        tracks: p
+                            .tracks
+                            .into_iter()
+                            .map(|t| TrackInfo {
+                                id: track_to_wire(shardcast_dataplane::node::TrackId(t.id)),
+                                identity: identity.clone(),
+                                kind: match t.kind {
+                                    TrackKind::Audio => MediaKind::Audio,
+                                    TrackKind::Video => MediaKind::Video,
+                                },
+                                rids: Vec::new(),
+                                muted: t.muted,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn append_chat<'a>(
+        &'a self,
+        member: &'a Member,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<ChatInfo, SignalError>> {
+        Box::pin(async move {
+            let (t, r, i) = ids(member)?;
+            let new = crate::services::chat::NewMessage {
+                from: &i,
+                name: &member.name,
+                text,
+            };
+            let rec = crate::services::chat::post(
+                self.store(),
+                self.state.events.as_ref(),
+                &t,
+                &r,
+                new,
+                self.state.config.chat_max_bytes,
+            )
+            .await
+            .map_err(api_to_signal)?;
+            Ok(chat_info(rec))
+        })
+    }
+
+    fn chat_history<'a>(
+        &'a self,
+        tenant: &'a str,
+        room: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ChatInfo>, SignalError>> {
+        Box::pin(async move {
+            let (Ok(t), Ok(r)) = (TenantId::parse(tenant), RoomName::parse(room)) else {
+                return Ok(Vec::new());
+            };
+            let list = crate::services::chat::history(self.store(), &t, &r, limit)
+                .await
+                .map_err(api_to_signal)?;
+            Ok(list.into_iter().map(chat_info).collect())
+        })
+    }
+}

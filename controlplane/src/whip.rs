@@ -1,0 +1,266 @@
+//! WHIP (RFC 9725) publish and WHEP play: HTTP-only ingest and egress for a room.
+//!
+//! - `POST /whip/{room}` — `Authorization: Bearer <access token>` (canPublish),
+//!   `Content-Type: application/sdp` offer → `201 Created`, SDP answer, `Location:
+//!   /whip/{room}/{session}`. The publisher is a participant of the room like any other: its
+//!   tracks are forwarded to every subscriber.
+//! - `POST /whep/{room}[?identity=I]` — (canSubscribe) plays the tracks published in the room
+//!   at POST time (only `I`'s with `identity`), in participant-identity then publish order,
+//!   bound to the offer's recvonly m-lines audio→audio, video→video in order: a usual
+//!   one-audio one-video offer gets the first publisher's audio and video. Tracks published
+//!   later are not added (WHEP has no server-initiated renegotiation).
+//! - `DELETE` on the `Location` (same Bearer identity) ends the session → `200`.
+//! - `PATCH` on the `Location` (trickle ICE / ICE restart) is not supported: RFC 9725
+//!   §4.3.1 says a resource that supports neither answers `405 Method Not Allowed`; per RFC
+//!   9110 a 405 carries `Allow`, here `DELETE`.
+//!
+//! Errors are JSON `{code, message}`: malformed SDP → `400 bad_sdp`, wrong content type →
+//! `415 unsupported_media_type`, token problems → `401`, missing grant → `403 forbidden`.
+//! Must never: hold media state — sessions live in the signaling hub.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use shardcast_dataplane::node::PeerRole;
+
+use crate::signaling::hub::{Hub, Phase};
+use crate::signaling::messages::track_from_wire;
+use crate::signaling::services::{Member, SignalError};
+use crate::signaling::socket::Source;
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/whip/{room}", post(whip))
+        .route("/whep/{room}", post(whep))
+        .route(
+            "/whip/{room}/{session}",
+            delete(end).patch(patch_unsupported),
+        )
+        .route(
+            "/whep/{room}/{session}",
+            delete(end).patch(patch_unsupported),
+        )
+        .with_state(hub)
+}
+
+fn status_of(code: &str) -> StatusCode {
+    match code {
+        "bad_sdp" | "invalid_message" | "offer_glare" => StatusCode::BAD_REQUEST,
+        "token_invalid"
+        | "token_expired"
+        | "token_not_yet_valid"
+        | "unauthorized"
+        | "password_required"
+        | "password_wrong" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "room_not_found" | "not_found" | "no_publisher" => StatusCode::NOT_FOUND,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "room_full" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn err(e: SignalError) -> Response {
+    (
+        status_of(e.code),
+        Json(json!({"code": e.code, "message": e.message})),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, SignalError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SignalError::new("unauthorized", "Authorization: Bearer <token> required"))
+}
+
+fn sdp_body(headers: &HeaderMap, body: &[u8]) -> Result<String, SignalError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
+        return Err(SignalError::new(
+            "unsupported_media_type",
+            "Content-Type must be application/sdp",
+        ));
+    }
+    let sdp = std::str::from_utf8(body)
+        .map_err(|_| SignalError::new("bad_sdp", "the SDP is not UTF-8"))?;
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(SignalError::new("bad_sdp", "an SDP offer starts with v=0"));
+    }
+    Ok(sdp.to_string())
+}
+
+async fn member_for(hub: &Hub, headers: &HeaderMap, room: &str) -> Result<Member, SignalError> {
+    let member = hub.services.authenticate(bearer(headers)?).await?;
+    if member.room != room {
+        return Err(SignalError::new(
+            "forbidden",
+            "the token is for another room",
+        ));
+    }
+    Ok(member)
+}
+
+fn created(kind: &str, room: &str, session: &str, answer: String) -> Response {
+    let location = format!("/{kind}/{room}/{session}");
+    let mut resp = (StatusCode::CREATED, answer).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Opens a hub session without a socket and creates its peer; closes it again on failure.
+async fn start(
+    hub: &Arc<Hub>,
+    member: Member,
+    source: std::net::IpAddr,
+    sdp: String,
+    role: PeerRole,
+    bind: Vec<shardcast_dataplane::node::TrackId>,
+) -> Result<(String, String), SignalError> {
+    let (session, waiting) = hub.open(member, None, source, None).await?;
+    if waiting {
+        hub.close(&session, None).await;
+        return Err(SignalError::new(
+            "forbidden",
+            "the room has a waiting room; WHIP/WHEP need a host token",
+        ));
+    }
+    match hub.offer(&session, sdp, role, bind).await {
+        Ok(answer) => Ok((session.id.clone(), answer)),
+        Err(e) => {
+            hub.close(&session, None).await;
+            Err(e)
+        }
+    }
+}
+
+async fn whip(
+    State(hub): State<Arc<Hub>>,
+    Path(room): Path<String>,
+    Source(ip): Source,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let member = member_for(&hub, &headers, &room).await?;
+        if !member.grants.can_publish {
+            return Err(SignalError::new(
+                "forbidden",
+                "the token has no canPublish grant",
+            ));
+        }
+        let sdp = sdp_body(&headers, &body)?;
+        start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new()).await
+    }
+    .await;
+    match result {
+        Ok((session, answer)) => created("whip", &room, &session, answer),
+        Err(e) => err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WhepQuery {
+    identity: Option<String>,
+}
+
+async fn whep(
+    State(hub): State<Arc<Hub>>,
+    Path(room): Path<String>,
+    Query(q): Query<WhepQuery>,
+    Source(ip): Source,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let member = member_for(&hub, &headers, &room).await?;
+        if !member.grants.can_subscribe {
+            return Err(SignalError::new(
+                "forbidden",
+                "the token has no canSubscribe grant",
+            ));
+        }
+        let sdp = sdp_body(&headers, &body)?;
+        let tracks = hub.room_tracks(&member.tenant, &member.room).await?;
+        let bind: Vec<_> = tracks
+            .iter()
+            .filter(|t| t.identity != member.identity)
+            .filter(|t| q.identity.as_ref().is_none_or(|i| *i == t.identity))
+            .filter_map(|t| track_from_wire(&t.id))
+            .collect();
+        if bind.is_empty() {
+            return Err(SignalError::new(
+                "no_publisher",
+                "nothing is published in this room",
+            ));
+        }
+        start(&hub, member, ip, sdp, PeerRole::Subscribe, bind).await
+    }
+    .await;
+    match result {
+        Ok((session, answer)) => created("whep", &room, &session, answer),
+        Err(e) => err(e),
+    }
+}
+
+async fn end(
+    State(hub): State<Arc<Hub>>,
+    Path((room, session)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let member = member_for(&hub, &headers, &room).await?;
+        let s = hub
+            .session(&session)
+            .filter(|s| {
+                s.member.tenant == member.tenant
+                    && s.member.room == member.room
+                    && s.member.identity == member.identity
+                    && s.phase() != Phase::Closed
+            })
+            .ok_or_else(|| SignalError::new("not_found", "no such session"))?;
+        hub.close(&s, None).await;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => err(e),
+    }
+}
+
+async fn patch_unsupported() -> Response {
+    let mut resp = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"code": "method_not_allowed", "message": "trickle ICE and ICE restarts over PATCH are not supported"})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+    resp
+}

@@ -1,0 +1,496 @@
+//! Signaling over real WebSockets (tokio-tungstenite) and WHIP/WHEP over real HTTP, against
+//! a server built like `shardcast serve` builds it: embedded store, the in-process media node
+//! on loopback, the room bus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
+use shardcast_controlplane::app::ApiConfig;
+use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
+use shardcast_controlplane::config::SignalingConfig;
+use shardcast_controlplane::ids::{RoomName, TenantId};
+use shardcast_controlplane::placement::{NodeHandle, Placement};
+use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::{now_unix_secs, rooms};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
+use shardcast_controlplane::store::{EmbeddedStore, Store};
+use shardcast_dataplane::driver::IoBackend;
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Harness {
+    addr: SocketAddr,
+    key: ApiKeyRecord,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
+    let key = server::ensure_default_tenant(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    let mut nc = MediaNodeConfig::default();
+    nc.shards.shards = 1;
+    nc.shards.pin = false;
+    nc.shards.backend = IoBackend::Portable;
+    let node = MediaNode::start(nc).unwrap();
+    let placement = Arc::new(Placement::single(NodeHandle {
+        id: Arc::from("local"),
+        api: Arc::new(node),
+    }));
+    let built = server::build(
+        store.clone(),
+        placement,
+        ServerOptions {
+            api: ApiConfig::default(),
+            signaling: SignalingConfig {
+                reconnect_grace_secs: 1,
+                ..SignalingConfig::default()
+            },
+            dev_key: None,
+            web_dir: None,
+        },
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            built
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Harness {
+        addr,
+        key,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    fn tenant(&self) -> TenantId {
+        self.key.tenant.clone()
+    }
+
+    async fn room(&self, name: &str, settings: RoomSettings, password: Option<&str>) {
+        rooms::create(
+            self.store.as_ref(),
+            &self.tenant(),
+            rooms::CreateRoom {
+                name: RoomName::parse(name).unwrap(),
+                password: password.map(str::to_string),
+                settings,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    fn token(&self, room: &str, identity: &str, role: Role) -> String {
+        let now = now_unix_secs();
+        TokenService::default()
+            .mint(
+                &self.key,
+                &AccessClaims {
+                    sub: identity.into(),
+                    name: format!("{identity} name"),
+                    room: RoomName::parse(room).unwrap(),
+                    role,
+                    grants: Grants::for_role(role),
+                    exp: now + 600,
+                    nbf: now - 5,
+                    iat: now,
+                    iss: String::new(),
+                },
+            )
+            .unwrap()
+    }
+
+    async fn ws(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/rtc", self.addr))
+            .await
+            .unwrap();
+        ws
+    }
+
+    async fn join(&self, room: &str, identity: &str, role: Role) -> (Ws, Value) {
+        let mut ws = self.ws().await;
+        send(
+            &mut ws,
+            json!({"type": "join", "token": self.token(room, identity, role)}),
+        )
+        .await;
+        let joined = recv_type(&mut ws, "joined").await;
+        (ws, joined)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Next JSON message (skipping pings/pongs at the WebSocket level).
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+        if let Message::Close(_) = m {
+            return json!({"type": "__closed"});
+        }
+    }
+}
+
+/// Next message of `ty`, skipping others.
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        let m = recv(ws).await;
+        if m["type"] == ty {
+            return m;
+        }
+        assert_ne!(m["type"], "__closed", "closed while waiting for {ty}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_chat_history_and_presence_events() {
+    let h = start().await;
+    h.room("r", RoomSettings::default(), None).await;
+    let (mut a, joined) = h.join("r", "alice", Role::Host).await;
+    assert_eq!(joined["room"], "r");
+    assert_eq!(joined["me"]["identity"], "alice");
+    assert_eq!(joined["participants"], json!([]));
+
+    let (mut b, joined_b) = h.join("r", "bob", Role::Participant).await;
+    assert_eq!(joined_b["participants"][0]["identity"], "alice");
+    let ev = recv_type(&mut a, "participant_joined").await;
+    assert_eq!(ev["participant"]["identity"], "bob");
+    assert_eq!(ev["participant"]["role"], "participant");
+
+    send(&mut b, json!({"type": "chat", "text": "hello"})).await;
+    for ws in [&mut a, &mut b] {
+        let m = recv_type(ws, "chat").await;
+        assert_eq!(m["message"]["text"], "hello");
+        assert_eq!(m["message"]["identity"], "bob");
+    }
+    // A late joiner gets the stored history.
+    let (_c, joined_c) = h.join("r", "carol", Role::Viewer).await;
+    assert_eq!(joined_c["chat"][0]["text"], "hello");
+    assert_eq!(joined_c["participants"].as_array().unwrap().len(), 2);
+
+    send(&mut b, json!({"type": "ping"})).await;
+    assert_eq!(recv_type(&mut b, "pong").await["type"], "pong");
+
+    send(&mut b, json!({"type": "leave"})).await;
+    let left = recv_type(&mut a, "participant_left").await;
+    assert_eq!(left["identity"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_bad_tokens() {
+    let h = start().await;
+    h.room("r", RoomSettings::default(), None).await;
+    let mut ws = h.ws().await;
+    send(&mut ws, json!({"type": "chat", "text": "x"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "not_joined");
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(recv(&mut ws).await["code"], "invalid_message");
+    send(&mut ws, json!({"type": "join", "token": "abc.def.ghi"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "token_invalid");
+    // Forged: right shape, wrong signature.
+    // (Flip a character in the middle of the signature: the last base64 character carries
+    // padding bits and may decode to the same bytes.)
+    let mut forged: Vec<char> = h.token("r", "eve", Role::Host).chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    send(&mut ws, json!({"type": "join", "token": forged})).await;
+    assert_eq!(recv(&mut ws).await["code"], "token_invalid");
+    // Unknown room.
+    send(
+        &mut ws,
+        json!({"type": "join", "token": h.token("nope", "eve", Role::Host)}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "room_not_found");
+    // The socket is still usable.
+    send(
+        &mut ws,
+        json!({"type": "join", "token": h.token("r", "eve", Role::Participant)}),
+    )
+    .await;
+    let j = recv_type(&mut ws, "joined").await;
+    assert_eq!(j["me"]["identity"], "eve");
+    // Non-hosts cannot use host controls.
+    send(&mut ws, json!({"type": "kick", "identity": "someone"})).await;
+    assert_eq!(recv_type(&mut ws, "error").await["code"], "forbidden");
+    send(
+        &mut ws,
+        json!({"type": "set_subscription", "track": "zz", "visible": false}),
+    )
+    .await;
+    assert_eq!(recv_type(&mut ws, "error").await["code"], "unknown_track");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_rate_limited() {
+    let h = start().await;
+    h.room("p", RoomSettings::default(), Some("sesame")).await;
+    let mut ws = h.ws().await;
+    let token = h.token("p", "mallory", Role::Participant);
+    send(&mut ws, json!({"type": "join", "token": token})).await;
+    assert_eq!(recv(&mut ws).await["code"], "password_required");
+    let mut codes = Vec::new();
+    for _ in 0..7 {
+        send(
+            &mut ws,
+            json!({"type": "join", "token": token, "password": "guess"}),
+        )
+        .await;
+        codes.push(recv(&mut ws).await["code"].as_str().unwrap().to_string());
+    }
+    assert!(
+        codes[..4].iter().all(|c| c == "password_wrong"),
+        "{codes:?}"
+    );
+    assert_eq!(codes.last().unwrap(), "rate_limited", "{codes:?}");
+    // Even the right password is refused while limited.
+    send(
+        &mut ws,
+        json!({"type": "join", "token": token, "password": "sesame"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "rate_limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_room_and_host_controls() {
+    let h = start().await;
+    h.room(
+        "w",
+        RoomSettings {
+            ask_before_join: true,
+            ..RoomSettings::default()
+        },
+        None,
+    )
+    .await;
+    let (mut host, _) = h.join("w", "host", Role::Host).await;
+
+    let mut guest = h.ws().await;
+    send(
+        &mut guest,
+        json!({"type": "join", "token": h.token("w", "guest", Role::Participant)}),
+    )
+    .await;
+    assert_eq!(recv(&mut guest).await["type"], "waiting");
+    let knock = recv_type(&mut host, "knock").await;
+    assert_eq!(knock["identity"], "guest");
+    send(&mut host, json!({"type": "admit", "identity": "guest"})).await;
+    let joined = recv_type(&mut guest, "joined").await;
+    assert_eq!(joined["participants"][0]["identity"], "host");
+    assert_eq!(
+        recv_type(&mut host, "participant_joined").await["participant"]["identity"],
+        "guest"
+    );
+
+    // A second guest is denied.
+    let mut other = h.ws().await;
+    send(
+        &mut other,
+        json!({"type": "join", "token": h.token("w", "other", Role::Participant)}),
+    )
+    .await;
+    assert_eq!(recv(&mut other).await["type"], "waiting");
+    recv_type(&mut host, "knock").await;
+    send(&mut host, json!({"type": "deny", "identity": "other"})).await;
+    assert_eq!(recv(&mut other).await["type"], "denied");
+    assert_eq!(recv(&mut other).await["type"], "__closed");
+
+    // Kick: the guest is told and closed; the host sees it leave.
+    send(&mut host, json!({"type": "kick", "identity": "guest"})).await;
+    assert_eq!(recv_type(&mut guest, "kicked").await["type"], "kicked");
+    assert_eq!(
+        recv_type(&mut host, "participant_left").await["identity"],
+        "guest"
+    );
+    send(&mut host, json!({"type": "kick", "identity": "ghost"})).await;
+    assert_eq!(
+        recv_type(&mut host, "error").await["code"],
+        "unknown_participant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_within_grace_keeps_the_session() {
+    let h = start().await;
+    h.room("g", RoomSettings::default(), None).await;
+    let (mut a, _) = h.join("g", "alice", Role::Host).await;
+    let (b, joined) = h.join("g", "bob", Role::Participant).await;
+    let session = joined["session"].as_str().unwrap().to_string();
+    recv_type(&mut a, "participant_joined").await;
+    drop(b); // connection lost, no leave
+    let mut b2 = h.ws().await;
+    send(
+        &mut b2,
+        json!({"type": "join", "token": h.token("g", "bob", Role::Participant), "resume": session}),
+    )
+    .await;
+    let j = recv_type(&mut b2, "joined").await;
+    assert_eq!(j["session"], session.as_str());
+    // Bob never left: after the grace period alice has seen no participant_left.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send(&mut a, json!({"type": "ping"})).await;
+    let m = recv(&mut a).await;
+    assert_eq!(m["type"], "pong", "unexpected {m}");
+}
+
+fn client_offer(name: &str) -> (Client, String) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let now = Instant::now();
+    let mut c = Client::new(
+        ClientConfig::new(name, 7, TimeBase::real())
+            .with_audio()
+            .with_video(VideoSpec::simulcast3()),
+        addr,
+        now,
+    )
+    .unwrap();
+    let offer = c.create_offer(now).unwrap();
+    (c, offer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_and_whep_status_codes() {
+    let h = start().await;
+    h.room("live", RoomSettings::default(), None).await;
+    let http = reqwest::Client::new();
+    let token = h.token("live", "cam", Role::Participant);
+    let (_c, offer) = client_offer("cam");
+
+    // No token → 401; wrong content type → 415; malformed SDP → 400 bad_sdp.
+    let r = http
+        .post(h.url("/whip/live"))
+        .header("content-type", "application/sdp")
+        .body(offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(h.url("/whip/live"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = http
+        .post(h.url("/whip/live"))
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\nnonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "bad_sdp");
+    // A viewer cannot publish.
+    let viewer = h.token("live", "v", Role::Viewer);
+    let r = http
+        .post(h.url("/whip/live"))
+        .bearer_auth(&viewer)
+        .header("content-type", "application/sdp")
+        .body(offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // WHEP with nothing published → 404.
+    let (_w, whep_offer) = client_offer("viewer");
+    let r = http
+        .post(h.url("/whep/live"))
+        .bearer_auth(&viewer)
+        .header("content-type", "application/sdp")
+        .body(whep_offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The real thing: 201, an SDP answer, a Location.
+    let r = http
+        .post(h.url("/whip/live"))
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["content-type"], "application/sdp");
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/whip/live/"), "{location}");
+    let answer = r.text().await.unwrap();
+    assert!(answer.starts_with("v=0"), "{answer}");
+
+    // Trickle PATCH is not supported: 405 with Allow.
+    let r = http
+        .patch(h.url(&location))
+        .bearer_auth(&token)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=candidate:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "DELETE");
+    // Someone else cannot end it; the owner can, once.
+    let r = http
+        .delete(h.url(&location))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .delete(h.url(&location))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .delete(h.url(&location))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
