@@ -40,8 +40,21 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
         .file_name()
         .and_then(|n| n.to_str())
         .context("profile dir name")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    // `cargo` from PATH (as scripts/test runs it), not $CARGO, and without the variables the
+    // test runner sets for *this* test (CARGO_*, NEXTEST_*, LD_LIBRARY_PATH, RUSTUP_*): they
+    // change build-script fingerprints and would rebuild half the dependency tree.
+    let mut cmd = Command::new("cargo");
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let runner_set = (k.starts_with("CARGO") && k != "CARGO_HOME")
+            || k.starts_with("NEXTEST")
+            || k.starts_with("RUSTUP_TOOLCHAIN")
+            || k == "RUST_RECURSION_COUNT"
+            || k == "LD_LIBRARY_PATH";
+        if runner_set {
+            cmd.env_remove(&key);
+        }
+    }
     cmd.current_dir(repo_root())
         .args([
             "build",
