@@ -44,6 +44,28 @@ fn two_browsers_see_and_hear_each_other_and_chat() -> anyhow::Result<()> {
         }
     }
 
+    // Each page publishes its camera as three simulcast layers (rids q, h, f), and the
+    // server's answer accepted all three: every layer is being encoded and sent.
+    for b in [&mut alice, &mut bob] {
+        let s = b.wait_stats(
+            "three simulcast layers sent",
+            Duration::from_secs(10),
+            |s| {
+                let sending: Vec<&str> = s["outbound"]
+                    .as_array()
+                    .map(|o| {
+                        o.iter()
+                            .filter(|e| e["kind"] == "video" && e["bytesSent"].as_u64() > Some(0))
+                            .filter_map(|e| e["rid"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ["q", "h", "f"].iter().all(|r| sending.contains(r))
+            },
+        )?;
+        assert_eq!(s["joined"], true);
+    }
+
     // Alice types into the chat box and sends it, as a user would.
     alice.eval(
         "(() => { const i = document.querySelector('#chat-input'); i.value = 'hello from alice';
