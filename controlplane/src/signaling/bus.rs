@@ -119,6 +119,8 @@ impl StoreBus {
         });
         let weak = Arc::downgrade(&bus);
         tokio::spawn(async move {
+            // Event keys are unique per publish; a re-established watch may repeat some.
+            let mut seen: std::collections::VecDeque<String> = std::collections::VecDeque::new();
             loop {
                 let Some(bus) = weak.upgrade() else { return };
                 let watch = bus.store.watch_prefix(&bus.prefix).await;
@@ -135,6 +137,13 @@ impl StoreBus {
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(ev) if ev.kind == WatchKind::Put => {
+                            if seen.contains(&ev.key) {
+                                continue;
+                            }
+                            if seen.len() >= 1024 {
+                                seen.pop_front();
+                            }
+                            seen.push_back(ev.key.clone());
                             match serde_json::from_slice::<RoomEvent>(&ev.value) {
                                 Ok(event) => {
                                     let _ = sender.send(event);

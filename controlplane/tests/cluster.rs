@@ -1,0 +1,370 @@
+//! A cluster on loopback: a real etcd, two media nodes each serving the node API over HTTP
+//! and registered on a lease, and control planes with cluster placement. Two rooms land on
+//! different nodes and media (shardcast-client over UDP, signaled over /v1/rtc) flows
+//! through each; a second control plane on the same etcd exchanges chat with the first.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
+use shardcast_controlplane::app::ApiConfig;
+use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
+use shardcast_controlplane::config::SignalingConfig;
+use shardcast_controlplane::ids::{NodeId, RoomName};
+use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
+use shardcast_controlplane::placement::Placement;
+use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::{now_unix_secs, rooms};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
+use shardcast_controlplane::store::{nodes, Store};
+use shardcast_dataplane::driver::IoBackend;
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::etcd::EtcdProcess;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "cluster-secret-for-tests";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// A media node process stand-in: the real MediaNode behind the real node API server.
+async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
+    let mut nc = MediaNodeConfig::default();
+    nc.shards.shards = 1;
+    nc.shards.pin = false;
+    nc.shards.backend = IoBackend::Portable;
+    let node: Arc<dyn shardcast_dataplane::node::MediaNodeApi> =
+        Arc::new(MediaNode::start(nc).unwrap());
+    let addr = serve(shardcast_controlplane::nodeapi::server::router(
+        node.clone(),
+        SECRET,
+    ))
+    .await;
+    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
+    registry::register(
+        store,
+        node,
+        NodeIdentity {
+            id: NodeId::parse(id).unwrap(),
+            api_address: format!("http://{addr}"),
+            capacity: 100,
+        },
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap()
+}
+
+async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
+    let built = server::build(
+        store.clone(),
+        Arc::new(Placement::cluster(store, SECRET.into())),
+        ServerOptions {
+            api: ApiConfig::default(),
+            signaling: SignalingConfig::default(),
+            dev_key: None,
+            web_dir: None,
+        },
+    )
+    .await;
+    serve(built.router).await
+}
+
+fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
+    let now = now_unix_secs();
+    TokenService::default()
+        .mint(
+            key,
+            &AccessClaims {
+                sub: identity.into(),
+                name: identity.into(),
+                room: RoomName::parse(room).unwrap(),
+                role: Role::Host,
+                grants: Grants::for_role(Role::Host),
+                exp: now + 600,
+                nbf: now - 5,
+                iat: now,
+                iss: String::new(),
+            },
+        )
+        .unwrap()
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("message within 15 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+}
+
+async fn join(cp: SocketAddr, tok: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{cp}/v1/rtc"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join", "token": tok})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
+}
+
+/// One participant: a shardcast-client on a UDP socket driven by a thread, signaled here.
+struct Participant {
+    client: Arc<Mutex<Client>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Participant {
+    fn new(name: &str, seed: u64) -> (Self, UdpSocket) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = Client::new(
+            ClientConfig::new(name, seed, TimeBase::real())
+                .with_audio()
+                .with_video(VideoSpec::simulcast3()),
+            sock.local_addr().unwrap(),
+            Instant::now(),
+        )
+        .unwrap();
+        let p = Participant {
+            client: Arc::new(Mutex::new(client)),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        (p, sock)
+    }
+
+    fn drive(&mut self, sock: UdpSocket) {
+        let (client, stop) = (self.client.clone(), self.stop.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            let local = sock.local_addr().unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            let mut buf = vec![0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let mut c = client.lock().unwrap();
+                    c.handle_timeout(Instant::now());
+                    while let ClientOutput::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } = c.poll_output()
+                    {
+                        let _ = sock.send_to(&contents, destination);
+                    }
+                }
+                if let Ok((n, src)) = sock.recv_from(&mut buf) {
+                    let mut c = client.lock().unwrap();
+                    c.handle_datagram(Instant::now(), src, local, &buf[..n]);
+                }
+            }
+        }));
+    }
+
+    fn received(&self) -> u64 {
+        self.client.lock().unwrap().stats().packets_received()
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Two participants in `room` publish to each other through the cluster; returns once each
+/// has received media from the other.
+async fn call_in_room(cp: SocketAddr, key: &ApiKeyRecord, room: &str) {
+    let mut parts = Vec::new();
+    let mut sockets = Vec::new();
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let (p, s) = Participant::new(who, i as u64 + 1);
+        parts.push(p);
+        sockets.push(s);
+    }
+    let mut wss = Vec::new();
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let mut ws = join(cp, &token(key, room, who)).await;
+        let offer = parts[i]
+            .client
+            .lock()
+            .unwrap()
+            .create_offer(Instant::now())
+            .unwrap();
+        send(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+        let answer = recv_type(&mut ws, "answer").await;
+        parts[i]
+            .client
+            .lock()
+            .unwrap()
+            .accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
+            .unwrap();
+        wss.push(ws);
+    }
+    for (p, s) in parts.iter_mut().zip(sockets) {
+        p.drive(s);
+    }
+    // Answer server offers (new tracks to receive) until both receive media.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        if parts.iter().all(|p| p.received() > 50) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no media in {room}: received {:?}",
+            parts.iter().map(|p| p.received()).collect::<Vec<_>>()
+        );
+        for (i, ws) in wss.iter_mut().enumerate() {
+            if let Ok(Some(Ok(Message::Text(t)))) =
+                tokio::time::timeout(Duration::from_millis(50), ws.next()).await
+            {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "offer" {
+                    let answer = parts[i]
+                        .client
+                        .lock()
+                        .unwrap()
+                        .accept_offer(Instant::now(), v["sdp"].as_str().unwrap())
+                        .unwrap();
+                    send(ws, json!({"type": "answer", "sdp": answer})).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_rooms_on_two_nodes_carry_media() {
+    let etcd = EtcdProcess::start().await;
+    let n1 = media_node(&etcd, "node-1").await;
+    let n2 = media_node(&etcd, "node-2").await;
+    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = server::ensure_default_tenant(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    for r in ["room-1", "room-2"] {
+        let req = rooms::CreateRoom {
+            name: RoomName::parse(r).unwrap(),
+            password: None,
+            settings: RoomSettings::default(),
+        };
+        rooms::create(store.as_ref(), &key.tenant, req)
+            .await
+            .unwrap();
+    }
+    let cp = control_plane(store.clone()).await;
+
+    call_in_room(cp, &key, "room-1").await;
+    call_in_room(cp, &key, "room-2").await;
+
+    let b1 = nodes::binding(
+        store.as_ref(),
+        &key.tenant,
+        &RoomName::parse("room-1").unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("room-1 bound");
+    let b2 = nodes::binding(
+        store.as_ref(),
+        &key.tenant,
+        &RoomName::parse("room-2").unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("room-2 bound");
+    assert_ne!(b1.node, b2.node, "the two rooms share a node");
+
+    // A drained node's lease ends with the registration: it disappears from placement.
+    n1.stop().await;
+    let live = nodes::list(store.as_ref()).await.unwrap();
+    assert_eq!(live.len(), 1);
+    n2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_control_planes_share_chat_and_presence() {
+    let etcd = EtcdProcess::start().await;
+    let store_a: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let store_b: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = server::ensure_default_tenant(store_a.as_ref(), dir.path())
+        .await
+        .unwrap();
+    let req = rooms::CreateRoom {
+        name: RoomName::parse("shared").unwrap(),
+        password: None,
+        settings: RoomSettings::default(),
+    };
+    rooms::create(store_a.as_ref(), &key.tenant, req)
+        .await
+        .unwrap();
+    let cp_a = control_plane(store_a).await;
+    let cp_b = control_plane(store_b).await;
+
+    let mut alice = join(cp_a, &token(&key, "shared", "alice")).await;
+    let mut bob = join(cp_b, &token(&key, "shared", "bob")).await;
+    let ev = recv_type(&mut alice, "participant_joined").await;
+    assert_eq!(ev["participant"]["identity"], "bob");
+
+    send(&mut bob, json!({"type": "chat", "text": "from b"})).await;
+    assert_eq!(
+        recv_type(&mut alice, "chat").await["message"]["text"],
+        "from b"
+    );
+    // Bob first gets his own message back (the fan-out includes the sender).
+    assert_eq!(
+        recv_type(&mut bob, "chat").await["message"]["text"],
+        "from b"
+    );
+    send(&mut alice, json!({"type": "chat", "text": "from a"})).await;
+    assert_eq!(
+        recv_type(&mut bob, "chat").await["message"]["text"],
+        "from a"
+    );
+
+    // A host on instance A kicks a participant connected to instance B.
+    send(&mut alice, json!({"type": "kick", "identity": "bob"})).await;
+    recv_type(&mut bob, "kicked").await;
+    assert_eq!(
+        recv_type(&mut alice, "participant_left").await["identity"],
+        "bob"
+    );
+}
