@@ -1,0 +1,192 @@
+//! The `shardcast` binary: help lists every flag, config errors name the key, and `serve`
+//! with zero config answers on its HTTP port, mints dev tokens and keeps its default tenant
+//! for `token create` and `room list`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Stop the process we started, by its pid.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_flag_with_its_env() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--listen",
+        "--web-dir",
+        "--dev",
+        "--admin-key",
+        "--log",
+        "--media-ip",
+        "--media-port",
+        "--shards",
+        "--io-backend",
+        "--etcd",
+        "--cluster-secret",
+        "--node-listen",
+        "--node-advertise",
+        "--node-id",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help:\n{help}");
+    }
+    assert!(help.contains("SHARDCAST_LISTEN"));
+    let out = Command::new(BIN)
+        .args(["token", "create", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--room", "--identity", "--role", "--name", "--ttl"] {
+        assert!(help.contains(flag), "{flag} missing:\n{help}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[media]\nbackend = \"epoll\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("media.backend"), "{err}");
+    std::fs::write(&cfg, "[http]\nlisten_addr = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("listen_addr"), "{err}");
+    // Distributed roles need a cluster secret.
+    let out = Command::new(BIN).args(["controlplane"]).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cluster.secret"), "{err}");
+}
+
+#[test]
+fn serve_zero_config_then_token_and_room_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--io-backend",
+            "portable",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("shardcast: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let page = reqwest::get(format!("{url}/")).await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("<html"));
+        let tok: serde_json::Value =
+            reqwest::get(format!("{url}/dev/token?room=demo&identity=ann"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert!(tok["token"].as_str().unwrap().split('.').count() == 3);
+    });
+
+    // Offline token minting from the same data directory.
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--room",
+            "demo",
+            "--identity",
+            "bob",
+            "--role",
+            "viewer",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .split('.')
+            .count(),
+        3
+    );
+
+    // The REST client sees the room the dev token created.
+    let out = Command::new(BIN)
+        .args(["room", "list", "--url", &url])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().contains("demo"));
+    let out = Command::new(BIN)
+        .args([
+            "room",
+            "create",
+            "standup",
+            "--password",
+            "pw",
+            "--url",
+            &url,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    std::thread::sleep(Duration::from_millis(100));
+}
