@@ -239,10 +239,12 @@ async fn call_in_room(cp: SocketAddr, key: &ApiKeyRecord, room: &str) {
     for (p, s) in parts.iter_mut().zip(sockets) {
         p.drive(s);
     }
-    // Answer server offers (new tracks to receive) until both receive media.
+    // Answer server offers (new tracks to receive) until both receive media and have been
+    // told about the other's tracks.
     let deadline = Instant::now() + Duration::from_secs(25);
+    let mut told = [false, false];
     loop {
-        if parts.iter().all(|p| p.received() > 50) {
+        if parts.iter().all(|p| p.received() > 50) && told.iter().all(|t| *t) {
             break;
         }
         assert!(
@@ -255,6 +257,11 @@ async fn call_in_room(cp: SocketAddr, key: &ApiKeyRecord, room: &str) {
                 tokio::time::timeout(Duration::from_millis(50), ws.next()).await
             {
                 let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "track_published" {
+                    let other = if i == 0 { "b" } else { "a" };
+                    assert_eq!(v["track"]["identity"], other, "{v}");
+                    told[i] = true;
+                }
                 if v["type"] == "offer" {
                     let answer = parts[i]
                         .client
@@ -266,6 +273,18 @@ async fn call_in_room(cp: SocketAddr, key: &ApiKeyRecord, room: &str) {
                 }
             }
         }
+    }
+    // Host control across the media path: a mutes b's video; everyone hears of it.
+    send(
+        &mut wss[0],
+        json!({"type": "mute_participant", "identity": "b", "kind": "video"}),
+    )
+    .await;
+    for ws in wss.iter_mut() {
+        let m = recv_type(ws, "muted").await;
+        assert_eq!(m["identity"], "b");
+        assert_eq!(m["by"], "a");
+        assert_eq!(m["muted"], true);
     }
 }
 
