@@ -9,6 +9,7 @@
 // Automation hooks (used by the end-to-end tests in tests/e2e):
 //   URL parameters  ?room=R&name=N[&identity=I][&token=T][&password=P][&autojoin=1]
 //                   [&width=W&height=H] (camera capture size, default 1280x720)
+//                   [&publish=0] (join receive-only)
 //   window.shardcastStats()  -> Promise of a JSON-able summary (per remote track and per
 //                               participant getStats() figures, chat log, participants)
 //   console line every second: "SHARDCAST_STATS {json}"
@@ -275,7 +276,14 @@ async function onJoined(msg) {
   if (S.pc) S.pc.close();
   S.receivers.clear();
   createPeerConnection();
-  await publishLocalMedia();
+  const published = await publishLocalMedia();
+  if (!published) {
+    // The first offer creates our peer on the media node, so send one even with nothing
+    // to publish: receive-only transceivers (docs/PROTOCOL.md, session flow).
+    S.pc.addTransceiver("audio", { direction: "recvonly" });
+    S.pc.addTransceiver("video", { direction: "recvonly" });
+  }
+  queueSdp(() => sendOffer(false));
 }
 
 function createPeerConnection() {
@@ -296,8 +304,9 @@ function canPublish() {
   return !(g && (g.canPublish === false || g.can_publish === false));
 }
 
+// Captures and adds camera + microphone; false when there is nothing to publish.
 async function publishLocalMedia() {
-  if (!canPublish()) return;
+  if (!canPublish() || params.get("publish") === "0") return false;
   const width = parseInt(params.get("width") || "1280", 10);
   const height = parseInt(params.get("height") || "720", 10);
   try {
@@ -308,7 +317,7 @@ async function publishLocalMedia() {
   } catch (e) {
     S.errors.push({ code: "client_media", message: String(e) });
     setStatus("in room without camera/microphone: " + e.name, "joined");
-    return;
+    return false;
   }
   const video = S.localStream.getVideoTracks()[0];
   const audio = S.localStream.getAudioTracks()[0];
@@ -327,7 +336,7 @@ async function publishLocalMedia() {
   }
   if (audio) S.pc.addTransceiver(audio, { direction: "sendonly", streams: [S.localStream] });
   renderAll();
-  queueSdp(() => sendOffer(false));
+  return true;
 }
 
 // The SFU rewrites VP8 picture ids across layer switches: offer VP8 first.

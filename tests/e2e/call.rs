@@ -98,3 +98,33 @@ fn two_browsers_see_and_hear_each_other_and_chat() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_receive_only_participant_sees_and_hears_the_publisher() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let mut alice = Browser::launch("alice", &server.page_url("watch", "alice", "Alice"))?;
+    let viewer_url = format!("{}&publish=0", server.page_url("watch", "vic", "Vic"));
+    let mut vic = Browser::launch("vic", &viewer_url)?;
+    let r = vic.wait_stats(
+        "decoding alice's video and hearing her audio",
+        Duration::from_secs(20),
+        |s| {
+            remote(s, "alice", "video", "framesDecoded") > 50.0
+                && remote(s, "alice", "audio", "totalSamplesReceived") > 0.0
+        },
+    );
+    if let Err(e) = r {
+        let report = fail_report(&server, &[&vic, &alice]);
+        return Err(e.context(report));
+    }
+    // Vic publishes nothing, so alice receives no media from vic.
+    let s = alice.stats()?;
+    assert_eq!(remote(&s, "vic", "video", "bytesReceived"), 0.0, "{s}");
+    assert!(
+        vic.stats()?["outbound"]
+            .as_array()
+            .is_none_or(|o| o.is_empty()),
+        "a receive-only page sends no media"
+    );
+    Ok(())
+}
