@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// Peer i's public address: spread over many hosts and ports, as NATed clients are.
@@ -27,7 +29,7 @@ fn build(peers: usize, local: SocketAddr) -> Table {
     Table(map)
 }
 
-fn demux(c: &mut Criterion) {
+fn demux(c: &mut Criterion<common::ThreadCpuTime>) {
     let local = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 40_000));
     let mut group = c.benchmark_group("demux");
     for peers in [10usize, 1_000, 100_000] {
@@ -46,5 +48,9 @@ fn demux(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, demux);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = demux
+}
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 //! SRTP: protect is `TestSrtp` (str0m's `protect_rtp`), unprotect is the same provider's
 //! cipher and HMAC as str0m's `unprotect_rtp` (see `shardcast_bench::srtp`).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardcast_bench::srtp::{providers, Profile, SrtpReceiver, SrtpSender, HEADER_LEN};
 use str0m::rtp::{RtpHeader, Ssrc};
@@ -19,7 +21,7 @@ fn header(seq: u16) -> RtpHeader {
     }
 }
 
-fn srtp(c: &mut Criterion) {
+fn srtp(c: &mut Criterion<common::ThreadCpuTime>) {
     let payload = vec![0xa5u8; PAYLOAD];
     let mut group = c.benchmark_group("srtp");
     group.throughput(Throughput::Bytes(PAYLOAD as u64));
@@ -48,5 +50,9 @@ fn srtp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, srtp);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = srtp
+}
 criterion_main!(benches);

@@ -49,6 +49,8 @@ pub struct FloorResult {
     pub latency_us: Percentiles,
     pub harness_cpu_percent: f64,
     pub harness_saturated: bool,
+    /// Sampled packets that did not open with the floor's SRTP or carried no probe.
+    pub corrupt_samples: u64,
     pub per_second: Vec<PerSecond>,
     /// The floor's own counters, printed by it at exit.
     pub floor_counters: String,
@@ -98,15 +100,17 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
 
     std::thread::sleep(spec.warmup);
     let pid = floor.pid();
-    let (cpu0, self0, t0) = (
+    let (cpu0, self0, sunk0, t0) = (
         procstat::cpu_of(pid),
         procstat::cpu_of_self(),
+        sinks.totals(),
         Instant::now(),
     );
     std::thread::sleep(spec.duration);
-    let (cpu1, self1, t1) = (
+    let (cpu1, self1, sunk1, t1) = (
         procstat::cpu_of(pid),
         procstat::cpu_of_self(),
+        sinks.totals(),
         Instant::now(),
     );
     let load = load.stop()?;
@@ -116,30 +120,28 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
     let counters = floor.finish(Duration::from_secs(3)).join(" ");
 
     let window = t1 - t0;
-    let first = t0.duration_since(epoch).as_secs_f64().ceil() as usize;
-    let last = t1.duration_since(epoch).as_secs_f64().floor() as usize;
-    // Whole seconds inside the window, for rates; the CPU delta covers the exact window.
-    let mut forwarded = 0u64;
-    let mut bytes = 0u64;
+    let forwarded = sunk1.0 - sunk0.0;
+    let bytes = sunk1.1 - sunk0.1;
+    // Latency from the seconds that overlap the window.
+    let first = t0.duration_since(epoch).as_secs() as usize;
+    let last = t1.duration_since(epoch).as_secs() as usize;
     let mut latency = new_histogram();
     let mut per_second = Vec::new();
     for (second, slot) in sinks.slots.iter().enumerate() {
         per_second.push(PerSecond::from_slot(second, slot));
-        if second >= first && second < last {
-            forwarded += slot.packets;
-            bytes += slot.bytes;
+        if (first..=last).contains(&second) {
             latency.add(&slot.latency_us).ok();
         }
     }
-    let whole = (last.saturating_sub(first)).max(1) as f64;
-    let forwarded_pps = forwarded as f64 / whole;
+    let secs = window.as_secs_f64();
+    let forwarded_pps = forwarded as f64 / secs;
     let cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => b.since(&a).total(),
         _ => anyhow::bail!("could not read /proc/{pid}/stat"),
     };
     let harness = self1.since(&self0).total();
     let harness_cores = spec.harness_cpus.len().max(1) as f64;
-    let harness_cpu_percent = 100.0 * harness.as_secs_f64() / window.as_secs_f64() / harness_cores;
+    let harness_cpu_percent = 100.0 * harness.as_secs_f64() / secs / harness_cores;
     let received_total: u64 = sinks.slots.iter().map(|s| s.packets).sum();
     let expected = load.sent * spec.fanout as u64;
     let loss_ratio = if expected == 0 {
@@ -154,18 +156,16 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
         input_pps: spec.rate_pps,
         fanout: spec.fanout,
         payload_bytes: spec.payload,
-        window_s: window.as_secs_f64(),
+        window_s: secs,
         forwarded_pps,
-        forwarded_mbps: bytes as f64 * 8.0 / whole / 1e6,
-        floor_cpu_us_per_packet: per_packet_us(
-            cpu,
-            forwarded as f64 * window.as_secs_f64() / whole,
-        ),
-        floor_cpu_percent: 100.0 * cpu.as_secs_f64() / window.as_secs_f64(),
+        forwarded_mbps: bytes as f64 * 8.0 / secs / 1e6,
+        floor_cpu_us_per_packet: per_packet_us(cpu, forwarded as f64),
+        floor_cpu_percent: 100.0 * cpu.as_secs_f64() / secs,
         loss_ratio,
         latency_us: Percentiles::from_histogram(&latency),
         harness_cpu_percent,
         harness_saturated: harness_cpu_percent > 85.0 || lagging,
+        corrupt_samples: sinks.corrupt,
         per_second,
         floor_counters: counters,
     })

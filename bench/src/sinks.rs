@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -49,9 +49,17 @@ pub struct SinkReport {
     pub corrupt: u64,
 }
 
+/// Live totals, readable while the sinks run (to cut a measurement window exactly).
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
 /// Running sinks; `stop` them to get the report.
 pub struct Sinks {
     addrs: Vec<SocketAddrV4>,
+    totals: Arc<Totals>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<SinkReport>>,
 }
@@ -90,8 +98,10 @@ impl Sinks {
             });
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let totals = Arc::new(Totals::default());
         let thread = {
             let stop = stop.clone();
+            let totals = totals.clone();
             let sample_every = sample_every.max(1);
             std::thread::Builder::new()
                 .name("sinks".into())
@@ -99,11 +109,12 @@ impl Sinks {
                     if let Some(cpu) = cpu {
                         crate::pin::pin_current_thread(cpu);
                     }
-                    read_loop(sinks, epoch, sample_every, &stop)
+                    read_loop(sinks, epoch, sample_every, &stop, &totals)
                 })?
         };
         Ok(Sinks {
             addrs,
+            totals,
             stop,
             thread: Some(thread),
         })
@@ -111,6 +122,14 @@ impl Sinks {
 
     pub fn addrs(&self) -> &[SocketAddrV4] {
         &self.addrs
+    }
+
+    /// (packets, bytes) received so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.totals.packets.load(Ordering::Relaxed),
+            self.totals.bytes.load(Ordering::Relaxed),
+        )
     }
 
     pub fn stop(mut self) -> SinkReport {
@@ -136,6 +155,7 @@ fn read_loop(
     epoch: Instant,
     sample_every: u64,
     stop: &AtomicBool,
+    totals: &Totals,
 ) -> SinkReport {
     let exts = ExtensionMap::empty();
     let mut report = SinkReport {
@@ -174,6 +194,9 @@ fn read_loop(
                     report.slots.push(Slot::new());
                 }
                 let slot = &mut report.slots[second];
+                let bytes: usize = batch.iter().map(|(_, d)| d.len()).sum();
+                totals.packets.fetch_add(n as u64, Ordering::Relaxed);
+                totals.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                 for (_, datagram) in batch.iter() {
                     slot.packets += 1;
                     slot.bytes += datagram.len() as u64;
