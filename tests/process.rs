@@ -20,7 +20,12 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     /// Spawns `cmd` in a new process group with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+    ///
+    /// The command runs under `setpriv --pdeathsig KILL` (util-linux): if the test process
+    /// is killed (a timeout, Ctrl-C) no Drop runs, and the parent-death signal is what
+    /// keeps a browser or server from outliving it.
+    pub fn spawn(name: &str, cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let mut cmd = with_parent_death_signal(&cmd);
         let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
         let err = out.try_clone()?;
         cmd.stdin(Stdio::null())
@@ -69,6 +74,23 @@ impl ChildGuard {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+fn with_parent_death_signal(inner: &Command) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    if let Some(dir) = inner.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
 }
 
 impl Drop for ChildGuard {
