@@ -108,6 +108,16 @@ impl ShardCore {
             .unwrap_or_default()
     }
 
+    /// The latest downlink estimate (bits/s) for a subscriber, from str0m's TWCC BWE.
+    pub fn downlink_estimate(&self, peer: PeerId) -> Option<u64> {
+        self.peers.get(&peer)?.downlink_estimate.map(|b| b.as_u64())
+    }
+
+    /// The layer currently forwarded on a subscription (`None`: nothing yet, or paused).
+    pub fn forwarded_layer(&self, subscriber: PeerId, track: TrackId) -> Option<u8> {
+        self.subs.get(&(subscriber, track))?.current
+    }
+
     pub fn has_peer(&self, peer: PeerId) -> bool {
         self.peers.contains_key(&peer)
     }

@@ -73,6 +73,8 @@ pub struct Peer {
     pub negotiation: Negotiation,
     /// Latest downlink estimate from str0m's TWCC bandwidth estimator.
     pub downlink_estimate: Option<Bitrate>,
+    /// The desired bitrate last given to str0m's estimator (bits/s).
+    pub bwe_desired: u64,
     /// Set while the peer is in the core's to-drain list.
     pub dirty: bool,
 }
@@ -129,6 +131,7 @@ impl Peer {
             subscriptions: SmallVec::new(),
             negotiation: Negotiation::default(),
             downlink_estimate: None,
+            bwe_desired: config.bwe_desired_kbps * 1000,
             dirty: false,
         })
     }

@@ -312,8 +312,37 @@ impl ShardCore {
             Some(p) => p.subscriptions.clone(),
             None => return,
         };
-        for track in tracks {
-            self.update_layer_choice(now, subscriber, track);
+        // What this subscriber could use at best: the estimator probes for that much and
+        // no more (probing for bandwidth nobody will use only causes loss on thin links).
+        let mut desired: u64 = 0;
+        for track in &tracks {
+            self.update_layer_choice(now, subscriber, *track);
+            if let Some(t) = self.tracks.get(track) {
+                desired += match t.info.kind {
+                    MediaKind::Audio => 50_000,
+                    MediaKind::Video => {
+                        let top = (0..t.layer_count())
+                            .map(|l| t.layers[l].bitrate_bps)
+                            .max()
+                            .unwrap_or(0);
+                        top * 115 / 100
+                    }
+                };
+            }
+        }
+        let min = self.config.bwe_min_kbps * 1000;
+        let desired = desired.max(self.config.bwe_initial_kbps * 1000);
+        if self.config.bwe_initial_kbps > 0 {
+            self.with_peer(subscriber, |p| {
+                // Only tell str0m when it moved by more than 10%: it re-plans probes.
+                if p.bwe_desired.abs_diff(desired) * 10 > p.bwe_desired {
+                    p.bwe_desired = desired;
+                    p.rtc.bwe().set_bitrate(
+                        str0m::bwe::Bitrate::bps(min),
+                        str0m::bwe::Bitrate::bps(desired),
+                    );
+                }
+            });
         }
     }
 
@@ -365,9 +394,10 @@ impl ShardCore {
         for &l in arriving.iter().filter(|l| **l <= max) {
             let rate = t.layers[l as usize].bitrate_bps;
             let fits = match budget {
-                None => l == lowest,
+                // A layer not measured yet (first half second) does not fit: start low.
+                Some(b) if rate > 0 => rate * 115 / 100 <= b,
                 // Headroom: keep 15% margin so a layer at the edge does not oscillate.
-                Some(b) => rate * 115 / 100 <= b,
+                _ => false,
             };
             if fits || l == lowest {
                 target = l;

@@ -14,6 +14,8 @@ use shardcast_sfu::{
     TrackId, TrackInfo,
 };
 
+#[allow(unused_imports)]
+pub use client::Received;
 pub use client::TestClient;
 pub use net::{Link, Net};
 
