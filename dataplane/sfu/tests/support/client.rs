@@ -27,6 +27,8 @@ pub struct Received {
     pub packets: u64,
     /// (arrival, layer) of each video packet.
     pub layers: Vec<(Instant, u8)>,
+    /// (arrival, layer) of each packet that starts a VP8 keyframe.
+    pub keyframe_starts: Vec<(Instant, u8)>,
     pub audio: bool,
 }
 
@@ -265,7 +267,12 @@ impl TestClient {
                 match p.payload.last() {
                     Some(&AUDIO_TAG) => r.audio = true,
                     Some(&b) if (LAYER_TAG..LAYER_TAG + 3).contains(&b) => {
-                        r.layers.push((now, b - LAYER_TAG))
+                        r.layers.push((now, b - LAYER_TAG));
+                        // Our descriptor is 4 bytes (X, S, 15-bit picture id); P = 0 is key.
+                        let p = &p.payload;
+                        if p.len() > 4 && p[0] & 0x10 != 0 && p[4] & 0x01 == 0 {
+                            r.keyframe_starts.push((now, b - LAYER_TAG));
+                        }
                     }
                     _ => {}
                 }
