@@ -34,6 +34,8 @@ pub struct World {
     pub members: Vec<Member>,
     pub net: Net,
     pub events: Vec<(Instant, CoreEvent)>,
+    /// Cross-shard messages the core emitted, for a test to hand to another core.
+    pub to_shards: Vec<(ShardId, shardcast_sfu::ShardMessage)>,
     core_deadline: Instant,
     next_local: u64,
 }
@@ -44,16 +46,32 @@ impl World {
     }
 
     pub fn with_config(seed: u64, config: CoreConfig) -> Self {
-        let now = Instant::now();
-        let server: SocketAddr = SERVER.parse().unwrap();
+        Self::with_shard(
+            seed,
+            config,
+            ShardId(0),
+            Instant::now(),
+            SERVER.parse().unwrap(),
+        )
+    }
+
+    /// A world whose core is shard `shard` listening on `server`, starting at `now`.
+    pub fn with_shard(
+        seed: u64,
+        config: CoreConfig,
+        shard: ShardId,
+        now: Instant,
+        server: SocketAddr,
+    ) -> Self {
         World {
             now,
             start: now,
-            core: ShardCore::new(config, ShardId(0), server, now),
+            core: ShardCore::new(config, shard, server, now),
             server,
             members: Vec::new(),
             net: Net::new(seed),
             events: Vec::new(),
+            to_shards: Vec::new(),
             core_deadline: now,
             next_local: 1,
         }
@@ -67,8 +85,14 @@ impl World {
         SocketAddr::from(([10, 0, 1, (idx + 1) as u8], 40000))
     }
 
+    /// Process what arrived from another shard, then drain.
+    pub fn deliver_from_shard(&mut self, from: ShardId, msg: shardcast_sfu::ShardMessage) {
+        self.core.handle_shard_message(self.now, from, msg);
+        self.pump();
+    }
+
     fn join(&mut self, name: &str, mut client: TestClient, offer: String, role: PeerRole) -> usize {
-        let peer = PeerId::new(ShardId(0), self.next_local);
+        let peer = PeerId::new(self.core.shard(), self.next_local);
         self.next_local += 1;
         let answer = self
             .core
@@ -161,7 +185,7 @@ impl World {
                             },
                         );
                     }
-                    Output::ToShard { .. } => {}
+                    Output::ToShard { shard, msg } => self.to_shards.push((shard, msg)),
                     Output::Event(e) => {
                         progressed = true;
                         self.on_core_event(e);
