@@ -100,9 +100,11 @@ fn garbage_during_a_call_is_counted_and_the_call_flows() {
     let n = stun
         .to_bytes(Some(b"pass"), &mut buf, |_, _| [0u8; 20])
         .unwrap_or(0);
+    let unknown_before = w.core.stats().drops_for(DropReason::UnknownStunUser);
     if n > 0 {
         w.core.handle_datagram(w.now, stranger, server, &buf[..n]);
     }
+    let unknown_after = w.core.stats().drops_for(DropReason::UnknownStunUser);
     w.core.handle_datagram(w.now, stranger, server, &[0x80; 5]);
     w.core
         .handle_datagram(w.now, stranger, server, &[0x80; 3000]);
@@ -112,6 +114,8 @@ fn garbage_during_a_call_is_counted_and_the_call_flows() {
     assert!(s.drops_for(DropReason::Truncated) > 0);
     assert!(s.drops_for(DropReason::Oversize) > 0);
     assert!(s.drops_for(DropReason::UnknownSource) > 0);
+    assert!(n > 0, "the STUN request was built");
+    assert_eq!(unknown_after, unknown_before + 1, "STUN naming no peer");
     assert!(
         s.drops_for(DropReason::RtpRejected) > 0,
         "forged SRTP is rejected: {s:?}"
