@@ -860,3 +860,69 @@ fn sanitize_msid(identity: &str) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_offer(now: Instant) -> String {
+        let mut rtc = str0m::Rtc::new(now);
+        let mut api = rtc.sdp_api();
+        api.add_channel("c".into());
+        let (offer, _pending) = api.apply().expect("offer");
+        offer.to_sdp_string()
+    }
+
+    #[test]
+    fn a_panicking_peer_is_closed_and_the_shard_goes_on() {
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut core = ShardCore::new(CoreConfig::default(), ShardId(0), addr, now);
+        let (a, b) = (PeerId::new(ShardId(0), 1), PeerId::new(ShardId(0), 2));
+        for id in [a, b] {
+            let req = CreatePeer {
+                room: RoomId::new("r"),
+                identity: format!("p{}", id.0),
+                role: PeerRole::Both,
+                offer: client_offer(now),
+            };
+            core.create_peer(now, id, req).expect("answer");
+        }
+        assert_eq!(core.stats().peers, 2);
+        let r: Option<()> = core.with_peer(a, |_| panic!("boom inside str0m"));
+        assert_eq!(r, None);
+        assert_eq!(core.stats().peer_panics, 1);
+        assert_eq!(core.stats().peers, 1);
+        assert!(core.has_peer(b) && !core.has_peer(a));
+        let mut closed = false;
+        loop {
+            match core.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Event(CoreEvent::PeerClosed { peer, reason }) => {
+                    closed |= peer == a && reason == CloseReason::Panic;
+                }
+                _ => {}
+            }
+        }
+        assert!(closed, "PeerClosed with reason panic");
+        // The other peer still works.
+        core.handle_timeout(now + std::time::Duration::from_millis(50));
+        assert!(core.has_peer(b));
+    }
+
+    #[test]
+    fn garbage_sdp_is_an_error_not_a_peer() {
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut core = ShardCore::new(CoreConfig::default(), ShardId(0), addr, now);
+        let req = CreatePeer {
+            room: RoomId::new("r"),
+            identity: "x".into(),
+            role: PeerRole::Both,
+            offer: "v=0 nonsense".into(),
+        };
+        let err = core.create_peer(now, PeerId(1), req).unwrap_err();
+        assert!(matches!(err, CoreError::BadSdp(_)));
+        assert_eq!(core.stats().peers, 0);
+    }
+}

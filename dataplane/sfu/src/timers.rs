@@ -47,3 +47,25 @@ impl TimerHeap {
         self.heap.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pops_only_due_entries_in_order() {
+        let t0 = Instant::now();
+        let mut h = TimerHeap::default();
+        h.schedule(PeerId(2), t0 + Duration::from_millis(20));
+        h.schedule(PeerId(1), t0 + Duration::from_millis(10));
+        h.schedule(PeerId(3), t0 + Duration::from_millis(30));
+        assert_eq!(h.earliest(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(h.pop_due(t0), None);
+        let now = t0 + Duration::from_millis(25);
+        assert_eq!(h.pop_due(now).map(|e| e.1), Some(PeerId(1)));
+        assert_eq!(h.pop_due(now).map(|e| e.1), Some(PeerId(2)));
+        assert_eq!(h.pop_due(now), None);
+        assert_eq!(h.len(), 1);
+    }
+}
