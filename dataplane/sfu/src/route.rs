@@ -62,7 +62,21 @@ impl ShardCore {
             return;
         };
         if packet.payload.is_empty() {
-            return; // padding / probes carry no media
+            // Padding / probes carry no media: not forwarded, so close the hole they would
+            // leave in each subscriber's outgoing sequence (it could never be repaired).
+            let subs = self
+                .tracks
+                .get(&route.track)
+                .map(|t| t.subscribers.clone())
+                .unwrap_or_default();
+            for sub in subs {
+                if let Some(s) = self.subs.get_mut(&(sub, route.track)) {
+                    if let Some(r) = s.rewriter.as_mut() {
+                        r.skip(*ssrc, packet.header.sequence_number);
+                    }
+                }
+            }
+            return;
         }
         let keyframe = video_codec(codec.codec)
             .is_some_and(|c| is_keyframe(c, &packet.payload).unwrap_or(false));
