@@ -67,6 +67,9 @@ struct FloorArgs {
     /// Write the result(s) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Draw forwarded packets/s and latency per second of the median run as SVG here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +143,15 @@ fn floor_cmd(args: FloorArgs) -> anyhow::Result<()> {
         let doc = serde_json::json!({ "floor": median, "runs": runs });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "floor: {} pps x {} ({})",
+            median.input_pps,
+            median.fanout,
+            median.profile.name()
+        );
+        shardcast_bench::plot::write_svg(path, &title, &median.per_second)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 fn floor_forwards_decryptable_packets_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("floor.json");
+    let svg = dir.path().join("floor.svg");
     let status = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
         .args([
             "floor",
@@ -26,6 +27,8 @@ fn floor_forwards_decryptable_packets_and_reports_json() {
             "--json",
         ])
         .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
         .status()
         .unwrap();
     assert!(status.success());
@@ -46,4 +49,11 @@ fn floor_forwards_decryptable_packets_and_reports_json() {
     assert!(counters.contains("dropped_bad=0"), "{counters}");
     assert!(!counters.contains("forwarded=0 "), "{counters}");
     assert_eq!(doc["runs"].as_array().unwrap().len(), 1);
+    let per_second = floor["per_second"].as_array().unwrap();
+    assert!(
+        per_second.len() >= 3,
+        "warm-up + window seconds: {per_second:?}"
+    );
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("forwarded packets/s"));
 }
