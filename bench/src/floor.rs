@@ -52,7 +52,73 @@ struct Outbound {
     srtp: SrtpSender,
 }
 
-/// Runs the forwarder on `socket` until `stop` is set.
+/// The per-packet work of the floor, independent of the I/O loop around it.
+pub struct Forwarder<'a> {
+    crypto: &'a CryptoProvider,
+    profile: Profile,
+    exts: ExtensionMap,
+    inbound: HashMap<u32, Inbound>,
+    outbound: Vec<Outbound>,
+}
+
+impl<'a> Forwarder<'a> {
+    pub fn new(config: &FloorConfig, crypto: &'a CryptoProvider) -> Self {
+        Forwarder {
+            crypto,
+            profile: config.profile,
+            exts: ExtensionMap::standard(),
+            inbound: HashMap::new(),
+            outbound: config
+                .destinations
+                .iter()
+                .map(|&to| Outbound {
+                    to,
+                    srtp: SrtpSender::new(crypto, config.profile),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn fanout(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Opens `datagram` once and hands one sealed copy per destination to `send`.
+    /// Returns false (and sends nothing) when it is not RTP or its tag does not verify.
+    pub fn forward(
+        &mut self,
+        datagram: &[u8],
+        send: &mut dyn FnMut(SocketAddrV4, Vec<u8>),
+    ) -> bool {
+        let Some(header) = RtpHeader::_parse(datagram, &self.exts) else {
+            return false;
+        };
+        let ssrc = *header.ssrc;
+        let (crypto, profile) = (self.crypto, self.profile);
+        let stream = self.inbound.entry(ssrc).or_insert_with(|| Inbound {
+            srtp: SrtpReceiver::new(crypto, profile),
+            seq: ExtSeq::default(),
+        });
+        let index = stream.seq.extend(header.sequence_number);
+        let Some(payload) = stream
+            .srtp
+            .unprotect(datagram, header.header_len, ssrc, index)
+        else {
+            return false;
+        };
+        // Re-sealed with an empty extension block: the floor keeps no per-destination
+        // header state (the server writes mid / twcc extensions per subscriber).
+        let mut out_header = header.clone();
+        out_header.ext_vals = Default::default();
+        for dest in &mut self.outbound {
+            let sealed = dest.srtp.protect(out_header.clone(), index, payload);
+            send(dest.to, sealed);
+        }
+        true
+    }
+}
+
+/// Runs the forwarder on `socket` with its own recvmmsg/sendmmsg loop until `stop` is set.
 pub fn serve(
     socket: &std::net::UdpSocket,
     config: &FloorConfig,
@@ -60,18 +126,9 @@ pub fn serve(
     stop: &AtomicBool,
     counters: &FloorCounters,
 ) -> io::Result<()> {
-    let exts = ExtensionMap::standard();
-    let mut inbound: HashMap<u32, Inbound> = HashMap::new();
-    let mut outbound: Vec<Outbound> = config
-        .destinations
-        .iter()
-        .map(|&to| Outbound {
-            to,
-            srtp: SrtpSender::new(crypto, config.profile),
-        })
-        .collect();
+    let mut forwarder = Forwarder::new(config, crypto);
     let mut rx = RecvBatch::new(config.batch);
-    let mut tx = SendBatch::new(config.batch.max(outbound.len()));
+    let mut tx = SendBatch::new(config.batch.max(forwarder.fanout()));
 
     while !stop.load(Ordering::Relaxed) {
         let n = rx.recv(socket)?;
@@ -81,36 +138,24 @@ pub fn serve(
         counters.received.fetch_add(n as u64, Ordering::Relaxed);
         let mut forwarded = 0u64;
         let mut queued = 0u64;
+        let mut failed: Option<io::Error> = None;
         for (_, datagram) in rx.iter() {
-            let Some(header) = RtpHeader::_parse(datagram, &exts) else {
-                counters.dropped_bad.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let ssrc = *header.ssrc;
-            let stream = inbound.entry(ssrc).or_insert_with(|| Inbound {
-                srtp: SrtpReceiver::new(crypto, config.profile),
-                seq: ExtSeq::default(),
-            });
-            let index = stream.seq.extend(header.sequence_number);
-            let Some(payload) = stream
-                .srtp
-                .unprotect(datagram, header.header_len, ssrc, index)
-            else {
-                counters.dropped_bad.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            // Re-sealed with an empty extension block: the floor keeps no per-destination
-            // header state (the server writes mid / twcc extensions per subscriber).
-            let mut out_header = header.clone();
-            out_header.ext_vals = Default::default();
-            for dest in &mut outbound {
-                let sealed = dest.srtp.protect(out_header.clone(), index, payload);
-                tx.push(&sealed, dest.to);
+            let ok = forwarder.forward(datagram, &mut |to, sealed| {
+                tx.push(&sealed, to);
                 queued += 1;
                 if tx.is_full() {
-                    forwarded += tx.flush(socket)? as u64;
+                    match tx.flush(socket) {
+                        Ok(sent) => forwarded += sent as u64,
+                        Err(e) => failed = Some(e),
+                    }
                 }
+            });
+            if !ok {
+                counters.dropped_bad.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if !tx.is_empty() {
             forwarded += tx.flush(socket)? as u64;
@@ -129,10 +174,11 @@ pub fn bind(listen: SocketAddr) -> io::Result<std::net::UdpSocket> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
     use super::*;
     use std::net::{Ipv4Addr, UdpSocket};
     use std::sync::Arc;
+    use std::thread::JoinHandle;
     use str0m::rtp::Ssrc;
 
     fn v4(socket: &UdpSocket) -> SocketAddrV4 {
@@ -142,8 +188,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn forwards_each_packet_to_every_destination_decryptable_and_drops_garbage() {
+    pub type Start = dyn FnOnce(
+        UdpSocket,
+        FloorConfig,
+        Arc<AtomicBool>,
+        Arc<FloorCounters>,
+    ) -> JoinHandle<io::Result<()>>;
+
+    /// Sends garbage and five SRTP packets through a floor started by `start`; checks that each
+    /// of three sinks gets all five, decryptable, and that the counters add up.
+    pub fn check_forwarding(start: Box<Start>) {
         let crypto = str0m::crypto::from_feature_flags();
         let profile = Profile::AeadAes128Gcm;
         let sinks: Vec<UdpSocket> = (0..3)
@@ -165,20 +219,13 @@ mod tests {
         let floor_addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(FloorCounters::default());
-        let server = {
-            let (stop, counters, config) = (stop.clone(), counters.clone(), config.clone());
-            std::thread::spawn(move || {
-                let crypto = str0m::crypto::from_feature_flags();
-                serve(&socket, &config, &crypto, &stop, &counters)
-            })
-        };
+        let server = start(socket, config, stop.clone(), counters.clone());
 
         let source = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         source.send_to(b"not rtp at all", floor_addr).unwrap();
         let mut sender = SrtpSender::new(&crypto, profile);
         for seq in 0..5u16 {
             let header = RtpHeader {
-                has_extension: false,
                 sequence_number: seq,
                 ssrc: Ssrc::from(42),
                 payload_type: 96.into(),
@@ -206,5 +253,20 @@ mod tests {
         assert_eq!(counters.forwarded.load(Ordering::Relaxed), 15);
         assert_eq!(counters.dropped_bad.load(Ordering::Relaxed), 1);
         assert_eq!(counters.dropped_send.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_each_packet_to_every_destination_decryptable_and_drops_garbage() {
+        testkit::check_forwarding(Box::new(|socket, config, stop, counters| {
+            std::thread::spawn(move || {
+                let crypto = str0m::crypto::from_feature_flags();
+                serve(&socket, &config, &crypto, &stop, &counters)
+            })
+        }));
     }
 }

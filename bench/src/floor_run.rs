@@ -29,6 +29,9 @@ pub struct FloorSpec {
     pub harness_cpus: Vec<usize>,
     /// One in N packets per sink is decrypted for latency.
     pub sample_every: u64,
+    /// `sendmmsg` (the floor's own loop), or a dataplane driver backend (`io_uring`,
+    /// `portable`, `auto`).
+    pub io: String,
 }
 
 /// The floor's figures for one run; a section of the JSON report.
@@ -72,6 +75,7 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
     let mut cmd = Command::new(exe);
     cmd.args(["floor-serve", "--listen", "127.0.0.1:0", "--profile"])
         .arg(spec.profile.short())
+        .args(["--io", &spec.io])
         .arg("--to")
         .arg(destinations.join(","));
     if let Some(cpus) = &spec.server_cpus {
@@ -152,7 +156,12 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
     let lagging = load.max_lag > spec.rate_pps / 10 + 10;
     Ok(FloorResult {
         profile: spec.profile,
-        io_backend: "portable".into(),
+        // The floor prints the backend it really used (auto resolved) in its counters.
+        io_backend: counters
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("io="))
+            .unwrap_or(&spec.io)
+            .to_string(),
         input_pps: spec.rate_pps,
         fanout: spec.fanout,
         payload_bytes: spec.payload,

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod floor;
+pub mod floor_driver;
 pub mod floor_run;
 pub mod loadgen;
 pub mod pin;

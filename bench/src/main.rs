@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
+use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
 use shardcast_bench::pin;
 use shardcast_bench::srtp::Profile;
+use shardcast_dataplane::driver::IoBackend;
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +66,10 @@ struct FloorArgs {
     /// Repeat the measurement and report the median (by CPU per packet).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// I/O of the floor: `sendmmsg` (its own loop) or the server's driver: `io_uring`,
+    /// `portable`, `auto` (io_uring when the kernel allows it).
+    #[arg(long, default_value = "auto")]
+    io: String,
     /// Write the result(s) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -85,6 +91,10 @@ struct FloorServeArgs {
     cpus: Option<String>,
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// I/O: `sendmmsg` (the floor's own recvmmsg/sendmmsg loop) or the server's driver:
+    /// `io_uring`, `portable`, `auto`.
+    #[arg(long, default_value = "auto")]
+    io: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,6 +131,7 @@ fn floor_cmd(args: FloorArgs) -> anyhow::Result<()> {
         server_cpus: args.server_cpus.clone(),
         harness_cpus: cpu_list(&args.harness_cpus)?,
         sample_every: args.sample_every,
+        io: args.io.clone(),
     };
     let exe = std::env::current_exe().context("locating this executable")?;
     let mut runs: Vec<FloorResult> = Vec::new();
@@ -201,6 +212,10 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
     };
     let socket = floor::bind(config.listen)?;
     println!("listening {}", socket.local_addr()?);
+    let backend: Option<IoBackend> = match args.io.as_str() {
+        "sendmmsg" => None,
+        other => Some(other.parse().map_err(anyhow::Error::msg)?),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         // stdin closing (the parent finished or died) is the cue to stop.
@@ -212,9 +227,15 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
     }
     let counters = FloorCounters::default();
     let crypto = str0m::crypto::from_feature_flags();
-    floor::serve(&socket, &config, &crypto, &stop, &counters)?;
+    let io = match backend {
+        None => {
+            floor::serve(&socket, &config, &crypto, &stop, &counters)?;
+            "sendmmsg".to_string()
+        }
+        Some(b) => floor_driver::serve(socket, b, &config, &crypto, &stop, &counters)?.to_string(),
+    };
     println!(
-        "received={} forwarded={} dropped_bad={} dropped_send={}",
+        "io={io} received={} forwarded={} dropped_bad={} dropped_send={}",
         counters.received.load(Ordering::Relaxed),
         counters.forwarded.load(Ordering::Relaxed),
         counters.dropped_bad.load(Ordering::Relaxed),

@@ -1,0 +1,95 @@
+//! The floor on the server's own I/O driver (`shardcast_dataplane::driver::Driver`), so the
+//! floor sends "with the same io backend as the server": io_uring or portable, chosen the
+//! same way. Only the loop lives here; the per-packet work is `floor::Forwarder`.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use shardcast_dataplane::driver::{Driver, DriverConfig, IoBackend, Waker};
+use str0m::crypto::CryptoProvider;
+
+use crate::floor::{FloorConfig, FloorCounters, Forwarder};
+
+/// Runs the floor on `socket` with the dataplane driver until `stop` is set. Returns the
+/// backend actually used (`Auto` resolved).
+pub fn serve(
+    socket: UdpSocket,
+    backend: IoBackend,
+    config: &FloorConfig,
+    crypto: &CryptoProvider,
+    stop: &AtomicBool,
+    counters: &FloorCounters,
+) -> io::Result<IoBackend> {
+    let backend = shardcast_dataplane::driver::resolve_backend(backend)?;
+    socket.set_nonblocking(true)?;
+    // Nobody wakes the floor: the eventfd only satisfies the driver's contract.
+    let waker = Waker::new()?;
+    let mut driver = Driver::open(socket, waker.as_raw_fd(), backend, &DriverConfig::default())?;
+    let mut forwarder = Forwarder::new(config, crypto);
+    // Sealed datagrams of one receive batch: the driver is borrowed while it hands them in.
+    let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut received = 0u64;
+    let mut bad = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        driver.submit_and_wait(Some(Duration::from_millis(100)))?;
+        driver.recv(&mut |_, datagram| {
+            received += 1;
+            let ok = forwarder.forward(datagram, &mut |to, sealed| {
+                out.push((SocketAddr::V4(to), sealed))
+            });
+            bad += u64::from(!ok);
+        });
+        for (to, sealed) in out.drain(..) {
+            driver.send(to, &sealed);
+        }
+        let stats = driver.stats();
+        counters.received.store(received, Ordering::Relaxed);
+        counters.dropped_bad.store(bad, Ordering::Relaxed);
+        counters
+            .forwarded
+            .store(stats.tx_datagrams, Ordering::Relaxed);
+        counters
+            .dropped_send
+            .store(stats.tx_dropped, Ordering::Relaxed);
+    }
+    // Hand over what is still queued.
+    driver.submit_and_wait(Some(Duration::ZERO))?;
+    let stats = driver.stats();
+    counters
+        .forwarded
+        .store(stats.tx_datagrams, Ordering::Relaxed);
+    counters
+        .dropped_send
+        .store(stats.tx_dropped, Ordering::Relaxed);
+    Ok(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::floor::testkit::check_forwarding;
+
+    fn with(backend: IoBackend) {
+        check_forwarding(Box::new(move |socket, config, stop, counters| {
+            std::thread::spawn(move || {
+                let crypto = str0m::crypto::from_feature_flags();
+                let used = serve(socket, backend, &config, &crypto, &stop, &counters)?;
+                assert_eq!(used, backend);
+                Ok(())
+            })
+        }));
+    }
+
+    #[test]
+    fn forwards_on_the_portable_driver() {
+        with(IoBackend::Portable);
+    }
+
+    #[test]
+    fn forwards_on_the_io_uring_driver() {
+        with(IoBackend::IoUring);
+    }
+}
