@@ -99,14 +99,12 @@ impl ShardCore {
         if let Some(level) = fwd.audio_level {
             let room = self.peers.get(&from).map(|p| p.room.clone());
             if let Some(room) = room.and_then(|r| self.rooms.get_mut(&r)) {
-                room.speaker.feed(from, level, fwd.voice_activity);
+                room.speaker.feed(now, from, level, fwd.voice_activity);
             }
         }
         let remote = match self.tracks.get_mut(&fwd.track) {
             Some(t) => {
-                if let Some(l) = t.layers.get_mut(fwd.layer as usize) {
-                    l.on_packet(now, fwd.payload.len(), keyframe);
-                }
+                t.on_packet(now, fwd.layer, fwd.payload.len(), keyframe);
                 if t.muted {
                     return;
                 }
@@ -141,9 +139,7 @@ impl ShardCore {
         let Some(t) = self.tracks.get_mut(&m.track) else {
             return;
         };
-        if let Some(l) = t.layers.get_mut(m.layer as usize) {
-            l.on_packet(now, m.payload.len(), m.keyframe);
-        }
+        t.on_packet(now, m.layer, m.payload.len(), m.keyframe);
         // A pseudo-SSRC per layer keeps the rewriter's per-source segments apart.
         let fwd = Fwd {
             track: m.track,
@@ -269,8 +265,9 @@ impl ShardCore {
     }
 
     /// Ask the publisher of `track` for a keyframe of `layer`, at most once per layer per
-    /// `keyframe_request_interval` whoever asks. `force` bypasses the coalescing (a new
-    /// subscriber must not wait).
+    /// `keyframe_request_interval` whoever asks (local subscriptions and other shards go
+    /// through the track's `KeyframeRequestCoalescer`; a keyframe arriving reopens the
+    /// layer). `force` bypasses the coalescing (a new subscriber must not wait).
     pub(crate) fn request_keyframe(
         &mut self,
         now: Instant,
@@ -285,17 +282,14 @@ impl ShardCore {
         if t.info.kind != MediaKind::Video {
             return;
         }
-        let Some(state) = t.layers.get_mut(layer as usize) else {
-            return;
-        };
-        if !force
-            && state
-                .last_keyframe_request
-                .is_some_and(|at| now.saturating_duration_since(at) < interval)
-        {
+        if usize::from(layer) >= t.layers.len() {
             return;
         }
-        state.last_keyframe_request = Some(now);
+        // A forced request still starts an interval, so the askers right behind it wait.
+        let due = t.keyframe_requests(interval).should_send(now, layer);
+        if !due && !force {
+            return;
+        }
         let (publisher, mid) = (t.publisher, t.mid);
         let rid = t
             .info

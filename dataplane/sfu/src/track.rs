@@ -13,6 +13,7 @@ use str0m::rtp::Ssrc;
 
 use crate::api::{LayerIndex, LayerPreference, TrackInfo};
 use crate::forward::codec::Vp8Rewriter;
+use crate::forward::keyframe::KeyframeRequestCoalescer;
 use crate::forward::rewrite::StreamRewriter;
 use crate::ids::{PeerId, ShardId};
 
@@ -28,8 +29,6 @@ pub struct LayerState {
     pub window_start: Option<Instant>,
     pub window_bytes: u64,
     pub bitrate_bps: u64,
-    /// Last keyframe request sent to the publisher for this layer (coalescing).
-    pub last_keyframe_request: Option<Instant>,
 }
 
 impl LayerState {
@@ -63,6 +62,9 @@ pub struct PublishedTrack {
     pub remote_shards: SmallVec<[ShardId; 4]>,
     pub layers: [LayerState; 3],
     pub muted: bool,
+    /// Every keyframe request for this track (local subscriptions, other shards) passes
+    /// through here; created on first use with the core's configured interval.
+    keyframe_requests: Option<KeyframeRequestCoalescer>,
 }
 
 impl PublishedTrack {
@@ -75,6 +77,26 @@ impl PublishedTrack {
             remote_shards: SmallVec::new(),
             layers: [LayerState::default(); 3],
             muted: false,
+            keyframe_requests: None,
+        }
+    }
+
+    /// The track's keyframe-request coalescer, spacing requests by `interval`.
+    pub fn keyframe_requests(&mut self, interval: Duration) -> &mut KeyframeRequestCoalescer {
+        self.keyframe_requests
+            .get_or_insert_with(|| KeyframeRequestCoalescer::new(interval))
+    }
+
+    /// One packet of `layer` arrived: update its state, and let a keyframe reopen the
+    /// layer for the next request.
+    pub fn on_packet(&mut self, now: Instant, layer: LayerIndex, bytes: usize, keyframe: bool) {
+        if let Some(l) = self.layers.get_mut(usize::from(layer)) {
+            l.on_packet(now, bytes, keyframe);
+        }
+        if keyframe {
+            if let Some(k) = self.keyframe_requests.as_mut() {
+                k.on_keyframe(layer);
+            }
         }
     }
 
