@@ -70,6 +70,8 @@ pub struct Client {
     outbox: VecDeque<ClientOutput>,
     rtc_timeout: Instant,
     channel_offered: bool,
+    /// The recvonly m-lines of `ClientConfig::offer_receive` are in an offer already.
+    receive_offered: bool,
 }
 
 impl Client {
@@ -115,6 +117,7 @@ impl Client {
             outbox: VecDeque::new(),
             rtc_timeout: now,
             channel_offered: false,
+            receive_offered: false,
         })
     }
 
@@ -122,7 +125,8 @@ impl Client {
     /// [`ClientError::NothingToOffer`]): one sendonly m-line per published track (video with
     /// `a=simulcast:send q;h;f` when it has several layers). A client that publishes nothing
     /// offers a data channel, so ICE and DTLS have something to negotiate; media to receive
-    /// comes later in offers from the server ([`Client::accept_offer`]).
+    /// comes later in offers from the server ([`Client::accept_offer`]). With
+    /// `ClientConfig::offer_receive` it offers recvonly audio + video m-lines instead (WHEP).
     pub fn create_offer(&mut self, now: Instant) -> Result<String, ClientError> {
         self.last_now = now;
         let name = self.config.name.clone();
@@ -153,7 +157,15 @@ impl Client {
                 simulcast,
             ));
         }
-        if self.audio.is_none() && self.video.is_none() && !self.channel_offered {
+        if self.config.offer_receive && !self.receive_offered {
+            // A WHEP player's m-lines: the server binds them to published tracks in its
+            // answer, audio to audio and video to video.
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            self.receive_offered = true;
+        }
+        let receiving = self.config.offer_receive;
+        if self.audio.is_none() && self.video.is_none() && !receiving && !self.channel_offered {
             change.add_channel("shardcast".into());
             self.channel_offered = true;
         }

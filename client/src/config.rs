@@ -156,6 +156,9 @@ pub struct ClientConfig {
     pub publish_video: Option<VideoSpec>,
     /// Track received media in [`crate::ClientStats`]; off ignores incoming media.
     pub subscribe: bool,
+    /// Offer one recvonly audio and one recvonly video m-line in the initial offer, as a
+    /// WHEP player does (RFC 9725): media then flows on the answer, with no server offer.
+    pub offer_receive: bool,
     /// Parse and check every received synthetic payload (layers, frames, decodability,
     /// picture ids, latency, content). Off counts only: packets, bytes, SSRCs, sequence gaps
     /// and audio levels — the cheap mode for viewers in large load runs.
@@ -177,6 +180,7 @@ impl ClientConfig {
             publish_audio: false,
             publish_video: None,
             subscribe: true,
+            offer_receive: false,
             verify_payloads: true,
             request_keyframes: true,
             time_base,
@@ -187,6 +191,12 @@ impl ClientConfig {
     /// Publishes audio.
     pub fn with_audio(mut self) -> Self {
         self.publish_audio = true;
+        self
+    }
+
+    /// A WHEP player: the initial offer carries recvonly audio + video m-lines.
+    pub fn with_receive_offer(mut self) -> Self {
+        self.offer_receive = true;
         self
     }
 

@@ -167,7 +167,7 @@ impl MediaNode {
         let shard = self.place(&request.room);
         let local = self.next_peer.fetch_add(1, Ordering::Relaxed);
         let peer = PeerId::new(shard, local);
-        let core_request = shardcast_sfu::api::CreatePeer {
+        let mut core_request = shardcast_sfu::api::CreatePeer {
             room: request.room.clone(),
             identity: request.identity.clone(),
             role: match request.role {
@@ -176,7 +176,32 @@ impl MediaNode {
                 PeerRole::Subscribe => shardcast_sfu::api::PeerRole::Subscribe,
             },
             offer: request.offer,
+            bind: Vec::new(),
         };
+        // Tracks to bind into the answer (WHEP). A track that is gone is simply not bound;
+        // a track on another shard gets its fan-out first, so its first packets are not lost.
+        let mut remote = Vec::new();
+        for track in request.bind_tracks {
+            let Ok(pub_shard) = self.check_track(track) else {
+                continue;
+            };
+            let info = self
+                .call(pub_shard, |reply| NodeCommand::TrackInfo { track, reply })
+                .await;
+            let Ok(info) = info else {
+                continue;
+            };
+            if pub_shard != shard {
+                self.call(pub_shard, |reply| NodeCommand::AddRemoteFanout {
+                    track,
+                    shard,
+                    reply,
+                })
+                .await?;
+                remote.push(track);
+            }
+            core_request.bind.push(info);
+        }
         self.peers_on_shard[shard.0 as usize].fetch_add(1, Ordering::Relaxed);
         let answer = self
             .call(shard, |reply| NodeCommand::CreatePeer {
@@ -189,11 +214,14 @@ impl MediaNode {
             Ok(a) => a,
             Err(e) => {
                 self.peers_on_shard[shard.0 as usize].fetch_sub(1, Ordering::Relaxed);
+                for track in remote {
+                    self.end_fanout(track, shard);
+                }
                 return Err(e);
             }
         };
-        for track in request.bind_tracks {
-            self.subscribe_impl(peer, track).await?;
+        for track in remote {
+            self.remote().added(peer, track);
         }
         Ok(CreatedPeer { peer, answer })
     }

@@ -58,6 +58,10 @@ pub struct CreatePeer {
     pub role: PeerRole,
     /// The client's SDP offer.
     pub offer: String,
+    /// Published tracks to bind to the offer's recvonly m-lines (WHEP): each such m-line, in
+    /// SDP order, gets the next unbound track of its kind as its outgoing stream, with no
+    /// server offer. m-lines left over carry nothing; tracks left over are not bound.
+    pub bind: Vec<TrackInfo>,
 }
 
 /// Everything a subscriber's shard must know about a published track to subscribe to it.

@@ -124,7 +124,8 @@ impl ShardCore {
 
     // ---------------------------------------------------------------- control
 
-    /// Create a peer from the client's offer; returns the SDP answer.
+    /// Create a peer from the client's offer; returns the SDP answer. The offer's recvonly
+    /// m-lines are bound to `req.bind` (see `CreatePeer::bind`).
     pub fn create_peer(
         &mut self,
         now: Instant,
@@ -154,6 +155,7 @@ impl ShardCore {
         self.peers.insert(id, peer);
         self.stats.peers = self.peers.len() as u64;
         debug!(peer = %id, room = %req.room, "peer created");
+        self.bind_answered(now, id, &answer, req.bind);
         self.mark_dirty(id);
         self.drain_all(now);
         Ok(answer)
@@ -885,6 +887,7 @@ mod tests {
                 identity: format!("p{}", id.0),
                 role: PeerRole::Both,
                 offer: client_offer(now),
+                bind: Vec::new(),
             };
             core.create_peer(now, id, req).expect("answer");
         }
@@ -920,6 +923,7 @@ mod tests {
             identity: "x".into(),
             role: PeerRole::Both,
             offer: "v=0 nonsense".into(),
+            bind: Vec::new(),
         };
         let err = core.create_peer(now, PeerId(1), req).unwrap_err();
         assert!(matches!(err, CoreError::BadSdp(_)));

@@ -4,12 +4,14 @@
 //! driven by `handle_*` calls and drained with `poll_output`. It never reads the clock, never
 //! touches a socket and never blocks: the shard (crate `shardcast-dataplane`) does the I/O.
 //!
-//! Layout: [`core`] (the `ShardCore` type, control calls, the input/drain loop), `route`
+//! Layout: [`core`] (the `ShardCore` type, control calls, the input/drain loop), `bind`
+//! (WHEP: offered recvonly m-lines bound to tracks in the answer), `route`
 //! (the per-packet forwarding path), [`demux`], [`timers`], `peer` (one str0m `Rtc`),
 //! `track` (tracks and subscriptions), `room` (members, active speaker), [`forward`] (pure
 //! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
 
 pub mod api;
+mod bind;
 pub mod config;
 pub mod core;
 pub mod demux;

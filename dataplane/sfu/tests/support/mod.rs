@@ -104,6 +104,7 @@ impl World {
                     identity: name.into(),
                     role,
                     offer,
+                    bind: Vec::new(),
                 },
             )
             .expect("create_peer");
