@@ -1,0 +1,262 @@
+//! Session lifecycle: open (room checks, waiting room), enter, `joined`, resume, detach with
+//! the reconnect grace timer, close.
+//!
+//! Must never: hold the session lock across an `.await`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::{Hub, Outgoing, Phase, Session, SessionState};
+use crate::signaling::bus::RoomEventKind;
+use crate::signaling::messages::ServerMsg;
+use crate::signaling::services::{Member, Presence, SignalError};
+
+impl Hub {
+    /// Create a session for an authenticated member after room checks. Returns the session
+    /// and whether it must wait for a host.
+    pub async fn open(
+        &self,
+        member: Member,
+        password: Option<&str>,
+        source: IpAddr,
+        outbox: Option<mpsc::UnboundedSender<Outgoing>>,
+    ) -> Result<(Arc<Session>, bool), SignalError> {
+        let policy = self.services.check_room(&member, password, source).await?;
+        let others = self
+            .services
+            .participants(&member.tenant, &member.room)
+            .await?;
+        if let Some(max) = policy.max_participants {
+            let present = others
+                .iter()
+                .filter(|p| p.presence == Presence::Joined && p.info.identity != member.identity)
+                .count();
+            if present as u64 >= max as u64 {
+                return Err(SignalError::new("room_full", "the room is full"));
+            }
+        }
+        let must_wait = policy.ask_before_join && !member.is_host();
+        let session = Arc::new(Session {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            member,
+            interactive: outbox.is_some(),
+            state: Mutex::new(SessionState {
+                phase: if must_wait {
+                    Phase::Waiting
+                } else {
+                    Phase::Joined
+                },
+                outbox,
+                attach_gen: 0,
+                node: None,
+                peer: None,
+                subscribed: HashSet::new(),
+                tracks: Vec::new(),
+                server_offer_pending: false,
+            }),
+            sdp: tokio::sync::Mutex::new(()),
+        });
+        self.inner
+            .lock()
+            .unwrap()
+            .sessions
+            .insert(session.id.clone(), session.clone());
+        // One session per identity and room: an older one (on any instance) is replaced.
+        self.publish(
+            &session.member,
+            Some(&session.id),
+            RoomEventKind::Kick {
+                identity: session.member.identity.clone(),
+                reason: "replaced by a new session".into(),
+            },
+        )
+        .await;
+        if must_wait {
+            self.services
+                .put_participant(&session.member, Presence::Waiting, None, &[])
+                .await?;
+            self.publish(
+                &session.member,
+                Some(&session.id),
+                RoomEventKind::Knock {
+                    identity: session.member.identity.clone(),
+                    name: session.member.name.clone(),
+                },
+            )
+            .await;
+        } else {
+            self.enter(&session).await?;
+        }
+        Ok((session, must_wait))
+    }
+
+    /// Admit a session into the room: record it, tell the others, send `joined`. The media
+    /// node is chosen later, at the first offer, so joining never waits on placement.
+    pub(super) async fn enter(&self, session: &Arc<Session>) -> Result<(), SignalError> {
+        let m = &session.member;
+        session.state.lock().unwrap().phase = Phase::Joined;
+        self.services
+            .put_participant(m, Presence::Joined, None, &[])
+            .await?;
+        self.publish(
+            m,
+            Some(&session.id),
+            RoomEventKind::ParticipantJoined {
+                participant: m.info(),
+            },
+        )
+        .await;
+        self.send_joined(session).await
+    }
+
+    /// The `joined` message with the room's current state.
+    pub async fn send_joined(&self, session: &Session) -> Result<(), SignalError> {
+        let m = &session.member;
+        let stored = self.services.participants(&m.tenant, &m.room).await?;
+        let chat = self
+            .services
+            .chat_history(&m.tenant, &m.room, self.config.chat_history)
+            .await?;
+        let mut participants = Vec::new();
+        let mut tracks = Vec::new();
+        for p in stored {
+            if p.presence != Presence::Joined || p.info.identity == m.identity {
+                continue;
+            }
+            tracks.extend(p.tracks);
+            participants.push(p.info);
+        }
+        session.send(ServerMsg::Joined {
+            session: session.id.clone(),
+            room: m.room.clone(),
+            me: m.info(),
+            participants,
+            tracks,
+            chat,
+        });
+        Ok(())
+    }
+
+    /// Re-attach a detached (or still attached) session to a new socket.
+    pub fn resume(
+        &self,
+        session_id: &str,
+        member: &Member,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+    ) -> Option<Arc<Session>> {
+        let session = self.session(session_id)?;
+        if session.member.tenant != member.tenant
+            || session.member.room != member.room
+            || session.member.identity != member.identity
+        {
+            return None;
+        }
+        let mut s = session.state.lock().unwrap();
+        if s.phase == Phase::Closed {
+            return None;
+        }
+        if let Some(old) = s.outbox.replace(outbox) {
+            let _ = old.send(Outgoing::Close);
+        }
+        s.attach_gen += 1;
+        drop(s);
+        Some(session)
+    }
+
+    /// The socket went away without `leave`: keep the session for the grace period.
+    pub fn detach(&self, session: &Arc<Session>) {
+        let gen = {
+            let mut s = session.state.lock().unwrap();
+            s.outbox = None;
+            s.attach_gen
+        };
+        let hub = self.arc();
+        let session = session.clone();
+        let grace = std::time::Duration::from_secs(self.config.reconnect_grace_secs);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let expired = {
+                let s = session.state.lock().unwrap();
+                s.outbox.is_none() && s.attach_gen == gen && s.phase != Phase::Closed
+            };
+            if expired {
+                hub.close(&session, None).await;
+            }
+        });
+    }
+
+    /// End a session now: close its peer, remove its record, tell the room.
+    pub async fn close(&self, session: &Arc<Session>, final_msg: Option<ServerMsg>) {
+        self.close_inner(session, final_msg, true).await
+    }
+
+    /// `announce = false` when a newer session of the same identity replaced this one: its
+    /// record and presence belong to the new session now.
+    pub(super) async fn close_inner(
+        &self,
+        session: &Arc<Session>,
+        final_msg: Option<ServerMsg>,
+        announce: bool,
+    ) {
+        let (was, node, peer, tracks) = {
+            let mut s = session.state.lock().unwrap();
+            let was = s.phase;
+            if was == Phase::Closed {
+                return;
+            }
+            s.phase = Phase::Closed;
+            if let Some(tx) = s.outbox.take() {
+                if let Some(m) = final_msg {
+                    let _ = tx.send(Outgoing::Msg(m));
+                }
+                let _ = tx.send(Outgoing::Close);
+            }
+            (
+                was,
+                s.node.clone(),
+                s.peer.take(),
+                std::mem::take(&mut s.tracks),
+            )
+        };
+        {
+            let mut inner = self.inner.lock().unwrap();
+            inner.sessions.remove(&session.id);
+            if let (Some(n), Some(p)) = (&node, peer) {
+                inner.by_peer.remove(&(n.id.clone(), p));
+            }
+        }
+        if let (Some(n), Some(p)) = (&node, peer) {
+            if let Err(e) = n.api.close_peer(p).await {
+                tracing::debug!(error = %e, "close_peer");
+            }
+        }
+        let m = &session.member;
+        if announce {
+            self.services.remove_participant(m).await;
+        }
+        for t in tracks {
+            self.publish(
+                m,
+                Some(&session.id),
+                RoomEventKind::TrackUnpublished {
+                    id: t.id,
+                    identity: m.identity.clone(),
+                },
+            )
+            .await;
+        }
+        if was == Phase::Joined && announce {
+            self.publish(
+                m,
+                Some(&session.id),
+                RoomEventKind::ParticipantLeft {
+                    identity: m.identity.clone(),
+                },
+            )
+            .await;
+        }
+    }
+}

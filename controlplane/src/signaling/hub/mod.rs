@@ -1,0 +1,166 @@
+//! The signaling hub of one control-plane instance: its live sessions, the map from media
+//! node peers to sessions, and the two event inputs — node events (SDP offers, tracks,
+//! active speaker) and room events from the bus (joins, chat, host controls).
+//!
+//! Owns: session lifecycle (join, wait, admit, leave, detach + resume grace, kick), auto
+//! subscription (every participant with canSubscribe receives every other participant's
+//! tracks). Must never: hold a lock across an `.await` (std mutexes, short critical
+//! sections), or talk to a socket directly — sessions own their outboxes.
+//!
+//! Files: `session` (per-session state and outbox), `lifecycle` (join, wait, resume, close),
+//! `media` (offers, subscriptions, mutes), `node_events` (the node event pump),
+//! `room_events` (bus events, chat, host controls).
+
+mod lifecycle;
+mod media;
+mod node_events;
+mod room_events;
+mod session;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use shardcast_dataplane::node::{MediaKind, NodeError, PeerId};
+
+use super::bus::{RoomBus, RoomEvent, RoomEventKind};
+use super::messages::TrackInfo;
+use super::services::{Member, Presence, SignalError, SignalServices};
+use crate::config::SignalingConfig;
+use crate::placement::Placement;
+
+use session::SessionState;
+pub use session::{Outgoing, Phase, Session};
+
+#[derive(Default)]
+struct HubInner {
+    sessions: HashMap<String, Arc<Session>>,
+    by_peer: HashMap<(Arc<str>, PeerId), String>,
+    pumped_nodes: HashSet<Arc<str>>,
+}
+
+/// The signaling hub; one per control-plane instance, shared by the WebSocket and WHIP
+/// handlers.
+pub struct Hub {
+    pub(crate) services: Arc<dyn SignalServices>,
+    pub(crate) placement: Arc<Placement>,
+    bus: Arc<dyn RoomBus>,
+    pub(crate) config: SignalingConfig,
+    inner: Mutex<HubInner>,
+    me: Weak<Hub>,
+}
+
+fn node_err(e: NodeError) -> SignalError {
+    match e {
+        NodeError::BadSdp(m) => SignalError::new("bad_sdp", m),
+        NodeError::UnknownTrack(t) => SignalError::new("unknown_track", format!("track {t}")),
+        NodeError::BadState(m) => SignalError::new("offer_glare", m),
+        NodeError::Full => SignalError::new("room_full", "the media node is full"),
+        other => SignalError::new("unavailable", other.to_string()),
+    }
+}
+
+impl Hub {
+    pub fn new(
+        services: Arc<dyn SignalServices>,
+        placement: Arc<Placement>,
+        bus: Arc<dyn RoomBus>,
+        config: SignalingConfig,
+    ) -> Arc<Self> {
+        let hub = Arc::new_cyclic(|me| Hub {
+            services,
+            placement,
+            bus: bus.clone(),
+            config,
+            inner: Mutex::new(HubInner::default()),
+            me: me.clone(),
+        });
+        let mut rx = bus.subscribe();
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "signaling: room bus lagged");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let Some(hub) = weak.upgrade() else { return };
+                hub.on_room_event(ev).await;
+            }
+        });
+        hub
+    }
+
+    fn arc(&self) -> Arc<Hub> {
+        self.me.upgrade().expect("hub alive while used")
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.inner.lock().unwrap().sessions.get(id).cloned()
+    }
+
+    fn room_sessions(&self, tenant: &str, room: &str) -> Vec<Arc<Session>> {
+        self.inner
+            .lock()
+            .unwrap()
+            .sessions
+            .values()
+            .filter(|s| s.member.tenant == tenant && s.member.room == room)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn publish(&self, member: &Member, origin: Option<&str>, kind: RoomEventKind) {
+        self.bus
+            .publish(RoomEvent {
+                tenant: member.tenant.clone(),
+                room: member.room.clone(),
+                origin: origin.map(str::to_string),
+                kind,
+            })
+            .await;
+    }
+
+    /// Publish a room event that did not come from a session (REST host controls).
+    pub async fn publish_room(&self, tenant: &str, room: &str, kind: RoomEventKind) {
+        self.bus
+            .publish(RoomEvent {
+                tenant: tenant.into(),
+                room: room.into(),
+                origin: None,
+                kind,
+            })
+            .await;
+    }
+
+    /// Tracks of the room's joined participants in publish order (WHEP binds these).
+    pub async fn room_tracks(
+        &self,
+        tenant: &str,
+        room: &str,
+    ) -> Result<Vec<TrackInfo>, SignalError> {
+        let stored = self.services.participants(tenant, room).await?;
+        Ok(stored
+            .into_iter()
+            .filter(|p| p.presence == Presence::Joined)
+            .flat_map(|p| p.tracks)
+            .collect())
+    }
+
+    /// Used by WHIP/WHEP: the kind of a wire track id among `tracks`.
+    pub fn kind_of(tracks: &[TrackInfo], id: &str) -> Option<MediaKind> {
+        tracks.iter().find(|t| t.id == id).map(|t| t.kind)
+    }
+}
+
+fn node_id_of(session: &Session) -> Option<String> {
+    session
+        .state
+        .lock()
+        .unwrap()
+        .node
+        .as_ref()
+        .map(|n| n.id.to_string())
+}

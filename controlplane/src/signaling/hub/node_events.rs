@@ -1,0 +1,154 @@
+//! Node events: one pump task per media node this instance uses, mapping peers back to
+//! sessions (server offers, tracks published/unpublished, active speaker, peer closed).
+//!
+//! Must never: act on a peer it did not create (events of other instances' peers are ignored).
+
+use std::sync::Arc;
+
+use shardcast_dataplane::node::{NodeEvent, PeerId};
+
+use super::{Hub, Session};
+use crate::placement::NodeHandle;
+use crate::signaling::bus::RoomEventKind;
+use crate::signaling::messages::{track_to_wire, ServerMsg, TrackInfo};
+use crate::signaling::services::Presence;
+
+impl Hub {
+    pub(super) fn ensure_pump(&self, node: &NodeHandle) {
+        let fresh = self
+            .inner
+            .lock()
+            .unwrap()
+            .pumped_nodes
+            .insert(node.id.clone());
+        if !fresh {
+            return;
+        }
+        let mut rx = node.api.events();
+        let weak = self.me.clone();
+        let node_id = node.id.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, node = %node_id, "signaling: node events lagged");
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let Some(hub) = weak.upgrade() else { return };
+                hub.on_node_event(&node_id, ev).await;
+            }
+            if let Some(hub) = weak.upgrade() {
+                hub.inner.lock().unwrap().pumped_nodes.remove(&node_id);
+            }
+        });
+    }
+
+    pub(super) fn session_of_peer(&self, node: &Arc<str>, peer: PeerId) -> Option<Arc<Session>> {
+        let inner = self.inner.lock().unwrap();
+        let id = inner.by_peer.get(&(node.clone(), peer))?;
+        inner.sessions.get(id).cloned()
+    }
+
+    pub(super) async fn on_node_event(&self, node: &Arc<str>, ev: NodeEvent) {
+        match ev {
+            NodeEvent::Offer { peer, sdp } => {
+                if let Some(s) = self.session_of_peer(node, peer) {
+                    s.state.lock().unwrap().server_offer_pending = true;
+                    s.send(ServerMsg::Offer { sdp });
+                }
+            }
+            NodeEvent::TrackPublished {
+                peer,
+                track,
+                kind,
+                rids,
+                ..
+            } => {
+                let Some(s) = self.session_of_peer(node, peer) else {
+                    return;
+                };
+                let info = TrackInfo {
+                    id: track_to_wire(track),
+                    identity: s.member.identity.clone(),
+                    kind,
+                    rids,
+                    muted: false,
+                };
+                let tracks = {
+                    let mut st = s.state.lock().unwrap();
+                    if st.tracks.iter().any(|t| t.id == info.id) {
+                        return;
+                    }
+                    st.tracks.push(info.clone());
+                    st.tracks.clone()
+                };
+                let _ = self
+                    .services
+                    .put_participant(&s.member, Presence::Joined, Some(node), &tracks)
+                    .await;
+                self.publish(
+                    &s.member,
+                    None,
+                    RoomEventKind::TrackPublished { track: info },
+                )
+                .await;
+            }
+            NodeEvent::TrackUnpublished { peer, track, .. } => {
+                let Some(s) = self.session_of_peer(node, peer) else {
+                    return;
+                };
+                let id = track_to_wire(track);
+                let tracks = {
+                    let mut st = s.state.lock().unwrap();
+                    let before = st.tracks.len();
+                    st.tracks.retain(|t| t.id != id);
+                    if st.tracks.len() == before {
+                        return;
+                    }
+                    st.tracks.clone()
+                };
+                let _ = self
+                    .services
+                    .put_participant(&s.member, Presence::Joined, Some(node), &tracks)
+                    .await;
+                self.publish(
+                    &s.member,
+                    Some(&s.id),
+                    RoomEventKind::TrackUnpublished {
+                        id,
+                        identity: s.member.identity.clone(),
+                    },
+                )
+                .await;
+            }
+            NodeEvent::ActiveSpeaker { peer, .. } => {
+                if let Some(s) = self.session_of_peer(node, peer) {
+                    self.publish(
+                        &s.member,
+                        None,
+                        RoomEventKind::ActiveSpeaker {
+                            identity: s.member.identity.clone(),
+                        },
+                    )
+                    .await;
+                }
+            }
+            NodeEvent::PeerClosed { peer, reason } => {
+                if let Some(s) = self.session_of_peer(node, peer) {
+                    tracing::info!(session = %s.id, %reason, "media peer closed");
+                    s.state.lock().unwrap().peer = None;
+                    self.inner
+                        .lock()
+                        .unwrap()
+                        .by_peer
+                        .remove(&(node.clone(), peer));
+                    self.close(&s, Some(ServerMsg::Kicked { reason })).await;
+                }
+            }
+            NodeEvent::PeerConnected { .. } => {}
+        }
+    }
+}

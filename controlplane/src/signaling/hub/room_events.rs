@@ -1,0 +1,229 @@
+//! Room events from the bus (presence, tracks, chat, knocks, host controls) delivered to this
+//! instance's sessions, plus the session-side chat and host-control entry points.
+//!
+//! Must never: assume the target session is on this instance — host controls go over the bus.
+
+use std::sync::Arc;
+
+use super::{Hub, Phase, Session};
+use crate::signaling::bus::{RoomEvent, RoomEventKind};
+use crate::signaling::messages::{track_from_wire, ServerMsg};
+use crate::signaling::services::SignalError;
+
+impl Hub {
+    pub async fn chat(&self, session: &Arc<Session>, text: &str) -> Result<(), SignalError> {
+        let m = &session.member;
+        if !m.grants.can_chat {
+            return Err(SignalError::new("forbidden", "no canChat grant"));
+        }
+        if text.is_empty() || text.len() > 4096 {
+            return Err(SignalError::new(
+                "invalid_message",
+                "chat text must be 1..=4096 bytes",
+            ));
+        }
+        // Stored first, then fanned out to everyone — the sender too, as confirmation.
+        self.services.append_chat(m, text).await?;
+        Ok(())
+    }
+
+    /// Host controls; the target may be connected to any instance.
+    pub async fn host_control(
+        &self,
+        session: &Arc<Session>,
+        kind: RoomEventKind,
+    ) -> Result<(), SignalError> {
+        if !session.member.is_host() {
+            return Err(SignalError::new(
+                "forbidden",
+                "host controls need the host role",
+            ));
+        }
+        let target = match &kind {
+            RoomEventKind::Admit { identity }
+            | RoomEventKind::Deny { identity, .. }
+            | RoomEventKind::Kick { identity, .. }
+            | RoomEventKind::MuteParticipant { identity, .. } => identity.clone(),
+            _ => return Err(SignalError::new("invalid_message", "not a host control")),
+        };
+        let m = &session.member;
+        let stored = self.services.participants(&m.tenant, &m.room).await?;
+        if !stored.iter().any(|p| p.info.identity == target) {
+            return Err(SignalError::new(
+                "unknown_participant",
+                format!("no participant {target}"),
+            ));
+        }
+        self.publish(m, None, kind).await;
+        Ok(())
+    }
+
+    pub(super) async fn on_room_event(&self, ev: RoomEvent) {
+        let sessions = self.room_sessions(&ev.tenant, &ev.room);
+        if sessions.is_empty() {
+            return;
+        }
+        let origin = ev.origin.as_deref();
+        let others = || {
+            sessions
+                .iter()
+                .filter(move |s| Some(s.id.as_str()) != origin && s.phase() == Phase::Joined)
+        };
+        match ev.kind {
+            RoomEventKind::ParticipantJoined { participant } => {
+                for s in others() {
+                    s.send(ServerMsg::ParticipantJoined {
+                        participant: participant.clone(),
+                    });
+                }
+            }
+            RoomEventKind::ParticipantLeft { identity } => {
+                for s in others() {
+                    s.send(ServerMsg::ParticipantLeft {
+                        identity: identity.clone(),
+                    });
+                }
+            }
+            RoomEventKind::TrackPublished { track } => {
+                let id = track_from_wire(&track.id);
+                for s in others().filter(|s| s.member.identity != track.identity) {
+                    s.send(ServerMsg::TrackPublished {
+                        track: track.clone(),
+                    });
+                    if let (Some(id), true) = (id, s.member.grants.can_subscribe && s.interactive) {
+                        self.subscribe(s, id).await;
+                    }
+                }
+            }
+            RoomEventKind::TrackUnpublished { id, identity } => {
+                let track = track_from_wire(&id);
+                for s in others().filter(|s| s.member.identity != identity) {
+                    s.send(ServerMsg::TrackUnpublished {
+                        id: id.clone(),
+                        identity: identity.clone(),
+                    });
+                    if let Some(t) = track {
+                        let sub = {
+                            let mut st = s.state.lock().unwrap();
+                            st.subscribed.remove(&t).then(|| (st.node.clone(), st.peer))
+                        };
+                        if let Some((Some(node), Some(peer))) = sub {
+                            let _ = node.api.unsubscribe(peer, t).await;
+                        }
+                    }
+                }
+            }
+            RoomEventKind::Muted {
+                track,
+                identity,
+                muted,
+                by,
+            } => {
+                for s in others() {
+                    s.send(ServerMsg::Muted {
+                        track: track.clone(),
+                        identity: identity.clone(),
+                        muted,
+                        by: by.clone(),
+                    });
+                }
+            }
+            RoomEventKind::ActiveSpeaker { identity } => {
+                for s in others() {
+                    s.send(ServerMsg::ActiveSpeaker {
+                        identity: identity.clone(),
+                    });
+                }
+            }
+            RoomEventKind::Chat { message } => {
+                for s in others() {
+                    s.send(ServerMsg::Chat {
+                        message: message.clone(),
+                    });
+                }
+            }
+            RoomEventKind::Knock { identity, name } => {
+                for s in others().filter(|s| s.member.is_host()) {
+                    s.send(ServerMsg::Knock {
+                        identity: identity.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+            RoomEventKind::Admit { identity } => {
+                for s in sessions
+                    .iter()
+                    .filter(|s| s.member.identity == identity && s.phase() == Phase::Waiting)
+                {
+                    if let Err(e) = self.enter(s).await {
+                        s.send(ServerMsg::error(e.code, e.message));
+                    }
+                }
+            }
+            RoomEventKind::Deny { identity, reason } => {
+                for s in sessions
+                    .iter()
+                    .filter(|s| s.member.identity == identity && s.phase() == Phase::Waiting)
+                {
+                    self.close(
+                        s,
+                        Some(ServerMsg::Denied {
+                            reason: reason.clone(),
+                        }),
+                    )
+                    .await;
+                }
+            }
+            RoomEventKind::Kick { identity, reason } => {
+                for s in sessions
+                    .iter()
+                    .filter(|s| s.member.identity == identity && Some(s.id.as_str()) != origin)
+                {
+                    // A kick with an origin is a replacement by a newer session.
+                    let msg = Some(ServerMsg::Kicked {
+                        reason: reason.clone(),
+                    });
+                    self.close_inner(s, msg, origin.is_none()).await;
+                }
+            }
+            RoomEventKind::MuteParticipant { identity, kind, by } => {
+                for s in sessions.iter().filter(|s| s.member.identity == identity) {
+                    let ids: Vec<String> = s
+                        .tracks()
+                        .into_iter()
+                        .filter(|t| t.kind == kind)
+                        .map(|t| t.id)
+                        .collect();
+                    for id in ids {
+                        if let Err(e) = self.mute_own(s, &id, true, &by).await {
+                            tracing::debug!(error = %e, "host mute");
+                        }
+                    }
+                }
+            }
+            RoomEventKind::MuteTrack {
+                identity,
+                track,
+                muted,
+                by,
+            } => {
+                for s in sessions.iter().filter(|s| s.member.identity == identity) {
+                    if let Err(e) = self.mute_own(s, &track, muted, &by).await {
+                        tracing::debug!(error = %e, "api mute");
+                    }
+                }
+            }
+            RoomEventKind::RoomClosed => {
+                for s in sessions {
+                    self.close(
+                        &s,
+                        Some(ServerMsg::Kicked {
+                            reason: "room closed".into(),
+                        }),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}

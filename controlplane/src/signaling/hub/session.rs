@@ -1,0 +1,82 @@
+//! One participant session as the hub sees it: its phase, outbox (the socket task's channel),
+//! media peer, subscriptions and published tracks.
+//!
+//! Must never: call a node or the store — the hub does that; this is state and the outbox.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use shardcast_dataplane::node::{PeerId, TrackId};
+use tokio::sync::mpsc;
+
+use crate::placement::NodeHandle;
+use crate::signaling::messages::{ServerMsg, TrackInfo};
+use crate::signaling::services::Member;
+
+/// What a session's socket task receives. (Messages are not boxed: they are built once and
+/// moved through the channel; the size difference is harmless here.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outgoing {
+    Msg(ServerMsg),
+    /// Send nothing more; close the socket.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Waiting,
+    Joined,
+    Closed,
+}
+
+pub(super) struct SessionState {
+    pub(super) phase: Phase,
+    pub(super) outbox: Option<mpsc::UnboundedSender<Outgoing>>,
+    /// Bumped on every attach, so a grace timer knows whether its detach still holds.
+    pub(super) attach_gen: u64,
+    pub(super) node: Option<NodeHandle>,
+    pub(super) peer: Option<PeerId>,
+    pub(super) subscribed: HashSet<TrackId>,
+    pub(super) tracks: Vec<TrackInfo>,
+    pub(super) server_offer_pending: bool,
+}
+
+/// One participant session (a WebSocket, or a WHIP/WHEP resource with no socket).
+pub struct Session {
+    pub id: String,
+    pub member: Member,
+    /// A WebSocket session (renegotiates, gets auto-subscribed); false for WHIP/WHEP, whose
+    /// m-lines are fixed by their one offer.
+    pub interactive: bool,
+    pub(super) state: Mutex<SessionState>,
+    /// Serializes SDP work of this session so an offer never overtakes an answer.
+    pub(crate) sdp: tokio::sync::Mutex<()>,
+}
+
+impl Session {
+    pub fn phase(&self) -> Phase {
+        self.state.lock().unwrap().phase
+    }
+
+    pub fn peer(&self) -> Option<(NodeHandle, PeerId)> {
+        let s = self.state.lock().unwrap();
+        Some((s.node.clone()?, s.peer?))
+    }
+
+    pub fn tracks(&self) -> Vec<TrackInfo> {
+        self.state.lock().unwrap().tracks.clone()
+    }
+
+    /// Queue a message to the client; dropped when detached.
+    pub fn send(&self, msg: ServerMsg) {
+        let s = self.state.lock().unwrap();
+        if let Some(tx) = &s.outbox {
+            let fin = msg.is_final();
+            let _ = tx.send(Outgoing::Msg(msg));
+            if fin {
+                let _ = tx.send(Outgoing::Close);
+            }
+        }
+    }
+}
