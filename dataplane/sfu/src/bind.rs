@@ -79,8 +79,7 @@ impl ShardCore {
             let mut sub = Subscription::new();
             sub.mid = Some(mid);
             sub.ssrc = Some(ssrc);
-            sub.switch_pending = true;
-            sub.current = None;
+            sub.restart();
             self.subs.insert((id, track), sub);
             self.request_keyframe(now, track, 0, true);
             debug!(peer = %id, %track, %mid, "offered m-line bound to track");

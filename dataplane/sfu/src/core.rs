@@ -115,7 +115,7 @@ impl ShardCore {
 
     /// The layer currently forwarded on a subscription (`None`: nothing yet, or paused).
     pub fn forwarded_layer(&self, subscriber: PeerId, track: TrackId) -> Option<u8> {
-        self.subs.get(&(subscriber, track))?.current
+        self.subs.get(&(subscriber, track))?.forwarded_layer()
     }
 
     pub fn has_peer(&self, peer: PeerId) -> bool {
@@ -215,8 +215,7 @@ impl ShardCore {
             });
             if let Some(sub) = self.subs.get_mut(&(id, track)) {
                 sub.ssrc = ssrc.flatten();
-                sub.switch_pending = true;
-                sub.current = None;
+                sub.restart();
             }
             self.request_keyframe(now, track, 0, true);
         }
@@ -286,7 +285,7 @@ impl ShardCore {
             .get_mut(&(subscriber, track))
             .ok_or(CoreError::UnknownTrack(track))?;
         sub.preference = preference;
-        self.update_layer_choice(now, subscriber, track);
+        self.update_layers_of(now, subscriber);
         self.drain_all(now);
         Ok(())
     }
@@ -305,8 +304,7 @@ impl ShardCore {
         if !muted {
             for sub in t.subscribers.clone() {
                 if let Some(s) = self.subs.get_mut(&(sub, track)) {
-                    s.switch_pending = true;
-                    s.current = None;
+                    s.restart();
                 }
             }
             self.request_keyframe(now, track, 0, true);
@@ -580,7 +578,7 @@ impl ShardCore {
                     let layer = self
                         .subs
                         .get(&(id, track))
-                        .and_then(|s| s.current)
+                        .and_then(|s| s.forwarded_layer())
                         .unwrap_or(0);
                     self.request_keyframe(now, track, layer, false);
                 }

@@ -1,7 +1,9 @@
 //! The packet path: one decrypted RTP packet from a publisher (or from another shard) →
 //! layer filter, rewrite and `write_rtp` for each local subscription, and one hand-off per
 //! other shard with subscribers. Also keyframe requests toward publishers and the per-
-//! subscriber layer choice.
+//! subscriber layer choice: `forward::layer` does the choosing (a `LayerMonitor` per video
+//! track, a `LayerSelector` per video subscription, the `LayerAllocator` per subscriber);
+//! this file only feeds it and acts on its verdicts.
 //!
 //! Must never copy a payload: the `Arc<[u8]>` str0m decrypted into is shared by every
 //! subscriber and shard. Must never panic on packet contents.
@@ -9,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use smallvec::SmallVec;
 use str0m::format::{Codec, CodecSpec};
 use str0m::media::{KeyframeRequestKind, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
@@ -17,10 +20,15 @@ use tracing::trace;
 use crate::api::{LayerIndex, MediaKind, MediaPacket, Output, ShardMessage};
 use crate::core::ShardCore;
 use crate::forward::codec::{is_keyframe, VideoCodec};
+use crate::forward::layer::{LayerAllocator, Verdict, VideoDemand, MAX_LAYERS};
 use crate::forward::rewrite::Stale;
 use crate::ids::{PeerId, TrackId};
 use crate::stats::DropReason;
 use crate::track::Subscription;
+
+/// Downlink share set aside per audio subscription before video is placed ("audio first"):
+/// Opus at its usual rates plus RTP/SRTP headers stays under this.
+const AUDIO_RESERVE_BPS: u64 = 50_000;
 
 /// The fields of one packet the subscriptions need, borrowed from wherever it came from.
 struct Fwd<'a> {
@@ -182,26 +190,35 @@ impl ShardCore {
             return;
         };
         // Layer filter (video) and pause.
+        let mut keyframe_wanted = None;
         let switch = match kind {
-            MediaKind::Audio => std::mem::take(&mut sub.switch_pending),
+            MediaKind::Audio => std::mem::take(&mut sub.resume_pending),
             MediaKind::Video => {
-                if !sub.preference.visible {
-                    sub.current = None;
-                    sub.switch_pending = true;
-                    self.stats.rtp_filtered += 1;
+                let Some(mon) = self.tracks.get(&fwd.track).and_then(|t| t.monitor.as_ref()) else {
                     return;
-                }
-                if sub.current != Some(fwd.layer) {
-                    if fwd.layer == sub.target && fwd.keyframe {
-                        trace!(sub = %sub_id, track = %fwd.track, from = ?sub.current, to = fwd.layer, "layer switch");
-                        sub.current = Some(fwd.layer);
-                        sub.switch_pending = true;
-                    } else {
+                };
+                let verdict = sub.selector.on_packet(now, mon, fwd.layer, fwd.keyframe);
+                keyframe_wanted = sub.selector.keyframe_needed();
+                match verdict {
+                    Verdict::Forward => false,
+                    Verdict::ForwardSwitched => {
+                        trace!(sub = %sub_id, track = %fwd.track, to = fwd.layer, "layer switch");
+                        true
+                    }
+                    Verdict::Drop => {
+                        // Not forwarded: if it belongs to the segment being sent (a pause),
+                        // close its slot so the subscriber sees no gap; other layers' packets
+                        // are not in that segment and leave nothing to close.
+                        if let Some(r) = sub.rewriter.as_mut() {
+                            r.skip(fwd.in_ssrc, fwd.seq);
+                        }
                         self.stats.rtp_filtered += 1;
+                        if let Some(layer) = keyframe_wanted {
+                            self.request_keyframe(now, fwd.track, layer, false);
+                        }
                         return;
                     }
                 }
-                std::mem::take(&mut sub.switch_pending)
             }
         };
         let clock_rate = fwd.codec.clock_rate.get();
@@ -262,6 +279,10 @@ impl ShardCore {
             }
             _ => self.stats.rtp_filtered += 1,
         }
+        // Still waiting for the target layer's keyframe while the current one flows.
+        if let Some(layer) = keyframe_wanted {
+            self.request_keyframe(now, fwd.track, layer, false);
+        }
     }
 
     /// Ask the publisher of `track` for a keyframe of `layer`, at most once per layer per
@@ -282,7 +303,7 @@ impl ShardCore {
         if t.info.kind != MediaKind::Video {
             return;
         }
-        if usize::from(layer) >= t.layers.len() {
+        if usize::from(layer) >= t.layer_count() {
             return;
         }
         // A forced request still starts an interval, so the askers right behind it wait.
@@ -314,116 +335,103 @@ impl ShardCore {
         }
     }
 
-    /// Re-choose the target layer of every video subscription of `subscriber`.
+    /// Re-choose the layers of every video subscription of `subscriber`: split its downlink
+    /// estimate (minus audio) across them with the `LayerAllocator`, hand each selector its
+    /// budget and preference, and ask for the keyframes the chosen switches need. Called on
+    /// every estimate, preference change and core tick; not on the packet path.
     pub(crate) fn update_layers_of(&mut self, now: Instant, subscriber: PeerId) {
-        let tracks = match self.peers.get(&subscriber) {
-            Some(p) => p.subscriptions.clone(),
-            None => return,
-        };
-        // What this subscriber could use at best: the estimator probes for that much and
-        // no more (probing for bandwidth nobody will use only causes loss on thin links).
-        let mut desired: u64 = 0;
-        for track in &tracks {
-            self.update_layer_choice(now, subscriber, *track);
-            if let Some(t) = self.tracks.get(track) {
-                desired += match t.info.kind {
-                    MediaKind::Audio => 50_000,
-                    MediaKind::Video => {
-                        let top = (0..t.layer_count())
-                            .map(|l| t.layers[l].bitrate_bps)
-                            .max()
-                            .unwrap_or(0);
-                        top * 115 / 100
-                    }
-                };
-            }
-        }
-        let min = self.config.bwe_min_kbps * 1000;
-        let desired = desired.max(self.config.bwe_initial_kbps * 1000);
-        if self.config.bwe_initial_kbps > 0 {
-            self.with_peer(subscriber, |p| {
-                // Only tell str0m when it moved by more than 10%: it re-plans probes.
-                if p.bwe_desired.abs_diff(desired) * 10 > p.bwe_desired {
-                    p.bwe_desired = desired;
-                    p.rtc.bwe().set_bitrate(
-                        str0m::bwe::Bitrate::bps(min),
-                        str0m::bwe::Bitrate::bps(desired),
-                    );
-                }
-            });
-        }
-    }
-
-    /// Choose the layer `subscriber` should get for `track` and request its keyframe when
-    /// it differs from what is forwarded.
-    pub(crate) fn update_layer_choice(&mut self, now: Instant, subscriber: PeerId, track: TrackId) {
         let Some(peer) = self.peers.get(&subscriber) else {
             return;
         };
         let estimate = peer.downlink_estimate.map(|b| b.as_u64());
-        let video_subs = peer
-            .subscriptions
-            .iter()
-            .filter(|t| {
-                self.tracks
-                    .get(t)
-                    .is_some_and(|t| t.info.kind == MediaKind::Video)
-            })
-            .count()
-            .max(1) as u64;
-        let audio_subs =
-            peer.subscriptions.len() as u64 - video_subs.min(peer.subscriptions.len() as u64);
-        let Some(t) = self.tracks.get(&track) else {
-            return;
-        };
-        if t.info.kind != MediaKind::Video {
-            return;
-        }
-        let Some(sub) = self.subs.get_mut(&(subscriber, track)) else {
-            return;
-        };
-        if !sub.preference.visible {
-            return;
-        }
-        // Audio first: reserve its share, split the rest evenly across video.
-        let budget = estimate.map(|e| e.saturating_sub(audio_subs * 50_000) / video_subs);
-        let max = sub
-            .preference
-            .max_layer
-            .unwrap_or(u8::MAX)
-            .min(t.layer_count() as u8 - 1);
-        let arriving: smallvec::SmallVec<[u8; 3]> = (0..t.layer_count() as u8)
-            .filter(|l| t.layers[*l as usize].arriving(now))
-            .collect();
-        let Some(&lowest) = arriving.first() else {
-            return;
-        };
-        let mut target = lowest;
-        for &l in arriving.iter().filter(|l| **l <= max) {
-            let rate = t.layers[l as usize].bitrate_bps;
-            let fits = match budget {
-                // A layer not measured yet (first half second) does not fit: start low.
-                Some(b) if rate > 0 => rate * 115 / 100 <= b,
-                // Headroom: keep 15% margin so a layer at the edge does not oscillate.
-                _ => false,
+        let mut audio_bps = 0;
+        let mut video: SmallVec<[(TrackId, VideoDemand); 8]> = SmallVec::new();
+        for track in peer.subscriptions.iter().copied() {
+            let (Some(t), Some(sub)) =
+                (self.tracks.get(&track), self.subs.get(&(subscriber, track)))
+            else {
+                continue;
             };
-            if fits || l == lowest {
-                target = l;
+            let Some(mon) = t.monitor.as_ref() else {
+                audio_bps += AUDIO_RESERVE_BPS;
+                continue;
+            };
+            let mut layer_bps = [0u64; MAX_LAYERS];
+            for (l, bps) in layer_bps.iter_mut().enumerate().take(t.layer_count()) {
+                if mon.is_arriving(now, l as u8) {
+                    *bps = mon.bitrate(l as u8);
+                }
+            }
+            let demand = VideoDemand {
+                pref: sub.preference,
+                layer_bps,
+            };
+            video.push((track, demand));
+        }
+        let demands: SmallVec<[VideoDemand; 8]> = video.iter().map(|(_, d)| *d).collect();
+        let mut budgets: SmallVec<[u64; 8]> = smallvec::smallvec![0; demands.len()];
+        if let Some(e) = estimate {
+            LayerAllocator::default().allocate(e, audio_bps, &demands, &mut budgets);
+        }
+        let bwe = self.config.bwe_initial_kbps > 0;
+        let mut keyframes: SmallVec<[(TrackId, u8); 4]> = SmallVec::new();
+        for ((track, _), budget) in video.iter().zip(budgets.iter().copied()) {
+            let (Some(t), Some(sub)) = (
+                self.tracks.get(track),
+                self.subs.get_mut(&(subscriber, *track)),
+            ) else {
+                continue;
+            };
+            let Some(mon) = t.monitor.as_ref() else {
+                continue;
+            };
+            // Without BWE nothing constrains the choice; with it, until the first estimate,
+            // a zero budget keeps the subscription on its lowest layer.
+            let budget = bwe.then(|| estimate.map_or(0, |_| budget));
+            sub.selector.set_preference(sub.preference);
+            sub.selector.set_budget(budget);
+            sub.selector.update(now, mon);
+            if let (Some(layer), Some(_)) = (sub.selector.keyframe_needed(), sub.ssrc) {
+                keyframes.push((*track, layer));
             }
         }
-        // Going up waits a hold time after the last change; going down is immediate.
-        if target > sub.target {
-            if sub.last_up.is_some_and(|at| {
-                now.saturating_duration_since(at) < std::time::Duration::from_secs(2)
-            }) {
-                return;
+        for (track, layer) in keyframes {
+            self.request_keyframe(now, track, layer, false);
+        }
+        self.update_bwe_target(subscriber, &demands);
+    }
+
+    /// Tell str0m's estimator what `subscriber` could use at best (each visible video
+    /// subscription's highest allowed layer with the allocator's margin, plus audio), so it
+    /// probes for that much and no more: probing for bandwidth nobody will use only causes
+    /// loss.
+    fn update_bwe_target(&mut self, subscriber: PeerId, demands: &[VideoDemand]) {
+        if self.config.bwe_initial_kbps == 0 {
+            return;
+        }
+        let margin = u64::from(LayerAllocator::default().margin_pct);
+        let audio = self.peers.get(&subscriber).map_or(0, |p| {
+            p.subscriptions.len().saturating_sub(demands.len()) as u64 * AUDIO_RESERVE_BPS
+        });
+        let video: u64 = demands
+            .iter()
+            .filter(|d| d.pref.visible)
+            .map(|d| {
+                let cap = d.pref.max_layer.map_or(MAX_LAYERS - 1, usize::from);
+                d.layer_bps.iter().take(cap + 1).max().copied().unwrap_or(0) * margin / 100
+            })
+            .sum();
+        let min = str0m::bwe::Bitrate::bps(self.config.bwe_min_kbps * 1000);
+        let desired = (video + audio).max(self.config.bwe_initial_kbps * 1000);
+        self.with_peer(subscriber, |p| {
+            // Only tell str0m when it moved by more than 10%: it re-plans probes.
+            if p.bwe_desired.abs_diff(desired) * 10 > p.bwe_desired {
+                p.bwe_desired = desired;
+                p.rtc
+                    .bwe()
+                    .set_bitrate(min, str0m::bwe::Bitrate::bps(desired));
             }
-            sub.last_up = Some(now);
-        }
-        sub.target = target;
-        if sub.current != Some(target) && sub.ssrc.is_some() {
-            self.request_keyframe(now, track, target, false);
-        }
+        });
     }
 }
 

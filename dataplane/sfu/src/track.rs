@@ -11,47 +11,12 @@ use smallvec::SmallVec;
 use str0m::media::{Mid, Pt};
 use str0m::rtp::Ssrc;
 
-use crate::api::{LayerIndex, LayerPreference, TrackInfo};
+use crate::api::{LayerIndex, LayerPreference, MediaKind, TrackInfo};
 use crate::forward::codec::Vp8Rewriter;
 use crate::forward::keyframe::KeyframeRequestCoalescer;
+use crate::forward::layer::{LayerConfig, LayerMonitor, LayerSelector};
 use crate::forward::rewrite::StreamRewriter;
 use crate::ids::{PeerId, ShardId};
-
-/// A layer is "arriving" if a packet of it came within this window.
-pub const LAYER_ALIVE: Duration = Duration::from_millis(1000);
-
-/// What the core knows about one incoming layer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LayerState {
-    pub last_packet: Option<Instant>,
-    pub last_keyframe: Option<Instant>,
-    /// Bytes in the current measuring window and the rate of the last full window.
-    pub window_start: Option<Instant>,
-    pub window_bytes: u64,
-    pub bitrate_bps: u64,
-}
-
-impl LayerState {
-    pub fn on_packet(&mut self, now: Instant, bytes: usize, keyframe: bool) {
-        self.last_packet = Some(now);
-        if keyframe {
-            self.last_keyframe = Some(now);
-        }
-        let start = *self.window_start.get_or_insert(now);
-        self.window_bytes += bytes as u64;
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= Duration::from_millis(500) {
-            self.bitrate_bps = self.window_bytes * 8 * 1_000_000 / elapsed.as_micros() as u64;
-            self.window_bytes = 0;
-            self.window_start = Some(now);
-        }
-    }
-
-    pub fn arriving(&self, now: Instant) -> bool {
-        self.last_packet
-            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_ALIVE)
-    }
-}
 
 pub struct PublishedTrack {
     pub info: TrackInfo,
@@ -60,7 +25,10 @@ pub struct PublishedTrack {
     pub mid: Option<Mid>,
     pub subscribers: SmallVec<[PeerId; 8]>,
     pub remote_shards: SmallVec<[ShardId; 4]>,
-    pub layers: [LayerState; 3],
+    /// Per-layer bitrate and liveness of a video track, as its packets reach this shard: on
+    /// the publisher's shard from str0m, on a subscriber's shard from the hand-off (so a
+    /// layer the queue drops looks like a layer the network drops). `None` for audio.
+    pub monitor: Option<LayerMonitor>,
     pub muted: bool,
     /// Every keyframe request for this track (local subscriptions, other shards) passes
     /// through here; created on first use with the core's configured interval.
@@ -70,14 +38,15 @@ pub struct PublishedTrack {
 impl PublishedTrack {
     pub fn new(info: TrackInfo, publisher: Option<PeerId>, mid: Option<Mid>) -> Self {
         PublishedTrack {
-            info,
             publisher,
             mid,
             subscribers: SmallVec::new(),
             remote_shards: SmallVec::new(),
-            layers: [LayerState::default(); 3],
+            monitor: (info.kind == MediaKind::Video)
+                .then(|| LayerMonitor::new(LayerConfig::default())),
             muted: false,
             keyframe_requests: None,
+            info,
         }
     }
 
@@ -90,8 +59,8 @@ impl PublishedTrack {
     /// One packet of `layer` arrived: update its state, and let a keyframe reopen the
     /// layer for the next request.
     pub fn on_packet(&mut self, now: Instant, layer: LayerIndex, bytes: usize, keyframe: bool) {
-        if let Some(l) = self.layers.get_mut(usize::from(layer)) {
-            l.on_packet(now, bytes, keyframe);
+        if let Some(m) = self.monitor.as_mut() {
+            m.on_packet(now, layer, bytes);
         }
         if keyframe {
             if let Some(k) = self.keyframe_requests.as_mut() {
@@ -107,6 +76,7 @@ impl PublishedTrack {
 
 /// One subscriber's view of one track.
 pub struct Subscription {
+    /// What the subscriber asked for; the selector gets it with each allocation.
     pub preference: LayerPreference,
     /// The sendonly m-line carrying it, once offered.
     pub mid: Option<Mid>,
@@ -118,14 +88,12 @@ pub struct Subscription {
     pub vp8: Vp8Rewriter,
     /// Extended outgoing seq (str0m wants the ROC too).
     pub out_seq: Option<u64>,
-    /// Layer being forwarded; `None` until the first keyframe (video) or packet (audio).
-    pub current: Option<LayerIndex>,
-    /// Layer we want to switch to at its next keyframe.
-    pub target: LayerIndex,
-    /// The next forwarded packet starts a new segment (switch or resume).
-    pub switch_pending: bool,
-    /// When `target` last moved up (hold time against oscillation).
-    pub last_up: Option<Instant>,
+    /// Video: the layer filter (which layer, when to switch, which keyframe it waits for).
+    /// Unused for audio, which is never layer-filtered.
+    pub selector: LayerSelector,
+    /// Audio: the next forwarded packet starts a new rewrite segment (resume after a mute
+    /// or a new outgoing stream). Video gets the same from the selector's `ForwardSwitched`.
+    pub resume_pending: bool,
 }
 
 impl Subscription {
@@ -138,11 +106,26 @@ impl Subscription {
             rewriter: None,
             vp8: Vp8Rewriter::new(),
             out_seq: None,
-            current: None,
-            target: 0,
-            switch_pending: true,
-            last_up: None,
+            selector: {
+                // Until the first allocation (no estimate yet): the lowest layer.
+                let mut s = LayerSelector::new(LayerConfig::default());
+                s.set_budget(Some(0));
+                s
+            },
+            resume_pending: true,
         }
+    }
+
+    /// Start over on the next packet (a new outgoing stream, an unmute): audio opens a new
+    /// segment, video waits for a keyframe of its target layer.
+    pub fn restart(&mut self) {
+        self.resume_pending = true;
+        self.selector.restart();
+    }
+
+    /// The video layer being forwarded (`None`: audio, nothing yet, or paused).
+    pub fn forwarded_layer(&self) -> Option<LayerIndex> {
+        self.selector.current()
     }
 
     /// Extend a 16-bit outgoing seq to the 64-bit form str0m takes (ROC in the upper bits).

@@ -5,9 +5,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::stream::continuous;
 use support::{Received, World};
 
 const LAYERS: [(Option<&str>, u64); 3] = [(Some("l"), 150), (Some("m"), 500), (Some("h"), 1_500)];
+
+/// How long after the downlink recovers the top layer must be back (virtual time). str0m's
+/// estimator climbs back slowly while the subscriber only receives the low layer
+/// (application-limited): ~21 s measured.
+const SWITCH_UP_WITHIN: Duration = Duration::from_secs(60);
 
 fn video(w: &World, idx: usize) -> &Received {
     w.members[idx]
@@ -27,16 +33,6 @@ fn main_layer(w: &World, idx: usize, since: Instant) -> u8 {
         }
     }
     (0..3).max_by_key(|l| counts[*l as usize]).unwrap()
-}
-
-fn gap_free(seqs: &[u64]) -> Result<(), u64> {
-    let mut s = seqs.to_vec();
-    s.sort_unstable();
-    s.dedup();
-    match s.windows(2).find(|p| p[1] != p[0] + 1) {
-        Some(p) => Err(p[0]),
-        None => Ok(()),
-    }
 }
 
 #[test]
@@ -80,7 +76,7 @@ fn layers_follow_each_subscribers_bandwidth() {
     let drop_at = w.now;
     let peer = w.members[top].peer;
     let mut first_down = None;
-    for _ in 0..30 {
+    for _ in 0..40 {
         w.run_for(Duration::from_millis(100));
         let layer = w.core.forwarded_layer(peer, track);
         if first_down.is_none() && layer.is_some_and(|l| l < 2) {
@@ -96,12 +92,19 @@ fn layers_follow_each_subscribers_bandwidth() {
         first_down <= Duration::from_secs(1),
         "first switch down after {first_down:?}"
     );
-    // What the viewer receives settles on the layer that fits 400 kbit/s.
-    let late: Vec<u8> = video(&w, top)
-        .layers
-        .iter()
-        .filter(|(at, _)| *at >= drop_at + Duration::from_secs(2))
-        .map(|(_, l)| *l)
+    // What the viewer receives settles on the layer that fits 400 kbit/s: every new packet
+    // 3 s after the drop is layer 0. Not sooner: the link's tail drops are repaired with RTX
+    // ahead of media in str0m's pacer, which sends at 1.1x an estimate still above the
+    // link, so layer-1 packets forwarded before the switch (1.3 s) arrive until ~2.5 s.
+    // Retransmissions of older packets may trickle in later; they are not counted
+    // (`video` and `layers` are recorded together, so one index cuts both).
+    let settle = drop_at + Duration::from_secs(3);
+    let v = video(&w, top);
+    let split = v.layers.partition_point(|(at, _)| *at < settle);
+    let newest_before = v.video[..split].iter().map(|p| p.0).max().unwrap_or(0);
+    let late: Vec<u8> = (split..v.layers.len())
+        .filter(|i| v.video[*i].0 > newest_before)
+        .map(|i| v.layers[i].1)
         .collect();
     assert!(!late.is_empty());
     assert!(
@@ -112,15 +115,16 @@ fn layers_follow_each_subscribers_bandwidth() {
     // Recovery: back up to the top layer, starting on a keyframe.
     w.downlink(top).rate_bps = Some(5_000_000);
     let recover_at = w.now;
-    // str0m's estimator climbs back slowly while the subscriber only receives the low
-    // layer (application-limited); allow it a minute of simulated time.
-    let up = w.run_until(Duration::from_secs(60), |w| {
+    let up = w.run_until(SWITCH_UP_WITHIN, |w| {
         video(w, top)
             .layers
             .iter()
             .any(|(at, l)| *at > recover_at && *l == 2)
     });
-    assert!(up, "switches back up after the recovery");
+    assert!(
+        up,
+        "switches back up within {SWITCH_UP_WITHIN:?} of the recovery"
+    );
     // The switch up starts on a keyframe of the top layer.
     let v = video(&w, top);
     let first_top = v
@@ -128,23 +132,45 @@ fn layers_follow_each_subscribers_bandwidth() {
         .iter()
         .find(|(at, l)| *at > recover_at && *l == 2)
         .unwrap();
+    if std::env::var("SIM_DEBUG").is_ok() {
+        eprintln!("switch up after {:?}", first_top.0 - recover_at);
+    }
     assert!(
         v.keyframe_starts.contains(first_top),
         "first top-layer packet after recovery is a keyframe start"
     );
+    w.run_for(Duration::from_secs(2));
 
     for s in &subs {
         for r in w.members[*s].client.received.values() {
             assert_eq!(r.ssrcs.len(), 1, "one SSRC per track whatever the layer");
         }
     }
-    // Steady links: no gaps at all across the initial switches.
+    // Steady links: one continuous stream (no seq gap, timestamps forward, picture ids +1
+    // per frame) across the initial switches.
     for s in &subs[..2] {
-        let v = video(&w, *s);
         assert_eq!(
-            gap_free(&v.seqs),
+            continuous(&video(&w, *s).video),
             Ok(()),
-            "gap in viewer {s}'s sequence numbers"
+            "viewer {s}'s stream"
         );
     }
+    // The switching viewer: once the drop's queue losses are behind it (settled on layer 0,
+    // 3 s after the drop), through the switch up and after it. `video` and `layers` are
+    // recorded together, so one index cuts both.
+    let v = video(&w, top);
+    let from = v
+        .layers
+        .iter()
+        .position(|(at, _)| *at >= settle)
+        .expect("packets after the drop");
+    let first_seq = v.video[from].0;
+    let window: Vec<_> = v.video[from..]
+        .iter()
+        .copied()
+        .filter(|p| p.0 >= first_seq)
+        .collect();
+    let layers: std::collections::BTreeSet<u8> = v.layers[from..].iter().map(|l| l.1).collect();
+    assert!(layers.len() >= 2, "the window spans a switch: {layers:?}");
+    assert_eq!(continuous(&window), Ok(()), "switching viewer's stream");
 }

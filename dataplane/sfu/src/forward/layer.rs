@@ -21,23 +21,8 @@ use std::time::{Duration, Instant};
 /// Most simulcast layers a track can have.
 pub const MAX_LAYERS: usize = 3;
 
-/// What the subscriber asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerPreference {
-    /// Highest layer wanted (`None` = the best available).
-    pub max_layer: Option<u8>,
-    /// A hidden tile is paused: nothing is forwarded.
-    pub visible: bool,
-}
-
-impl Default for LayerPreference {
-    fn default() -> Self {
-        LayerPreference {
-            max_layer: None,
-            visible: true,
-        }
-    }
-}
+/// What the subscriber asked for (highest layer, hidden = paused): the node API's type.
+pub use crate::api::LayerPreference;
 
 /// Switching policy knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +45,10 @@ impl Default for LayerConfig {
         LayerConfig {
             dead_after: Duration::from_secs(1),
             window: Duration::from_millis(500),
-            down_headroom_pct: 100,
+            // A congested downlink's TWCC estimate lags above what it carries (a 400 kbit/s
+            // link read ~600 kbit/s while a 500 kbit/s layer overflowed it in the simulated
+            // call): keep 15% headroom so the current layer is left before it saturates.
+            down_headroom_pct: 115,
             up_margin_pct: 125,
             up_hold: Duration::from_secs(1),
         }
@@ -173,6 +161,13 @@ impl LayerSelector {
         self.pref = pref;
     }
 
+    /// Forget the forwarded layer (a new outgoing stream, an unmute): the next packet that
+    /// passes is a keyframe of the target and starts a new segment.
+    pub fn restart(&mut self) {
+        self.current = None;
+        self.up_since = None;
+    }
+
     /// Video budget for this subscription (the allocator's share, or the whole estimate minus
     /// audio); `None` = no estimate yet, no constraint.
     pub fn set_budget(&mut self, bps: Option<u64>) {
@@ -210,9 +205,14 @@ impl LayerSelector {
         let top = MAX_LAYERS as u8 - 1;
         let cap = self.pref.max_layer.map_or(top, |m| m.min(top));
         let arriving = |l: u8| mon.is_arriving(now, l);
+        // Under a budget a layer not measured yet does not fit (the lowest arriving layer is
+        // taken anyway): start low and go up once its cost is known, as the allocator does.
         let fits = |l: u8, pct: u32| match self.budget_bps {
             None => true,
-            Some(b) => u128::from(mon.bitrate(l)) * u128::from(pct) <= u128::from(b) * 100,
+            Some(b) => {
+                let bps = mon.bitrate(l);
+                bps > 0 && u128::from(bps) * u128::from(pct) <= u128::from(b) * 100
+            }
         };
         let Some(lowest) = (0..=cap).find(|&l| arriving(l)) else {
             // Nothing arriving: keep what we have; we switch when something comes back.

@@ -29,6 +29,9 @@ pub struct Received {
     pub layers: Vec<(Instant, u8)>,
     /// (arrival, layer) of each packet that starts a VP8 keyframe.
     pub keyframe_starts: Vec<(Instant, u8)>,
+    /// (extended seq, RTP timestamp, VP8 picture id if the packet starts a frame) of each
+    /// video packet, in arrival order.
+    pub video: Vec<(u64, u32, Option<u16>)>,
     pub audio: bool,
 }
 
@@ -268,8 +271,14 @@ impl TestClient {
                     Some(&AUDIO_TAG) => r.audio = true,
                     Some(&b) if (LAYER_TAG..LAYER_TAG + 3).contains(&b) => {
                         r.layers.push((now, b - LAYER_TAG));
+                        let seq = *p.seq_no;
+                        let ts = p.header.timestamp;
                         // Our descriptor is 4 bytes (X, S, 15-bit picture id); P = 0 is key.
                         let p = &p.payload;
+                        let start = p.len() > 4 && p[0] & 0x10 != 0;
+                        let pid = (start && p[0] & 0x80 != 0 && p[1] & 0x80 != 0)
+                            .then(|| u16::from(p[2] & 0x7f) << 8 | u16::from(p[3]));
+                        r.video.push((seq, ts, pid));
                         if p.len() > 4 && p[0] & 0x10 != 0 && p[4] & 0x01 == 0 {
                             r.keyframe_starts.push((now, b - LAYER_TAG));
                         }

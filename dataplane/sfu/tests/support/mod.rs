@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod net;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
