@@ -75,6 +75,8 @@ pub struct Peer {
     pub downlink_estimate: Option<Bitrate>,
     /// The desired bitrate last given to str0m's estimator (bits/s).
     pub bwe_desired: u64,
+    /// When the next probe for a better layer may be asked for (see `route.rs`).
+    pub bwe_probe_at: Option<Instant>,
     /// Set while the peer is in the core's to-drain list.
     pub dirty: bool,
 }
@@ -132,6 +134,7 @@ impl Peer {
             negotiation: Negotiation::default(),
             downlink_estimate: None,
             bwe_desired: config.bwe_desired_kbps * 1000,
+            bwe_probe_at: None,
             dirty: false,
         })
     }

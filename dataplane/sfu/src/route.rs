@@ -9,7 +9,7 @@
 //! subscriber and shard. Must never panic on packet contents.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 use str0m::format::{Codec, CodecSpec};
@@ -29,6 +29,11 @@ use crate::track::Subscription;
 /// Downlink share set aside per audio subscription before video is placed ("audio first"):
 /// Opus at its usual rates plus RTP/SRTP headers stays under this.
 const AUDIO_RESERVE_BPS: u64 = 50_000;
+
+/// How often a subscriber held below its wanted layers makes str0m probe for more (see
+/// `update_bwe_target`). WebRTC's own periodic probes in an application-limited state are
+/// 5 s apart; these are as short, and only while someone waits for a better layer.
+const BWE_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// The fields of one packet the subscriptions need, borrowed from wherever it came from.
 struct Fwd<'a> {
@@ -375,6 +380,8 @@ impl ShardCore {
         }
         let bwe = self.config.bwe_initial_kbps > 0;
         let mut keyframes: SmallVec<[(TrackId, u8); 4]> = SmallVec::new();
+        // Some visible subscription is held below the best layer it allows by its budget.
+        let mut held_down = false;
         for ((track, _), budget) in video.iter().zip(budgets.iter().copied()) {
             let (Some(t), Some(sub)) = (
                 self.tracks.get(track),
@@ -391,6 +398,12 @@ impl ShardCore {
             sub.selector.set_preference(sub.preference);
             sub.selector.set_budget(budget);
             sub.selector.update(now, mon);
+            let cap = sub.preference.max_layer.map_or(MAX_LAYERS - 1, usize::from);
+            let best = (0..=cap.min(MAX_LAYERS - 1))
+                .rev()
+                .find(|l| demand_bps(&video, track, *l) > 0);
+            held_down |= sub.preference.visible
+                && matches!((sub.selector.target(), best), (Some(t), Some(b)) if usize::from(t) < b);
             if let (Some(layer), Some(_)) = (sub.selector.keyframe_needed(), sub.ssrc) {
                 keyframes.push((*track, layer));
             }
@@ -398,14 +411,30 @@ impl ShardCore {
         for (track, layer) in keyframes {
             self.request_keyframe(now, track, layer, false);
         }
-        self.update_bwe_target(subscriber, &demands);
+        self.update_bwe_target(now, subscriber, &demands, held_down);
     }
 
     /// Tell str0m's estimator what `subscriber` could use at best (each visible video
     /// subscription's highest allowed layer with the allocator's margin, plus audio), so it
     /// probes for that much and no more: probing for bandwidth nobody will use only causes
     /// loss.
-    fn update_bwe_target(&mut self, subscriber: PeerId, demands: &[VideoDemand]) {
+    ///
+    /// While a subscription is `held_down` by its budget, str0m's estimator alone climbs back
+    /// slowly after the link recovers: we send only the low layer, a steady share of the
+    /// estimate that is neither application-limited (no ALR probes) nor enough to move the
+    /// delay-based estimate (capped at 1.5x what is acknowledged), so only its 15 s
+    /// "stagnant" probe gets it out. str0m probes when the desired bitrate *rises* above the
+    /// estimate (an allocation probe at up to 2x the estimate, then exponential probes while
+    /// they succeed), so every `BWE_PROBE_EVERY` we lower the desired bitrate to the estimate
+    /// for one core tick and restore it on the next: a few probe packets at twice the
+    /// estimate, which on a link that is really full cost one short burst.
+    fn update_bwe_target(
+        &mut self,
+        now: Instant,
+        subscriber: PeerId,
+        demands: &[VideoDemand],
+        held_down: bool,
+    ) {
         if self.config.bwe_initial_kbps == 0 {
             return;
         }
@@ -424,8 +453,19 @@ impl ShardCore {
         let min = str0m::bwe::Bitrate::bps(self.config.bwe_min_kbps * 1000);
         let desired = (video + audio).max(self.config.bwe_initial_kbps * 1000);
         self.with_peer(subscriber, |p| {
-            // Only tell str0m when it moved by more than 10%: it re-plans probes.
-            if p.bwe_desired.abs_diff(desired) * 10 > p.bwe_desired {
+            let estimate = p.downlink_estimate.map_or(0, |b| b.as_u64());
+            let probe_due = held_down
+                && estimate > 0
+                && estimate < desired
+                && p.bwe_probe_at.is_none_or(|at| now >= at);
+            if probe_due {
+                p.bwe_probe_at = Some(now + BWE_PROBE_EVERY);
+                p.bwe_desired = estimate;
+                p.rtc
+                    .bwe()
+                    .set_bitrate(min, str0m::bwe::Bitrate::bps(estimate));
+            } else if p.bwe_desired.abs_diff(desired) * 10 > p.bwe_desired {
+                // Only tell str0m when it moved by more than 10%: it re-plans probes.
                 p.bwe_desired = desired;
                 p.rtc
                     .bwe()
@@ -433,6 +473,14 @@ impl ShardCore {
             }
         });
     }
+}
+
+/// The bitrate of `layer` in `track`'s demand (0: not arriving).
+fn demand_bps(video: &[(TrackId, VideoDemand)], track: &TrackId, layer: usize) -> u64 {
+    video
+        .iter()
+        .find(|(t, _)| t == track)
+        .map_or(0, |(_, d)| d.layer_bps[layer])
 }
 
 /// Codec identity used to map a publisher's payload type onto the subscriber's.

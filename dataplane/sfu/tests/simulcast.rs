@@ -10,10 +10,8 @@ use support::{Received, World};
 
 const LAYERS: [(Option<&str>, u64); 3] = [(Some("l"), 150), (Some("m"), 500), (Some("h"), 1_500)];
 
-/// How long after the downlink recovers the top layer must be back (virtual time). str0m's
-/// estimator climbs back slowly while the subscriber only receives the low layer
-/// (application-limited): ~21 s measured.
-const SWITCH_UP_WITHIN: Duration = Duration::from_secs(60);
+/// How long after the downlink recovers the top layer must be back (virtual time).
+const SWITCH_UP_WITHIN: Duration = Duration::from_secs(10);
 
 fn video(w: &World, idx: usize) -> &Received {
     w.members[idx]
