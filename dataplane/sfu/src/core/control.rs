@@ -1,0 +1,304 @@
+//! Control calls of `ShardCore` (node-API commands): create/renegotiate/close peers,
+//! subscriptions, preferences, mutes, remote fan-out, and the server offer that carries
+//! subscription changes. Each returns synchronously after draining the touched peers.
+//! Must never route media or wait for the client.
+
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::{CoreError, ShardCore};
+use crate::api::{CloseReason, CreatePeer, LayerPreference, MediaKind, TrackInfo};
+use crate::api::{CoreEvent, Output};
+use crate::ids::{PeerId, ShardId, TrackId};
+use crate::peer::Peer;
+use crate::room::Room;
+use crate::track::{PublishedTrack, Subscription};
+
+impl ShardCore {
+    /// Create a peer from the client's offer; returns the SDP answer. The offer's recvonly
+    /// m-lines are bound to `req.bind` (see `CreatePeer::bind`).
+    pub fn create_peer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        req: CreatePeer,
+    ) -> Result<String, CoreError> {
+        if self.peers.contains_key(&id) {
+            return Err(CoreError::DuplicatePeer(id));
+        }
+        let mut peer = Peer::new(
+            id,
+            req.room.clone(),
+            &req.identity,
+            req.role,
+            &self.config,
+            self.local_addr,
+            now,
+        )
+        .map_err(CoreError::BadState)?;
+        let answer = peer.accept_offer(&req.offer).map_err(CoreError::BadSdp)?;
+        self.demux.add_peer(id, peer.local_ufrag.clone());
+        self.rooms
+            .entry(req.room.clone())
+            .or_insert_with(|| Room::new(req.room.clone(), now))
+            .members
+            .push(id);
+        self.peers.insert(id, peer);
+        self.stats.peers = self.peers.len() as u64;
+        debug!(peer = %id, room = %req.room, "peer created");
+        self.bind_answered(now, id, &answer, req.bind);
+        self.mark_dirty(id);
+        self.drain_all(now);
+        Ok(answer)
+    }
+
+    /// The client re-offers (new tracks, ICE restart); returns the answer.
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        offer: &str,
+    ) -> Result<String, CoreError> {
+        let res = self
+            .with_peer(id, |p| p.accept_offer(offer))
+            .ok_or(CoreError::UnknownPeer(id))?;
+        self.mark_dirty(id);
+        self.drain_all(now);
+        let answer = res.map_err(CoreError::BadSdp)?;
+        // Changes queued during a glare go out in a fresh offer.
+        self.maybe_offer(now, id);
+        Ok(answer)
+    }
+
+    /// The client's answer to our last `CoreEvent::Offer`.
+    pub fn accept_answer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        answer: &str,
+    ) -> Result<(), CoreError> {
+        let res = self
+            .with_peer(
+                id,
+                |p| -> Result<Vec<(TrackId, str0m::media::Mid)>, CoreError> {
+                    let pending = p
+                        .negotiation
+                        .pending
+                        .take()
+                        .ok_or_else(|| CoreError::BadState("no offer outstanding".into()))?;
+                    let answer = str0m::change::SdpAnswer::from_sdp_string(answer)
+                        .map_err(|e| CoreError::BadSdp(e.to_string()))?;
+                    p.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .map_err(|e| CoreError::BadSdp(e.to_string()))?;
+                    Ok(std::mem::take(&mut p.negotiation.in_flight))
+                },
+            )
+            .ok_or(CoreError::UnknownPeer(id))?;
+        let confirmed = res?;
+        for (track, mid) in confirmed {
+            let ssrc = self.with_peer(id, |p| {
+                p.rtc
+                    .direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .map(|s| s.ssrc())
+            });
+            if let Some(sub) = self.subs.get_mut(&(id, track)) {
+                sub.ssrc = ssrc.flatten();
+                sub.restart();
+            }
+            self.request_keyframe(now, track, 0, true);
+        }
+        self.mark_dirty(id);
+        self.drain_all(now);
+        self.maybe_offer(now, id);
+        Ok(())
+    }
+
+    /// Forward `info.track` to `subscriber`: a new sendonly m-line, offered now or batched
+    /// into the next offer if one is outstanding.
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        subscriber: PeerId,
+        info: TrackInfo,
+    ) -> Result<(), CoreError> {
+        let Some(peer) = self.peers.get_mut(&subscriber) else {
+            return Err(CoreError::UnknownPeer(subscriber));
+        };
+        let track = info.track;
+        if self.subs.contains_key(&(subscriber, track)) {
+            return Ok(());
+        }
+        if track.shard() == self.shard {
+            match self.tracks.get(&track) {
+                Some(t) if t.publisher.is_some() => {}
+                _ => return Err(CoreError::UnknownTrack(track)),
+            }
+        }
+        peer.subscriptions.push(track);
+        peer.negotiation.queued_add.push(track);
+        let entry = self
+            .tracks
+            .entry(track)
+            .or_insert_with(|| PublishedTrack::new(info, None, None));
+        entry.subscribers.push(subscriber);
+        self.subs.insert((subscriber, track), Subscription::new());
+        self.stats.subscriptions = self.subs.len() as u64;
+        self.maybe_offer(now, subscriber);
+        Ok(())
+    }
+
+    pub fn unsubscribe(
+        &mut self,
+        now: Instant,
+        subscriber: PeerId,
+        track: TrackId,
+    ) -> Result<(), CoreError> {
+        if !self.peers.contains_key(&subscriber) {
+            return Err(CoreError::UnknownPeer(subscriber));
+        }
+        self.remove_subscription(subscriber, track, true);
+        self.maybe_offer(now, subscriber);
+        Ok(())
+    }
+
+    pub fn set_preference(
+        &mut self,
+        now: Instant,
+        subscriber: PeerId,
+        track: TrackId,
+        preference: LayerPreference,
+    ) -> Result<(), CoreError> {
+        let sub = self
+            .subs
+            .get_mut(&(subscriber, track))
+            .ok_or(CoreError::UnknownTrack(track))?;
+        sub.preference = preference;
+        self.update_layers_of(now, subscriber);
+        self.drain_all(now);
+        Ok(())
+    }
+
+    pub fn set_track_muted(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        muted: bool,
+    ) -> Result<(), CoreError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(CoreError::UnknownTrack(track))?;
+        t.muted = muted;
+        if !muted {
+            for sub in t.subscribers.clone() {
+                if let Some(s) = self.subs.get_mut(&(sub, track)) {
+                    s.restart();
+                }
+            }
+            self.request_keyframe(now, track, 0, true);
+            self.drain_all(now);
+        }
+        Ok(())
+    }
+
+    /// Close a peer and free everything it owned. Unknown peers are fine.
+    pub fn close_peer(&mut self, now: Instant, id: PeerId) {
+        self.close_peer_with(now, id, CloseReason::Requested);
+    }
+
+    /// Subscribers on `shard` want `track`'s media.
+    pub fn add_remote_fanout(&mut self, track: TrackId, shard: ShardId) {
+        if let Some(t) = self.tracks.get_mut(&track) {
+            if !t.remote_shards.contains(&shard) {
+                t.remote_shards.push(shard);
+            }
+        }
+    }
+
+    pub fn remove_remote_fanout(&mut self, track: TrackId, shard: ShardId) {
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.remote_shards.retain(|s| *s != shard);
+        }
+    }
+
+    /// If no offer is outstanding and changes are queued, make the next server offer.
+    pub(crate) fn maybe_offer(&mut self, now: Instant, id: PeerId) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let n = &peer.negotiation;
+        if n.pending.is_some() || (n.queued_add.is_empty() && n.queued_remove.is_empty()) {
+            return;
+        }
+        let adds: Vec<(TrackId, MediaKind, String)> = n
+            .queued_add
+            .iter()
+            .filter_map(|t| {
+                let info = &self.tracks.get(t)?.info;
+                Some((*t, info.kind, info.publisher_identity.clone()))
+            })
+            .collect();
+        let res = self.with_peer(id, |p| {
+            let removes = std::mem::take(&mut p.negotiation.queued_remove);
+            p.negotiation.queued_add.clear();
+            let mut api = p.rtc.sdp_api();
+            let mut added = Vec::with_capacity(adds.len());
+            for (track, kind, identity) in &adds {
+                let mid = api.add_media(
+                    (*kind).into(),
+                    str0m::media::Direction::SendOnly,
+                    Some(sanitize_msid(identity)),
+                    Some(track.to_string()),
+                    None,
+                );
+                added.push((*track, mid));
+            }
+            for mid in removes {
+                api.set_direction(mid, str0m::media::Direction::Inactive);
+            }
+            let (offer, pending) = api.apply()?;
+            p.negotiation.pending = Some(pending);
+            for (track, mid) in &added {
+                p.sub_by_mid.insert(*mid, *track);
+            }
+            p.negotiation.in_flight = added.clone();
+            Some((offer.to_sdp_string(), added))
+        });
+        let Some(Some((sdp, added))) = res else {
+            return;
+        };
+        for (track, mid) in added {
+            if let Some(s) = self.subs.get_mut(&(id, track)) {
+                s.mid = Some(mid);
+            }
+        }
+        self.out
+            .push_back(Output::Event(CoreEvent::Offer { peer: id, sdp }));
+        self.mark_dirty(id);
+        self.drain_all(now);
+    }
+}
+
+/// msid stream ids are tokens (RFC 8830): keep identities readable, replace the rest.
+fn sanitize_msid(identity: &str) -> String {
+    let s: String = identity
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}

@@ -1,0 +1,154 @@
+//! Peer and track lifecycle of `ShardCore`: unpublishing, dropping subscriptions, closing
+//! a peer and freeing everything it owned, and the periodic core tick.
+//! Must never leave a table entry behind for a closed peer or an ended track.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::ShardCore;
+use crate::api::{CloseReason, CoreEvent, Output, ShardMessage};
+use crate::ids::{PeerId, TrackId};
+
+impl ShardCore {
+    pub(crate) fn local_track_count(&self) -> u64 {
+        self.tracks
+            .values()
+            .filter(|t| t.publisher.is_some())
+            .count() as u64
+    }
+
+    /// A published track goes away: tell everyone, drop its subscriptions.
+    pub(crate) fn unpublish(&mut self, now: Instant, publisher: PeerId, track: TrackId) {
+        let Some(t) = self.tracks.remove(&track) else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&publisher) {
+            p.published.retain(|m| m.track != track);
+            p.ssrc_routes.retain(|_, r| r.track != track);
+        }
+        for sub in t.subscribers.iter().copied() {
+            if let Some(s) = self.subs.remove(&(sub, track)) {
+                if let Some(p) = self.peers.get_mut(&sub) {
+                    p.subscriptions.retain(|x| *x != track);
+                    p.negotiation.queued_add.retain(|x| *x != track);
+                    if let Some(mid) = s.mid {
+                        p.sub_by_mid.remove(&mid);
+                        p.negotiation.queued_remove.push(mid);
+                    }
+                }
+            }
+        }
+        for shard in t.remote_shards.iter().copied() {
+            self.out.push_back(Output::ToShard {
+                shard,
+                msg: ShardMessage::TrackEnded { track },
+            });
+        }
+        self.out
+            .push_back(Output::Event(CoreEvent::TrackUnpublished {
+                peer: publisher,
+                room: t.info.room.clone(),
+                track,
+            }));
+        self.stats.tracks = self.local_track_count();
+        self.stats.subscriptions = self.subs.len() as u64;
+        for sub in t.subscribers {
+            self.maybe_offer(now, sub);
+        }
+    }
+
+    /// Forget one subscription; `renegotiate` queues the m-line's removal.
+    pub(crate) fn remove_subscription(
+        &mut self,
+        subscriber: PeerId,
+        track: TrackId,
+        renegotiate: bool,
+    ) {
+        let Some(s) = self.subs.remove(&(subscriber, track)) else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&subscriber) {
+            p.subscriptions.retain(|x| *x != track);
+            p.negotiation.queued_add.retain(|x| *x != track);
+            if let Some(mid) = s.mid {
+                p.sub_by_mid.remove(&mid);
+                if renegotiate {
+                    p.negotiation.queued_remove.push(mid);
+                }
+            }
+        }
+        let mut remove_track = false;
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.subscribers.retain(|x| *x != subscriber);
+            remove_track = t.publisher.is_none() && t.subscribers.is_empty();
+        }
+        if remove_track {
+            self.tracks.remove(&track);
+        }
+        self.stats.subscriptions = self.subs.len() as u64;
+    }
+
+    pub(crate) fn close_peer_with(&mut self, now: Instant, id: PeerId, reason: CloseReason) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            // Let str0m send what it still owes (RTCP BYE, DTLS close) before dropping it.
+            if reason == CloseReason::Requested {
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    p.rtc.disconnect();
+                }));
+            }
+        }
+        self.remove_peer_state(id, reason);
+        let _ = now;
+    }
+
+    /// Free every piece of state a peer owns and announce it.
+    pub(crate) fn remove_peer_state(&mut self, id: PeerId, reason: CloseReason) {
+        let Some(peer) = self.peers.remove(&id) else {
+            return;
+        };
+        self.demux.remove_peer(id);
+        for track in peer.subscriptions.iter().copied() {
+            self.remove_subscription(id, track, false);
+        }
+        let now_for_unpublish = self.next_tick;
+        // Re-insert a shell so unpublish can update the publisher's tables uniformly.
+        for m in peer.published.iter() {
+            self.unpublish(now_for_unpublish, id, m.track);
+        }
+        if let Some(room) = self.rooms.get_mut(&peer.room) {
+            room.members.retain(|m| *m != id);
+            room.speaker.remove(id);
+            if room.members.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        self.stats.peers = self.peers.len() as u64;
+        self.stats.peers_closed += 1;
+        self.stats.demux_entries = self.demux.len() as u64;
+        self.out
+            .push_back(Output::Event(CoreEvent::PeerClosed { peer: id, reason }));
+        debug!(peer = %id, reason = reason.as_str(), "peer closed");
+    }
+
+    /// Periodic work: active speakers, layer re-evaluation, peers that never connected.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let mut speakers = Vec::new();
+        for room in self.rooms.values_mut() {
+            if let Some(peer) = room.speaker.poll(now) {
+                speakers.push(CoreEvent::ActiveSpeaker {
+                    room: room.id.clone(),
+                    peer,
+                });
+            }
+        }
+        for e in speakers {
+            self.out.push_back(Output::Event(e));
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.update_layers_of(now, id);
+        }
+    }
+}

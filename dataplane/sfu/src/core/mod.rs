@@ -1,0 +1,190 @@
+//! `ShardCore`: the sans-IO SFU of one shard. Owns the peers, the demux table, the timer
+//! heap, the tracks and subscriptions, and the output queue.
+//!
+//! Every input (`handle_datagram`, `handle_shard_message`, `handle_timeout`, control calls)
+//! runs to completion: the touched peers are drained into the output queue before it
+//! returns, so `poll_output` only pops. Each call into a peer's str0m is wrapped in
+//! `catch_unwind`: a panic closes that peer, is counted, and the shard goes on.
+//! Must never read the clock, touch a socket or block.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::api::{Output, TrackInfo};
+use crate::config::CoreConfig;
+use crate::demux::Demux;
+use crate::ids::{PeerId, RoomId, ShardId, TrackId};
+use crate::peer::Peer;
+use crate::room::Room;
+use crate::stats::ShardStats;
+use crate::timers::TimerHeap;
+use crate::track::{PublishedTrack, Subscription};
+
+/// Errors of the control calls (the node API maps them to its stable codes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("malformed SDP: {0}")]
+    BadSdp(String),
+    #[error("unknown peer {0}")]
+    UnknownPeer(PeerId),
+    #[error("unknown track {0}")]
+    UnknownTrack(TrackId),
+    #[error("negotiation state does not allow this: {0}")]
+    BadState(String),
+    #[error("peer {0} already exists")]
+    DuplicatePeer(PeerId),
+}
+
+pub struct ShardCore {
+    pub(crate) config: CoreConfig,
+    pub(crate) shard: ShardId,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) peers: HashMap<PeerId, Peer>,
+    pub(crate) demux: Demux,
+    pub(crate) timers: TimerHeap,
+    pub(crate) tracks: HashMap<TrackId, PublishedTrack>,
+    pub(crate) subs: HashMap<(PeerId, TrackId), Subscription>,
+    pub(crate) rooms: HashMap<RoomId, Room>,
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) dirty: Vec<PeerId>,
+    pub(crate) stats: ShardStats,
+    pub(crate) next_track: u64,
+    pub(crate) next_tick: Instant,
+}
+
+impl ShardCore {
+    pub fn new(config: CoreConfig, shard: ShardId, local_addr: SocketAddr, now: Instant) -> Self {
+        let next_tick = now + config.tick;
+        ShardCore {
+            config,
+            shard,
+            local_addr,
+            peers: HashMap::new(),
+            demux: Demux::default(),
+            timers: TimerHeap::default(),
+            tracks: HashMap::new(),
+            subs: HashMap::new(),
+            rooms: HashMap::new(),
+            out: VecDeque::new(),
+            dirty: Vec::new(),
+            stats: ShardStats::default(),
+            next_track: 1,
+            next_tick,
+        }
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// What a subscriber needs to subscribe to `track` (local tracks only).
+    pub fn track_info(&self, track: TrackId) -> Option<TrackInfo> {
+        let t = self.tracks.get(&track)?;
+        t.publisher.map(|_| t.info.clone())
+    }
+
+    /// The tracks a local peer publishes.
+    pub fn tracks_of(&self, peer: PeerId) -> Vec<TrackId> {
+        self.peers
+            .get(&peer)
+            .map(|p| p.published.iter().map(|m| m.track).collect())
+            .unwrap_or_default()
+    }
+
+    /// The latest downlink estimate (bits/s) for a subscriber, from str0m's TWCC BWE.
+    pub fn downlink_estimate(&self, peer: PeerId) -> Option<u64> {
+        self.peers.get(&peer)?.downlink_estimate.map(|b| b.as_u64())
+    }
+
+    /// The layer currently forwarded on a subscription (`None`: nothing yet, or paused).
+    pub fn forwarded_layer(&self, subscriber: PeerId, track: TrackId) -> Option<u8> {
+        self.subs.get(&(subscriber, track))?.forwarded_layer()
+    }
+
+    pub fn has_peer(&self, peer: PeerId) -> bool {
+        self.peers.contains_key(&peer)
+    }
+}
+
+mod control;
+mod drain;
+mod input;
+mod lifecycle;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloseReason, CoreEvent, CreatePeer, Output, PeerRole};
+
+    fn client_offer(now: Instant) -> String {
+        let mut rtc = str0m::Rtc::new(now);
+        let mut api = rtc.sdp_api();
+        api.add_channel("c".into());
+        let (offer, _pending) = api.apply().expect("offer");
+        offer.to_sdp_string()
+    }
+
+    #[test]
+    fn a_panicking_peer_is_closed_and_the_shard_goes_on() {
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut core = ShardCore::new(CoreConfig::default(), ShardId(0), addr, now);
+        let (a, b) = (PeerId::new(ShardId(0), 1), PeerId::new(ShardId(0), 2));
+        for id in [a, b] {
+            let req = CreatePeer {
+                room: RoomId::new("r"),
+                identity: format!("p{}", id.0),
+                role: PeerRole::Both,
+                offer: client_offer(now),
+                bind: Vec::new(),
+            };
+            core.create_peer(now, id, req).expect("answer");
+        }
+        assert_eq!(core.stats().peers, 2);
+        let r: Option<()> = core.with_peer(a, |_| panic!("boom inside str0m"));
+        assert_eq!(r, None);
+        assert_eq!(core.stats().peer_panics, 1);
+        assert_eq!(core.stats().peers, 1);
+        assert!(core.has_peer(b) && !core.has_peer(a));
+        let mut closed = false;
+        loop {
+            match core.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Event(CoreEvent::PeerClosed { peer, reason }) => {
+                    closed |= peer == a && reason == CloseReason::Panic;
+                }
+                _ => {}
+            }
+        }
+        assert!(closed, "PeerClosed with reason panic");
+        // The other peer still works.
+        core.handle_timeout(now + std::time::Duration::from_millis(50));
+        assert!(core.has_peer(b));
+    }
+
+    #[test]
+    fn garbage_sdp_is_an_error_not_a_peer() {
+        let now = Instant::now();
+        let addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut core = ShardCore::new(CoreConfig::default(), ShardId(0), addr, now);
+        let req = CreatePeer {
+            room: RoomId::new("r"),
+            identity: "x".into(),
+            role: PeerRole::Both,
+            offer: "v=0 nonsense".into(),
+            bind: Vec::new(),
+        };
+        let err = core.create_peer(now, PeerId(1), req).unwrap_err();
+        assert!(matches!(err, CoreError::BadSdp(_)));
+        assert_eq!(core.stats().peers, 0);
+    }
+}
