@@ -1,10 +1,13 @@
 //! `RemoteNode`: `MediaNodeApi` over HTTP to a `shardcast medianode` (wire form in the
 //! `nodeapi` module docs). Calls are plain POSTs; events come from one long-lived NDJSON
 //! stream that reconnects by itself and feeds a local broadcast, so callers see the same
-//! `events()` as with the in-process node. Must never retry a call on its own: a call may have
-//! taken effect on the node before the connection broke.
+//! `events()` as with the in-process node. On reconnect it resumes after the last sequence
+//! number it delivered (each event exactly once, in order); when the node answers with a
+//! snapshot instead (gap too old, or the node restarted), it delivers the events that
+//! reconcile what it told its callers with that snapshot (`resync`). Must never retry a call
+//! on its own: a call may have taken effect on the node before the connection broke.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -15,7 +18,8 @@ use shardcast_dataplane::node::{
 };
 use tokio::sync::{broadcast, watch};
 
-use super::{NodeCall, CALL_PATH, EVENTS_PATH};
+use super::resync::KnownState;
+use super::{NodeCall, StreamLine, CALL_PATH, EVENTS_PATH};
 
 struct Inner {
     base: String,
@@ -24,6 +28,27 @@ struct Inner {
     events: broadcast::Sender<NodeEvent>,
     /// True while the event stream is connected.
     connected: watch::Receiver<bool>,
+    /// What the delivered events said; the base for a snapshot resync.
+    known: Mutex<KnownState>,
+}
+
+impl Inner {
+    fn known(&self) -> std::sync::MutexGuard<'_, KnownState> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Delivers `ev` to callers, keeping `known` in step.
+    fn deliver(&self, ev: NodeEvent) {
+        self.known().apply(&ev);
+        let _ = self.events.send(ev);
+    }
+}
+
+/// Where the stream left off: the node's epoch and the last delivered seq.
+#[derive(Default)]
+struct Position {
+    epoch: Option<String>,
+    seq: u64,
 }
 
 /// A media node reached over HTTP.
@@ -45,9 +70,22 @@ impl RemoteNode {
                 .unwrap_or_default(),
             events,
             connected,
+            known: Mutex::new(KnownState::default()),
         });
         tokio::spawn(event_loop(Arc::downgrade(&inner), conn_tx));
         Self { inner }
+    }
+
+    /// True while the event stream is connected.
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Waits until the event stream is connected; false after `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut c = self.inner.connected.clone();
+        let up = tokio::time::timeout(timeout, c.wait_for(|up| *up)).await;
+        matches!(up, Ok(Ok(_)))
     }
 
     async fn call<T: DeserializeOwned>(&self, call: NodeCall) -> Result<T, NodeError> {
@@ -81,44 +119,25 @@ impl RemoteNode {
 }
 
 async fn event_loop(inner: Weak<Inner>, connected: watch::Sender<bool>) {
+    let mut pos = Position::default();
     loop {
         let Some(i) = inner.upgrade() else { return };
-        let req = i
+        let mut req = i
             .http
             .get(format!("{}{}", i.base, EVENTS_PATH))
-            .bearer_auth(&i.secret)
-            .send();
-        let sender = i.events.clone();
+            .bearer_auth(&i.secret);
+        if let Some(epoch) = &pos.epoch {
+            let after = pos.seq.to_string();
+            req = req.query(&[("epoch", epoch.as_str()), ("after", after.as_str())]);
+        }
+        let req = req.send();
         let base = i.base.clone();
         drop(i);
         match req.await {
-            Ok(mut resp) if resp.status().is_success() => {
-                let _ = connected.send(true);
-                let mut buf: Vec<u8> = Vec::new();
-                loop {
-                    // A keep-alive line comes every 10 s; silence for 30 s means a dead link.
-                    let chunk = tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await;
-                    let Ok(Ok(Some(chunk))) = chunk else { break };
-                    buf.extend_from_slice(&chunk);
-                    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=pos).collect();
-                        let line = &line[..line.len() - 1];
-                        if line.is_empty() {
-                            continue;
-                        }
-                        match serde_json::from_slice::<NodeEvent>(line) {
-                            Ok(ev) => {
-                                let _ = sender.send(ev);
-                            }
-                            Err(e) => tracing::warn!(node = %base, error = %e, "bad node event"),
-                        }
-                    }
-                    if inner.strong_count() == 0 {
-                        return;
-                    }
-                }
+            Ok(resp) if resp.status().is_success() => {
+                read_stream(&inner, resp, &mut pos, &connected).await;
                 let _ = connected.send(false);
-                tracing::warn!(node = %base, "node event stream ended; reconnecting");
+                tracing::warn!(node = %base, seq = pos.seq, "node event stream ended; resuming");
             }
             Ok(resp) => {
                 tracing::warn!(node = %base, status = %resp.status(), "node event stream refused")
@@ -132,9 +151,89 @@ async fn event_loop(inner: Weak<Inner>, connected: watch::Sender<bool>) {
     }
 }
 
+/// Reads one connection of the stream until it ends, breaks, or is out of step.
+async fn read_stream(
+    inner: &Weak<Inner>,
+    mut resp: reqwest::Response,
+    pos: &mut Position,
+    connected: &watch::Sender<bool>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut started = false;
+    loop {
+        // A keep-alive line comes every 10 s; silence for 30 s means a dead link.
+        let chunk = tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await;
+        let Ok(Ok(Some(chunk))) = chunk else { return };
+        buf.extend_from_slice(&chunk);
+        while let Some(at) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=at).collect();
+            let line = &line[..line.len() - 1];
+            if line.is_empty() {
+                continue;
+            }
+            let Some(i) = inner.upgrade() else { return };
+            let line = match serde_json::from_slice::<StreamLine>(line) {
+                Ok(l) => l,
+                Err(e) => {
+                    // Numbering cannot go on past a line we cannot read: resume from the
+                    // last good seq on a new connection.
+                    tracing::warn!(node = %i.base, error = %e, "bad node event line");
+                    return;
+                }
+            };
+            match line {
+                StreamLine::Resume { epoch, after } => {
+                    if started || pos.epoch.as_deref() != Some(epoch.as_str()) || after != pos.seq {
+                        tracing::warn!(node = %i.base, "node resumed at the wrong place");
+                        pos.epoch = None;
+                        return;
+                    }
+                    started = true;
+                    let _ = connected.send(true);
+                }
+                StreamLine::Snapshot { epoch, seq, peers } => {
+                    if started {
+                        return;
+                    }
+                    let restarted = pos.epoch.as_ref().is_some_and(|e| *e != epoch);
+                    if pos.epoch.is_some() {
+                        tracing::warn!(node = %i.base, restarted, "node event gap: resyncing from a snapshot");
+                    }
+                    let missed = i.known().reconcile(&peers, restarted);
+                    for ev in missed {
+                        let _ = i.events.send(ev);
+                    }
+                    pos.epoch = Some(epoch);
+                    pos.seq = seq;
+                    started = true;
+                    let _ = connected.send(true);
+                }
+                StreamLine::Event { seq, event } => {
+                    if !started {
+                        return;
+                    }
+                    if seq <= pos.seq {
+                        continue; // already delivered
+                    }
+                    if seq != pos.seq + 1 {
+                        tracing::warn!(node = %i.base, expected = pos.seq + 1, got = seq, "node event gap");
+                        return;
+                    }
+                    pos.seq = seq;
+                    i.deliver(event);
+                }
+            }
+        }
+    }
+}
+
 impl MediaNodeApi for RemoteNode {
     fn create_peer(&self, request: CreatePeer) -> NodeFuture<'_, CreatedPeer> {
-        Box::pin(self.call(NodeCall::CreatePeer { request }))
+        Box::pin(async move {
+            let created: CreatedPeer = self.call(NodeCall::CreatePeer { request }).await?;
+            self.inner.known().created(created.peer);
+            Ok(created)
+        })
     }
     fn renegotiate(&self, peer: PeerId, offer: String) -> NodeFuture<'_, String> {
         Box::pin(self.call(NodeCall::Renegotiate { peer, offer }))

@@ -5,19 +5,31 @@
 //! - `POST /node/v1/call` with one [`NodeCall`] (JSON, tagged by `op`) → `200 {"ok": value}`
 //!   or `4xx/5xx {"error": NodeError}`: one RPC endpoint mirroring `MediaNodeApi` method by
 //!   method, so the two implementations cannot drift apart in shape.
-//! - `GET /node/v1/events` → a chunked NDJSON stream of `NodeEvent`s (one JSON object per
-//!   line, an empty line every 10 s as keep-alive). Events while a client is disconnected are
-//!   not replayed; the client reconnects by itself.
+//! - `GET /node/v1/events[?epoch=E&after=N]` → a chunked NDJSON stream of [`StreamLine`]s
+//!   (one JSON object per line, an empty line every 10 s as keep-alive). The node numbers its
+//!   events 1, 2, 3, .. within an *epoch* (one per node API server start) and keeps the last
+//!   ones (`eventlog::DEFAULT_REPLAY`) for replay. The first line is either `resume` (the
+//!   events after `N` of epoch `E` follow, replayed from the buffer, then live) or `snapshot`
+//!   (the node's peers, their connection state, published tracks and unanswered server offer
+//!   as of seq `S`; events after `S` follow) when `E` is another epoch (a restarted node) or
+//!   `N` has already left the buffer. So a client that reconnects sees every event exactly
+//!   once, in order, or (after a long gap) the state it missed, from which it synthesizes
+//!   the missing events (`resync`).
 //!
-//! `server` wraps any `MediaNodeApi` (the in-process `MediaNode`) in an axum router;
-//! `client::RemoteNode` implements `MediaNodeApi` on reqwest.
+//! `server` wraps any `MediaNodeApi` (the in-process `MediaNode`) in an axum router, with an
+//! `eventlog::EventLog` that numbers, buffers and models its events; `client::RemoteNode`
+//! implements `MediaNodeApi` on reqwest.
 
 pub mod client;
+pub mod eventlog;
 pub mod registry;
+pub mod resync;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
-use shardcast_dataplane::node::{CreatePeer, LayerPreference, PeerId, TrackId};
+use shardcast_dataplane::node::{
+    CreatePeer, LayerPreference, MediaKind, NodeEvent, PeerId, RoomId, TrackId,
+};
 
 pub const CALL_PATH: &str = "/node/v1/call";
 pub const EVENTS_PATH: &str = "/node/v1/events";
@@ -58,4 +70,50 @@ pub enum NodeCall {
         peer: PeerId,
     },
     Load,
+}
+
+/// One line of the event stream (`GET /node/v1/events`), tagged by `line`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "line", rename_all = "snake_case")]
+pub enum StreamLine {
+    /// First line: the events with seq > `after` of `epoch` follow, none missing.
+    Resume { epoch: String, after: u64 },
+    /// First line: the requested point cannot be resumed; this is the node's state as of
+    /// `seq`, and the events with seq > `seq` follow.
+    Snapshot {
+        epoch: String,
+        seq: u64,
+        peers: Vec<PeerState>,
+    },
+    /// One node event and its sequence number.
+    Event { seq: u64, event: NodeEvent },
+}
+
+/// A live peer in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerState {
+    pub peer: PeerId,
+    /// `PeerConnected` was seen.
+    pub connected: bool,
+    /// Its published tracks, in publishing order.
+    pub tracks: Vec<TrackState>,
+    /// The last server offer (`NodeEvent::Offer`) not yet followed by an answer or a client
+    /// offer.
+    pub pending_offer: Option<String>,
+}
+
+/// A published track in a snapshot (the fields of `NodeEvent::TrackPublished`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackState {
+    pub room: RoomId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub rids: Vec<String>,
+}
+
+/// Query of `GET /node/v1/events`: where a reconnecting client left off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResumeFrom {
+    pub epoch: Option<String>,
+    pub after: Option<u64>,
 }

@@ -1,30 +1,40 @@
 //! The media node's HTTP face: serves any `MediaNodeApi` (see the module docs of `nodeapi`
 //! for the wire form). Authenticated with the cluster secret; must never be exposed
-//! publicly, and never interprets calls itself — it only forwards them to the node.
+//! publicly, and never interprets calls itself — it only forwards them to the node, telling
+//! the `EventLog` what the replies imply (a created peer, a settled offer).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use serde_json::json;
 use shardcast_dataplane::node::{MediaNodeApi, NodeError};
 
-use super::{NodeCall, CALL_PATH, EVENTS_PATH};
+use super::eventlog::{EventLog, DEFAULT_REPLAY};
+use super::{NodeCall, ResumeFrom, StreamLine, CALL_PATH, EVENTS_PATH};
 
 #[derive(Clone)]
 struct NodeServer {
     node: Arc<dyn MediaNodeApi>,
     secret: Arc<str>,
+    log: Arc<EventLog>,
 }
 
-/// The node API router for `node`, requiring `Authorization: Bearer <secret>`.
+/// The node API router for `node`, requiring `Authorization: Bearer <secret>`. Starts logging
+/// the node's events at once (needs a runtime), so none is missed before a client connects.
 pub fn router(node: Arc<dyn MediaNodeApi>, secret: &str) -> Router {
+    router_with_replay(node, secret, DEFAULT_REPLAY)
+}
+
+/// As [`router`], keeping the last `replay` events for reconnecting clients.
+pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usize) -> Router {
+    let log = EventLog::start(node.as_ref(), replay);
     Router::new()
         .route(CALL_PATH, post(call))
         .route(EVENTS_PATH, get(events))
@@ -32,6 +42,7 @@ pub fn router(node: Arc<dyn MediaNodeApi>, secret: &str) -> Router {
         .with_state(NodeServer {
             node,
             secret: Arc::from(secret),
+            log,
         })
 }
 
@@ -87,11 +98,26 @@ async fn call(
         )
             .into_response(),
     };
-    let n = &s.node;
+    let (n, log) = (&s.node, &s.log);
     let result = match call {
-        NodeCall::CreatePeer { request } => n.create_peer(request).await.map(ok),
-        NodeCall::Renegotiate { peer, offer } => n.renegotiate(peer, offer).await.map(ok),
-        NodeCall::AcceptAnswer { peer, answer } => n.accept_answer(peer, answer).await.map(ok),
+        NodeCall::CreatePeer { request } => n.create_peer(request).await.map(|c| {
+            log.peer_created(c.peer);
+            ok(c)
+        }),
+        NodeCall::Renegotiate { peer, offer } => {
+            let pending = log.pending_offer(peer);
+            n.renegotiate(peer, offer).await.map(|answer| {
+                log.offer_settled(peer, pending);
+                ok(answer)
+            })
+        }
+        NodeCall::AcceptAnswer { peer, answer } => {
+            let pending = log.pending_offer(peer);
+            n.accept_answer(peer, answer).await.map(|()| {
+                log.offer_settled(peer, pending);
+                ok(())
+            })
+        }
         NodeCall::Subscribe { subscriber, track } => n.subscribe(subscriber, track).await.map(ok),
         NodeCall::Unsubscribe { subscriber, track } => {
             n.unsubscribe(subscriber, track).await.map(ok)
@@ -111,32 +137,53 @@ async fn call(
     result.unwrap_or_else(error_response)
 }
 
-async fn events(State(s): State<NodeServer>, headers: HeaderMap) -> Response {
+fn line_bytes(line: &StreamLine) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The event stream: a head line, the replayed events, then live ones. A client too slow for
+/// the live channel loses its stream (not events): it reconnects and resumes from its last seq.
+async fn events(
+    State(s): State<NodeServer>,
+    headers: HeaderMap,
+    Query(from): Query<ResumeFrom>,
+) -> Response {
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    let rx = s.node.events();
-    let tick = tokio::time::interval(Duration::from_secs(10));
-    let lines = stream::unfold((rx, tick), |(mut rx, mut tick)| async move {
-        loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Ok(ev) => {
-                        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-                        line.push(b'\n');
-                        return Some((Ok::<_, std::io::Error>(line), (rx, tick)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "node api: event stream lagged");
-                    }
-                    Err(_) => return None,
-                },
-                _ = tick.tick() => return Some((Ok(b"\n".to_vec()), (rx, tick))),
-            }
+    let opened = s.log.open(&from);
+    let mut first = line_bytes(&opened.head);
+    for (seq, ev) in &opened.replay {
+        first.extend(line_bytes(&StreamLine::Event {
+            seq: *seq,
+            event: (**ev).clone(),
+        }));
+    }
+    let head = stream::once(async move { Ok::<_, std::io::Error>(first) });
+    let tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
+    let lines = stream::unfold((opened.live, tick), |(mut rx, mut tick)| async move {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok((seq, ev)) => {
+                    let line = line_bytes(&StreamLine::Event { seq, event: (*ev).clone() });
+                    Some((Ok::<_, std::io::Error>(line), (rx, tick)))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "node api: event stream lagged; closing it");
+                    None
+                }
+                Err(_) => None,
+            },
+            _ = tick.tick() => Some((Ok(b"\n".to_vec()), (rx, tick))),
         }
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(lines))
+        .body(Body::from_stream(head.chain(lines)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -1,0 +1,255 @@
+//! What a `RemoteNode` has told its callers about the node's peers, and how to catch up from a
+//! snapshot: the events that turn the told state into the snapshot's state.
+//!
+//! Synthesized events are the ones a caller needs to stay consistent — peers connected or
+//! closed, tracks published or unpublished, an offer waiting for an answer; transient ones
+//! (active speaker) are not invented. Must never: do I/O.
+
+use std::collections::BTreeMap;
+
+use shardcast_dataplane::node::{NodeEvent, PeerId};
+
+use super::{PeerState, TrackState};
+
+/// `PeerClosed` reason for a peer that vanished while the stream was down.
+pub const REASON_GONE: &str = "closed_while_disconnected";
+/// `PeerClosed` reason for a peer of a node that restarted (another epoch).
+pub const REASON_RESTARTED: &str = "node_restarted";
+
+#[derive(Debug, Default, Clone)]
+struct Told {
+    connected: bool,
+    tracks: Vec<TrackState>,
+    last_offer: Option<String>,
+}
+
+/// The state implied by the events delivered so far.
+#[derive(Debug, Default)]
+pub struct KnownState {
+    peers: BTreeMap<PeerId, Told>,
+}
+
+impl KnownState {
+    /// A peer this client created (it exists before any event names it).
+    pub fn created(&mut self, peer: PeerId) {
+        self.peers.entry(peer).or_default();
+    }
+
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Follows one delivered event.
+    pub fn apply(&mut self, ev: &NodeEvent) {
+        match ev {
+            NodeEvent::PeerConnected { peer } => {
+                self.peers.entry(*peer).or_default().connected = true
+            }
+            NodeEvent::PeerClosed { peer, .. } => {
+                self.peers.remove(peer);
+            }
+            NodeEvent::TrackPublished {
+                peer,
+                room,
+                track,
+                kind,
+                rids,
+            } => {
+                let p = self.peers.entry(*peer).or_default();
+                if !p.tracks.iter().any(|t| t.track == *track) {
+                    p.tracks.push(TrackState {
+                        room: room.clone(),
+                        track: *track,
+                        kind: *kind,
+                        rids: rids.clone(),
+                    });
+                }
+            }
+            NodeEvent::TrackUnpublished { peer, track, .. } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.tracks.retain(|t| t.track != *track);
+                }
+            }
+            NodeEvent::Offer { peer, sdp } => {
+                self.peers.entry(*peer).or_default().last_offer = Some(sdp.clone());
+            }
+            NodeEvent::ActiveSpeaker { .. } => {}
+        }
+    }
+
+    /// The events that bring the told state to `snapshot` (already applied): closures first
+    /// (tracks, then the peer), then per live peer unpublished, connected, published, offer.
+    /// `restarted`: the snapshot is of another epoch, so vanished peers died with the node.
+    pub fn reconcile(&mut self, snapshot: &[PeerState], restarted: bool) -> Vec<NodeEvent> {
+        let mut out = Vec::new();
+        let live: BTreeMap<PeerId, &PeerState> = snapshot.iter().map(|p| (p.peer, p)).collect();
+        let reason = if restarted {
+            REASON_RESTARTED
+        } else {
+            REASON_GONE
+        };
+        for (peer, told) in &self.peers {
+            if live.contains_key(peer) {
+                continue;
+            }
+            for t in &told.tracks {
+                out.push(unpublished(*peer, t));
+            }
+            out.push(NodeEvent::PeerClosed {
+                peer: *peer,
+                reason: reason.to_string(),
+            });
+        }
+        for s in snapshot {
+            let told = self.peers.get(&s.peer).cloned().unwrap_or_default();
+            for t in &told.tracks {
+                if !s.tracks.iter().any(|x| x.track == t.track) {
+                    out.push(unpublished(s.peer, t));
+                }
+            }
+            if s.connected && !told.connected {
+                out.push(NodeEvent::PeerConnected { peer: s.peer });
+            }
+            for t in &s.tracks {
+                if !told.tracks.iter().any(|x| x.track == t.track) {
+                    out.push(NodeEvent::TrackPublished {
+                        peer: s.peer,
+                        room: t.room.clone(),
+                        track: t.track,
+                        kind: t.kind,
+                        rids: t.rids.clone(),
+                    });
+                }
+            }
+            if let Some(sdp) = &s.pending_offer {
+                if told.last_offer.as_ref() != Some(sdp) {
+                    out.push(NodeEvent::Offer {
+                        peer: s.peer,
+                        sdp: sdp.clone(),
+                    });
+                }
+            }
+        }
+        for ev in &out {
+            self.apply(ev);
+        }
+        // Peers the snapshot names without any event yet (created, not connected).
+        for s in snapshot {
+            self.peers.entry(s.peer).or_default();
+        }
+        out
+    }
+}
+
+fn unpublished(peer: PeerId, t: &TrackState) -> NodeEvent {
+    NodeEvent::TrackUnpublished {
+        peer,
+        room: t.room.clone(),
+        track: t.track,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardcast_dataplane::node::{MediaKind, RoomId, TrackId};
+
+    fn track(id: u64) -> TrackState {
+        TrackState {
+            room: RoomId::new("r"),
+            track: TrackId(id),
+            kind: MediaKind::Video,
+            rids: vec!["h".into()],
+        }
+    }
+
+    fn published(peer: u64, t: u64) -> NodeEvent {
+        let t = track(t);
+        NodeEvent::TrackPublished {
+            peer: PeerId(peer),
+            room: t.room,
+            track: t.track,
+            kind: t.kind,
+            rids: t.rids,
+        }
+    }
+
+    #[test]
+    fn missed_connect_and_publish_are_synthesized_once() {
+        let mut k = KnownState::default();
+        k.created(PeerId(1));
+        let snap = vec![PeerState {
+            peer: PeerId(1),
+            connected: true,
+            tracks: vec![track(10), track(11)],
+            pending_offer: Some("offer-1".into()),
+        }];
+        let evs = k.reconcile(&snap, false);
+        assert_eq!(
+            evs,
+            vec![
+                NodeEvent::PeerConnected { peer: PeerId(1) },
+                published(1, 10),
+                published(1, 11),
+                NodeEvent::Offer {
+                    peer: PeerId(1),
+                    sdp: "offer-1".into()
+                },
+            ]
+        );
+        // The same snapshot again: nothing new to say.
+        assert!(k.reconcile(&snap, false).is_empty());
+    }
+
+    #[test]
+    fn vanished_peers_and_tracks_are_closed() {
+        let mut k = KnownState::default();
+        k.apply(&NodeEvent::PeerConnected { peer: PeerId(1) });
+        k.apply(&published(1, 10));
+        k.apply(&NodeEvent::PeerConnected { peer: PeerId(2) });
+        k.apply(&published(2, 20));
+        k.apply(&published(2, 21));
+        let snap = vec![PeerState {
+            peer: PeerId(2),
+            connected: true,
+            tracks: vec![track(21)],
+            pending_offer: None,
+        }];
+        let evs = k.reconcile(&snap, false);
+        assert_eq!(
+            evs,
+            vec![
+                NodeEvent::TrackUnpublished {
+                    peer: PeerId(1),
+                    room: RoomId::new("r"),
+                    track: TrackId(10)
+                },
+                NodeEvent::PeerClosed {
+                    peer: PeerId(1),
+                    reason: REASON_GONE.into()
+                },
+                NodeEvent::TrackUnpublished {
+                    peer: PeerId(2),
+                    room: RoomId::new("r"),
+                    track: TrackId(20)
+                },
+            ]
+        );
+        assert_eq!(k.peers(), 1);
+    }
+
+    #[test]
+    fn a_restarted_node_closes_everything_with_its_reason() {
+        let mut k = KnownState::default();
+        k.created(PeerId(7));
+        let evs = k.reconcile(&[], true);
+        assert_eq!(
+            evs,
+            vec![NodeEvent::PeerClosed {
+                peer: PeerId(7),
+                reason: REASON_RESTARTED.into()
+            }]
+        );
+        assert_eq!(k.peers(), 0);
+    }
+}
