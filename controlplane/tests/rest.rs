@@ -44,11 +44,13 @@ fn participant(identity: &str, state: ParticipantState) -> ParticipantRecord {
                 id: 11,
                 kind: TrackKind::Audio,
                 muted: false,
+                rids: Vec::new(),
             },
             TrackRecord {
                 id: 12,
                 kind: TrackKind::Video,
                 muted: false,
+                rids: vec!["q".into(), "h".into(), "f".into()],
             },
         ],
         video_paused: false,

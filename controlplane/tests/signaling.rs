@@ -33,6 +33,10 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(ApiConfig::default()).await
+}
+
+async fn start_with(api: ApiConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
@@ -48,11 +52,26 @@ async fn start() -> Harness {
         id: Arc::from("local"),
         api: Arc::new(node),
     }));
+    let addr = serve_instance(store.clone(), placement.clone(), api.clone()).await;
+    Harness {
+        addr,
+        key,
+        store,
+        _dir: dir,
+    }
+}
+
+/// One control-plane instance (router, hub, room bus) on `store`, served on loopback.
+async fn serve_instance(
+    store: Arc<dyn Store>,
+    placement: Arc<Placement>,
+    api: ApiConfig,
+) -> SocketAddr {
     let built = server::build(
-        store.clone(),
+        store,
         placement,
         ServerOptions {
-            api: ApiConfig::default(),
+            api,
             signaling: SignalingConfig {
                 reconnect_grace_secs: 1,
                 ..SignalingConfig::default()
@@ -74,12 +93,7 @@ async fn start() -> Harness {
         .await
         .unwrap();
     });
-    Harness {
-        addr,
-        key,
-        store,
-        _dir: dir,
-    }
+    addr
 }
 
 impl Harness {
@@ -122,10 +136,27 @@ impl Harness {
     }
 
     async fn ws(&self) -> Ws {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/rtc", self.addr))
+        self.ws_at(self.addr).await
+    }
+
+    async fn ws_at(&self, addr: SocketAddr) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/rtc"))
             .await
             .unwrap();
         ws
+    }
+
+    /// A tenant REST call with the harness's API key.
+    async fn rest(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = reqwest::Client::new()
+            .request(method, self.url(path))
+            .basic_auth(self.key.id.to_string(), Some(&self.key.secret));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn join(&self, room: &str, identity: &str, role: Role) -> (Ws, Value) {
@@ -285,6 +316,71 @@ async fn wrong_password_is_rate_limited() {
     )
     .await;
     assert_eq!(recv(&mut ws).await["code"], "rate_limited");
+}
+
+/// Simulcast rids a publisher declares are stored with its tracks and listed over REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_simulcast_rids_are_listed_over_rest() {
+    let h = start().await;
+    h.room("s", RoomSettings::default(), None).await;
+    let (mut ws, _) = h.join("s", "cam", Role::Participant).await;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cam = Client::new(
+        ClientConfig::new("cam", 7, TimeBase::real())
+            .with_audio()
+            .with_video(VideoSpec::simulcast3()),
+        sock.local_addr().unwrap(),
+        Instant::now(),
+    )
+    .unwrap();
+    let offer = cam.create_offer(Instant::now()).unwrap();
+    send(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+    let answer = recv_type(&mut ws, "answer").await;
+    cam.accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
+        .unwrap();
+    // The node reports the tracks once the publisher's media arrives: keep it sending.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cam_stop = stop.clone();
+    let cam_task = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        shardcast_client::udp::run_blocking(
+            &mut cam,
+            &sock,
+            |_| cam_stop.load(std::sync::atomic::Ordering::Relaxed),
+            deadline,
+        )
+        .unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let tracks = loop {
+        let (status, p) = h
+            .rest(reqwest::Method::GET, "/v1/rooms/s/participants/cam", None)
+            .await;
+        assert_eq!(status, 200, "{p}");
+        if p["tracks"].as_array().is_some_and(|t| t.len() == 2) {
+            break p["tracks"].clone();
+        }
+        assert!(Instant::now() < deadline, "tracks never stored: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let of = |kind: &str| {
+        tracks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of("video")["rids"], json!(["q", "h", "f"]), "{tracks}");
+    assert_eq!(of("audio")["rids"], json!([]), "{tracks}");
+    // The room listing carries the same.
+    let (_, list) = h
+        .rest(reqwest::Method::GET, "/v1/rooms/s/participants", None)
+        .await;
+    assert_eq!(list["participants"][0]["tracks"], tracks);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    cam_task.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,7 +223,8 @@ fn schemas() -> Value {
             "canPublish": { "type": "boolean" }, "canSubscribe": { "type": "boolean" },
             "canChat": { "type": "boolean" }, "roomAdmin": { "type": "boolean" } } },
         "Track": { "type": "object", "properties": {
-            "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["audio", "video"] }, "muted": { "type": "boolean" } } },
+            "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["audio", "video"] }, "muted": { "type": "boolean" },
+            "rids": { "type": "array", "items": { "type": "string" }, "description": "simulcast rids the publisher declared; empty for a single-layer track" } } },
         "Participant": { "type": "object", "properties": {
             "identity": { "type": "string" }, "name": { "type": "string" }, "role": role,
             "grants": schema("Grants"), "state": { "type": "string", "enum": ["waiting", "joined"] },

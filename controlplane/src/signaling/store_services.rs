@@ -201,6 +201,7 @@ impl SignalServices for StoreServices {
                                 MediaKind::Video => TrackKind::Video,
                             },
                             muted: t.muted,
+                            rids: t.rids.clone(),
                         })
                     })
                     .collect(),
@@ -263,7 +264,7 @@ impl SignalServices for StoreServices {
                                     TrackKind::Audio => MediaKind::Audio,
                                     TrackKind::Video => MediaKind::Video,
                                 },
-                                rids: Vec::new(),
+                                rids: t.rids,
                                 muted: t.muted,
                             })
                             .collect(),

@@ -121,6 +121,10 @@ pub struct TrackRecord {
     pub kind: TrackKind,
     /// Muted by a host (forwarding stopped on the node).
     pub muted: bool,
+    /// Simulcast rids the publisher declared (lowest layer first, as the node reports them);
+    /// empty for a single-layer track.
+    #[serde(default)]
+    pub rids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
