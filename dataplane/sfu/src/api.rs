@@ -143,6 +143,8 @@ pub enum CloseReason {
     Error,
     /// Handling this peer panicked; the peer was dropped, the shard went on.
     Panic,
+    /// ICE/DTLS did not complete within `CoreConfig::connect_timeout` of the answer.
+    ConnectTimeout,
 }
 
 impl CloseReason {
@@ -153,6 +155,7 @@ impl CloseReason {
             CloseReason::RemoteClosed => "remote_closed",
             CloseReason::Error => "error",
             CloseReason::Panic => "panic",
+            CloseReason::ConnectTimeout => "connect_timeout",
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct CoreConfig {
     pub keyframe_request_interval: Duration,
     /// How often the core re-evaluates active speakers and layer choices without packets.
     pub tick: Duration,
+    /// A peer not connected (ICE + DTLS) this long after its answer is closed.
+    pub connect_timeout: Duration,
 }
 
 impl Default for CoreConfig {
@@ -32,6 +34,7 @@ impl Default for CoreConfig {
             send_buffer_audio: 100,
             keyframe_request_interval: Duration::from_millis(300),
             tick: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Peer {
     pub rtc: Rtc,
     pub local_ufrag: String,
     pub connected: bool,
+    /// When the answer was made (the connect timeout counts from here).
+    pub created: Instant,
     /// Current str0m deadline as scheduled in the shard's timer heap.
     pub deadline: Option<Instant>,
     pub published: SmallVec<[PublishedMid; 2]>,
@@ -125,6 +127,7 @@ impl Peer {
             rtc,
             local_ufrag,
             connected: false,
+            created: now,
             deadline: None,
             published: SmallVec::new(),
             ssrc_routes: HashMap::new(),

@@ -2,7 +2,6 @@
 //! a peer and freeing everything it owned, and the periodic core tick.
 //! Must never leave a table entry behind for a closed peer or an ended track.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use tracing::debug;
@@ -91,16 +90,40 @@ impl ShardCore {
     }
 
     pub(crate) fn close_peer_with(&mut self, now: Instant, id: PeerId, reason: CloseReason) {
-        if let Some(p) = self.peers.get_mut(&id) {
-            // Let str0m send what it still owes (RTCP BYE, DTLS close) before dropping it.
-            if reason == CloseReason::Requested {
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    p.rtc.disconnect();
-                }));
-            }
+        // Only a close we decide on is announced: after a remote close, consent loss or a
+        // timeout there is nobody listening, and after an error str0m may be inconsistent.
+        if matches!(reason, CloseReason::Requested | CloseReason::ConnectTimeout) {
+            self.send_close(id);
         }
         self.remove_peer_state(id, reason);
         let _ = now;
+    }
+
+    /// Start str0m's local shutdown (`Rtc::close`: RTCP BYE for our senders, DTLS
+    /// close_notify) and queue the datagrams it emits at once, so the remote sees the close
+    /// instead of waiting for consent to expire. str0m does not wait for replies, and we drop
+    /// the `Rtc` right after, so its later output (none expected) is not drained.
+    fn send_close(&mut self, id: PeerId) {
+        let sent = self.with_peer(id, |p| {
+            let mut out = Vec::new();
+            if p.rtc.close().is_err() {
+                return out;
+            }
+            // Bounded: a closing Rtc emits a handful of datagrams, never a stream.
+            for _ in 0..64 {
+                match p.rtc.poll_output() {
+                    Ok(str0m::Output::Transmit(t)) => out.push(t),
+                    Ok(str0m::Output::Event(_)) => {}
+                    Ok(str0m::Output::Timeout(_)) | Err(_) => break,
+                }
+            }
+            out
+        });
+        for t in sent.into_iter().flatten() {
+            self.stats.datagrams_out += 1;
+            self.stats.bytes_out += t.contents.len() as u64;
+            self.out.push_back(Output::Transmit(t));
+        }
     }
 
     /// Free every piece of state a peer owns and announce it.
@@ -134,6 +157,20 @@ impl ShardCore {
 
     /// Periodic work: active speakers, layer re-evaluation, peers that never connected.
     pub(crate) fn tick(&mut self, now: Instant) {
+        // A peer whose ICE/DTLS never completes (answer given, no STUN ever arrives) holds a
+        // demux entry, a ufrag and maybe bound subscriptions: str0m's ICE-lite agent keeps
+        // waiting for checks forever when the offer carried no candidates, so we end it.
+        let timeout = self.config.connect_timeout;
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.connected && now.saturating_duration_since(p.created) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            debug!(peer = %id, "never connected; closing");
+            self.close_peer_with(now, id, CloseReason::ConnectTimeout);
+        }
         let mut speakers = Vec::new();
         for room in self.rooms.values_mut() {
             if let Some(peer) = room.speaker.poll(now) {
