@@ -76,18 +76,31 @@ impl ShardCore {
         };
         if packet.payload.is_empty() {
             // Padding / probes carry no media: not forwarded, so close the hole they would
-            // leave in each subscriber's outgoing sequence (it could never be repaired).
-            let subs = self
+            // leave in each subscriber's outgoing sequence (it could never be repaired). Other
+            // shards' subscribers have the same hole: tell them, with the empty payload.
+            self.skip_padding(route.track, *ssrc, packet.header.sequence_number);
+            let remote = self
                 .tracks
                 .get(&route.track)
-                .map(|t| t.subscribers.clone())
+                .map(|t| t.remote_shards.clone())
                 .unwrap_or_default();
-            for sub in subs {
-                if let Some(s) = self.subs.get_mut(&(sub, route.track)) {
-                    if let Some(r) = s.rewriter.as_mut() {
-                        r.skip(*ssrc, packet.header.sequence_number);
-                    }
-                }
+            for shard in remote {
+                self.out.push_back(Output::ToShard {
+                    shard,
+                    msg: ShardMessage::Media(MediaPacket {
+                        track: route.track,
+                        layer: route.layer,
+                        codec,
+                        seq: *packet.seq_no,
+                        timestamp: packet.header.timestamp,
+                        marker: packet.header.marker,
+                        keyframe: false,
+                        audio_level: None,
+                        voice_activity: None,
+                        arrival: packet.timestamp,
+                        payload: packet.payload.clone(),
+                    }),
+                });
             }
             return;
         }
@@ -149,17 +162,22 @@ impl ShardCore {
 
     /// A packet handed over by the publisher's shard.
     pub(crate) fn route_remote(&mut self, now: Instant, m: MediaPacket) {
+        // A pseudo-SSRC per layer keeps the rewriter's per-source segments apart.
+        let in_ssrc = (m.track.0 as u32)
+            .wrapping_mul(4)
+            .wrapping_add(u32::from(m.layer));
+        if m.payload.is_empty() {
+            self.skip_padding(m.track, in_ssrc, m.seq as u16);
+            return;
+        }
         let Some(t) = self.tracks.get_mut(&m.track) else {
             return;
         };
         t.on_packet(now, m.layer, m.payload.len(), m.keyframe);
-        // A pseudo-SSRC per layer keeps the rewriter's per-source segments apart.
         let fwd = Fwd {
             track: m.track,
             layer: m.layer,
-            in_ssrc: (m.track.0 as u32)
-                .wrapping_mul(4)
-                .wrapping_add(u32::from(m.layer)),
+            in_ssrc,
             seq: m.seq as u16,
             timestamp: m.timestamp,
             marker: m.marker,
@@ -171,6 +189,23 @@ impl ShardCore {
             payload: &m.payload,
         };
         self.fan_out(now, &fwd);
+    }
+
+    /// A padding-only packet of `track` (source `in_ssrc`): each local subscription sending
+    /// that source closes its slot.
+    fn skip_padding(&mut self, track: TrackId, in_ssrc: u32, seq: u16) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        for sub in t.subscribers.iter() {
+            if let Some(r) = self
+                .subs
+                .get_mut(&(*sub, track))
+                .and_then(|s| s.rewriter.as_mut())
+            {
+                r.skip(in_ssrc, seq);
+            }
+        }
     }
 
     fn fan_out(&mut self, now: Instant, fwd: &Fwd<'_>) {
