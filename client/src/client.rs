@@ -314,6 +314,16 @@ impl Client {
         &self.stats
     }
 
+    /// Hands every latency sample (µs) recorded since the last call to `sink` and forgets
+    /// it, so a long-running caller (the bench harness) can keep its own histogram without
+    /// the `max_latency_samples` cap. Only the kept samples move; counts, sums, min and max in
+    /// [`ClientStats`] stay as they are.
+    pub fn drain_latency_samples(&mut self, mut sink: impl FnMut(u32)) {
+        for track in self.stats.tracks.values_mut() {
+            track.latency.samples.drain(..).for_each(&mut sink);
+        }
+    }
+
     /// This client's configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config

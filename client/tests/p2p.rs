@@ -102,6 +102,35 @@ fn latency_is_the_link_delay() {
 }
 
 #[test]
+fn drained_latency_samples_are_handed_over_once() {
+    let mut p = Pair::connect(publisher, viewer, LATENCY);
+    p.run_for(Duration::from_secs(1));
+    let kept: u64 =
+        p.b.stats()
+            .tracks
+            .values()
+            .map(|t| t.latency.samples.len() as u64)
+            .sum();
+    let mut drained = Vec::new();
+    p.b.drain_latency_samples(|us| drained.push(us));
+    assert!(kept > 50, "{kept} samples kept");
+    assert_eq!(drained.len() as u64, kept);
+    assert!(
+        drained.iter().all(|us| *us >= 20_000),
+        "below the link delay"
+    );
+    // A second drain hands over only what arrived since; totals are untouched.
+    let mut again = 0;
+    p.b.drain_latency_samples(|_| again += 1);
+    assert_eq!(again, 0);
+    p.run_for(Duration::from_millis(200));
+    p.b.drain_latency_samples(|_| again += 1);
+    assert!(again > 0);
+    let count: u64 = p.b.stats().tracks.values().map(|t| t.latency.count).sum();
+    assert_eq!(count, kept + again);
+}
+
+#[test]
 fn dropped_audio_packets_are_counted_as_gaps() {
     let mut p = Pair::connect(publisher, viewer, LATENCY);
     p.run_for(Duration::from_millis(500));
