@@ -20,6 +20,7 @@ use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::api::{LayerIndex, PeerRole};
 use crate::config::CoreConfig;
+use crate::core::SeqWindow;
 use crate::ids::{PeerId, RoomId, TrackId};
 
 /// A track this peer publishes, by the mid of its m-line.
@@ -66,6 +67,9 @@ pub struct Peer {
     pub deadline: Option<Instant>,
     pub published: SmallVec<[PublishedMid; 2]>,
     pub ssrc_routes: HashMap<Ssrc, SsrcRoute>,
+    /// Sequence numbers str0m delivered per SSRC, to tell a replay from a forgery when it
+    /// drops one (`core/rtp_drop.rs`).
+    pub rx_seen: HashMap<Ssrc, SeqWindow>,
     /// Publisher side: payload type → codec of what this peer sends us.
     pub pt_codecs: SmallVec<[(Pt, CodecSpec); 4]>,
     /// Subscriber side: the subscription behind each sendonly m-line.
@@ -131,6 +135,7 @@ impl Peer {
             deadline: None,
             published: SmallVec::new(),
             ssrc_routes: HashMap::new(),
+            rx_seen: HashMap::new(),
             pt_codecs: SmallVec::new(),
             sub_by_mid: HashMap::new(),
             subscriptions: SmallVec::new(),

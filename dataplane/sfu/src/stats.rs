@@ -14,10 +14,20 @@ pub enum DropReason {
     UnknownStunUser,
     /// DTLS / RTP / RTCP from a source no peer has proven (no STUN yet).
     UnknownSource,
-    /// An RTP packet str0m did not deliver: unknown SSRC, SRTP authentication failure,
-    /// replay or duplicate. str0m drops those silently, so the core counts them by noticing
-    /// that the datagram produced no packet.
-    RtpRejected,
+    /// RTP whose header str0m cannot parse (CSRC list or extension header longer than the
+    /// datagram). str0m 0.25 drops the packets of this and the next three reasons with a
+    /// `trace!` only; the core tells them apart afterwards (`core/rtp_drop.rs`).
+    RtpUndecodable,
+    /// RTP for an SSRC that maps to none of the peer's receive streams (main or RTX), even
+    /// through its mid/rid header extensions.
+    RtpUnknownSsrc,
+    /// SRTP that failed authentication or decryption on a known stream — forged, corrupted,
+    /// or sent before the keys exist — and RTX duplicates (str0m keeps no public record of
+    /// RTX sequence numbers, so those cannot be told apart).
+    SrtpAuthFailed,
+    /// A sequence number str0m already delivered on that SSRC (within the last 128): a
+    /// replay or a network duplicate.
+    SrtpReplay,
     /// RTP str0m delivered for a stream that maps to no published track.
     UnknownSsrc,
     /// str0m's `handle_input` returned an error for this datagram.
@@ -25,13 +35,16 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Garbage,
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::UnknownStunUser,
         DropReason::UnknownSource,
-        DropReason::RtpRejected,
+        DropReason::RtpUndecodable,
+        DropReason::RtpUnknownSsrc,
+        DropReason::SrtpAuthFailed,
+        DropReason::SrtpReplay,
         DropReason::UnknownSsrc,
         DropReason::PeerError,
     ];
@@ -43,7 +56,10 @@ impl DropReason {
             DropReason::Oversize => "oversize",
             DropReason::UnknownStunUser => "unknown_stun_user",
             DropReason::UnknownSource => "unknown_source",
-            DropReason::RtpRejected => "rtp_rejected",
+            DropReason::RtpUndecodable => "rtp_undecodable",
+            DropReason::RtpUnknownSsrc => "rtp_unknown_ssrc",
+            DropReason::SrtpAuthFailed => "srtp_auth_failed",
+            DropReason::SrtpReplay => "srtp_replay",
             DropReason::UnknownSsrc => "unknown_ssrc",
             DropReason::PeerError => "peer_error",
         }

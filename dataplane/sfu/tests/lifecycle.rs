@@ -117,7 +117,7 @@ fn garbage_during_a_call_is_counted_and_the_call_flows() {
     assert!(n > 0, "the STUN request was built");
     assert_eq!(unknown_after, unknown_before + 1, "STUN naming no peer");
     assert!(
-        s.drops_for(DropReason::RtpRejected) > 0,
+        s.drops_for(DropReason::RtpUnknownSsrc) > 0,
         "forged SRTP is rejected: {s:?}"
     );
     assert_eq!(s.peer_panics, 0);

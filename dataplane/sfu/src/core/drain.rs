@@ -99,7 +99,13 @@ impl ShardCore {
 
     pub(crate) fn handle_event(&mut self, now: Instant, id: PeerId, event: Event) {
         match event {
-            Event::RtpPacket(packet) => self.route_local(now, id, packet),
+            Event::RtpPacket(packet) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    let (ssrc, seq) = (packet.header.ssrc, packet.header.sequence_number);
+                    super::rtp_drop::note_delivered(&mut p.rx_seen, ssrc, seq);
+                }
+                self.route_local(now, id, packet)
+            }
             Event::Connected => {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.connected = true;

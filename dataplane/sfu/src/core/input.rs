@@ -79,7 +79,10 @@ impl ShardCore {
         self.mark_dirty(id);
         self.drain_all(now);
         if expects_rtp && self.stats.rtp_in == rtp_before {
-            self.stats.drop(DropReason::RtpRejected);
+            if let Some(reason) = self.rtp_drop_reason(id, buf) {
+                trace!(peer = %id, %source, reason = reason.as_str(), "rtp dropped by str0m");
+                self.stats.drop(reason);
+            }
         }
     }
 

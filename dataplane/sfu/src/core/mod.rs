@@ -119,6 +119,9 @@ mod control;
 mod drain;
 mod input;
 mod lifecycle;
+mod rtp_drop;
+
+pub(crate) use rtp_drop::SeqWindow;
 
 #[cfg(test)]
 mod tests {
