@@ -570,6 +570,30 @@ mod tests {
     }
 
     #[test]
+    fn under_a_budget_unmeasured_layers_wait_and_restart_waits_for_a_keyframe() {
+        let mut s = Sim::new();
+        s.sel.set_budget(Some(10_000_000));
+        s.run(STEP);
+        // Nothing measured yet: however large the budget, start on the lowest layer ...
+        assert_eq!(s.sel.target(), Some(0));
+        s.run(STEP);
+        assert_eq!(s.forwarded[0], (0, Verdict::ForwardSwitched));
+        // ... and climb once the costs are known and the hold has passed.
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.sel.current(), Some(2));
+        // A restart (new outgoing stream, unmute) forwards nothing until a keyframe of the
+        // target, which then opens a new segment.
+        s.sel.restart();
+        assert_eq!(s.sel.current(), None);
+        assert_eq!(s.sel.keyframe_needed(), Some(2));
+        let v = s.sel.on_packet(s.now, &s.mon, 2, false);
+        assert_eq!(v, Verdict::Drop);
+        let v = s.sel.on_packet(s.now, &s.mon, 2, true);
+        assert_eq!(v, Verdict::ForwardSwitched);
+        assert_eq!(s.sel.keyframe_needed(), None);
+    }
+
+    #[test]
     fn allocator_serves_audio_first_then_preference_order() {
         let a = LayerAllocator::default();
         let d = |max: Option<u8>, visible| VideoDemand {
