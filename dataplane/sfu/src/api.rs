@@ -60,7 +60,7 @@ pub struct CreatePeer {
     pub offer: String,
     /// Published tracks to bind to the offer's recvonly m-lines (WHEP): each such m-line, in
     /// SDP order, gets the next unbound track of its kind as its outgoing stream, with no
-    /// server offer. m-lines left over carry nothing; tracks left over are not bound.
+    /// server offer. m-lines left over are answered `inactive`; tracks left over are not bound.
     pub bind: Vec<TrackInfo>,
 }
 

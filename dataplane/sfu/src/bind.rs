@@ -2,6 +2,9 @@
 //! the viewer offers recvonly audio/video, the answer makes them sendonly from us, and each
 //! one becomes a subscription's outgoing stream at once, so media flows with no server offer.
 //!
+//! Offered recvonly m-lines that no track will fill are made `inactive` in the offer before
+//! str0m answers it, so the answer never promises media we will not send.
+//!
 //! Must never add m-lines or start a negotiation: whatever the offer did not ask for is not
 //! bound.
 
@@ -16,6 +19,24 @@ use crate::ids::PeerId;
 use crate::track::{PublishedTrack, Subscription};
 
 impl ShardCore {
+    /// The tracks of `bind` that can be bound now — published on this shard, or on another
+    /// (the node set up that shard's fan-out) — without duplicates, in order.
+    pub(crate) fn bindable(&self, bind: Vec<TrackInfo>) -> Vec<TrackInfo> {
+        let mut out: Vec<TrackInfo> = Vec::with_capacity(bind.len());
+        for info in bind {
+            let track = info.track;
+            let live = track.shard() != self.shard
+                || self
+                    .tracks
+                    .get(&track)
+                    .is_some_and(|t| t.publisher.is_some());
+            if live && !out.iter().any(|o| o.track == track) {
+                out.push(info);
+            }
+        }
+        out
+    }
+
     /// Bind `id`'s sending m-lines (in the order of `answer`) to `tracks`, same kind, in
     /// order. Returns how many were bound.
     pub(crate) fn bind_answered(
@@ -90,6 +111,41 @@ impl ShardCore {
     }
 }
 
+/// `offer` with each recvonly audio/video m-line that gets no track of `bind` turned
+/// `inactive`. Pairing is the one `bind_answered` applies to the answer: in SDP order, each
+/// m-line we may send on (offered recvonly or sendrecv, not rejected) takes the next track of
+/// its kind. Text-level on purpose: str0m answers an offered direction as given, and has no
+/// call to change a direction inside the answer it builds.
+pub(crate) fn unbound_inactive(offer: &str, bind: &[TrackInfo]) -> String {
+    let mut left =
+        [MediaKind::Audio, MediaKind::Video].map(|k| bind.iter().filter(|t| t.kind == k).count());
+    let mut kind: Option<usize> = None;
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.split_inclusive('\n') {
+        let text = line.trim_end();
+        if let Some(m) = text.strip_prefix("m=") {
+            let mut f = m.split(' ');
+            let (media, port) = (f.next(), f.next());
+            kind = match (media, port) {
+                (_, Some("0")) => None,
+                (Some("audio"), _) => Some(0),
+                (Some("video"), _) => Some(1),
+                _ => None,
+            };
+        }
+        if let (Some(k), "a=recvonly" | "a=sendrecv") = (kind, text) {
+            if left[k] > 0 {
+                left[k] -= 1;
+            } else if text == "a=recvonly" {
+                out.push_str(&line.replacen("a=recvonly", "a=inactive", 1));
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// The mids of an SDP's m-lines, in order (sections without a mid are skipped).
 fn mids_in_order(sdp: &str) -> Vec<Mid> {
     sdp.lines()
@@ -101,6 +157,43 @@ fn mids_in_order(sdp: &str) -> Vec<Mid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(track: u64, kind: MediaKind) -> TrackInfo {
+        TrackInfo {
+            track: crate::ids::TrackId::new(crate::ids::ShardId(0), track),
+            room: crate::ids::RoomId::new("r"),
+            publisher_identity: "p".into(),
+            kind,
+            rids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_recvonly_lines_without_a_track_turn_inactive() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
+                     m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=recvonly\r\n\
+                     m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
+        let out = unbound_inactive(
+            offer,
+            &[info(1, MediaKind::Video), info(2, MediaKind::Audio)],
+        );
+        let dirs: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("a=recvonly") || l.starts_with("a=inactive"))
+            .collect();
+        // audio bound, first video bound, rejected line untouched, second video inactive.
+        assert_eq!(
+            dirs,
+            ["a=recvonly", "a=recvonly", "a=recvonly", "a=inactive"]
+        );
+        assert_eq!(out.len(), offer.len(), "only the one attribute changed");
+        assert_eq!(
+            unbound_inactive(offer, &[]).matches("a=inactive").count(),
+            3
+        );
+    }
 
     #[test]
     fn mids_come_in_sdp_order() {

@@ -37,7 +37,9 @@ impl ShardCore {
             now,
         )
         .map_err(CoreError::BadState)?;
-        let answer = peer.accept_offer(&req.offer).map_err(CoreError::BadSdp)?;
+        let bind = self.bindable(req.bind);
+        let offer = crate::bind::unbound_inactive(&req.offer, &bind);
+        let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
             .entry(req.room.clone())
@@ -47,7 +49,7 @@ impl ShardCore {
         self.peers.insert(id, peer);
         self.stats.peers = self.peers.len() as u64;
         debug!(peer = %id, room = %req.room, "peer created");
-        self.bind_answered(now, id, &answer, req.bind);
+        self.bind_answered(now, id, &answer, bind);
         self.mark_dirty(id);
         self.drain_all(now);
         Ok(answer)
