@@ -750,6 +750,31 @@ async fn host_controls_change_the_store_and_publish_events() {
         events.try_recv().unwrap(),
         RoomEvent::PermissionsUpdated { .. }
     ));
+    // The role changes alone; the grants stay as they are.
+    let (status, p) = app
+        .call(
+            Method::PATCH,
+            "/v1/rooms/r/participants/ann/permissions",
+            &a,
+            Some(json!({ "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(p["role"], "viewer");
+    assert_eq!(p["grants"]["roomAdmin"], true);
+    assert!(matches!(
+        events.try_recv().unwrap(),
+        RoomEvent::PermissionsUpdated { role: Role::Viewer, grants, .. } if grants.room_admin && !grants.can_publish
+    ));
+    let bad = app
+        .call(
+            Method::PATCH,
+            "/v1/rooms/r/participants/ann/permissions",
+            &a,
+            Some(json!({ "role": "admin" })),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_json");
 
     let (status, p) = app
         .call(Method::POST, "/v1/rooms/r/participants/bob/admit", &a, None)

@@ -710,3 +710,259 @@ async fn whep_player_receives_what_whip_publishes() {
     assert_eq!(audio.len(), 1, "one audio m-line carries media");
     assert!(video[0].keyframes >= 1);
 }
+
+/// A shardcast-client publishing audio + 3-layer video over real UDP, driven by a thread.
+struct Peer {
+    client: Arc<std::sync::Mutex<Client>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peer {
+    /// Offers over `ws`, applies the answer and starts the media thread.
+    async fn connect(name: &str, seed: u64, ws: &mut Ws) -> Peer {
+        use std::sync::atomic::Ordering;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut client = Client::new(
+            ClientConfig::new(name, seed, TimeBase::real())
+                .with_audio()
+                .with_video(VideoSpec::simulcast3()),
+            sock.local_addr().unwrap(),
+            Instant::now(),
+        )
+        .unwrap();
+        let offer = client.create_offer(Instant::now()).unwrap();
+        send(ws, json!({"type": "offer", "sdp": offer})).await;
+        let answer = recv_type(ws, "answer").await;
+        client
+            .accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
+            .unwrap();
+        let client = Arc::new(std::sync::Mutex::new(client));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st) = (client.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let local = sock.local_addr().unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            let mut buf = vec![0u8; 2048];
+            while !st.load(Ordering::Relaxed) {
+                {
+                    let mut c = c.lock().unwrap();
+                    c.handle_timeout(Instant::now());
+                    while let shardcast_client::ClientOutput::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } = c.poll_output()
+                    {
+                        let _ = sock.send_to(&contents, destination);
+                    }
+                }
+                if let Ok((n, src)) = sock.recv_from(&mut buf) {
+                    c.lock()
+                        .unwrap()
+                        .handle_datagram(Instant::now(), src, local, &buf[..n]);
+                }
+            }
+        });
+        Peer {
+            client,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.client.lock().unwrap().stats().packets_received()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One participant of a call: its socket, its media and every message it got.
+struct Party {
+    ws: Ws,
+    peer: Peer,
+    log: Vec<Value>,
+}
+
+impl Party {
+    /// Reads what arrived within a few ms, answering server offers.
+    async fn poll(&mut self) {
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(20), self.ws.next()).await
+        else {
+            return;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "offer" {
+            let answer = self
+                .peer
+                .client
+                .lock()
+                .unwrap()
+                .accept_offer(Instant::now(), v["sdp"].as_str().unwrap())
+                .unwrap();
+            send(&mut self.ws, json!({"type": "answer", "sdp": answer})).await;
+        }
+        self.log.push(v);
+    }
+
+    fn count(&self, ty: &str, identity: &str) -> usize {
+        self.log
+            .iter()
+            .filter(|m| {
+                m["type"] == ty
+                    && (m["identity"] == identity
+                        || m["track"]["identity"] == identity
+                        || m["participant"]["identity"] == identity)
+            })
+            .count()
+    }
+}
+
+/// Polls both parties until `done` holds (or fails after 30 s, naming `what`).
+async fn settle(parties: &mut [&mut Party], what: &str, done: impl Fn(&[&mut Party]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(parties) {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        for p in parties.iter_mut() {
+            p.poll().await;
+        }
+    }
+}
+
+/// Media to `p` has stopped: its received count holds still over a second (polled until it
+/// does, so packets in flight at the change do not matter).
+async fn media_stops(parties: &mut [&mut Party], who: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = parties[who].peer.received();
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            for p in parties.iter_mut() {
+                p.poll().await;
+            }
+        }
+        if parties[who].peer.received() == before {
+            return;
+        }
+        assert!(Instant::now() < deadline, "media never stopped: {what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_updates_apply_to_the_live_session() {
+    let h = start().await;
+    h.room("perm", RoomSettings::default(), None).await;
+    let (mut a_ws, _) = h.join("perm", "alice", Role::Host).await;
+    let (mut b_ws, _) = h.join("perm", "bob", Role::Participant).await;
+    let a_peer = Peer::connect("alice", 1, &mut a_ws).await;
+    let b_peer = Peer::connect("bob", 2, &mut b_ws).await;
+    let mut alice = Party {
+        ws: a_ws,
+        peer: a_peer,
+        log: Vec::new(),
+    };
+    let mut bob = Party {
+        ws: b_ws,
+        peer: b_peer,
+        log: Vec::new(),
+    };
+    settle(&mut [&mut alice, &mut bob], "media both ways", |p| {
+        p[0].peer.received() > 50
+            && p[1].peer.received() > 50
+            && p[0].count("track_published", "bob") == 2
+    })
+    .await;
+
+    // Revoke bob's publish, subscribe and chat grants over REST.
+    let (status, p) = h
+        .rest(
+            reqwest::Method::PATCH,
+            "/v1/rooms/perm/participants/bob/permissions",
+            Some(json!({"canPublish": false, "canSubscribe": false, "canChat": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        p["grants"],
+        json!({"canPublish": false, "canSubscribe": false, "canChat": false, "roomAdmin": false})
+    );
+    settle(
+        &mut [&mut alice, &mut bob],
+        "permissions_changed and unpublish",
+        |p| {
+            p[1].count("permissions_changed", "bob") == 1
+                && p[0].count("permissions_changed", "bob") == 1
+                && p[0].count("track_unpublished", "bob") == 2
+        },
+    )
+    .await;
+    let told = bob
+        .log
+        .iter()
+        .find(|m| m["type"] == "permissions_changed")
+        .unwrap();
+    assert_eq!(told["participant"]["grants"]["canPublish"], false, "{told}");
+    assert_eq!(told["participant"]["role"], "participant", "{told}");
+    // Bob's tracks are stopped on the node (alice gets nothing more) and his subscriptions
+    // ended (bob gets nothing more).
+    media_stops(&mut [&mut alice, &mut bob], 0, "bob's publishing").await;
+    media_stops(&mut [&mut alice, &mut bob], 1, "bob's subscriptions").await;
+    // Chat is refused with the stable code.
+    send(&mut bob.ws, json!({"type": "chat", "text": "still here?"})).await;
+    settle(&mut [&mut alice, &mut bob], "chat refused", |p| {
+        p[1].log
+            .iter()
+            .any(|m| m["type"] == "error" && m["code"] == "forbidden")
+    })
+    .await;
+    assert_eq!(alice.count("chat", "bob"), 0);
+    // The record no longer lists bob's tracks.
+    let (_, rec) = h
+        .rest(
+            reqwest::Method::GET,
+            "/v1/rooms/perm/participants/bob",
+            None,
+        )
+        .await;
+    assert_eq!(rec["tracks"], json!([]), "{rec}");
+    assert_eq!(rec["grants"]["canPublish"], false, "{rec}");
+
+    // Granted again: bob's tracks come back for alice, and bob receives alice again.
+    let (a_before, b_before) = (alice.peer.received(), bob.peer.received());
+    let (status, _) = h
+        .rest(
+            reqwest::Method::PATCH,
+            "/v1/rooms/perm/participants/bob/permissions",
+            Some(json!({"canPublish": true, "canSubscribe": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    settle(
+        &mut [&mut alice, &mut bob],
+        "media again after the grant",
+        |p| {
+            p[0].count("track_published", "bob") == 4
+                && p[0].peer.received() > a_before + 50
+                && p[1].peer.received() > b_before + 50
+        },
+    )
+    .await;
+    let (_, rec) = h
+        .rest(
+            reqwest::Method::GET,
+            "/v1/rooms/perm/participants/bob",
+            None,
+        )
+        .await;
+    assert_eq!(rec["tracks"].as_array().unwrap().len(), 2, "{rec}");
+}

@@ -141,7 +141,7 @@ pub fn document() -> Value {
             "post": with_params(op("Pause or resume all of a participant's video", Auth::Tenant, Some("PauseVideo"), ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw)
         },
         "/v1/rooms/{room}/participants/{identity}/permissions": {
-            "patch": with_params(op("Change a participant's grants", Auth::Tenant, Some("GrantsUpdate"), ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw)
+            "patch": with_params(op("Change a participant's role and grants (applied to its live session)", Auth::Tenant, Some("GrantsUpdate"), ("200", Some("Participant")), &["room_not_found", "participant_not_found"]), &rw)
         },
         "/v1/rooms/{room}/participants/{identity}/admit": {
             "post": with_params(op("Admit a participant from the waiting room", Auth::Tenant, None, ("200", Some("Participant")), &["room_not_found", "participant_not_found", "not_waiting"]), &rw)
@@ -220,6 +220,7 @@ fn schemas() -> Value {
         "RoomList": { "type": "object", "properties": { "rooms": { "type": "array", "items": schema("Room") } } },
         "Grants": grants,
         "GrantsUpdate": { "type": "object", "additionalProperties": false, "properties": {
+            "role": { "type": "string", "enum": ["host", "participant", "viewer"] },
             "canPublish": { "type": "boolean" }, "canSubscribe": { "type": "boolean" },
             "canChat": { "type": "boolean" }, "roomAdmin": { "type": "boolean" } } },
         "Track": { "type": "object", "properties": {

@@ -11,8 +11,8 @@ use crate::app::AppState;
 use crate::auth::TenantAuth;
 use crate::error::ApiError;
 use crate::ids::Identity;
-use crate::services::participants::{self, GrantsUpdate};
-use crate::store::records::ParticipantRecord;
+use crate::services::participants::{self, PermissionsUpdate};
+use crate::store::records::{ParticipantRecord, Role};
 
 const ONE: &str = "/v1/rooms/{room}/participants/{identity}";
 
@@ -69,6 +69,7 @@ pub struct PauseBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PermissionsBody {
+    pub role: Option<Role>,
     pub can_publish: Option<bool>,
     pub can_subscribe: Option<bool>,
     pub can_chat: Option<bool>,
@@ -171,7 +172,8 @@ async fn permissions(
 ) -> Result<Json<ParticipantRecord>, ApiError> {
     let room = room_name(room)?;
     let who = identity(who)?;
-    let change = GrantsUpdate {
+    let change = PermissionsUpdate {
+        role: body.role,
         can_publish: body.can_publish,
         can_subscribe: body.can_subscribe,
         can_chat: body.can_chat,

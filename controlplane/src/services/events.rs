@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::ids::{Identity, NodeId, RoomName, TenantId};
-use crate::store::records::{ChatRecord, Grants};
+use crate::store::records::{ChatRecord, Grants, Role};
 
 pub type EventFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
@@ -74,10 +74,13 @@ pub enum RoomEvent {
         tracks: Vec<u64>,
         peer: PeerRef,
     },
+    /// Role and/or grants changed; `name`, `role` and `grants` are the participant's now.
     PermissionsUpdated {
         tenant: TenantId,
         room: RoomName,
         identity: Identity,
+        name: String,
+        role: Role,
         grants: Grants,
     },
     /// A chat message, already stored.

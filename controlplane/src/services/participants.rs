@@ -8,21 +8,25 @@ use super::events::{PeerRef, RemoveReason, RoomEvent, RoomEvents};
 use super::rooms;
 use crate::error::ApiError;
 use crate::ids::{Identity, RoomName, TenantId};
-use crate::store::records::{Grants, ParticipantRecord, ParticipantState, TrackKind};
+use crate::store::records::{Grants, ParticipantRecord, ParticipantState, Role, TrackKind};
 use crate::store::typed::{get_json, list_json, put_json, update_json};
 use crate::store::{keys, Store};
 
-/// Which grants to change; `None` keeps the current value.
+/// Which grants (and role) to change; `None` keeps the current value.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GrantsUpdate {
+pub struct PermissionsUpdate {
+    pub role: Option<Role>,
     pub can_publish: Option<bool>,
     pub can_subscribe: Option<bool>,
     pub can_chat: Option<bool>,
     pub room_admin: Option<bool>,
 }
 
-impl GrantsUpdate {
-    fn apply(&self, g: &mut Grants) {
+impl PermissionsUpdate {
+    fn apply(&self, role: &mut Role, g: &mut Grants) {
+        if let Some(r) = self.role {
+            *role = r;
+        }
         if let Some(v) = self.can_publish {
             g.can_publish = v;
         }
@@ -219,16 +223,18 @@ pub async fn pause_video(
     Ok(p)
 }
 
+/// Changes a participant's role and/or grants. The record changes first; the event then
+/// makes the live session (on whichever instance holds it) work under the new grants.
 pub async fn update_permissions(
     store: &dyn Store,
     events: &dyn RoomEvents,
     tenant: &TenantId,
     room: &RoomName,
     identity: &Identity,
-    change: GrantsUpdate,
+    change: PermissionsUpdate,
 ) -> Result<ParticipantRecord, ApiError> {
     let p = update(store, tenant, room, identity, |p| {
-        change.apply(&mut p.grants);
+        change.apply(&mut p.role, &mut p.grants);
         Ok(())
     })
     .await?;
@@ -237,6 +243,8 @@ pub async fn update_permissions(
             tenant: tenant.clone(),
             room: room.clone(),
             identity: identity.clone(),
+            name: p.name.clone(),
+            role: p.role,
             grants: p.grants,
         })
         .await?;

@@ -19,6 +19,7 @@ use shardcast_dataplane::node::MediaKind;
 use tokio::sync::broadcast;
 
 use super::messages::{ChatInfo, ParticipantInfo, TrackInfo};
+use super::services::Grants;
 use crate::store::{Store, WatchKind};
 
 /// An event about one room, seen by every instance.
@@ -90,6 +91,14 @@ pub enum RoomEventKind {
         track: String,
         muted: bool,
         by: String,
+    },
+    /// The REST API changed `identity`'s role or grants: every instance tells its sessions
+    /// of the room, and the one holding `identity`'s session applies them to it.
+    Permissions {
+        identity: String,
+        name: String,
+        role: String,
+        grants: Grants,
     },
     /// The room was deleted: every session ends.
     RoomClosed,

@@ -140,6 +140,11 @@ pub enum ServerMsg {
     Kicked {
         reason: String,
     },
+    /// A participant's role or grants changed (REST API); when it is the receiver's own
+    /// identity, its session now works under them.
+    PermissionsChanged {
+        participant: ParticipantInfo,
+    },
     Error {
         code: String,
         message: String,

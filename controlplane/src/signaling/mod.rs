@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 pub use bus::{RoomBus, RoomEvent as BusEvent, RoomEventKind, StoreBus};
 pub use hub::{Hub, Session};
-pub use services::{Member, SignalError, SignalServices};
+pub use services::{Grants, Member, SignalError, SignalServices};
 
 use crate::services::events::{EventFuture, RemoveReason, RoomEvent, RoomEvents};
 
@@ -103,7 +103,23 @@ fn translate(e: &RoomEvent) -> Vec<RoomEventKind> {
                 by: "api".into(),
             })
             .collect(),
-        RoomEvent::PermissionsUpdated { .. } => Vec::new(),
+        RoomEvent::PermissionsUpdated {
+            identity,
+            name,
+            role,
+            grants,
+            ..
+        } => vec![RoomEventKind::Permissions {
+            identity: identity.to_string(),
+            name: name.clone(),
+            role: store_services::role_name(*role).into(),
+            grants: Grants {
+                can_publish: grants.can_publish,
+                can_subscribe: grants.can_subscribe,
+                can_chat: grants.can_chat,
+                room_admin: grants.room_admin,
+            },
+        }],
         RoomEvent::Chat { message, .. } => vec![RoomEventKind::Chat {
             message: messages::ChatInfo {
                 id: message.seq.to_string(),

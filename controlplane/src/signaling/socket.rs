@@ -213,7 +213,7 @@ async fn handle(hub: &Arc<Hub>, s: &Arc<Session>, msg: ClientMsg) -> Result<(), 
     match msg {
         ClientMsg::Offer { sdp, .. } => {
             let _guard = s.sdp.lock().await;
-            let role = if s.member.grants.can_publish {
+            let role = if s.grants().can_publish {
                 PeerRole::Both
             } else {
                 PeerRole::Subscribe

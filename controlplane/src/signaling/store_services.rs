@@ -62,7 +62,7 @@ fn store_err(e: crate::store::StoreError) -> SignalError {
     SignalError::new("unavailable", "the store is unavailable")
 }
 
-fn role_name(r: Role) -> &'static str {
+pub(crate) fn role_name(r: Role) -> &'static str {
     match r {
         Role::Host => "host",
         Role::Participant => "participant",

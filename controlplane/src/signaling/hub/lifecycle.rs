@@ -39,6 +39,7 @@ impl Hub {
             }
         }
         let must_wait = policy.ask_before_join && !member.is_host();
+        let (role, grants) = (member.role.clone(), member.grants);
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().simple().to_string(),
             member,
@@ -55,7 +56,10 @@ impl Hub {
                 peer: None,
                 subscribed: HashSet::new(),
                 tracks: Vec::new(),
+                withheld: Vec::new(),
                 server_offer_pending: false,
+                role,
+                grants,
             }),
             sdp: tokio::sync::Mutex::new(()),
         });
@@ -76,7 +80,7 @@ impl Hub {
         .await;
         if must_wait {
             self.services
-                .put_participant(&session.member, Presence::Waiting, None, &[])
+                .put_participant(&session.member_now(), Presence::Waiting, None, &[])
                 .await?;
             self.publish(
                 &session.member,
@@ -96,7 +100,7 @@ impl Hub {
     /// Admit a session into the room: record it, tell the others, send `joined`. The media
     /// node is chosen later, at the first offer, so joining never waits on placement.
     pub(super) async fn enter(&self, session: &Arc<Session>) -> Result<(), SignalError> {
-        let m = &session.member;
+        let m = &session.member_now();
         session.state.lock().unwrap().phase = Phase::Joined;
         self.services
             .put_participant(m, Presence::Joined, None, &[])
@@ -114,7 +118,7 @@ impl Hub {
 
     /// The `joined` message with the room's current state.
     pub async fn send_joined(&self, session: &Session) -> Result<(), SignalError> {
-        let m = &session.member;
+        let m = &session.member_now();
         let stored = self.services.participants(&m.tenant, &m.room).await?;
         let chat = self
             .services

@@ -55,7 +55,7 @@ impl Hub {
             }
             return node.api.renegotiate(peer, sdp).await.map_err(node_err);
         }
-        let m = &session.member;
+        let m = &session.member_now();
         let created = node
             .api
             .create_peer(CreatePeer {
@@ -114,7 +114,9 @@ impl Hub {
             let (Some(node), Some(peer)) = (s.node.clone(), s.peer) else {
                 return;
             };
-            if s.phase != Phase::Joined || !s.subscribed.insert(track) {
+            // The grant is checked under the same lock that records the subscription, so a
+            // revocation racing with auto-subscription never leaves one behind.
+            if s.phase != Phase::Joined || !s.grants.can_subscribe || !s.subscribed.insert(track) {
                 return;
             }
             (node, peer)
@@ -181,7 +183,7 @@ impl Hub {
                 .await
                 .map_err(node_err)?;
         }
-        let m = &session.member;
+        let m = &session.member_now();
         let tracks = session.tracks();
         let node_id = node_id_of(session);
         let _ = self

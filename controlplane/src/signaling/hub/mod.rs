@@ -9,11 +9,12 @@
 //!
 //! Files: `session` (per-session state and outbox), `lifecycle` (join, wait, resume, close),
 //! `media` (offers, subscriptions, mutes), `node_events` (the node event pump),
-//! `room_events` (bus events, chat, host controls).
+//! `room_events` (bus events, chat, host controls), `permissions` (live role/grant changes).
 
 mod lifecycle;
 mod media;
 mod node_events;
+mod permissions;
 mod room_events;
 mod session;
 

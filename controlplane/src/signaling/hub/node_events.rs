@@ -77,17 +77,39 @@ impl Hub {
                     rids,
                     muted: false,
                 };
-                let tracks = {
+                let (tracks, withheld) = {
                     let mut st = s.state.lock().unwrap();
-                    if st.tracks.iter().any(|t| t.id == info.id) {
+                    if st
+                        .tracks
+                        .iter()
+                        .chain(&st.withheld)
+                        .any(|t| t.id == info.id)
+                    {
                         return;
                     }
-                    st.tracks.push(info.clone());
-                    st.tracks.clone()
+                    if st.grants.can_publish {
+                        st.tracks.push(info.clone());
+                        (st.tracks.clone(), None)
+                    } else {
+                        st.withheld.push(info.clone());
+                        (Vec::new(), st.node.clone())
+                    }
                 };
+                if let Some(n) = withheld {
+                    // Published without canPublish (revoked after the peer was created): stop
+                    // it on the node and keep it from the room until the grant comes back.
+                    if let Err(e) = n.api.set_track_muted(track, true).await {
+                        tracing::debug!(error = %e, %track, "withholding track");
+                    }
+                    s.send(ServerMsg::error(
+                        "forbidden",
+                        format!("no canPublish grant: track {} is not published", info.id),
+                    ));
+                    return;
+                }
                 let _ = self
                     .services
-                    .put_participant(&s.member, Presence::Joined, Some(node), &tracks)
+                    .put_participant(&s.member_now(), Presence::Joined, Some(node), &tracks)
                     .await;
                 self.publish(
                     &s.member,
@@ -103,6 +125,7 @@ impl Hub {
                 let id = track_to_wire(track);
                 let tracks = {
                     let mut st = s.state.lock().unwrap();
+                    st.withheld.retain(|t| t.id != id);
                     let before = st.tracks.len();
                     st.tracks.retain(|t| t.id != id);
                     if st.tracks.len() == before {
@@ -112,7 +135,7 @@ impl Hub {
                 };
                 let _ = self
                     .services
-                    .put_participant(&s.member, Presence::Joined, Some(node), &tracks)
+                    .put_participant(&s.member_now(), Presence::Joined, Some(node), &tracks)
                     .await;
                 self.publish(
                     &s.member,

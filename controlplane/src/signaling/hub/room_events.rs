@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use super::{Hub, Phase, Session};
 use crate::signaling::bus::{RoomEvent, RoomEventKind};
-use crate::signaling::messages::{track_from_wire, ServerMsg};
+use crate::signaling::messages::{track_from_wire, ParticipantInfo, ServerMsg};
 use crate::signaling::services::SignalError;
 
 impl Hub {
     pub async fn chat(&self, session: &Arc<Session>, text: &str) -> Result<(), SignalError> {
         let m = &session.member;
-        if !m.grants.can_chat {
+        if !session.grants().can_chat {
             return Err(SignalError::new("forbidden", "no canChat grant"));
         }
         if text.is_empty() || text.len() > 4096 {
@@ -33,7 +33,7 @@ impl Hub {
         session: &Arc<Session>,
         kind: RoomEventKind,
     ) -> Result<(), SignalError> {
-        if !session.member.is_host() {
+        if !session.is_host() {
             return Err(SignalError::new(
                 "forbidden",
                 "host controls need the host role",
@@ -90,7 +90,7 @@ impl Hub {
                     s.send(ServerMsg::TrackPublished {
                         track: track.clone(),
                     });
-                    if let (Some(id), true) = (id, s.member.grants.can_subscribe && s.interactive) {
+                    if let (Some(id), true) = (id, s.grants().can_subscribe && s.interactive) {
                         self.subscribe(s, id).await;
                     }
                 }
@@ -143,7 +143,7 @@ impl Hub {
                 }
             }
             RoomEventKind::Knock { identity, name } => {
-                for s in others().filter(|s| s.member.is_host()) {
+                for s in others().filter(|s| s.is_host()) {
                     s.send(ServerMsg::Knock {
                         identity: identity.clone(),
                         name: name.clone(),
@@ -212,6 +212,20 @@ impl Hub {
                         tracing::debug!(error = %e, "api mute");
                     }
                 }
+            }
+            RoomEventKind::Permissions {
+                identity,
+                name,
+                role,
+                grants,
+            } => {
+                let participant = ParticipantInfo {
+                    identity,
+                    name,
+                    role,
+                    grants: serde_json::to_value(grants).unwrap_or_default(),
+                };
+                self.on_permissions(&sessions, participant, grants).await;
             }
             RoomEventKind::RoomClosed => {
                 for s in sessions {

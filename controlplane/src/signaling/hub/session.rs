@@ -1,5 +1,5 @@
 //! One participant session as the hub sees it: its phase, outbox (the socket task's channel),
-//! media peer, subscriptions and published tracks.
+//! media peer, subscriptions, published tracks and its live role and grants.
 //!
 //! Must never: call a node or the store — the hub does that; this is state and the outbox.
 
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::placement::NodeHandle;
 use crate::signaling::messages::{ServerMsg, TrackInfo};
-use crate::signaling::services::Member;
+use crate::signaling::services::{Grants, Member};
 
 /// What a session's socket task receives. (Messages are not boxed: they are built once and
 /// moved through the channel; the size difference is harmless here.)
@@ -39,12 +39,19 @@ pub(super) struct SessionState {
     pub(super) peer: Option<PeerId>,
     pub(super) subscribed: HashSet<TrackId>,
     pub(super) tracks: Vec<TrackInfo>,
+    /// Tracks the peer publishes while the session lacks canPublish: stopped on the node,
+    /// unknown to the room (see `permissions`).
+    pub(super) withheld: Vec<TrackInfo>,
     pub(super) server_offer_pending: bool,
+    /// Role and grants now: the token's at join, then whatever the REST API set.
+    pub(super) role: String,
+    pub(super) grants: Grants,
 }
 
 /// One participant session (a WebSocket, or a WHIP/WHEP resource with no socket).
 pub struct Session {
     pub id: String,
+    /// Who joined, with the token's role and grants; the live ones are `role()`/`grants()`.
     pub member: Member,
     /// A WebSocket session (renegotiates, gets auto-subscribed); false for WHIP/WHEP, whose
     /// m-lines are fixed by their one offer.
@@ -66,6 +73,34 @@ impl Session {
 
     pub fn tracks(&self) -> Vec<TrackInfo> {
         self.state.lock().unwrap().tracks.clone()
+    }
+
+    /// The grants the session works under now.
+    pub fn grants(&self) -> Grants {
+        self.state.lock().unwrap().grants
+    }
+
+    /// Hosts and room admins may use host controls (live role and grants).
+    pub fn is_host(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.role == "host" || s.grants.room_admin
+    }
+
+    /// The member with its live role and grants (what records and events must carry).
+    pub fn member_now(&self) -> Member {
+        let s = self.state.lock().unwrap();
+        Member {
+            role: s.role.clone(),
+            grants: s.grants,
+            ..self.member.clone()
+        }
+    }
+
+    /// Replaces role and grants; returns the grants before.
+    pub(super) fn set_access(&self, role: String, grants: Grants) -> Grants {
+        let mut s = self.state.lock().unwrap();
+        s.role = role;
+        std::mem::replace(&mut s.grants, grants)
     }
 
     /// Queue a message to the client; dropped when detached.
