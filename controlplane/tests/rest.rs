@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -968,35 +968,51 @@ async fn nodes_list_and_drain() {
 
 // ---------------------------------------------------------------- passwords
 
-#[test]
-fn limiter_blocks_after_max_failures_per_room_and_source() {
+#[tokio::test]
+async fn limiter_blocks_after_max_failures_per_room_and_source() {
+    let app = TestApp::new().await;
+    let store = app.state.store.as_ref();
     let limiter = PasswordLimiter::new(5, Duration::from_secs(60));
+    let tenant = TenantId::parse("acme").unwrap();
+    let (room, other_room) = (
+        RoomName::parse("room").unwrap(),
+        RoomName::parse("other-room").unwrap(),
+    );
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let other_ip: IpAddr = "192.0.2.2".parse().unwrap();
-    let t0 = Instant::now();
-    for i in 0..5 {
-        assert!(limiter.check("room", ip, t0).is_ok(), "attempt {i} allowed");
-        limiter.record_failure("room", ip, t0 + Duration::from_secs(i));
+    let t0 = 1_795_000_000_000u64;
+    let check = |room: &RoomName, ip: IpAddr, at: u64| {
+        let (limiter, tenant, room) = (&limiter, tenant.clone(), room.clone());
+        async move { limiter.check(store, &tenant, &room, ip, at).await.unwrap() }
+    };
+    for i in 0..5u64 {
+        assert!(check(&room, ip, t0).await.is_ok(), "attempt {i} allowed");
+        let n = limiter
+            .record_failure(store, &tenant, &room, ip, t0 + i * 1000)
+            .await
+            .unwrap();
+        assert_eq!(n as u64, i + 1);
     }
-    let retry = limiter
-        .check("room", ip, t0 + Duration::from_secs(10))
-        .unwrap_err();
+    let retry = check(&room, ip, t0 + 10_000).await.unwrap_err();
     assert_eq!(retry, Duration::from_secs(50));
-    assert!(limiter.check("room", other_ip, t0).is_ok(), "per source");
-    assert!(limiter.check("other-room", ip, t0).is_ok(), "per room");
-    assert!(
-        limiter
-            .check("room", ip, t0 + Duration::from_secs(60))
-            .is_ok(),
-        "window passes"
-    );
-    limiter.record_success("room", ip);
-    assert!(
-        limiter
-            .check("room", ip, t0 + Duration::from_secs(10))
-            .is_ok(),
-        "success clears"
-    );
+    assert!(check(&room, other_ip, t0).await.is_ok(), "per source");
+    assert!(check(&other_room, ip, t0).await.is_ok(), "per room");
+    assert!(check(&room, ip, t0 + 60_000).await.is_ok(), "window passes");
+    // A failure after the window starts a new one.
+    let n = limiter
+        .record_failure(store, &tenant, &room, ip, t0 + 61_000)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    limiter
+        .record_success(store, &tenant, &room, ip)
+        .await
+        .unwrap();
+    assert!(store
+        .get(&keys::password_failures(&tenant, &room, ip))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -1017,8 +1033,8 @@ async fn wrong_room_passwords_are_rate_limited() {
     let store = app.state.store.as_ref();
     let limiter = app.state.password_limiter.as_ref();
     let ip: IpAddr = "198.51.100.7".parse().unwrap();
-    let now = Instant::now();
-    let check = |pw: Option<&'static str>, ip: IpAddr, at: Instant| {
+    let now = shardcast_controlplane::services::now_unix_ms();
+    let check = |pw: Option<&'static str>, ip: IpAddr, at: u64| {
         let (tenant, locked) = (tenant.clone(), locked.clone());
         async move { rooms::check_password(store, limiter, &tenant, &locked, pw, ip, at).await }
     };
@@ -1042,9 +1058,7 @@ async fn wrong_room_passwords_are_rate_limited() {
     check(Some("open sesame"), "198.51.100.8".parse().unwrap(), now)
         .await
         .unwrap();
-    check(Some("open sesame"), ip, now + Duration::from_secs(61))
-        .await
-        .unwrap();
+    check(Some("open sesame"), ip, now + 61_000).await.unwrap();
     // Rooms without a password take anything; unknown rooms are not found.
     let open = RoomName::parse("open").unwrap();
     rooms::check_password(store, limiter, &tenant, &open, Some("x"), ip, now)

@@ -29,6 +29,8 @@ struct Harness {
     addr: SocketAddr,
     key: ApiKeyRecord,
     store: Arc<dyn Store>,
+    placement: Arc<Placement>,
+    api: ApiConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -57,6 +59,8 @@ async fn start_with(api: ApiConfig) -> Harness {
         addr,
         key,
         store,
+        placement,
+        api,
         _dir: dir,
     }
 }
@@ -144,6 +148,12 @@ impl Harness {
             .await
             .unwrap();
         ws
+    }
+
+    /// Another control-plane instance on the same store and media node (as two instances
+    /// on one etcd would be).
+    async fn second_instance(&self) -> SocketAddr {
+        serve_instance(self.store.clone(), self.placement.clone(), self.api.clone()).await
     }
 
     /// A tenant REST call with the harness's API key.
@@ -316,6 +326,52 @@ async fn wrong_password_is_rate_limited() {
     )
     .await;
     assert_eq!(recv(&mut ws).await["code"], "rate_limited");
+}
+
+/// The password limit is one count per (room, source) for the whole deployment: wrong
+/// passwords sent to two instances add up, and the window ends for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_count_across_instances_until_the_window_ends() {
+    let h = start_with(ApiConfig {
+        password_max_failures: 3,
+        password_window: Duration::from_secs(2),
+        ..ApiConfig::default()
+    })
+    .await;
+    h.room("p", RoomSettings::default(), Some("sesame")).await;
+    let other = h.second_instance().await;
+    let token = h.token("p", "mallory", Role::Participant);
+    let mut a = h.ws().await;
+    let mut b = h.ws_at(other).await;
+    let wrong = json!({"type": "join", "token": token, "password": "guess"});
+    let right = json!({"type": "join", "token": token, "password": "sesame"});
+    for on_a in [true, false, true] {
+        let ws = if on_a { &mut a } else { &mut b };
+        send(ws, wrong.clone()).await;
+        assert_eq!(recv(ws).await["code"], "password_wrong");
+    }
+    // Three failures in all: both instances now refuse, even the right password.
+    for ws in [&mut b, &mut a] {
+        send(ws, wrong.clone()).await;
+        assert_eq!(recv(ws).await["code"], "rate_limited");
+        send(ws, right.clone()).await;
+        assert_eq!(recv(ws).await["code"], "rate_limited");
+    }
+    // After the window the right password gets in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        send(&mut b, right.clone()).await;
+        let m = recv(&mut b).await;
+        if m["type"] == "joined" {
+            break;
+        }
+        assert_eq!(m["code"], "rate_limited", "{m}");
+        assert!(
+            Instant::now() < deadline,
+            "still limited long after the window"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Simulcast rids a publisher declares are stored with its tracks and listed over REST.

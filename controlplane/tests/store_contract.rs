@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use shardcast_controlplane::auth::PasswordLimiter;
 use shardcast_controlplane::ids::{NodeId, RoomName, TenantId};
+use shardcast_controlplane::services::now_unix_ms;
 use shardcast_controlplane::store::typed::{get_json, update_json};
 use shardcast_controlplane::store::{
-    nodes, CasOutcome, EmbeddedStore, Expect, Store, StoreError, WatchEvent, WatchKind,
+    keys, nodes, CasOutcome, EmbeddedStore, Expect, Store, StoreError, WatchEvent, WatchKind,
 };
 use support::etcd::EtcdProcess;
 
@@ -68,6 +70,7 @@ backends!(
     contract_watch,
     contract_typed_update_is_atomic,
     contract_room_binding_first_wins,
+    contract_password_limit_is_shared,
 );
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -392,4 +395,49 @@ async fn embedded_lease_expires_while_down() {
         },
     )
     .await;
+}
+
+/// The room-password limit is shared by instances: limiters of two control planes on one
+/// store count into the same window, concurrent failures are never lost, and the window's
+/// key goes away by itself (its lease).
+async fn contract_password_limit_is_shared(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let a = PasswordLimiter::new(3, Duration::from_secs(2));
+    let b = PasswordLimiter::new(3, Duration::from_secs(2));
+    let (t, r) = (TenantId::parse("t").unwrap(), RoomName::parse("r").unwrap());
+    let ip: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+    let now = now_unix_ms();
+    assert_eq!(a.record_failure(s, &t, &r, ip, now).await.unwrap(), 1);
+    assert_eq!(b.record_failure(s, &t, &r, ip, now).await.unwrap(), 2);
+    assert!(b.check(s, &t, &r, ip, now).await.unwrap().is_ok());
+    assert_eq!(a.record_failure(s, &t, &r, ip, now).await.unwrap(), 3);
+    assert!(a.check(s, &t, &r, ip, now).await.unwrap().is_err());
+    assert!(b.check(s, &t, &r, ip, now).await.unwrap().is_err());
+    let key = keys::password_failures(&t, &r, ip);
+    assert!(s.get(&key).await.unwrap().unwrap().lease.is_some());
+    eventually("the window's key expires with its lease", || async {
+        s.get(&key).await.unwrap().is_none()
+    })
+    .await;
+    assert!(a.check(s, &t, &r, ip, now_unix_ms()).await.unwrap().is_ok());
+
+    // Eight failures at once from two instances: compare-and-swap loses none.
+    let c = PasswordLimiter::new(100, Duration::from_secs(60));
+    let d = PasswordLimiter::new(100, Duration::from_secs(60));
+    let other: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+    let now = now_unix_ms();
+    let attempts = (0..8).map(|i| {
+        let l = if i % 2 == 0 { &c } else { &d };
+        let (t, r) = (&t, &r);
+        async move { l.record_failure(s, t, r, other, now).await.unwrap() }
+    });
+    let mut counts = futures_util::future::join_all(attempts).await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=8).collect::<Vec<u32>>());
+    c.record_success(s, &t, &r, other).await.unwrap();
+    assert!(s
+        .get(&keys::password_failures(&t, &r, other))
+        .await
+        .unwrap()
+        .is_none());
 }

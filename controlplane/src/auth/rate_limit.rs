@@ -1,79 +1,156 @@
-//! `PasswordLimiter`: caps wrong room-password attempts per (room, source address).
+//! `PasswordLimiter`: caps wrong room-password attempts per (room, source address), for the
+//! whole deployment — every control-plane instance counts in the same Store record.
 //!
-//! A fixed window per key: after `max_failures` wrong attempts within `window`, every
-//! attempt is refused until the window that started with the first failure has passed. A
-//! right password clears the key. State is per control-plane instance (in memory): with N
-//! instances an attacker gets at most N × `max_failures` guesses per window, which is
-//! documented rather than paid for with a store write per attempt.
-//! Time is passed in so tests do not sleep.
+//! A fixed window per (room, source): the first wrong password creates
+//! `/shardcast/pwfail/{tenant}/{room}/{source}` (create-if-absent) on a lease that lives one
+//! window; each further wrong password bumps its count with a compare-and-swap on the key's
+//! revision (no locks, no read-modify-write races between instances). Once the count reaches
+//! `max_failures`, every attempt — the right password too — is refused until the window that
+//! started with the first failure has passed: the lease then deletes the key (etcd; the
+//! embedded store sweeps expired leases), and the record's own `window_ends_ms` makes an
+//! expired record count as absent even before the sweep. A right password deletes the key.
+//!
+//! Must never: store the attempted password, or turn a store failure into an unlimited pass
+//! (the caller gets the store error).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Keys kept before stale windows are pruned, so a spray of sources cannot grow memory
-/// without bound between prunes.
-const PRUNE_AT: usize = 10_000;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RoomName, TenantId};
+use crate::store::typed::get_json;
+use crate::store::{keys, CasOutcome, Expect, Store, StoreError};
+
+/// The shared record of one (room, source) window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordFailures {
+    pub failures: u32,
+    /// Unix milliseconds when the window (and the refusal) ends.
+    pub window_ends_ms: u64,
+}
 
 pub struct PasswordLimiter {
     max_failures: u32,
     window: Duration,
-    entries: Mutex<HashMap<(String, IpAddr), Window>>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    failures: u32,
-}
+/// Compare-and-swap attempts before a failure is given up on (only under heavy contention on
+/// one key, i.e. many instances hammering the same room from the same source at once).
+const MAX_CAS_ATTEMPTS: usize = 16;
 
 impl PasswordLimiter {
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures: max_failures.max(1),
             window,
-            entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Err(retry_after)` if this source has used up its attempts on this room.
-    pub fn check(&self, room: &str, source: IpAddr, now: Instant) -> Result<(), Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(&(room.to_owned(), source)) {
-            Some(w) if w.failures >= self.max_failures => {
-                let ends = w.started + self.window;
-                if now < ends {
-                    Err(ends - now)
-                } else {
-                    Ok(())
-                }
+    fn window_ms(&self) -> u64 {
+        self.window.as_millis().max(1) as u64
+    }
+
+    /// `Ok(Err(retry_after))` if this source has used up its attempts on this room.
+    pub async fn check(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        room: &RoomName,
+        source: IpAddr,
+        now_ms: u64,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        let key = keys::password_failures(tenant, room, source);
+        Ok(match get_json::<PasswordFailures>(store, &key).await? {
+            Some(v) if v.value.failures >= self.max_failures && now_ms < v.value.window_ends_ms => {
+                Err(Duration::from_millis(v.value.window_ends_ms - now_ms))
             }
             _ => Ok(()),
-        }
+        })
     }
 
-    pub fn record_failure(&self, room: &str, source: IpAddr, now: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= PRUNE_AT {
-            let window = self.window;
-            entries.retain(|_, w| now.duration_since(w.started) < window);
-        }
-        let w = entries.entry((room.to_owned(), source)).or_insert(Window {
-            started: now,
-            failures: 0,
-        });
-        if now.duration_since(w.started) >= self.window {
-            *w = Window {
-                started: now,
-                failures: 0,
+    /// Counts one wrong password; returns the failures counted in the current window.
+    pub async fn record_failure(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        room: &RoomName,
+        source: IpAddr,
+        now_ms: u64,
+    ) -> Result<u32, StoreError> {
+        let key = keys::password_failures(tenant, room, source);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let current = store.get(&key).await?;
+            let live = current.as_ref().and_then(|kv| {
+                let v: PasswordFailures = serde_json::from_slice(&kv.value).ok()?;
+                (now_ms < v.window_ends_ms).then_some((kv, v))
+            });
+            let outcome = match live {
+                Some((kv, v)) => {
+                    let next = PasswordFailures {
+                        failures: v.failures.saturating_add(1),
+                        ..v
+                    };
+                    let cas = store
+                        .compare_and_swap(
+                            &key,
+                            Expect::Revision(kv.mod_revision),
+                            encode(&next),
+                            kv.lease,
+                        )
+                        .await?;
+                    (cas, next.failures)
+                }
+                None => {
+                    // A new window: its own lease, so the key goes away by itself.
+                    let lease = store.grant_lease(self.window).await?;
+                    let first = PasswordFailures {
+                        failures: 1,
+                        window_ends_ms: now_ms + self.window_ms(),
+                    };
+                    let expect = match &current {
+                        None => Expect::Absent,
+                        // An expired record the sweep has not removed yet: replace it.
+                        Some(kv) => Expect::Revision(kv.mod_revision),
+                    };
+                    let cas = store
+                        .compare_and_swap(&key, expect, encode(&first), Some(lease))
+                        .await?;
+                    if !cas.swapped() {
+                        store.revoke_lease(lease).await?;
+                    }
+                    (cas, 1)
+                }
             };
+            if let (CasOutcome::Swapped { .. }, failures) = outcome {
+                return Ok(failures);
+            }
         }
-        w.failures += 1;
+        Err(StoreError::Backend(format!(
+            "password failures at {key} kept conflicting"
+        )))
     }
 
-    pub fn record_success(&self, room: &str, source: IpAddr) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(&(room.to_owned(), source));
+    /// A right password clears the source's record for this room.
+    pub async fn record_success(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        room: &RoomName,
+        source: IpAddr,
+    ) -> Result<(), StoreError> {
+        let key = keys::password_failures(tenant, room, source);
+        if let Some(kv) = store.get(&key).await? {
+            store.delete(&key).await?;
+            if let Some(lease) = kv.lease {
+                store.revoke_lease(lease).await?;
+            }
+        }
+        Ok(())
     }
+}
+
+fn encode(v: &PasswordFailures) -> Vec<u8> {
+    // A struct of two integers always serializes.
+    serde_json::to_vec(v).unwrap_or_default()
 }

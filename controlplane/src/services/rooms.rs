@@ -4,7 +4,6 @@
 //! session and peer are ended), its chat, its node binding, then announces `RoomClosed`.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::events::{PeerRef, RemoveReason, RoomEvent, RoomEvents};
 use super::now_unix_secs;
@@ -171,10 +170,12 @@ pub async fn close(
         .await
 }
 
-/// Checks a join's room password, rate-limited per (room, source).
+/// Checks a join's room password, rate-limited per (room, source) across every instance on
+/// the store (`PasswordLimiter`).
 ///
 /// Rooms without a password accept anything. After too many wrong attempts from `source`,
-/// even the right password is refused with `rate_limited` until the window passes.
+/// even the right password is refused with `rate_limited` until the window passes. `now_ms`
+/// is Unix milliseconds (instances compare windows on the wall clock).
 pub async fn check_password(
     store: &dyn Store,
     limiter: &PasswordLimiter,
@@ -182,27 +183,30 @@ pub async fn check_password(
     room: &RoomName,
     given: Option<&str>,
     source: IpAddr,
-    now: Instant,
+    now_ms: u64,
 ) -> Result<(), ApiError> {
     let record = get(store, tenant, room).await?;
     let Some(hash) = record.password_hash else {
         return Ok(());
     };
-    let limiter_key = keys::room(tenant, room);
     limiter
-        .check(&limiter_key, source, now)
+        .check(store, tenant, room, source, now_ms)
+        .await?
         .map_err(|retry| ApiError::RateLimited {
-            retry_after_secs: retry.as_secs().max(1),
+            // Rounded up: a client that waits this long is let through.
+            retry_after_secs: retry.as_millis().div_ceil(1000).max(1) as u64,
         })?;
     let ok = match given {
         Some(p) => password::verify(p.to_owned(), hash).await?,
         None => false,
     };
     if ok {
-        limiter.record_success(&limiter_key, source);
+        limiter.record_success(store, tenant, room, source).await?;
         Ok(())
     } else {
-        limiter.record_failure(&limiter_key, source, now);
+        limiter
+            .record_failure(store, tenant, room, source, now_ms)
+            .await?;
         Err(ApiError::WrongPassword)
     }
 }

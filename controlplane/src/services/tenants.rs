@@ -84,6 +84,10 @@ pub async fn remove(
     store
         .delete_prefix(&keys::bindings_tenant_prefix(id))
         .await?;
+    // Password windows would expire anyway; removing them frees their leases' keys now.
+    store
+        .delete_prefix(&keys::password_failures_tenant_prefix(id))
+        .await?;
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //! verified by `TokenService`), or leak a password hash or secret into a message.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use shardcast_dataplane::node::MediaKind;
 
@@ -138,7 +137,7 @@ impl SignalServices for StoreServices {
                 &r,
                 pw,
                 source,
-                Instant::now(),
+                crate::services::now_unix_ms(),
             )
             .await
             .map_err(|e| match (e, pw) {

@@ -73,3 +73,11 @@ pub fn bindings_tenant_prefix(t: &TenantId) -> String {
 pub fn binding(t: &TenantId, r: &RoomName) -> String {
     format!("{ROOT}bindings/{t}/{r}")
 }
+
+/// Wrong room-password attempts from one source address (on a lease: one rate-limit window).
+pub fn password_failures(t: &TenantId, r: &RoomName, source: std::net::IpAddr) -> String {
+    format!("{ROOT}pwfail/{t}/{r}/{source}")
+}
+pub fn password_failures_tenant_prefix(t: &TenantId) -> String {
+    format!("{ROOT}pwfail/{t}/")
+}
