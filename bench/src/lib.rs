@@ -9,6 +9,7 @@ pub mod floor_run;
 pub mod loadgen;
 pub mod pin;
 pub mod plot;
+pub mod pool;
 pub mod probe;
 pub mod procstat;
 pub mod report;
