@@ -6,12 +6,19 @@
 //!   fresh profile, driven over the DevTools protocol ([`cdp::Cdp`]).
 //! - [`static_site::StaticSite`]: a tiny HTTP server for a directory (tests of the demo page
 //!   and of the browser harness that need no Shardcast server).
+//! - [`etcd::Etcd`], [`cluster::ControlPlane`], [`cluster::MediaNodeProcess`]: a distributed
+//!   deployment as separate processes; [`cluster::Rest`] drives its REST API.
+//! - [`participant::Participant`]: a native client (shardcast-client over UDP) signaled over
+//!   the WebSocket API.
 //!
 //! Never: skip a test because a component is missing (a missing Chromium or binary is an
 //! error), or talk to anything but 127.0.0.1.
 
 pub mod cdp;
 pub mod chromium;
+pub mod cluster;
+pub mod etcd;
+pub mod participant;
 pub mod process;
 pub mod server;
 pub mod static_site;

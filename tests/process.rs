@@ -46,6 +46,12 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// SIGKILL to the group and reap it now (a crash, as far as the process can tell).
+    pub fn kill(&mut self) {
+        self.signal_group("KILL");
+        let _ = self.child.wait();
+    }
+
     /// `Err` with the exit status if the process has already ended.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {

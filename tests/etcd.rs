@@ -1,0 +1,59 @@
+//! A real etcd (Debian etcd-server, `/usr/bin/etcd`) on free loopback ports with a temporary
+//! data directory, stopped by PID when dropped. A missing binary is an error, never a skip.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::ChildGuard;
+use crate::{free_tcp_port, wait_for};
+
+pub const ETCD_BINARY: &str = "/usr/bin/etcd";
+
+pub struct Etcd {
+    /// `http://127.0.0.1:PORT`, the client URL.
+    pub endpoint: String,
+    // Field order: stop the process before removing its data directory.
+    process: ChildGuard,
+    _data: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until `/health` says so.
+    pub fn start() -> anyhow::Result<Self> {
+        let data = tempfile::Builder::new()
+            .prefix("shardcast-etcd-")
+            .tempdir()?;
+        let endpoint = format!("http://127.0.0.1:{}", free_tcp_port());
+        let peer = format!("http://127.0.0.1:{}", free_tcp_port());
+        let mut cmd = Command::new(ETCD_BINARY);
+        cmd.arg("--data-dir")
+            .arg(data.path().join("etcd"))
+            .args(["--name", "default"])
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")]);
+        let mut process = ChildGuard::spawn("etcd", cmd, &data.path().join("etcd.log"))?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        wait_for("etcd to be healthy", Duration::from_secs(30), || {
+            process.check_running()?;
+            let r = http.get(format!("{endpoint}/health")).send();
+            Ok(r.ok()
+                .and_then(|r| r.json::<serde_json::Value>().ok())
+                .filter(|v| v["health"] == "true")
+                .map(|_| ()))
+        })?;
+        Ok(Self {
+            endpoint,
+            process,
+            _data: data,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

@@ -1,0 +1,214 @@
+//! A native participant: a shardcast-client (str0m, synthetic media) on its own UDP socket,
+//! driven by a thread, signaled over the control plane's WebSocket (`/v1/rtc`, blocking
+//! tungstenite). It answers server offers and remembers the tracks it was told about.
+//!
+//! Never: talk to anything but the loopback addresses the server hands out.
+
+use std::net::{TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
+use tokio_tungstenite::tungstenite::{self, stream::MaybeTlsStream, Message, WebSocket};
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub struct Participant {
+    pub identity: String,
+    client: Arc<Mutex<Client>>,
+    ws: Socket,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// `track_published` messages received, in order.
+    pub tracks_seen: Vec<Value>,
+}
+
+impl Participant {
+    /// Joins with `token` at `base_url` (`http://host:port`) and negotiates media. A publisher
+    /// sends audio and one video layer; otherwise it only receives.
+    pub fn join(
+        base_url: &str,
+        token: &str,
+        identity: &str,
+        publish: bool,
+    ) -> anyhow::Result<Self> {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let seed = identity.bytes().map(u64::from).sum::<u64>();
+        let mut config = ClientConfig::new(identity, seed, TimeBase::real());
+        if publish {
+            config = config.with_audio().with_video(VideoSpec::single(300_000));
+        }
+        let client = Client::new(config, sock.local_addr()?, Instant::now())
+            .map_err(|e| anyhow!("client: {e}"))?;
+        let url = format!("{}/v1/rtc", base_url.replacen("http://", "ws://", 1));
+        let (ws, _) = tungstenite::connect(&url).with_context(|| format!("connect {url}"))?;
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            // Short reads so `pump` can interleave the socket with its deadline.
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+        }
+        let mut p = Self {
+            identity: identity.to_string(),
+            client: Arc::new(Mutex::new(client)),
+            ws,
+            stop: Arc::default(),
+            thread: None,
+            tracks_seen: Vec::new(),
+        };
+        p.send(json!({"type": "join", "token": token}))?;
+        p.wait_for("joined", Duration::from_secs(15))?;
+        let offer = p
+            .client
+            .lock()
+            .unwrap()
+            .create_offer(Instant::now())
+            .map_err(|e| anyhow!("offer: {e}"))?;
+        p.send(json!({"type": "offer", "sdp": offer}))?;
+        let answer = p.wait_for("answer", Duration::from_secs(15))?;
+        let sdp = answer["sdp"].as_str().context("answer without sdp")?;
+        p.client
+            .lock()
+            .unwrap()
+            .accept_answer(Instant::now(), sdp)
+            .map_err(|e| anyhow!("answer: {e}"))?;
+        p.drive(sock);
+        Ok(p)
+    }
+
+    fn send(&mut self, v: Value) -> anyhow::Result<()> {
+        self.ws.send(Message::text(v.to_string()))?;
+        Ok(())
+    }
+
+    /// One message, or `None` when nothing arrived within the socket's read timeout.
+    fn read(&mut self) -> anyhow::Result<Option<Value>> {
+        match self.ws.read() {
+            Ok(Message::Text(t)) => Ok(Some(serde_json::from_str(&t)?)),
+            Ok(Message::Close(c)) => bail!("{}: signaling closed: {c:?}", self.identity),
+            Ok(_) => Ok(None),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("{}: signaling read", self.identity)),
+        }
+    }
+
+    /// Handles what needs no caller: server offers are answered, announced tracks kept.
+    fn handle(&mut self, v: &Value) -> anyhow::Result<()> {
+        match v["type"].as_str() {
+            Some("offer") => {
+                let sdp = v["sdp"].as_str().context("offer without sdp")?;
+                let answer = self
+                    .client
+                    .lock()
+                    .unwrap()
+                    .accept_offer(Instant::now(), sdp)
+                    .map_err(|e| anyhow!("{}: server offer: {e}", self.identity))?;
+                self.send(json!({"type": "answer", "sdp": answer}))?;
+            }
+            Some("track_published") => self.tracks_seen.push(v["track"].clone()),
+            Some("error") => bail!("{}: server error: {v}", self.identity),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads messages until one of type `ty` (handling the others), for at most `timeout`.
+    pub fn wait_for(&mut self, ty: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(v) = self.read()? {
+                if v["type"] == ty {
+                    return Ok(v);
+                }
+                self.handle(&v)?;
+            }
+        }
+        bail!("{}: no `{ty}` message within {timeout:?}", self.identity)
+    }
+
+    /// Keeps signaling going for `d`.
+    pub fn pump(&mut self, d: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            if let Some(v) = self.read()? {
+                self.handle(&v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// RTP packets received so far.
+    pub fn received(&self) -> u64 {
+        self.client.lock().unwrap().stats().packets_received()
+    }
+
+    fn drive(&mut self, sock: UdpSocket) {
+        let (client, stop) = (self.client.clone(), self.stop.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            let Ok(local) = sock.local_addr() else { return };
+            let _ = sock.set_read_timeout(Some(Duration::from_millis(5)));
+            let mut buf = vec![0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let mut c = client.lock().unwrap();
+                    c.handle_timeout(Instant::now());
+                    while let ClientOutput::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } = c.poll_output()
+                    {
+                        let _ = sock.send_to(&contents, destination);
+                    }
+                }
+                if let Ok((n, src)) = sock.recv_from(&mut buf) {
+                    let mut c = client.lock().unwrap();
+                    c.handle_datagram(Instant::now(), src, local, &buf[..n]);
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.ws.close(None);
+    }
+}
+
+/// Pumps every participant's signaling until `done` holds, for at most `timeout`.
+pub fn pump_until(
+    parts: &mut [&mut Participant],
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[&mut Participant]) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done(parts) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let got: Vec<(String, u64)> = parts
+                .iter()
+                .map(|p| (p.identity.clone(), p.received()))
+                .collect();
+            bail!("timed out after {timeout:?} waiting for {what}; received {got:?}");
+        }
+        for p in parts.iter_mut() {
+            p.pump(Duration::from_millis(20))?;
+        }
+    }
+}
