@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use shardcast_dataplane::node::MediaKind;
 use tokio::sync::broadcast;
 
-use super::messages::{ChatInfo, ParticipantInfo, TrackInfo};
+use super::messages::ServerMsg;
 use super::services::Grants;
 use crate::store::{Store, WatchKind};
 
@@ -36,35 +36,11 @@ pub struct RoomEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RoomEventKind {
-    ParticipantJoined {
-        participant: ParticipantInfo,
-    },
-    ParticipantLeft {
-        identity: String,
-    },
-    TrackPublished {
-        track: TrackInfo,
-    },
-    TrackUnpublished {
-        id: String,
-        identity: String,
-    },
-    Muted {
-        track: String,
-        identity: String,
-        muted: bool,
-        by: String,
-    },
-    ActiveSpeaker {
-        identity: String,
-    },
-    Chat {
-        message: ChatInfo,
-    },
-    /// To hosts: someone waits to be admitted.
-    Knock {
-        identity: String,
-        name: String,
+    /// A server message for the room's joined sessions on every instance (but the origin):
+    /// presence, tracks, mutes, active speaker, chat, and `knock` (hosts only). Track events
+    /// also (un)subscribe each receiver; see `Hub::deliver`.
+    Broadcast {
+        msg: ServerMsg,
     },
     /// To the waiting session of `identity`.
     Admit {
@@ -234,5 +210,37 @@ impl RoomBus for StoreBus {
 
     fn subscribe(&self) -> broadcast::Receiver<RoomEvent> {
         self.local.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::messages::ChatInfo;
+
+    /// What crosses instances is JSON: a broadcast carries the very server message clients get.
+    #[test]
+    fn broadcast_events_round_trip_through_json() {
+        let event = RoomEvent {
+            tenant: "t".into(),
+            room: "r".into(),
+            origin: Some("s1".into()),
+            kind: RoomEventKind::Broadcast {
+                msg: ServerMsg::Chat {
+                    message: ChatInfo {
+                        id: "1".into(),
+                        identity: "ann".into(),
+                        name: "Ann".into(),
+                        text: "hi".into(),
+                        ts: 5,
+                    },
+                },
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"]["event"], "broadcast");
+        assert_eq!(json["kind"]["msg"]["type"], "chat");
+        let back: RoomEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
     }
 }

@@ -120,13 +120,15 @@ fn translate(e: &RoomEvent) -> Vec<RoomEventKind> {
                 room_admin: grants.room_admin,
             },
         }],
-        RoomEvent::Chat { message, .. } => vec![RoomEventKind::Chat {
-            message: messages::ChatInfo {
-                id: message.seq.to_string(),
-                identity: message.from.to_string(),
-                name: message.name.clone(),
-                text: message.text.clone(),
-                ts: message.sent_at_ms,
+        RoomEvent::Chat { message, .. } => vec![RoomEventKind::Broadcast {
+            msg: messages::ServerMsg::Chat {
+                message: messages::ChatInfo {
+                    id: message.seq.to_string(),
+                    identity: message.from.to_string(),
+                    name: message.name.clone(),
+                    text: message.text.clone(),
+                    ts: message.sent_at_ms,
+                },
             },
         }],
     }

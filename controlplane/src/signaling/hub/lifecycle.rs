@@ -85,9 +85,11 @@ impl Hub {
             self.publish(
                 &session.member,
                 Some(&session.id),
-                RoomEventKind::Knock {
-                    identity: session.member.identity.clone(),
-                    name: session.member.name.clone(),
+                RoomEventKind::Broadcast {
+                    msg: ServerMsg::Knock {
+                        identity: session.member.identity.clone(),
+                        name: session.member.name.clone(),
+                    },
                 },
             )
             .await;
@@ -108,8 +110,10 @@ impl Hub {
         self.publish(
             m,
             Some(&session.id),
-            RoomEventKind::ParticipantJoined {
-                participant: m.info(),
+            RoomEventKind::Broadcast {
+                msg: ServerMsg::ParticipantJoined {
+                    participant: m.info(),
+                },
             },
         )
         .await;
@@ -245,9 +249,11 @@ impl Hub {
             self.publish(
                 m,
                 Some(&session.id),
-                RoomEventKind::TrackUnpublished {
-                    id: t.id,
-                    identity: m.identity.clone(),
+                RoomEventKind::Broadcast {
+                    msg: ServerMsg::TrackUnpublished {
+                        id: t.id,
+                        identity: m.identity.clone(),
+                    },
                 },
             )
             .await;
@@ -256,8 +262,10 @@ impl Hub {
             self.publish(
                 m,
                 Some(&session.id),
-                RoomEventKind::ParticipantLeft {
-                    identity: m.identity.clone(),
+                RoomEventKind::Broadcast {
+                    msg: ServerMsg::ParticipantLeft {
+                        identity: m.identity.clone(),
+                    },
                 },
             )
             .await;

@@ -10,7 +10,7 @@ use shardcast_dataplane::node::{CreatePeer, LayerPreference, PeerRole, RoomId, T
 use super::{node_err, node_id_of, Hub, Phase, Session};
 use crate::placement::NodeHandle;
 use crate::signaling::bus::RoomEventKind;
-use crate::signaling::messages::track_from_wire;
+use crate::signaling::messages::{track_from_wire, ServerMsg};
 use crate::signaling::services::{Presence, SignalError};
 
 impl Hub {
@@ -193,11 +193,13 @@ impl Hub {
         self.publish(
             m,
             None,
-            RoomEventKind::Muted {
-                track: track.to_string(),
-                identity: m.identity.clone(),
-                muted,
-                by: by.to_string(),
+            RoomEventKind::Broadcast {
+                msg: ServerMsg::Muted {
+                    track: track.to_string(),
+                    identity: m.identity.clone(),
+                    muted,
+                    by: by.to_string(),
+                },
             },
         )
         .await;

@@ -114,7 +114,9 @@ impl Hub {
                 self.publish(
                     &s.member,
                     None,
-                    RoomEventKind::TrackPublished { track: info },
+                    RoomEventKind::Broadcast {
+                        msg: ServerMsg::TrackPublished { track: info },
+                    },
                 )
                 .await;
             }
@@ -140,9 +142,11 @@ impl Hub {
                 self.publish(
                     &s.member,
                     Some(&s.id),
-                    RoomEventKind::TrackUnpublished {
-                        id,
-                        identity: s.member.identity.clone(),
+                    RoomEventKind::Broadcast {
+                        msg: ServerMsg::TrackUnpublished {
+                            id,
+                            identity: s.member.identity.clone(),
+                        },
                     },
                 )
                 .await;
@@ -152,8 +156,10 @@ impl Hub {
                     self.publish(
                         &s.member,
                         None,
-                        RoomEventKind::ActiveSpeaker {
-                            identity: s.member.identity.clone(),
+                        RoomEventKind::Broadcast {
+                            msg: ServerMsg::ActiveSpeaker {
+                                identity: s.member.identity.clone(),
+                            },
                         },
                     )
                     .await;

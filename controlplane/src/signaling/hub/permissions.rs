@@ -94,11 +94,15 @@ impl Hub {
             .await;
         for t in moved {
             let kind = if can {
-                RoomEventKind::TrackPublished { track: t }
+                RoomEventKind::Broadcast {
+                    msg: ServerMsg::TrackPublished { track: t },
+                }
             } else {
-                RoomEventKind::TrackUnpublished {
-                    id: t.id,
-                    identity: s.member.identity.clone(),
+                RoomEventKind::Broadcast {
+                    msg: ServerMsg::TrackUnpublished {
+                        id: t.id,
+                        identity: s.member.identity.clone(),
+                    },
                 }
             };
             self.publish(&s.member, None, kind).await;

@@ -64,92 +64,8 @@ impl Hub {
             return;
         }
         let origin = ev.origin.as_deref();
-        let others = || {
-            sessions
-                .iter()
-                .filter(move |s| Some(s.id.as_str()) != origin && s.phase() == Phase::Joined)
-        };
         match ev.kind {
-            RoomEventKind::ParticipantJoined { participant } => {
-                for s in others() {
-                    s.send(ServerMsg::ParticipantJoined {
-                        participant: participant.clone(),
-                    });
-                }
-            }
-            RoomEventKind::ParticipantLeft { identity } => {
-                for s in others() {
-                    s.send(ServerMsg::ParticipantLeft {
-                        identity: identity.clone(),
-                    });
-                }
-            }
-            RoomEventKind::TrackPublished { track } => {
-                let id = track_from_wire(&track.id);
-                for s in others().filter(|s| s.member.identity != track.identity) {
-                    s.send(ServerMsg::TrackPublished {
-                        track: track.clone(),
-                    });
-                    if let (Some(id), true) = (id, s.grants().can_subscribe && s.interactive) {
-                        self.subscribe(s, id).await;
-                    }
-                }
-            }
-            RoomEventKind::TrackUnpublished { id, identity } => {
-                let track = track_from_wire(&id);
-                for s in others().filter(|s| s.member.identity != identity) {
-                    s.send(ServerMsg::TrackUnpublished {
-                        id: id.clone(),
-                        identity: identity.clone(),
-                    });
-                    if let Some(t) = track {
-                        let sub = {
-                            let mut st = s.state.lock().unwrap();
-                            st.subscribed.remove(&t).then(|| (st.node.clone(), st.peer))
-                        };
-                        if let Some((Some(node), Some(peer))) = sub {
-                            let _ = node.api.unsubscribe(peer, t).await;
-                        }
-                    }
-                }
-            }
-            RoomEventKind::Muted {
-                track,
-                identity,
-                muted,
-                by,
-            } => {
-                for s in others() {
-                    s.send(ServerMsg::Muted {
-                        track: track.clone(),
-                        identity: identity.clone(),
-                        muted,
-                        by: by.clone(),
-                    });
-                }
-            }
-            RoomEventKind::ActiveSpeaker { identity } => {
-                for s in others() {
-                    s.send(ServerMsg::ActiveSpeaker {
-                        identity: identity.clone(),
-                    });
-                }
-            }
-            RoomEventKind::Chat { message } => {
-                for s in others() {
-                    s.send(ServerMsg::Chat {
-                        message: message.clone(),
-                    });
-                }
-            }
-            RoomEventKind::Knock { identity, name } => {
-                for s in others().filter(|s| s.is_host()) {
-                    s.send(ServerMsg::Knock {
-                        identity: identity.clone(),
-                        name: name.clone(),
-                    });
-                }
-            }
+            RoomEventKind::Broadcast { msg } => self.deliver(&sessions, origin, msg).await,
             RoomEventKind::Admit { identity } => {
                 for s in sessions
                     .iter()
@@ -236,6 +152,51 @@ impl Hub {
                         }),
                     )
                     .await;
+                }
+            }
+        }
+    }
+
+    /// A broadcast server message to this instance's joined sessions of the room, except the
+    /// origin: `knock` only to hosts; track events not to the track's owner, and each receiver
+    /// (un)subscribes to the track as well.
+    async fn deliver(&self, sessions: &[Arc<Session>], origin: Option<&str>, msg: ServerMsg) {
+        let audience = sessions
+            .iter()
+            .filter(|s| Some(s.id.as_str()) != origin && s.phase() == Phase::Joined);
+        match &msg {
+            ServerMsg::Knock { .. } => {
+                for s in audience.filter(|s| s.is_host()) {
+                    s.send(msg.clone());
+                }
+            }
+            ServerMsg::TrackPublished { track } => {
+                let id = track_from_wire(&track.id);
+                for s in audience.filter(|s| s.member.identity != track.identity) {
+                    s.send(msg.clone());
+                    if let (Some(id), true) = (id, s.grants().can_subscribe && s.interactive) {
+                        self.subscribe(s, id).await;
+                    }
+                }
+            }
+            ServerMsg::TrackUnpublished { id, identity } => {
+                let track = track_from_wire(id);
+                for s in audience.filter(|s| &s.member.identity != identity) {
+                    s.send(msg.clone());
+                    if let Some(t) = track {
+                        let sub = {
+                            let mut st = s.state.lock().unwrap();
+                            st.subscribed.remove(&t).then(|| (st.node.clone(), st.peer))
+                        };
+                        if let Some((Some(node), Some(peer))) = sub {
+                            let _ = node.api.unsubscribe(peer, t).await;
+                        }
+                    }
+                }
+            }
+            _ => {
+                for s in audience {
+                    s.send(msg.clone());
                 }
             }
         }
