@@ -13,6 +13,7 @@ pub mod pool;
 pub mod probe;
 pub mod procstat;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod sinks;
 pub mod srtp;

@@ -12,6 +12,9 @@ use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
 use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
 use shardcast_bench::pin;
+use shardcast_bench::run::driver::{self, RunOptions};
+use shardcast_bench::run::setup::Credentials;
+use shardcast_bench::scenario::Scenario;
 use shardcast_bench::srtp::Profile;
 use shardcast_dataplane::driver::IoBackend;
 
@@ -30,6 +33,9 @@ enum Cmd {
     /// Measure the floor: a forwarder with no WebRTC logic (decrypt once, encrypt per
     /// destination with str0m's SRTP, sendmmsg), driven by a paced load generator.
     Floor(FloorArgs),
+    /// Run a scenario against `shardcast serve` (started here, or --target) with real WebRTC
+    /// clients; measure throughput, CPU per packet, latency, loss, joins, RSS and the floor.
+    Run(RunArgs),
     /// (internal) The floor forwarder process itself; stops when stdin closes.
     #[command(hide = true)]
     FloorServe(FloorServeArgs),
@@ -79,6 +85,60 @@ struct FloorArgs {
 }
 
 #[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario file (bench/scenarios/*.toml).
+    scenario: PathBuf,
+    /// Measured seconds after everyone joined and a warm-up (default: the scenario's).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Warm-up seconds between the last join and the measured window.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Write the JSON report here (schema: docs/PERFORMANCE.md).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw forwarded packets/s and latency p50/p99 per second as SVG here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// A running server's base URL (e.g. http://127.0.0.1:7880) instead of starting one.
+    #[arg(long)]
+    target: Option<String>,
+    /// With --target: the tenant API key as ID:SECRET (default: dev mode's /dev/token).
+    #[arg(long, env = "SHARDCAST_BENCH_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// With --target: the server's PID, to charge its CPU and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Media I/O backend of the started server: io_uring, portable or auto.
+    #[arg(long, default_value = "auto")]
+    io_backend: String,
+    /// Media shards of the started server.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// CPUs for the server (taskset -c) and the floor, e.g. "0".
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPUs for the client pool's threads (one thread per CPU listed), e.g. "1".
+    #[arg(long)]
+    harness_cpus: Option<String>,
+    /// Raise the scenario's [ramp] group step by step until loss or p99 go over the limit.
+    #[arg(long)]
+    ramp: bool,
+    /// Skip the floor measurement.
+    #[arg(long)]
+    no_floor: bool,
+    /// The `shardcast` binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Use target/release/shardcast rather than the one in this binary's directory.
+    #[arg(long)]
+    release: bool,
+    /// Seconds to wait for a phase's joins to connect before measuring anyway.
+    #[arg(long, default_value_t = 30)]
+    join_timeout: u64,
+}
+
+#[derive(clap::Args)]
 struct FloorServeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -107,6 +167,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Floor(args) => floor_cmd(args),
         Cmd::FloorServe(args) => floor_serve(args),
+        Cmd::Run(args) => run_cmd(args),
     }
 }
 
@@ -163,6 +224,61 @@ fn floor_cmd(args: FloorArgs) -> anyhow::Result<()> {
             median.profile.name()
         );
         shardcast_bench::plot::write_svg(path, &title, &median.per_second)?;
+    }
+    Ok(())
+}
+
+fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(d) = args.duration {
+        anyhow::ensure!(d > 0, "--duration must be at least 1");
+        scenario.duration_secs = d;
+    }
+    if args.ramp && scenario.ramp.is_none() {
+        anyhow::bail!("--ramp: {} has no [ramp] section", args.scenario.display());
+    }
+    if let Some(cpus) = &args.server_cpus {
+        pin::parse_cpu_list(cpus).map_err(anyhow::Error::msg)?;
+    }
+    let credentials = args
+        .api_key
+        .as_deref()
+        .map(Credentials::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--api-key: {e}"))?;
+    let opts = RunOptions {
+        duration: scenario.duration(),
+        scenario,
+        warmup: Duration::from_secs(args.warmup),
+        target: args.target,
+        credentials,
+        server_pid: args.server_pid,
+        server_bin: args.server_bin,
+        release: args.release,
+        io_backend: args.io_backend,
+        shards: args.shards.max(1),
+        server_cpus: args.server_cpus,
+        harness_cpus: cpu_list(&args.harness_cpus)?,
+        ramp: args.ramp,
+        floor: !args.no_floor,
+        exe: std::env::current_exe().context("locating this executable")?,
+        join_timeout: Duration::from_secs(args.join_timeout),
+    };
+    let report = driver::run(&opts)?;
+    report.print_table();
+    if report.harness_saturated {
+        eprintln!("WARNING: the harness, not the server, may be the bottleneck");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "{}: forwarded packets/s and latency (io {})",
+            report.scenario, report.io_backend
+        );
+        shardcast_bench::plot::write_svg(path, &title, &report.plot_series())?;
     }
     Ok(())
 }

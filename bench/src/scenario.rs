@@ -19,6 +19,17 @@ pub enum VideoKind {
     Simulcast3,
 }
 
+/// How a group's participants reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalingKind {
+    /// WebSocket signaling (`/v1/rtc`): publish and subscribe on one peer connection.
+    #[default]
+    Websocket,
+    /// WHIP for publishers, WHEP for receive-only participants.
+    WhipWhep,
+}
+
 /// Participants that behave alike: `per_room` of them in each of `rooms` rooms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +48,15 @@ pub struct Group {
     /// One in N subscribers checks every payload byte and measures latency; the rest count.
     #[serde(default = "one")]
     pub verify_one_in: u32,
+    #[serde(default)]
+    pub signaling: SignalingKind,
+}
+
+impl Group {
+    /// Whether members send media (and so need a publishing token).
+    pub fn publishes(&self) -> bool {
+        self.audio || self.video != VideoKind::None
+    }
 }
 
 fn yes() -> bool {
@@ -165,7 +185,13 @@ impl Scenario {
             if g.max_layer.is_some_and(|l| l > 2) {
                 return bad(key("max_layer"), "must be 0, 1 or 2");
             }
-            if !g.audio && g.video == VideoKind::None && !g.subscribe {
+            if g.signaling == SignalingKind::WhipWhep && g.publishes() && g.subscribe {
+                return bad(
+                    key("signaling"),
+                    "WHIP publishes only: a whip_whep group either publishes or subscribes",
+                );
+            }
+            if !g.publishes() && !g.subscribe {
                 return bad(
                     key("subscribe"),
                     "a group that publishes nothing must subscribe",
@@ -240,6 +266,7 @@ mod tests {
                 "churn",
                 "conference-8",
                 "rooms-50x4",
+                "smoke",
                 "webinar-1x200"
             ]
         );

@@ -1,0 +1,15 @@
+//! `shardcast-bench run SCENARIO`: start (or target) a server, set up rooms and tokens over
+//! REST, let the pool's WebRTC clients join on the scenario's timeline, sample every second,
+//! measure the floor in the same run, and report (table, JSON, SVG).
+//!
+//! Module map: `server` (the child process), `setup` (REST), `timeline` (when who joins and
+//! leaves; sans-IO), `measure` (snapshots → per-second samples), `summary` (windows, knee,
+//! the report). Nothing here is asserted on speed in tests.
+
+pub mod driver;
+pub mod measure;
+pub mod server;
+pub mod setup;
+pub mod snapshot;
+pub mod summary;
+pub mod timeline;

@@ -1,0 +1,3 @@
+//! The pool's snapshot types as `run` reads them (one place to name them).
+
+pub use crate::pool::{ParticipantId, ParticipantSnapshot, ParticipantState, PoolSnapshot};

@@ -1,0 +1,430 @@
+//! What a run reports: figures over a measured window of samples, ramp steps and the knee,
+//! the JSON report (schema in docs/PERFORMANCE.md) and the human table. Pure arithmetic over
+//! samples; never measures anything itself.
+
+use serde::{Deserialize, Serialize};
+
+use super::measure::Sample;
+use crate::floor_run::FloorResult;
+use crate::report::{PerSecond, Percentiles};
+use crate::scenario::{Group, Ramp, Scenario};
+use crate::sinks::new_histogram;
+
+/// Figures over one measured window (consecutive samples).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    pub window_s: f64,
+    pub forwarded_packets: u64,
+    pub forwarded_pps: f64,
+    pub forwarded_mbps: f64,
+    /// Packets/s the publishers sent (all simulcast layers): the server's input.
+    pub published_pps: f64,
+    /// Server CPU (user + sys, all threads) / forwarded packets; None without a server PID.
+    pub cpu_us_per_forwarded_packet: Option<f64>,
+    pub server_cpu_percent: Option<f64>,
+    pub latency_us: Percentiles,
+    pub loss_ratio: f64,
+    pub lost: u64,
+    pub expected: u64,
+    pub layer_switches: u64,
+    pub send_drops: u64,
+    pub harness_cpu_share: f64,
+    /// Connected participants and server RSS at the end of the window.
+    pub connected: usize,
+    pub server_rss_bytes: Option<u64>,
+}
+
+impl Window {
+    pub fn of(samples: &[Sample]) -> Window {
+        let mut w = Window::default();
+        let mut latency = new_histogram();
+        let mut cpu_us: Option<u64> = Some(0);
+        let mut published = 0u64;
+        let mut bytes = 0u64;
+        for s in samples {
+            w.window_s += s.interval_s;
+            w.forwarded_packets += s.forwarded_packets;
+            bytes += s.forwarded_bytes;
+            published += s.published_packets;
+            w.lost += s.lost;
+            w.expected += s.expected;
+            w.layer_switches += s.layer_switches;
+            w.send_drops += s.send_drops;
+            cpu_us = cpu_us.zip(s.server_cpu_us).map(|(a, b)| a + b);
+            let _ = latency.add(&s.latency);
+        }
+        if samples.is_empty() {
+            cpu_us = None;
+        }
+        if let Some(last) = samples.last() {
+            w.connected = last.connected;
+            w.server_rss_bytes = last.server_rss_bytes;
+        }
+        let secs = w.window_s;
+        if secs > 0.0 {
+            w.forwarded_pps = w.forwarded_packets as f64 / secs;
+            w.forwarded_mbps = bytes as f64 * 8.0 / secs / 1e6;
+            w.published_pps = published as f64 / secs;
+            w.server_cpu_percent = cpu_us.map(|c| c as f64 / 1e4 / secs);
+            // Shares are per interval; weight each by its length.
+            let share: f64 = samples
+                .iter()
+                .map(|s| s.harness_cpu_share * s.interval_s)
+                .sum();
+            w.harness_cpu_share = share / secs;
+        }
+        if w.forwarded_packets > 0 {
+            w.cpu_us_per_forwarded_packet = cpu_us.map(|c| c as f64 / w.forwarded_packets as f64);
+        }
+        if w.expected > 0 {
+            w.loss_ratio = w.lost as f64 / w.expected as f64;
+        }
+        w.latency_us = Percentiles::from_histogram(&latency);
+        w
+    }
+
+    /// Below the ramp's limits: loss and p99 latency (no latency samples = no verdict on it).
+    pub fn within(&self, ramp: &Ramp) -> bool {
+        self.loss_ratio <= ramp.max_loss
+            && (self.latency_us.samples == 0
+                || self.latency_us.p99 as f64 <= ramp.max_p99_ms * 1000.0)
+    }
+}
+
+/// One ramp step: the group's size and its window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub step: usize,
+    pub per_room: u32,
+    pub participants: u64,
+    pub good: bool,
+    pub figures: Window,
+}
+
+/// The last good step before the first bad one (None: the first step was already bad).
+pub fn knee(steps: &[Step]) -> Option<&Step> {
+    let first_bad = steps.iter().position(|s| !s.good).unwrap_or(steps.len());
+    first_bad.checked_sub(1).map(|i| &steps[i])
+}
+
+/// Participants in the run when `group` has `per_room` per room.
+pub fn participants_at(sc: &Scenario, group: usize, per_room: u32) -> u64 {
+    sc.groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            u64::from(g.rooms) * u64::from(if i == group { per_room } else { g.per_room })
+        })
+        .sum()
+}
+
+/// Subscribers per published track, averaged over publishers: the floor's fan-out.
+pub fn mean_fanout(sc: &Scenario, per_room: &[u32]) -> f64 {
+    let (mut publishers, mut receivers) = (0u64, 0u64);
+    for room in 0..sc.rooms() {
+        let present = |g: &&Group| room < g.rooms;
+        let index = |g: &Group| sc.groups.iter().position(|x| x.name == g.name).unwrap_or(0);
+        let subscribers: u64 = sc
+            .groups
+            .iter()
+            .filter(present)
+            .filter(|g| g.subscribe)
+            .map(|g| u64::from(per_room[index(g)]))
+            .sum();
+        for g in sc.groups.iter().filter(present).filter(|g| g.publishes()) {
+            let n = u64::from(per_room[index(g)]);
+            publishers += n;
+            // A publisher that subscribes does not receive its own tracks.
+            receivers += n * subscribers.saturating_sub(u64::from(g.subscribe));
+        }
+    }
+    if publishers == 0 {
+        0.0
+    } else {
+        receivers as f64 / publishers as f64
+    }
+}
+
+/// Join time percentiles, ms.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct JoinMs {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub joined: u64,
+    pub failed: u64,
+}
+
+/// The `run` JSON report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub description: String,
+    pub started_unix_s: u64,
+    /// Requested measured seconds (each ramp step: `step_secs`).
+    pub duration: u64,
+    pub io_backend: String,
+    pub shards: usize,
+    pub server_cpus: Option<String>,
+    pub harness_cpus: Option<String>,
+    pub participants: u64,
+    pub rooms: u32,
+    pub forwarded_pps: f64,
+    pub forwarded_mbps: f64,
+    pub published_pps: f64,
+    pub cpu_us_per_forwarded_packet: Option<f64>,
+    pub server_cpu_percent: Option<f64>,
+    pub floor_cpu_us_per_packet: Option<f64>,
+    pub ratio_to_floor: Option<f64>,
+    pub latency_us: Percentiles,
+    pub loss_ratio: f64,
+    pub join_ms: JoinMs,
+    pub server_rss_bytes: Option<u64>,
+    pub rss_bytes_per_participant: Option<f64>,
+    pub layer_switches: u64,
+    pub harness_saturated: bool,
+    pub harness_cpu_share: f64,
+    /// Participants the server lists as joined in the scenario's rooms after the window: a
+    /// cross-check of `window.connected`; None in dev mode (`--target` without a key).
+    pub server_participants: Option<u64>,
+    pub warnings: Vec<String>,
+    pub window: Window,
+    pub steps: Vec<Step>,
+    pub knee: Option<Step>,
+    pub floor: Option<FloorResult>,
+    pub per_second: Vec<Sample>,
+}
+
+impl RunReport {
+    /// The series the SVG plot draws.
+    pub fn plot_series(&self) -> Vec<PerSecond> {
+        self.per_second
+            .iter()
+            .enumerate()
+            .map(|(i, s)| PerSecond {
+                second: i,
+                packets: s.forwarded_pps.round() as u64,
+                mbps: s.forwarded_mbps,
+                latency_p50_us: s.latency_p50_us,
+                latency_p99_us: s.latency_p99_us,
+            })
+            .collect()
+    }
+
+    pub fn print_table(&self) {
+        let opt = |v: Option<f64>, digits: usize| match v {
+            Some(v) => format!("{v:.digits$}"),
+            None => "n/a".to_string(),
+        };
+        println!(
+            "scenario {} — {} participants in {} rooms, io {}, {} shard(s)",
+            self.scenario, self.participants, self.rooms, self.io_backend, self.shards
+        );
+        println!("  window            {:>10.1} s", self.window.window_s);
+        println!(
+            "  forwarded         {:>10.0} pps  {:>8.1} Mbps  (received by subscribers)",
+            self.forwarded_pps, self.forwarded_mbps
+        );
+        println!("  published         {:>10.0} pps", self.published_pps);
+        println!(
+            "  server CPU        {:>10} µs/packet  ({}% of a core)",
+            opt(self.cpu_us_per_forwarded_packet, 3),
+            opt(self.server_cpu_percent, 0)
+        );
+        println!(
+            "  floor             {:>10} µs/packet  ratio {}",
+            opt(self.floor_cpu_us_per_packet, 3),
+            opt(self.ratio_to_floor, 2)
+        );
+        println!(
+            "  latency µs        p50 {}  p99 {}  p99.9 {}  ({} samples)",
+            self.latency_us.p50, self.latency_us.p99, self.latency_us.p999, self.latency_us.samples
+        );
+        println!(
+            "  loss after repair {:>10.4} %  ({} of {})",
+            self.loss_ratio * 100.0,
+            self.window.lost,
+            self.window.expected
+        );
+        println!(
+            "  join ms           p50 {}  p99 {}  max {}  ({} joined, {} failed)",
+            self.join_ms.p50,
+            self.join_ms.p99,
+            self.join_ms.max,
+            self.join_ms.joined,
+            self.join_ms.failed
+        );
+        println!(
+            "  RSS               {:>10} bytes/participant",
+            opt(self.rss_bytes_per_participant, 0)
+        );
+        println!("  layer switches    {:>10}", self.layer_switches);
+        println!(
+            "  harness CPU       {:>10.0} % of its cores",
+            self.harness_cpu_share * 100.0
+        );
+        for s in &self.steps {
+            println!(
+                "  ramp step {:>2}: {:>5}/room  {:>9.0} pps  loss {:.3}%  p99 {} µs  {}",
+                s.step,
+                s.per_room,
+                s.figures.forwarded_pps,
+                s.figures.loss_ratio * 100.0,
+                s.figures.latency_us.p99,
+                if s.good { "ok" } else { "over the limit" }
+            );
+        }
+        if !self.steps.is_empty() {
+            match &self.knee {
+                Some(k) => println!(
+                    "  knee: {} per room ({} participants)",
+                    k.per_room, k.participants
+                ),
+                None => println!("  knee: none (the first step was already over the limit)"),
+            }
+        }
+        for w in &self.warnings {
+            println!("  WARNING: {w}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::measure::Sample;
+
+    pub(crate) fn sample(pps: u64, lost: u64, expected: u64, latency: &[u64]) -> Sample {
+        let mut h = new_histogram();
+        for v in latency {
+            h.record(*v).unwrap();
+        }
+        Sample {
+            t_s: 0.0,
+            interval_s: 1.0,
+            phase: "measure".into(),
+            step: None,
+            connected: 10,
+            joining: 0,
+            failed: 0,
+            forwarded_packets: pps,
+            forwarded_bytes: pps * 1000,
+            forwarded_pps: pps as f64,
+            forwarded_mbps: pps as f64 * 8e-3,
+            published_packets: pps / 10,
+            expected,
+            lost,
+            layer_switches: 1,
+            send_drops: 0,
+            server_cpu_us: Some(pps * 4),
+            server_cpu_percent: None,
+            server_rss_bytes: Some(50 << 20),
+            harness_cpu_us: 500_000,
+            harness_cpu_share: 0.25,
+            latency_p50_us: 0,
+            latency_p99_us: 0,
+            latency: h,
+        }
+    }
+
+    #[test]
+    fn window_sums_and_merges() {
+        let samples = vec![
+            sample(1000, 0, 1000, &[100; 98]),
+            sample(3000, 30, 3000, &[20_000, 20_000]),
+        ];
+        let w = Window::of(&samples);
+        assert_eq!(w.window_s, 2.0);
+        assert_eq!(w.forwarded_packets, 4000);
+        assert_eq!(w.forwarded_pps, 2000.0);
+        assert_eq!(w.forwarded_mbps, 16.0);
+        assert_eq!(w.published_pps, 200.0);
+        assert_eq!(w.cpu_us_per_forwarded_packet, Some(4.0));
+        assert!((w.server_cpu_percent.unwrap() - 0.8).abs() < 1e-9);
+        assert!((w.loss_ratio - 30.0 / 4000.0).abs() < 1e-12);
+        assert_eq!(w.latency_us.samples, 100);
+        assert_eq!(w.latency_us.p50, 100);
+        assert!(
+            (19_990..=20_100).contains(&w.latency_us.p99),
+            "{:?}",
+            w.latency_us
+        );
+        assert!((19_990..=20_100).contains(&w.latency_us.p999));
+        assert_eq!(w.layer_switches, 2);
+        // 0.5 s of CPU per second on 2 cores (share 0.25).
+        assert!((w.harness_cpu_share - 0.25).abs() < 1e-9);
+        assert_eq!(w.connected, 10);
+    }
+
+    #[test]
+    fn unknown_server_cpu_gives_no_per_packet_figure() {
+        let mut s = sample(1000, 0, 1000, &[]);
+        s.server_cpu_us = None;
+        let w = Window::of(&[sample(1000, 0, 1000, &[]), s]);
+        assert_eq!(w.cpu_us_per_forwarded_packet, None);
+        assert_eq!(w.latency_us, Percentiles::default());
+        assert_eq!(Window::of(&[]), Window::default());
+    }
+
+    fn step(i: usize, loss: f64, p99_ms: u64) -> Step {
+        let samples = vec![sample(
+            10_000,
+            (loss * 10_000.0) as u64,
+            10_000,
+            &[p99_ms * 1000; 10],
+        )];
+        let ramp = Ramp {
+            group: "v".into(),
+            step: 50,
+            step_secs: 1,
+            max_per_room: 1000,
+            max_loss: 0.01,
+            max_p99_ms: 50.0,
+        };
+        let figures = Window::of(&samples);
+        Step {
+            step: i,
+            per_room: 50 * (i as u32 + 1),
+            participants: 50 * (i as u64 + 1),
+            good: figures.within(&ramp),
+            figures,
+        }
+    }
+
+    #[test]
+    fn knee_is_the_last_good_step_before_the_first_bad() {
+        let steps = vec![
+            step(0, 0.0, 1),
+            step(1, 0.005, 10),
+            step(2, 0.02, 10),
+            step(3, 0.0, 1),
+        ];
+        assert!(steps[0].good && steps[1].good && !steps[2].good && steps[3].good);
+        assert_eq!(knee(&steps).map(|s| s.per_room), Some(100));
+        let latency_bound = vec![step(0, 0.0, 1), step(1, 0.0, 60)];
+        assert!(!latency_bound[1].good, "p99 60 ms is over 50 ms");
+        assert_eq!(knee(&latency_bound).map(|s| s.step), Some(0));
+        assert_eq!(knee(&[step(0, 0.5, 1)]), None);
+        // Never over the limit: the last step (the maximum) is the knee.
+        assert_eq!(knee(&steps[..2]).map(|s| s.step), Some(1));
+    }
+
+    #[test]
+    fn fanout_counts_receivers_per_publisher() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let load = |n: &str| Scenario::load(&dir.join(format!("{n}.toml"))).unwrap();
+        let per_room = |s: &Scenario| s.groups.iter().map(|g| g.per_room).collect::<Vec<_>>();
+        let webinar = load("webinar-1x200");
+        assert_eq!(mean_fanout(&webinar, &per_room(&webinar)), 200.0);
+        let conf = load("conference-8");
+        assert_eq!(mean_fanout(&conf, &per_room(&conf)), 7.0);
+        let audio = load("audio-500");
+        // 8 speakers, each heard by the 7 other speakers and 492 listeners.
+        assert_eq!(mean_fanout(&audio, &per_room(&audio)), 499.0);
+        let rooms = load("rooms-50x4");
+        assert_eq!(mean_fanout(&rooms, &per_room(&rooms)), 3.0);
+        // Ramp: 350 viewers.
+        assert_eq!(mean_fanout(&webinar, &[1, 350]), 350.0);
+        assert_eq!(participants_at(&webinar, 1, 350), 351);
+    }
+}
