@@ -60,6 +60,12 @@ pub fn cpu_of(pid: u32) -> Option<CpuTime> {
     parse_stat(&text, clock_ticks_per_second())
 }
 
+/// CPU time of one thread of this process, by its kernel thread id.
+pub fn cpu_of_thread(tid: u32) -> Option<CpuTime> {
+    let text = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    parse_stat(&text, clock_ticks_per_second())
+}
+
 /// CPU time of this process, at microsecond resolution (getrusage rather than /proc ticks,
 /// because the harness measures itself over short windows too).
 pub fn cpu_of_self() -> CpuTime {

@@ -1,11 +1,16 @@
-//! A small blocking runner that drives one [`Client`] over a real UDP socket.
+//! Small runners that drive one [`Client`] over a real UDP socket: [`run_blocking`] on the
+//! caller's thread, [`spawn_driver`] on a thread of its own while the caller reads the
+//! shared client's stats.
 //!
-//! Good enough for tests (one thread per client, a read timeout as the timer). It owns no
-//! state beyond one receive buffer; it must never be used where many clients share a thread
-//! (the bench harness has its own loop for that).
+//! Good enough for tests (one thread per client, a read timeout as the timer). They own no
+//! state beyond one receive buffer; they must never be used where many clients share a
+//! thread (the bench harness has its own loop for that).
 
 use std::io::ErrorKind;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientOutput};
@@ -68,4 +73,45 @@ fn drain(client: &mut Client, socket: &UdpSocket) -> Result<Instant, ClientError
             ClientOutput::Timeout(at) => return Ok(at),
         }
     }
+}
+
+/// Drives `client` on `socket` on a new thread until `stop` is set, so a test can read (or
+/// renegotiate) the shared client while media flows. The lock is held only for one turn;
+/// the socket waits at most 5 ms for a datagram, which is also the timer's resolution.
+/// The caller sets `stop` and joins the handle to end it.
+pub fn spawn_driver(
+    client: Arc<Mutex<Client>>,
+    socket: UdpSocket,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(local) = socket.local_addr() else {
+            return;
+        };
+        if socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .is_err()
+        {
+            return;
+        }
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            {
+                let Ok(mut c) = client.lock() else { return };
+                c.handle_timeout(Instant::now());
+                while let ClientOutput::Transmit {
+                    destination,
+                    contents,
+                    ..
+                } = c.poll_output()
+                {
+                    let _ = socket.send_to(&contents, destination);
+                }
+            }
+            if let Ok((n, source)) = socket.recv_from(&mut buf) {
+                let Ok(mut c) = client.lock() else { return };
+                c.handle_datagram(Instant::now(), source, local, &buf[..n]);
+            }
+        }
+    })
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
+use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
 use shardcast_controlplane::config::SignalingConfig;
@@ -166,31 +166,11 @@ impl Participant {
     }
 
     fn drive(&mut self, sock: UdpSocket) {
-        let (client, stop) = (self.client.clone(), self.stop.clone());
-        self.thread = Some(std::thread::spawn(move || {
-            let local = sock.local_addr().unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(5)))
-                .unwrap();
-            let mut buf = vec![0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                {
-                    let mut c = client.lock().unwrap();
-                    c.handle_timeout(Instant::now());
-                    while let ClientOutput::Transmit {
-                        destination,
-                        contents,
-                        ..
-                    } = c.poll_output()
-                    {
-                        let _ = sock.send_to(&contents, destination);
-                    }
-                }
-                if let Ok((n, src)) = sock.recv_from(&mut buf) {
-                    let mut c = client.lock().unwrap();
-                    c.handle_datagram(Instant::now(), src, local, &buf[..n]);
-                }
-            }
-        }));
+        self.thread = Some(udp::spawn_driver(
+            self.client.clone(),
+            sock,
+            self.stop.clone(),
+        ));
     }
 
     fn received(&self) -> u64 {

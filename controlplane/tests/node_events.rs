@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
+use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
 use shardcast_controlplane::nodeapi::client::RemoteNode;
 use shardcast_controlplane::nodeapi::eventlog::DEFAULT_REPLAY;
 use shardcast_controlplane::nodeapi::resync::{REASON_GONE, REASON_RESTARTED};
@@ -157,31 +157,11 @@ impl Publisher {
 
     fn drive(&mut self) {
         let sock = self.sock.take().unwrap();
-        let (client, stop) = (self.client.clone(), self.stop.clone());
-        self.thread = Some(std::thread::spawn(move || {
-            let local = sock.local_addr().unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(5)))
-                .unwrap();
-            let mut buf = vec![0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                {
-                    let mut c = client.lock().unwrap();
-                    c.handle_timeout(Instant::now());
-                    while let ClientOutput::Transmit {
-                        destination,
-                        contents,
-                        ..
-                    } = c.poll_output()
-                    {
-                        let _ = sock.send_to(&contents, destination);
-                    }
-                }
-                if let Ok((n, src)) = sock.recv_from(&mut buf) {
-                    let mut c = client.lock().unwrap();
-                    c.handle_datagram(Instant::now(), src, local, &buf[..n]);
-                }
-            }
-        }));
+        self.thread = Some(udp::spawn_driver(
+            self.client.clone(),
+            sock,
+            self.stop.clone(),
+        ));
     }
 }
 

@@ -777,7 +777,6 @@ struct Peer {
 impl Peer {
     /// Offers over `ws`, applies the answer and starts the media thread.
     async fn connect(name: &str, seed: u64, ws: &mut Ws) -> Peer {
-        use std::sync::atomic::Ordering;
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut client = Client::new(
             ClientConfig::new(name, seed, TimeBase::real())
@@ -795,32 +794,7 @@ impl Peer {
             .unwrap();
         let client = Arc::new(std::sync::Mutex::new(client));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c, st) = (client.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let local = sock.local_addr().unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(5)))
-                .unwrap();
-            let mut buf = vec![0u8; 2048];
-            while !st.load(Ordering::Relaxed) {
-                {
-                    let mut c = c.lock().unwrap();
-                    c.handle_timeout(Instant::now());
-                    while let shardcast_client::ClientOutput::Transmit {
-                        destination,
-                        contents,
-                        ..
-                    } = c.poll_output()
-                    {
-                        let _ = sock.send_to(&contents, destination);
-                    }
-                }
-                if let Ok((n, src)) = sock.recv_from(&mut buf) {
-                    c.lock()
-                        .unwrap()
-                        .handle_datagram(Instant::now(), src, local, &buf[..n]);
-                }
-            }
-        });
+        let thread = shardcast_client::udp::spawn_driver(client.clone(), sock, stop.clone());
         Peer {
             client,
             stop,

@@ -81,15 +81,9 @@ pub(crate) fn current_tid() -> u32 {
         .unwrap_or(0)
 }
 
-/// /proc reports CPU in USER_HZ clock ticks, which the kernel fixes at 100 on every
-/// architecture we run (sysconf(_SC_CLK_TCK) returns the same constant).
-const USER_HZ: u64 = 100;
-
 /// user + sys CPU of one thread of this process so far (zero when unreadable).
 pub(crate) fn thread_cpu(tid: u32) -> Duration {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-        .ok()
-        .and_then(|text| crate::procstat::parse_stat(&text, USER_HZ))
+    crate::procstat::cpu_of_thread(tid)
         .map(|c| c.total())
         .unwrap_or_default()
 }
