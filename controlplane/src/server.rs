@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,7 @@ use crate::auth::tokens::AccessClaims;
 use crate::config::{DefaultTenant, SignalingConfig};
 use crate::ids::{Identity, RoomName, TenantId};
 use crate::placement::Placement;
+use crate::routes::ApiQuery;
 use crate::services::{now_unix_secs, rooms, tenants};
 use crate::signaling::{self, BusRoomEvents, Hub, StoreBus};
 use crate::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
@@ -146,7 +147,7 @@ fn bad(code: &str, message: impl Into<String>) -> Response {
 
 /// Dev mode only: a host token for the default tenant; creates the room if needed, so the
 /// demo page works with any room name.
-async fn dev_token(State(dev): State<DevState>, Query(q): Query<DevQuery>) -> Response {
+async fn dev_token(State(dev): State<DevState>, ApiQuery(q): ApiQuery<DevQuery>) -> Response {
     let Ok(room) = RoomName::parse(q.room.clone()) else {
         return bad("invalid_request", "bad room name");
     };

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shardcast_dataplane::node::PeerRole;
 
+use crate::routes::{ApiPath, ApiQuery};
 use crate::signaling::hub::{Hub, Phase};
 use crate::signaling::messages::track_from_wire;
 use crate::signaling::services::{Member, SignalError};
@@ -161,7 +162,7 @@ async fn start(
 
 async fn whip(
     State(hub): State<Arc<Hub>>,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     Source(ip): Source,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -191,8 +192,8 @@ struct WhepQuery {
 
 async fn whep(
     State(hub): State<Arc<Hub>>,
-    Path(room): Path<String>,
-    Query(q): Query<WhepQuery>,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(q): ApiQuery<WhepQuery>,
     Source(ip): Source,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -230,7 +231,7 @@ async fn whep(
 
 async fn end(
     State(hub): State<Arc<Hub>>,
-    Path((room, session)): Path<(String, String)>,
+    ApiPath((room, session)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {

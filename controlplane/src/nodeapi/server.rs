@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,6 +64,16 @@ fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         Json(json!({"error": {"code": "unavailable", "message": "bad cluster secret"}})),
+    )
+        .into_response()
+}
+
+/// A query string the events route cannot read: `400 {"error": {"code": "bad_query", ..}}`
+/// in the node API's error envelope, never axum's plain-text rejection.
+fn bad_query(rejection: QueryRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": {"code": "bad_query", "message": rejection.body_text()}})),
     )
         .into_response()
 }
@@ -148,11 +159,15 @@ fn line_bytes(line: &StreamLine) -> Vec<u8> {
 async fn events(
     State(s): State<NodeServer>,
     headers: HeaderMap,
-    Query(from): Query<ResumeFrom>,
+    from: Result<Query<ResumeFrom>, QueryRejection>,
 ) -> Response {
     if !authorized(&s, &headers) {
         return unauthorized();
     }
+    let from = match from {
+        Ok(Query(from)) => from,
+        Err(rejection) => return bad_query(rejection),
+    };
     let opened = s.log.open(&from);
     let mut first = line_bytes(&opened.head);
     for (seq, ev) in &opened.replay {

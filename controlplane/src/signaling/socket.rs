@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use shardcast_dataplane::node::{LayerPreference, PeerRole};
 use tokio::sync::mpsc;
@@ -47,8 +48,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Source {
 pub async fn handler(
     State(hub): State<Arc<Hub>>,
     Source(ip): Source,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        // Not a WebSocket handshake (e.g. a plain GET): JSON like every other error, with
+        // axum's status (400, or 426 when the connection cannot be upgraded).
+        Err(r) => {
+            let body = serde_json::json!({"code": "websocket_required", "message": r.body_text()});
+            return (r.status(), axum::Json(body)).into_response();
+        }
+    };
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| run(hub, socket, ip))
