@@ -66,6 +66,8 @@ pub struct TestClient {
     pub connected: bool,
     /// When false the client stops sending anything (a peer that goes silent).
     pub alive: bool,
+    /// Datagrams str0m produced while handling input, until the world's next `poll`.
+    queued: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl TestClient {
@@ -97,6 +99,7 @@ impl TestClient {
             keyframe_requests: 0,
             connected: false,
             alive: true,
+            queued: Vec::new(),
         }
     }
 
@@ -193,6 +196,10 @@ impl TestClient {
             },
         );
         self.rtc.handle_input(input).unwrap();
+        // str0m in RTP mode holds one received packet until the next poll_output: a second
+        // datagram handled before polling would overwrite it. Drain after every datagram.
+        let out = self.poll(now);
+        self.queued.extend(out);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -221,7 +228,7 @@ impl TestClient {
 
     /// Drain str0m; returns datagrams to send.
     pub fn poll(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.queued);
         if !self.alive {
             return out;
         }
