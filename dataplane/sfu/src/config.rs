@@ -21,6 +21,9 @@ pub struct CoreConfig {
     pub tick: Duration,
     /// A peer not connected (ICE + DTLS) this long after its answer is closed.
     pub connect_timeout: Duration,
+    /// Peers' timers that are not due at once are rounded up to this grid so many peers
+    /// share a shard wake-up (`timers::TimerGrid`); zero keeps them exact.
+    pub timer_granularity: Duration,
 }
 
 impl Default for CoreConfig {
@@ -35,6 +38,7 @@ impl Default for CoreConfig {
             keyframe_request_interval: Duration::from_millis(300),
             tick: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(30),
+            timer_granularity: Duration::from_millis(1),
         }
     }
 }

@@ -11,6 +11,46 @@ use std::time::Instant;
 
 use crate::ids::PeerId;
 
+/// Rounds peer deadlines up to a grid, so the periodic timers of many peers (str0m's 40 ms
+/// pacer tick, RTCP reports, BWE updates) fall due in the same shard turn instead of waking
+/// the shard once per peer. A deadline moves later by less than one `step`; `step` zero
+/// keeps deadlines exact. Deadlines closer than `EXACT_WITHIN` stay exact: those are the
+/// pacer's next packet, and rounding each gap between paced packets up would lower the
+/// pacing rate (a 5 ms gap + up to 1 ms is up to 20% slower). A packet str0m wants sent at
+/// once never comes here (see `core/drain.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct TimerGrid {
+    origin: Instant,
+    step_nanos: u128,
+}
+
+impl TimerGrid {
+    pub fn new(origin: Instant, step: std::time::Duration) -> Self {
+        Self {
+            origin,
+            step_nanos: step.as_nanos(),
+        }
+    }
+
+    /// Deadlines less than this ahead of `now` are not rounded.
+    pub const EXACT_WITHIN: std::time::Duration = std::time::Duration::from_millis(10);
+
+    pub fn round_up(&self, now: Instant, at: Instant) -> Instant {
+        if self.step_nanos == 0 || at <= self.origin || at < now + Self::EXACT_WITHIN {
+            return at;
+        }
+        let since = at.duration_since(self.origin).as_nanos();
+        let rest = since % self.step_nanos;
+        if rest == 0 {
+            return at;
+        }
+        // Far-future deadlines ("not happening") overflow the grid: leave them as they are.
+        let pad = (self.step_nanos - rest) as u64;
+        at.checked_add(std::time::Duration::from_nanos(pad))
+            .unwrap_or(at)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, PeerId)>>,
@@ -67,5 +107,29 @@ mod tests {
         assert_eq!(h.pop_due(now).map(|e| e.1), Some(PeerId(2)));
         assert_eq!(h.pop_due(now), None);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn the_grid_rounds_up_by_less_than_one_step_and_keeps_exact_points() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let us = Duration::from_micros;
+        let g = TimerGrid::new(t0, ms);
+        // Seen from t0, far enough ahead to be rounded.
+        assert_eq!(g.round_up(t0, t0 + us(20_001)), t0 + 21 * ms);
+        assert_eq!(g.round_up(t0, t0 + us(20_999)), t0 + 21 * ms);
+        assert_eq!(g.round_up(t0, t0 + 20 * ms), t0 + 20 * ms);
+        assert_eq!(g.round_up(t0, t0 + us(40_001)), t0 + 41 * ms);
+        // The pacer's next packet (closer than EXACT_WITHIN) keeps its instant.
+        assert_eq!(g.round_up(t0, t0 + us(4_500)), t0 + us(4_500));
+        assert_eq!(g.round_up(t0 + 30 * ms, t0 + us(35_500)), t0 + us(35_500));
+        // Before the origin and with a zero step nothing moves.
+        assert_eq!(g.round_up(t0, t0), t0);
+        let exact = TimerGrid::new(t0, Duration::ZERO);
+        assert_eq!(exact.round_up(t0, t0 + us(20_007)), t0 + us(20_007));
+        // Two peers' deadlines in the same step share one instant.
+        let a = g.round_up(t0, t0 + us(30_100));
+        let b = g.round_up(t0, t0 + us(30_900));
+        assert_eq!(a, b);
     }
 }

@@ -18,7 +18,7 @@ use crate::ids::{PeerId, RoomId, ShardId, TrackId};
 use crate::peer::Peer;
 use crate::room::Room;
 use crate::stats::ShardStats;
-use crate::timers::TimerHeap;
+use crate::timers::{TimerGrid, TimerHeap};
 use crate::track::{PublishedTrack, Subscription};
 
 /// Errors of the control calls (the node API maps them to its stable codes).
@@ -43,6 +43,7 @@ pub struct ShardCore {
     pub(crate) peers: HashMap<PeerId, Peer>,
     pub(crate) demux: Demux,
     pub(crate) timers: TimerHeap,
+    pub(crate) timer_grid: TimerGrid,
     pub(crate) tracks: HashMap<TrackId, PublishedTrack>,
     pub(crate) subs: HashMap<(PeerId, TrackId), Subscription>,
     pub(crate) rooms: HashMap<RoomId, Room>,
@@ -56,6 +57,7 @@ pub struct ShardCore {
 impl ShardCore {
     pub fn new(config: CoreConfig, shard: ShardId, local_addr: SocketAddr, now: Instant) -> Self {
         let next_tick = now + config.tick;
+        let timer_grid = TimerGrid::new(now, config.timer_granularity);
         ShardCore {
             config,
             shard,
@@ -63,6 +65,7 @@ impl ShardCore {
             peers: HashMap::new(),
             demux: Demux::default(),
             timers: TimerHeap::default(),
+            timer_grid,
             tracks: HashMap::new(),
             subs: HashMap::new(),
             rooms: HashMap::new(),
