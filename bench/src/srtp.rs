@@ -24,9 +24,9 @@ pub const HEADER_LEN: usize = 16;
 /// aws-lc-rs wants AES-CTR output buffers one block minus one longer than the input.
 const CTR_PADDING: usize = 15;
 
-/// The SRTP protection profiles measured: the three str0m 0.25 (dimpl) implements. Browsers
-/// offer the two 128-bit ones; str0m peers offer all three and pick AEAD_AES_256_GCM first
-/// (docs/PERFORMANCE.md, "Which SRTP profile").
+/// The SRTP protection profiles measured: the three str0m 0.25 (dimpl) implements. str0m
+/// peers (the server and the harness's clients) offer all three and choose AEAD_AES_256_GCM
+/// (docs/PERFORMANCE.md, "Which SRTP profile"); what a browser gets depends on its offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Profile {
     /// `SRTP_AES128_CM_SHA1_80`: AES-CTR plus a truncated HMAC-SHA1 tag.
