@@ -195,11 +195,10 @@ pub(crate) mod testkit {
         Arc<FloorCounters>,
     ) -> JoinHandle<io::Result<()>>;
 
-    /// Sends garbage and five SRTP packets through a floor started by `start`; checks that each
-    /// of three sinks gets all five, decryptable, and that the counters add up.
-    pub fn check_forwarding(start: Box<Start>) {
+    /// Sends garbage and five SRTP packets of `profile` through a floor started by `start`;
+    /// checks that each of three sinks gets all five, decryptable, and that the counters add up.
+    pub fn check_forwarding(profile: Profile, start: Box<Start>) {
         let crypto = str0m::crypto::from_feature_flags();
-        let profile = Profile::AeadAes128Gcm;
         let sinks: Vec<UdpSocket> = (0..3)
             .map(|_| {
                 udp::bind(
@@ -262,11 +261,16 @@ mod tests {
 
     #[test]
     fn forwards_each_packet_to_every_destination_decryptable_and_drops_garbage() {
-        testkit::check_forwarding(Box::new(|socket, config, stop, counters| {
-            std::thread::spawn(move || {
-                let crypto = str0m::crypto::from_feature_flags();
-                serve(&socket, &config, &crypto, &stop, &counters)
-            })
-        }));
+        for profile in Profile::ALL {
+            testkit::check_forwarding(
+                profile,
+                Box::new(|socket, config, stop, counters| {
+                    std::thread::spawn(move || {
+                        let crypto = str0m::crypto::from_feature_flags();
+                        serve(&socket, &config, &crypto, &stop, &counters)
+                    })
+                }),
+            );
+        }
     }
 }

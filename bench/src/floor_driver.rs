@@ -71,25 +71,30 @@ pub fn serve(
 mod tests {
     use super::*;
     use crate::floor::testkit::check_forwarding;
+    use crate::srtp::Profile;
 
-    fn with(backend: IoBackend) {
-        check_forwarding(Box::new(move |socket, config, stop, counters| {
-            std::thread::spawn(move || {
-                let crypto = str0m::crypto::from_feature_flags();
-                let used = serve(socket, backend, &config, &crypto, &stop, &counters)?;
-                assert_eq!(used, backend);
-                Ok(())
-            })
-        }));
+    fn with(backend: IoBackend, profile: Profile) {
+        check_forwarding(
+            profile,
+            Box::new(move |socket, config, stop, counters| {
+                std::thread::spawn(move || {
+                    let crypto = str0m::crypto::from_feature_flags();
+                    let used = serve(socket, backend, &config, &crypto, &stop, &counters)?;
+                    assert_eq!(used, backend);
+                    Ok(())
+                })
+            }),
+        );
     }
 
     #[test]
     fn forwards_on_the_portable_driver() {
-        with(IoBackend::Portable);
+        with(IoBackend::Portable, Profile::AeadAes128Gcm);
     }
 
     #[test]
     fn forwards_on_the_io_uring_driver() {
-        with(IoBackend::IoUring);
+        // The profile str0m peers negotiate (the server's own).
+        with(IoBackend::IoUring, Profile::AeadAes256Gcm);
     }
 }

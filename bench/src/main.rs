@@ -52,7 +52,8 @@ struct FloorArgs {
     /// RTP payload bytes.
     #[arg(long, default_value_t = 1200)]
     payload: usize,
-    /// SRTP profile: cm (AES_128_CM_SHA1_80) or gcm (AEAD_AES_128_GCM).
+    /// SRTP profile: cm (AES_128_CM_SHA1_80), gcm (AEAD_AES_128_GCM) or gcm256
+    /// (AEAD_AES_256_GCM).
     #[arg(long, default_value = "gcm")]
     profile: Profile,
     /// Measured seconds (after warm-up).
@@ -136,6 +137,19 @@ struct RunArgs {
     /// Seconds to wait for a phase's joins to connect before measuring anyway.
     #[arg(long, default_value_t = 30)]
     join_timeout: u64,
+    /// Longest settling phase, in seconds, between the warm-up and each window: it ends when
+    /// for 3 s no layer switched and forwarded packets/s stayed within ±5% of their 3 s mean.
+    /// 0 skips settling (the report then says settled: false).
+    #[arg(long, default_value_t = 30)]
+    settle_max: u64,
+    /// Run the whole scenario N times (fresh server and floor each) and report medians with
+    /// min–max; every run's report is in the JSON's `runs`.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// The floor's SRTP profile (cm, gcm, gcm256); default: the one the harness's clients
+    /// negotiated with the server.
+    #[arg(long)]
+    floor_profile: Option<Profile>,
 }
 
 #[derive(clap::Args)]
@@ -158,11 +172,18 @@ struct FloorServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
+        // Counts the SRTP profile each client connection negotiated (`run` floors on it).
+        .with(shardcast_bench::run::negotiated::layer())
         .init();
     match Cli::parse().command {
         Cmd::Floor(args) => floor_cmd(args),
@@ -263,21 +284,37 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         floor: !args.no_floor,
         exe: std::env::current_exe().context("locating this executable")?,
         join_timeout: Duration::from_secs(args.join_timeout),
+        settle_max: Duration::from_secs(args.settle_max),
+        floor_profile: args.floor_profile,
     };
-    let report = driver::run(&opts)?;
+    let report = driver::run_repeated(&opts, args.repeat)?;
     report.print_table();
     if report.harness_saturated {
         eprintln!("WARNING: the harness, not the server, may be the bottleneck");
+    }
+    if !report.settled && args.settle_max > 0 {
+        eprintln!("WARNING: the load had not settled when the window opened (--settle-max)");
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.svg {
-        let title = format!(
-            "{}: forwarded packets/s and latency (io {})",
-            report.scenario, report.io_backend
-        );
+        // With --repeat: the median run's series (the top level carries it).
+        let title = if report.repeat > 1 {
+            format!(
+                "{}: forwarded packets/s and latency (io {}, median of {} runs: run {})",
+                report.scenario,
+                report.io_backend,
+                report.repeat,
+                report.median_run + 1
+            )
+        } else {
+            format!(
+                "{}: forwarded packets/s and latency (io {})",
+                report.scenario, report.io_backend
+            )
+        };
         shardcast_bench::plot::write_svg(path, &title, &report.plot_series())?;
     }
     Ok(())

@@ -10,8 +10,8 @@
 use str0m::_internal_test_exports::TestSrtp;
 use str0m::crypto::dtls::{KeyingMaterial, SrtpProfile};
 use str0m::crypto::{
-    AeadAes128Gcm, AeadAes128GcmCipher, Aes128CmSha1_80, Aes128CmSha1_80Cipher, CryptoProvider,
-    Sha1HmacProvider,
+    AeadAes128Gcm, AeadAes128GcmCipher, AeadAes256Gcm, AeadAes256GcmCipher, Aes128CmSha1_80,
+    Aes128CmSha1_80Cipher, CryptoProvider, Sha1HmacProvider,
 };
 use str0m::rtp::{ExtensionMap, RtpHeader};
 
@@ -24,37 +24,63 @@ pub const HEADER_LEN: usize = 16;
 /// aws-lc-rs wants AES-CTR output buffers one block minus one longer than the input.
 const CTR_PADDING: usize = 15;
 
-/// The SRTP protection profiles measured (the two browsers negotiate).
+/// The SRTP protection profiles measured: the three str0m 0.25 (dimpl) implements. str0m
+/// peers (the server and the harness's clients) offer all three and choose AEAD_AES_256_GCM
+/// (docs/PERFORMANCE.md, "Which SRTP profile"); what a browser gets depends on its offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Profile {
     /// `SRTP_AES128_CM_SHA1_80`: AES-CTR plus a truncated HMAC-SHA1 tag.
     Aes128CmSha1_80,
     /// `SRTP_AEAD_AES_128_GCM`: AES-GCM with a 16-byte tag.
     AeadAes128Gcm,
+    /// `SRTP_AEAD_AES_256_GCM`: AES-256-GCM with a 16-byte tag (RFC 7714).
+    AeadAes256Gcm,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 2] = [Profile::Aes128CmSha1_80, Profile::AeadAes128Gcm];
+    pub const ALL: [Profile; 3] = [
+        Profile::Aes128CmSha1_80,
+        Profile::AeadAes128Gcm,
+        Profile::AeadAes256Gcm,
+    ];
 
     pub fn srtp_profile(self) -> SrtpProfile {
         match self {
             Profile::Aes128CmSha1_80 => SrtpProfile::AES128_CM_SHA1_80,
             Profile::AeadAes128Gcm => SrtpProfile::AEAD_AES_128_GCM,
+            Profile::AeadAes256Gcm => SrtpProfile::AEAD_AES_256_GCM,
         }
+    }
+
+    /// The profile of a DTLS-negotiated `SrtpProfile` (None for one str0m does not know).
+    pub fn of_srtp_profile(p: SrtpProfile) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|x| x.srtp_profile() == p)
+    }
+
+    /// The profile named as str0m logs it (`SRTP_AEAD_AES_256_GCM`, the `Display` of
+    /// `SrtpProfile`) or as [`Profile::name`] spells it.
+    pub fn from_log_name(text: &str) -> Option<Profile> {
+        let t = text.trim();
+        let t = t.strip_prefix("SRTP_").unwrap_or(t);
+        Profile::ALL.into_iter().find(|p| {
+            p.name() == t || p.srtp_profile().to_string().trim_start_matches("SRTP_") == t
+        })
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Profile::Aes128CmSha1_80 => "AES_128_CM_SHA1_80",
             Profile::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            Profile::AeadAes256Gcm => "AEAD_AES_256_GCM",
         }
     }
 
-    /// The short form the CLI takes (`cm`, `gcm`).
+    /// The short form the CLI takes (`cm`, `gcm`, `gcm256`).
     pub fn short(self) -> &'static str {
         match self {
             Profile::Aes128CmSha1_80 => "cm",
             Profile::AeadAes128Gcm => "gcm",
+            Profile::AeadAes256Gcm => "gcm256",
         }
     }
 
@@ -63,6 +89,7 @@ impl Profile {
         match self {
             Profile::Aes128CmSha1_80 => Aes128CmSha1_80::HMAC_TAG_LEN,
             Profile::AeadAes128Gcm => AeadAes128Gcm::TAG_LEN,
+            Profile::AeadAes256Gcm => AeadAes256Gcm::TAG_LEN,
         }
     }
 
@@ -79,8 +106,11 @@ impl std::str::FromStr for Profile {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "cm" | "aes_128_cm_sha1_80" | "aes128_cm_sha1_80" => Ok(Profile::Aes128CmSha1_80),
-            "gcm" | "aead_aes_128_gcm" => Ok(Profile::AeadAes128Gcm),
-            other => Err(format!("unknown SRTP profile {other:?} (cm | gcm)")),
+            "gcm" | "gcm128" | "aead_aes_128_gcm" => Ok(Profile::AeadAes128Gcm),
+            "gcm256" | "aead_aes_256_gcm" => Ok(Profile::AeadAes256Gcm),
+            other => Err(format!(
+                "unknown SRTP profile {other:?} (cm | gcm | gcm256)"
+            )),
         }
     }
 }
@@ -127,6 +157,10 @@ enum Opener {
         salt: [u8; 12],
         cipher: Box<dyn AeadAes128GcmCipher>,
     },
+    Gcm256 {
+        salt: [u8; 12],
+        cipher: Box<dyn AeadAes256GcmCipher>,
+    },
 }
 
 /// Opens packets sealed by an [`SrtpSender`] built from the same profile.
@@ -165,6 +199,17 @@ impl SrtpReceiver {
                 Opener::Gcm {
                     salt: session_salt,
                     cipher: srtp.aead_aes_128_gcm().create_cipher(aes, false),
+                }
+            }
+            Profile::AeadAes256Gcm => {
+                let (key, salt) = master(&mat, 32, 12);
+                let mut aes = [0u8; 32];
+                let mut session_salt = [0u8; 12];
+                derive(crypto, &key, &salt, LABEL_RTP_AES, &mut aes);
+                derive(crypto, &key, &salt, LABEL_RTP_SALT, &mut session_salt);
+                Opener::Gcm256 {
+                    salt: session_salt,
+                    cipher: srtp.aead_aes_256_gcm().create_cipher(aes, false),
                 }
             }
         };
@@ -221,6 +266,16 @@ impl SrtpReceiver {
                 cipher.decrypt(&iv, &[aad], input, &mut self.scratch).ok()?;
                 Some(&self.scratch[..out_len])
             }
+            Opener::Gcm256 { salt, cipher } => {
+                let body = packet.len().checked_sub(header_len)?;
+                let out_len = body.checked_sub(AeadAes256Gcm::TAG_LEN)?;
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, srtp_index as u16);
+                let (aad, input) = packet.split_at(header_len);
+                self.scratch.resize(out_len, 0);
+                cipher.decrypt(&iv, &[aad], input, &mut self.scratch).ok()?;
+                Some(&self.scratch[..out_len])
+            }
         }
     }
 }
@@ -232,7 +287,8 @@ fn master(mat: &[u8], key_len: usize, salt_len: usize) -> (Vec<u8>, Vec<u8>) {
     (key, salt)
 }
 
-/// RFC 3711 §4.3 key derivation: AES-CM of (salt XOR label) with a block counter.
+/// RFC 3711 §4.3 key derivation: AES-CM of (salt XOR label) with a block counter; AES-256
+/// for 32-byte master keys (RFC 7714 §12, as str0m's `SrtpKey::derive`).
 fn derive(crypto: &CryptoProvider, key: &[u8], salt: &[u8], label: u8, out: &mut [u8]) {
     let mut input = [0u8; 16];
     input[..salt.len()].copy_from_slice(salt);
@@ -240,9 +296,15 @@ fn derive(crypto: &CryptoProvider, key: &[u8], salt: &[u8], label: u8, out: &mut
     let mut block = [0u8; 32];
     for (round, chunk) in out.chunks_mut(16).enumerate() {
         input[14..].copy_from_slice(&(round as u16).to_be_bytes());
-        crypto
-            .srtp_provider
-            .srtp_aes_128_ecb_round(key, &input, &mut block);
+        if key.len() == 32 {
+            crypto
+                .srtp_provider
+                .srtp_aes_256_ecb_round(key, &input, &mut block);
+        } else {
+            crypto
+                .srtp_provider
+                .srtp_aes_128_ecb_round(key, &input, &mut block);
+        }
         chunk.copy_from_slice(&block[..chunk.len()]);
     }
 }
@@ -287,6 +349,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn profiles_parse_from_the_cli_and_from_str0m_log_names() {
+        for p in Profile::ALL {
+            assert_eq!(p.short().parse::<Profile>(), Ok(p));
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+            assert_eq!(
+                Profile::from_log_name(&p.srtp_profile().to_string()),
+                Some(p)
+            );
+            assert_eq!(Profile::of_srtp_profile(p.srtp_profile()), Some(p));
+        }
+        assert_eq!(
+            Profile::from_log_name("SRTP_AEAD_AES_256_GCM"),
+            Some(Profile::AeadAes256Gcm)
+        );
+        assert_eq!(Profile::from_log_name("SRTP_NULL"), None);
+        assert!("gcm512".parse::<Profile>().is_err());
+        // 256-bit keys: the opener of one profile does not open another's packets.
+        let crypto = str0m::crypto::from_feature_flags();
+        let mut tx = SrtpSender::new(&crypto, Profile::AeadAes256Gcm);
+        let packet = tx.protect(header(9), 9, &[7; 100]);
+        let mut wrong = SrtpReceiver::new(&crypto, Profile::AeadAes128Gcm);
+        assert_eq!(wrong.unprotect(&packet, HEADER_LEN, 0x1234_5678, 9), None);
     }
 
     #[test]

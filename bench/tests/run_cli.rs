@@ -26,6 +26,7 @@ fn started_server_takes_rooms_and_mints_tokens() {
         io_backend: "portable".into(),
         shards: 1,
         cpus: Some("0".into()),
+        log_filter: None,
     })
     .unwrap();
     let pid = server.pid();
@@ -141,4 +142,137 @@ fn smoke_run_forwards_measures_and_compares_to_the_floor() {
     assert!(phases.contains(&"warmup"), "{phases:?}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("forwarded packets/s"));
+}
+
+/// `--repeat 2` against a server whose own log names the SRTP profile each DTLS handshake
+/// chose (str0m at debug there): two settled-or-capped runs folded into medians, and the
+/// floor sealing with the profile the server negotiated.
+#[test]
+fn repeat_settles_and_floors_on_the_profile_the_server_negotiated() {
+    use shardcast_bench::srtp::Profile;
+    let bin = locate_binary(None, false).expect("build the server: scripts/test does");
+    let server = Server::start(&ServerSpec {
+        bin,
+        io_backend: "portable".into(),
+        shards: 1,
+        cpus: None,
+        log_filter: Some("info,str0m=debug".into()),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("repeat.json");
+    let out = bench()
+        .arg("run")
+        .arg(scenario("smoke"))
+        .args(["--target", &server.base_url])
+        .arg("--api-key")
+        .arg(format!(
+            "{}:{}",
+            server.api_key.api_key, server.api_key.api_secret
+        ))
+        .args(["--server-pid", &server.pid().to_string()])
+        .args([
+            "--io-backend",
+            "portable",
+            "--repeat",
+            "2",
+            "--duration",
+            "2",
+        ])
+        .args(["--warmup", "1", "--settle-max", "6", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 runs: medians"), "the table: {stdout}");
+
+    // What the server's side of each handshake chose, from its own log.
+    let log = server.log_text();
+    let chosen: Vec<Profile> = log
+        .lines()
+        .filter_map(|l| {
+            l.split("DTLS set SRTP keying material and profile: ")
+                .nth(1)
+        })
+        .map(|name| Profile::from_log_name(name).unwrap_or_else(|| panic!("{name}")))
+        .collect();
+    // 3 participants per run, 2 runs.
+    assert!(
+        chosen.len() >= 6,
+        "{} handshakes in the server log",
+        chosen.len()
+    );
+    assert!(chosen.iter().all(|p| *p == chosen[0]), "{chosen:?}");
+    let server_profile = serde_json::to_value(chosen[0]).unwrap();
+
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["repeat"], 2, "{r}");
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(r["floor"]["profile"], server_profile, "{}", r["floor"]);
+    assert_eq!(r["srtp_profile"], server_profile);
+    for run in runs {
+        assert_eq!(run["floor"]["profile"], server_profile);
+        assert!(run["settled"].is_boolean(), "{run}");
+        let settle_s = run["settle_s"].as_f64().unwrap();
+        // The cap bounds settling (a second of slack for the sampling interval).
+        assert!(settle_s <= 7.5, "{settle_s}");
+        if run["settled"] == true {
+            assert!(settle_s >= 2.5, "3 steady seconds at least: {settle_s}");
+        }
+        assert!(run["forwarded_pps"].as_f64().unwrap() > 0.0, "{run}");
+        let phases: Vec<&str> = run["per_second"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["phase"].as_str().unwrap())
+            .collect();
+        assert_eq!(phases.iter().filter(|p| **p == "measure").count(), 2);
+        // Settling sits between the warm-up and the window.
+        let first = |name: &str| phases.iter().position(|p| *p == name);
+        let last_settling = phases.iter().rposition(|p| *p == "settling");
+        assert!(first("warmup") < first("settling"), "{phases:?}");
+        assert!(last_settling < first("measure"), "{phases:?}");
+    }
+    assert!(r["settled"].is_boolean());
+    assert_eq!(
+        r["settled"].as_bool().unwrap(),
+        runs.iter().all(|x| x["settled"] == true)
+    );
+    // Every folded figure: the median lies between the runs' min and max, the top-level
+    // field holds it, and min/max are the runs' own extremes.
+    let spread = r["spread"].as_object().unwrap();
+    for key in [
+        "forwarded_pps",
+        "loss_ratio",
+        "settle_s",
+        "floor_cpu_us_per_packet",
+    ] {
+        assert!(spread.contains_key(key), "{key} in {spread:?}");
+    }
+    for (key, s) in spread {
+        let (min, median, max) = (
+            s["min"].as_f64().unwrap(),
+            s["median"].as_f64().unwrap(),
+            s["max"].as_f64().unwrap(),
+        );
+        assert!(min <= median && median <= max, "{key}: {s}");
+        if !key.contains('.') {
+            let top = r[key.as_str()].as_f64().unwrap();
+            assert!(
+                (top - median).abs() <= 1e-9 * median.abs().max(1.0),
+                "{key}"
+            );
+            let per_run: Vec<f64> = runs
+                .iter()
+                .filter_map(|x| x[key.as_str()].as_f64())
+                .collect();
+            let lo = per_run.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = per_run.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!((lo, hi), (min, max), "{key}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Placement: which media node carries a room.
 //!
-//! All-in-one mode has one in-process node and every room goes there. In a cluster, nodes
+//! All-in-one mode has one in-process node and every room goes there; with `local` that node
+//! is also registered in the (embedded) Store, rooms are bound to it and a drained node takes
+//! no new rooms, as in a cluster (being the only node, it is never "full"). In a cluster, nodes
 //! register in the Store (`store::nodes`, a key on a lease); a room is put on the least-loaded
 //! live node that is neither draining nor full, and stays there through a create-if-absent
 //! binding (two instances placing the same room at once agree without a lock). A binding to a
@@ -49,6 +51,11 @@ pub const FULL_UTILIZATION: f32 = 0.95;
 
 enum Mode {
     Single(NodeHandle),
+    Local {
+        node: NodeHandle,
+        id: NodeId,
+        store: Arc<dyn Store>,
+    },
     Cluster {
         store: Arc<dyn Store>,
         secret: String,
@@ -75,6 +82,15 @@ impl Placement {
         }
     }
 
+    /// All-in-one with the cluster's drain rule: `node` is registered in `store` as `id`
+    /// (`nodeapi::registry`); a room is bound to it on first use, and while it is draining a
+    /// room without a binding gets no node.
+    pub fn local(store: Arc<dyn Store>, id: NodeId, node: NodeHandle) -> Self {
+        Self {
+            mode: Mode::Local { node, id, store },
+        }
+    }
+
     /// Cluster: nodes from the Store's registry, reached over HTTP with `secret`.
     pub fn cluster(store: Arc<dyn Store>, secret: String) -> Self {
         Self {
@@ -94,6 +110,9 @@ impl Placement {
     ) -> Result<NodeHandle, PlacementError> {
         let (store, secret, clients) = match &self.mode {
             Mode::Single(n) => return Ok(n.clone()),
+            Mode::Local { node, id, store } => {
+                return Self::local_room(store.as_ref(), id, node, tenant, room).await
+            }
             Mode::Cluster {
                 store,
                 secret,
@@ -121,6 +140,25 @@ impl Placement {
             }
         }
         Err(PlacementError::NoNode)
+    }
+
+    async fn local_room(
+        store: &dyn Store,
+        id: &NodeId,
+        node: &NodeHandle,
+        tenant: &str,
+        room: &str,
+    ) -> Result<NodeHandle, PlacementError> {
+        let t = TenantId::parse(tenant).map_err(|e| PlacementError::BadName(e.to_string()))?;
+        let r = RoomName::parse(room).map_err(|e| PlacementError::BadName(e.to_string()))?;
+        if nodes::binding(store, &t, &r).await?.is_some() {
+            return Ok(node.clone());
+        }
+        if nodes::is_draining(store, id).await? {
+            return Err(PlacementError::NoNode);
+        }
+        nodes::bind_room(store, &t, &r, id, now_ms()).await?;
+        Ok(node.clone())
     }
 
     /// The least-loaded live node that takes new rooms.

@@ -339,3 +339,34 @@ async fn peers_of_a_restarted_node_are_closed() {
         }]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_current_active_speaker_is_resynced_after_a_gap() {
+    let (node, server) = node_server(1).await;
+    let relay = Relay::start(server).await;
+    let remote = RemoteNode::new(&format!("http://{}", relay.addr), SECRET);
+    assert!(remote.wait_connected(Duration::from_secs(10)).await);
+    let mut direct = node.events();
+    let mut seen = remote.events();
+
+    let mut publisher = Publisher::new();
+    let peer = publisher.create(&remote).await;
+    relay.cut();
+    until_disconnected(&remote).await;
+    // The publisher connects, publishes and becomes the room's speaker unheard; the node
+    // names a speaker only when it changes, so no later event would tell.
+    publisher.drive();
+    let spoke = |ev: &NodeEvent, _: &[NodeEvent]| matches!(ev, NodeEvent::ActiveSpeaker { .. });
+    let expected = collect_until(&mut direct, "an active speaker", spoke).await;
+    let speaker = NodeEvent::ActiveSpeaker {
+        room: RoomId::new("tenant/room"),
+        peer,
+    };
+    assert_eq!(expected.last(), Some(&speaker));
+    relay.restore(server);
+    let got = collect_until(&mut seen, "the active speaker", spoke).await;
+    assert_eq!(got.last(), Some(&speaker));
+    // Snapshot resync (the gap outgrew a replay of 1): the state came with it.
+    assert!(stateful(&got).contains(&format!("connected {peer}")));
+    assert_eq!(published_count(&got), 2);
+}

@@ -16,6 +16,7 @@ use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::node::{self, LayerPreference, NodeError, NodeEvent};
+use crate::node_state::ShardState;
 use crate::shard::{Outbox, ShardLogic};
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -76,6 +77,10 @@ pub enum NodeCommand {
         peer: PeerId,
         reply: Reply<()>,
     },
+    /// This shard's part of `MediaNodeApi::snapshot`.
+    Snapshot {
+        reply: Reply<crate::node_state::ShardSnapshot>,
+    },
 }
 
 pub(crate) fn map_error(e: CoreError) -> NodeError {
@@ -130,6 +135,8 @@ pub struct CoreLogic {
     /// Live peers per shard, shared with the node's placement (decremented here on close).
     peers_on_shard: Arc<[AtomicU32]>,
     shard: ShardId,
+    /// What the events sent so far say, for snapshots.
+    state: ShardState,
 }
 
 impl CoreLogic {
@@ -145,10 +152,11 @@ impl CoreLogic {
             events,
             peers_on_shard,
             shard,
+            state: ShardState::default(),
         }
     }
 
-    fn emit(&mut self, event: CoreEvent) {
+    fn emit(&mut self, now: Instant, event: CoreEvent) {
         if let CoreEvent::PeerClosed { .. } = event {
             if let Some(count) = self.peers_on_shard.get(self.shard.0 as usize) {
                 let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
@@ -156,8 +164,10 @@ impl CoreLogic {
                 });
             }
         }
+        let event = map_event(event);
+        self.state.sent(&event, now);
         // No receiver is not an error: nobody is listening yet.
-        let _ = self.events.send(map_event(event));
+        let _ = self.events.send(event);
     }
 }
 
@@ -182,17 +192,29 @@ impl ShardLogic for CoreLogic {
                 request,
                 reply,
             } => {
-                let _ = reply.send(core.create_peer(now, peer, request).map_err(map_error));
+                let created = core.create_peer(now, peer, request).map_err(map_error);
+                if created.is_ok() {
+                    self.state.created(peer);
+                }
+                let _ = reply.send(created);
             }
             NodeCommand::Renegotiate { peer, offer, reply } => {
-                let _ = reply.send(core.renegotiate(now, peer, &offer).map_err(map_error));
+                let answer = core.renegotiate(now, peer, &offer).map_err(map_error);
+                if answer.is_ok() {
+                    self.state.settled(peer);
+                }
+                let _ = reply.send(answer);
             }
             NodeCommand::AcceptAnswer {
                 peer,
                 answer,
                 reply,
             } => {
-                let _ = reply.send(core.accept_answer(now, peer, &answer).map_err(map_error));
+                let accepted = core.accept_answer(now, peer, &answer).map_err(map_error);
+                if accepted.is_ok() {
+                    self.state.settled(peer);
+                }
+                let _ = reply.send(accepted);
             }
             NodeCommand::TrackInfo { track, reply } => {
                 let _ = reply.send(core.track_info(track).ok_or(NodeError::UnknownTrack(track)));
@@ -253,6 +275,9 @@ impl ShardLogic for CoreLogic {
                 core.close_peer(now, peer);
                 let _ = reply.send(Ok(()));
             }
+            NodeCommand::Snapshot { reply } => {
+                let _ = reply.send(Ok(self.state.snapshot()));
+            }
         }
     }
 
@@ -262,7 +287,7 @@ impl ShardLogic for CoreLogic {
 
     fn drain_output(
         &mut self,
-        _now: Instant,
+        now: Instant,
         out: &mut Outbox<'_, ShardMessage>,
     ) -> Option<Instant> {
         loop {
@@ -271,7 +296,7 @@ impl ShardLogic for CoreLogic {
                 Output::ToShard { shard, msg } => {
                     out.to_shard(shard, msg);
                 }
-                Output::Event(e) => self.emit(e),
+                Output::Event(e) => self.emit(now, e),
                 Output::Timeout(at) => return Some(at),
             }
         }

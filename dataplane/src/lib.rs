@@ -10,6 +10,7 @@ pub mod driver;
 mod fanout;
 pub mod media_node;
 pub mod node;
+pub mod node_state;
 pub mod shard;
 
 pub use media_node::{MediaNode, MediaNodeConfig};

@@ -22,7 +22,7 @@ use crate::driver::IoBackend;
 use crate::fanout::RemoteSubs;
 use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
-    NodeLoad, PeerId, PeerRole, RoomId, TrackId,
+    NodeLoad, NodeSnapshot, PeerId, PeerRole, RoomId, TrackId,
 };
 use crate::shard::{CommandError, ShardConfig, ShardError, ShardSet, ShardSnapshot};
 
@@ -435,5 +435,19 @@ impl MediaNodeApi for MediaNode {
 
     fn events(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    fn snapshot(&self) -> NodeFuture<'_, NodeSnapshot> {
+        Box::pin(async move {
+            let mut parts = Vec::new();
+            for shard in 0..self.peers_on_shard.len() {
+                let shard = ShardId(shard as u16);
+                parts.push(
+                    self.call(shard, |reply| NodeCommand::Snapshot { reply })
+                        .await?,
+                );
+            }
+            Ok(crate::node_state::merge(parts))
+        })
     }
 }

@@ -47,6 +47,48 @@ pub trait MediaNodeApi: Send + Sync + 'static {
     fn load(&self) -> NodeFuture<'_, NodeLoad>;
     /// A receiver of every event from now on. Each caller gets its own receiver.
     fn events(&self) -> tokio::sync::broadcast::Receiver<NodeEvent>;
+    /// The state the node's events describe, now: live peers, their tracks and unanswered
+    /// server offers, and each room's active speaker. For a reader of `events()` that lagged
+    /// (lost events) to catch up.
+    fn snapshot(&self) -> NodeFuture<'_, NodeSnapshot>;
+}
+
+/// What a node's events add up to at one moment (see [`MediaNodeApi::snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    /// Live peers, by id.
+    pub peers: Vec<PeerSnapshot>,
+    /// Per room, the peer of its last `ActiveSpeaker` event, while that peer lives.
+    pub speakers: Vec<RoomSpeaker>,
+}
+
+/// A live peer in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerSnapshot {
+    pub peer: PeerId,
+    /// `PeerConnected` was sent.
+    pub connected: bool,
+    /// Its published tracks, in publishing order.
+    pub tracks: Vec<TrackSnapshot>,
+    /// The last server offer (`NodeEvent::Offer`) not yet followed by an answer or a client
+    /// offer.
+    pub pending_offer: Option<String>,
+}
+
+/// A published track in a snapshot (the fields of `NodeEvent::TrackPublished`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackSnapshot {
+    pub room: RoomId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub rids: Vec<String>,
+}
+
+/// A room's current active speaker (the fields of `NodeEvent::ActiveSpeaker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSpeaker {
+    pub room: RoomId,
+    pub peer: PeerId,
 }
 
 /// Which way media flows for a new peer.

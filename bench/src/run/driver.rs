@@ -1,6 +1,7 @@
 //! The run itself: server up, rooms and tokens, the pool joining on the timeline, a sample
-//! every second, phases (joining → warm-up → measure, repeated per ramp step), then the
-//! floor at a matching rate and fan-out, and the report.
+//! every second, phases (joining → warm-up → settling → measure, repeated per ramp step),
+//! then the floor at a matching rate and fan-out on the negotiated SRTP profile, and the
+//! report; `run_repeated` does all of that N times and folds the reports (`aggregate`).
 //!
 //! Owns the order of things and the control thread's loop. Must never do packet work (the
 //! pool's threads do) or arithmetic on figures (`measure`, `summary` do).
@@ -12,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::aggregate;
 use super::measure::{Meter, Sample, ServerReading};
+use super::negotiated;
 use super::server::{self, Server, ServerSpec};
+use super::settle::{Settled, Settler};
 use super::setup::{Credentials, Setup};
 use super::summary::{knee, mean_fanout, participants_at, JoinMs, RunReport, Step, Window};
 use super::timeline::{Action, Seat, Timeline};
@@ -46,12 +50,21 @@ pub struct RunOptions {
     pub exe: PathBuf,
     /// Longest wait for the joins of a phase to connect before measuring anyway.
     pub join_timeout: Duration,
+    /// Longest settling phase (see `settle`) before each window; zero: no settling.
+    pub settle_max: Duration,
+    /// The floor's SRTP profile; None: the one the clients negotiated.
+    pub floor_profile: Option<Profile>,
 }
+
+/// The floor's profile when no client reported one and none was asked for: what str0m 0.25
+/// peers negotiate with each other (dimpl offers and prefers AEAD_AES_256_GCM).
+pub const DEFAULT_NEGOTIATED: Profile = Profile::AeadAes256Gcm;
 
 enum Phase {
     Joining { last_issued: Option<Instant> },
-    Warmup { until: Instant },
-    Measure { from: usize },
+    Warmup { until: Instant, settler: Settler },
+    Settling { settler: Settler },
+    Measure { from: usize, settled: Settled },
 }
 
 impl Phase {
@@ -59,6 +72,7 @@ impl Phase {
         match self {
             Phase::Joining { .. } => "joining",
             Phase::Warmup { .. } => "warmup",
+            Phase::Settling { .. } => "settling",
             Phase::Measure { .. } => "measure",
         }
     }
@@ -72,14 +86,41 @@ struct Measured {
     samples: Vec<Sample>,
     steps: Vec<Step>,
     window: Window,
+    /// How the reported window's settling went (ramp: the reported step's).
+    settled: Settled,
     per_room: Vec<u32>,
     meter: Meter,
     max_lag: Duration,
     warnings: Vec<String>,
 }
 
+/// `run` `repeat` times (a fresh server and floor each time) and the folded report.
+pub fn run_repeated(opts: &RunOptions, repeat: usize) -> anyhow::Result<RunReport> {
+    let repeat = repeat.max(1);
+    let mut runs = Vec::with_capacity(repeat);
+    for i in 0..repeat {
+        let r = run(opts)?;
+        if repeat > 1 {
+            eprintln!(
+                "run {}/{repeat}: {:.0} pps forwarded, {} µs CPU/packet, ratio to floor {}, settled {} in {:.0} s",
+                i + 1,
+                r.forwarded_pps,
+                r.cpu_us_per_forwarded_packet
+                    .map_or("n/a".into(), |v| format!("{v:.3}")),
+                r.ratio_to_floor.map_or("n/a".into(), |v| format!("{v:.2}")),
+                r.settled,
+                r.settle_s
+            );
+        }
+        runs.push(r);
+    }
+    aggregate::combine(runs).ok_or_else(|| anyhow::anyhow!("no runs"))
+}
+
 pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
     let sc = &opts.scenario;
+    // Connections str0m reports from here on are this run's (see `negotiated`).
+    let seen_before = negotiated::Counts::now();
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -93,6 +134,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                 io_backend: opts.io_backend.clone(),
                 shards: opts.shards,
                 cpus: opts.server_cpus.clone(),
+                log_filter: None,
             })?)
         }
     };
@@ -175,6 +217,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
     };
 
     let measured = drive(opts, &pool, &read_server, &mut tokens, &join)?;
+    let seen = negotiated::Counts::now().since(&seen_before);
+    let negotiated = seen.most_used();
     let rooms: Vec<String> = (0..sc.rooms()).map(room_name).collect();
     let server_participants = setup.joined_participants(&rooms);
     let backend = server
@@ -183,6 +227,31 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         .unwrap_or_else(|| opts.io_backend.clone());
     let final_snapshot = pool.shutdown();
     let mut warnings = measured.warnings;
+    if !measured.settled.settled && !opts.settle_max.is_zero() {
+        warnings.push(format!(
+            "the load was not steady after {:.0} s of settling (--settle-max): layers or packets/s still moving in the window",
+            measured.settled.settle_s
+        ));
+    }
+    if seen.seen().len() > 1 {
+        warnings.push(format!(
+            "clients negotiated different SRTP profiles: {:?}",
+            seen.seen()
+        ));
+    }
+    let floor_profile = match (opts.floor_profile, negotiated) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p,
+        (None, None) => {
+            if opts.floor {
+                warnings.push(format!(
+                    "no client reported its SRTP profile; the floor assumes {}",
+                    DEFAULT_NEGOTIATED.name()
+                ));
+            }
+            DEFAULT_NEGOTIATED
+        }
+    };
     let mut reasons: Vec<&str> = final_snapshot
         .participants
         .iter()
@@ -241,7 +310,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
             fanout,
             // The subscribers' mean RTP payload per packet (audio and video mixed).
             payload: payload.clamp(40, 1200),
-            profile: Profile::AeadAes128Gcm,
+            profile: floor_profile,
             warmup: Duration::from_secs(1),
             duration: opts
                 .duration
@@ -262,7 +331,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         None
     };
 
-    Ok(build_report(
+    let mut report = build_report(
         opts,
         started_unix_s,
         backend,
@@ -276,7 +345,11 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         measured.window,
         measured.steps,
         measured.samples,
-    ))
+    );
+    report.settle_s = measured.settled.settle_s;
+    report.settled = measured.settled.settled;
+    report.srtp_profile = negotiated;
+    Ok(report)
 }
 
 /// The control loop: joins and leaves on time, a sample each second, phase changes.
@@ -303,6 +376,7 @@ fn drive(
     let progress = ProgressBar::new(
         (sc.participants() as f64 / sc.join_rate_per_sec) as u64
             + opts.warmup.as_secs()
+            + super::settle::STEADY_SECS as u64
             + duration_s as u64,
     );
     progress.set_style(
@@ -316,7 +390,7 @@ fn drive(
     let mut warnings = Vec::new();
     let mut next_sample = start + Duration::from_secs(1);
     let mut max_lag = Duration::ZERO;
-    let window = loop {
+    let (window, settled) = loop {
         let now = Instant::now();
         for action in timeline.poll(now) {
             match action {
@@ -354,6 +428,7 @@ fn drive(
             sample.forwarded_pps,
             sample.server_cpu_percent.unwrap_or(0.0)
         ));
+        let sample_pps = sample.forwarded_pps;
         samples.push(sample);
         let now = Instant::now();
         match &phase {
@@ -372,24 +447,49 @@ fn drive(
                     }
                     phase = Phase::Warmup {
                         until: now + opts.warmup,
+                        settler: Settler::new(opts.settle_max),
                     };
                 }
             }
             Phase::Joining { last_issued: None } => {}
-            Phase::Warmup { until } => {
-                if now >= *until {
+            Phase::Warmup { until, settler } => {
+                let mut settler = settler.clone();
+                settler.prime(sample_pps);
+                if now < *until {
+                    phase = Phase::Warmup {
+                        until: *until,
+                        settler,
+                    };
+                } else if let Some(settled) = settler.immediate() {
                     phase = Phase::Measure {
                         from: samples.len(),
+                        settled,
                     };
+                } else {
+                    phase = Phase::Settling { settler };
                 }
             }
-            Phase::Measure { from } => {
+            Phase::Settling { settler } => {
+                let mut settler = settler.clone();
+                let last = samples.last().expect("a sample was just pushed");
+                match settler.observe(last.interval_s, last.forwarded_pps, last.layer_switches) {
+                    Some(settled) => {
+                        phase = Phase::Measure {
+                            from: samples.len(),
+                            settled,
+                        }
+                    }
+                    None => phase = Phase::Settling { settler },
+                }
+            }
+            Phase::Measure { from, settled } => {
                 if samples.len() - from < duration_s {
                     continue;
                 }
+                let settled = *settled;
                 let figures = Window::of(&samples[*from..]);
                 let (Some(r), Some(g)) = (&ramp, ramp_group) else {
-                    break figures;
+                    break (figures, settled);
                 };
                 let per_room = timeline.per_room(g);
                 let good = figures.within(r);
@@ -398,6 +498,8 @@ fn drive(
                     per_room,
                     participants: participants_at(sc, g, per_room),
                     good,
+                    settle_s: settled.settle_s,
+                    settled: settled.settled,
                     figures,
                 });
                 let raised = good
@@ -405,7 +507,13 @@ fn drive(
                     .flatten();
                 if raised.is_none() {
                     let chosen = knee(&steps).unwrap_or(&steps[0]);
-                    break chosen.figures.clone();
+                    break (
+                        chosen.figures.clone(),
+                        Settled {
+                            settle_s: chosen.settle_s,
+                            settled: chosen.settled,
+                        },
+                    );
                 }
                 progress.set_length(progress.length().unwrap_or(0) + duration_s as u64 * 2);
                 phase = Phase::Joining { last_issued: None };
@@ -425,6 +533,7 @@ fn drive(
         samples,
         steps,
         window,
+        settled,
         per_room,
         meter,
         max_lag: max_lag.max(timeline.max_lag()),
@@ -508,5 +617,13 @@ fn build_report(
         knee,
         floor,
         per_second,
+        // Set by `run` (settling, the negotiated profile) and `aggregate` (the rest).
+        settle_s: 0.0,
+        settled: false,
+        srtp_profile: None,
+        repeat: 1,
+        median_run: 0,
+        spread: Default::default(),
+        runs: Vec::new(),
     }
 }

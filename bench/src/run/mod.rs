@@ -3,12 +3,17 @@
 //! measure the floor in the same run, and report (table, JSON, SVG).
 //!
 //! Module map: `server` (the child process), `setup` (REST), `timeline` (when who joins and
-//! leaves; sans-IO), `measure` (snapshots → per-second samples), `summary` (windows, knee,
-//! the report). Nothing here is asserted on speed in tests.
+//! leaves; sans-IO), `measure` (snapshots → per-second samples), `settle` (when the load is
+//! steady enough to measure; sans-IO), `negotiated` (the SRTP profile the clients got),
+//! `summary` (windows, knee, the report), `aggregate` (`--repeat`: medians over runs).
+//! Nothing here is asserted on speed in tests.
 
+pub mod aggregate;
 pub mod driver;
 pub mod measure;
+pub mod negotiated;
 pub mod server;
+pub mod settle;
 pub mod setup;
 pub mod snapshot;
 pub mod summary;

@@ -27,6 +27,9 @@ pub struct ServerSpec {
     pub shards: usize,
     /// A CPU list for `taskset -c` (e.g. `0` or `0-1`); None = not pinned.
     pub cpus: Option<String>,
+    /// The server's log filter (`SHARDCAST_LOG`); None = `info`. Tests raise str0m to debug
+    /// to read the negotiated SRTP profile; a measured run never should (it costs CPU).
+    pub log_filter: Option<String>,
 }
 
 /// The default tenant's API key, as `shardcast serve` writes it (default_tenant.json).
@@ -105,7 +108,10 @@ impl Server {
             .env_remove("SHARDCAST_CONFIG")
             .env_remove("RUST_LOG")
             .env_remove("SHARDCAST_ADMIN_KEY")
-            .env("SHARDCAST_LOG", "info")
+            .env(
+                "SHARDCAST_LOG",
+                spec.log_filter.as_deref().unwrap_or("info"),
+            )
             // Plain log lines: `backend_from_log` reads one.
             .env("NO_COLOR", "1")
             .stderr(Stdio::from(
@@ -152,6 +158,11 @@ impl Server {
     /// The backend the media node really uses (`auto` resolved), from its start-up log line.
     pub fn backend(&self) -> Option<String> {
         backend_from_log(&std::fs::read_to_string(&self.log).ok()?)
+    }
+
+    /// The server's whole log so far.
+    pub fn log_text(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// The last lines of the server's log (for error messages).

@@ -2,13 +2,17 @@
 //! the JSON report (schema in docs/PERFORMANCE.md) and the human table. Pure arithmetic over
 //! samples; never measures anything itself.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use super::aggregate::Spread;
 use super::measure::Sample;
 use crate::floor_run::FloorResult;
 use crate::report::{PerSecond, Percentiles};
 use crate::scenario::{Group, Ramp, Scenario};
 use crate::sinks::new_histogram;
+use crate::srtp::Profile;
 
 /// Figures over one measured window (consecutive samples).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -91,13 +95,18 @@ impl Window {
     }
 }
 
-/// One ramp step: the group's size and its window.
+/// One ramp step: the group's size, how it settled and its window.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
     pub step: usize,
     pub per_room: u32,
     pub participants: u64,
     pub good: bool,
+    /// Seconds this step's settling phase took; `settled` false: `--settle-max` was reached.
+    #[serde(default)]
+    pub settle_s: f64,
+    #[serde(default)]
+    pub settled: bool,
     pub figures: Window,
 }
 
@@ -184,6 +193,17 @@ pub struct RunReport {
     pub layer_switches: u64,
     pub harness_saturated: bool,
     pub harness_cpu_share: f64,
+    /// Seconds the settling phase before the window took (with --ramp: the reported step's).
+    #[serde(default)]
+    pub settle_s: f64,
+    /// false: the load was not steady when `--settle-max` ended the settling phase.
+    #[serde(default)]
+    pub settled: bool,
+    /// The SRTP profile the harness's clients negotiated with the server (DTLS), as str0m
+    /// reported it; None when no client reported one (e.g. the library used without the
+    /// CLI's log capture).
+    #[serde(default)]
+    pub srtp_profile: Option<Profile>,
     /// Participants the server lists as joined in the scenario's rooms after the window: a
     /// cross-check of `window.connected`; None in dev mode (`--target` without a key).
     pub server_participants: Option<u64>,
@@ -193,9 +213,40 @@ pub struct RunReport {
     pub knee: Option<Step>,
     pub floor: Option<FloorResult>,
     pub per_second: Vec<Sample>,
+    /// Whole runs folded into this report (`--repeat`); the figures above are their medians.
+    #[serde(default = "one")]
+    pub repeat: usize,
+    /// Index in `runs` of the median run (by forwarded_pps): window, steps, floor and
+    /// per_second above are that run's.
+    #[serde(default)]
+    pub median_run: usize,
+    /// Median, min and max over the runs of each folded figure (keys: the field names,
+    /// `latency_us.p99` for nested ones).
+    #[serde(default)]
+    pub spread: BTreeMap<String, Spread>,
+    /// Every run's full report (their own `runs` empty).
+    #[serde(default)]
+    pub runs: Vec<RunReport>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl RunReport {
+    /// The loss ratio in %, with the runs' range when there were several.
+    fn ranged_percent(&self, key: &str, ratio: f64) -> String {
+        match self.spread.get(key) {
+            Some(s) if self.repeat > 1 => format!(
+                "{:.4} ({:.4}–{:.4})",
+                ratio * 100.0,
+                s.min * 100.0,
+                s.max * 100.0
+            ),
+            _ => format!("{:.4}", ratio * 100.0),
+        }
+    }
+
     /// The series the SVG plot draws.
     pub fn plot_series(&self) -> Vec<PerSecond> {
         self.per_second
@@ -211,66 +262,118 @@ impl RunReport {
             .collect()
     }
 
-    pub fn print_table(&self) {
-        let opt = |v: Option<f64>, digits: usize| match v {
-            Some(v) => format!("{v:.digits$}"),
-            None => "n/a".to_string(),
+    /// `value` with the runs' range when there were several: `22.4 (20.1–25.0)`.
+    fn ranged(&self, key: &str, value: Option<f64>, digits: usize) -> String {
+        let Some(v) = value else {
+            return "n/a".to_string();
         };
+        match self.spread.get(key) {
+            Some(s) if self.repeat > 1 => {
+                format!("{v:.digits$} ({:.digits$}–{:.digits$})", s.min, s.max)
+            }
+            _ => format!("{v:.digits$}"),
+        }
+    }
+
+    pub fn print_table(&self) {
+        let opt = |key: &str, v: Option<f64>, digits: usize| self.ranged(key, v, digits);
+        let int = |key: &str, v: u64| self.ranged(key, Some(v as f64), 0);
         println!(
             "scenario {} — {} participants in {} rooms, io {}, {} shard(s)",
             self.scenario, self.participants, self.rooms, self.io_backend, self.shards
         );
+        if self.repeat > 1 {
+            println!(
+                "  {} runs: medians (min–max); ratio = median of per-run ratios; window, series and floor of run {}",
+                self.repeat,
+                self.median_run + 1
+            );
+        }
+        println!(
+            "  settling          {:>10} s  ({})",
+            opt("settle_s", Some(self.settle_s), 1),
+            if self.settled {
+                "steady"
+            } else {
+                "NOT steady: --settle-max reached"
+            }
+        );
         println!("  window            {:>10.1} s", self.window.window_s);
         println!(
-            "  forwarded         {:>10.0} pps  {:>8.1} Mbps  (received by subscribers)",
-            self.forwarded_pps, self.forwarded_mbps
+            "  forwarded         {:>10} pps  {} Mbps  (received by subscribers)",
+            opt("forwarded_pps", Some(self.forwarded_pps), 0),
+            opt("forwarded_mbps", Some(self.forwarded_mbps), 1)
         );
-        println!("  published         {:>10.0} pps", self.published_pps);
+        println!(
+            "  published         {:>10} pps",
+            opt("published_pps", Some(self.published_pps), 0)
+        );
         println!(
             "  server CPU        {:>10} µs/packet  ({}% of a core)",
-            opt(self.cpu_us_per_forwarded_packet, 3),
-            opt(self.server_cpu_percent, 0)
+            opt(
+                "cpu_us_per_forwarded_packet",
+                self.cpu_us_per_forwarded_packet,
+                3
+            ),
+            opt("server_cpu_percent", self.server_cpu_percent, 0)
         );
         println!(
-            "  floor             {:>10} µs/packet  ratio {}",
-            opt(self.floor_cpu_us_per_packet, 3),
-            opt(self.ratio_to_floor, 2)
+            "  floor             {:>10} µs/packet  ratio {}  ({})",
+            opt("floor_cpu_us_per_packet", self.floor_cpu_us_per_packet, 3),
+            opt("ratio_to_floor", self.ratio_to_floor, 2),
+            self.floor
+                .as_ref()
+                .map(|f| f.profile.name())
+                .unwrap_or("no floor")
         );
         println!(
             "  latency µs        p50 {}  p99 {}  p99.9 {}  ({} samples)",
-            self.latency_us.p50, self.latency_us.p99, self.latency_us.p999, self.latency_us.samples
+            int("latency_us.p50", self.latency_us.p50),
+            int("latency_us.p99", self.latency_us.p99),
+            int("latency_us.p999", self.latency_us.p999),
+            self.latency_us.samples
         );
         println!(
-            "  loss after repair {:>10.4} %  ({} of {})",
-            self.loss_ratio * 100.0,
-            self.window.lost,
-            self.window.expected
+            "  loss after repair {:>10} %",
+            self.ranged_percent("loss_ratio", self.loss_ratio)
         );
         println!(
             "  join ms           p50 {}  p99 {}  max {}  ({} joined, {} failed)",
-            self.join_ms.p50,
-            self.join_ms.p99,
-            self.join_ms.max,
+            int("join_ms.p50", self.join_ms.p50),
+            int("join_ms.p99", self.join_ms.p99),
+            int("join_ms.max", self.join_ms.max),
             self.join_ms.joined,
             self.join_ms.failed
         );
         println!(
             "  RSS               {:>10} bytes/participant",
-            opt(self.rss_bytes_per_participant, 0)
+            opt(
+                "rss_bytes_per_participant",
+                self.rss_bytes_per_participant,
+                0
+            )
         );
-        println!("  layer switches    {:>10}", self.layer_switches);
+        println!(
+            "  layer switches    {:>10}",
+            int("layer_switches", self.layer_switches)
+        );
         println!(
             "  harness CPU       {:>10.0} % of its cores",
             self.harness_cpu_share * 100.0
         );
+        if let Some(p) = self.srtp_profile {
+            println!("  SRTP negotiated   {:>10}", p.name());
+        }
         for s in &self.steps {
             println!(
-                "  ramp step {:>2}: {:>5}/room  {:>9.0} pps  loss {:.3}%  p99 {} µs  {}",
+                "  ramp step {:>2}: {:>5}/room  {:>9.0} pps  loss {:.3}%  p99 {} µs  settle {:.0} s{}  {}",
                 s.step,
                 s.per_room,
                 s.figures.forwarded_pps,
                 s.figures.loss_ratio * 100.0,
                 s.figures.latency_us.p99,
+                s.settle_s,
+                if s.settled { "" } else { " (capped)" },
                 if s.good { "ok" } else { "over the limit" }
             );
         }
@@ -290,7 +393,7 @@ impl RunReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::measure::Sample;
 
@@ -366,6 +469,59 @@ mod tests {
         assert_eq!(Window::of(&[]), Window::default());
     }
 
+    /// A finished report whose window forwarded `pps` (for aggregation tests).
+    pub(crate) fn report(pps: f64) -> RunReport {
+        let mut window = Window::of(&[sample(1000, 0, 1000, &[100; 10])]);
+        window.forwarded_pps = pps;
+        RunReport {
+            scenario: "t".into(),
+            description: String::new(),
+            started_unix_s: 0,
+            duration: 1,
+            io_backend: "portable".into(),
+            shards: 1,
+            server_cpus: None,
+            harness_cpus: None,
+            participants: 3,
+            rooms: 1,
+            forwarded_pps: pps,
+            forwarded_mbps: pps * 8e-3,
+            published_pps: pps / 2.0,
+            cpu_us_per_forwarded_packet: Some(4.0),
+            server_cpu_percent: Some(10.0),
+            floor_cpu_us_per_packet: Some(2.0),
+            ratio_to_floor: Some(2.0),
+            latency_us: window.latency_us,
+            loss_ratio: 0.0,
+            join_ms: JoinMs {
+                p50: 100,
+                p99: 200,
+                max: 250,
+                joined: 3,
+                failed: 0,
+            },
+            server_rss_bytes: Some(50 << 20),
+            rss_bytes_per_participant: Some(1e5),
+            layer_switches: 0,
+            harness_saturated: false,
+            harness_cpu_share: 0.25,
+            settle_s: 3.0,
+            settled: true,
+            srtp_profile: Some(Profile::AeadAes256Gcm),
+            server_participants: Some(3),
+            warnings: Vec::new(),
+            window,
+            steps: Vec::new(),
+            knee: None,
+            floor: None,
+            per_second: Vec::new(),
+            repeat: 1,
+            median_run: 0,
+            spread: BTreeMap::new(),
+            runs: Vec::new(),
+        }
+    }
+
     fn step(i: usize, loss: f64, p99_ms: u64) -> Step {
         let samples = vec![sample(
             10_000,
@@ -387,6 +543,8 @@ mod tests {
             per_room: 50 * (i as u32 + 1),
             participants: 50 * (i as u64 + 1),
             good: figures.within(&ramp),
+            settle_s: 3.0,
+            settled: true,
             figures,
         }
     }

@@ -68,6 +68,9 @@ fn start_media_node(config: &Config) -> anyhow::Result<Arc<dyn MediaNodeApi>> {
     Ok(Arc::new(node))
 }
 
+/// The id of `serve`'s in-process media node in `/v1/nodes` and participant records.
+const LOCAL_NODE: &str = "local";
+
 /// All in one: control plane + in-process media node on the embedded store.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -84,10 +87,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let key = server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?;
     let node = start_media_node(&config)?;
-    let placement = Arc::new(Placement::single(NodeHandle {
-        id: Arc::from("local"),
-        api: node,
-    }));
+    // The in-process node registers like a `medianode` does, so `GET /v1/nodes` lists it with
+    // its load and draining it keeps new rooms off it. Capacity 0: it is the only node, so
+    // placement never calls it full.
+    let id = NodeId::parse(LOCAL_NODE).context("local node id")?;
+    let reg = registry::register(
+        store.clone(),
+        node.clone(),
+        NodeIdentity {
+            id: id.clone(),
+            api_address: "in-process".into(),
+            capacity: 0,
+        },
+        Duration::from_secs(config.cluster.node_lease_secs.max(2)),
+    )
+    .await
+    .context("registering the media node in the store")?;
+    let placement = Arc::new(Placement::local(
+        store.clone(),
+        id,
+        NodeHandle {
+            id: Arc::from(LOCAL_NODE),
+            api: node,
+        },
+    ));
     let dev = config.dev_enabled(Role::Serve);
     let built = server::build(
         store,
@@ -108,7 +131,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         key.tenant,
         config.data_dir.join(shardcast_controlplane::config::DefaultTenant::FILE).display()
     );
-    serve_http(config.http.listen, built.router).await
+    let served = serve_http(config.http.listen, built.router).await;
+    reg.stop().await;
+    served
 }
 
 async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shardcast_dataplane::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
-    NodeLoad, PeerId, TrackId,
+    NodeLoad, NodeSnapshot, PeerId, TrackId,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -191,7 +191,12 @@ async fn read_stream(
                     started = true;
                     let _ = connected.send(true);
                 }
-                StreamLine::Snapshot { epoch, seq, peers } => {
+                StreamLine::Snapshot {
+                    epoch,
+                    seq,
+                    peers,
+                    speakers,
+                } => {
                     if started {
                         return;
                     }
@@ -199,7 +204,7 @@ async fn read_stream(
                     if pos.epoch.is_some() {
                         tracing::warn!(node = %i.base, restarted, "node event gap: resyncing from a snapshot");
                     }
-                    let missed = i.known().reconcile(&peers, restarted);
+                    let missed = i.known().reconcile(&peers, &speakers, restarted);
                     for ev in missed {
                         let _ = i.events.send(ev);
                     }
@@ -270,5 +275,8 @@ impl MediaNodeApi for RemoteNode {
     }
     fn events(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
+    }
+    fn snapshot(&self) -> NodeFuture<'_, NodeSnapshot> {
+        Box::pin(self.call(NodeCall::Snapshot))
     }
 }

@@ -1,7 +1,11 @@
 //! The node API server's event log: numbers a media node's events within an epoch, keeps the
 //! last ones for replay, and keeps a model of the node's peers (connected, published tracks,
-//! unanswered server offer) built from those events and from the calls it forwards, so a
-//! client whose gap is too old gets a snapshot instead.
+//! unanswered server offer) and rooms' active speakers built from those events and from the
+//! calls it forwards, so a client whose gap is too old gets a snapshot instead.
+//!
+//! When the log itself falls behind the node's broadcast (events lost for it), it asks the
+//! node for its state (`MediaNodeApi::snapshot`) and records the events that turn its model
+//! into that state (`resync`), so every listener converges instead of going stale.
 //!
 //! The model only ever reflects what the node reported; it must never invent state, and it
 //! must never block the node: it reads the node's broadcast like any other subscriber.
@@ -9,9 +13,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
-use shardcast_dataplane::node::{MediaNodeApi, NodeEvent, PeerId};
+use shardcast_dataplane::node::{
+    MediaNodeApi, NodeEvent, NodeSnapshot, PeerId, RoomId, RoomSpeaker,
+};
 use tokio::sync::broadcast;
 
+use super::resync::KnownState;
 use super::{PeerState, ResumeFrom, StreamLine, TrackState};
 
 /// Events kept for replay by default: a few minutes of a busy node's signaling, a few MB.
@@ -25,6 +32,8 @@ struct LogState {
     /// Contiguous: the seqs `last_seq - len + 1 ..= last_seq`.
     buffer: VecDeque<Numbered>,
     peers: BTreeMap<PeerId, PeerState>,
+    /// Room → its current active speaker.
+    speakers: BTreeMap<RoomId, PeerId>,
 }
 
 pub struct EventLog {
@@ -45,23 +54,42 @@ pub struct Opened {
 
 impl EventLog {
     /// Subscribes to `node`'s events now and logs them from a task (needs a runtime).
-    pub fn start(node: &dyn MediaNodeApi, capacity: usize) -> Arc<Self> {
+    pub fn start(node: Arc<dyn MediaNodeApi>, capacity: usize) -> Arc<Self> {
         let log = Arc::new(Self::new(capacity));
         let mut rx = node.events();
         let weak: Weak<Self> = Arc::downgrade(&log);
         tokio::spawn(async move {
+            // Events queued before the last resync's snapshot: only those that are news to
+            // the model are recorded (the snapshot already covers the others).
+            let mut settle = 0usize;
             loop {
                 let ev = match rx.recv().await {
                     Ok(ev) => ev,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        // The node's own channel overflowed: these events are gone for every
-                        // subscriber; the model may be stale for the peers concerned.
-                        tracing::warn!(missed = n, "node api: event log lagged behind the node");
+                        // The node's channel overflowed for this reader: catch up from the
+                        // node's own state. A fresh receiver first, so nothing after the
+                        // snapshot is missed; what it repeats is filtered by `settle`.
+                        tracing::warn!(missed = n, "node api: event log lagged; resyncing");
+                        rx = node.events();
+                        match node.snapshot().await {
+                            Ok(snap) => {
+                                let Some(log) = weak.upgrade() else { return };
+                                log.resync(snap);
+                                settle = rx.len();
+                            }
+                            Err(e) => tracing::warn!(error = %e, "node api: no snapshot"),
+                        }
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 let Some(log) = weak.upgrade() else { return };
+                if settle > 0 {
+                    settle -= 1;
+                    if !log.is_news(&ev) {
+                        continue;
+                    }
+                }
                 log.record(ev);
             }
         });
@@ -77,6 +105,7 @@ impl EventLog {
                 last_seq: 0,
                 buffer: VecDeque::new(),
                 peers: BTreeMap::new(),
+                speakers: BTreeMap::new(),
             }),
             live,
         }
@@ -93,14 +122,65 @@ impl EventLog {
     /// Numbers `ev`, buffers it, applies it to the model and sends it live.
     pub fn record(&self, ev: NodeEvent) {
         let mut st = self.lock();
-        apply(&mut st.peers, &ev);
+        Self::record_locked(&mut st, &self.live, self.capacity, ev);
+    }
+
+    fn record_locked(
+        st: &mut LogState,
+        live: &broadcast::Sender<Numbered>,
+        capacity: usize,
+        ev: NodeEvent,
+    ) {
+        apply(st, &ev);
         st.last_seq += 1;
         let numbered = (st.last_seq, Arc::new(ev));
-        if st.buffer.len() == self.capacity {
+        if st.buffer.len() == capacity {
             st.buffer.pop_front();
         }
         st.buffer.push_back(numbered.clone());
-        let _ = self.live.send(numbered);
+        let _ = live.send(numbered);
+    }
+
+    /// After lost events: records the events that bring the model to `snap` (peers gone,
+    /// tracks unpublished or published, connections, offers, speakers), then takes the
+    /// snapshot as the model.
+    pub fn resync(&self, snap: NodeSnapshot) {
+        let mut st = self.lock();
+        let mut known = KnownState::of_model(st.peers.values(), &st.speakers);
+        let missed = known.reconcile(&snap.peers, &snap.speakers, false);
+        tracing::info!(
+            events = missed.len(),
+            "node api: event log resynced from the node"
+        );
+        for ev in missed {
+            Self::record_locked(&mut st, &self.live, self.capacity, ev);
+        }
+        st.peers = snap.peers.into_iter().map(|p| (p.peer, p)).collect();
+        st.speakers = snap
+            .speakers
+            .into_iter()
+            .map(|RoomSpeaker { room, peer }| (room, peer))
+            .collect();
+    }
+
+    /// Whether `ev` would change the model (an event the last snapshot did not cover).
+    fn is_news(&self, ev: &NodeEvent) -> bool {
+        let st = self.lock();
+        let peer = |p: &PeerId| st.peers.get(p);
+        match ev {
+            NodeEvent::PeerConnected { peer: p } => peer(p).is_none_or(|s| !s.connected),
+            NodeEvent::PeerClosed { peer: p, .. } => peer(p).is_some(),
+            NodeEvent::TrackPublished { peer: p, track, .. } => {
+                peer(p).is_none_or(|s| !s.tracks.iter().any(|t| t.track == *track))
+            }
+            NodeEvent::TrackUnpublished { peer: p, track, .. } => {
+                peer(p).is_some_and(|s| s.tracks.iter().any(|t| t.track == *track))
+            }
+            NodeEvent::Offer { peer: p, sdp } => {
+                peer(p).is_none_or(|s| s.pending_offer.as_ref() != Some(sdp))
+            }
+            NodeEvent::ActiveSpeaker { room, peer: p } => st.speakers.get(room) != Some(p),
+        }
     }
 
     /// A peer the node created (no event announces creation).
@@ -160,6 +240,14 @@ impl EventLog {
                 epoch: self.epoch.clone(),
                 seq: st.last_seq,
                 peers: st.peers.values().cloned().collect(),
+                speakers: st
+                    .speakers
+                    .iter()
+                    .map(|(room, peer)| RoomSpeaker {
+                        room: room.clone(),
+                        peer: *peer,
+                    })
+                    .collect(),
             },
             replay: Vec::new(),
             live,
@@ -176,11 +264,13 @@ fn peer_entry(peers: &mut BTreeMap<PeerId, PeerState>, peer: PeerId) -> &mut Pee
     })
 }
 
-fn apply(peers: &mut BTreeMap<PeerId, PeerState>, ev: &NodeEvent) {
+fn apply(st: &mut LogState, ev: &NodeEvent) {
+    let peers = &mut st.peers;
     match ev {
         NodeEvent::PeerConnected { peer } => peer_entry(peers, *peer).connected = true,
         NodeEvent::PeerClosed { peer, .. } => {
             peers.remove(peer);
+            st.speakers.retain(|_, p| p != peer);
         }
         NodeEvent::TrackPublished {
             peer,
@@ -207,7 +297,9 @@ fn apply(peers: &mut BTreeMap<PeerId, PeerState>, ev: &NodeEvent) {
         NodeEvent::Offer { peer, sdp } => {
             peer_entry(peers, *peer).pending_offer = Some(sdp.clone());
         }
-        NodeEvent::ActiveSpeaker { .. } => {}
+        NodeEvent::ActiveSpeaker { room, peer } => {
+            st.speakers.insert(room.clone(), *peer);
+        }
     }
 }
 
@@ -321,5 +413,75 @@ mod tests {
         assert_eq!(peers[0].pending_offer.as_deref(), Some("y"));
         log.offer_settled(PeerId(1), Some("y".into()));
         assert_eq!(log.pending_offer(PeerId(1)), None);
+    }
+
+    #[test]
+    fn resync_records_what_the_node_state_adds_and_becomes_the_model() {
+        let log = EventLog::new(8);
+        log.peer_created(PeerId(1));
+        log.peer_created(PeerId(2));
+        log.record(published(1, 10));
+        let mut o = log.open(&from(&log, 1));
+        // Lost: peer 2 closed, peer 1 connected, unpublished 10, published 11, spoke.
+        let snap = NodeSnapshot {
+            peers: vec![PeerState {
+                peer: PeerId(1),
+                connected: true,
+                tracks: vec![TrackState {
+                    room: RoomId::new("r"),
+                    track: TrackId(11),
+                    kind: MediaKind::Audio,
+                    rids: vec![],
+                }],
+                pending_offer: None,
+            }],
+            speakers: vec![RoomSpeaker {
+                room: RoomId::new("r"),
+                peer: PeerId(1),
+            }],
+        };
+        log.resync(snap.clone());
+        let mut live = Vec::new();
+        while let Ok((seq, ev)) = o.live.try_recv() {
+            live.push((seq, (*ev).clone()));
+        }
+        let evs: Vec<_> = live.iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(
+            evs,
+            vec![
+                NodeEvent::PeerClosed {
+                    peer: PeerId(2),
+                    reason: crate::nodeapi::resync::REASON_GONE.into()
+                },
+                NodeEvent::TrackUnpublished {
+                    peer: PeerId(1),
+                    room: RoomId::new("r"),
+                    track: TrackId(10)
+                },
+                NodeEvent::PeerConnected { peer: PeerId(1) },
+                published(1, 11),
+                NodeEvent::ActiveSpeaker {
+                    room: RoomId::new("r"),
+                    peer: PeerId(1)
+                },
+            ]
+        );
+        // Numbered on: a resuming client gets them too.
+        assert_eq!(live.first().map(|(s, _)| *s), Some(2));
+        // What a late reader then repeats is not news; what is new is.
+        assert!(!log.is_news(&published(1, 11)));
+        assert!(!log.is_news(&NodeEvent::PeerClosed {
+            peer: PeerId(2),
+            reason: "x".into()
+        }));
+        assert!(log.is_news(&published(1, 12)));
+        let StreamLine::Snapshot {
+            peers, speakers, ..
+        } = log.open(&ResumeFrom::default()).head
+        else {
+            panic!()
+        };
+        assert_eq!(peers, snap.peers);
+        assert_eq!(speakers, snap.speakers);
     }
 }

@@ -10,8 +10,8 @@
 //!   events 1, 2, 3, .. within an *epoch* (one per node API server start) and keeps the last
 //!   ones (`eventlog::DEFAULT_REPLAY`) for replay. The first line is either `resume` (the
 //!   events after `N` of epoch `E` follow, replayed from the buffer, then live) or `snapshot`
-//!   (the node's peers, their connection state, published tracks and unanswered server offer
-//!   as of seq `S`; events after `S` follow) when `E` is another epoch (a restarted node) or
+//!   (the node's peers, their connection state, published tracks and unanswered server offer,
+//!   and each room's active speaker, as of seq `S`; events after `S` follow) when `E` is another epoch (a restarted node) or
 //!   `N` has already left the buffer. So a client that reconnects sees every event exactly
 //!   once, in order, or (after a long gap) the state it missed, from which it synthesizes
 //!   the missing events (`resync`).
@@ -28,7 +28,8 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 use shardcast_dataplane::node::{
-    CreatePeer, LayerPreference, MediaKind, NodeEvent, PeerId, RoomId, TrackId,
+    CreatePeer, LayerPreference, NodeEvent, PeerId, PeerSnapshot, RoomSpeaker, TrackId,
+    TrackSnapshot,
 };
 
 pub const CALL_PATH: &str = "/node/v1/call";
@@ -70,6 +71,7 @@ pub enum NodeCall {
         peer: PeerId,
     },
     Load,
+    Snapshot,
 }
 
 /// One line of the event stream (`GET /node/v1/events`), tagged by `line`.
@@ -84,32 +86,18 @@ pub enum StreamLine {
         epoch: String,
         seq: u64,
         peers: Vec<PeerState>,
+        /// Each room's current active speaker (absent from older nodes).
+        #[serde(default)]
+        speakers: Vec<RoomSpeaker>,
     },
     /// One node event and its sequence number.
     Event { seq: u64, event: NodeEvent },
 }
 
-/// A live peer in a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerState {
-    pub peer: PeerId,
-    /// `PeerConnected` was seen.
-    pub connected: bool,
-    /// Its published tracks, in publishing order.
-    pub tracks: Vec<TrackState>,
-    /// The last server offer (`NodeEvent::Offer`) not yet followed by an answer or a client
-    /// offer.
-    pub pending_offer: Option<String>,
-}
-
-/// A published track in a snapshot (the fields of `NodeEvent::TrackPublished`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrackState {
-    pub room: RoomId,
-    pub track: TrackId,
-    pub kind: MediaKind,
-    pub rids: Vec<String>,
-}
+/// A live peer in a snapshot (the node's own snapshot type: same fields on the wire).
+pub type PeerState = PeerSnapshot;
+/// A published track in a snapshot.
+pub type TrackState = TrackSnapshot;
 
 /// Query of `GET /node/v1/events`: where a reconnecting client left off.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

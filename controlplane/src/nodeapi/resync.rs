@@ -2,12 +2,14 @@
 //! snapshot: the events that turn the told state into the snapshot's state.
 //!
 //! Synthesized events are the ones a caller needs to stay consistent — peers connected or
-//! closed, tracks published or unpublished, an offer waiting for an answer; transient ones
-//! (active speaker) are not invented. Must never: do I/O.
+//! closed, tracks published or unpublished, an offer waiting for an answer, and each room's
+//! current active speaker when it differs from the last one told (past speaker changes are
+//! not replayed, only where they ended). Used by `RemoteNode` after a stream gap and by the
+//! node API server's `EventLog` after its own reader lagged. Must never: do I/O.
 
 use std::collections::BTreeMap;
 
-use shardcast_dataplane::node::{NodeEvent, PeerId};
+use shardcast_dataplane::node::{NodeEvent, PeerId, RoomId, RoomSpeaker};
 
 use super::{PeerState, TrackState};
 
@@ -27,9 +29,33 @@ struct Told {
 #[derive(Debug, Default)]
 pub struct KnownState {
     peers: BTreeMap<PeerId, Told>,
+    /// Room → the speaker last told.
+    speakers: BTreeMap<RoomId, PeerId>,
 }
 
 impl KnownState {
+    /// The state a model (peers with their pending offers, speakers) stands for.
+    pub fn of_model<'a>(
+        peers: impl IntoIterator<Item = &'a PeerState>,
+        speakers: &BTreeMap<RoomId, PeerId>,
+    ) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|p| {
+                let told = Told {
+                    connected: p.connected,
+                    tracks: p.tracks.clone(),
+                    last_offer: p.pending_offer.clone(),
+                };
+                (p.peer, told)
+            })
+            .collect();
+        Self {
+            peers,
+            speakers: speakers.clone(),
+        }
+    }
+
     /// A peer this client created (it exists before any event names it).
     pub fn created(&mut self, peer: PeerId) {
         self.peers.entry(peer).or_default();
@@ -47,6 +73,7 @@ impl KnownState {
             }
             NodeEvent::PeerClosed { peer, .. } => {
                 self.peers.remove(peer);
+                self.speakers.retain(|_, p| p != peer);
             }
             NodeEvent::TrackPublished {
                 peer,
@@ -73,14 +100,22 @@ impl KnownState {
             NodeEvent::Offer { peer, sdp } => {
                 self.peers.entry(*peer).or_default().last_offer = Some(sdp.clone());
             }
-            NodeEvent::ActiveSpeaker { .. } => {}
+            NodeEvent::ActiveSpeaker { room, peer } => {
+                self.speakers.insert(room.clone(), *peer);
+            }
         }
     }
 
-    /// The events that bring the told state to `snapshot` (already applied): closures first
-    /// (tracks, then the peer), then per live peer unpublished, connected, published, offer.
+    /// The events that bring the told state to `snapshot` and `speakers` (already applied):
+    /// closures first (tracks, then the peer), then per live peer unpublished, connected,
+    /// published, offer, then the rooms whose speaker changed.
     /// `restarted`: the snapshot is of another epoch, so vanished peers died with the node.
-    pub fn reconcile(&mut self, snapshot: &[PeerState], restarted: bool) -> Vec<NodeEvent> {
+    pub fn reconcile(
+        &mut self,
+        snapshot: &[PeerState],
+        speakers: &[RoomSpeaker],
+        restarted: bool,
+    ) -> Vec<NodeEvent> {
         let mut out = Vec::new();
         let live: BTreeMap<PeerId, &PeerState> = snapshot.iter().map(|p| (p.peer, p)).collect();
         let reason = if restarted {
@@ -133,6 +168,20 @@ impl KnownState {
         for ev in &out {
             self.apply(ev);
         }
+        // After the closures were applied: a speaker that left is no longer on record.
+        let mut spoken = Vec::new();
+        for s in speakers {
+            if self.speakers.get(&s.room) != Some(&s.peer) {
+                spoken.push(NodeEvent::ActiveSpeaker {
+                    room: s.room.clone(),
+                    peer: s.peer,
+                });
+            }
+        }
+        for ev in &spoken {
+            self.apply(ev);
+        }
+        out.extend(spoken);
         // Peers the snapshot names without any event yet (created, not connected).
         for s in snapshot {
             self.peers.entry(s.peer).or_default();
@@ -184,7 +233,7 @@ mod tests {
             tracks: vec![track(10), track(11)],
             pending_offer: Some("offer-1".into()),
         }];
-        let evs = k.reconcile(&snap, false);
+        let evs = k.reconcile(&snap, &[], false);
         assert_eq!(
             evs,
             vec![
@@ -198,7 +247,7 @@ mod tests {
             ]
         );
         // The same snapshot again: nothing new to say.
-        assert!(k.reconcile(&snap, false).is_empty());
+        assert!(k.reconcile(&snap, &[], false).is_empty());
     }
 
     #[test]
@@ -215,7 +264,7 @@ mod tests {
             tracks: vec![track(21)],
             pending_offer: None,
         }];
-        let evs = k.reconcile(&snap, false);
+        let evs = k.reconcile(&snap, &[], false);
         assert_eq!(
             evs,
             vec![
@@ -242,7 +291,7 @@ mod tests {
     fn a_restarted_node_closes_everything_with_its_reason() {
         let mut k = KnownState::default();
         k.created(PeerId(7));
-        let evs = k.reconcile(&[], true);
+        let evs = k.reconcile(&[], &[], true);
         assert_eq!(
             evs,
             vec![NodeEvent::PeerClosed {
@@ -251,5 +300,53 @@ mod tests {
             }]
         );
         assert_eq!(k.peers(), 0);
+    }
+
+    #[test]
+    fn the_current_speaker_is_told_once_and_a_departed_one_is_forgotten() {
+        let mut k = KnownState::default();
+        k.apply(&NodeEvent::PeerConnected { peer: PeerId(1) });
+        k.apply(&NodeEvent::PeerConnected { peer: PeerId(2) });
+        k.apply(&NodeEvent::ActiveSpeaker {
+            room: RoomId::new("r"),
+            peer: PeerId(1),
+        });
+        let live = |p: u64| PeerState {
+            peer: PeerId(p),
+            connected: true,
+            tracks: vec![],
+            pending_offer: None,
+        };
+        let speaker = |p: u64| RoomSpeaker {
+            room: RoomId::new("r"),
+            peer: PeerId(p),
+        };
+        // Unchanged speaker: nothing to say.
+        let snap = [live(1), live(2)];
+        assert!(k.reconcile(&snap, &[speaker(1)], false).is_empty());
+        // Peer 2 took over: told.
+        let evs = k.reconcile(&snap, &[speaker(2)], false);
+        assert_eq!(
+            evs,
+            vec![NodeEvent::ActiveSpeaker {
+                room: RoomId::new("r"),
+                peer: PeerId(2)
+            }]
+        );
+        // Peer 2 left and peer 1 speaks again: the close, then the speaker.
+        let evs = k.reconcile(&[live(1)], &[speaker(1)], false);
+        assert_eq!(
+            evs,
+            vec![
+                NodeEvent::PeerClosed {
+                    peer: PeerId(2),
+                    reason: REASON_GONE.into()
+                },
+                NodeEvent::ActiveSpeaker {
+                    room: RoomId::new("r"),
+                    peer: PeerId(1)
+                },
+            ]
+        );
     }
 }

@@ -35,7 +35,7 @@ pub fn router(node: Arc<dyn MediaNodeApi>, secret: &str) -> Router {
 
 /// As [`router`], keeping the last `replay` events for reconnecting clients.
 pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usize) -> Router {
-    let log = EventLog::start(node.as_ref(), replay);
+    let log = EventLog::start(node.clone(), replay);
     Router::new()
         .route(CALL_PATH, post(call))
         .route(EVENTS_PATH, get(events))
@@ -144,6 +144,7 @@ async fn call(
         NodeCall::SetTrackMuted { track, muted } => n.set_track_muted(track, muted).await.map(ok),
         NodeCall::ClosePeer { peer } => n.close_peer(peer).await.map(ok),
         NodeCall::Load => n.load().await.map(ok),
+        NodeCall::Snapshot => n.snapshot().await.map(ok),
     };
     result.unwrap_or_else(error_response)
 }
