@@ -7,7 +7,7 @@
 //! and counted by the caller. Must never allocate on the known-5-tuple path or panic on any
 //! input.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::net::SocketAddr;
 
 use str0m::ice::StunMessage;
@@ -62,10 +62,10 @@ pub fn stun_local_ufrag(buf: &[u8]) -> Option<&str> {
 /// The two lookup tables plus, per peer, the 5-tuples learned for it (to free on close).
 #[derive(Debug, Default)]
 pub struct Demux {
-    by_tuple: HashMap<(SocketAddr, SocketAddr), PeerId>,
-    by_ufrag: HashMap<String, PeerId>,
-    tuples_of: HashMap<PeerId, Vec<(SocketAddr, SocketAddr)>>,
-    ufrag_of: HashMap<PeerId, String>,
+    by_tuple: Map<(SocketAddr, SocketAddr), PeerId>,
+    by_ufrag: Map<String, PeerId>,
+    tuples_of: Map<PeerId, Vec<(SocketAddr, SocketAddr)>>,
+    ufrag_of: Map<PeerId, String>,
 }
 
 impl Demux {

@@ -24,6 +24,11 @@ pub mod stats;
 pub mod timers;
 mod track;
 
+/// The maps on the packet path (peers, tracks, subscriptions, demux, SSRC routes) hash
+/// with foldhash: per-process random seeds like std's SipHash, at a fraction of its cost
+/// for small keys. SipHash was 3.5% of a loaded shard's profile.
+pub(crate) type Map<K, V> = foldhash::HashMap<K, V>;
+
 pub use crate::api::{
     CloseReason, CoreEvent, CreatePeer, LayerIndex, LayerPreference, MediaKind, MediaPacket,
     Output, PeerRole, ShardMessage, TrackInfo,

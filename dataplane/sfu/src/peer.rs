@@ -5,7 +5,7 @@
 //! Owns nothing of other peers. Must never read the clock or route packets itself: the core
 //! drives it.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,14 +66,14 @@ pub struct Peer {
     /// Current str0m deadline as scheduled in the shard's timer heap.
     pub deadline: Option<Instant>,
     pub published: SmallVec<[PublishedMid; 2]>,
-    pub ssrc_routes: HashMap<Ssrc, SsrcRoute>,
+    pub ssrc_routes: Map<Ssrc, SsrcRoute>,
     /// Sequence numbers str0m delivered per SSRC, to tell a replay from a forgery when it
     /// drops one (`core/rtp_drop.rs`).
-    pub rx_seen: HashMap<Ssrc, SeqWindow>,
+    pub rx_seen: Map<Ssrc, SeqWindow>,
     /// Publisher side: payload type → codec of what this peer sends us.
     pub pt_codecs: SmallVec<[(Pt, CodecSpec); 4]>,
     /// Subscriber side: the subscription behind each sendonly m-line.
-    pub sub_by_mid: HashMap<Mid, TrackId>,
+    pub sub_by_mid: Map<Mid, TrackId>,
     /// Tracks this peer subscribes to (for cleanup).
     pub subscriptions: SmallVec<[TrackId; 8]>,
     pub negotiation: Negotiation,
@@ -134,10 +134,10 @@ impl Peer {
             created: now,
             deadline: None,
             published: SmallVec::new(),
-            ssrc_routes: HashMap::new(),
-            rx_seen: HashMap::new(),
+            ssrc_routes: Map::default(),
+            rx_seen: Map::default(),
             pt_codecs: SmallVec::new(),
-            sub_by_mid: HashMap::new(),
+            sub_by_mid: Map::default(),
             subscriptions: SmallVec::new(),
             negotiation: Negotiation::default(),
             downlink_estimate: None,

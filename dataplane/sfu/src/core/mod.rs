@@ -7,7 +7,9 @@
 //! `catch_unwind`: a panic closes that peer, is counted, and the shard goes on.
 //! Must never read the clock, touch a socket or block.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::Map;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -40,13 +42,13 @@ pub struct ShardCore {
     pub(crate) config: CoreConfig,
     pub(crate) shard: ShardId,
     pub(crate) local_addr: SocketAddr,
-    pub(crate) peers: HashMap<PeerId, Peer>,
+    pub(crate) peers: Map<PeerId, Peer>,
     pub(crate) demux: Demux,
     pub(crate) timers: TimerHeap,
     pub(crate) timer_grid: TimerGrid,
-    pub(crate) tracks: HashMap<TrackId, PublishedTrack>,
-    pub(crate) subs: HashMap<(PeerId, TrackId), Subscription>,
-    pub(crate) rooms: HashMap<RoomId, Room>,
+    pub(crate) tracks: Map<TrackId, PublishedTrack>,
+    pub(crate) subs: Map<(PeerId, TrackId), Subscription>,
+    pub(crate) rooms: Map<RoomId, Room>,
     pub(crate) out: VecDeque<Output>,
     pub(crate) dirty: Vec<PeerId>,
     pub(crate) stats: ShardStats,
@@ -62,13 +64,13 @@ impl ShardCore {
             config,
             shard,
             local_addr,
-            peers: HashMap::new(),
+            peers: Map::default(),
             demux: Demux::default(),
             timers: TimerHeap::default(),
             timer_grid,
-            tracks: HashMap::new(),
-            subs: HashMap::new(),
-            rooms: HashMap::new(),
+            tracks: Map::default(),
+            subs: Map::default(),
+            rooms: Map::default(),
             out: VecDeque::new(),
             dirty: Vec::new(),
             stats: ShardStats::default(),

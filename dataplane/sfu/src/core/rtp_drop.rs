@@ -7,7 +7,7 @@
 //! Runs only on the drop path, except `SeqWindow::insert`, one map update per delivered
 //! packet. Must never decide anything about a packet str0m delivered.
 
-use std::collections::HashMap;
+use crate::Map;
 
 use str0m::rtp::Ssrc;
 
@@ -80,7 +80,7 @@ impl SeqWindow {
 }
 
 /// Record a delivered packet in its SSRC's window.
-pub(crate) fn note_delivered(seen: &mut HashMap<Ssrc, SeqWindow>, ssrc: Ssrc, seq: u16) {
+pub(crate) fn note_delivered(seen: &mut Map<Ssrc, SeqWindow>, ssrc: Ssrc, seq: u16) {
     seen.entry(ssrc)
         .and_modify(|w| w.insert(seq))
         .or_insert_with(|| SeqWindow::new(seq));
