@@ -3,8 +3,8 @@
 //! media node behind the real node API server) and the `shardcast serve` binary's WHIP/WHEP,
 //! dev-token and WebSocket endpoints, all over real HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -13,9 +13,9 @@ use shardcast_controlplane::nodeapi::{StreamLine, EVENTS_PATH};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::serve::serve;
 
 const SECRET: &str = "cluster-secret-for-tests";
-const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
 
 /// `(status, JSON body)`; panics with the raw body when it is not JSON (the defect).
 async fn json_of(resp: reqwest::Response) -> (u16, Value) {
@@ -74,49 +74,10 @@ async fn node_events_with_a_malformed_position_get_bad_query() {
     server.abort();
 }
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Stop the process we started, by its pid.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `shardcast serve` on loopback (dev mode on), and its base URL.
-fn serve(data: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--io-backend",
-            "portable",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("shardcast: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (server, url)
-}
-
 #[test]
 fn serve_endpoints_answer_malformed_input_with_json_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, url) = serve(&dir.path().join("data"));
+    let (server, url) = serve(&dir.path().join("data"), &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();

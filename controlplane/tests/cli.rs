@@ -2,20 +2,12 @@
 //! with zero config answers on its HTTP port, mints dev tokens and keeps its default tenant
 //! for `token create` and `room list`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
+mod support;
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Stop the process we started, by its pid.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::serve::{serve, BIN};
 
 #[test]
 fn help_lists_every_flag_with_its_env() {
@@ -84,31 +76,7 @@ fn config_errors_name_the_key() {
 fn serve_zero_config_then_token_and_room_list() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--io-backend",
-            "portable",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("shardcast: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (server, url) = serve(&data, &[]);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

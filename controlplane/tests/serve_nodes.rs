@@ -3,55 +3,15 @@
 //! it while rooms already on it go on — the real binary, real WHIP publishers (offers from
 //! shardcast-client) over real HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
+use support::serve::serve;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
 const ADMIN: &str = "serve-nodes-admin-key-0123456789";
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Stop the process we started, by its pid.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--io-backend",
-            "portable",
-            "--admin-key",
-            ADMIN,
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("shardcast: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (server, url)
-}
 
 struct Api {
     http: reqwest::Client,
@@ -129,7 +89,7 @@ impl Api {
 #[test]
 fn serve_lists_its_node_and_draining_it_keeps_new_rooms_off() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, url) = serve(&dir.path().join("data"));
+    let (server, url) = serve(&dir.path().join("data"), &["--admin-key", ADMIN]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let api = Api {

@@ -3,3 +3,4 @@
 
 pub mod api;
 pub mod etcd;
+pub mod serve;

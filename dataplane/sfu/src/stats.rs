@@ -82,8 +82,6 @@ pub struct ShardStats {
     /// Media packets handed to other shards (one per shard, not per subscriber).
     pub rtp_to_shards: u64,
     pub keyframe_requests_sent: u64,
-    /// Timeouts handed to peers' str0m (inline in a drain or from the timer heap).
-    pub peer_timeouts: u64,
     pub drops: [u64; DropReason::ALL.len()],
     pub peer_panics: u64,
     pub peers_closed: u64,

@@ -4,9 +4,9 @@
 //! Must never call into a peer's str0m outside `with_peer`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use str0m::{Event, IceConnectionState, Input};
+use str0m::{Event, IceConnectionState};
 use tracing::{debug, trace, warn};
 
 use super::ShardCore;
@@ -14,13 +14,6 @@ use crate::api::{CloseReason, CoreEvent, MediaKind, Output, PeerRole, TrackInfo}
 use crate::ids::{PeerId, TrackId};
 use crate::peer::{Peer, PublishedMid};
 use crate::track::PublishedTrack;
-
-/// Timeouts str0m asks for within this of `now` run inline in the drain (its pacer asks
-/// for `last handled + 1 µs` after each packet it releases).
-const INLINE_SLACK: Duration = Duration::from_micros(50);
-/// Bound on inline timeouts per drain, so one peer cannot hold the shard: the rest waits
-/// for the timer heap (a keyframe burst to one subscriber is tens of packets).
-const MAX_INLINE_TIMEOUTS: u32 = 64;
 
 impl ShardCore {
     /// Next thing to do: a datagram, a message, an event, or when to call `handle_timeout`.
@@ -70,11 +63,6 @@ impl ShardCore {
     }
 
     pub(crate) fn drain_peer(&mut self, now: Instant, id: PeerId) {
-        // str0m asks for a timeout "now" (or a microsecond later) whenever it has queued
-        // output its pacer must release: after every `write_rtp`, and after every packet it
-        // sends. Running those inline sends a forwarded packet in the turn it arrived in,
-        // instead of one shard turn and two timer-heap entries later per packet.
-        let mut inline = 0;
         loop {
             let Some(res) = self.with_peer(id, |p| p.rtc.poll_output()) else {
                 return;
@@ -90,26 +78,6 @@ impl ShardCore {
                     if !alive {
                         self.close_peer_with(now, id, CloseReason::Disconnected);
                         return;
-                    }
-                    if inline < MAX_INLINE_TIMEOUTS && at <= now + INLINE_SLACK {
-                        inline += 1;
-                        // Handled at `now` even when `at` is a µs later: the pacer only needs
-                        // a timeout between two of its packets, and str0m's clock must not
-                        // run ahead of the shard's (send times feed the TWCC estimate).
-                        let res = self.with_peer(id, |p| {
-                            p.deadline = None;
-                            p.rtc.handle_input(Input::Timeout(now))
-                        });
-                        self.stats.peer_timeouts += 1;
-                        match res {
-                            None => return,
-                            Some(Err(e)) => {
-                                debug!(peer = %id, "timeout error: {e}");
-                                self.close_peer_with(now, id, CloseReason::Error);
-                                return;
-                            }
-                            Some(Ok(())) => continue,
-                        }
                     }
                     let at = self.timer_grid.round_up(now, at);
                     if let Some(p) = self.peers.get_mut(&id) {

@@ -121,7 +121,6 @@ impl ShardCore {
             if peer.deadline != Some(at) {
                 continue; // stale entry
             }
-            self.stats.peer_timeouts += 1;
             let res = self.with_peer(id, |p| {
                 p.deadline = None;
                 p.rtc.handle_input(Input::Timeout(now))
