@@ -75,6 +75,71 @@ pub struct PeerSnapshot {
     pub pending_offer: Option<String>,
 }
 
+impl PeerSnapshot {
+    pub fn new(peer: PeerId) -> Self {
+        Self {
+            peer,
+            connected: false,
+            tracks: Vec::new(),
+            pending_offer: None,
+        }
+    }
+}
+
+/// Follows one event in a model of live peers: the one place that says what connect,
+/// close, publish, unpublish and offer do to it (the shards' snapshot state and the node
+/// API's event log both keep this model). Returns the peer a `PeerClosed` removed, so the
+/// caller can forget its room speakers; `ActiveSpeaker` is left to the caller.
+pub fn follow_peers(
+    peers: &mut std::collections::BTreeMap<PeerId, PeerSnapshot>,
+    ev: &NodeEvent,
+) -> Option<PeerId> {
+    match ev {
+        NodeEvent::PeerConnected { peer } => {
+            peers
+                .entry(*peer)
+                .or_insert_with(|| PeerSnapshot::new(*peer))
+                .connected = true;
+        }
+        NodeEvent::PeerClosed { peer, .. } => {
+            peers.remove(peer);
+            return Some(*peer);
+        }
+        NodeEvent::TrackPublished {
+            peer,
+            room,
+            track,
+            kind,
+            rids,
+        } => {
+            let p = peers
+                .entry(*peer)
+                .or_insert_with(|| PeerSnapshot::new(*peer));
+            if !p.tracks.iter().any(|t| t.track == *track) {
+                p.tracks.push(TrackSnapshot {
+                    room: room.clone(),
+                    track: *track,
+                    kind: *kind,
+                    rids: rids.clone(),
+                });
+            }
+        }
+        NodeEvent::TrackUnpublished { peer, track, .. } => {
+            if let Some(p) = peers.get_mut(peer) {
+                p.tracks.retain(|t| t.track != *track);
+            }
+        }
+        NodeEvent::Offer { peer, sdp } => {
+            peers
+                .entry(*peer)
+                .or_insert_with(|| PeerSnapshot::new(*peer))
+                .pending_offer = Some(sdp.clone());
+        }
+        NodeEvent::ActiveSpeaker { .. } => {}
+    }
+    None
+}
+
 /// A published track in a snapshot (the fields of `NodeEvent::TrackPublished`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackSnapshot {

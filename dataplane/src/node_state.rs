@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::node::{NodeEvent, PeerId, PeerSnapshot, RoomId, RoomSpeaker, TrackSnapshot};
+use crate::node::{NodeEvent, PeerId, PeerSnapshot, RoomId, RoomSpeaker};
 
 #[derive(Debug, Default)]
 pub struct ShardState {
@@ -26,12 +26,9 @@ pub struct ShardSnapshot {
 
 impl ShardState {
     fn entry(&mut self, peer: PeerId) -> &mut PeerSnapshot {
-        self.peers.entry(peer).or_insert_with(|| PeerSnapshot {
-            peer,
-            connected: false,
-            tracks: Vec::new(),
-            pending_offer: None,
-        })
+        self.peers
+            .entry(peer)
+            .or_insert_with(|| PeerSnapshot::new(peer))
     }
 
     /// A peer was created (no event announces creation).
@@ -49,38 +46,11 @@ impl ShardState {
 
     /// Follows one event as it is sent.
     pub fn sent(&mut self, ev: &NodeEvent, now: Instant) {
-        match ev {
-            NodeEvent::PeerConnected { peer } => self.entry(*peer).connected = true,
-            NodeEvent::PeerClosed { peer, .. } => {
-                self.peers.remove(peer);
-                self.speakers.retain(|_, (p, _)| p != peer);
-            }
-            NodeEvent::TrackPublished {
-                peer,
-                room,
-                track,
-                kind,
-                rids,
-            } => {
-                let p = self.entry(*peer);
-                if !p.tracks.iter().any(|t| t.track == *track) {
-                    p.tracks.push(TrackSnapshot {
-                        room: room.clone(),
-                        track: *track,
-                        kind: *kind,
-                        rids: rids.clone(),
-                    });
-                }
-            }
-            NodeEvent::TrackUnpublished { peer, track, .. } => {
-                if let Some(p) = self.peers.get_mut(peer) {
-                    p.tracks.retain(|t| t.track != *track);
-                }
-            }
-            NodeEvent::Offer { peer, sdp } => self.entry(*peer).pending_offer = Some(sdp.clone()),
-            NodeEvent::ActiveSpeaker { room, peer } => {
-                self.speakers.insert(room.clone(), (*peer, now));
-            }
+        if let Some(gone) = crate::node::follow_peers(&mut self.peers, ev) {
+            self.speakers.retain(|_, (p, _)| *p != gone);
+        }
+        if let NodeEvent::ActiveSpeaker { room, peer } = ev {
+            self.speakers.insert(room.clone(), (*peer, now));
         }
     }
 

@@ -19,7 +19,7 @@ use shardcast_dataplane::node::{
 use tokio::sync::broadcast;
 
 use super::resync::KnownState;
-use super::{PeerState, ResumeFrom, StreamLine, TrackState};
+use super::{PeerState, ResumeFrom, StreamLine};
 
 /// Events kept for replay by default: a few minutes of a busy node's signaling, a few MB.
 pub const DEFAULT_REPLAY: usize = 2048;
@@ -185,12 +185,10 @@ impl EventLog {
 
     /// A peer the node created (no event announces creation).
     pub fn peer_created(&self, peer: PeerId) {
-        self.lock().peers.entry(peer).or_insert_with(|| PeerState {
-            peer,
-            connected: false,
-            tracks: Vec::new(),
-            pending_offer: None,
-        });
+        self.lock()
+            .peers
+            .entry(peer)
+            .or_insert_with(|| PeerState::new(peer));
     }
 
     /// The peer's server offer, if any, before a call that settles it is forwarded.
@@ -255,57 +253,19 @@ impl EventLog {
     }
 }
 
-fn peer_entry(peers: &mut BTreeMap<PeerId, PeerState>, peer: PeerId) -> &mut PeerState {
-    peers.entry(peer).or_insert_with(|| PeerState {
-        peer,
-        connected: false,
-        tracks: Vec::new(),
-        pending_offer: None,
-    })
-}
-
 fn apply(st: &mut LogState, ev: &NodeEvent) {
-    let peers = &mut st.peers;
-    match ev {
-        NodeEvent::PeerConnected { peer } => peer_entry(peers, *peer).connected = true,
-        NodeEvent::PeerClosed { peer, .. } => {
-            peers.remove(peer);
-            st.speakers.retain(|_, p| p != peer);
-        }
-        NodeEvent::TrackPublished {
-            peer,
-            room,
-            track,
-            kind,
-            rids,
-        } => {
-            let p = peer_entry(peers, *peer);
-            if !p.tracks.iter().any(|t| t.track == *track) {
-                p.tracks.push(TrackState {
-                    room: room.clone(),
-                    track: *track,
-                    kind: *kind,
-                    rids: rids.clone(),
-                });
-            }
-        }
-        NodeEvent::TrackUnpublished { peer, track, .. } => {
-            if let Some(p) = peers.get_mut(peer) {
-                p.tracks.retain(|t| t.track != *track);
-            }
-        }
-        NodeEvent::Offer { peer, sdp } => {
-            peer_entry(peers, *peer).pending_offer = Some(sdp.clone());
-        }
-        NodeEvent::ActiveSpeaker { room, peer } => {
-            st.speakers.insert(room.clone(), *peer);
-        }
+    if let Some(gone) = shardcast_dataplane::node::follow_peers(&mut st.peers, ev) {
+        st.speakers.retain(|_, p| *p != gone);
+    }
+    if let NodeEvent::ActiveSpeaker { room, peer } = ev {
+        st.speakers.insert(room.clone(), *peer);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nodeapi::TrackState;
     use shardcast_dataplane::node::{MediaKind, RoomId, TrackId};
 
     fn published(peer: u64, track: u64) -> NodeEvent {
