@@ -87,9 +87,10 @@ impl PeerSnapshot {
 }
 
 /// Follows one event in a model of live peers: the one place that says what connect,
-/// close, publish, unpublish and offer do to it (the shards' snapshot state and the node
-/// API's event log both keep this model). Returns the peer a `PeerClosed` removed, so the
-/// caller can forget its room speakers; `ActiveSpeaker` is left to the caller.
+/// close, publish, unpublish and offer do to it (the shards' snapshot state, the node API's
+/// event log and `RemoteNode`'s record of what it told its callers all keep this model).
+/// Returns the peer a `PeerClosed` removed, so the caller can forget its room speakers;
+/// `ActiveSpeaker` is left to the caller.
 pub fn follow_peers(
     peers: &mut std::collections::BTreeMap<PeerId, PeerSnapshot>,
     ev: &NodeEvent,

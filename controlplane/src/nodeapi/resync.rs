@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use shardcast_dataplane::node::{NodeEvent, PeerId, RoomId, RoomSpeaker};
+use shardcast_dataplane::node::{follow_peers, NodeEvent, PeerId, RoomId, RoomSpeaker};
 
 use super::{PeerState, TrackState};
 
@@ -18,17 +18,12 @@ pub const REASON_GONE: &str = "closed_while_disconnected";
 /// `PeerClosed` reason for a peer of a node that restarted (another epoch).
 pub const REASON_RESTARTED: &str = "node_restarted";
 
-#[derive(Debug, Default, Clone)]
-struct Told {
-    connected: bool,
-    tracks: Vec<TrackState>,
-    last_offer: Option<String>,
-}
-
-/// The state implied by the events delivered so far.
+/// The state implied by the events delivered so far. A peer's `pending_offer` here is the
+/// last offer told (answers are not events, so it is never cleared): an offer in a snapshot
+/// is news only if it differs from it.
 #[derive(Debug, Default)]
 pub struct KnownState {
-    peers: BTreeMap<PeerId, Told>,
+    peers: BTreeMap<PeerId, PeerState>,
     /// Room → the speaker last told.
     speakers: BTreeMap<RoomId, PeerId>,
 }
@@ -39,17 +34,7 @@ impl KnownState {
         peers: impl IntoIterator<Item = &'a PeerState>,
         speakers: &BTreeMap<RoomId, PeerId>,
     ) -> Self {
-        let peers = peers
-            .into_iter()
-            .map(|p| {
-                let told = Told {
-                    connected: p.connected,
-                    tracks: p.tracks.clone(),
-                    last_offer: p.pending_offer.clone(),
-                };
-                (p.peer, told)
-            })
-            .collect();
+        let peers = peers.into_iter().map(|p| (p.peer, p.clone())).collect();
         Self {
             peers,
             speakers: speakers.clone(),
@@ -58,7 +43,9 @@ impl KnownState {
 
     /// A peer this client created (it exists before any event names it).
     pub fn created(&mut self, peer: PeerId) {
-        self.peers.entry(peer).or_default();
+        self.peers
+            .entry(peer)
+            .or_insert_with(|| PeerState::new(peer));
     }
 
     pub fn peers(&self) -> usize {
@@ -67,42 +54,11 @@ impl KnownState {
 
     /// Follows one delivered event.
     pub fn apply(&mut self, ev: &NodeEvent) {
-        match ev {
-            NodeEvent::PeerConnected { peer } => {
-                self.peers.entry(*peer).or_default().connected = true
-            }
-            NodeEvent::PeerClosed { peer, .. } => {
-                self.peers.remove(peer);
-                self.speakers.retain(|_, p| p != peer);
-            }
-            NodeEvent::TrackPublished {
-                peer,
-                room,
-                track,
-                kind,
-                rids,
-            } => {
-                let p = self.peers.entry(*peer).or_default();
-                if !p.tracks.iter().any(|t| t.track == *track) {
-                    p.tracks.push(TrackState {
-                        room: room.clone(),
-                        track: *track,
-                        kind: *kind,
-                        rids: rids.clone(),
-                    });
-                }
-            }
-            NodeEvent::TrackUnpublished { peer, track, .. } => {
-                if let Some(p) = self.peers.get_mut(peer) {
-                    p.tracks.retain(|t| t.track != *track);
-                }
-            }
-            NodeEvent::Offer { peer, sdp } => {
-                self.peers.entry(*peer).or_default().last_offer = Some(sdp.clone());
-            }
-            NodeEvent::ActiveSpeaker { room, peer } => {
-                self.speakers.insert(room.clone(), *peer);
-            }
+        if let Some(gone) = follow_peers(&mut self.peers, ev) {
+            self.speakers.retain(|_, p| *p != gone);
+        }
+        if let NodeEvent::ActiveSpeaker { room, peer } = ev {
+            self.speakers.insert(room.clone(), *peer);
         }
     }
 
@@ -136,7 +92,11 @@ impl KnownState {
             });
         }
         for s in snapshot {
-            let told = self.peers.get(&s.peer).cloned().unwrap_or_default();
+            let told = self
+                .peers
+                .get(&s.peer)
+                .cloned()
+                .unwrap_or_else(|| PeerState::new(s.peer));
             for t in &told.tracks {
                 if !s.tracks.iter().any(|x| x.track == t.track) {
                     out.push(unpublished(s.peer, t));
@@ -157,7 +117,7 @@ impl KnownState {
                 }
             }
             if let Some(sdp) = &s.pending_offer {
-                if told.last_offer.as_ref() != Some(sdp) {
+                if told.pending_offer.as_ref() != Some(sdp) {
                     out.push(NodeEvent::Offer {
                         peer: s.peer,
                         sdp: sdp.clone(),
@@ -184,7 +144,9 @@ impl KnownState {
         out.extend(spoken);
         // Peers the snapshot names without any event yet (created, not connected).
         for s in snapshot {
-            self.peers.entry(s.peer).or_default();
+            self.peers
+                .entry(s.peer)
+                .or_insert_with(|| PeerState::new(s.peer));
         }
         out
     }
