@@ -116,6 +116,10 @@ struct RunArgs {
     /// Media shards of the started server.
     #[arg(long, default_value_t = 1)]
     shards: usize,
+    /// One more argument for the started `shardcast serve` (repeat for several), e.g.
+    /// `--server-arg=--congestion-control=false`; the report lists them in `server_args`.
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// CPUs for the server (taskset -c) and the floor, e.g. "0".
     #[arg(long)]
     server_cpus: Option<String>,
@@ -278,6 +282,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         release: args.release,
         io_backend: args.io_backend,
         shards: args.shards.max(1),
+        server_args: args.server_args,
         server_cpus: args.server_cpus,
         harness_cpus: cpu_list(&args.harness_cpus)?,
         ramp: args.ramp,

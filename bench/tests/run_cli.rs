@@ -25,6 +25,7 @@ fn started_server_takes_rooms_and_mints_tokens() {
         bin,
         io_backend: "portable".into(),
         shards: 1,
+        extra_args: Vec::new(),
         cpus: Some("0".into()),
         log_filter: None,
     })
@@ -91,6 +92,25 @@ fn ramp_needs_a_ramp_section_and_bad_files_are_named() {
     assert!(err.contains("/nonexistent/scenario.toml"), "{err}");
 }
 
+/// `--server-arg` reaches `shardcast serve`: a value the server refuses stops the run with
+/// the server's own words, before any client joins.
+#[test]
+fn server_args_reach_the_started_server() {
+    let out = bench()
+        .args([
+            "run",
+            "--no-floor",
+            "--server-arg=--congestion-control=maybe",
+        ])
+        .arg(scenario("smoke"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exited before listening"), "{err}");
+    assert!(err.contains("maybe"), "the server's complaint: {err}");
+}
+
 #[test]
 fn smoke_run_forwards_measures_and_compares_to_the_floor() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,6 +175,7 @@ fn repeat_settles_and_floors_on_the_profile_the_server_negotiated() {
         bin,
         io_backend: "portable".into(),
         shards: 1,
+        extra_args: Vec::new(),
         cpus: None,
         log_filter: Some("info,str0m=debug".into()),
     })

@@ -70,6 +70,11 @@ pub struct MediaConfig {
     pub shards: usize,
     /// `auto`, `io_uring` or `portable`.
     pub backend: String,
+    /// Downlink congestion control: a TWCC bandwidth estimate per subscriber, str0m's pacer,
+    /// and simulcast layers chosen to fit the estimate. Off: no estimate and no pacing;
+    /// every packet goes out in the turn it arrives and each subscriber gets the best layer
+    /// its preference allows (for links known to have the room, e.g. a LAN or a studio feed).
+    pub congestion_control: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +144,7 @@ impl Default for MediaConfig {
             base_port: 0,
             shards: 0,
             backend: "auto".into(),
+            congestion_control: true,
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub release: bool,
     pub io_backend: String,
     pub shards: usize,
+    /// Extra arguments for the started `shardcast serve`.
+    pub server_args: Vec<String>,
     pub server_cpus: Option<String>,
     pub harness_cpus: Vec<usize>,
     pub ramp: bool,
@@ -133,6 +135,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                 bin,
                 io_backend: opts.io_backend.clone(),
                 shards: opts.shards,
+                extra_args: opts.server_args.clone(),
                 cpus: opts.server_cpus.clone(),
                 log_filter: None,
             })?)
@@ -579,6 +582,7 @@ fn build_report(
         duration: opts.duration.as_secs(),
         io_backend,
         shards: opts.shards,
+        server_args: opts.server_args.clone(),
         server_cpus: opts.server_cpus.clone(),
         harness_cpus: (!opts.harness_cpus.is_empty()).then(|| {
             opts.harness_cpus

@@ -25,6 +25,8 @@ pub struct ServerSpec {
     /// `auto`, `io_uring` or `portable`.
     pub io_backend: String,
     pub shards: usize,
+    /// More arguments after the ones `start` gives (later flags win with clap).
+    pub extra_args: Vec<String>,
     /// A CPU list for `taskset -c` (e.g. `0` or `0-1`); None = not pinned.
     pub cpus: Option<String>,
     /// The server's log filter (`SHARDCAST_LOG`); None = `info`. Tests raise str0m to debug
@@ -105,6 +107,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
             .args(["--shards", &spec.shards.to_string()])
             .args(["--io-backend", backend])
+            .args(&spec.extra_args)
             .env_remove("SHARDCAST_CONFIG")
             .env_remove("RUST_LOG")
             .env_remove("SHARDCAST_ADMIN_KEY")

@@ -174,6 +174,9 @@ pub struct RunReport {
     pub duration: u64,
     pub io_backend: String,
     pub shards: usize,
+    /// Extra `shardcast serve` arguments the harness passed (`--server-arg`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_args: Vec<String>,
     pub server_cpus: Option<String>,
     pub harness_cpus: Option<String>,
     pub participants: u64,
@@ -282,6 +285,9 @@ impl RunReport {
             "scenario {} — {} participants in {} rooms, io {}, {} shard(s)",
             self.scenario, self.participants, self.rooms, self.io_backend, self.shards
         );
+        if !self.server_args.is_empty() {
+            println!("  server arguments: {}", self.server_args.join(" "));
+        }
         if self.repeat > 1 {
             println!(
                 "  {} runs: medians (min–max); ratio = median of per-run ratios; window, series and floor of run {}",
@@ -480,6 +486,7 @@ pub(crate) mod tests {
             duration: 1,
             io_backend: "portable".into(),
             shards: 1,
+            server_args: Vec::new(),
             server_cpus: None,
             harness_cpus: None,
             participants: 3,

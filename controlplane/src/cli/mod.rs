@@ -78,6 +78,15 @@ pub struct Overrides {
     /// I/O backend [media.backend].
     #[arg(long, global = true, env = "SHARDCAST_IO_BACKEND", value_enum)]
     pub io_backend: Option<IoBackendArg>,
+    /// Downlink congestion control (bandwidth estimate, pacing, layer fitting)
+    /// [media.congestion_control].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDCAST_CONGESTION_CONTROL",
+        value_name = "BOOL"
+    )]
+    pub congestion_control: Option<bool>,
     /// etcd endpoints, comma separated [etcd.endpoints].
     #[arg(
         long,
@@ -191,6 +200,9 @@ impl Overrides {
                 IoBackendArg::Portable => "portable",
             }
             .into();
+        }
+        if let Some(v) = self.congestion_control {
+            c.media.congestion_control = v;
         }
         if let Some(v) = &self.etcd {
             c.etcd.endpoints = v.clone();

@@ -62,6 +62,9 @@ fn start_media_node(config: &Config) -> anyhow::Result<Arc<dyn MediaNodeApi>> {
         "portable" => IoBackend::Portable,
         _ => IoBackend::Auto,
     };
+    if !config.media.congestion_control {
+        c.core.bwe_initial_kbps = 0;
+    }
     let node =
         MediaNode::start(c).map_err(|e| anyhow::anyhow!("media: cannot start shards: {e}"))?;
     tracing::info!(addrs = ?node.shard_addrs(), backend = ?node.backend(), "media node started");

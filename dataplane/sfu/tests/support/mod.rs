@@ -39,6 +39,8 @@ pub struct World {
     pub to_shards: Vec<(ShardId, shardcast_sfu::ShardMessage)>,
     core_deadline: Instant,
     next_local: u64,
+    /// How many times the core's own deadline woke it (`handle_timeout`).
+    pub core_wakeups: u64,
 }
 
 impl World {
@@ -75,6 +77,7 @@ impl World {
             to_shards: Vec::new(),
             core_deadline: now,
             next_local: 1,
+            core_wakeups: 0,
         }
     }
 
@@ -278,6 +281,7 @@ impl World {
             }
             if self.now >= self.core_deadline {
                 self.core.handle_timeout(self.now);
+                self.core_wakeups += 1;
             }
             for m in &mut self.members {
                 if self.now >= m.client.next_wakeup() {
