@@ -48,6 +48,7 @@ pub struct Config {
     pub etcd: EtcdConfig,
     pub cluster: ClusterConfig,
     pub signaling: SignalingConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +113,14 @@ pub struct SignalingConfig {
     pub chat_history: usize,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` (Prometheus text format) is served; `None` = no metrics listener.
+    /// Off by default: many servers on one machine (tests, benches) would fight over a port.
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -124,6 +133,7 @@ impl Default for Config {
             etcd: EtcdConfig::default(),
             cluster: ClusterConfig::default(),
             signaling: SignalingConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -433,6 +443,15 @@ mod tests {
         };
         t.write(dir.path()).unwrap();
         assert_eq!(DefaultTenant::read(dir.path()).unwrap(), Some(t));
+    }
+
+    #[test]
+    fn metrics_listener_is_off_unless_set() {
+        assert_eq!(Config::default().metrics.listen, None);
+        let c = Config::from_toml("[metrics]\nlisten = \"127.0.0.1:9464\"\n", "t").unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = Config::from_toml("[metrics]\nport = 1\n", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod nodeapi;
 pub mod placement;
 pub mod routes;

@@ -3,7 +3,8 @@
 //! tests build servers through here, so what is tested is what runs.
 //!
 //! Also the default tenant: created on first start, its key pair kept in the data directory
-//! (`config::DefaultTenant`). Must never: contain request logic beyond the dev token.
+//! (`config::DefaultTenant`). Every request passes `metrics::http::track`, whose counts the
+//! metrics listener exports. Must never: contain request logic beyond the dev token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::app::{app, ApiConfig, AppState};
 use crate::auth::tokens::AccessClaims;
 use crate::config::{DefaultTenant, SignalingConfig};
 use crate::ids::{Identity, RoomName, TenantId};
+use crate::metrics::HttpMetrics;
 use crate::placement::Placement;
 use crate::routes::ApiQuery;
 use crate::services::{now_unix_secs, rooms, tenants};
@@ -45,6 +47,8 @@ pub struct Server {
     pub router: Router,
     pub state: AppState,
     pub hub: Arc<Hub>,
+    /// Request counters of this instance (`metrics::Metrics::with_control_plane`).
+    pub http_metrics: Arc<HttpMetrics>,
 }
 
 pub async fn build(
@@ -77,7 +81,18 @@ pub async fn build(
                 }),
         );
     }
-    Server { router, state, hub }
+    // Last, so it wraps every route above (and the fallback) and sees their MatchedPath.
+    let http_metrics = HttpMetrics::new();
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        http_metrics.clone(),
+        crate::metrics::http::track,
+    ));
+    Server {
+        router,
+        state,
+        hub,
+        http_metrics,
+    }
 }
 
 const INDEX_HTML: &str = include_str!("../web/index.html");

@@ -14,3 +14,5 @@ pub mod node_state;
 pub mod shard;
 
 pub use media_node::{MediaNode, MediaNodeConfig};
+/// The core's counters, as `MediaNode::shard_snapshots` carries them (for metrics exporters).
+pub use shardcast_sfu::{DropReason, ShardStats};

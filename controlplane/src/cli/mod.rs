@@ -121,6 +121,14 @@ pub struct Overrides {
         value_name = "URL"
     )]
     pub node_advertise: Option<String>,
+    /// Serve Prometheus `GET /metrics` on this address [metrics.listen; default: off].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDCAST_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
     /// Stable media node id [cluster.node_id].
     #[arg(long, global = true, env = "SHARDCAST_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
@@ -218,6 +226,9 @@ impl Overrides {
         }
         if let Some(v) = &self.node_id {
             c.cluster.node_id = Some(v.clone());
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics.listen = Some(v);
         }
     }
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::config::{Config, Role};
 use shardcast_controlplane::ids::NodeId;
+use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, ServerOptions};
@@ -52,7 +53,23 @@ async fn serve_http(listen: std::net::SocketAddr, router: axum::Router) -> anyho
     Ok(())
 }
 
-fn start_media_node(config: &Config) -> anyhow::Result<Arc<dyn MediaNodeApi>> {
+/// Binds `metrics.listen` (when set), prints the bound address and serves `/metrics` on a
+/// task of its own, which ends with the runtime. Called before the main listener so the
+/// `metrics on` line precedes the line scripts wait for.
+async fn start_metrics(config: &Config, metrics: Metrics) -> anyhow::Result<()> {
+    let Some(listen) = config.metrics.listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("metrics.listen: cannot bind {listen}"))?;
+    // Tests and scripts read this line to learn the bound port (listen may be port 0).
+    println!("shardcast: metrics on http://{}", listener.local_addr()?);
+    tokio::spawn(metrics::serve(listener, Arc::new(metrics)));
+    Ok(())
+}
+
+fn start_media_node(config: &Config) -> anyhow::Result<Arc<MediaNode>> {
     let mut c = MediaNodeConfig::default();
     c.shards.shards = config.media.shards;
     c.shards.bind_ip = config.media.bind_ip;
@@ -89,7 +106,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             })?,
     );
     let key = server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?;
-    let node = start_media_node(&config)?;
+    let media = start_media_node(&config)?;
+    let node: Arc<dyn MediaNodeApi> = media.clone();
     // The in-process node registers like a `medianode` does, so `GET /v1/nodes` lists it with
     // its load and draining it keeps new rooms off it. Capacity 0: it is the only node, so
     // placement never calls it full.
@@ -116,7 +134,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let dev = config.dev_enabled(Role::Serve);
     let built = server::build(
-        store,
+        store.clone(),
         placement,
         ServerOptions {
             api: api_config(&config),
@@ -126,6 +144,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await;
+    let metrics = Metrics::new("serve").with_media(media).with_control_plane(
+        built.http_metrics.clone(),
+        built.hub.clone(),
+        store,
+    );
+    start_metrics(&config, metrics).await?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         api_key = %key.id,
@@ -158,7 +182,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         None
     };
     let built = server::build(
-        store,
+        store.clone(),
         placement,
         ServerOptions {
             api: api_config(&config),
@@ -168,13 +192,20 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         },
     )
     .await;
+    let metrics = Metrics::new("controlplane").with_control_plane(
+        built.http_metrics.clone(),
+        built.hub.clone(),
+        store,
+    );
+    start_metrics(&config, metrics).await?;
     serve_http(config.http.listen, built.router).await
 }
 
 /// Distributed media node: serves the node API and keeps its registration alive.
 pub async fn medianode(config: Config) -> anyhow::Result<()> {
     let store = etcd(&config).await?;
-    let node = start_media_node(&config)?;
+    let media = start_media_node(&config)?;
+    let node: Arc<dyn MediaNodeApi> = media.clone();
     let url = config.node_url();
     let id = match &config.cluster.node_id {
         Some(id) => NodeId::parse(id.clone()).context("cluster.node_id")?,
@@ -207,6 +238,7 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("registering in etcd")?;
+    start_metrics(&config, Metrics::new("medianode").with_media(media)).await?;
     println!("shardcast: media node {id} serving the node API on {url}");
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())

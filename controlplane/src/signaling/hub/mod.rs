@@ -39,6 +39,19 @@ struct HubInner {
     pumped_nodes: HashSet<Arc<str>>,
 }
 
+/// Counts of what one hub holds (`Hub::census`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HubCensus {
+    /// WebSocket sessions with their socket connected now (not detached in resume grace).
+    pub websockets: u64,
+    /// Sessions admitted to their room (WebSocket and WHIP/WHEP).
+    pub joined: u64,
+    /// Sessions in a room's waiting room.
+    pub waiting: u64,
+    /// Distinct rooms with a joined or waiting session on this instance.
+    pub rooms: u64,
+}
+
 /// The signaling hub; one per control-plane instance, shared by the WebSocket and WHIP
 /// handlers.
 pub struct Hub {
@@ -100,6 +113,38 @@ impl Hub {
 
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         self.inner.lock().unwrap().sessions.get(id).cloned()
+    }
+
+    /// What this instance holds now, for metrics. The hub lock is held only to copy the
+    /// session list (no `.await`, no store), then each session's state lock alone.
+    pub fn census(&self) -> HubCensus {
+        let sessions: Vec<Arc<Session>> = self
+            .inner
+            .lock()
+            .unwrap()
+            .sessions
+            .values()
+            .cloned()
+            .collect();
+        let mut census = HubCensus::default();
+        let mut rooms = HashSet::new();
+        for s in &sessions {
+            let (phase, attached) = {
+                let st = s.state.lock().unwrap();
+                (st.phase, st.outbox.is_some())
+            };
+            match phase {
+                Phase::Joined => census.joined += 1,
+                Phase::Waiting => census.waiting += 1,
+                Phase::Closed => continue,
+            }
+            if s.interactive && attached {
+                census.websockets += 1;
+            }
+            rooms.insert((s.member.tenant.as_str(), s.member.room.as_str()));
+        }
+        census.rooms = rooms.len() as u64;
+        census
     }
 
     fn room_sessions(&self, tenant: &str, room: &str) -> Vec<Arc<Session>> {

@@ -1,0 +1,263 @@
+//! Media node families: every counter and gauge of each shard's last snapshot (the SFU
+//! core's `ShardStats`, the driver's `DriverStats`, the shard loop's `ShardCounters`),
+//! labelled `shard="N"`, and the io backend as `shardcast_media_info`.
+//!
+//! Reads only `MediaNode::shard_snapshots()`: copies a shard publishes about once a second
+//! under a mutex the shard only ever `try_lock`s, so a scrape never stalls a shard (the
+//! shard skips one flush instead). Must never: send a shard a command or touch a peer.
+
+use std::time::Instant;
+
+use shardcast_dataplane::shard::ShardSnapshot;
+use shardcast_dataplane::{DropReason, ShardStats};
+
+use super::text::{Encoder, Kind};
+
+type Snap = ShardSnapshot<ShardStats>;
+type Field = (&'static str, &'static str, fn(&Snap) -> u64);
+
+/// Counters of the SFU core.
+const CORE_COUNTERS: &[Field] = &[
+    (
+        "shardcast_datagrams_in_total",
+        "UDP datagrams the SFU core received.",
+        |s| s.logic.datagrams_in,
+    ),
+    (
+        "shardcast_datagrams_out_total",
+        "UDP datagrams the SFU core sent.",
+        |s| s.logic.datagrams_out,
+    ),
+    (
+        "shardcast_bytes_in_total",
+        "Bytes of the datagrams the SFU core received.",
+        |s| s.logic.bytes_in,
+    ),
+    (
+        "shardcast_bytes_out_total",
+        "Bytes of the datagrams the SFU core sent.",
+        |s| s.logic.bytes_out,
+    ),
+    (
+        "shardcast_rtp_in_total",
+        "RTP packets received from publishers (after decryption).",
+        |s| s.logic.rtp_in,
+    ),
+    (
+        "shardcast_rtp_forwarded_total",
+        "RTP packets written to subscribers (one per subscriber).",
+        |s| s.logic.rtp_forwarded,
+    ),
+    (
+        "shardcast_rtp_filtered_total",
+        "RTP packets a subscription chose not to forward (other layer, paused, muted).",
+        |s| s.logic.rtp_filtered,
+    ),
+    (
+        "shardcast_rtp_to_shards_total",
+        "Media packets handed to other shards (one per shard, not per subscriber).",
+        |s| s.logic.rtp_to_shards,
+    ),
+    (
+        "shardcast_keyframe_requests_sent_total",
+        "Keyframe requests (PLI/FIR) sent to publishers.",
+        |s| s.logic.keyframe_requests_sent,
+    ),
+    (
+        "shardcast_peer_panics_total",
+        "Peers closed because handling them panicked.",
+        |s| s.logic.peer_panics,
+    ),
+    (
+        "shardcast_peers_closed_total",
+        "Peer connections closed, for any reason.",
+        |s| s.logic.peers_closed,
+    ),
+];
+
+/// Gauges of the SFU core.
+const CORE_GAUGES: &[Field] = &[
+    ("shardcast_peers", "Peer connections on the shard.", |s| {
+        s.logic.peers
+    }),
+    ("shardcast_tracks", "Published tracks on the shard.", |s| {
+        s.logic.tracks
+    }),
+    (
+        "shardcast_subscriptions",
+        "Subscriptions on the shard.",
+        |s| s.logic.subscriptions,
+    ),
+    (
+        "shardcast_demux_entries",
+        "Source addresses the shard maps to peers.",
+        |s| s.logic.demux_entries,
+    ),
+];
+
+/// Counters of the socket driver.
+const DRIVER_COUNTERS: &[Field] = &[
+    (
+        "shardcast_driver_rx_datagrams_total",
+        "Datagrams the driver received from the socket.",
+        |s| s.driver.rx_datagrams,
+    ),
+    (
+        "shardcast_driver_rx_bytes_total",
+        "Bytes the driver received from the socket.",
+        |s| s.driver.rx_bytes,
+    ),
+    (
+        "shardcast_driver_rx_truncated_total",
+        "Datagrams larger than a receive buffer (dropped).",
+        |s| s.driver.rx_truncated,
+    ),
+    ("shardcast_driver_rx_errors_total", "Receive errors.", |s| {
+        s.driver.rx_errors
+    }),
+    (
+        "shardcast_driver_rx_rearms_total",
+        "io_uring: times the multishot receive ended and was re-armed.",
+        |s| s.driver.rx_rearms,
+    ),
+    (
+        "shardcast_driver_rx_no_buffers_total",
+        "io_uring: completions that found the buffer ring empty.",
+        |s| s.driver.rx_no_buffers,
+    ),
+    (
+        "shardcast_driver_tx_datagrams_total",
+        "Datagrams the driver sent.",
+        |s| s.driver.tx_datagrams,
+    ),
+    (
+        "shardcast_driver_tx_bytes_total",
+        "Bytes the driver sent.",
+        |s| s.driver.tx_bytes,
+    ),
+    (
+        "shardcast_driver_tx_gso_messages_total",
+        "Kernel messages that carried more than one datagram (GSO).",
+        |s| s.driver.tx_gso_messages,
+    ),
+    (
+        "shardcast_driver_tx_dropped_total",
+        "Datagrams dropped on send (too large, batch pool exhausted, socket buffer full, error).",
+        |s| s.driver.tx_dropped,
+    ),
+    ("shardcast_driver_tx_errors_total", "Send errors.", |s| {
+        s.driver.tx_errors
+    }),
+    (
+        "shardcast_driver_extra_submits_total",
+        "Extra submits forced by a full submission queue.",
+        |s| s.driver.extra_submits,
+    ),
+    (
+        "shardcast_driver_wakeups_total",
+        "Times the eventfd woke the driver.",
+        |s| s.driver.wakeups,
+    ),
+];
+
+/// Counters of the shard loop.
+const LOOP_COUNTERS: &[Field] = &[
+    (
+        "shardcast_shard_turns_total",
+        "Turns of the shard loop.",
+        |s| s.counters.turns,
+    ),
+    (
+        "shardcast_shard_commands_total",
+        "Node API commands the shard handled.",
+        |s| s.counters.commands,
+    ),
+    (
+        "shardcast_shard_cross_sent_total",
+        "Messages sent to other shards.",
+        |s| s.counters.cross_shard_sent,
+    ),
+    (
+        "shardcast_shard_cross_received_total",
+        "Messages received from other shards.",
+        |s| s.counters.cross_shard_received,
+    ),
+    (
+        "shardcast_shard_cross_dropped_total",
+        "Messages dropped because the receiving shard's queue was full.",
+        |s| s.counters.cross_shard_dropped,
+    ),
+    (
+        "shardcast_shard_cross_misrouted_total",
+        "Messages for a shard that does not exist.",
+        |s| s.counters.cross_shard_misrouted,
+    ),
+    (
+        "shardcast_shard_panics_total",
+        "Panics caught by the shard loop.",
+        |s| s.counters.panics,
+    ),
+    (
+        "shardcast_shard_driver_errors_total",
+        "Failed driver waits.",
+        |s| s.counters.driver_errors,
+    ),
+];
+
+pub fn encode(e: &mut Encoder, snaps: &[Snap], now: Instant) {
+    let shard_ids: Vec<String> = snaps.iter().map(|s| s.shard.0.to_string()).collect();
+    {
+        let mut f = e.family(
+            "shardcast_media_info",
+            Kind::Gauge,
+            "Always 1: the shard's io backend and UDP address.",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            let backend = s.backend.to_string();
+            let addr = s.local_addr.to_string();
+            f.int(&[("shard", id), ("backend", &backend), ("addr", &addr)], 1);
+        }
+    }
+    let tables = [
+        (Kind::Counter, CORE_COUNTERS),
+        (Kind::Gauge, CORE_GAUGES),
+        (Kind::Counter, DRIVER_COUNTERS),
+        (Kind::Counter, LOOP_COUNTERS),
+    ];
+    for (kind, table) in tables {
+        for (name, help, get) in table {
+            let mut f = e.family(name, kind, help);
+            for (s, id) in snaps.iter().zip(&shard_ids) {
+                f.int(&[("shard", id)], get(s));
+            }
+        }
+    }
+    {
+        let mut f = e.family(
+            "shardcast_drops_total",
+            Kind::Counter,
+            "Datagrams or packets the SFU core dropped, by reason.",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            for reason in DropReason::ALL {
+                f.int(
+                    &[("shard", id), ("reason", reason.as_str())],
+                    s.logic.drops_for(reason),
+                );
+            }
+        }
+    }
+    let mut f = e.family(
+        "shardcast_shard_snapshot_age_seconds",
+        Kind::Gauge,
+        "Age of the counters above (a shard publishes them about once a second).",
+    );
+    for (s, id) in snaps.iter().zip(&shard_ids) {
+        if let Some(at) = s.at {
+            f.float(
+                &[("shard", id)],
+                now.saturating_duration_since(at).as_secs_f64(),
+            );
+        }
+    }
+}
