@@ -19,19 +19,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 const ADMIN: &str = "metrics-test-admin-key-0123456789";
 
-/// Starts `shardcast serve` on loopback with `extra` flags and `env`; returns the guard, the
-/// HTTP base URL and the metrics base URL if the server printed one.
-fn start(
-    data: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Server, String, Option<String>) {
+/// Starts the binary with `args` and `env`, reads its start-up lines up to the one starting
+/// with `ready` and returns the guard, the rest of that line and the metrics base URL if the
+/// process printed one (it must come first).
+fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str) -> (Server, String, Option<String>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
-        .args(["--io-backend", "portable", "--admin-key", ADMIN])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data)
+        .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -44,13 +37,34 @@ fn start(
         let line = line.unwrap();
         if let Some(m) = line.strip_prefix("shardcast: metrics on ") {
             metrics = Some(m.to_string());
-        } else if let Some(url) = line.strip_prefix("shardcast: listening on ") {
-            return (server, url.to_string(), metrics);
+        } else if let Some(rest) = line.strip_prefix(ready) {
+            return (server, rest.to_string(), metrics);
         } else {
             panic!("unexpected line {line:?}");
         }
     }
-    panic!("the server exited before listening");
+    panic!("the process exited before {ready:?}");
+}
+
+/// Starts `shardcast serve` on loopback with `extra` flags and `env`; returns the guard, the
+/// HTTP base URL and the metrics base URL if the server printed one.
+fn start(
+    data: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, String, Option<String>) {
+    let data = data.to_str().unwrap();
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
+    args.extend([
+        "--io-backend",
+        "portable",
+        "--admin-key",
+        ADMIN,
+        "--data-dir",
+        data,
+    ]);
+    args.extend(extra);
+    spawn(&args, env, "shardcast: listening on ")
 }
 
 /// One sample: metric name, labels, value.
@@ -467,4 +481,117 @@ fn metrics_listener_is_off_by_default_and_on_with_the_env_variable() {
         assert_eq!(r.status(), 404);
     });
     drop(server);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The distributed roles as real processes on a real etcd: the control plane exports the
+/// node registry (registered, then draining after the REST drain) and its requests; the
+/// media node exports its shards; neither exports what it does not run.
+#[test]
+fn controlplane_and_medianode_export_their_own_parts() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = rt.block_on(support::etcd::EtcdProcess::start());
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "metrics-cluster-secret-0123456789";
+    let node_listen = format!("127.0.0.1:{}", free_port());
+    let node_data = dir.path().join("node");
+    let (node, _, node_metrics) = spawn(
+        &[
+            "medianode",
+            "--etcd",
+            &etcd.endpoint,
+            "--cluster-secret",
+            secret,
+            "--node-listen",
+            &node_listen,
+            "--node-id",
+            "m1",
+            "--shards",
+            "1",
+            "--io-backend",
+            "portable",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            node_data.to_str().unwrap(),
+        ],
+        &[],
+        "shardcast: media node ",
+    );
+    let cp_data = dir.path().join("cp");
+    let (cp, url, cp_metrics) = spawn(
+        &[
+            "controlplane",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            &etcd.endpoint,
+            "--cluster-secret",
+            secret,
+            "--admin-key",
+            ADMIN,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            cp_data.to_str().unwrap(),
+        ],
+        &[],
+        "shardcast: listening on ",
+    );
+    let (node_metrics, cp_metrics) = (node_metrics.unwrap(), cp_metrics.unwrap());
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let s = scrape(&http, &node_metrics).await;
+        assert_eq!(s.sum("shardcast_build_info", &[("role", "medianode")]), 1.0);
+        assert_eq!(
+            s.sum(
+                "shardcast_media_info",
+                &[("shard", "0"), ("backend", "portable")]
+            ),
+            1.0
+        );
+        assert!(s.has("shardcast_rtp_forwarded_total") && s.has("process_cpu_seconds_total"));
+        assert!(!s.has("shardcast_http_requests_total"));
+        assert!(!s.has("shardcast_media_nodes_registered"));
+
+        let s = scrape_until(
+            &http,
+            &cp_metrics,
+            "shardcast_media_nodes_registered",
+            |s| s.sum("shardcast_media_nodes_registered", &[]) == 1.0,
+        )
+        .await;
+        assert_eq!(
+            s.sum("shardcast_build_info", &[("role", "controlplane")]),
+            1.0
+        );
+        assert_eq!(s.sum("shardcast_media_nodes_draining", &[]), 0.0);
+        assert!(
+            !s.has("shardcast_media_info"),
+            "no shards in a control plane"
+        );
+        let r = http
+            .post(format!("{url}/v1/nodes/m1/drain"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let s = scrape_until(&http, &cp_metrics, "shardcast_media_nodes_draining", |s| {
+            s.sum("shardcast_media_nodes_draining", &[]) == 1.0
+        })
+        .await;
+        assert_eq!(s.sum("shardcast_media_nodes_registered", &[]), 1.0);
+        assert_eq!(requests(&s, "POST", "/v1/nodes/{node}/drain", "200"), 1.0);
+    });
+    drop(cp);
+    drop(node);
+    drop(etcd);
 }
