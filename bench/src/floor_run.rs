@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::child::ChildGuard;
-use crate::loadgen::{LoadGen, LoadSpec};
+use crate::loadgen::{Frames, LoadGen, LoadSpec};
 use crate::procstat;
 use crate::report::{PerSecond, Percentiles};
 use crate::sinks::{new_histogram, Sinks};
@@ -20,6 +20,8 @@ use crate::srtp::Profile;
 #[derive(Debug, Clone)]
 pub struct FloorSpec {
     pub rate_pps: u64,
+    /// Part of the rate as whole video frames (see `loadgen`); None: evenly paced.
+    pub frames: Option<Frames>,
     pub fanout: usize,
     pub payload: usize,
     pub profile: Profile,
@@ -40,6 +42,9 @@ pub struct FloorResult {
     pub profile: Profile,
     pub io_backend: String,
     pub input_pps: u64,
+    /// The input's video frames (fps, packets each); absent: evenly paced input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<Frames>,
     pub fanout: usize,
     pub payload_bytes: usize,
     pub window_s: f64,
@@ -97,6 +102,7 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
             payload: spec.payload,
             profile: spec.profile,
             ssrc: 0x5ca1_ab1e,
+            frames: spec.frames,
         },
         epoch,
         harness_cpu,
@@ -163,6 +169,7 @@ pub fn measure(exe: &Path, spec: &FloorSpec) -> anyhow::Result<FloorResult> {
             .unwrap_or(&spec.io)
             .to_string(),
         input_pps: spec.rate_pps,
+        frames: spec.frames,
         fanout: spec.fanout,
         payload_bytes: spec.payload,
         window_s: secs,

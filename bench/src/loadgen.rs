@@ -1,5 +1,8 @@
 //! The floor's load generator: one SRTP stream at a fixed packet rate, paced in 1 ms ticks
-//! and sent with sendmmsg. Each payload carries a probe (send time, sequence). Records what it
+//! and sent with sendmmsg. With `frames` set, part of the rate arrives as video does from a
+//! real encoder: a frame's packets back to back, `fps` times a second (a forwarder fanning a
+//! burst out to many subscribers makes the burst's last packets wait for its first ones; an
+//! evenly paced input would hide that), the rest (audio) evenly paced. Each payload carries a probe (send time, sequence). Records what it
 //! sent per second and how far it fell behind its schedule (a sign the harness, not the
 //! forwarder, is the bottleneck).
 
@@ -9,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use str0m::rtp::{RtpHeader, Ssrc};
 
 use crate::probe;
@@ -23,6 +27,29 @@ pub struct LoadSpec {
     pub payload: usize,
     pub profile: Profile,
     pub ssrc: u32,
+    /// Send `fps * packets` of the rate as bursts of one frame; None: all evenly paced.
+    pub frames: Option<Frames>,
+}
+
+/// Video-like input: `fps` bursts a second of `packets` packets each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frames {
+    pub fps: u32,
+    pub packets: u32,
+}
+
+/// Packets due `elapsed_us` after the start: whole frames (a frame is due all at once at
+/// its start) plus the evenly paced rest of `rate_pps`.
+pub fn due_packets(elapsed_us: u64, rate_pps: u64, frames: Option<Frames>) -> u64 {
+    match frames {
+        None => elapsed_us * rate_pps / 1_000_000,
+        Some(f) => {
+            let video_pps = u64::from(f.fps) * u64::from(f.packets);
+            let rest = rate_pps.saturating_sub(video_pps);
+            let frames_due = elapsed_us * u64::from(f.fps) / 1_000_000 + 1;
+            frames_due * u64::from(f.packets) + elapsed_us * rest / 1_000_000
+        }
+    }
 }
 
 /// What it did.
@@ -95,11 +122,14 @@ fn run(
     let mut index: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let due = (now - start).as_micros() as u64 * spec.rate_pps / 1_000_000;
+        let due = due_packets((now - start).as_micros() as u64, spec.rate_pps, spec.frames);
         let behind = due.saturating_sub(report.sent + report.refused);
-        report.max_lag = report.max_lag.max(behind);
-        // Never burst more than 50 ms worth at once: a stalled harness must not flood.
-        let burst = behind.min((spec.rate_pps / 20).max(1));
+        let frame = spec.frames.map_or(1, |f| u64::from(f.packets));
+        // A frame is one burst by design, not lag.
+        report.max_lag = report.max_lag.max(behind.saturating_sub(frame));
+        // Never burst more than 50 ms worth (or one frame) at once: a stalled harness must
+        // not flood.
+        let burst = behind.min((spec.rate_pps / 20).max(frame));
         for _ in 0..burst {
             let header = RtpHeader {
                 has_extension: false,
@@ -147,4 +177,39 @@ fn flush(
     report.sent += sent;
     report.refused += queued - sent;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evenly_paced_without_frames() {
+        assert_eq!(due_packets(0, 1000, None), 0);
+        assert_eq!(due_packets(1_500, 1000, None), 1);
+        assert_eq!(due_packets(1_000_000, 1000, None), 1000);
+    }
+
+    #[test]
+    fn frames_come_whole_and_the_rest_evenly() {
+        let f = Some(Frames {
+            fps: 30,
+            packets: 6,
+        });
+        // 230 pps = 30 frames of 6 (180) + 50 evenly paced.
+        assert_eq!(due_packets(0, 230, f), 6, "the first frame at once");
+        assert_eq!(
+            due_packets(33_000, 230, f),
+            6 + 1,
+            "still one frame, one audio"
+        );
+        assert_eq!(
+            due_packets(33_334, 230, f),
+            12 + 1,
+            "the second frame whole"
+        );
+        assert_eq!(due_packets(999_999, 230, f), 30 * 6 + 49);
+        // A rate below the frames' own is all frames.
+        assert_eq!(due_packets(500_000, 100, f), 16 * 6);
+    }
 }

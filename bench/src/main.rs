@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
 use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
+use shardcast_bench::loadgen::Frames;
 use shardcast_bench::pin;
 use shardcast_bench::run::driver::{self, RunOptions};
 use shardcast_bench::run::setup::Credentials;
@@ -46,6 +47,12 @@ struct FloorArgs {
     /// Incoming packets per second (one stream).
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
+    /// Send part of the rate as video frames: FPS bursts a second of --frame-packets each.
+    #[arg(long, requires = "frame_packets")]
+    fps: Option<u32>,
+    /// Packets per video frame (with --fps).
+    #[arg(long, requires = "fps")]
+    frame_packets: Option<u32>,
     /// Destinations each packet is forwarded to.
     #[arg(long, default_value_t = 10)]
     fanout: usize,
@@ -209,6 +216,13 @@ fn floor_cmd(args: FloorArgs) -> anyhow::Result<()> {
     }
     let spec = FloorSpec {
         rate_pps: args.rate,
+        frames: args
+            .fps
+            .zip(args.frame_packets)
+            .map(|(fps, packets)| Frames {
+                fps: fps.max(1),
+                packets: packets.max(1),
+            }),
         fanout: args.fanout.max(1),
         payload: args.payload,
         profile: args.profile,

@@ -19,6 +19,17 @@ pub enum VideoKind {
     Simulcast3,
 }
 
+impl VideoKind {
+    /// What the pool's publishers send for this kind (None: no video).
+    pub fn spec(self) -> Option<shardcast_client::VideoSpec> {
+        match self {
+            VideoKind::None => None,
+            VideoKind::Single => Some(shardcast_client::VideoSpec::single(1_500_000)),
+            VideoKind::Simulcast3 => Some(shardcast_client::VideoSpec::simulcast3()),
+        }
+    }
+}
+
 /// How a group's participants reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

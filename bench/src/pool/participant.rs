@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use shardcast_client::{Client, ClientConfig, TimeBase, TrackKind, VideoSpec};
+use shardcast_client::{Client, ClientConfig, TimeBase, TrackKind};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::signal::ToSignal;
@@ -196,10 +196,8 @@ fn client_config(id: u64, spec: &JoinSpec, time_base: TimeBase) -> ClientConfig 
     if spec.audio {
         cfg = cfg.with_audio();
     }
-    match spec.video {
-        VideoKind::None => {}
-        VideoKind::Single => cfg = cfg.with_video(VideoSpec::single(1_500_000)),
-        VideoKind::Simulcast3 => cfg = cfg.with_video(VideoSpec::simulcast3()),
+    if let Some(video) = spec.video.spec() {
+        cfg = cfg.with_video(video);
     }
     let publishes = spec.audio || spec.video != VideoKind::None;
     if spec.signaling == Signaling::WhipWhep && !publishes {

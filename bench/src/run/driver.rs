@@ -19,7 +19,9 @@ use super::negotiated;
 use super::server::{self, Server, ServerSpec};
 use super::settle::{Settled, Settler};
 use super::setup::{Credentials, Setup};
-use super::summary::{knee, mean_fanout, participants_at, JoinMs, RunReport, Step, Window};
+use super::summary::{
+    floor_frames, knee, mean_fanout, participants_at, JoinMs, RunReport, Step, Window,
+};
 use super::timeline::{Action, Seat, Timeline};
 use crate::floor_run::{self, FloorResult, FloorSpec};
 use crate::pool::{JoinSpec, ParticipantId, ParticipantState, Pool, PoolConfig, Signaling};
@@ -308,8 +310,11 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         } else {
             1200
         };
+        let rate_pps = (w.forwarded_pps / fanout as f64).round().max(1.0) as u64;
         let spec = FloorSpec {
-            rate_pps: (w.forwarded_pps / fanout as f64).round().max(1.0) as u64,
+            rate_pps,
+            // Video arrives a frame at a time, as the publishers sent it.
+            frames: floor_frames(sc, w, rate_pps),
             fanout,
             // The subscribers' mean RTP payload per packet (audio and video mixed).
             payload: payload.clamp(40, 1200),

@@ -40,6 +40,9 @@ pub struct Sample {
     pub joining: usize,
     pub failed: usize,
     pub forwarded_packets: u64,
+    /// The video part of `forwarded_packets`.
+    #[serde(default)]
+    pub forwarded_video_packets: u64,
     pub forwarded_bytes: u64,
     pub forwarded_pps: f64,
     pub forwarded_mbps: f64,
@@ -67,6 +70,7 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 struct Seen {
     received: u64,
+    video: u64,
     bytes: u64,
     sent: u64,
     lost: u64,
@@ -131,6 +135,7 @@ impl Meter {
             joining: 0,
             failed: 0,
             forwarded_packets: 0,
+            forwarded_video_packets: 0,
             forwarded_bytes: 0,
             forwarded_pps: 0.0,
             forwarded_mbps: 0.0,
@@ -167,6 +172,7 @@ impl Meter {
             }
             let now = Seen {
                 received: p.packets_received,
+                video: p.video_packets_received,
                 bytes: p.bytes_received,
                 sent: p.packets_sent,
                 lost: p.lost_after_repair,
@@ -178,6 +184,7 @@ impl Meter {
             let before = self.prev.get(&p.id.0);
             let d = |f: fn(&Seen) -> u64| f(&now).saturating_sub(before.map(f).unwrap_or(0));
             s.forwarded_packets += d(|x| x.received);
+            s.forwarded_video_packets += d(|x| x.video);
             s.forwarded_bytes += d(|x| x.bytes);
             s.published_packets += d(|x| x.sent);
             s.lost += d(|x| x.lost);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::aggregate::Spread;
 use super::measure::Sample;
 use crate::floor_run::FloorResult;
+use crate::loadgen::Frames;
 use crate::report::{PerSecond, Percentiles};
 use crate::scenario::{Group, Ramp, Scenario};
 use crate::sinks::new_histogram;
@@ -19,6 +20,9 @@ use crate::srtp::Profile;
 pub struct Window {
     pub window_s: f64,
     pub forwarded_packets: u64,
+    /// The video part of `forwarded_packets`.
+    #[serde(default)]
+    pub forwarded_video_packets: u64,
     pub forwarded_pps: f64,
     pub forwarded_mbps: f64,
     /// Packets/s the publishers sent (all simulcast layers): the server's input.
@@ -48,6 +52,7 @@ impl Window {
         for s in samples {
             w.window_s += s.interval_s;
             w.forwarded_packets += s.forwarded_packets;
+            w.forwarded_video_packets += s.forwarded_video_packets;
             bytes += s.forwarded_bytes;
             published += s.published_packets;
             w.lost += s.lost;
@@ -152,6 +157,24 @@ pub fn mean_fanout(sc: &Scenario, per_room: &[u32]) -> f64 {
     } else {
         receivers as f64 / publishers as f64
     }
+}
+
+/// The floor's input frames for a window: the publishers' frame rate and the video packets
+/// each subscriber got per frame of one publisher (`rate_pps` is one publisher's stream as
+/// each subscriber receives it). None when nothing publishes video or no video arrived.
+pub fn floor_frames(sc: &Scenario, w: &Window, rate_pps: u64) -> Option<Frames> {
+    let fps = sc
+        .groups
+        .iter()
+        .filter_map(|g| g.video.spec())
+        .map(|v| v.fps)
+        .max()?;
+    if w.forwarded_packets == 0 || w.forwarded_video_packets == 0 || fps == 0 {
+        return None;
+    }
+    let video_pps = rate_pps as f64 * w.forwarded_video_packets as f64 / w.forwarded_packets as f64;
+    let packets = (video_pps / f64::from(fps)).round().max(1.0) as u32;
+    Some(Frames { fps, packets })
 }
 
 /// Join time percentiles, ms.
@@ -339,6 +362,16 @@ impl RunReport {
             int("latency_us.p999", self.latency_us.p999),
             self.latency_us.samples
         );
+        if let Some(f) = &self.floor {
+            let input = match f.frames {
+                Some(fr) => format!("{} frames/s of {} packets", fr.fps, fr.packets),
+                None => "evenly paced".to_string(),
+            };
+            println!(
+                "  floor latency µs  p50 {}  p99 {}  (input {} pps, {input})",
+                f.latency_us.p50, f.latency_us.p99, f.input_pps
+            );
+        }
         println!(
             "  loss after repair {:>10} %",
             self.ranged_percent("loss_ratio", self.loss_ratio)
@@ -417,6 +450,7 @@ pub(crate) mod tests {
             joining: 0,
             failed: 0,
             forwarded_packets: pps,
+            forwarded_video_packets: pps * 3 / 4,
             forwarded_bytes: pps * 1000,
             forwarded_pps: pps as f64,
             forwarded_mbps: pps as f64 * 8e-3,
@@ -591,5 +625,36 @@ pub(crate) mod tests {
         // Ramp: 350 viewers.
         assert_eq!(mean_fanout(&webinar, &[1, 350]), 350.0);
         assert_eq!(participants_at(&webinar, 1, 350), 351);
+    }
+
+    #[test]
+    fn floor_frames_follow_the_video_share_and_the_publishers_fps() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let load = |n: &str| Scenario::load(&dir.join(format!("{n}.toml"))).unwrap();
+        let window = |packets: u64, video: u64| Window {
+            forwarded_packets: packets,
+            forwarded_video_packets: video,
+            ..Window::default()
+        };
+        // webinar: 233 pps per viewer, 79% video -> 184 video pps = 30 frames of 6.
+        let webinar = load("webinar-1x200");
+        assert_eq!(
+            floor_frames(&webinar, &window(233_000, 184_000), 233),
+            Some(Frames {
+                fps: 30,
+                packets: 6
+            })
+        );
+        // Audio only, or no video arrived: evenly paced.
+        assert_eq!(floor_frames(&load("audio-500"), &window(1000, 0), 50), None);
+        assert_eq!(floor_frames(&webinar, &window(1000, 0), 50), None);
+        // A trickle of video still comes as frames of at least one packet.
+        assert_eq!(
+            floor_frames(&webinar, &window(1000, 100), 60),
+            Some(Frames {
+                fps: 30,
+                packets: 1
+            })
+        );
     }
 }
