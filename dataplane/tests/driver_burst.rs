@@ -1,0 +1,61 @@
+//! One loop turn that sends a whole fan-out at once — what a shard does with congestion
+//! control off, where a frame to every subscriber leaves in the turn it arrived — must not
+//! lose datagrams in the driver: every send is queued, handed to the kernel by the turn's
+//! submit, and completed. Real sockets on loopback, both backends.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use shardcast_dataplane::driver::{
+    bind_socket, probe_io_uring, Driver, DriverConfig, IoBackend, Waker,
+};
+
+/// 6 packets to each of 1000 subscribers: more than one turn could send before.
+const BURST: u64 = 6_000;
+
+fn burst_through(backend: IoBackend) {
+    let config = DriverConfig::default();
+    let socket = bind_socket("127.0.0.1:0".parse().unwrap(), config.socket_buffer_bytes).unwrap();
+    let waker = Waker::new().unwrap();
+    let mut driver = Driver::open(socket, waker.as_raw_fd(), backend, &config).unwrap();
+    // A sink that only needs to exist: what it drops on a full receive buffer is the
+    // kernel's business, not the driver's.
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to: SocketAddr = sink.local_addr().unwrap();
+
+    // One turn: every send queued before the submit, as the shard loop does.
+    let payload = [0x80u8; 200];
+    for _ in 0..BURST {
+        driver.send(to, &payload);
+    }
+    driver.submit_and_wait(Some(Duration::ZERO)).unwrap();
+    // Later turns reap the completions.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while driver.stats().tx_datagrams + driver.stats().tx_dropped < BURST
+        && Instant::now() < deadline
+    {
+        driver
+            .submit_and_wait(Some(Duration::from_millis(10)))
+            .unwrap();
+        driver.recv(&mut |_, _| {});
+    }
+    let stats = driver.stats();
+    assert_eq!(stats.tx_dropped, 0, "{backend}: {stats:?}");
+    assert_eq!(stats.tx_errors, 0, "{backend}: {stats:?}");
+    assert_eq!(stats.tx_datagrams, BURST, "{backend}: {stats:?}");
+}
+
+#[test]
+fn io_uring_sends_a_turn_of_6000_datagrams_without_dropping() {
+    if let Err(e) = probe_io_uring() {
+        // The portable test below still runs; CI's kernel has io_uring, so this is loud.
+        panic!("io_uring unavailable on this machine: {e}");
+    }
+    burst_through(IoBackend::IoUring);
+}
+
+#[test]
+fn portable_sends_a_turn_of_6000_datagrams_without_dropping() {
+    burst_through(IoBackend::Portable);
+}
