@@ -150,7 +150,7 @@ const DRIVER_COUNTERS: &[Field] = &[
     }),
     (
         "shardcast_driver_extra_submits_total",
-        "Extra submits forced by a full submission queue.",
+        "io_uring submits beyond one per loop turn (full submission queue or full send batch).",
         |s| s.driver.extra_submits,
     ),
     (

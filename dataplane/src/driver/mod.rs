@@ -106,7 +106,8 @@ pub struct DriverStats {
     /// Datagrams dropped on send: too large, batch pool exhausted, socket buffer full, error.
     pub tx_dropped: u64,
     pub tx_errors: u64,
-    /// Extra submits forced by a full submission queue (the aim is one per loop turn).
+    /// Submits beyond the one per loop turn: a full submission queue, or a full send batch
+    /// handed to the kernel before the turn ends.
     pub extra_submits: u64,
     /// Times the eventfd woke the driver.
     pub wakeups: u64,

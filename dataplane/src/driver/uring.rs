@@ -388,6 +388,13 @@ impl UringDriver {
         if let Some(i) = self.filling {
             if self.batches[i].is_full() {
                 self.seal_batch();
+                // A full batch goes to the kernel now, not with the turn's wait: in a turn
+                // that fans a frame out to hundreds of subscribers the first copies would
+                // otherwise wait until the last one was built (the whole fan-out's time).
+                self.stats.extra_submits += 1;
+                if let Err(e) = self.ring.submit() {
+                    tracing::warn!(error = %e, "io_uring submit failed");
+                }
             }
         }
         let index = match self.filling {
