@@ -51,18 +51,9 @@ fn run(config: CoreConfig) -> Seen {
     let track = w.video_track(alice);
     let peer = w.members[bob].peer;
     w.run_for(Duration::from_secs(4));
-    let video = |w: &World| {
-        w.members[bob]
-            .client
-            .received
-            .values()
-            .find(|r| !r.layers.is_empty())
-            .expect("video arrives")
-            .clone()
-    };
-    let (from, wakeups, packets) = (w.now, w.core_wakeups, video(&w).packets);
+    let (from, wakeups, packets) = (w.now, w.core_wakeups, w.video(bob).packets);
     w.run_for(Duration::from_secs(3));
-    let video = video(&w);
+    let video = w.video(bob).clone();
     Seen {
         spreads: frame_spreads(&video, from),
         wakeups_per_packet: (w.core_wakeups - wakeups) as f64 / (video.packets - packets) as f64,

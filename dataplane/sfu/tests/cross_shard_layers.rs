@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use shardcast_sfu::{CoreConfig, LayerPreference, ShardId, ShardMessage};
 use support::stream::continuous;
-use support::{Received, World};
+use support::World;
 
 const LAYERS: [(Option<&str>, u64); 3] = [(Some("l"), 150), (Some("m"), 500), (Some("h"), 1_500)];
 
@@ -59,15 +59,6 @@ fn lockstep(a: &mut World, b: &mut World, pad: &mut Padder, dur: Duration) {
             a.deliver_from_shard(ShardId(1), msg);
         }
     }
-}
-
-fn video(w: &World, idx: usize) -> &Received {
-    w.members[idx]
-        .client
-        .received
-        .values()
-        .find(|r| !r.layers.is_empty())
-        .expect("video arrives")
 }
 
 #[test]
@@ -136,11 +127,11 @@ fn remote_subscribers_get_the_layer_their_downlink_fits() {
 
     assert!(pad.sent > 20, "padding injected: {}", pad.sent);
     for s in [thin, wide] {
-        let v = video(&b, s);
+        let v = b.video(s);
         assert_eq!(v.ssrcs.len(), 1);
         assert_eq!(continuous(&v.video), Ok(()), "viewer {s}'s stream");
     }
-    let v = video(&b, wide);
+    let v = b.video(wide);
     let last_second = b.now - Duration::from_millis(500);
     assert!(v
         .layers

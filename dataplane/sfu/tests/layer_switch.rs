@@ -48,18 +48,9 @@ fn preference_switches_and_pause_keep_one_continuous_stream() {
     prefer(&mut w, None, false);
     w.run_for(Duration::from_millis(200));
     assert_eq!(w.core.forwarded_layer(peer, track), None);
-    let video = |w: &World| {
-        w.members[bob]
-            .client
-            .received
-            .values()
-            .find(|r| !r.layers.is_empty())
-            .expect("video arrives")
-            .clone()
-    };
-    let paused = video(&w).packets;
+    let paused = w.video(bob).packets;
     w.run_for(Duration::from_secs(1));
-    assert_eq!(video(&w).packets, paused, "hidden means paused");
+    assert_eq!(w.video(bob).packets, paused, "hidden means paused");
     prefer(&mut w, Some(1), true);
     let resumed = w.run_until(Duration::from_secs(3), |w| {
         w.core.forwarded_layer(peer, track) == Some(1)
@@ -67,7 +58,7 @@ fn preference_switches_and_pause_keep_one_continuous_stream() {
     assert!(resumed, "resumes on layer 1");
     w.run_for(Duration::from_secs(1));
 
-    let v = video(&w);
+    let v = w.video(bob).clone();
     assert_eq!(v.ssrcs.len(), 1, "one SSRC whatever the layer");
     // Every layer the viewer was moved to arrived, each first on a keyframe start.
     let mut switches = Vec::new();

@@ -151,12 +151,7 @@ fn nack_and_rtx_repair_five_percent_loss_on_both_hops() {
     w.downlink(bob).loss = 0.0;
     w.run_for(Duration::from_secs(2));
 
-    let video = w.members[bob]
-        .client
-        .received
-        .values()
-        .find(|r| !r.layers.is_empty())
-        .expect("video");
+    let video = w.video(bob);
     let mut seqs = video.seqs.clone();
     seqs.sort_unstable();
     seqs.dedup();

@@ -6,26 +6,17 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::stream::continuous;
-use support::{Received, World};
+use support::World;
 
 const LAYERS: [(Option<&str>, u64); 3] = [(Some("l"), 150), (Some("m"), 500), (Some("h"), 1_500)];
 
 /// How long after the downlink recovers the top layer must be back (virtual time).
 const SWITCH_UP_WITHIN: Duration = Duration::from_secs(10);
 
-fn video(w: &World, idx: usize) -> &Received {
-    w.members[idx]
-        .client
-        .received
-        .values()
-        .find(|r| !r.layers.is_empty())
-        .expect("video arrives")
-}
-
 /// The layer forwarded most often to `idx` after `since`.
 fn main_layer(w: &World, idx: usize, since: Instant) -> u8 {
     let mut counts = [0u32; 3];
-    for (at, l) in &video(w, idx).layers {
+    for (at, l) in &w.video(idx).layers {
         if *at >= since {
             counts[*l as usize] += 1;
         }
@@ -97,7 +88,7 @@ fn layers_follow_each_subscribers_bandwidth() {
     // Retransmissions of older packets may trickle in later; they are not counted
     // (`video` and `layers` are recorded together, so one index cuts both).
     let settle = drop_at + Duration::from_secs(3);
-    let v = video(&w, top);
+    let v = w.video(top);
     let split = v.layers.partition_point(|(at, _)| *at < settle);
     let newest_before = v.video[..split].iter().map(|p| p.0).max().unwrap_or(0);
     let late: Vec<u8> = (split..v.layers.len())
@@ -114,7 +105,7 @@ fn layers_follow_each_subscribers_bandwidth() {
     w.downlink(top).rate_bps = Some(5_000_000);
     let recover_at = w.now;
     let up = w.run_until(SWITCH_UP_WITHIN, |w| {
-        video(w, top)
+        w.video(top)
             .layers
             .iter()
             .any(|(at, l)| *at > recover_at && *l == 2)
@@ -124,7 +115,7 @@ fn layers_follow_each_subscribers_bandwidth() {
         "switches back up within {SWITCH_UP_WITHIN:?} of the recovery"
     );
     // The switch up starts on a keyframe of the top layer.
-    let v = video(&w, top);
+    let v = w.video(top);
     let first_top = v
         .layers
         .iter()
@@ -148,7 +139,7 @@ fn layers_follow_each_subscribers_bandwidth() {
     // per frame) across the initial switches.
     for s in &subs[..2] {
         assert_eq!(
-            continuous(&video(&w, *s).video),
+            continuous(&w.video(*s).video),
             Ok(()),
             "viewer {s}'s stream"
         );
@@ -156,7 +147,7 @@ fn layers_follow_each_subscribers_bandwidth() {
     // The switching viewer: once the drop's queue losses are behind it (settled on layer 0,
     // 3 s after the drop), through the switch up and after it. `video` and `layers` are
     // recorded together, so one index cuts both.
-    let v = video(&w, top);
+    let v = w.video(top);
     let from = v
         .layers
         .iter()

@@ -161,6 +161,16 @@ impl World {
         self.pump();
     }
 
+    /// What member `idx` received on its video m-line (the one that carried layers).
+    pub fn video(&self, idx: usize) -> &Received {
+        self.members[idx]
+            .client
+            .received
+            .values()
+            .find(|r| !r.layers.is_empty())
+            .expect("video arrives")
+    }
+
     pub fn video_track(&self, publisher: usize) -> TrackId {
         self.published(publisher)
             .into_iter()
