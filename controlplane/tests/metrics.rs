@@ -7,44 +7,15 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
-use support::serve::{Server, BIN};
+use support::serve::{spawn, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 const ADMIN: &str = "metrics-test-admin-key-0123456789";
-
-/// Starts the binary with `args` and `env`, reads its start-up lines up to the one starting
-/// with `ready` and returns the guard, the rest of that line and the metrics base URL if the
-/// process printed one (it must come first).
-fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str) -> (Server, String, Option<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut metrics = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(m) = line.strip_prefix("shardcast: metrics on ") {
-            metrics = Some(m.to_string());
-        } else if let Some(rest) = line.strip_prefix(ready) {
-            return (server, rest.to_string(), metrics);
-        } else {
-            panic!("unexpected line {line:?}");
-        }
-    }
-    panic!("the process exited before {ready:?}");
-}
 
 /// Starts `shardcast serve` on loopback with `extra` flags and `env`; returns the guard, the
 /// HTTP base URL and the metrics base URL if the server printed one.

@@ -18,34 +18,41 @@ impl Drop for Server {
     }
 }
 
-/// Starts `shardcast serve` with `extra` flags and returns it with its base URL, read from
-/// the first line it prints.
-pub fn serve(data: &Path, extra: &[&str]) -> (Server, String) {
+/// Starts the binary with `args` and `env`, reads its start-up lines up to the one starting
+/// with `ready` and returns the guard, the rest of that line and the metrics base URL if the
+/// process printed one (it comes first).
+pub fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str) -> (Server, String, Option<String>) {
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--io-backend",
-            "portable",
-        ])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("shardcast: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let mut metrics = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(m) = line.strip_prefix("shardcast: metrics on ") {
+            metrics = Some(m.to_string());
+        } else if let Some(rest) = line.strip_prefix(ready) {
+            return (server, rest.to_string(), metrics);
+        } else {
+            panic!("unexpected line {line:?}");
+        }
+    }
+    panic!("the process exited before {ready:?}");
+}
+
+/// Starts `shardcast serve` (one shard, portable driver) with `extra` flags and returns it
+/// with its base URL.
+pub fn serve(data: &Path, extra: &[&str]) -> (Server, String) {
+    let data = data.to_str().unwrap();
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
+    args.extend(["--io-backend", "portable"]);
+    args.extend(extra);
+    args.extend(["--data-dir", data]);
+    let (server, url, _) = spawn(&args, &[], "shardcast: listening on ");
     (server, url)
 }
