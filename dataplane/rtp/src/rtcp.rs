@@ -1,0 +1,1 @@
+//! Being written: see the crate documentation in lib.rs.
