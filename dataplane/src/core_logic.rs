@@ -290,9 +290,10 @@ impl ShardLogic for CoreLogic {
         now: Instant,
         out: &mut Outbox<'_, ShardMessage>,
     ) -> Option<Instant> {
+        self.core
+            .drain_datagrams(|destination, bytes| out.transmit(destination, bytes));
         loop {
             match self.core.poll_output() {
-                Output::Transmit(t) => out.transmit(t.destination, &t.contents),
                 Output::ToShard { shard, msg } => {
                     out.to_shard(shard, msg);
                 }

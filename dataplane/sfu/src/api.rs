@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::CodecSpec;
-use str0m::net::Transmit;
 
 use crate::ids::{PeerId, RoomId, ShardId, TrackId};
 
@@ -196,11 +195,9 @@ pub enum ShardMessage {
     },
 }
 
-/// What the shard must do next.
+/// What the shard must do next (datagrams come out of `ShardCore::drain_datagrams`).
 #[derive(Debug)]
 pub enum Output {
-    /// Send a datagram.
-    Transmit(Transmit),
     /// Hand a message to another shard (drop and count if its queue is full).
     ToShard {
         shard: ShardId,

@@ -23,6 +23,7 @@ mod route;
 pub mod stats;
 pub mod timers;
 mod track;
+pub mod tx_queue;
 
 /// The maps on the packet path (peers, tracks, subscriptions, demux, SSRC routes) hash
 /// with foldhash: per-process random seeds like std's SipHash, at a fraction of its cost

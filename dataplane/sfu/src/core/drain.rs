@@ -3,6 +3,7 @@
 //! `with_peer`, the `catch_unwind` wrapper every call into a peer's str0m goes through.
 //! Must never call into a peer's str0m outside `with_peer`.
 
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -16,7 +17,13 @@ use crate::peer::{Peer, PublishedMid};
 use crate::track::PublishedTrack;
 
 impl ShardCore {
-    /// Next thing to do: a datagram, a message, an event, or when to call `handle_timeout`.
+    /// Hand every datagram queued so far to `send` (destination, bytes), in order. Call it
+    /// before `poll_output` after each input; datagrams never come out of `poll_output`.
+    pub fn drain_datagrams(&mut self, send: impl FnMut(SocketAddr, &[u8])) {
+        self.tx.drain(send);
+    }
+
+    /// Next thing to do: a message, an event, or when to call `handle_timeout`.
     pub fn poll_output(&mut self) -> Output {
         if let Some(o) = self.out.pop_front() {
             return o;
@@ -91,7 +98,7 @@ impl ShardCore {
                 Ok(str0m::Output::Transmit(t)) => {
                     self.stats.datagrams_out += 1;
                     self.stats.bytes_out += t.contents.len() as u64;
-                    self.out.push_back(Output::Transmit(t));
+                    self.tx.push(t.destination, &t.contents);
                 }
                 Ok(str0m::Output::Event(e)) => self.handle_event(now, id, e),
             }

@@ -122,7 +122,7 @@ impl ShardCore {
         for t in sent.into_iter().flatten() {
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += t.contents.len() as u64;
-            self.out.push_back(Output::Transmit(t));
+            self.tx.push(t.destination, &t.contents);
         }
     }
 

@@ -22,6 +22,7 @@ use crate::room::Room;
 use crate::stats::ShardStats;
 use crate::timers::{TimerGrid, TimerHeap};
 use crate::track::{PublishedTrack, Subscription};
+use crate::tx_queue::TxQueue;
 
 /// Errors of the control calls (the node API maps them to its stable codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +51,8 @@ pub struct ShardCore {
     pub(crate) subs: Map<(PeerId, TrackId), Subscription>,
     pub(crate) rooms: Map<RoomId, Room>,
     pub(crate) out: VecDeque<Output>,
+    /// Datagrams to send, drained by the shard each turn (`drain_datagrams`).
+    pub(crate) tx: TxQueue,
     pub(crate) dirty: Vec<PeerId>,
     pub(crate) stats: ShardStats,
     pub(crate) next_track: u64,
@@ -72,6 +75,7 @@ impl ShardCore {
             subs: Map::default(),
             rooms: Map::default(),
             out: VecDeque::new(),
+            tx: TxQueue::default(),
             dirty: Vec::new(),
             stats: ShardStats::default(),
             next_track: 1,

@@ -183,22 +183,23 @@ impl World {
     fn pump(&mut self) {
         loop {
             let mut progressed = false;
+            let (now, server, net) = (self.now, self.server, &mut self.net);
+            self.core.drain_datagrams(|destination, data| {
+                progressed = true;
+                net.send(
+                    now,
+                    net::Datagram {
+                        source: server,
+                        destination,
+                        data: data.to_vec(),
+                    },
+                );
+            });
             loop {
                 match self.core.poll_output() {
                     Output::Timeout(t) => {
                         self.core_deadline = t;
                         break;
-                    }
-                    Output::Transmit(t) => {
-                        progressed = true;
-                        self.net.send(
-                            self.now,
-                            net::Datagram {
-                                source: t.source,
-                                destination: t.destination,
-                                data: t.contents.to_vec(),
-                            },
-                        );
                     }
                     Output::ToShard { shard, msg } => self.to_shards.push((shard, msg)),
                     Output::Event(e) => {
