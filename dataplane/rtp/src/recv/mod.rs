@@ -14,6 +14,7 @@
 pub mod history;
 pub mod nack;
 pub mod ntp;
+mod reorder;
 pub mod stats;
 mod window;
 
