@@ -5,6 +5,7 @@
 //! `_set_srtp_keys`) to each profile in turn, to cross-check all three against str0m.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardcast_rtp::srtp::{tap, DtlsKeys, Profile, SrtpSession, SEAL_SLACK};
@@ -114,11 +115,9 @@ impl Pair {
     }
 }
 
-/// Offer/answer for one sendrecv video m-line, then ICE and DTLS to connected.
-fn connect() -> (Pair, std::sync::Arc<tap::KeySlot>, Mid) {
-    let now = Instant::now();
+/// A plain client offers one sendrecv video m-line to `server`, which answers.
+fn negotiated(mut server: Rtc, now: Instant) -> (Pair, Mid) {
     let mut client = Rtc::builder().set_rtp_mode(true).build(now);
-    let (mut server, slot) = tap::build_rtc(Rtc::builder().set_rtp_mode(true), now);
     client
         .add_local_candidate(Candidate::host(addr(CLIENT), "udp").unwrap())
         .unwrap();
@@ -132,7 +131,7 @@ fn connect() -> (Pair, std::sync::Arc<tap::KeySlot>, Mid) {
     let answer = server.sdp_api().accept_offer(offer).unwrap();
     client.sdp_api().accept_answer(pending, answer).unwrap();
 
-    let mut pair = Pair {
+    let pair = Pair {
         now,
         client,
         server,
@@ -143,12 +142,27 @@ fn connect() -> (Pair, std::sync::Arc<tap::KeySlot>, Mid) {
         client_wake: now,
         server_wake: now,
     };
-    assert!(slot.take().is_none(), "no keys before the handshake");
-    let deadline = now + Duration::from_secs(10);
-    while !(pair.client.is_connected() && pair.server.is_connected()) {
-        assert!(pair.now < deadline, "the pair did not connect");
-        pair.step();
+    (pair, mid)
+}
+
+impl Pair {
+    /// ICE and DTLS until both say connected.
+    fn connect(&mut self) {
+        let deadline = self.now + Duration::from_secs(10);
+        while !(self.client.is_connected() && self.server.is_connected()) {
+            assert!(self.now < deadline, "the pair did not connect");
+            self.step();
+        }
     }
+}
+
+/// A tapped server and a plain client, connected.
+fn connect() -> (Pair, Arc<tap::KeySlot>, Mid) {
+    let now = Instant::now();
+    let (server, slot) = tap::build_rtc(Rtc::builder().set_rtp_mode(true), now);
+    let (mut pair, mid) = negotiated(server, now);
+    assert!(slot.take().is_none(), "no keys before the handshake");
+    pair.connect();
     (pair, slot, mid)
 }
 
@@ -421,4 +435,38 @@ fn brief<T: std::fmt::Debug + Copy>(packets: &[(T, Vec<u8>)]) -> String {
         .map(|(s, p)| format!("{s:?}:{}B", p.len()))
         .collect();
     v.join(" ")
+}
+
+#[test]
+fn each_tapped_peer_gets_its_own_keys() {
+    let now = Instant::now();
+    let (server_a, slot_a) = tap::build_rtc(Rtc::builder().set_rtp_mode(true), now);
+    let (server_b, slot_b) = tap::build_rtc(Rtc::builder().set_rtp_mode(true), now);
+    let (mut a, mid_a) = negotiated(server_a, now);
+    let (mut b, mid_b) = negotiated(server_b, now);
+    b.connect();
+    assert!(slot_a.take().is_none(), "A has not shaken hands yet");
+    let keys_b = slot_b.take().expect("B's keys in B's slot");
+    a.connect();
+    let keys_a = slot_a.take().expect("A's keys in A's slot");
+    assert!(slot_b.take().is_none());
+
+    let provider = str0m::crypto::from_feature_flags();
+    let mut x = Exchange {
+        pair: &mut a,
+        session: SrtpSession::new(&provider, &keys_a).unwrap(),
+        mid: mid_a,
+        our_seq: 1,
+        client_seq: 1,
+    };
+    x.client_sends_rtp();
+    let mut y = Exchange {
+        pair: &mut b,
+        session: SrtpSession::new(&provider, &keys_b).unwrap(),
+        mid: mid_b,
+        our_seq: 1,
+        client_seq: 1,
+    };
+    y.we_send_rtp();
+    assert_ne!(keys_a.material, keys_b.material, "two handshakes, two keys");
 }

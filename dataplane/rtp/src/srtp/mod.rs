@@ -18,6 +18,7 @@ mod keys;
 mod open;
 mod replay;
 mod seal;
+mod srtcp;
 pub mod tap;
 #[cfg(test)]
 mod tests;

@@ -186,3 +186,20 @@ impl DtlsInstance for TapDtlsInstance {
         self.inner.close()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_takes_the_slot_and_leaves_none_behind() {
+        let now = Instant::now();
+        let (_rtc, slot) = build_rtc(RtcConfig::new(), now);
+        assert!(NEXT_SLOT.with(|next| next.borrow().is_none()));
+        assert!(slot.take().is_none());
+        // The provider used directly builds a working Rtc that taps nothing.
+        let provider = tapping_provider().clone();
+        let _plain = RtcConfig::new().set_crypto_provider(provider).build(now);
+        assert!(NEXT_SLOT.with(|next| next.borrow().is_none()));
+    }
+}
