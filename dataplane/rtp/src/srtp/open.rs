@@ -10,8 +10,8 @@
 use super::cipher::{be32, Cipher};
 use super::keys::Direction;
 use super::replay::{estimate_index, Streams};
+use super::SRTCP_INDEX_LEN;
 use super::{Profile, SrtpError, RTCP_CLEAR_PREFIX, RTP_FIXED_HEADER, SEAL_SLACK};
-use super::{GCM_TAG_LEN, SRTCP_INDEX_LEN};
 
 /// What [`SrtpOpener::open_rtp`] found; the plaintext packet is `out[..len]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl SrtpOpener {
     /// length of the plain compound packet. Replays are rejected per sender SSRC (bytes
     /// 4..8) on the SRTCP index, with the same window as RTP.
     pub fn open_rtcp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpError> {
-        let tag_len = self.profile.rtp_overhead();
+        let tag_len = self.profile.tag_len();
         if packet.len() < RTCP_CLEAR_PREFIX + SRTCP_INDEX_LEN + tag_len {
             return Err(SrtpError::TooShort);
         }
@@ -98,10 +98,9 @@ impl SrtpOpener {
             return Err(SrtpError::OutputTooSmall);
         }
         // AES-CM: … ‖ E+index ‖ tag. AES-GCM: … ‖ tag ‖ E+index (RFC 7714 §9).
-        let index_at = if tag_len == GCM_TAG_LEN {
-            packet.len() - SRTCP_INDEX_LEN
-        } else {
-            packet.len() - SRTCP_INDEX_LEN - tag_len
+        let index_at = match self.profile {
+            Profile::Aes128CmSha1_80 => packet.len() - SRTCP_INDEX_LEN - tag_len,
+            Profile::AeadAes128Gcm | Profile::AeadAes256Gcm => packet.len() - SRTCP_INDEX_LEN,
         };
         let e_index = be32(packet, index_at)?;
         let ssrc = be32(packet, 4)?;

@@ -41,7 +41,9 @@ impl SrtpSealer {
     /// sequence number, CSRCs, extensions) and stays in the clear; `payload` (padding
     /// included) is encrypted; `roc` is the rollover counter of that SSRC for this sequence
     /// number. Writes header ‖ ciphertext ‖ tag into `out`, which must hold that plus
-    /// [`SEAL_SLACK`]; returns the sealed length. Never allocates.
+    /// [`SEAL_SLACK`]; returns the sealed length. Allocates nothing itself (the AEAD
+    /// profiles allocate nothing at all; str0m-aws-lc-rs's AES-CM cipher builds its AES key,
+    /// one allocation, on every call, as it does for str0m's own SRTP).
     ///
     /// One (SSRC, ROC, sequence number) must never be sealed with two different payloads:
     /// with AES-GCM it would reuse a nonce. Sealing the same packet again (a resend of the

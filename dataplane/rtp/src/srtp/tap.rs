@@ -24,11 +24,13 @@ use str0m::{Rtc, RtcConfig};
 
 use super::{DtlsKeys, Profile};
 
-/// Where one peer's keys land when its DTLS handshake exports them.
+/// Where one peer's keys land when its DTLS handshake exports them. Should str0m ever
+/// export again on one transport (a new handshake), the newer keys replace any not yet
+/// taken and `take` returns them: a caller that keeps polling sees a rekey.
 #[derive(Debug, Default)]
 pub struct KeySlot {
     /// Lets `take` skip the lock while nothing has arrived (the core polls after every
-    /// drain until the keys appear).
+    /// drain until the keys appear). Only changed with the lock held.
     ready: AtomicBool,
     keys: Mutex<Option<DtlsKeys>>,
 }
@@ -39,11 +41,9 @@ impl KeySlot {
         if !self.ready.load(Ordering::Acquire) {
             return None;
         }
-        let keys = self.keys.lock().ok()?.take();
-        if keys.is_some() {
-            self.ready.store(false, Ordering::Release);
-        }
-        keys
+        let mut slot = self.keys.lock().ok()?;
+        self.ready.store(false, Ordering::Release);
+        slot.take()
     }
 
     fn put(&self, keys: DtlsKeys) {
