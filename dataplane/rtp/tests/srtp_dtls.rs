@@ -34,6 +34,10 @@ struct Pair {
     to_client: Vec<Vec<u8>>,
     client_wake: Instant,
     server_wake: Instant,
+    /// Once we own the transport's SRTP (as the SFU will), what str0m's server seals itself
+    /// is dropped, as the SFU must: only STUN and DTLS from it still reach the client.
+    drop_server_srtp: bool,
+    server_srtp_dropped: usize,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -89,7 +93,13 @@ impl Pair {
             match self.server.poll_output().unwrap() {
                 Output::Timeout(t) => return self.server_wake = t,
                 Output::Event(_) => {}
-                Output::Transmit(t) => self.to_client.push(t.contents.to_vec()),
+                Output::Transmit(t) => {
+                    if self.drop_server_srtp && (128..=191).contains(&t.contents[0]) {
+                        self.server_srtp_dropped += 1;
+                    } else {
+                        self.to_client.push(t.contents.to_vec());
+                    }
+                }
             }
         }
     }
@@ -141,6 +151,8 @@ fn negotiated(mut server: Rtc, now: Instant) -> (Pair, Mid) {
         to_client: vec![],
         client_wake: now,
         server_wake: now,
+        drop_server_srtp: false,
+        server_srtp_dropped: 0,
     };
     (pair, mid)
 }
@@ -383,6 +395,7 @@ fn tapped_keys_talk_to_a_plain_str0m_client_for_every_profile() {
     // dimpl prefers AEAD_AES_256_GCM and str0m offers all three.
     assert_eq!(keys.profile, Profile::AeadAes256Gcm);
     let server_is_client = keys.dtls_client;
+    pair.drop_server_srtp = true;
 
     let provider = str0m::crypto::from_feature_flags();
     let session = SrtpSession::new(&provider, &keys).unwrap();
@@ -404,7 +417,7 @@ fn tapped_keys_talk_to_a_plain_str0m_client_for_every_profile() {
         let material: Vec<u8> = (0..profile.keying_material_len())
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(round as u8))
             .collect();
-        x.pair._client_rekey(&material, profile, !server_is_client);
+        x.pair.rekey_client(&material, profile, !server_is_client);
         let keys = DtlsKeys {
             profile,
             material,
@@ -416,10 +429,14 @@ fn tapped_keys_talk_to_a_plain_str0m_client_for_every_profile() {
         x.we_send_pli();
         x.client_sends_rtcp();
     }
+    assert!(
+        pair.server_srtp_dropped > 0,
+        "str0m's own SRTCP was there to drop"
+    );
 }
 
 impl Pair {
-    fn _client_rekey(&mut self, material: &[u8], profile: Profile, client_active: bool) {
+    fn rekey_client(&mut self, material: &[u8], profile: Profile, client_active: bool) {
         self.client._set_srtp_keys(
             KeyingMaterial::new(material),
             profile.to_dtls(),

@@ -11,7 +11,10 @@
 //! packet whose tag did not verify.
 //!
 //! The cipher primitives are str0m's crypto provider's (`CryptoProvider::srtp_provider`,
-//! `sha1_hmac_provider`), so the server pays for the same primitives as str0m's own SRTP.
+//! `sha1_hmac_provider`), so the server pays for the same primitives as str0m's own SRTP,
+//! including their costs: str0m-aws-lc-rs's AES-CM cipher expands its AES key (and
+//! allocates) on every call, and its HMAC takes the key on every call; the AES-GCM ciphers
+//! keep an expanded key.
 
 mod cipher;
 mod keys;

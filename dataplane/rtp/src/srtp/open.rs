@@ -53,7 +53,10 @@ impl SrtpOpener {
     /// received, then the decrypted payload, without the tag) into `out`, which must hold
     /// `packet.len()` + [`SEAL_SLACK`]. Estimates the ROC per SSRC (RFC 3711 §3.3.1),
     /// rejects replays per SSRC within [`REPLAY_WINDOW`](super::REPLAY_WINDOW) packets and
-    /// anything older; updates that state only once the tag verified.
+    /// anything older; updates that state only once the tag verified. Allocates nothing
+    /// itself; str0m-aws-lc-rs's AES-GCM formats an error string for every tag that fails,
+    /// and its AES-CM cipher allocates its key per call (AES-CM forgeries are refused by the
+    /// HMAC first, without it).
     pub fn open_rtp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<OpenedRtp, SrtpError> {
         let header_len = rtp_header_len(packet)?;
         if packet.len() < header_len + self.profile.rtp_overhead() {

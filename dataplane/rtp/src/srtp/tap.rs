@@ -8,6 +8,11 @@
 //! instance learns its peer's slot from a thread-local set just before `RtcConfig::build`,
 //! which calls `DtlsProvider::new_dtls` synchronously.
 //! Owns: that provider (made and leaked once per process) and the slots.
+//!
+//! Once a transport's keys are taken, every SRTP/SRTCP datagram str0m itself emits on it
+//! must be dropped, never sent: str0m seals with the same keys, and neither its sequence
+//! numbers nor its SRTCP index are coordinated with ours (under AES-GCM a repeated
+//! SSRC/index is a repeated nonce).
 //! Must never: alter what DTLS outputs, generate certificates differently from the inner
 //! provider, or put key bytes in logs.
 
