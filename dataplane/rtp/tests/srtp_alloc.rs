@@ -1,0 +1,202 @@
+//! Sealing and opening add no allocation of their own (Rust heap, counted per thread by a
+//! wrapping global allocator; C code allocating through malloc would not show here): none at
+//! all for the AEAD profiles; for AES-CM exactly what the provider's counter-mode cipher
+//! makes per call (str0m-aws-lc-rs builds an aws-lc key per call, one allocation, and str0m's
+//! own SRTP pays the same). Plus an `#[ignore]`d timing loop to run by hand with
+//! `--release` (it prints, it asserts nothing about time).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Instant;
+
+use shardcast_rtp::srtp::{DtlsKeys, Profile, SrtpError, SrtpSession, SEAL_SLACK};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls on this thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|a| a.get())
+}
+
+fn sessions(profile: Profile) -> (SrtpSession, SrtpSession) {
+    let provider = str0m::crypto::from_feature_flags();
+    let material: Vec<u8> = (0..profile.keying_material_len())
+        .map(|i| i as u8)
+        .collect();
+    let keys = |dtls_client| DtlsKeys {
+        profile,
+        material: material.clone(),
+        dtls_client,
+    };
+    (
+        SrtpSession::new(&provider, &keys(true)).unwrap(),
+        SrtpSession::new(&provider, &keys(false)).unwrap(),
+    )
+}
+
+/// A 12-byte header and a one-byte-form extension block (8 bytes), as the SFU writes.
+fn header(seq: u16) -> [u8; 20] {
+    let mut h = [
+        0x90, 96, 0, 0, 0, 1, 0, 0, 0xab, 0xcd, 0, 1, 0xbe, 0xde, 0, 1, 0x10, 0x42, 0, 0,
+    ];
+    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    h
+}
+
+#[test]
+fn seal_and_open_do_not_allocate() {
+    for profile in Profile::ALL {
+        let (mut tx, mut rx) = sessions(profile);
+        let payload = [0x5au8; 1200];
+        let mut sealed = [0u8; 1300];
+        let mut opened = [0u8; 1300 + SEAL_SLACK];
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+        // The first packet of a stream takes a table slot (allocates once per SSRC).
+        let n = tx
+            .sealer
+            .seal_rtp(&header(0), &payload, 0, &mut sealed)
+            .unwrap();
+        rx.opener.open_rtp(&sealed[..n], &mut opened).unwrap();
+        let n = tx.sealer.seal_rtcp(&rr, &mut sealed).unwrap();
+        rx.opener.open_rtcp(&sealed[..n], &mut opened).unwrap();
+
+        let per_ctr_call = provider_ctr_allocations(profile);
+        let before = allocations();
+        for seq in 1..1000u16 {
+            let n = tx
+                .sealer
+                .seal_rtp(&header(seq), &payload, 0, &mut sealed)
+                .unwrap();
+            rx.opener.open_rtp(&sealed[..n], &mut opened).unwrap();
+            // Replays and (for AES-CM) forgeries are refused without allocating too.
+            assert_eq!(
+                rx.opener.open_rtp(&sealed[..n], &mut opened),
+                Err(SrtpError::Replayed)
+            );
+            let n = tx.sealer.seal_rtcp(&rr, &mut sealed).unwrap();
+            rx.opener.open_rtcp(&sealed[..n], &mut opened).unwrap();
+        }
+        // Per iteration: seal and open of RTP, seal and open of RTCP (the replay is refused
+        // before any cipher runs).
+        let expected = 4 * 999 * per_ctr_call;
+        assert_eq!(allocations() - before, expected, "{profile:?}");
+
+        if profile == Profile::Aes128CmSha1_80 {
+            let n = tx
+                .sealer
+                .seal_rtp(&header(5000), &payload, 0, &mut sealed)
+                .unwrap();
+            sealed[n - 1] ^= 1;
+            let before = allocations();
+            for _ in 0..100 {
+                assert_eq!(
+                    rx.opener.open_rtp(&sealed[..n], &mut opened),
+                    Err(SrtpError::AuthFailed)
+                );
+            }
+            assert_eq!(allocations() - before, 0, "forged AES-CM");
+        }
+    }
+}
+
+/// What one call of the provider's own cipher allocates (AES-CM's counter mode; the AEAD
+/// ciphers hold an expanded key and allocate nothing, which the test asserts as 0).
+fn provider_ctr_allocations(profile: Profile) -> u64 {
+    if profile != Profile::Aes128CmSha1_80 {
+        return 0;
+    }
+    let provider = str0m::crypto::from_feature_flags();
+    let mut ctr = provider
+        .srtp_provider
+        .aes_128_cm_sha1_80()
+        .create_cipher([1; 16], true);
+    let mut out = [0u8; 1216];
+    let before = allocations();
+    ctr.encrypt(&[0; 16], &[0x5a; 1200], &mut out).unwrap();
+    allocations() - before
+}
+
+/// `cargo test -p shardcast-rtp --release --test srtp_alloc -- --ignored --nocapture`
+#[test]
+#[ignore = "a timing loop to run by hand"]
+fn time_sealing_1200_byte_packets() {
+    use str0m::_internal_test_exports::TestSrtp;
+    use str0m::config::KeyingMaterial;
+    use str0m::rtp::{ExtensionMap, RtpHeader, Ssrc};
+
+    const N: u32 = 200_000;
+    let provider = str0m::crypto::from_feature_flags();
+    let payload = [0x5au8; 1200];
+    for profile in Profile::ALL {
+        let (mut tx, mut rx) = sessions(profile);
+        let mut sealed = [0u8; 1300];
+        let mut opened = [0u8; 1300 + SEAL_SLACK];
+
+        let start = Instant::now();
+        for i in 0..N {
+            let n = tx
+                .sealer
+                .seal_rtp(&header(i as u16), &payload, i >> 16, &mut sealed)
+                .unwrap();
+            std::hint::black_box(&sealed[..n]);
+        }
+        let seal = start.elapsed() / N;
+
+        let mut packets = vec![];
+        for i in 0..1000u16 {
+            let n = tx
+                .sealer
+                .seal_rtp(&header(i), &payload, 0, &mut sealed)
+                .unwrap();
+            packets.push(sealed[..n].to_vec());
+        }
+        let start = Instant::now();
+        for p in &packets {
+            std::hint::black_box(rx.opener.open_rtp(p, &mut opened).unwrap());
+        }
+        let open = start.elapsed() / packets.len() as u32;
+
+        // str0m's own seal of the same packet (allocates its output Vec), for comparison.
+        let mat = KeyingMaterial::new(&vec![7; profile.keying_material_len()]);
+        let mut theirs = TestSrtp::new(&provider, profile.to_dtls(), &mat);
+        let exts = ExtensionMap::empty();
+        let start = Instant::now();
+        for i in 0..N {
+            let h = RtpHeader {
+                sequence_number: i as u16,
+                ssrc: Ssrc::from(0xabcd_0001),
+                payload_type: 96.into(),
+                ..Default::default()
+            };
+            std::hint::black_box(theirs.protect(h, u64::from(i), &payload, &exts));
+        }
+        let str0m_seal = start.elapsed() / N;
+        println!("{profile:?}: seal {seal:?}, open {open:?}, str0m TestSrtp seal {str0m_seal:?}");
+    }
+}
