@@ -336,7 +336,7 @@ impl TwccRecorder {
                     break;
                 }
             };
-            let Some(delta) = ticks(at - reported_us) else {
+            let Some(delta) = ticks(at.saturating_sub(reported_us)) else {
                 break;
             };
             if !writer.add_received((seq - next) as usize, delta) {
@@ -371,9 +371,9 @@ enum Written {
 fn ticks(us: i64) -> Option<i16> {
     let half = DELTA_US / 2;
     let t = if us >= 0 {
-        (us + half) / DELTA_US
+        us.saturating_add(half) / DELTA_US
     } else {
-        (us - half) / DELTA_US
+        us.saturating_sub(half) / DELTA_US
     };
     i16::try_from(t).ok()
 }
