@@ -1,1 +1,0 @@
-//! Being written: see the crate documentation in lib.rs.

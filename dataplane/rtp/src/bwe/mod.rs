@@ -1,0 +1,509 @@
+//! The send-side bandwidth estimate of one transport: how much this subscriber's downlink
+//! takes, for the layer allocator. GCC as libwebrtc's goog_cc does it, smaller:
+//!
+//! - [`history`]: the sent-packet ring transport-cc feedback is matched against;
+//! - [`arrival`] groups acknowledged packets (5 ms send bursts, so a forwarded frame is one
+//!   sample) into delay variations; [`trendline`] turns them into overuse / normal /
+//!   underuse; [`aimd`] moves the delay-based rate from that and the
+//!   [`acked`] (acknowledged) throughput;
+//! - [`loss`]: a loss-based cap, from transport-cc results or, without them, from
+//!   receiver reports;
+//! - [`probe`]: bursts of padding that look for capacity above the estimate, up to what the
+//!   application wants, and their measured delivery rate.
+//!
+//! The estimate is `min(delay-based, REMB, loss-based)`, each only where it exists, clamped
+//! to `[min_bps, max_bps]`; `None` when none exists: a client that sends neither
+//! transport-cc nor REMB, and reports no loss, is not throttled by a made-up number.
+//!
+//! There is no pacer: packets leave as frames arrive, so the estimate only picks layers and
+//! asks for probes. Time is always passed in; nothing here reads the clock. All state is
+//! bounded: the ring (4096 packets), one probe cluster, 32 report sources, fixed windows.
+//!
+//! Must never: panic or loop without bound on feedback (lying sequence numbers, arrival
+//! times going backwards or jumping hours, 65 000 results at once), allocate per packet
+//! (the feedback scratch is allocated once, at the ring's size), or report an estimate
+//! outside `[min_bps, max_bps]`.
+//!
+//! Constants chosen here (the others are in their modules):
+//! - RTT defaults to 200 ms until measured (libwebrtc's AIMD default), then an EWMA (1/8)
+//!   of per-feedback minimum `now - send time` and of receiver-report RTTs;
+//! - no transport-cc feedback for 2 s resets the delay detector (libwebrtc's stream
+//!   timeout): what it learnt describes a queue that has drained since;
+//! - the floor is at least 10 kbit/s, so a decrease never reaches zero;
+//! - for 1 s after a probe result raised the estimate, the throughput the AIMD works from
+//!   is at least that result: the acknowledged bitrate is smoothed over about a second
+//!   and still shows the rate before the probe, so an overuse right after (the probe's
+//!   own queue draining) cut a 2.85 Mbit/s estimate to 0.85x the old 0.9 in the simulated
+//!   link instead of 0.85x what the probe had just shown to get through.
+
+mod acked;
+mod aimd;
+mod arrival;
+mod history;
+mod loss;
+mod probe;
+mod trendline;
+
+use std::time::{Duration, Instant};
+
+use crate::report::ReportBlock;
+use acked::AckedBitrate;
+use aimd::Aimd;
+use arrival::{Ack, Grouped, InterArrival};
+use history::{Matched, SentHistory, HISTORY_CAPACITY};
+use loss::{LossBased, LossWindow, ReportCounts};
+use probe::{Outcome, ProbeContext, Prober};
+use trendline::{Trendline, Usage};
+
+const DEFAULT_RTT_US: i64 = 200_000;
+const RTT_SMOOTHING: f64 = 0.125;
+const FEEDBACK_TIMEOUT_US: i64 = 2_000_000;
+const PROBE_THROUGHPUT_HOLD_US: i64 = 1_000_000;
+const MIN_FLOOR_BPS: u64 = 10_000;
+
+/// Limits and start of one transport's estimate, in bits/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BweConfig {
+    /// Where the delay-based estimate starts (and what the first probe multiplies).
+    pub initial_bps: u64,
+    /// The estimate never goes below this (raised to 10 kbit/s if lower).
+    pub min_bps: u64,
+    /// The estimate never goes above this (raised to `min_bps` if lower).
+    pub max_bps: u64,
+}
+
+/// Names the packets of one probe, in [`SendSideBwe::on_packet_sent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeClusterId(pub u32);
+
+/// One packet's fate from transport-cc feedback. `arrival` is on the remote clock (an
+/// arbitrary but consistent base within one transport), `None` = reported lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketResult {
+    pub transport_seq: u64,
+    pub arrival: Option<Duration>,
+}
+
+/// A probe the caller should send now: padding (or RTX) packets totalling `bytes` spread
+/// evenly over `duration`, each tagged with `id` in [`SendSideBwe::on_packet_sent`].
+/// `bytes` is what the media being sent lacks to make `target_bps` over `duration` (media
+/// sent meanwhile counts as part of the probe); `packets` is how many 1200-byte packets
+/// that is (at least 5); smaller packets are fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeCluster {
+    pub id: ProbeClusterId,
+    pub target_bps: u64,
+    pub bytes: usize,
+    pub packets: usize,
+    pub duration: Duration,
+}
+
+/// What the estimator ignored or did, for the caller's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BweStats {
+    /// Feedback about a sequence number never sent, or no longer in the ring.
+    pub feedback_unknown: u64,
+    /// Feedback about a packet sent more than 10 s before.
+    pub feedback_stale: u64,
+    /// Feedback repeating what was already reported.
+    pub feedback_duplicate: u64,
+    /// Packets reported lost, then received.
+    pub feedback_late: u64,
+    /// Times the delay detector started over (remote clock jump, reordering, silence).
+    pub delay_resets: u64,
+    pub probes_sent: u64,
+    pub probes_succeeded: u64,
+    pub probes_failed: u64,
+}
+
+/// One received packet of a feedback, before sorting by arrival.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    sent_us: i64,
+    arrival_us: i64,
+    bytes: u32,
+    cluster: Option<u32>,
+}
+
+/// The send-side bandwidth estimate of one transport. See the module documentation.
+pub struct SendSideBwe {
+    floor: f64,
+    ceiling: f64,
+    origin: Option<Instant>,
+    /// The latest `now` seen, in micros since `origin` (for `poll_timeout`).
+    latest_us: i64,
+    history: SentHistory,
+    inter_arrival: InterArrival,
+    trendline: Trendline,
+    aimd: Aimd,
+    acked: AckedBitrate,
+    loss: LossBased,
+    feedback_loss: LossWindow,
+    report_loss: LossWindow,
+    report_counts: ReportCounts,
+    prober: Prober,
+    scratch: Vec<Acked>,
+    rtt_us: Option<f64>,
+    /// The last probe result applied, and when.
+    probed: Option<(f64, i64)>,
+    transport_cc: bool,
+    feedback_seen: bool,
+    last_feedback_us: Option<i64>,
+    remb: Option<f64>,
+    desired: f64,
+    stats: BweStats,
+}
+
+impl SendSideBwe {
+    pub fn new(config: BweConfig) -> Self {
+        let floor = config.min_bps.max(MIN_FLOOR_BPS) as f64;
+        let ceiling = (config.max_bps as f64).max(floor);
+        let initial = (config.initial_bps as f64).clamp(floor, ceiling);
+        Self {
+            floor,
+            ceiling,
+            origin: None,
+            latest_us: 0,
+            history: SentHistory::new(),
+            inter_arrival: InterArrival::default(),
+            trendline: Trendline::new(),
+            aimd: Aimd::new(initial, floor, ceiling),
+            acked: AckedBitrate::new(),
+            loss: LossBased::default(),
+            feedback_loss: LossWindow::default(),
+            report_loss: LossWindow::default(),
+            report_counts: ReportCounts::default(),
+            prober: Prober::default(),
+            scratch: Vec::with_capacity(HISTORY_CAPACITY),
+            rtt_us: None,
+            probed: None,
+            transport_cc: false,
+            feedback_seen: false,
+            last_feedback_us: None,
+            remb: None,
+            desired: 0.0,
+            stats: BweStats::default(),
+        }
+    }
+
+    /// The transport negotiated transport-cc: the estimate starts at `initial_bps` (and
+    /// probing may start) before the first feedback, instead of being `None` until then.
+    pub fn set_transport_cc(&mut self, negotiated: bool) {
+        self.transport_cc = negotiated;
+    }
+
+    /// Every RTP packet sent on the transport (media, RTX, padding), with its size on the
+    /// wire. `transport_seq` is the transport-wide counter, written into the transport-cc
+    /// extension where negotiated; call it for every packet even without transport-cc, so
+    /// the loss-based estimate knows the rate actually sent. The caller numbers them
+    /// consecutively.
+    pub fn on_packet_sent(
+        &mut self,
+        now: Instant,
+        transport_seq: u64,
+        bytes: usize,
+        probe: Option<ProbeClusterId>,
+    ) {
+        let now_us = self.micros(now);
+        let cluster = self.prober.on_sent(now_us, probe, bytes);
+        self.history.on_sent(now_us, transport_seq, bytes, cluster);
+    }
+
+    /// Results from one transport-cc feedback, in any order.
+    pub fn on_transport_feedback(&mut self, now: Instant, results: &[PacketResult]) {
+        let now_us = self.micros(now);
+        let (received, lost) = self.match_feedback(now_us, results);
+        if self.scratch.is_empty() && lost == 0 {
+            return;
+        }
+        self.feedback_seen = true;
+        if received > 0 {
+            if self
+                .last_feedback_us
+                .is_some_and(|t| now_us.saturating_sub(t) > FEEDBACK_TIMEOUT_US)
+            {
+                self.reset_delay_detector();
+            }
+            self.last_feedback_us = Some(now_us);
+        }
+        self.scratch
+            .sort_unstable_by_key(|a| (a.arrival_us, a.sent_us));
+        if let Some(rtt) = self
+            .scratch
+            .iter()
+            .map(|a| now_us.saturating_sub(a.sent_us))
+            .min()
+        {
+            self.on_rtt_sample(rtt);
+        }
+        for k in 0..self.scratch.len() {
+            let Some(a) = self.scratch.get(k).copied() else {
+                break;
+            };
+            self.acked.update(a.arrival_us, a.bytes);
+            if let Some(id) = a.cluster {
+                self.prober
+                    .on_received(id, a.sent_us, a.arrival_us, a.bytes);
+            }
+            let ack = Ack {
+                sent_us: a.sent_us,
+                arrival_us: a.arrival_us,
+                feedback_us: now_us,
+            };
+            match self.inter_arrival.add(ack) {
+                Grouped::Pending => {}
+                Grouped::Delta(d) => {
+                    self.trendline
+                        .update(d.arrival_delta_ms, d.send_delta_ms, d.arrival_ms)
+                }
+                Grouped::Reset => {
+                    self.stats.delay_resets += 1;
+                    self.trendline.reset();
+                }
+            }
+        }
+        if let Some(fraction) = self.feedback_loss.add(received, lost) {
+            let sent = self.history.sent_bps(now_us);
+            self.loss
+                .on_sample(now_us, fraction, sent, self.rtt(), self.floor);
+        }
+        let probe = self
+            .prober
+            .take_outcome(now_us)
+            .and_then(|o| self.count_probe(o));
+        self.update_delay_based(now_us, probe);
+        self.loss.release_if_due(now_us);
+        tracing::trace!(estimate = ?self.estimate(), usage = ?self.trendline.usage(), "bwe: feedback");
+    }
+
+    /// Matches results against the ring into `scratch`; returns (received, lost) counts.
+    fn match_feedback(&mut self, now_us: i64, results: &[PacketResult]) -> (u32, u32) {
+        self.scratch.clear();
+        let (mut received, mut lost) = (0u32, 0u32);
+        for r in results {
+            let (packet, late) =
+                match self
+                    .history
+                    .on_feedback(now_us, r.transport_seq, r.arrival.is_some())
+                {
+                    Matched::Fresh { packet, late } => (packet, late),
+                    Matched::Unknown => {
+                        self.stats.feedback_unknown += 1;
+                        continue;
+                    }
+                    Matched::Stale => {
+                        self.stats.feedback_stale += 1;
+                        continue;
+                    }
+                    Matched::Duplicate => {
+                        self.stats.feedback_duplicate += 1;
+                        continue;
+                    }
+                };
+            let Some(arrival) = r.arrival else {
+                lost = lost.saturating_add(1);
+                if let Some(id) = packet.cluster {
+                    self.prober.on_lost(id);
+                }
+                continue;
+            };
+            if late {
+                // Already counted as lost; its arrival still tells about delay.
+                self.stats.feedback_late += 1;
+            } else {
+                received = received.saturating_add(1);
+            }
+            // Each packet is fresh once per feedback, so this stays within the ring's size;
+            // the check only makes "never reallocates" independent of that argument.
+            if self.scratch.len() < self.scratch.capacity() {
+                self.scratch.push(Acked {
+                    sent_us: packet.sent_us,
+                    arrival_us: i64::try_from(arrival.as_micros()).unwrap_or(i64::MAX),
+                    bytes: packet.bytes,
+                    cluster: packet.cluster,
+                });
+            }
+        }
+        (received, lost)
+    }
+
+    fn count_probe(&mut self, (outcome, _target): (Outcome, f64)) -> Option<(f64, Option<f64>)> {
+        match outcome {
+            Outcome::Measured { bps, capacity } => {
+                self.stats.probes_succeeded += 1;
+                Some((bps, capacity))
+            }
+            Outcome::Failed => {
+                self.stats.probes_failed += 1;
+                None
+            }
+        }
+    }
+
+    fn update_delay_based(&mut self, now_us: i64, probe: Option<(f64, Option<f64>)>) {
+        let usage = self.trendline.usage();
+        let probed = self
+            .probed
+            .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US)
+            .map(|(bps, _)| bps);
+        let throughput = match (self.acked.bps(), probed) {
+            (Some(a), Some(p)) => Some(a.max(p)),
+            (a, p) => a.or(p),
+        };
+        let rtt = self.rtt();
+        if usage == Usage::Overusing {
+            match throughput {
+                Some(t) if self.aimd.time_to_reduce_further(now_us, t, rtt) => {
+                    self.aimd.update(usage, Some(t), now_us, rtt);
+                }
+                Some(_) => {}
+                None => self.aimd.halve_if_due(now_us),
+            }
+        } else if let Some((bps, capacity)) = probe {
+            if let Some(capacity) = capacity {
+                self.aimd.on_probed_capacity(capacity);
+            }
+            // A probe only ever raises: a low result may just be media it was mixed with.
+            if bps > self.aimd.bps() {
+                self.aimd.set(bps, now_us);
+                self.probed = Some((bps, now_us));
+            }
+            self.loss.raise_to(bps);
+        } else {
+            self.aimd.update(usage, throughput, now_us, rtt);
+        }
+    }
+
+    /// REMB from a client that sends no transport-cc (used as the estimate then; with
+    /// transport-cc, a cap on it).
+    pub fn on_remb(&mut self, now: Instant, bps: u64) {
+        let now_us = self.micros(now);
+        self.remb = Some((bps as f64).clamp(self.floor, self.ceiling));
+        self.loss.release_if_due(now_us);
+    }
+
+    /// The report blocks of one receiver (or sender) report that are about our streams,
+    /// and the RTT from LSR/DLSR if one was computed. Loss counts come from each stream's
+    /// extended highest sequence number and cumulative loss since its previous block, so
+    /// streams weigh by their packets (the first block of a stream only sets its baseline).
+    /// Used for loss only while no transport-cc feedback has been seen.
+    pub fn on_receiver_report(
+        &mut self,
+        now: Instant,
+        blocks: &[ReportBlock],
+        rtt: Option<Duration>,
+    ) {
+        let now_us = self.micros(now);
+        if let Some(rtt) = rtt {
+            self.on_rtt_sample(i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX));
+        }
+        if self.feedback_seen {
+            return;
+        }
+        let (mut received, mut lost) = (0u32, 0u32);
+        for block in blocks.iter().take(loss::MAX_RR_SOURCES) {
+            let (r, l) = self.report_counts.add(now_us, block);
+            received = received.saturating_add(r);
+            lost = lost.saturating_add(l);
+        }
+        if let Some(fraction) = self.report_loss.add(received, lost) {
+            let sent = self.history.sent_bps(now_us);
+            self.loss
+                .on_sample(now_us, fraction, sent, self.rtt(), self.floor);
+        }
+        self.loss.release_if_due(now_us);
+    }
+
+    /// Current estimate in bits/s; `None` = unconstrained: no transport-cc feedback (nor
+    /// [`Self::set_transport_cc`]), no REMB and no loss-based limit.
+    pub fn estimate(&self) -> Option<u64> {
+        let mut estimate = (self.feedback_seen || self.transport_cc).then(|| self.aimd.bps());
+        for cap in [self.remb, self.loss.limit()].into_iter().flatten() {
+            estimate = Some(estimate.map_or(cap, |e| e.min(cap)));
+        }
+        estimate.map(|e| e.clamp(self.floor, self.ceiling).round() as u64)
+    }
+
+    /// What the application could use at best right now (sum of the best layers wanted).
+    /// Probing only goes up to this: probing for bandwidth nobody will use only causes loss.
+    /// Until it is set nothing is probed.
+    pub fn set_desired(&mut self, now: Instant, desired_bps: u64) {
+        let now_us = self.micros(now);
+        let new = desired_bps as f64;
+        let estimate = self.estimate().map_or(self.aimd.bps(), |e| e as f64);
+        self.prober.on_desired(now_us, self.desired, new, estimate);
+        self.desired = new;
+    }
+
+    /// A probe the caller should send now, if one is due. Also runs the timers: call it
+    /// when [`Self::poll_timeout`] is reached, and after each input.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeCluster> {
+        let now_us = self.micros(now);
+        self.loss.release_if_due(now_us);
+        if let Some(outcome) = self.prober.expire(now_us) {
+            self.count_probe(outcome);
+        }
+        let cluster = self.prober.poll(now_us, self.probe_context(now_us));
+        if cluster.is_some() {
+            self.stats.probes_sent += 1;
+        }
+        cluster
+    }
+
+    /// When to call [`Self::poll_probe`] again without new input (a probe due, a probe's
+    /// result timing out, the loss-based limit's release), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let origin = self.origin?;
+        let now_us = self.latest_us;
+        let probe = self.prober.next_wake_us(now_us, self.probe_context(now_us));
+        let wake = [probe, self.loss.release_at_us()]
+            .into_iter()
+            .flatten()
+            .min()?;
+        origin.checked_add(Duration::from_micros(u64::try_from(wake).unwrap_or(0)))
+    }
+
+    /// Counters of what was ignored and done.
+    pub fn stats(&self) -> BweStats {
+        self.stats
+    }
+
+    fn probe_context(&self, now_us: i64) -> ProbeContext {
+        ProbeContext {
+            estimate: self.estimate().map_or(self.aimd.bps(), |e| e as f64),
+            sent_bps: self.history.sent_bps(now_us),
+            desired: self.desired,
+            ceiling: self.ceiling,
+            can_probe: (self.feedback_seen || self.transport_cc)
+                && self.trendline.usage() != Usage::Overusing,
+            not_before_us: self.loss.quiet_until_us().unwrap_or(0),
+        }
+    }
+
+    fn reset_delay_detector(&mut self) {
+        self.stats.delay_resets += 1;
+        self.inter_arrival.reset();
+        self.trendline.reset();
+    }
+
+    fn on_rtt_sample(&mut self, rtt_us: i64) {
+        let sample = rtt_us.clamp(0, 60_000_000) as f64;
+        let smoothed = self
+            .rtt_us
+            .map_or(sample, |s| s + RTT_SMOOTHING * (sample - s));
+        self.rtt_us = Some(smoothed);
+    }
+
+    fn rtt(&self) -> i64 {
+        self.rtt_us.map_or(DEFAULT_RTT_US, |r| r as i64)
+    }
+
+    /// Local micros since the first `now` this estimator saw (earlier instants count as 0).
+    fn micros(&mut self, now: Instant) -> i64 {
+        let origin = *self.origin.get_or_insert(now);
+        let us =
+            i64::try_from(now.saturating_duration_since(origin).as_micros()).unwrap_or(i64::MAX);
+        self.latest_us = self.latest_us.max(us);
+        us
+    }
+}
