@@ -9,6 +9,13 @@
 //! the first sample, then 150 ms; each window's rate updates a Bayesian estimate whose
 //! sample variance grows with its distance from the estimate (scale 10, so one odd window
 //! moves it little) and whose own variance grows by 5 per update (the rate can change).
+//!
+//! One change: the distance is relative to the larger of estimate and sample, not to the
+//! estimate (libwebrtc's default; its `uncertainty_symmetry_cap` exists for this). Relative
+//! to a low estimate, a rise looks hugely uncertain: after a layer switch from 0.5 to 2.5
+//! Mbit/s, or feedback that starved it, the estimate took many seconds to follow, and an
+//! overuse meanwhile cut the rate to 0.85x the stale value (seen in the simulated link,
+//! tests/bwe_hostile.rs).
 
 const INITIAL_WINDOW_US: i64 = 500_000;
 const WINDOW_US: i64 = 150_000;
@@ -54,7 +61,8 @@ impl AckedBitrate {
             self.estimate = Some(sample);
             return;
         };
-        let uncertainty = UNCERTAINTY_SCALE * (estimate - sample).abs() / estimate.max(1.0);
+        let uncertainty =
+            UNCERTAINTY_SCALE * (estimate - sample).abs() / estimate.max(sample).max(1.0);
         let sample_var = uncertainty * uncertainty;
         let predicted_var = self.variance + VARIANCE_GROWTH;
         let next = (sample_var * estimate + predicted_var * sample) / (sample_var + predicted_var);
@@ -121,6 +129,17 @@ mod tests {
         feed(&mut a, 3_000_000, 4_000_000, 19_200);
         let bps = a.bps().unwrap();
         assert!(bps < 0.8e6, "{bps}");
+    }
+
+    /// 0.5 Mbit/s for a long time, then 2.5 (a layer switch): followed within a second.
+    #[test]
+    fn follows_a_rise_about_as_fast_as_a_drop() {
+        let mut a = AckedBitrate::new();
+        feed(&mut a, 0, 10_000_000, 19_200);
+        assert!((a.bps().unwrap() - 0.5e6).abs() < 0.05e6);
+        feed(&mut a, 10_000_000, 11_000_000, 3_840);
+        let bps = a.bps().unwrap();
+        assert!(bps > 2e6, "{bps}");
     }
 
     #[test]

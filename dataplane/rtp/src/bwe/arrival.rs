@@ -6,10 +6,11 @@
 //!
 //! First, not last as in libwebrtc: behind a pacer the two are alike, but our groups are
 //! unpaced frame bursts, and a frame's last packet waits for the frame itself to drain
-//! through the bottleneck. A bigger frame (a higher layer, a probe raising the rate to 95%
-//! of capacity) then looked like queue growth and triggered a false overuse in the
-//! simulated link. A frame's first packet waits only for what earlier traffic left in the
-//! queue, which grows exactly when the link is overused.
+//! through the bottleneck. Bigger frames then look like queue growth: in the simulated
+//! link, a layer switch from 0.5 to 2.5 Mbit/s on a 3 Mbit/s link read as overuse and cut
+//! the estimate from 2.8 to 1.1 Mbit/s (tests/bwe_scenarios.rs,
+//! `a_layer_switch_under_capacity_is_not_overuse`). A frame's first packet waits only for
+//! what earlier traffic left in the queue, which grows exactly when the link is overused.
 //!
 //! Must never: feed the trendline a delta across a remote clock jump or a reordering; it
 //! resets instead (and says so, so the trendline restarts too).

@@ -2,14 +2,14 @@
 //! takes, for the layer allocator. GCC as libwebrtc's goog_cc does it, smaller:
 //!
 //! - [`history`]: the sent-packet ring transport-cc feedback is matched against;
-//! - [`arrival`] groups acknowledged packets (5 ms send bursts, so a forwarded frame is one
-//!   sample) into delay variations; [`trendline`] turns them into overuse / normal /
-//!   underuse; [`aimd`] moves the delay-based rate from that and the
-//!   [`acked`] (acknowledged) throughput;
+//! - [`delay`]: the delay-based rate. [`arrival`] groups acknowledged packets (5 ms send
+//!   bursts, so a forwarded frame is one sample) into delay variations, [`trendline`]
+//!   turns them into overuse / normal / underuse, and [`aimd`] moves the rate from that
+//!   and the [`acked`] (acknowledged) throughput;
 //! - [`loss`]: a loss-based cap, from transport-cc results or, without them, from
 //!   receiver reports;
-//! - [`probe`]: bursts of padding that look for capacity above the estimate, up to what the
-//!   application wants, and their measured delivery rate.
+//! - [`probe`]: when to send bursts of padding that look for capacity above the estimate,
+//!   up to what the application wants; [`cluster`] measures one burst's delivery rate.
 //!
 //! The estimate is `min(delay-based, REMB, loss-based)`, each only where it exists, clamped
 //! to `[min_bps, max_bps]`; `None` when none exists: a client that sends neither
@@ -27,18 +27,13 @@
 //! Constants chosen here (the others are in their modules):
 //! - RTT defaults to 200 ms until measured (libwebrtc's AIMD default), then an EWMA (1/8)
 //!   of per-feedback minimum `now - send time` and of receiver-report RTTs;
-//! - no transport-cc feedback for 2 s resets the delay detector (libwebrtc's stream
-//!   timeout): what it learnt describes a queue that has drained since;
-//! - the floor is at least 10 kbit/s, so a decrease never reaches zero;
-//! - for 1 s after a probe result raised the estimate, the throughput the AIMD works from
-//!   is at least that result: the acknowledged bitrate is smoothed over about a second
-//!   and still shows the rate before the probe, so an overuse right after (the probe's
-//!   own queue draining) cut a 2.85 Mbit/s estimate to 0.85x the old 0.9 in the simulated
-//!   link instead of 0.85x what the probe had just shown to get through.
+//! - the floor is at least 10 kbit/s, so a decrease never reaches zero.
 
 mod acked;
 mod aimd;
 mod arrival;
+mod cluster;
+mod delay;
 mod history;
 mod loss;
 mod probe;
@@ -47,18 +42,15 @@ mod trendline;
 use std::time::{Duration, Instant};
 
 use crate::report::ReportBlock;
-use acked::AckedBitrate;
-use aimd::Aimd;
-use arrival::{Ack, Grouped, InterArrival};
+use arrival::Ack;
+use cluster::Outcome;
+use delay::DelayBased;
 use history::{Matched, SentHistory, HISTORY_CAPACITY};
 use loss::{LossBased, LossWindow, ReportCounts};
-use probe::{Outcome, ProbeContext, Prober};
-use trendline::{Trendline, Usage};
+use probe::{ProbeContext, Prober};
 
 const DEFAULT_RTT_US: i64 = 200_000;
 const RTT_SMOOTHING: f64 = 0.125;
-const FEEDBACK_TIMEOUT_US: i64 = 2_000_000;
-const PROBE_THROUGHPUT_HOLD_US: i64 = 1_000_000;
 const MIN_FLOOR_BPS: u64 = 10_000;
 
 /// Limits and start of one transport's estimate, in bits/s.
@@ -133,10 +125,7 @@ pub struct SendSideBwe {
     /// The latest `now` seen, in micros since `origin` (for `poll_timeout`).
     latest_us: i64,
     history: SentHistory,
-    inter_arrival: InterArrival,
-    trendline: Trendline,
-    aimd: Aimd,
-    acked: AckedBitrate,
+    delay: DelayBased,
     loss: LossBased,
     feedback_loss: LossWindow,
     report_loss: LossWindow,
@@ -144,11 +133,8 @@ pub struct SendSideBwe {
     prober: Prober,
     scratch: Vec<Acked>,
     rtt_us: Option<f64>,
-    /// The last probe result applied, and when.
-    probed: Option<(f64, i64)>,
     transport_cc: bool,
     feedback_seen: bool,
-    last_feedback_us: Option<i64>,
     remb: Option<f64>,
     desired: f64,
     stats: BweStats,
@@ -165,10 +151,7 @@ impl SendSideBwe {
             origin: None,
             latest_us: 0,
             history: SentHistory::new(),
-            inter_arrival: InterArrival::default(),
-            trendline: Trendline::new(),
-            aimd: Aimd::new(initial, floor, ceiling),
-            acked: AckedBitrate::new(),
+            delay: DelayBased::new(initial, floor, ceiling),
             loss: LossBased::default(),
             feedback_loss: LossWindow::default(),
             report_loss: LossWindow::default(),
@@ -176,10 +159,8 @@ impl SendSideBwe {
             prober: Prober::default(),
             scratch: Vec::with_capacity(HISTORY_CAPACITY),
             rtt_us: None,
-            probed: None,
             transport_cc: false,
             feedback_seen: false,
-            last_feedback_us: None,
             remb: None,
             desired: 0.0,
             stats: BweStats::default(),
@@ -205,7 +186,7 @@ impl SendSideBwe {
         probe: Option<ProbeClusterId>,
     ) {
         let now_us = self.micros(now);
-        let cluster = self.prober.on_sent(now_us, probe, bytes);
+        let cluster = self.prober.on_sent(now_us, probe);
         self.history.on_sent(now_us, transport_seq, bytes, cluster);
     }
 
@@ -217,14 +198,8 @@ impl SendSideBwe {
             return;
         }
         self.feedback_seen = true;
-        if received > 0 {
-            if self
-                .last_feedback_us
-                .is_some_and(|t| now_us.saturating_sub(t) > FEEDBACK_TIMEOUT_US)
-            {
-                self.reset_delay_detector();
-            }
-            self.last_feedback_us = Some(now_us);
+        if received > 0 && self.delay.begin_feedback(now_us) {
+            self.stats.delay_resets += 1;
         }
         self.scratch
             .sort_unstable_by_key(|a| (a.arrival_us, a.sent_us));
@@ -236,11 +211,7 @@ impl SendSideBwe {
         {
             self.on_rtt_sample(rtt);
         }
-        for k in 0..self.scratch.len() {
-            let Some(a) = self.scratch.get(k).copied() else {
-                break;
-            };
-            self.acked.update(a.arrival_us, a.bytes);
+        for a in &self.scratch {
             if let Some(id) = a.cluster {
                 self.prober
                     .on_received(id, a.sent_us, a.arrival_us, a.bytes);
@@ -250,16 +221,8 @@ impl SendSideBwe {
                 arrival_us: a.arrival_us,
                 feedback_us: now_us,
             };
-            match self.inter_arrival.add(ack) {
-                Grouped::Pending => {}
-                Grouped::Delta(d) => {
-                    self.trendline
-                        .update(d.arrival_delta_ms, d.send_delta_ms, d.arrival_ms)
-                }
-                Grouped::Reset => {
-                    self.stats.delay_resets += 1;
-                    self.trendline.reset();
-                }
+            if self.delay.on_received(ack, a.bytes) {
+                self.stats.delay_resets += 1;
             }
         }
         if let Some(fraction) = self.feedback_loss.add(received, lost) {
@@ -271,9 +234,12 @@ impl SendSideBwe {
             .prober
             .take_outcome(now_us)
             .and_then(|o| self.count_probe(o));
-        self.update_delay_based(now_us, probe);
+        if let Some(bps) = self.delay.update(now_us, probe, self.rtt()) {
+            // A probe that got through proves the loss-based limit too low.
+            self.loss.raise_to(bps);
+        }
         self.loss.release_if_due(now_us);
-        tracing::trace!(estimate = ?self.estimate(), usage = ?self.trendline.usage(), "bwe: feedback");
+        tracing::trace!(estimate = ?self.estimate(), "bwe: feedback");
     }
 
     /// Matches results against the ring into `scratch`; returns (received, lost) counts.
@@ -327,7 +293,7 @@ impl SendSideBwe {
         (received, lost)
     }
 
-    fn count_probe(&mut self, (outcome, _target): (Outcome, f64)) -> Option<(f64, Option<f64>)> {
+    fn count_probe(&mut self, outcome: Outcome) -> Option<(f64, Option<f64>)> {
         match outcome {
             Outcome::Measured { bps, capacity } => {
                 self.stats.probes_succeeded += 1;
@@ -337,40 +303,6 @@ impl SendSideBwe {
                 self.stats.probes_failed += 1;
                 None
             }
-        }
-    }
-
-    fn update_delay_based(&mut self, now_us: i64, probe: Option<(f64, Option<f64>)>) {
-        let usage = self.trendline.usage();
-        let probed = self
-            .probed
-            .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US)
-            .map(|(bps, _)| bps);
-        let throughput = match (self.acked.bps(), probed) {
-            (Some(a), Some(p)) => Some(a.max(p)),
-            (a, p) => a.or(p),
-        };
-        let rtt = self.rtt();
-        if usage == Usage::Overusing {
-            match throughput {
-                Some(t) if self.aimd.time_to_reduce_further(now_us, t, rtt) => {
-                    self.aimd.update(usage, Some(t), now_us, rtt);
-                }
-                Some(_) => {}
-                None => self.aimd.halve_if_due(now_us),
-            }
-        } else if let Some((bps, capacity)) = probe {
-            if let Some(capacity) = capacity {
-                self.aimd.on_probed_capacity(capacity);
-            }
-            // A probe only ever raises: a low result may just be media it was mixed with.
-            if bps > self.aimd.bps() {
-                self.aimd.set(bps, now_us);
-                self.probed = Some((bps, now_us));
-            }
-            self.loss.raise_to(bps);
-        } else {
-            self.aimd.update(usage, throughput, now_us, rtt);
         }
     }
 
@@ -417,7 +349,7 @@ impl SendSideBwe {
     /// Current estimate in bits/s; `None` = unconstrained: no transport-cc feedback (nor
     /// [`Self::set_transport_cc`]), no REMB and no loss-based limit.
     pub fn estimate(&self) -> Option<u64> {
-        let mut estimate = (self.feedback_seen || self.transport_cc).then(|| self.aimd.bps());
+        let mut estimate = (self.feedback_seen || self.transport_cc).then(|| self.delay.bps());
         for cap in [self.remb, self.loss.limit()].into_iter().flatten() {
             estimate = Some(estimate.map_or(cap, |e| e.min(cap)));
         }
@@ -430,7 +362,7 @@ impl SendSideBwe {
     pub fn set_desired(&mut self, now: Instant, desired_bps: u64) {
         let now_us = self.micros(now);
         let new = desired_bps as f64;
-        let estimate = self.estimate().map_or(self.aimd.bps(), |e| e as f64);
+        let estimate = self.estimate().map_or(self.delay.bps(), |e| e as f64);
         self.prober.on_desired(now_us, self.desired, new, estimate);
         self.desired = new;
     }
@@ -470,20 +402,13 @@ impl SendSideBwe {
 
     fn probe_context(&self, now_us: i64) -> ProbeContext {
         ProbeContext {
-            estimate: self.estimate().map_or(self.aimd.bps(), |e| e as f64),
+            estimate: self.estimate().map_or(self.delay.bps(), |e| e as f64),
             sent_bps: self.history.sent_bps(now_us),
             desired: self.desired,
             ceiling: self.ceiling,
-            can_probe: (self.feedback_seen || self.transport_cc)
-                && self.trendline.usage() != Usage::Overusing,
+            can_probe: (self.feedback_seen || self.transport_cc) && !self.delay.overusing(),
             not_before_us: self.loss.quiet_until_us().unwrap_or(0),
         }
-    }
-
-    fn reset_delay_detector(&mut self) {
-        self.stats.delay_resets += 1;
-        self.inter_arrival.reset();
-        self.trendline.reset();
     }
 
     fn on_rtt_sample(&mut self, rtt_us: i64) {

@@ -83,6 +83,11 @@ impl Trendline {
         self.usage
     }
 
+    /// A full window since the last reset: "normal" means something only from then on.
+    pub fn warmed_up(&self) -> bool {
+        self.len == WINDOW
+    }
+
     #[cfg(test)]
     pub fn threshold(&self) -> f64 {
         self.threshold

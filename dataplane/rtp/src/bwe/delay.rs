@@ -1,0 +1,212 @@
+//! The delay-based estimate (libwebrtc's delay_based_bwe): acknowledged packets, in arrival
+//! order, go through [`super::arrival`] grouping into the [`super::trendline`] detector and
+//! the [`super::acked`] throughput; at the end of each feedback the [`super::aimd`] rate
+//! moves by the detector's verdict, or a probe result sets it.
+//!
+//! Must never: increase on a detector that knows nothing yet, or aim a decrease at a
+//! throughput that predates a probe the link just passed.
+//!
+//! Constants, and why:
+//! - no transport-cc feedback with received packets for 2 s resets the detector
+//!   (libwebrtc's stream timeout): what it learnt describes a queue that has drained since;
+//! - the rate does not increase until the detector has a full window (20 groups) since its
+//!   last reset: a fresh detector says "normal" because it knows nothing. While writing
+//!   tests/bwe_hostile.rs, feedback whose arrival times kept jumping reset it every 250 ms,
+//!   the rate crept over the capacity unseen and filled the drop-tail queue; a full queue
+//!   shows no delay gradient, only loss in the 2-10% band the loss-based rule holds in,
+//!   and the estimate stayed above capacity after the lies stopped;
+//! - for 1 s after a probe result raised the rate, the throughput the AIMD works from is at
+//!   least that result: the acknowledged bitrate is smoothed and still shows the rate
+//!   before the probe, so an overuse right after would aim at 0.85x a rate the link has
+//!   just been shown to exceed (seen in the simulated link before group delay moved to
+//!   first packets, which made such overuses rare);
+//! - a probe only ever raises the rate: one that measured less may just have been mixed
+//!   with little media, and decreases are the detector's business.
+
+use super::acked::AckedBitrate;
+use super::aimd::Aimd;
+use super::arrival::{Ack, Grouped, InterArrival};
+use super::trendline::{Trendline, Usage};
+
+const FEEDBACK_TIMEOUT_US: i64 = 2_000_000;
+const PROBE_THROUGHPUT_HOLD_US: i64 = 1_000_000;
+
+#[derive(Debug)]
+pub(super) struct DelayBased {
+    inter_arrival: InterArrival,
+    trendline: Trendline,
+    aimd: Aimd,
+    acked: AckedBitrate,
+    /// The last probe result that raised the rate, and when.
+    probed: Option<(f64, i64)>,
+    last_feedback_us: Option<i64>,
+}
+
+impl DelayBased {
+    pub fn new(initial: f64, floor: f64, ceiling: f64) -> Self {
+        Self {
+            inter_arrival: InterArrival::default(),
+            trendline: Trendline::new(),
+            aimd: Aimd::new(initial, floor, ceiling),
+            acked: AckedBitrate::new(),
+            probed: None,
+            last_feedback_us: None,
+        }
+    }
+
+    pub fn bps(&self) -> f64 {
+        self.aimd.bps()
+    }
+
+    pub fn overusing(&self) -> bool {
+        self.trendline.usage() == Usage::Overusing
+    }
+
+    /// A feedback with received packets begins. Returns whether the detector restarted.
+    pub fn begin_feedback(&mut self, now_us: i64) -> bool {
+        let silent = self
+            .last_feedback_us
+            .is_some_and(|t| now_us.saturating_sub(t) > FEEDBACK_TIMEOUT_US);
+        self.last_feedback_us = Some(now_us);
+        if silent {
+            self.inter_arrival.reset();
+            self.trendline.reset();
+        }
+        silent
+    }
+
+    /// One received packet, in arrival order. Returns whether the grouping restarted.
+    pub fn on_received(&mut self, ack: Ack, bytes: u32) -> bool {
+        self.acked.update(ack.arrival_us, bytes);
+        match self.inter_arrival.add(ack) {
+            Grouped::Pending => false,
+            Grouped::Delta(d) => {
+                self.trendline
+                    .update(d.arrival_delta_ms, d.send_delta_ms, d.arrival_ms);
+                false
+            }
+            Grouped::Reset => {
+                self.trendline.reset();
+                true
+            }
+        }
+    }
+
+    /// The end of a feedback: move the rate. `probe` is a probe's result and, if it
+    /// saturated the link, the capacity it found. Returns the probe result if it was taken
+    /// into account (not while overusing).
+    pub fn update(
+        &mut self,
+        now_us: i64,
+        probe: Option<(f64, Option<f64>)>,
+        rtt_us: i64,
+    ) -> Option<f64> {
+        let usage = self.trendline.usage();
+        let probed = self
+            .probed
+            .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US)
+            .map(|(bps, _)| bps);
+        let throughput = match (self.acked.bps(), probed) {
+            (Some(a), Some(p)) => Some(a.max(p)),
+            (a, p) => a.or(p),
+        };
+        if usage == Usage::Overusing {
+            match throughput {
+                Some(t) if self.aimd.time_to_reduce_further(now_us, t, rtt_us) => {
+                    self.aimd.update(usage, Some(t), now_us, rtt_us);
+                }
+                Some(_) => {}
+                None => self.aimd.halve_if_due(now_us),
+            }
+            return None;
+        }
+        if let Some((bps, capacity)) = probe {
+            if let Some(capacity) = capacity {
+                self.aimd.on_probed_capacity(capacity);
+            }
+            if bps > self.aimd.bps() {
+                self.aimd.set(bps, now_us);
+                self.probed = Some((bps, now_us));
+            }
+            return Some(bps);
+        }
+        if usage != Usage::Normal || self.trendline.warmed_up() {
+            self.aimd.update(usage, throughput, now_us, rtt_us);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTT: i64 = 100_000;
+
+    /// Frames of four 1250-byte packets every 33 ms (1.2 Mbit/s), arriving 20 ms later
+    /// plus `extra(frame)` of queueing; a feedback every three frames.
+    fn feed(d: &mut DelayBased, frames: std::ops::Range<i64>, extra: impl Fn(i64) -> i64) {
+        for f in frames {
+            let sent_us = f * 33_333;
+            for p in 0..4 {
+                let arrival_us = sent_us + 20_000 + extra(f) + p * 1_000;
+                d.on_received(
+                    Ack {
+                        sent_us,
+                        arrival_us,
+                        feedback_us: sent_us + 60_000,
+                    },
+                    1250,
+                );
+            }
+            if f % 3 == 2 {
+                d.update(sent_us + 60_000, None, RTT);
+            }
+        }
+    }
+
+    #[test]
+    fn no_increase_before_the_detector_has_a_window() {
+        let mut d = DelayBased::new(1e6, 10e3, 10e6);
+        feed(&mut d, 0..20, |_| 0);
+        assert_eq!(d.bps(), 1e6, "20 frames are 19 deltas: not warm yet");
+        feed(&mut d, 20..60, |_| 0);
+        assert!(d.bps() > 1e6);
+    }
+
+    #[test]
+    fn a_growing_queue_brings_the_rate_under_the_throughput() {
+        let mut d = DelayBased::new(2e6, 10e3, 10e6);
+        feed(&mut d, 0..60, |_| 0);
+        assert!(!d.overusing());
+        // From frame 60 on, 5 ms more queue per frame.
+        feed(&mut d, 60..80, |f| (f - 59).max(0) * 5_000);
+        assert!(d.bps() < 1.2e6 * 0.9, "{}", d.bps());
+    }
+
+    #[test]
+    fn a_probe_raises_and_holds_the_throughput_floor() {
+        let mut d = DelayBased::new(1e6, 10e3, 10e6);
+        feed(&mut d, 0..60, |_| 0);
+        assert_eq!(
+            d.update(2_000_000, Some((3e6, Some(3.1e6))), RTT),
+            Some(3e6)
+        );
+        assert_eq!(d.bps(), 3e6);
+        // An overuse right after aims at 0.85x the probe's rate, not the old 1.2 Mbit/s.
+        feed(&mut d, 60..75, |f| (f - 59).max(0) * 5_000);
+        assert!(d.bps() > 2e6, "{}", d.bps());
+        // A lower probe result does not lower the rate.
+        let mut d = DelayBased::new(2e6, 10e3, 10e6);
+        assert_eq!(d.update(0, Some((1e6, None)), RTT), Some(1e6));
+        assert_eq!(d.bps(), 2e6);
+    }
+
+    #[test]
+    fn silence_restarts_the_detector() {
+        let mut d = DelayBased::new(1e6, 10e3, 10e6);
+        assert!(!d.begin_feedback(0));
+        assert!(!d.begin_feedback(2_000_000));
+        assert!(d.begin_feedback(4_000_001));
+    }
+}
