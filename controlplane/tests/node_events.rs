@@ -228,7 +228,8 @@ async fn until_disconnected(remote: &RemoteNode) {
     }
 }
 
-/// The events a snapshot resync reproduces: no active-speaker events, no close reasons.
+/// The events a snapshot resync reproduces: no active-speaker or video-paused moments, no
+/// close reasons.
 fn stateful(evs: &[NodeEvent]) -> Vec<String> {
     evs.iter()
         .filter_map(|e| match e {
@@ -241,7 +242,7 @@ fn stateful(evs: &[NodeEvent]) -> Vec<String> {
                 Some(format!("unpublished {peer} {track}"))
             }
             NodeEvent::Offer { peer, .. } => Some(format!("offer {peer}")),
-            NodeEvent::ActiveSpeaker { .. } => None,
+            NodeEvent::ActiveSpeaker { .. } | NodeEvent::VideoPaused { .. } => None,
         })
         .collect()
 }

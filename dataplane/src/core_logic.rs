@@ -126,6 +126,15 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
         }
         CoreEvent::ActiveSpeaker { room, peer } => NodeEvent::ActiveSpeaker { room, peer },
         CoreEvent::Offer { peer, sdp } => NodeEvent::Offer { peer, sdp },
+        CoreEvent::VideoPaused {
+            peer,
+            track,
+            paused,
+        } => NodeEvent::VideoPaused {
+            peer,
+            track,
+            paused,
+        },
     }
 }
 
@@ -147,8 +156,14 @@ impl CoreLogic {
         events: broadcast::Sender<NodeEvent>,
         peers_on_shard: Arc<[AtomicU32]>,
     ) -> Self {
+        let now = Instant::now();
+        let mut core = ShardCore::new(config, shard, local_addr, now);
+        // The core never reads a clock: give it the wall clock once, for its NTP time.
+        if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            core.set_wall_clock(now, unix);
+        }
         CoreLogic {
-            core: ShardCore::new(config, shard, local_addr, Instant::now()),
+            core,
             events,
             peers_on_shard,
             shard,

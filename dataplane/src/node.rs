@@ -136,7 +136,9 @@ pub fn follow_peers(
                 .or_insert_with(|| PeerSnapshot::new(*peer))
                 .pending_offer = Some(sdp.clone());
         }
-        NodeEvent::ActiveSpeaker { .. } => {}
+        // Moments, not state of the peer model (a paused video is told to the client at
+        // once and resumed the same way).
+        NodeEvent::ActiveSpeaker { .. } | NodeEvent::VideoPaused { .. } => {}
     }
     None
 }
@@ -260,6 +262,13 @@ pub enum NodeEvent {
     Offer {
         peer: PeerId,
         sdp: String,
+    },
+    /// `peer`'s video of `track` paused because its downlink estimate cannot carry the
+    /// track's lowest layer (audio goes on), or resumed (`paused: false`).
+    VideoPaused {
+        peer: PeerId,
+        track: TrackId,
+        paused: bool,
     },
 }
 

@@ -180,6 +180,8 @@ impl EventLog {
                 peer(p).is_none_or(|s| s.pending_offer.as_ref() != Some(sdp))
             }
             NodeEvent::ActiveSpeaker { room, peer: p } => st.speakers.get(room) != Some(p),
+            // A moment: always news while its peer lives.
+            NodeEvent::VideoPaused { peer: p, .. } => peer(p).is_some(),
         }
     }
 

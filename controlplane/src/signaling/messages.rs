@@ -134,6 +134,13 @@ pub enum ServerMsg {
     ActiveSpeaker {
         identity: String,
     },
+    /// To one subscriber: the video of `track` it receives paused because its downlink
+    /// cannot carry the track's lowest layer (audio goes on), or resumed.
+    VideoPaused {
+        track: String,
+        paused: bool,
+        reason: String,
+    },
     Chat {
         message: ChatInfo,
     },

@@ -122,6 +122,13 @@ pub enum CoreEvent {
         room: RoomId,
         peer: PeerId,
     },
+    /// A subscriber's video of `track` paused because its downlink estimate cannot carry
+    /// the track's lowest layer (audio goes on), or resumed (`paused: false`).
+    VideoPaused {
+        peer: PeerId,
+        track: TrackId,
+        paused: bool,
+    },
     /// A server-initiated offer; answer with `ShardCore::accept_answer`.
     Offer {
         peer: PeerId,
@@ -180,6 +187,14 @@ pub struct MediaPacket {
     pub payload: Arc<[u8]>,
 }
 
+/// One point of a publisher's capture clock, in our NTP time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerClock {
+    /// Our NTP time (64-bit) at which the publisher's clock read `rtp_ts`.
+    pub ntp: u64,
+    pub rtp_ts: u32,
+}
+
 /// Typed cross-shard messages.
 #[derive(Debug, Clone)]
 pub enum ShardMessage {
@@ -188,6 +203,13 @@ pub enum ShardMessage {
     KeyframeRequest {
         track: TrackId,
         layer: LayerIndex,
+    },
+    /// The publisher's capture clock for one layer, from its sender report, mapped onto
+    /// our NTP time: subscriber shards write their sender reports from it.
+    SenderClock {
+        track: TrackId,
+        layer: LayerIndex,
+        clock: LayerClock,
     },
     /// The track's publisher went away: subscribers on other shards drop their subscriptions.
     TrackEnded {

@@ -7,14 +7,15 @@ use std::time::Duration;
 pub struct CoreConfig {
     /// Datagrams longer than this are dropped as oversize.
     pub max_datagram: usize,
-    /// Initial downlink estimate per subscriber (TWCC BWE); 0 disables BWE.
+    /// Where a subscriber's downlink estimate starts (transport-cc); 0 turns congestion
+    /// control off (no estimate: every subscriber gets the layers its preference allows).
     pub bwe_initial_kbps: u64,
-    /// What the estimator may probe for (the sum a subscriber could usefully receive).
+    /// Until the subscriptions say what a subscriber could use, what the estimator may probe
+    /// for.
     pub bwe_desired_kbps: u64,
+    /// The estimate stays within these.
     pub bwe_min_kbps: u64,
-    /// Packets kept per outgoing video stream to answer NACKs with RTX.
-    pub send_buffer_video: usize,
-    pub send_buffer_audio: usize,
+    pub bwe_max_kbps: u64,
     /// At most one keyframe request per layer towards a publisher per this interval.
     pub keyframe_request_interval: Duration,
     /// How often the core re-evaluates active speakers and layer choices without packets.
@@ -33,8 +34,7 @@ impl Default for CoreConfig {
             bwe_initial_kbps: 1_000,
             bwe_desired_kbps: 4_000,
             bwe_min_kbps: 30,
-            send_buffer_video: 1000,
-            send_buffer_audio: 100,
+            bwe_max_kbps: 50_000,
             keyframe_request_interval: Duration::from_millis(300),
             tick: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(30),

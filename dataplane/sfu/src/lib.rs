@@ -11,7 +11,6 @@
 //! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
 
 pub mod api;
-mod bind;
 pub mod config;
 pub mod core;
 pub mod demux;
@@ -19,10 +18,10 @@ pub mod forward;
 pub mod ids;
 mod peer;
 mod room;
-mod route;
 pub mod stats;
 pub mod timers;
 mod track;
+mod transport;
 pub mod tx_queue;
 
 /// The maps on the packet path (peers, tracks, subscriptions, demux, SSRC routes) hash

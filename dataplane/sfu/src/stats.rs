@@ -14,38 +14,44 @@ pub enum DropReason {
     UnknownStunUser,
     /// DTLS / RTP / RTCP from a source no peer has proven (no STUN yet).
     UnknownSource,
-    /// RTP whose header str0m cannot parse (CSRC list or extension header longer than the
-    /// datagram). str0m 0.25 drops the packets of this and the next three reasons with a
-    /// `trace!` only; the core tells them apart afterwards (`core/rtp_drop.rs`).
-    RtpUndecodable,
-    /// RTP for an SSRC that maps to none of the peer's receive streams (main or RTX), even
-    /// through its mid/rid header extensions.
-    RtpUnknownSsrc,
-    /// SRTP that failed authentication or decryption on a known stream — forged, corrupted,
-    /// or sent before the keys exist — and RTX duplicates (str0m keeps no public record of
-    /// RTX sequence numbers, so those cannot be told apart).
+    /// SRTP or SRTCP before DTLS produced the keys.
+    NoSrtpKeys,
+    /// SRTP or SRTCP that failed authentication: forged or corrupted.
     SrtpAuthFailed,
-    /// A sequence number str0m already delivered on that SSRC (within the last 128): a
-    /// replay or a network duplicate.
+    /// An SRTP packet or SRTCP index already received (within the replay window of 1024),
+    /// or older than the window: a replay or a network duplicate.
     SrtpReplay,
-    /// RTP str0m delivered for a stream that maps to no published track.
-    UnknownSsrc,
+    /// RTP whose header does not parse (CSRC list or extension block past the end).
+    RtpUndecodable,
+    /// RTP for an SSRC that maps to no published track and layer (by mid/rid header
+    /// extension, signalled SSRC or the only m-line of its kind), or one more SSRC than a
+    /// peer may have.
+    RtpUnknownSsrc,
+    /// RTP with a payload type the peer did not negotiate.
+    RtpUnknownPayloadType,
+    /// A media packet received twice (an RTX retransmission of one already here).
+    RtpDuplicate,
+    /// SRTCP whose compound does not parse past some packet (what came before is used).
+    RtcpMalformed,
     /// str0m's `handle_input` returned an error for this datagram.
     PeerError,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Garbage,
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::UnknownStunUser,
         DropReason::UnknownSource,
-        DropReason::RtpUndecodable,
-        DropReason::RtpUnknownSsrc,
+        DropReason::NoSrtpKeys,
         DropReason::SrtpAuthFailed,
         DropReason::SrtpReplay,
-        DropReason::UnknownSsrc,
+        DropReason::RtpUndecodable,
+        DropReason::RtpUnknownSsrc,
+        DropReason::RtpUnknownPayloadType,
+        DropReason::RtpDuplicate,
+        DropReason::RtcpMalformed,
         DropReason::PeerError,
     ];
 
@@ -56,11 +62,14 @@ impl DropReason {
             DropReason::Oversize => "oversize",
             DropReason::UnknownStunUser => "unknown_stun_user",
             DropReason::UnknownSource => "unknown_source",
-            DropReason::RtpUndecodable => "rtp_undecodable",
-            DropReason::RtpUnknownSsrc => "rtp_unknown_ssrc",
+            DropReason::NoSrtpKeys => "no_srtp_keys",
             DropReason::SrtpAuthFailed => "srtp_auth_failed",
             DropReason::SrtpReplay => "srtp_replay",
-            DropReason::UnknownSsrc => "unknown_ssrc",
+            DropReason::RtpUndecodable => "rtp_undecodable",
+            DropReason::RtpUnknownSsrc => "rtp_unknown_ssrc",
+            DropReason::RtpUnknownPayloadType => "rtp_unknown_payload_type",
+            DropReason::RtpDuplicate => "rtp_duplicate",
+            DropReason::RtcpMalformed => "rtcp_malformed",
             DropReason::PeerError => "peer_error",
         }
     }
@@ -81,6 +90,21 @@ pub struct ShardStats {
     pub rtp_filtered: u64,
     /// Media packets handed to other shards (one per shard, not per subscriber).
     pub rtp_to_shards: u64,
+    /// Retransmissions sent on subscribers' NACKs (RTX, or plain without RTX).
+    pub rtx_sent: u64,
+    /// NACKed packets we could not resend (no longer in the history or the sent ring).
+    pub nack_misses: u64,
+    /// NACKs sent to publishers (packets asked for).
+    pub nacks_sent: u64,
+    /// RTCP packets received from peers (compound packets, after SRTP).
+    pub rtcp_in: u64,
+    /// RTCP compound packets sent (reports, feedback, NACK, PLI).
+    pub rtcp_out: u64,
+    /// SRTP/SRTCP str0m produced by itself (its own sender reports): dropped unsent, since
+    /// the transport owns RTP and RTCP on the wire.
+    pub str0m_srtp_suppressed: u64,
+    /// Padding packets sent to probe a subscriber's downlink.
+    pub probe_packets: u64,
     pub keyframe_requests_sent: u64,
     pub drops: [u64; DropReason::ALL.len()],
     pub peer_panics: u64,

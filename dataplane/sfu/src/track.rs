@@ -1,28 +1,42 @@
 //! Published tracks and subscriptions: the routing tables of one shard.
 //!
 //! A `PublishedTrack` lives on the shard of its publisher (or, for a track published on
-//! another shard, as a remote entry holding only this shard's subscribers). A `Subscription`
-//! is one subscriber's view of one track: its outgoing m-line and SSRC, its layer state and
-//! its rewriters. Must never touch str0m or sockets.
+//! another shard, as a remote entry holding only this shard's subscribers); it keeps the
+//! track's packet history (one payload copy per packet, for every subscriber's NACKs) and
+//! the publisher's clock per layer. A `Subscription` is one subscriber's view of one track:
+//! its outgoing m-line and SSRC, its layer state, its rewriters and what it sent. Must
+//! never touch str0m or sockets.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shardcast_rtp::recv::PacketHistory;
+use shardcast_rtp::rtp::ExtIds;
 use smallvec::SmallVec;
 use str0m::media::{Mid, Pt};
-use str0m::rtp::Ssrc;
 
-use crate::api::{LayerIndex, LayerPreference, MediaKind, TrackInfo};
+use crate::api::{LayerClock, LayerIndex, LayerPreference, MediaKind, TrackInfo};
 use crate::forward::codec::Vp8Rewriter;
 use crate::forward::keyframe::KeyframeRequestCoalescer;
+use crate::forward::layer::MAX_LAYERS;
 use crate::forward::layer::{LayerConfig, LayerMonitor, LayerSelector};
 use crate::forward::rewrite::StreamRewriter;
 use crate::ids::{PeerId, ShardId};
+use crate::transport::sent::SentRing;
+
+/// Packet history per video layer: about a second of a 2.5 Mbit/s layer, which covers the
+/// NACKs a subscriber can still use (libwebrtc gives a packet up after ~1 s).
+const HISTORY_PACKETS: usize = 512;
+const HISTORY_AGE: Duration = Duration::from_millis(1500);
+const HISTORY_BYTES: usize = 1 << 20;
+
+/// One layer's recent packets: the shared payload of each, by extended sequence number.
+pub type LayerHistory = PacketHistory<Arc<[u8]>>;
 
 pub struct PublishedTrack {
     pub info: TrackInfo,
     /// The local publisher; `None` for a track published on another shard.
     pub publisher: Option<PeerId>,
-    pub mid: Option<Mid>,
     pub subscribers: SmallVec<[PeerId; 8]>,
     pub remote_shards: SmallVec<[ShardId; 4]>,
     /// Per-layer bitrate and liveness of a video track, as its packets reach this shard: on
@@ -30,21 +44,35 @@ pub struct PublishedTrack {
     /// layer the queue drops looks like a layer the network drops). `None` for audio.
     pub monitor: Option<LayerMonitor>,
     pub muted: bool,
+    /// The codec of the last packet routed (None before the first).
+    pub codec: Option<str0m::format::CodecSpec>,
+    /// Video: the last second of packets per layer (by extended incoming sequence number),
+    /// one shared payload each, to answer subscribers' NACKs. `None` for audio.
+    pub history: Option<Box<[LayerHistory; MAX_LAYERS]>>,
+    /// Per layer, the publisher's capture clock mapped onto ours: the NTP time (our clock)
+    /// of one RTP timestamp, from the publisher's sender reports.
+    pub clocks: [Option<LayerClock>; MAX_LAYERS],
     /// Every keyframe request for this track (local subscriptions, other shards) passes
     /// through here; created on first use with the core's configured interval.
     keyframe_requests: Option<KeyframeRequestCoalescer>,
 }
 
 impl PublishedTrack {
-    pub fn new(info: TrackInfo, publisher: Option<PeerId>, mid: Option<Mid>) -> Self {
+    pub fn new(info: TrackInfo, publisher: Option<PeerId>) -> Self {
         PublishedTrack {
             publisher,
-            mid,
             subscribers: SmallVec::new(),
             remote_shards: SmallVec::new(),
             monitor: (info.kind == MediaKind::Video)
                 .then(|| LayerMonitor::new(LayerConfig::default())),
             muted: false,
+            codec: None,
+            history: (info.kind == MediaKind::Video).then(|| {
+                Box::new(std::array::from_fn(|_| {
+                    PacketHistory::new(HISTORY_PACKETS, HISTORY_AGE, HISTORY_BYTES)
+                }))
+            }),
+            clocks: [None; MAX_LAYERS],
             keyframe_requests: None,
             info,
         }
@@ -80,8 +108,8 @@ pub struct Subscription {
     pub preference: LayerPreference,
     /// The sendonly m-line carrying it, once offered.
     pub mid: Option<Mid>,
-    /// Our outgoing SSRC on that m-line, once the subscriber answered.
-    pub ssrc: Option<Ssrc>,
+    /// How it goes out, once the subscriber answered.
+    pub egress: Option<Egress>,
     /// Publisher pt → subscriber pt, learned per codec.
     pub pt_map: SmallVec<[(Pt, Pt); 2]>,
     pub rewriter: Option<StreamRewriter>,
@@ -101,7 +129,7 @@ impl Subscription {
         Subscription {
             preference: LayerPreference::default(),
             mid: None,
-            ssrc: None,
+            egress: None,
             pt_map: SmallVec::new(),
             rewriter: None,
             vp8: Vp8Rewriter::new(),
@@ -149,6 +177,48 @@ impl Subscription {
             self.out_seq = Some(ext);
         }
         ext
+    }
+}
+
+/// One outgoing stream: what a subscription needs to write and repair its packets.
+pub struct Egress {
+    pub ssrc: u32,
+    /// RFC 4588 retransmissions: our RTX SSRC, when the subscriber negotiated RTX.
+    pub rtx_ssrc: Option<u32>,
+    /// The header extension ids the subscriber negotiated on this m-line.
+    pub ext: ExtIds,
+    /// Next RTX sequence number, extended (the ROC of the RTX stream is in the high bits).
+    pub rtx_seq: u64,
+    /// Video: what was sent, by outgoing sequence number (for NACKs).
+    pub sent: Option<SentRing>,
+    /// For sender reports.
+    pub packets: u32,
+    pub octets: u32,
+    /// The last timestamp sent and when.
+    pub last: Option<(u32, Instant)>,
+}
+
+impl Egress {
+    pub fn new(ssrc: u32, rtx_ssrc: Option<u32>, ext: ExtIds, video: bool) -> Self {
+        Egress {
+            ssrc,
+            rtx_ssrc,
+            ext,
+            rtx_seq: u64::from(fastrand::u16(..)),
+            sent: video.then(SentRing::new),
+            packets: 0,
+            octets: 0,
+            last: None,
+        }
+    }
+}
+
+impl Egress {
+    /// The next RTX sequence number and its rollover counter.
+    pub fn next_rtx(&mut self) -> (u16, u32) {
+        let s = self.rtx_seq;
+        self.rtx_seq += 1;
+        (s as u16, (s >> 16) as u32)
     }
 }
 

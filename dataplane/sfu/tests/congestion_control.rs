@@ -1,11 +1,11 @@
-//! Downlink congestion control on (the default) and off (`bwe_initial_kbps = 0`, the server's
-//! `media.congestion_control = false`), side by side on the same clean network. On: a
-//! downlink estimate exists and str0m's pacer releases one packet per timeout, so each
-//! packet after a frame's first waits for another wake-up of the core (in virtual time the
-//! frame spreads by microseconds; on a loaded shard each of those wake-ups waits behind the
-//! whole fan-out). Off: no estimate, every packet of a frame leaves in the turn it arrived,
-//! the core wakes only for its own timers, and the viewer gets the top layer its preference
-//! allows.
+//! Downlink congestion control on (the default), off (`bwe_initial_kbps = 0`, the server's
+//! `media.congestion_control = false`), and on for a subscriber that negotiates no
+//! transport-cc, side by side on the same clean network. There is no pacer in any mode:
+//! every packet of a frame leaves in the turn it arrived, and the core wakes only for its
+//! own timers (RTCP, NACK, feedback, ticks), never once per packet. On: a downlink estimate
+//! exists and decides the layer (the top one on this clean link). Off: no estimate, the top
+//! layer the preference allows. No transport-cc: no estimate either (nothing says the link
+//! is short), so that subscriber is neither throttled nor delayed.
 
 mod support;
 
@@ -42,15 +42,15 @@ struct Seen {
     packets: u64,
 }
 
-fn run(config: CoreConfig) -> Seen {
+fn run(config: CoreConfig, transport_cc: bool) -> Seen {
     let mut w = World::with_config(41, config);
     let alice = w.add_publisher("alice", &LAYERS);
-    let bob = w.add_subscriber("bob");
+    let bob = w.add_subscriber_with("bob", transport_cc);
     assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
     w.subscribe_all(bob, alice);
     let track = w.video_track(alice);
     let peer = w.members[bob].peer;
-    w.run_for(Duration::from_secs(4));
+    w.run_for(Duration::from_secs(6));
     let (from, wakeups, packets) = (w.now, w.core_wakeups, w.video(bob).packets);
     w.run_for(Duration::from_secs(3));
     let video = w.video(bob).clone();
@@ -63,52 +63,59 @@ fn run(config: CoreConfig) -> Seen {
     }
 }
 
+/// Every frame in one turn, ~30 frames/s over the 3 s window, and far fewer core wake-ups
+/// than packets.
+fn unpaced(name: &str, s: &Seen) {
+    assert!(
+        s.spreads.len() >= 80,
+        "{name}: ~30 frames/s for 3 s, got {}",
+        s.spreads.len()
+    );
+    assert!(
+        s.spreads.iter().all(|d| d.is_zero()),
+        "{name}: every frame in one turn: {:?}",
+        s.spreads.iter().max()
+    );
+    assert!(
+        s.wakeups_per_packet < 0.5,
+        "{name}: {:.2} wake-ups per packet",
+        s.wakeups_per_packet
+    );
+    assert!(s.packets > 0);
+}
+
 #[test]
-fn off_forwards_each_frame_at_once_on_the_preferred_layer_and_on_paces_by_estimate() {
-    let on = run(CoreConfig::default());
-    let off = run(CoreConfig {
-        bwe_initial_kbps: 0,
-        ..CoreConfig::default()
-    });
+fn no_mode_paces_and_only_a_transport_cc_subscriber_gets_an_estimate() {
+    let on = run(CoreConfig::default(), true);
+    let off = run(
+        CoreConfig {
+            bwe_initial_kbps: 0,
+            ..CoreConfig::default()
+        },
+        true,
+    );
+    let no_twcc = run(CoreConfig::default(), false);
 
-    // On: an estimate, and the frames' packets leave one wake-up apart: at least one
-    // wake-up of the core per forwarded packet.
     assert!(on.estimate.is_some(), "on: a downlink estimate");
-    let spread_on = on.spreads.iter().filter(|d| !d.is_zero()).count();
-    assert!(
-        spread_on * 2 > on.spreads.len(),
-        "on: most frames leave over several wake-ups, got {spread_on} of {}",
-        on.spreads.len()
+    assert_eq!(
+        on.layer,
+        Some(2),
+        "on: the clean link carries the top layer"
     );
-    assert!(
-        on.wakeups_per_packet >= 1.0,
-        "on: {:.2} wake-ups per packet",
-        on.wakeups_per_packet
-    );
+    unpaced("on", &on);
 
-    // Off: no estimate, the top layer, every frame's packets in one turn, and fewer wake-ups
-    // than packets (timers: RTCP, NACK and feedback checks, ticks), a third of "on" at most.
     assert_eq!(off.estimate, None, "off: no downlink estimate");
     assert_eq!(
         off.layer,
         Some(2),
         "off: the top layer the preference allows"
     );
-    assert!(
-        off.spreads.len() >= 80,
-        "off: ~30 frames/s for 3 s, got {}",
-        off.spreads.len()
+    unpaced("off", &off);
+
+    assert_eq!(
+        no_twcc.estimate, None,
+        "no transport-cc, no loss: unconstrained, not a made-up estimate"
     );
-    assert!(
-        off.spreads.iter().all(|d| d.is_zero()),
-        "off: every frame in one turn: {:?}",
-        off.spreads.iter().max()
-    );
-    assert!(
-        off.wakeups_per_packet < 1.0 && off.wakeups_per_packet * 3.0 < on.wakeups_per_packet,
-        "off: {:.2} wake-ups per packet (on: {:.2})",
-        off.wakeups_per_packet,
-        on.wakeups_per_packet
-    );
-    assert!(off.packets > 0 && on.packets > 0);
+    assert_eq!(no_twcc.layer, Some(2), "no transport-cc: not throttled");
+    unpaced("no transport-cc", &no_twcc);
 }

@@ -46,7 +46,12 @@ fn layers_follow_each_subscribers_bandwidth() {
             let p = w.members[subs[1]].peer;
             let est = w.core.downlink_estimate(p);
             let layer = w.core.forwarded_layer(p, track);
-            eprintln!("{:?} viewer1 estimate {est:?} layer {layer:?}", w.elapsed());
+            eprintln!(
+                "{:?} viewer1 estimate {est:?} layer {layer:?} probes {} rtcp_in {}",
+                w.elapsed(),
+                w.core.stats().probe_packets,
+                w.core.stats().rtcp_in
+            );
         }
     }
     let steady = w.now - Duration::from_secs(4);

@@ -1,6 +1,6 @@
-//! RTP str0m refuses during a call is counted by reason: a replayed SRTP packet, a forged one
-//! (bad auth tag), RTP for an SSRC no stream knows, and a header that cannot be parsed. The
-//! call keeps flowing and normal traffic counts none of them.
+//! RTP the core refuses during a call is counted by reason: a replayed SRTP packet, a forged
+//! one (bad auth tag), an authentic packet for an SSRC no published track has, and a header
+//! that cannot be parsed. The call keeps flowing and normal traffic counts none of them.
 
 mod support;
 
@@ -80,20 +80,32 @@ fn replayed_forged_and_unknown_rtp_raise_their_own_counters() {
     w.core.handle_datagram(w.now, from, server, &corrupt);
     assert_eq!(counts(&w), [1, 2, 0, 0], "forged SRTP");
 
-    // 4. A bare RTP header (no mid extension) for an SSRC nobody sends.
+    // 4. A bare RTP header (no mid extension) for an SSRC nobody sends: it does not
+    //    authenticate, so it is forged like the others ...
     let mut stranger = vec![0u8; 60];
     stranger[0] = 0x80;
     stranger[1] = 96;
     stranger[8..12].copy_from_slice(&0x0bad_cafe_u32.to_be_bytes());
     w.core.handle_datagram(w.now, from, server, &stranger);
-    assert_eq!(counts(&w), [1, 2, 1, 0], "unknown SSRC");
+    assert_eq!(counts(&w), [1, 3, 0, 0], "unauthenticated stranger");
+    //    ... and sealed with the publisher's own keys it is authentic, but maps to no track:
+    //    no mid extension, an SSRC the offer never signalled, and a payload type the
+    //    publisher never negotiated (so not even "its only m-line of that kind").
+    let mut header = [0u8; 12];
+    header[0] = 0x80;
+    header[1] = 77;
+    header[2..4].copy_from_slice(&7u16.to_be_bytes());
+    header[8..12].copy_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+    let sealed = w.members[alice].client.seal_rtp(&header, &[1, 2, 3, 4]);
+    w.core.handle_datagram(w.now, from, server, &sealed);
+    assert_eq!(counts(&w), [1, 3, 1, 0], "authentic but unknown SSRC");
 
     // 5. 15 CSRCs announced in a 40-byte datagram.
     let mut broken = vec![0u8; 40];
     broken[0] = 0x8f;
     broken[1] = 96;
     w.core.handle_datagram(w.now, from, server, &broken);
-    assert_eq!(counts(&w), [1, 2, 1, 1], "undecodable header");
+    assert_eq!(counts(&w), [1, 3, 1, 1], "undecodable header");
 
     // The call goes on, and normal traffic adds nothing.
     let before = w.members[bob]
@@ -113,6 +125,6 @@ fn replayed_forged_and_unknown_rtp_raise_their_own_counters() {
         after > before + 50,
         "media keeps flowing: {before} → {after}"
     );
-    assert_eq!(counts(&w), [1, 2, 1, 1]);
+    assert_eq!(counts(&w), [1, 3, 1, 1]);
     assert_eq!(w.core.stats().peer_panics, 0);
 }

@@ -177,6 +177,19 @@ impl Hub {
                     self.close(&s, Some(ServerMsg::Kicked { reason })).await;
                 }
             }
+            NodeEvent::VideoPaused {
+                peer,
+                track,
+                paused,
+            } => {
+                if let Some(s) = self.session_of_peer(node, peer) {
+                    s.send(ServerMsg::VideoPaused {
+                        track: track_to_wire(track),
+                        paused,
+                        reason: "bandwidth".into(),
+                    });
+                }
+            }
             NodeEvent::PeerConnected { .. } => {}
         }
     }

@@ -38,7 +38,7 @@ impl ShardCore {
         )
         .map_err(CoreError::BadState)?;
         let bind = self.bindable(req.bind);
-        let offer = crate::bind::unbound_inactive(&req.offer, &bind);
+        let offer = super::bind::unbound_inactive(&req.offer, &bind);
         let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
@@ -65,6 +65,9 @@ impl ShardCore {
         let res = self
             .with_peer(id, |p| p.accept_offer(offer))
             .ok_or(CoreError::UnknownPeer(id))?;
+        if let Some(p) = self.peers.get_mut(&id) {
+            super::drain::refresh_transport(p);
+        }
         self.mark_dirty(id);
         self.drain_all(now);
         let answer = res.map_err(CoreError::BadSdp)?;
@@ -101,22 +104,64 @@ impl ShardCore {
             .ok_or(CoreError::UnknownPeer(id))?;
         let confirmed = res?;
         for (track, mid) in confirmed {
-            let ssrc = self.with_peer(id, |p| {
-                p.rtc
-                    .direct_api()
-                    .stream_tx_by_mid(mid, None)
-                    .map(|s| s.ssrc())
-            });
-            if let Some(sub) = self.subs.get_mut(&(id, track)) {
-                sub.ssrc = ssrc.flatten();
-                sub.restart();
+            if self.start_egress(id, track, mid) {
+                self.request_keyframe(now, track, 0, true);
             }
-            self.request_keyframe(now, track, 0, true);
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            super::drain::refresh_transport(p);
         }
         self.mark_dirty(id);
         self.drain_all(now);
         self.maybe_offer(now, id);
         Ok(())
+    }
+
+    /// Subscription (`id`, `track`) goes out on m-line `mid`, now negotiated: its outgoing
+    /// stream takes the SSRC (and RTX SSRC) str0m declared there and the header extensions
+    /// the subscriber agreed to. Returns whether it is ready to send.
+    pub(crate) fn start_egress(
+        &mut self,
+        id: PeerId,
+        track: TrackId,
+        mid: str0m::media::Mid,
+    ) -> bool {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let Some((kind, ext)) = peer.rtc.media(mid).map(|m| {
+            (
+                MediaKind::from(m.kind()),
+                shardcast_rtp::rtp::ExtIds::from_str0m(m.remote_extmap()),
+            )
+        }) else {
+            return false;
+        };
+        let Some((ssrc, rtx)) = peer
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|s| (*s.ssrc(), s.rtx().map(|r| *r)))
+        else {
+            return false;
+        };
+        let Some(sub) = self.subs.get_mut(&(id, track)) else {
+            return false;
+        };
+        if let Some(old) = sub.egress.take() {
+            peer.sub_by_ssrc.remove(&old.ssrc);
+            if let Some(r) = old.rtx_ssrc {
+                peer.sub_by_ssrc.remove(&r);
+            }
+        }
+        let video = kind == MediaKind::Video;
+        sub.egress = Some(crate::track::Egress::new(ssrc, rtx, ext, video));
+        sub.restart();
+        peer.sub_by_ssrc.insert(ssrc, track);
+        if let Some(r) = rtx {
+            peer.sub_by_ssrc.insert(r, track);
+        }
+        true
     }
 
     /// Forward `info.track` to `subscriber`: a new sendonly m-line, offered now or batched
@@ -145,7 +190,7 @@ impl ShardCore {
         let entry = self
             .tracks
             .entry(track)
-            .or_insert_with(|| PublishedTrack::new(info, None, None));
+            .or_insert_with(|| PublishedTrack::new(info, None));
         entry.subscribers.push(subscriber);
         self.subs.insert((subscriber, track), Subscription::new());
         self.stats.subscriptions = self.subs.len() as u64;

@@ -8,6 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use str0m::{Event, IceConnectionState};
+
+use crate::demux::Protocol;
 use tracing::{debug, trace, warn};
 
 use super::ShardCore;
@@ -86,16 +88,20 @@ impl ShardCore {
                         self.close_peer_with(now, id, CloseReason::Disconnected);
                         return;
                     }
-                    let at = self.timer_grid.round_up(now, at);
                     if let Some(p) = self.peers.get_mut(&id) {
-                        if p.deadline != Some(at) {
-                            p.deadline = Some(at);
-                            self.timers.schedule(id, at);
-                        }
+                        p.rtc_deadline = Some(at);
                     }
+                    self.take_keys(now, id);
+                    self.reschedule(now, id);
                     return;
                 }
                 Ok(str0m::Output::Transmit(t)) => {
+                    if crate::demux::classify(&t.contents, usize::MAX) == Ok(Protocol::Rtp) {
+                        // str0m's own sender reports for the m-lines it declared: the
+                        // transport owns RTP and RTCP on the wire (and its SRTCP index).
+                        self.stats.str0m_srtp_suppressed += 1;
+                        continue;
+                    }
                     self.stats.datagrams_out += 1;
                     self.stats.bytes_out += t.contents.len() as u64;
                     self.tx.push(t.destination, &t.contents);
@@ -105,15 +111,65 @@ impl ShardCore {
         }
     }
 
+    /// Schedule peer `id` at the earlier of str0m's and its transport's deadlines (rounded
+    /// to the timer grid), if that moved.
+    pub(crate) fn reschedule(&mut self, now: Instant, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(at) = p.next_deadline() else {
+            return;
+        };
+        let at = self.timer_grid.round_up(now, at);
+        // A later deadline keeps the earlier heap entry: it fires, finds nothing due, and
+        // reschedules then (cheaper than a second entry per change).
+        if p.deadline.is_none_or(|d| at < d) {
+            p.deadline = Some(at);
+            self.timers.schedule(id, at);
+        }
+    }
+
+    /// Once DTLS has produced keys for peer `id`, start its transport.
+    fn take_keys(&mut self, now: Instant, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.transport.is_some() {
+            return;
+        }
+        let Some(keys) = p.keys.take() else {
+            return;
+        };
+        let provider = shardcast_rtp::srtp::tap::tapping_provider();
+        let session = match shardcast_rtp::srtp::SrtpSession::new(provider, &keys) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(peer = %id, "srtp keys unusable: {e}");
+                self.close_peer_with(now, id, CloseReason::Error);
+                return;
+            }
+        };
+        let bwe = (self.config.bwe_initial_kbps > 0).then(|| shardcast_rtp::bwe::BweConfig {
+            initial_bps: self.config.bwe_initial_kbps * 1000,
+            min_bps: self.config.bwe_min_kbps * 1000,
+            max_bps: self.config.bwe_max_kbps * 1000,
+        });
+        let mut rtcp_ssrc = fastrand::u32(1..);
+        while p.sub_by_ssrc.contains_key(&rtcp_ssrc) {
+            rtcp_ssrc = fastrand::u32(1..);
+        }
+        let mut tp = crate::transport::Transport::new(session, rtcp_ssrc, bwe, now);
+        tp.ext_in = incoming_ext_ids(p);
+        if let Some(bwe) = tp.bwe.as_mut() {
+            bwe.set_transport_cc(sends_transport_cc(p));
+        }
+        debug!(peer = %id, profile = ?keys.profile, "srtp keys: transport up");
+        p.transport = Some(tp);
+        self.refresh_estimate(now, id);
+    }
+
     pub(crate) fn handle_event(&mut self, now: Instant, id: PeerId, event: Event) {
         match event {
-            Event::RtpPacket(packet) => {
-                if let Some(p) = self.peers.get_mut(&id) {
-                    let (ssrc, seq) = (packet.header.ssrc, packet.header.sequence_number);
-                    super::rtp_drop::note_delivered(&mut p.rx_seen, ssrc, seq);
-                }
-                self.route_local(now, id, packet)
-            }
             Event::Connected => {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.connected = true;
@@ -137,33 +193,6 @@ impl ShardCore {
                     }
                 }
             }
-            Event::KeyframeRequest(req) => {
-                let track = self
-                    .peers
-                    .get(&id)
-                    .and_then(|p| p.sub_by_mid.get(&req.mid).copied());
-                if let Some(track) = track {
-                    let layer = self
-                        .subs
-                        .get(&(id, track))
-                        .and_then(|s| s.forwarded_layer())
-                        .unwrap_or(0);
-                    self.request_keyframe(now, track, layer, false);
-                }
-            }
-            Event::EgressBitrateEstimate(kind) => {
-                let estimate = match kind {
-                    str0m::bwe::BweKind::Twcc { estimate, .. } => Some(estimate),
-                    str0m::bwe::BweKind::Remb { estimate, .. } => Some(estimate),
-                    _ => None,
-                };
-                if let Some(p) = self.peers.get_mut(&id) {
-                    if estimate.is_some() {
-                        p.downlink_estimate = estimate;
-                    }
-                }
-                self.update_layers_of(now, id);
-            }
             other => trace!(peer = %id, "event {:?}", std::mem::discriminant(&other)),
         }
     }
@@ -178,6 +207,7 @@ impl ShardCore {
         if peer.published.iter().any(|p| p.mid == m.mid) {
             return;
         }
+        refresh_transport(peer);
         let rids: smallvec::SmallVec<[str0m::media::Rid; 3]> = m
             .simulcast
             .as_ref()
@@ -210,9 +240,63 @@ impl ShardCore {
             rids: info.rids.clone(),
         }));
         self.tracks
-            .insert(track, PublishedTrack::new(info, Some(id), Some(m.mid)));
+            .insert(track, PublishedTrack::new(info, Some(id)));
         self.stats.tracks = self.local_track_count();
         debug!(peer = %id, %track, "track published");
         let _ = now;
+    }
+}
+
+/// The header extension ids the peer uses on what it sends us. One set per bundle (RFC 8843
+/// keeps an id's meaning across bundled m-lines); each id is taken from the first m-line
+/// that negotiated it.
+fn incoming_ext_ids(p: &Peer) -> shardcast_rtp::rtp::ExtIds {
+    let mut ids = shardcast_rtp::rtp::ExtIds::default();
+    for mid in p.rtc_mids() {
+        let Some(media) = p.rtc.media(mid) else {
+            continue;
+        };
+        let m = shardcast_rtp::rtp::ExtIds::from_str0m(media.remote_extmap());
+        macro_rules! take {
+            ($($f:ident),*) => { $( ids.$f = ids.$f.or(m.$f); )* };
+        }
+        take!(
+            mid,
+            rid,
+            repaired_rid,
+            abs_send_time,
+            transport_cc,
+            audio_level,
+            video_orientation,
+            abs_capture_time,
+            playout_delay,
+            dependency_descriptor
+        );
+    }
+    ids
+}
+
+/// Whether some m-line we send on negotiated the transport-wide sequence number, so the
+/// subscriber sends transport-cc feedback.
+fn sends_transport_cc(p: &Peer) -> bool {
+    p.rtc_mids().into_iter().any(|mid| {
+        p.rtc.media(mid).is_some_and(|m| {
+            m.direction().is_sending()
+                && shardcast_rtp::rtp::ExtIds::from_str0m(m.remote_extmap())
+                    .transport_cc
+                    .is_some()
+        })
+    })
+}
+
+/// After a negotiation: the transport's view of the peer's extensions and feedback.
+pub(crate) fn refresh_transport(p: &mut Peer) {
+    let ids = incoming_ext_ids(p);
+    let twcc = sends_transport_cc(p);
+    if let Some(tp) = p.transport.as_mut() {
+        tp.ext_in = ids;
+        if let Some(bwe) = tp.bwe.as_mut() {
+            bwe.set_transport_cc(twcc);
+        }
     }
 }

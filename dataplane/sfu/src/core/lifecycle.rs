@@ -25,11 +25,19 @@ impl ShardCore {
         };
         if let Some(p) = self.peers.get_mut(&publisher) {
             p.published.retain(|m| m.track != track);
-            p.ssrc_routes.retain(|_, r| r.track != track);
+            if let Some(tp) = p.transport.as_mut() {
+                tp.rx.retain(|_, r| r.track != track);
+            }
         }
         for sub in t.subscribers.iter().copied() {
             if let Some(s) = self.subs.remove(&(sub, track)) {
                 if let Some(p) = self.peers.get_mut(&sub) {
+                    if let Some(e) = s.egress.as_ref() {
+                        p.sub_by_ssrc.remove(&e.ssrc);
+                        if let Some(r) = e.rtx_ssrc {
+                            p.sub_by_ssrc.remove(&r);
+                        }
+                    }
                     p.subscriptions.retain(|x| *x != track);
                     p.negotiation.queued_add.retain(|x| *x != track);
                     if let Some(mid) = s.mid {
@@ -69,6 +77,12 @@ impl ShardCore {
             return;
         };
         if let Some(p) = self.peers.get_mut(&subscriber) {
+            if let Some(e) = s.egress.as_ref() {
+                p.sub_by_ssrc.remove(&e.ssrc);
+                if let Some(r) = e.rtx_ssrc {
+                    p.sub_by_ssrc.remove(&r);
+                }
+            }
             p.subscriptions.retain(|x| *x != track);
             p.negotiation.queued_add.retain(|x| *x != track);
             if let Some(mid) = s.mid {
@@ -93,14 +107,15 @@ impl ShardCore {
         // Only a close we decide on is announced: after a remote close, consent loss or a
         // timeout there is nobody listening, and after an error str0m may be inconsistent.
         if matches!(reason, CloseReason::Requested | CloseReason::ConnectTimeout) {
+            self.send_bye(id);
             self.send_close(id);
         }
         self.remove_peer_state(id, reason);
         let _ = now;
     }
 
-    /// Start str0m's local shutdown (`Rtc::close`: RTCP BYE for our senders, DTLS
-    /// close_notify) and queue the datagrams it emits at once, so the remote sees the close
+    /// Start str0m's local shutdown (`Rtc::close`: its DTLS close_notify; the RTCP BYE it
+    /// would seal is suppressed, `send_bye` sent ours) and queue the datagrams it emits at once, so the remote sees the close
     /// instead of waiting for consent to expire. str0m does not wait for replies, and we drop
     /// the `Rtc` right after, so its later output (none expected) is not drained.
     fn send_close(&mut self, id: PeerId) {
@@ -120,6 +135,10 @@ impl ShardCore {
             out
         });
         for t in sent.into_iter().flatten() {
+            if crate::demux::classify(&t.contents, usize::MAX) == Ok(crate::demux::Protocol::Rtp) {
+                self.stats.str0m_srtp_suppressed += 1;
+                continue;
+            }
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += t.contents.len() as u64;
             self.tx.push(t.destination, &t.contents);

@@ -23,6 +23,7 @@ use crate::stats::ShardStats;
 use crate::timers::{TimerGrid, TimerHeap};
 use crate::track::{PublishedTrack, Subscription};
 use crate::tx_queue::TxQueue;
+use shardcast_rtp::recv::ntp::NtpClock;
 
 /// Errors of the control calls (the node API maps them to its stable codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,16 @@ pub struct ShardCore {
     pub(crate) stats: ShardStats,
     pub(crate) next_track: u64,
     pub(crate) next_tick: Instant,
+    /// Where SRTP/SRTCP is opened into (taken out while a packet is handled).
+    pub(crate) scratch: Vec<u8>,
+    /// Where a VP8 payload is copied to have its picture ids patched for one subscriber.
+    pub(crate) vp8_scratch: Vec<u8>,
+    /// One transport-cc feedback's results, reused.
+    pub(crate) twcc_results: Vec<shardcast_rtp::bwe::PacketResult>,
+    /// Our NTP clock (sender reports, RTT from report blocks).
+    pub(crate) ntp: NtpClock,
+    /// The core's start: the base of abs-send-time.
+    pub(crate) epoch: Instant,
 }
 
 impl ShardCore {
@@ -80,7 +91,20 @@ impl ShardCore {
             stats: ShardStats::default(),
             next_track: 1,
             next_tick,
+            scratch: vec![0; crate::tx_queue::MAX_TX_DATAGRAM + shardcast_rtp::srtp::SEAL_SLACK],
+            vp8_scratch: Vec::with_capacity(crate::tx_queue::MAX_TX_DATAGRAM),
+            twcc_results: Vec::new(),
+            // Until `set_wall_clock`, NTP time counts from the Unix epoch at `now`: only
+            // differences matter to peers (RTT, lip sync), never the absolute value.
+            ntp: NtpClock::new(now, std::time::Duration::ZERO),
+            epoch: now,
         }
+    }
+
+    /// Tie our NTP time to the wall clock: `unix` is the time since the Unix epoch at
+    /// `at`. The shard calls it once at start-up; the core itself never reads a clock.
+    pub fn set_wall_clock(&mut self, at: Instant, unix: std::time::Duration) {
+        self.ntp = NtpClock::new(at, unix);
     }
 
     pub fn shard(&self) -> ShardId {
@@ -109,7 +133,8 @@ impl ShardCore {
             .unwrap_or_default()
     }
 
-    /// The latest downlink estimate (bits/s) for a subscriber, from str0m's TWCC BWE.
+    /// The latest downlink estimate (bits/s) for a subscriber, from its transport's
+    /// send-side estimator (`None`: unconstrained, or none yet).
     pub fn downlink_estimate(&self, peer: PeerId) -> Option<u64> {
         self.peers.get(&peer)?.downlink_estimate.map(|b| b.as_u64())
     }
@@ -124,13 +149,15 @@ impl ShardCore {
     }
 }
 
+mod allocate;
+mod bind;
 mod control;
 mod drain;
-mod input;
+mod egress;
+mod feedback;
+mod ingress;
 mod lifecycle;
-mod rtp_drop;
-
-pub(crate) use rtp_drop::SeqWindow;
+mod route;
 
 #[cfg(test)]
 mod tests {

@@ -143,6 +143,11 @@ pub struct LayerSelector {
     target: Option<u8>,
     /// Since when some higher layer has been affordable with margin.
     up_since: Option<Instant>,
+    /// The budget cannot carry even the lowest arriving layer: video is paused (audio goes
+    /// on) until it can again, with margin, for `up_hold`.
+    bandwidth_paused: bool,
+    /// Since when the lowest layer has been affordable with margin again, while paused.
+    resume_since: Option<Instant>,
 }
 
 impl LayerSelector {
@@ -154,7 +159,14 @@ impl LayerSelector {
             current: None,
             target: None,
             up_since: None,
+            bandwidth_paused: false,
+            resume_since: None,
         }
+    }
+
+    /// Video is paused because the budget cannot carry the lowest layer.
+    pub fn paused_for_bandwidth(&self) -> bool {
+        self.bandwidth_paused
     }
 
     pub fn set_preference(&mut self, pref: LayerPreference) {
@@ -219,6 +231,33 @@ impl LayerSelector {
             self.up_since = None;
             return;
         };
+        // Not even the lowest layer fits (a measured layer, the whole budget): pause the
+        // video rather than overflow the link; resume once it fits with margin for a while.
+        if self.bandwidth_paused {
+            if fits(lowest, self.cfg.up_margin_pct) {
+                let since = *self.resume_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.cfg.up_hold {
+                    self.bandwidth_paused = false;
+                    self.resume_since = None;
+                    self.current = None;
+                    self.target = Some(lowest);
+                }
+            } else {
+                self.resume_since = None;
+            }
+            if self.bandwidth_paused {
+                self.target = None;
+                self.current = None;
+                return;
+            }
+        } else if mon.bitrate(lowest) > 0 && !fits(lowest, 100) {
+            self.bandwidth_paused = true;
+            self.resume_since = None;
+            self.target = None;
+            self.current = None;
+            self.up_since = None;
+            return;
+        }
         // Best affordable layer at or below `max` (the lowest arriving if none is).
         let best_below = |max: u8| {
             (lowest..=max)
@@ -552,20 +591,37 @@ mod tests {
     }
 
     #[test]
-    fn max_layer_caps_and_unaffordable_lowest_still_flows() {
+    fn max_layer_caps_and_an_unaffordable_lowest_layer_pauses_until_it_fits() {
         let mut s = Sim::new();
         s.sel.set_preference(LayerPreference {
             max_layer: Some(0),
             visible: true,
         });
-        s.sel.set_budget(Some(10_000));
+        s.sel.set_budget(Some(1_000_000));
         s.run(Duration::from_secs(2));
-        assert_eq!(s.recent_layers(), vec![0]);
-        s.sel.set_preference(LayerPreference {
-            max_layer: Some(9),
-            visible: true,
-        });
+        assert_eq!(s.recent_layers(), vec![0], "capped at the lowest layer");
+        // The budget cannot carry even the lowest layer (150 kbps): video pauses.
+        s.sel.set_budget(Some(100_000));
+        s.run(Duration::from_secs(1));
+        assert!(s.sel.paused_for_bandwidth());
+        assert_eq!(s.sel.current(), None);
+        let before = s.forwarded.len();
         s.run(Duration::from_secs(2));
+        assert_eq!(s.forwarded.len(), before, "nothing forwarded while paused");
+        // Just enough is not enough: resuming needs the up margin (125%) ...
+        s.sel.set_budget(Some(160_000));
+        s.run(Duration::from_secs(2));
+        assert!(s.sel.paused_for_bandwidth());
+        // ... held for `up_hold`; then it resumes on a keyframe, in a new segment.
+        s.sel.set_budget(Some(200_000));
+        s.run(Duration::from_millis(500));
+        assert!(s.sel.paused_for_bandwidth(), "not before the hold");
+        s.run(Duration::from_secs(1));
+        assert!(!s.sel.paused_for_bandwidth());
+        assert_eq!(
+            s.forwarded.get(before).copied(),
+            Some((0, Verdict::ForwardSwitched))
+        );
         assert_eq!(s.sel.current(), Some(0));
     }
 

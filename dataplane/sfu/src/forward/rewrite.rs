@@ -92,6 +92,12 @@ impl StreamRewriter {
         }
     }
 
+    /// The timestamp offset of the current segment: outgoing = incoming + offset
+    /// (wrapping). `None` before the first packet.
+    pub fn ts_offset(&self) -> Option<u32> {
+        self.seg.map(|s| s.ts_offset)
+    }
+
     /// The current estimate of one frame's duration in clock ticks.
     pub fn frame_ticks(&self) -> u32 {
         self.frame_ticks

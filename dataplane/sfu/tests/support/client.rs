@@ -68,17 +68,41 @@ pub struct TestClient {
     pub alive: bool,
     /// Datagrams str0m produced while handling input, until the world's next `poll`.
     queued: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    keys: std::sync::Arc<shardcast_rtp::srtp::tap::KeySlot>,
+    srtp: Option<shardcast_rtp::srtp::SrtpSession>,
 }
 
 impl TestClient {
     pub fn new(name: &str, addr: SocketAddr, now: Instant) -> Self {
-        let mut rtc = RtcConfig::new()
+        Self::with_transport_cc(name, addr, now, true)
+    }
+
+    /// `transport_cc: false` negotiates no transport-wide sequence number, so the client
+    /// sends no transport-cc feedback (as some non-browser stacks): only receiver reports.
+    pub fn with_transport_cc(
+        name: &str,
+        addr: SocketAddr,
+        now: Instant,
+        transport_cc: bool,
+    ) -> Self {
+        let mut config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .set_stats_interval(None)
-            .build(now);
+            .set_stats_interval(None);
+        if !transport_cc {
+            let exts = config.extension_map();
+            if let Some(id) = exts.id_of(str0m::rtp::Extension::TransportSequenceNumber) {
+                let mut kept = str0m::rtp::ExtensionMap::empty();
+                for (i, e) in exts.iter().filter(|(i, _)| *i != id) {
+                    kept.set(i, e.clone());
+                }
+                config = config.set_extension_map(kept);
+            }
+        }
+        // Through the key tap, so a test can seal packets as this client would.
+        let (mut rtc, keys) = shardcast_rtp::srtp::tap::build_rtc(config, now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         TestClient {
             name: name.into(),
@@ -100,7 +124,24 @@ impl TestClient {
             connected: false,
             alive: true,
             queued: Vec::new(),
+            keys,
+            srtp: None,
         }
+    }
+
+    /// Seal an RTP packet with this client's own SRTP keys, as if it had sent it (a test
+    /// forging authenticated packets the client's str0m would never send).
+    pub fn seal_rtp(&mut self, header: &[u8], payload: &[u8]) -> Vec<u8> {
+        if self.srtp.is_none() {
+            let keys = self.keys.take().expect("DTLS done: keys");
+            let provider = shardcast_rtp::srtp::tap::tapping_provider();
+            self.srtp = Some(shardcast_rtp::srtp::SrtpSession::new(provider, &keys).unwrap());
+        }
+        let sealer = &mut self.srtp.as_mut().unwrap().sealer;
+        let mut out = vec![0u8; header.len() + payload.len() + 64];
+        let n = sealer.seal_rtp(header, payload, 0, &mut out).unwrap();
+        out.truncate(n);
+        out
     }
 
     /// Offer audio + video; `layers` = (rid, kbps) lowest first, or one entry with rid None.

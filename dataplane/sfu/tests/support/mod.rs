@@ -127,8 +127,14 @@ impl World {
     }
 
     pub fn add_subscriber(&mut self, name: &str) -> usize {
+        self.add_subscriber_with(name, true)
+    }
+
+    /// A subscriber that negotiates transport-cc or not (then it sends only receiver reports).
+    pub fn add_subscriber_with(&mut self, name: &str, transport_cc: bool) -> usize {
         let idx = self.members.len();
-        let mut client = TestClient::new(name, Self::addr_of(idx), self.now);
+        let mut client =
+            TestClient::with_transport_cc(name, Self::addr_of(idx), self.now, transport_cc);
         let offer = client.offer_subscribe();
         self.join(name, client, offer, PeerRole::Subscribe)
     }

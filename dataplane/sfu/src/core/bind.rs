@@ -50,7 +50,7 @@ impl ShardCore {
             return 0;
         }
         let mids = mids_in_order(answer);
-        // (mid, kind, our SSRC) of every m-line we may send on, in SDP order.
+        // (mid, kind) of every m-line we may send on, in SDP order.
         let lines = self
             .with_peer(id, |p| {
                 mids.iter()
@@ -59,16 +59,14 @@ impl ShardCore {
                         if !media.direction().is_sending() || media.disabled() {
                             return None;
                         }
-                        let kind = MediaKind::from(media.kind());
-                        let ssrc = p.rtc.direct_api().stream_tx_by_mid(*mid, None)?.ssrc();
-                        Some((*mid, kind, ssrc))
+                        Some((*mid, MediaKind::from(media.kind())))
                     })
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
         let mut tracks: Vec<Option<TrackInfo>> = tracks.into_iter().map(Some).collect();
         let mut bound = 0;
-        for (mid, kind, ssrc) in lines {
+        for (mid, kind) in lines {
             let Some(info) = tracks
                 .iter_mut()
                 .find(|t| t.as_ref().is_some_and(|t| t.kind == kind))
@@ -94,17 +92,20 @@ impl ShardCore {
             peer.sub_by_mid.insert(mid, track);
             self.tracks
                 .entry(track)
-                .or_insert_with(|| PublishedTrack::new(info, None, None))
+                .or_insert_with(|| PublishedTrack::new(info, None))
                 .subscribers
                 .push(id);
             let mut sub = Subscription::new();
             sub.mid = Some(mid);
-            sub.ssrc = Some(ssrc);
-            sub.restart();
             self.subs.insert((id, track), sub);
-            self.request_keyframe(now, track, 0, true);
+            if self.start_egress(id, track, mid) {
+                self.request_keyframe(now, track, 0, true);
+            }
             debug!(peer = %id, %track, %mid, "offered m-line bound to track");
             bound += 1;
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            super::drain::refresh_transport(p);
         }
         self.stats.subscriptions = self.subs.len() as u64;
         bound

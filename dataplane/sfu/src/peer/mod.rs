@@ -1,6 +1,8 @@
-//! One peer connection: its str0m `Rtc` (ICE-lite, RTP mode) and the per-peer tables the
-//! forwarding path needs without asking str0m again (SSRC → track/layer, pt → codec,
-//! mid → subscription), plus the server-offer state (one outstanding offer at a time).
+//! One peer connection: its str0m `Rtc` (ICE, DTLS, SDP, data channels; in RTP mode, but it
+//! never sees RTP) and, once DTLS has produced keys, its Shardcast [`Transport`] (SRTP, RTP,
+//! RTCP); plus the per-peer tables the forwarding path needs without asking str0m again
+//! (pt → codec, mid → subscription, our SSRC → subscription) and the server-offer state (one
+//! outstanding offer at a time).
 //!
 //! Owns nothing of other peers. Must never read the clock or route packets itself: the core
 //! drives it.
@@ -10,18 +12,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use shardcast_rtp::srtp::tap::{self, KeySlot};
 use smallvec::SmallVec;
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::format::CodecSpec;
 use str0m::media::{Mid, Pt};
-use str0m::rtp::Ssrc;
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::api::{LayerIndex, PeerRole};
 use crate::config::CoreConfig;
-use crate::core::SeqWindow;
 use crate::ids::{PeerId, RoomId, TrackId};
+use crate::transport::Transport;
+
+mod receive;
+pub(crate) use receive::Received;
 
 /// A track this peer publishes, by the mid of its m-line.
 #[derive(Debug, Clone)]
@@ -30,13 +35,6 @@ pub struct PublishedMid {
     pub track: TrackId,
     /// Simulcast rids, lowest layer first (empty: one layer).
     pub rids: SmallVec<[str0m::media::Rid; 3]>,
-}
-
-/// Where an incoming SSRC goes, learned once per SSRC.
-#[derive(Debug, Clone, Copy)]
-pub struct SsrcRoute {
-    pub track: TrackId,
-    pub layer: LayerIndex,
 }
 
 /// Server-offer state for subscriptions.
@@ -63,33 +61,45 @@ pub struct Peer {
     pub connected: bool,
     /// When the answer was made (the connect timeout counts from here).
     pub created: Instant,
-    /// Current str0m deadline as scheduled in the shard's timer heap.
+    /// The deadline scheduled in the shard's timer heap: the earlier of str0m's and the
+    /// transport's.
     pub deadline: Option<Instant>,
+    /// str0m's own next timeout.
+    pub rtc_deadline: Option<Instant>,
+    /// Where DTLS leaves the SRTP keys for this peer (see `shardcast_rtp::srtp::tap`).
+    pub keys: Arc<KeySlot>,
+    /// Our RTP session with the peer, from the moment DTLS produced keys.
+    pub transport: Option<Transport>,
+    /// Where media for this peer goes: the source of its latest DTLS record or authenticated
+    /// SRTP/SRTCP packet, i.e. the pair the client itself sends on.
+    pub remote: Option<SocketAddr>,
     pub published: SmallVec<[PublishedMid; 2]>,
-    pub ssrc_routes: Map<Ssrc, SsrcRoute>,
-    /// Sequence numbers str0m delivered per SSRC, to tell a replay from a forgery when it
-    /// drops one (`core/rtp_drop.rs`).
-    pub rx_seen: Map<Ssrc, SeqWindow>,
     /// Publisher side: payload type → codec of what this peer sends us.
     pub pt_codecs: SmallVec<[(Pt, CodecSpec); 4]>,
+    /// Publisher side: RTX payload type → the payload type it repairs.
+    pub rtx_apt: SmallVec<[(u8, u8); 4]>,
     /// Subscriber side: the subscription behind each sendonly m-line.
     pub sub_by_mid: Map<Mid, TrackId>,
+    /// Subscriber side: the subscription behind each SSRC we send on (main and RTX), for the
+    /// subscriber's RTCP about it.
+    pub sub_by_ssrc: Map<u32, TrackId>,
     /// Tracks this peer subscribes to (for cleanup).
     pub subscriptions: SmallVec<[TrackId; 8]>,
     pub negotiation: Negotiation,
-    /// Latest downlink estimate from str0m's TWCC bandwidth estimator.
+    /// Latest downlink estimate from the transport's send-side estimator. `None`: none yet,
+    /// or none needed (congestion control off, or a client that gives no transport-cc or
+    /// REMB feedback and loses nothing).
     pub downlink_estimate: Option<Bitrate>,
-    /// The desired bitrate last given to str0m's estimator (bits/s).
+    /// The desired bitrate last given to the estimator (bits/s).
     pub bwe_desired: u64,
-    /// When the next probe for a better layer may be asked for (see `route.rs`).
-    pub bwe_probe_at: Option<Instant>,
     /// Set while the peer is in the core's to-drain list.
     pub dirty: bool,
 }
 
 impl Peer {
     /// A new server-side `Rtc`: ICE-lite, RTP mode, the shard's socket as the one host
-    /// candidate, TWCC bandwidth estimation for the downlink.
+    /// candidate, built through the key tap so the transport gets the SRTP keys. str0m's
+    /// own bandwidth estimation stays off: the transport estimates.
     pub fn new(
         id: PeerId,
         room: RoomId,
@@ -99,7 +109,7 @@ impl Peer {
         local_addr: SocketAddr,
         now: Instant,
     ) -> Result<Self, String> {
-        let mut rtc_config = RtcConfig::new()
+        let rtc_config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
@@ -108,20 +118,12 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .set_stats_interval(None)
-            .set_send_buffer_video(config.send_buffer_video)
-            .set_send_buffer_audio(config.send_buffer_audio);
-        if config.bwe_initial_kbps > 0 {
-            rtc_config = rtc_config.enable_bwe(Some(Bitrate::kbps(config.bwe_initial_kbps)));
-        }
-        let mut rtc = rtc_config.build(now);
+            // str0m never sends media here: keep its per-stream buffers minimal.
+            .set_send_buffer_video(1)
+            .set_send_buffer_audio(1);
+        let (mut rtc, keys) = tap::build_rtc(rtc_config, now);
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| e.to_string())?;
         rtc.add_local_candidate(candidate);
-        if config.bwe_initial_kbps > 0 {
-            rtc.bwe().set_bitrate(
-                Bitrate::kbps(config.bwe_min_kbps),
-                Bitrate::kbps(config.bwe_desired_kbps),
-            );
-        }
         let local_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Peer {
             id,
@@ -133,16 +135,19 @@ impl Peer {
             connected: false,
             created: now,
             deadline: None,
+            rtc_deadline: None,
+            keys,
+            transport: None,
+            remote: None,
             published: SmallVec::new(),
-            ssrc_routes: Map::default(),
-            rx_seen: Map::default(),
             pt_codecs: SmallVec::new(),
+            rtx_apt: SmallVec::new(),
             sub_by_mid: Map::default(),
+            sub_by_ssrc: Map::default(),
             subscriptions: SmallVec::new(),
             negotiation: Negotiation::default(),
             downlink_estimate: None,
             bwe_desired: config.bwe_desired_kbps * 1000,
-            bwe_probe_at: None,
             dirty: false,
         })
     }
@@ -177,27 +182,46 @@ impl Peer {
         Some(spec)
     }
 
-    /// Which of our tracks and layers an incoming SSRC carries, learned from str0m's
-    /// mid/rid mapping the first time and cached.
-    pub fn route_of(&mut self, ssrc: Ssrc) -> Option<SsrcRoute> {
-        if let Some(r) = self.ssrc_routes.get(&ssrc) {
-            return Some(*r);
+    /// The payload type an RTX payload type repairs (RFC 4588 `apt`), cached per pt.
+    pub fn rtx_apt(&mut self, rtx_pt: u8) -> Option<u8> {
+        if let Some((_, apt)) = self.rtx_apt.iter().find(|(r, _)| *r == rtx_pt) {
+            return Some(*apt);
         }
-        let (mid, rid) = {
-            let mut api = self.rtc.direct_api();
-            let rx = api.stream_rx(&ssrc)?;
-            (rx.mid(), rx.rid())
-        };
+        let apt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.resend().map(|r| *r) == Some(rtx_pt))
+            .map(|p| *p.pt())?;
+        self.rtx_apt.push((rtx_pt, apt));
+        Some(apt)
+    }
+
+    /// The published track and layer that a mid (and rid) name.
+    pub fn published_layer(&self, mid: Mid, rid: Option<&[u8]>) -> Option<(TrackId, LayerIndex)> {
         let published = self.published.iter().find(|p| p.mid == mid)?;
         let layer = match rid {
-            Some(rid) => published.rids.iter().position(|r| *r == rid)? as LayerIndex,
+            Some(rid) => published.rids.iter().position(|r| r.as_bytes() == rid)? as LayerIndex,
             None => 0,
         };
-        let route = SsrcRoute {
-            track: published.track,
-            layer,
-        };
-        self.ssrc_routes.insert(ssrc, route);
-        Some(route)
+        Some((published.track, layer))
+    }
+
+    /// The mids of the m-lines that carry media we know of: what it publishes and what it
+    /// subscribes to.
+    pub fn rtc_mids(&self) -> SmallVec<[Mid; 8]> {
+        self.published
+            .iter()
+            .map(|p| p.mid)
+            .chain(self.sub_by_mid.keys().copied())
+            .collect()
+    }
+
+    /// The earliest of str0m's and the transport's deadlines.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let tp = self.transport.as_ref().map(|t| t.deadline());
+        match (self.rtc_deadline, tp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

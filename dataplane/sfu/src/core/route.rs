@@ -1,0 +1,238 @@
+//! Route, the second stage of the packet path: one opened media packet from a local publisher
+//! (`ingress.rs`) or from another shard → the track's bookkeeping (layer monitor, keyframe
+//! coalescing, active speaker, packet history) → one hand-off per other shard with
+//! subscribers → per local subscription the layer filter and the sequence/timestamp rewrite,
+//! then `egress.rs` writes and seals the copy.
+//!
+//! Must never copy a payload: the `Arc<[u8]>` ingress allocated is shared by every
+//! subscriber, the history and every shard. Must never panic on packet contents.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::format::CodecSpec;
+use tracing::trace;
+
+use crate::api::{LayerIndex, MediaKind, MediaPacket, Output, ShardMessage};
+use crate::core::ShardCore;
+use crate::forward::layer::Verdict;
+use crate::forward::rewrite::Stale;
+use crate::ids::{PeerId, TrackId};
+
+/// The fields of one packet the subscriptions need, borrowed from wherever it came from.
+pub(crate) struct Fwd<'a> {
+    pub track: TrackId,
+    pub layer: LayerIndex,
+    /// The rewriter's segment key: the publisher's SSRC of this layer on its own shard, a
+    /// pseudo-SSRC per layer on other shards.
+    pub source: u32,
+    /// Extended incoming sequence number of the layer (the history's key).
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub keyframe: bool,
+    pub codec: CodecSpec,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub payload: &'a Arc<[u8]>,
+}
+
+/// The rewriter's segment key of a layer on a subscriber shard.
+fn remote_source(track: TrackId, layer: LayerIndex) -> u32 {
+    (track.0 as u32)
+        .wrapping_mul(4)
+        .wrapping_add(u32::from(layer))
+}
+
+impl ShardCore {
+    /// A media packet of local publisher `from`, its layer's SSRC `source`.
+    pub(crate) fn route_local(&mut self, now: Instant, from: PeerId, source: u32, m: MediaPacket) {
+        // Active speaker: RFC 6464 levels of the room's audio.
+        if let Some(level) = m.audio_level {
+            let room = self.peers.get(&from).map(|p| p.room.clone());
+            if let Some(room) = room.and_then(|r| self.rooms.get_mut(&r)) {
+                room.speaker.feed(now, from, level, m.voice_activity);
+            }
+        }
+        let Some(t) = self.tracks.get(&m.track) else {
+            return;
+        };
+        let remote = if t.muted {
+            Default::default()
+        } else {
+            t.remote_shards.clone()
+        };
+        for shard in remote {
+            self.stats.rtp_to_shards += 1;
+            self.out.push_back(Output::ToShard {
+                shard,
+                msg: ShardMessage::Media(m.clone()),
+            });
+        }
+        self.route(now, source, &m);
+    }
+
+    /// A packet handed over by the publisher's shard.
+    pub(crate) fn route_remote(&mut self, now: Instant, m: MediaPacket) {
+        let source = remote_source(m.track, m.layer);
+        if m.payload.is_empty() {
+            self.skip_padding(m.track, source, m.seq as u16);
+            return;
+        }
+        self.route(now, source, &m);
+    }
+
+    /// A padding-only packet of a local publisher: close its slot for local subscribers,
+    /// and tell the other shards (an empty payload) so theirs do the same.
+    pub(crate) fn route_padding(
+        &mut self,
+        track: TrackId,
+        layer: LayerIndex,
+        source: u32,
+        seq: u64,
+    ) {
+        self.skip_padding(track, source, seq as u16);
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        let Some(codec) = t.codec else {
+            return; // no media yet: nobody's sequence has a slot to close
+        };
+        for shard in t.remote_shards.clone() {
+            self.out.push_back(Output::ToShard {
+                shard,
+                msg: ShardMessage::Media(MediaPacket {
+                    track,
+                    layer,
+                    codec,
+                    seq,
+                    timestamp: 0,
+                    marker: false,
+                    keyframe: false,
+                    audio_level: None,
+                    voice_activity: None,
+                    arrival: self.next_tick,
+                    payload: Arc::from(&[][..]),
+                }),
+            });
+        }
+    }
+
+    /// The track's own bookkeeping, then each local subscription.
+    fn route(&mut self, now: Instant, source: u32, m: &MediaPacket) {
+        let Some(t) = self.tracks.get_mut(&m.track) else {
+            return;
+        };
+        t.on_packet(now, m.layer, m.payload.len(), m.keyframe);
+        t.codec = Some(m.codec);
+        if t.muted {
+            return;
+        }
+        if let Some(h) = t
+            .history
+            .as_mut()
+            .and_then(|h| h.get_mut(usize::from(m.layer)))
+        {
+            h.insert(m.seq, now, m.payload.len(), m.payload.clone());
+        }
+        let fwd = Fwd {
+            track: m.track,
+            layer: m.layer,
+            source,
+            seq: m.seq,
+            timestamp: m.timestamp,
+            marker: m.marker,
+            keyframe: m.keyframe,
+            codec: m.codec,
+            audio_level: m.audio_level,
+            voice_activity: m.voice_activity,
+            payload: &m.payload,
+        };
+        let kind = t.info.kind;
+        // On the stack for typical rooms; the borrow of `tracks` ends before subscribers
+        // are touched.
+        let subscribers: smallvec::SmallVec<[PeerId; 16]> = t.subscribers.iter().copied().collect();
+        for sub in subscribers {
+            self.forward_to(now, sub, kind, &fwd);
+        }
+    }
+
+    /// A packet of `track` (source `source`) that is not forwarded: each local subscription
+    /// sending that source closes its slot.
+    fn skip_padding(&mut self, track: TrackId, source: u32, seq: u16) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        for sub in t.subscribers.iter() {
+            if let Some(r) = self
+                .subs
+                .get_mut(&(*sub, track))
+                .and_then(|s| s.rewriter.as_mut())
+            {
+                r.skip(source, seq);
+            }
+        }
+    }
+
+    /// One subscription: layer filter, rewrite, then egress.
+    fn forward_to(&mut self, now: Instant, sub_id: PeerId, kind: MediaKind, fwd: &Fwd<'_>) {
+        let Some(sub) = self.subs.get_mut(&(sub_id, fwd.track)) else {
+            return;
+        };
+        if sub.egress.is_none() {
+            self.stats.rtp_filtered += 1;
+            return;
+        }
+        let mut keyframe_wanted = None;
+        let switch = match kind {
+            MediaKind::Audio => std::mem::take(&mut sub.resume_pending),
+            MediaKind::Video => {
+                let Some(mon) = self.tracks.get(&fwd.track).and_then(|t| t.monitor.as_ref()) else {
+                    return;
+                };
+                let verdict = sub.selector.on_packet(now, mon, fwd.layer, fwd.keyframe);
+                keyframe_wanted = sub.selector.keyframe_needed();
+                match verdict {
+                    Verdict::Forward => false,
+                    Verdict::ForwardSwitched => {
+                        trace!(sub = %sub_id, track = %fwd.track, to = fwd.layer, "layer switch");
+                        true
+                    }
+                    Verdict::Drop => {
+                        // Not forwarded: if it belongs to the segment being sent (a pause),
+                        // close its slot so the subscriber sees no gap; other layers' packets
+                        // are not in that segment and leave nothing to close.
+                        if let Some(r) = sub.rewriter.as_mut() {
+                            r.skip(fwd.source, fwd.seq as u16);
+                        }
+                        self.stats.rtp_filtered += 1;
+                        if let Some(layer) = keyframe_wanted {
+                            self.request_keyframe(now, fwd.track, layer, false);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let clock_rate = fwd.codec.clock_rate.get();
+        let rewriter = sub
+            .rewriter
+            .get_or_insert_with(|| crate::forward::rewrite::StreamRewriter::new(clock_rate));
+        let out = match rewriter.rewrite(now, fwd.source, fwd.seq as u16, fwd.timestamp, switch) {
+            Ok(o) => o,
+            Err(Stale::OldSource) | Err(Stale::BeforeSegment) => {
+                self.stats.rtp_filtered += 1;
+                return;
+            }
+        };
+        if self.send_media(now, sub_id, fwd, out) {
+            self.stats.rtp_forwarded += 1;
+        } else {
+            self.stats.rtp_filtered += 1;
+        }
+        // Still waiting for the target layer's keyframe while the current one flows.
+        if let Some(layer) = keyframe_wanted {
+            self.request_keyframe(now, fwd.track, layer, false);
+        }
+    }
+}
