@@ -84,16 +84,10 @@ impl PublishedTrack {
             .get_or_insert_with(|| KeyframeRequestCoalescer::new(interval))
     }
 
-    /// One packet of `layer` arrived: update its state, and let a keyframe reopen the
-    /// layer for the next request.
-    pub fn on_packet(&mut self, now: Instant, layer: LayerIndex, bytes: usize, keyframe: bool) {
+    /// One packet of `layer` arrived: update its bitrate and liveness.
+    pub fn on_packet(&mut self, now: Instant, layer: LayerIndex, bytes: usize) {
         if let Some(m) = self.monitor.as_mut() {
             m.on_packet(now, layer, bytes);
-        }
-        if keyframe {
-            if let Some(k) = self.keyframe_requests.as_mut() {
-                k.on_keyframe(layer);
-            }
         }
     }
 

@@ -45,7 +45,13 @@ struct Seen {
 fn run(config: CoreConfig, transport_cc: bool) -> Seen {
     let mut w = World::with_config(41, config);
     let alice = w.add_publisher("alice", &LAYERS);
-    let bob = w.add_subscriber_with("bob", transport_cc);
+    let bob = w.add_subscriber_with(
+        "bob",
+        support::ClientOptions {
+            transport_cc,
+            ..Default::default()
+        },
+    );
     assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
     w.subscribe_all(bob, alice);
     let track = w.video_track(alice);

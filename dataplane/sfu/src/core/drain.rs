@@ -21,8 +21,13 @@ use crate::track::PublishedTrack;
 impl ShardCore {
     /// Hand every datagram queued so far to `send` (destination, bytes), in order. Call it
     /// before `poll_output` after each input; datagrams never come out of `poll_output`.
-    pub fn drain_datagrams(&mut self, send: impl FnMut(SocketAddr, &[u8])) {
-        self.tx.drain(send);
+    pub fn drain_datagrams(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+        let stats = &mut self.stats;
+        self.tx.drain(|destination, bytes| {
+            stats.datagrams_out += 1;
+            stats.bytes_out += bytes.len() as u64;
+            send(destination, bytes);
+        });
     }
 
     /// Next thing to do: a message, an event, or when to call `handle_timeout`.
@@ -102,8 +107,6 @@ impl ShardCore {
                         self.stats.str0m_srtp_suppressed += 1;
                         continue;
                     }
-                    self.stats.datagrams_out += 1;
-                    self.stats.bytes_out += t.contents.len() as u64;
                     self.tx.push(t.destination, &t.contents);
                 }
                 Ok(str0m::Output::Event(e)) => self.handle_event(now, id, e),

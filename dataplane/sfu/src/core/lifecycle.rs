@@ -139,8 +139,6 @@ impl ShardCore {
                 self.stats.str0m_srtp_suppressed += 1;
                 continue;
             }
-            self.stats.datagrams_out += 1;
-            self.stats.bytes_out += t.contents.len() as u64;
             self.tx.push(t.destination, &t.contents);
         }
     }

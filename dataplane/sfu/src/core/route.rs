@@ -123,7 +123,7 @@ impl ShardCore {
         let Some(t) = self.tracks.get_mut(&m.track) else {
             return;
         };
-        t.on_packet(now, m.layer, m.payload.len(), m.keyframe);
+        t.on_packet(now, m.layer, m.payload.len());
         t.codec = Some(m.codec);
         if t.muted {
             return;

@@ -1,7 +1,10 @@
 //! [`KeyframeRequestCoalescer`]: one per published track, on the publisher's shard. Every
-//! asker — local subscriptions waiting for a switch, other shards' `KeyframeRequest`s, NACK
-//! give-ups — goes through `should_send`, so the publisher gets at most one PLI/FIR per layer
-//! per interval (300 ms by default) no matter how many subscribers want one.
+//! asker — local subscriptions waiting for a switch, subscribers' PLI/FIR, other shards'
+//! `KeyframeRequest`s, NACK give-ups — goes through `should_send`, so the publisher gets at
+//! most one PLI per layer per interval (300 ms by default) no matter how many subscribers
+//! want one or how often. A keyframe arriving does not reopen the interval: a subscriber
+//! flooding PLIs would otherwise turn each keyframe round trip into a new one, and the
+//! publisher's uplink (and every other subscriber's downlink) into keyframes.
 //!
 //! Owns: the last-sent time per layer. Must never: read the clock or send anything itself.
 
@@ -47,13 +50,6 @@ impl KeyframeRequestCoalescer {
             }
         }
     }
-
-    /// A keyframe of `layer` arrived: the next request (for a later switch) may go at once.
-    pub fn on_keyframe(&mut self, layer: u8) {
-        if let Some(last) = self.last_sent.get_mut(usize::from(layer)) {
-            *last = None;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -89,15 +85,5 @@ mod tests {
         assert!(!c.should_send(t0 + Duration::from_millis(99), 0));
         assert!(c.should_send(t0 + Duration::from_millis(100), 0));
         assert!(!c.should_send(t0, 3));
-    }
-
-    #[test]
-    fn a_received_keyframe_reopens_the_layer() {
-        let t0 = Instant::now();
-        let mut c = KeyframeRequestCoalescer::default();
-        assert!(c.should_send(t0, 2));
-        assert!(!c.should_send(t0 + Duration::from_millis(50), 2));
-        c.on_keyframe(2);
-        assert!(c.should_send(t0 + Duration::from_millis(60), 2));
     }
 }

@@ -14,6 +14,25 @@ use str0m::media::{
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
+/// What a test client negotiates beyond the defaults (str0m's: everything on).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// The transport-wide sequence number: without it the client sends no transport-cc
+    /// feedback (as some non-browser stacks), only receiver reports.
+    pub transport_cc: bool,
+    /// RTX (RFC 4588) for video.
+    pub rtx: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            transport_cc: true,
+            rtx: true,
+        }
+    }
+}
+
 /// Marker byte at the end of every synthetic video payload: 0xA0 + layer index.
 pub const LAYER_TAG: u8 = 0xA0;
 const AUDIO_TAG: u8 = 0xAA;
@@ -66,31 +85,44 @@ pub struct TestClient {
     pub connected: bool,
     /// When false the client stops sending anything (a peer that goes silent).
     pub alive: bool,
+    /// How long before it is sent each video frame was captured (zero by default).
+    pub video_capture_lag: Duration,
     /// Datagrams str0m produced while handling input, until the world's next `poll`.
     queued: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     keys: std::sync::Arc<shardcast_rtp::srtp::tap::KeySlot>,
-    srtp: Option<shardcast_rtp::srtp::SrtpSession>,
+    srtp: Option<(
+        shardcast_rtp::srtp::SrtpSession,
+        shardcast_rtp::srtp::SrtpSession,
+    )>,
 }
 
 impl TestClient {
     pub fn new(name: &str, addr: SocketAddr, now: Instant) -> Self {
-        Self::with_transport_cc(name, addr, now, true)
+        Self::with_options(name, addr, now, ClientOptions::default())
     }
 
-    /// `transport_cc: false` negotiates no transport-wide sequence number, so the client
-    /// sends no transport-cc feedback (as some non-browser stacks): only receiver reports.
-    pub fn with_transport_cc(
-        name: &str,
-        addr: SocketAddr,
-        now: Instant,
-        transport_cc: bool,
-    ) -> Self {
+    /// A client that negotiates less than str0m does by default (see [`ClientOptions`]).
+    pub fn with_options(name: &str, addr: SocketAddr, now: Instant, opts: ClientOptions) -> Self {
+        let transport_cc = opts.transport_cc;
         let mut config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
             .set_stats_interval(None);
+        if !opts.rtx {
+            // VP8 without its RTX payload type: NACKs must be answered by plain resends.
+            let codecs = config.codec_config();
+            codecs.enable_vp8(false);
+            codecs.add_config(
+                96.into(),
+                None,
+                Codec::Vp8,
+                str0m::media::Frequency::NINETY_KHZ,
+                None,
+                str0m::format::FormatParams::default(),
+            );
+        }
         if !transport_cc {
             let exts = config.extension_map();
             if let Some(id) = exts.id_of(str0m::rtp::Extension::TransportSequenceNumber) {
@@ -123,25 +155,70 @@ impl TestClient {
             keyframe_requests: 0,
             connected: false,
             alive: true,
+            video_capture_lag: Duration::ZERO,
             queued: Vec::new(),
             keys,
             srtp: None,
         }
     }
 
-    /// Seal an RTP packet with this client's own SRTP keys, as if it had sent it (a test
-    /// forging authenticated packets the client's str0m would never send).
-    pub fn seal_rtp(&mut self, header: &[u8], payload: &[u8]) -> Vec<u8> {
+    /// This client's SRTP session (its view: seals what it sends, opens what it receives)
+    /// and the server's view of it (opens what the client sends), once DTLS produced keys.
+    fn sessions(
+        &mut self,
+    ) -> &mut (
+        shardcast_rtp::srtp::SrtpSession,
+        shardcast_rtp::srtp::SrtpSession,
+    ) {
         if self.srtp.is_none() {
             let keys = self.keys.take().expect("DTLS done: keys");
             let provider = shardcast_rtp::srtp::tap::tapping_provider();
-            self.srtp = Some(shardcast_rtp::srtp::SrtpSession::new(provider, &keys).unwrap());
+            let mine = shardcast_rtp::srtp::SrtpSession::new(provider, &keys).unwrap();
+            let theirs = shardcast_rtp::srtp::DtlsKeys {
+                dtls_client: !keys.dtls_client,
+                ..keys
+            };
+            let server = shardcast_rtp::srtp::SrtpSession::new(provider, &theirs).unwrap();
+            self.srtp = Some((mine, server));
         }
-        let sealer = &mut self.srtp.as_mut().unwrap().sealer;
+        self.srtp.as_mut().unwrap()
+    }
+
+    /// Seal an RTP packet with this client's own SRTP keys, as if it had sent it (a test
+    /// forging authenticated packets the client's str0m would never send).
+    pub fn seal_rtp(&mut self, header: &[u8], payload: &[u8]) -> Vec<u8> {
+        let sealer = &mut self.sessions().0.sealer;
         let mut out = vec![0u8; header.len() + payload.len() + 64];
         let n = sealer.seal_rtp(header, payload, 0, &mut out).unwrap();
         out.truncate(n);
         out
+    }
+
+    /// Seal a compound RTCP packet as this client would send it.
+    pub fn seal_rtcp(&mut self, compound: &[u8]) -> Vec<u8> {
+        let sealer = &mut self.sessions().0.sealer;
+        let mut out = vec![0u8; compound.len() + 64];
+        let n = sealer.seal_rtcp(compound, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// Open an SRTCP datagram the server sent this client (`None`: not SRTCP, or not ours).
+    pub fn open_rtcp_from_server(&mut self, datagram: &[u8]) -> Option<Vec<u8>> {
+        let opener = &mut self.sessions().0.opener;
+        let mut out = vec![0u8; datagram.len() + 64];
+        let n = opener.open_rtcp(datagram, &mut out).ok()?;
+        out.truncate(n);
+        Some(out)
+    }
+
+    /// Open an SRTCP datagram this client sent (as the server would).
+    pub fn open_rtcp_from_client(&mut self, datagram: &[u8]) -> Option<Vec<u8>> {
+        let opener = &mut self.sessions().1.opener;
+        let mut out = vec![0u8; datagram.len() + 64];
+        let n = opener.open_rtcp(datagram, &mut out).ok()?;
+        out.truncate(n);
+        Some(out)
     }
 
     /// Offer audio + video; `layers` = (rid, kbps) lowest first, or one entry with rid None.
@@ -377,7 +454,13 @@ impl TestClient {
                 self.next_video = Some(at + Duration::from_millis(33));
                 self.frame += 1;
                 let periodic = self.frame.is_multiple_of(90); // a keyframe every ~3 s
-                let ts = (now - started).as_micros() as u64 * 90 / 1000;
+                                                              // The frame was captured `video_capture_lag` ago (an encoder's delay): its
+                                                              // timestamp and the wall clock str0m's sender reports map it to say so.
+                let captured = now
+                    .checked_sub(self.video_capture_lag)
+                    .unwrap_or(now)
+                    .max(started);
+                let ts = (captured - started).as_micros() as u64 * 90 / 1000;
                 let Some(pt) = self.pt_of(Codec::Vp8) else {
                     return;
                 };
@@ -387,7 +470,7 @@ impl TestClient {
                     }
                     let key = self.layers[idx].keyframe_due || periodic;
                     self.layers[idx].keyframe_due = false;
-                    self.send_frame(now, mid, idx, pt, ts as u32, key);
+                    self.send_frame(captured, mid, idx, pt, ts as u32, key);
                 }
             }
         }
@@ -395,7 +478,7 @@ impl TestClient {
 
     fn send_frame(
         &mut self,
-        now: Instant,
+        captured: Instant,
         mid: Mid,
         idx: usize,
         pt: str0m::media::Pt,
@@ -436,7 +519,7 @@ impl TestClient {
             p.push(LAYER_TAG + idx as u8);
             let last = i + 1 == npackets;
             tx.write_rtp(
-                RtpWrite::new(pt, layer.seq.into(), ts, now, p)
+                RtpWrite::new(pt, layer.seq.into(), ts, captured, p)
                     .marker(last)
                     .nackable(true),
             );

@@ -17,7 +17,7 @@ use shardcast_sfu::{
 
 #[allow(unused_imports)]
 pub use client::Received;
-pub use client::TestClient;
+pub use client::{ClientOptions, TestClient};
 pub use net::{Link, Net};
 
 pub const SERVER: &str = "10.0.0.1:5000";
@@ -127,14 +127,13 @@ impl World {
     }
 
     pub fn add_subscriber(&mut self, name: &str) -> usize {
-        self.add_subscriber_with(name, true)
+        self.add_subscriber_with(name, ClientOptions::default())
     }
 
-    /// A subscriber that negotiates transport-cc or not (then it sends only receiver reports).
-    pub fn add_subscriber_with(&mut self, name: &str, transport_cc: bool) -> usize {
+    /// A subscriber that negotiates less than the default (no transport-cc, no RTX).
+    pub fn add_subscriber_with(&mut self, name: &str, opts: ClientOptions) -> usize {
         let idx = self.members.len();
-        let mut client =
-            TestClient::with_transport_cc(name, Self::addr_of(idx), self.now, transport_cc);
+        let mut client = TestClient::with_options(name, Self::addr_of(idx), self.now, opts);
         let offer = client.offer_subscribe();
         self.join(name, client, offer, PeerRole::Subscribe)
     }

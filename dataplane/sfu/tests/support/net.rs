@@ -48,6 +48,9 @@ pub struct Net {
     pub sent: u64,
     pub lost: u64,
     pub queue_dropped: u64,
+    /// When set, every datagram handed to the network is also copied here as sent
+    /// (time, source, destination, bytes), before loss or queueing: a test's wiretap.
+    pub wiretap: Option<Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>>,
 }
 
 impl Net {
@@ -61,6 +64,7 @@ impl Net {
             sent: 0,
             lost: 0,
             queue_dropped: 0,
+            wiretap: None,
         }
     }
 
@@ -72,6 +76,9 @@ impl Net {
 
     pub fn send(&mut self, now: Instant, d: Datagram) {
         self.sent += 1;
+        if let Some(tap) = self.wiretap.as_mut() {
+            tap.push((now, d.source, d.destination, d.data.clone()));
+        }
         let draw = self.rng.f64();
         let link = self
             .links
