@@ -38,6 +38,9 @@ pub struct Datagram {
     pub data: Vec<u8>,
 }
 
+/// One datagram as a wiretap saw it: when, from, to, bytes.
+pub type Tapped = (Instant, SocketAddr, SocketAddr, Vec<u8>);
+
 /// Links are keyed by (from, to) address pairs; unknown pairs get a 10 ms lossless link.
 pub struct Net {
     rng: fastrand::Rng,
@@ -50,7 +53,7 @@ pub struct Net {
     pub queue_dropped: u64,
     /// When set, every datagram handed to the network is also copied here as sent
     /// (time, source, destination, bytes), before loss or queueing: a test's wiretap.
-    pub wiretap: Option<Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>>,
+    pub wiretap: Option<Vec<Tapped>>,
 }
 
 impl Net {
