@@ -64,6 +64,41 @@ const CORE_COUNTERS: &[Field] = &[
         |s| s.logic.keyframe_requests_sent,
     ),
     (
+        "shardcast_rtx_sent_total",
+        "Retransmissions sent on subscribers' NACKs (RTX, or plain resends without RTX).",
+        |s| s.logic.rtx_sent,
+    ),
+    (
+        "shardcast_nack_misses_total",
+        "NACKed packets that could not be resent (no longer in the history).",
+        |s| s.logic.nack_misses,
+    ),
+    (
+        "shardcast_nacks_sent_total",
+        "Packets asked for again from publishers (NACK entries sent).",
+        |s| s.logic.nacks_sent,
+    ),
+    (
+        "shardcast_rtcp_in_total",
+        "Compound RTCP packets received from peers (after SRTCP).",
+        |s| s.logic.rtcp_in,
+    ),
+    (
+        "shardcast_rtcp_out_total",
+        "Compound RTCP packets sent (reports, feedback, NACK, PLI).",
+        |s| s.logic.rtcp_out,
+    ),
+    (
+        "shardcast_probe_packets_total",
+        "Padding packets sent to probe subscribers' downlinks.",
+        |s| s.logic.probe_packets,
+    ),
+    (
+        "shardcast_str0m_srtp_suppressed_total",
+        "SRTP/SRTCP str0m produced by itself and the transport dropped unsent.",
+        |s| s.logic.str0m_srtp_suppressed,
+    ),
+    (
         "shardcast_peer_panics_total",
         "Peers closed because handling them panicked.",
         |s| s.logic.peer_panics,

@@ -2,12 +2,10 @@
 //! wrapping global allocator; C code allocating through malloc would not show here): none at
 //! all for the AEAD profiles; for AES-CM exactly what the provider's counter-mode cipher
 //! makes per call (str0m-aws-lc-rs builds an aws-lc key per call, one allocation, and str0m's
-//! own SRTP pays the same). Plus an `#[ignore]`d timing loop to run by hand with
-//! `--release` (it prints, it asserts nothing about time).
+//! own SRTP pays the same). What sealing costs is measured in bench/ (criterion), never here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::time::Instant;
 
 use shardcast_rtp::srtp::{DtlsKeys, Profile, SrtpError, SrtpSession, SEAL_SLACK};
 
@@ -140,63 +138,4 @@ fn provider_ctr_allocations(profile: Profile) -> u64 {
     let before = allocations();
     ctr.encrypt(&[0; 16], &[0x5a; 1200], &mut out).unwrap();
     allocations() - before
-}
-
-/// `cargo test -p shardcast-rtp --release --test srtp_alloc -- --ignored --nocapture`
-#[test]
-#[ignore = "a timing loop to run by hand"]
-fn time_sealing_1200_byte_packets() {
-    use str0m::_internal_test_exports::TestSrtp;
-    use str0m::config::KeyingMaterial;
-    use str0m::rtp::{ExtensionMap, RtpHeader, Ssrc};
-
-    const N: u32 = 200_000;
-    let provider = str0m::crypto::from_feature_flags();
-    let payload = [0x5au8; 1200];
-    for profile in Profile::ALL {
-        let (mut tx, mut rx) = sessions(profile);
-        let mut sealed = [0u8; 1300];
-        let mut opened = [0u8; 1300 + SEAL_SLACK];
-
-        let start = Instant::now();
-        for i in 0..N {
-            let n = tx
-                .sealer
-                .seal_rtp(&header(i as u16), &payload, i >> 16, &mut sealed)
-                .unwrap();
-            std::hint::black_box(&sealed[..n]);
-        }
-        let seal = start.elapsed() / N;
-
-        let mut packets = vec![];
-        for i in 0..1000u16 {
-            let n = tx
-                .sealer
-                .seal_rtp(&header(i), &payload, 0, &mut sealed)
-                .unwrap();
-            packets.push(sealed[..n].to_vec());
-        }
-        let start = Instant::now();
-        for p in &packets {
-            std::hint::black_box(rx.opener.open_rtp(p, &mut opened).unwrap());
-        }
-        let open = start.elapsed() / packets.len() as u32;
-
-        // str0m's own seal of the same packet (allocates its output Vec), for comparison.
-        let mat = KeyingMaterial::new(&vec![7; profile.keying_material_len()]);
-        let mut theirs = TestSrtp::new(&provider, profile.to_dtls(), &mat);
-        let exts = ExtensionMap::empty();
-        let start = Instant::now();
-        for i in 0..N {
-            let h = RtpHeader {
-                sequence_number: i as u16,
-                ssrc: Ssrc::from(0xabcd_0001),
-                payload_type: 96.into(),
-                ..Default::default()
-            };
-            std::hint::black_box(theirs.protect(h, u64::from(i), &payload, &exts));
-        }
-        let str0m_seal = start.elapsed() / N;
-        println!("{profile:?}: seal {seal:?}, open {open:?}, str0m TestSrtp seal {str0m_seal:?}");
-    }
 }
