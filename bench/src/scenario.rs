@@ -61,6 +61,10 @@ pub struct Group {
     pub verify_one_in: u32,
     #[serde(default)]
     pub signaling: SignalingKind,
+    /// Negotiate transport-cc (the transport-wide sequence number), as browsers do; false:
+    /// the group's clients send receiver reports only, as some non-browser stacks.
+    #[serde(default = "yes")]
+    pub transport_cc: bool,
 }
 
 impl Group {
@@ -278,7 +282,8 @@ mod tests {
                 "conference-8",
                 "rooms-50x4",
                 "smoke",
-                "webinar-1x200"
+                "webinar-1x200",
+                "webinar-20-no-twcc"
             ]
         );
     }
@@ -308,6 +313,10 @@ mod tests {
         assert_eq!(s.rooms(), 2);
         assert_eq!(s.groups[1].video, VideoKind::None);
         assert!(s.groups[1].subscribe);
+        assert!(
+            s.groups[1].transport_cc,
+            "transport-cc unless a group says otherwise"
+        );
     }
 
     #[test]

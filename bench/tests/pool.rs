@@ -37,6 +37,7 @@ fn spec(server: &Server, room: &str, identity: &str, signaling: Signaling) -> Jo
         max_layer: None,
         verify: true,
         signaling,
+        transport_cc: true,
     }
 }
 

@@ -81,13 +81,22 @@ impl Client {
         local_addr: SocketAddr,
         now: Instant,
     ) -> Result<Self, ClientError> {
-        let mut rtc = RtcConfig::new()
+        let mut rtc_config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .enable_h264(true)
-            .build(now);
+            .enable_h264(true);
+        if !config.transport_cc {
+            let twcc = str0m::rtp::Extension::TransportSequenceNumber;
+            let exts = rtc_config.extension_map();
+            let mut kept = str0m::rtp::ExtensionMap::empty();
+            for (id, e) in exts.iter().filter(|(_, e)| **e != twcc) {
+                kept.set(id, e.clone());
+            }
+            rtc_config = rtc_config.set_extension_map(kept);
+        }
+        let mut rtc = rtc_config.build(now);
         let candidate = Candidate::host(local_addr, "udp")
             .map_err(|e| ClientError::BadLocalAddress(e.to_string()))?;
         rtc.add_local_candidate(candidate);

@@ -169,6 +169,9 @@ pub struct ClientConfig {
     pub time_base: TimeBase,
     /// At most this many latency samples are kept (later ones only update min/max/sum).
     pub max_latency_samples: usize,
+    /// Negotiate the transport-wide sequence number, and so send transport-cc feedback
+    /// (as browsers do). Off: receiver reports only, as some non-browser stacks.
+    pub transport_cc: bool,
 }
 
 impl ClientConfig {
@@ -185,6 +188,7 @@ impl ClientConfig {
             request_keyframes: true,
             time_base,
             max_latency_samples: 100_000,
+            transport_cc: true,
         }
     }
 

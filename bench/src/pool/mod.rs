@@ -98,6 +98,8 @@ pub struct JoinSpec {
     /// Check every payload and record latency; else count only (see the module doc).
     pub verify: bool,
     pub signaling: Signaling,
+    /// Negotiate transport-cc (see `scenario::Group::transport_cc`).
+    pub transport_cc: bool,
 }
 
 /// A participant's handle; stable for the pool's life.

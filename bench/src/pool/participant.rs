@@ -208,5 +208,6 @@ fn client_config(id: u64, spec: &JoinSpec, time_base: TimeBase) -> ClientConfig 
     // Stall detection needs the payload check; a count-only viewer never asks for keyframes.
     cfg.request_keyframes = spec.verify;
     cfg.max_latency_samples = LATENCY_SAMPLES_KEPT;
+    cfg.transport_cc = spec.transport_cc;
     cfg
 }

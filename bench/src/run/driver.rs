@@ -218,6 +218,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                 SignalingKind::Websocket => Signaling::WebSocket,
                 SignalingKind::WhipWhep => Signaling::WhipWhep,
             },
+            transport_cc: group.transport_cc,
         }))
     };
 
