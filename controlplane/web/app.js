@@ -27,6 +27,7 @@ const S = {
   tracks: new Map(), // track id -> { id, identity, kind, rids, muted }
   receivers: new Map(), // mid -> { mid, kind, track (MediaStreamTrack) }
   hidden: new Set(), // identities whose video we asked the server to pause
+  bandwidthPaused: new Set(), // track ids whose video the server paused: our downlink is too thin
   knocks: new Map(), // identity -> name (hosts only)
   chat: [], errors: [], events: [],
   localStream: null,
@@ -231,6 +232,9 @@ function handleMessage(msg) {
     case "track_unpublished": S.tracks.delete(msg.id); return renderAll();
     case "muted": return onMuted(msg);
     case "active_speaker": return onActiveSpeaker(msg.identity);
+    case "video_paused":
+      if (msg.paused) S.bandwidthPaused.add(msg.track); else S.bandwidthPaused.delete(msg.track);
+      return renderAll();
     case "chat": return addChat(msg.message);
     case "error": return onError(msg);
     case "pong": return;
@@ -483,7 +487,8 @@ function tileFor(p) {
     const video = el("video", { autoplay: true, playsInline: true, muted: mine });
     const hideBtn = el("button", { class: "secondary hide-btn", type: "button", onclick: () => setHidden(p.identity, !S.hidden.has(p.identity)) });
     tile = el("div", { class: "tile", "data-identity": p.identity }, video,
-      el("div", { class: "label" }, el("span", { class: "name" }), el("span", { class: "muted-flag" }), mine ? "" : hideBtn));
+      el("div", { class: "label" }, el("span", { class: "name" }), el("span", { class: "muted-flag" }),
+        el("span", { class: "bandwidth-flag" }), mine ? "" : hideBtn));
   }
   const hidden = S.hidden.has(p.identity);
   tile.classList.toggle("hidden-video", hidden);
@@ -492,6 +497,8 @@ function tileFor(p) {
   if (hb) hb.textContent = hidden ? "Show" : "Hide";
   const muted = [...S.tracks.values()].filter((t) => t.identity === p.identity && t.muted).map((t) => t.kind);
   tile.querySelector(".muted-flag").textContent = muted.length ? "muted " + muted.join("+") : "";
+  const starved = [...S.tracks.values()].some((t) => t.identity === p.identity && S.bandwidthPaused.has(t.id));
+  tile.querySelector(".bandwidth-flag").textContent = starved ? "video paused: low bandwidth" : "";
   return tile;
 }
 
@@ -554,6 +561,7 @@ async function shardcastStats() {
     status: $("#status").textContent,
     participants: [...S.participants.values()].map((p) => ({ identity: p.identity, name: p.name, role: p.role })),
     chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],
+    bandwidthPaused: [...S.bandwidthPaused],
     tracks: [], remote: {}, outbound: [],
     connectionState: S.pc ? S.pc.connectionState : "none",
   };
