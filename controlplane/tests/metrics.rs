@@ -265,7 +265,7 @@ fn serve_exports_requests_media_sessions_and_process_metrics() {
         assert_eq!(requests(&s, "GET", "/v1/nodes", "200"), 0.0);
         assert_eq!(
             s.find("shardcast_drops_total", &[("shard", "0")]).count(),
-            11
+            12
         );
 
         // REST calls: counted per route template and status, exactly as made.

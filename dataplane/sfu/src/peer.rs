@@ -1,4 +1,4 @@
-//! One peer connection: its str0m `Rtc` (ICE-lite, RTP mode) and the per-peer tables the
+//! One peer connection: its str0m `Rtc` (full ICE agent, controlled; RTP mode) and the per-peer tables the
 //! forwarding path needs without asking str0m again (SSRC → track/layer, pt → codec,
 //! mid → subscription), plus the server-offer state (one outstanding offer at a time).
 //!
@@ -88,8 +88,12 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A new server-side `Rtc`: ICE-lite, RTP mode, the shard's socket as the one host
-    /// candidate, TWCC bandwidth estimation for the downlink.
+    /// A new server-side `Rtc`: a full ICE agent (controlled when answering), RTP mode, the
+    /// shard's socket as the one host candidate, TWCC bandwidth estimation for the downlink.
+    ///
+    /// Full, not lite: the agent sends its own consent checks (RFC 7675) on the selected pair
+    /// every few seconds, so a client that answers them stays connected even if it never
+    /// sends a check of its own while media flows (docs/ARCHITECTURE.md, "Liveness").
     pub fn new(
         id: PeerId,
         room: RoomId,
@@ -100,7 +104,7 @@ impl Peer {
         now: Instant,
     ) -> Result<Self, String> {
         let mut rtc_config = RtcConfig::new()
-            .set_ice_lite(true)
+            .set_ice_lite(false)
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)

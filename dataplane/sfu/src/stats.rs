@@ -10,7 +10,8 @@ pub enum DropReason {
     Truncated,
     /// Longer than `CoreConfig::max_datagram`.
     Oversize,
-    /// STUN from an unknown source whose USERNAME names no peer (or has none).
+    /// STUN from an unknown source whose USERNAME names no peer (or has none, or that is
+    /// not a binding request).
     UnknownStunUser,
     /// DTLS / RTP / RTCP from a source no peer has proven (no STUN yet).
     UnknownSource,
@@ -32,10 +33,15 @@ pub enum DropReason {
     UnknownSsrc,
     /// str0m's `handle_input` returned an error for this datagram.
     PeerError,
+    /// A STUN binding request or response that names a peer (by USERNAME, or by arriving on
+    /// its 5-tuple) but that the peer's ICE agent rejects: MESSAGE-INTEGRITY not keyed by the
+    /// right password, the wrong remote ufrag, or a response to no check of ours. Never
+    /// answered, and never counts as consent.
+    StunAuthFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Garbage,
         DropReason::Truncated,
         DropReason::Oversize,
@@ -47,6 +53,7 @@ impl DropReason {
         DropReason::SrtpReplay,
         DropReason::UnknownSsrc,
         DropReason::PeerError,
+        DropReason::StunAuthFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +69,7 @@ impl DropReason {
             DropReason::SrtpReplay => "srtp_replay",
             DropReason::UnknownSsrc => "unknown_ssrc",
             DropReason::PeerError => "peer_error",
+            DropReason::StunAuthFailed => "stun_auth_failed",
         }
     }
 }

@@ -46,6 +46,11 @@ pub struct Net {
     packets: HashMap<u64, Datagram>,
     next_id: u64,
     pub sent: u64,
+    /// Datagrams sent to each destination (before loss), so a test can tell that nobody
+    /// answered an address.
+    pub sent_to: HashMap<SocketAddr, u64>,
+    /// STUN binding responses (success or error) sent to each destination.
+    pub stun_responses_to: HashMap<SocketAddr, u64>,
     pub lost: u64,
     pub queue_dropped: u64,
 }
@@ -59,6 +64,8 @@ impl Net {
             packets: HashMap::new(),
             next_id: 0,
             sent: 0,
+            sent_to: HashMap::new(),
+            stun_responses_to: HashMap::new(),
             lost: 0,
             queue_dropped: 0,
         }
@@ -72,6 +79,10 @@ impl Net {
 
     pub fn send(&mut self, now: Instant, d: Datagram) {
         self.sent += 1;
+        *self.sent_to.entry(d.destination).or_default() += 1;
+        if is_binding_response(&d.data) {
+            *self.stun_responses_to.entry(d.destination).or_default() += 1;
+        }
         let draw = self.rng.f64();
         let link = self
             .links
@@ -112,4 +123,10 @@ impl Net {
             _ => None,
         }
     }
+}
+
+fn is_binding_response(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| *b < 4)
+        && str0m::ice::StunMessage::parse(datagram)
+            .is_ok_and(|m| m.is_successful_binding_response() || m.is_failed_binding_response())
 }
