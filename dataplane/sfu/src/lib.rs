@@ -8,7 +8,8 @@
 //! (WHEP: offered recvonly m-lines bound to tracks in the answer), `route`
 //! (the per-packet forwarding path), [`demux`], `consent` (STUN a peer's ICE agent must
 //! authenticate first, so rejected checks are counted), [`timers`], `peer` (one str0m `Rtc`),
-//! `track` (tracks and subscriptions), `room` (members, active speaker), [`forward`] (pure
+//! `track` (tracks and subscriptions), `sdp_fixup` (candidates in every bundled m-section of
+//! the SDP we write), `room` (members, active speaker), [`forward`] (pure
 //! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod ids;
 mod peer;
 mod room;
 mod route;
+mod sdp_fixup;
 pub mod stats;
 pub mod timers;
 mod track;
