@@ -169,6 +169,10 @@ pub struct ClientConfig {
     pub time_base: TimeBase,
     /// At most this many latency samples are kept (later ones only update min/max/sum).
     pub max_latency_samples: usize,
+    /// Send ICE consent checks (STUN binding requests) once connected, as str0m's agent does
+    /// every few seconds. Off drops them, as stacks that check only an idle pair behave while
+    /// media flows; the client still answers the remote's checks.
+    pub consent_checks: bool,
 }
 
 impl ClientConfig {
@@ -185,7 +189,14 @@ impl ClientConfig {
             request_keyframes: true,
             time_base,
             max_latency_samples: 100_000,
+            consent_checks: true,
         }
+    }
+
+    /// Sends no consent checks of its own once connected (see `consent_checks`).
+    pub fn without_consent_checks(mut self) -> Self {
+        self.consent_checks = false;
+        self
     }
 
     /// Publishes audio.
