@@ -209,3 +209,51 @@ fn forged_consent_checks_get_no_answer_are_counted_and_keep_nobody_alive() {
         "no response to a forged check from alice's address"
     );
 }
+
+/// Offers without usable candidates: none at all (a client that trickles them, which WHIP
+/// without PATCH never delivers), or only an mDNS name we cannot resolve. The client's own
+/// check then teaches the server's agent a peer-reflexive candidate, which it checks itself,
+/// and the call stays up on the server's checks alone.
+#[test]
+fn a_peer_reflexive_pair_is_checked_and_kept_when_the_offer_names_no_usable_candidate() {
+    let no_candidates = |sdp: String| -> String {
+        sdp.split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=candidate:"))
+            .collect()
+    };
+    let mdns_only = |sdp: String| -> String {
+        sdp.split_inclusive('\n')
+            .map(|l| {
+                if l.starts_with("a=candidate:") {
+                    l.replace("10.0.1.1", "0d6c8e44-5b27-4b8e-9a1e-3f5d2c7e9a10.local")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect()
+    };
+    for (seed, edit) in [
+        (41, &no_candidates as &dyn Fn(String) -> String),
+        (42, &mdns_only),
+    ] {
+        let mut w = World::new(seed);
+        let alice = w.add_publisher_edited("alice", &[(None, 300)], edit);
+        let bob = w.add_subscriber("bob");
+        for m in &mut w.members {
+            m.client.consent_checks = false;
+        }
+        assert!(
+            w.run_until(Duration::from_secs(5), |w| w.all_connected()),
+            "seed {seed}: connects on a peer-reflexive pair"
+        );
+        w.subscribe_all(bob, alice);
+        w.run_for(Duration::from_secs(60));
+        assert_eq!(closes(&w), [], "seed {seed}: nobody was closed");
+        let before = received_packets(&w, bob);
+        w.run_for(Duration::from_secs(5));
+        assert!(
+            received_packets(&w, bob) > before + 100,
+            "seed {seed}: media flows"
+        );
+    }
+}
