@@ -1,5 +1,5 @@
-//! One peer connection: its str0m `Rtc` (full ICE agent, controlled; RTP mode) and the per-peer tables the
-//! forwarding path needs without asking str0m again (SSRC → track/layer, pt → codec,
+//! One peer connection: its str0m `Rtc` (full ICE agent, RTP mode) and the per-peer tables
+//! the forwarding path needs without asking str0m again (SSRC → track/layer, pt → codec,
 //! mid → subscription), plus the server-offer state (one outstanding offer at a time).
 //!
 //! Owns nothing of other peers. Must never read the clock or route packets itself: the core
