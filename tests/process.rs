@@ -64,6 +64,25 @@ impl ChildGuard {
         }
     }
 
+    /// Waits up to `timeout` for the process to end by itself; its exit code (`None` if a
+    /// signal ended it). `Err` if it is still running then.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{} still running after {timeout:?}; log tail:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The last `lines` lines of the process's output.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -15,7 +15,7 @@ use str0m::media::{
 };
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::{debug, trace, warn};
 
 use crate::config::{ClientConfig, VideoCodec};
@@ -292,11 +292,17 @@ impl Client {
     fn pump(&mut self) {
         while self.error.is_none() {
             match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => self.outbox.push_back(ClientOutput::Transmit {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.to_vec(),
-                }),
+                Ok(Output::Transmit(t)) => {
+                    if !self.config.consent_checks && self.connected && is_binding_request(&t) {
+                        self.stats.consent_checks_dropped += 1;
+                        continue;
+                    }
+                    self.outbox.push_back(ClientOutput::Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec(),
+                    })
+                }
                 Ok(Output::Event(event)) => self.handle_event(event),
                 Ok(Output::Timeout(at)) => {
                     self.rtc_timeout = at;
@@ -426,6 +432,10 @@ impl Client {
                 debug!(client = %self.config.name, "connected");
                 self.connected = true;
                 self.stats.connected_at.get_or_insert(self.last_now);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                debug!(client = %self.config.name, "ICE disconnected");
+                self.stats.ice_disconnected_at = Some(self.last_now);
             }
             Event::MediaAdded(added) => self.track_added(added.mid, added.kind, added.direction),
             Event::RtpPacket(packet) => self.packet_received(packet),
@@ -627,4 +637,10 @@ fn negotiated_pt(rtc: &Rtc, mid: Mid, wanted: impl Fn(&CodecSpec) -> bool) -> Op
         .filter(|p| wanted(&p.spec()))
         .map(|p| p.pt())
         .find(|pt| remote.is_empty() || remote.contains(pt))
+}
+
+/// A STUN binding request: the only thing `ClientConfig::consent_checks` holds back.
+fn is_binding_request(t: &str0m::net::Transmit) -> bool {
+    t.contents.first().is_some_and(|b| *b < 4)
+        && str0m::ice::StunMessage::parse(&t.contents).is_ok_and(|m| m.is_binding_request())
 }

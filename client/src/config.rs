@@ -172,6 +172,10 @@ pub struct ClientConfig {
     /// Negotiate the transport-wide sequence number, and so send transport-cc feedback
     /// (as browsers do). Off: receiver reports only, as some non-browser stacks.
     pub transport_cc: bool,
+    /// Send ICE consent checks (STUN binding requests) once connected, as str0m's agent does
+    /// every few seconds. Off drops them, as stacks that check only an idle pair behave while
+    /// media flows; the client still answers the remote's checks.
+    pub consent_checks: bool,
 }
 
 impl ClientConfig {
@@ -189,7 +193,14 @@ impl ClientConfig {
             time_base,
             max_latency_samples: 100_000,
             transport_cc: true,
+            consent_checks: true,
         }
+    }
+
+    /// Sends no consent checks of its own once connected (see `consent_checks`).
+    pub fn without_consent_checks(mut self) -> Self {
+        self.consent_checks = false;
+        self
     }
 
     /// Publishes audio.

@@ -517,6 +517,11 @@ pub struct ClientStats {
     pub connected_at: Option<Instant>,
     /// When the first media packet arrived (join time = this minus the join request).
     pub first_media_at: Option<Instant>,
+    /// Consent checks (STUN binding requests) not sent because
+    /// [`crate::ClientConfig::consent_checks`] is off.
+    pub consent_checks_dropped: u64,
+    /// When str0m's ICE agent last reported the connection `Disconnected` (consent lost).
+    pub ice_disconnected_at: Option<Instant>,
 }
 
 impl ClientStats {

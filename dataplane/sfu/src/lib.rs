@@ -6,18 +6,22 @@
 //!
 //! Layout: [`core`] (the `ShardCore` type, control calls, the input/drain loop), `bind`
 //! (WHEP: offered recvonly m-lines bound to tracks in the answer), `route`
-//! (the per-packet forwarding path), [`demux`], [`timers`], `peer` (one str0m `Rtc`),
-//! `track` (tracks and subscriptions), `room` (members, active speaker), [`forward`] (pure
+//! (the per-packet forwarding path), [`demux`], `consent` (STUN a peer's ICE agent must
+//! authenticate first, so rejected checks are counted), [`timers`], `peer` (one str0m `Rtc`),
+//! `track` (tracks and subscriptions), `sdp_fixup` (candidates in every bundled m-section of
+//! the SDP we write), `room` (members, active speaker), [`forward`] (pure
 //! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
 
 pub mod api;
 pub mod config;
+mod consent;
 pub mod core;
 pub mod demux;
 pub mod forward;
 pub mod ids;
 mod peer;
 mod room;
+mod sdp_fixup;
 pub mod stats;
 pub mod timers;
 mod track;

@@ -10,7 +10,8 @@ pub enum DropReason {
     Truncated,
     /// Longer than `CoreConfig::max_datagram`.
     Oversize,
-    /// STUN from an unknown source whose USERNAME names no peer (or has none).
+    /// STUN from an unknown source whose USERNAME names no peer (or has none, or that is
+    /// not a binding request).
     UnknownStunUser,
     /// DTLS / RTP / RTCP from a source no peer has proven (no STUN yet).
     UnknownSource,
@@ -35,10 +36,15 @@ pub enum DropReason {
     RtcpMalformed,
     /// str0m's `handle_input` returned an error for this datagram.
     PeerError,
+    /// A STUN binding request or response that names a peer (by USERNAME, or by arriving on
+    /// its 5-tuple) but that the peer's ICE agent rejects: MESSAGE-INTEGRITY not keyed by the
+    /// right password, the wrong remote ufrag, or a response to no check of ours. Never
+    /// answered, and never counts as consent.
+    StunAuthFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Garbage,
         DropReason::Truncated,
         DropReason::Oversize,
@@ -53,6 +59,7 @@ impl DropReason {
         DropReason::RtpDuplicate,
         DropReason::RtcpMalformed,
         DropReason::PeerError,
+        DropReason::StunAuthFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +78,7 @@ impl DropReason {
             DropReason::RtpDuplicate => "rtp_duplicate",
             DropReason::RtcpMalformed => "rtcp_malformed",
             DropReason::PeerError => "peer_error",
+            DropReason::StunAuthFailed => "stun_auth_failed",
         }
     }
 }

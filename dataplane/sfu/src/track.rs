@@ -116,6 +116,8 @@ pub struct Subscription {
     /// Audio: the next forwarded packet starts a new rewrite segment (resume after a mute
     /// or a new outgoing stream). Video gets the same from the selector's `ForwardSwitched`.
     pub resume_pending: bool,
+    /// Video: whether the subscriber was last told its video is paused for bandwidth.
+    pub told_paused: bool,
 }
 
 impl Subscription {
@@ -135,6 +137,7 @@ impl Subscription {
                 s
             },
             resume_pending: true,
+            told_paused: false,
         }
     }
 

@@ -74,12 +74,14 @@ impl ShardCore {
             };
             // No estimate (congestion control off, or a subscriber without transport-cc or
             // REMB that loses nothing): nothing constrains the choice.
-            let was_paused = sub.selector.paused_for_bandwidth();
             sub.selector.set_preference(sub.preference);
             sub.selector.set_budget(estimate.map(|_| budget));
             sub.selector.update(now, mon);
+            // The selector also decides on every packet: tell what changed since we last
+            // told, whichever path changed it.
             let paused = sub.selector.paused_for_bandwidth();
-            if paused != was_paused {
+            if paused != sub.told_paused {
+                sub.told_paused = paused;
                 pauses.push((*track, paused));
             }
             if let (Some(layer), Some(_)) = (sub.selector.keyframe_needed(), sub.egress.as_ref()) {

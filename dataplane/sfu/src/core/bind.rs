@@ -117,20 +117,25 @@ impl ShardCore {
 /// m-line we may send on (offered recvonly or sendrecv, not rejected) takes the next track of
 /// its kind. Text-level on purpose: str0m answers an offered direction as given, and has no
 /// call to change a direction inside the answer it builds.
+///
+/// Port 0 rejects an m-line unless its mid is in the offer's BUNDLE group: that is a
+/// `bundle-only` line of a max-bundle offer (RFC 8843 §7.2, GStreamer's webrtcbin sends them),
+/// which str0m answers like any other, so it is paired like any other.
 pub(crate) fn unbound_inactive(offer: &str, bind: &[TrackInfo]) -> String {
     let mut left =
         [MediaKind::Audio, MediaKind::Video].map(|k| bind.iter().filter(|t| t.kind == k).count());
+    let bundled = bundle_group(offer);
+    let mut live = live_by_section(offer, &bundled).into_iter();
     let mut kind: Option<usize> = None;
     let mut out = String::with_capacity(offer.len());
     for line in offer.split_inclusive('\n') {
         let text = line.trim_end();
         if let Some(m) = text.strip_prefix("m=") {
-            let mut f = m.split(' ');
-            let (media, port) = (f.next(), f.next());
-            kind = match (media, port) {
-                (_, Some("0")) => None,
-                (Some("audio"), _) => Some(0),
-                (Some("video"), _) => Some(1),
+            let media = m.split(' ').next();
+            kind = match (live.next().unwrap_or(false), media) {
+                (false, _) => None,
+                (true, Some("audio")) => Some(0),
+                (true, Some("video")) => Some(1),
                 _ => None,
             };
         }
@@ -143,6 +148,32 @@ pub(crate) fn unbound_inactive(offer: &str, bind: &[TrackInfo]) -> String {
             }
         }
         out.push_str(line);
+    }
+    out
+}
+
+/// The mids of the session-level `a=group:BUNDLE` lines.
+fn bundle_group(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .take_while(|l| !l.starts_with("m="))
+        .filter_map(|l| l.trim_end().strip_prefix("a=group:BUNDLE"))
+        .flat_map(str::split_whitespace)
+        .collect()
+}
+
+/// For each m-line in order: not rejected (a port other than 0, or a mid in the BUNDLE group).
+fn live_by_section(sdp: &str, bundled: &[&str]) -> Vec<bool> {
+    let mut out: Vec<bool> = Vec::new();
+    let mut port_zero = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            port_zero = m.split(' ').nth(1) == Some("0");
+            out.push(!port_zero);
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            if let Some(last) = out.last_mut() {
+                *last = !port_zero || bundled.contains(&mid);
+            }
+        }
     }
     out
 }
@@ -193,6 +224,31 @@ mod tests {
         assert_eq!(
             unbound_inactive(offer, &[]).matches("a=inactive").count(),
             3
+        );
+    }
+
+    #[test]
+    fn bundle_only_lines_are_paired_and_rejected_ones_are_not() {
+        // A max-bundle offer: the first line carries the transport, the rest are
+        // bundle-only (port 0, in the group); mid 9 is outside the group, so rejected.
+        let offer = "v=0\r\na=group:BUNDLE v0 a1 v2\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v0\r\na=recvonly\r\n\
+                     m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=bundle-only\r\na=mid:a1\r\na=recvonly\r\n\
+                     m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=bundle-only\r\na=mid:v2\r\na=recvonly\r\n\
+                     m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:9\r\na=recvonly\r\n";
+        let out = unbound_inactive(
+            offer,
+            &[info(1, MediaKind::Video), info(2, MediaKind::Audio)],
+        );
+        let dirs: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("a=recvonly") || l.starts_with("a=inactive"))
+            .collect();
+        // video bound, bundle-only audio bound, bundle-only second video has no track,
+        // the rejected line is left alone.
+        assert_eq!(
+            dirs,
+            ["a=recvonly", "a=recvonly", "a=inactive", "a=recvonly"]
         );
     }
 

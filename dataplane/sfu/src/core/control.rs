@@ -40,6 +40,7 @@ impl ShardCore {
         let bind = self.bindable(req.bind);
         let offer = super::bind::unbound_inactive(&req.offer, &bind);
         let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
+        let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
             .entry(req.room.clone())
@@ -71,6 +72,7 @@ impl ShardCore {
         self.mark_dirty(id);
         self.drain_all(now);
         let answer = res.map_err(CoreError::BadSdp)?;
+        let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
         // Changes queued during a glare go out in a fresh offer.
         self.maybe_offer(now, id);
         Ok(answer)
@@ -313,7 +315,8 @@ impl ShardCore {
                 p.sub_by_mid.insert(*mid, *track);
             }
             p.negotiation.in_flight = added.clone();
-            Some((offer.to_sdp_string(), added))
+            let sdp = crate::sdp_fixup::candidates_in_every_bundled_section(&offer.to_sdp_string());
+            Some((sdp, added))
         });
         let Some(Some((sdp, added))) = res else {
             return;

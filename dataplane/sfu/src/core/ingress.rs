@@ -75,15 +75,20 @@ impl ShardCore {
             },
         );
         let learn = known.is_none();
+        // str0m drops a check it cannot authenticate without a word: ask first, to count it.
+        let check = proto == Protocol::Stun && crate::consent::is_stun_check(buf);
         let res = self.with_peer(id, |p| {
             if learn && !p.rtc.accepts(&input) {
+                return Ok(false);
+            }
+            if check && !crate::consent::authenticates(&p.rtc, now, destination, buf) {
                 return Ok(false);
             }
             p.rtc.handle_input(input).map(|_| true)
         });
         match res {
             None => return,
-            Some(Ok(false)) => return self.drop_datagram(DropReason::UnknownStunUser, source),
+            Some(Ok(false)) => return self.drop_datagram(DropReason::StunAuthFailed, source),
             Some(Ok(true)) => {
                 if learn {
                     self.demux.learn(source, destination, id);

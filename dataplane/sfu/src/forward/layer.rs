@@ -148,6 +148,9 @@ pub struct LayerSelector {
     bandwidth_paused: bool,
     /// Since when the lowest layer has been affordable with margin again, while paused.
     resume_since: Option<Instant>,
+    /// Since when the budget has been below the lowest layer, while not paused: a dip
+    /// shorter than `up_hold` (a probe's overshoot, one lossy report) does not pause.
+    below_since: Option<Instant>,
 }
 
 impl LayerSelector {
@@ -161,6 +164,7 @@ impl LayerSelector {
             up_since: None,
             bandwidth_paused: false,
             resume_since: None,
+            below_since: None,
         }
     }
 
@@ -231,8 +235,9 @@ impl LayerSelector {
             self.up_since = None;
             return;
         };
-        // Not even the lowest layer fits (a measured layer, the whole budget): pause the
-        // video rather than overflow the link; resume once it fits with margin for a while.
+        // Not even the lowest layer fits (a measured layer, the whole budget) for `up_hold`:
+        // pause the video rather than overflow the link; resume once it fits with margin for
+        // `up_hold` again.
         if self.bandwidth_paused {
             if fits(lowest, self.cfg.up_margin_pct) {
                 let since = *self.resume_since.get_or_insert(now);
@@ -251,12 +256,18 @@ impl LayerSelector {
                 return;
             }
         } else if mon.bitrate(lowest) > 0 && !fits(lowest, 100) {
-            self.bandwidth_paused = true;
-            self.resume_since = None;
-            self.target = None;
-            self.current = None;
-            self.up_since = None;
-            return;
+            let since = *self.below_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.cfg.up_hold {
+                self.bandwidth_paused = true;
+                self.below_since = None;
+                self.resume_since = None;
+                self.target = None;
+                self.current = None;
+                self.up_since = None;
+                return;
+            }
+        } else {
+            self.below_since = None;
         }
         // Best affordable layer at or below `max` (the lowest arriving if none is).
         let best_below = |max: u8| {
@@ -600,8 +611,12 @@ mod tests {
         s.sel.set_budget(Some(1_000_000));
         s.run(Duration::from_secs(2));
         assert_eq!(s.recent_layers(), vec![0], "capped at the lowest layer");
-        // The budget cannot carry even the lowest layer (150 kbps): video pauses.
+        // The budget cannot carry even the lowest layer (150 kbps): video goes on for a
+        // moment (a dip may pass), then pauses.
         s.sel.set_budget(Some(100_000));
+        s.run(Duration::from_millis(500));
+        assert!(!s.sel.paused_for_bandwidth(), "not on a short dip");
+        assert_eq!(s.sel.current(), Some(0));
         s.run(Duration::from_secs(1));
         assert!(s.sel.paused_for_bandwidth());
         assert_eq!(s.sel.current(), None);

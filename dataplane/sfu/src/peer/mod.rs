@@ -1,8 +1,8 @@
-//! One peer connection: its str0m `Rtc` (ICE, DTLS, SDP, data channels; in RTP mode, but it
-//! never sees RTP) and, once DTLS has produced keys, its Shardcast [`Transport`] (SRTP, RTP,
-//! RTCP); plus the per-peer tables the forwarding path needs without asking str0m again
-//! (pt → codec, mid → subscription, our SSRC → subscription) and the server-offer state (one
-//! outstanding offer at a time).
+//! One peer connection: its str0m `Rtc` (a full ICE agent, DTLS, SDP, data channels; in RTP
+//! mode, but it never sees RTP) and, once DTLS has produced keys, its Shardcast
+//! [`Transport`] (SRTP, RTP, RTCP); plus the per-peer tables the forwarding path needs without
+//! asking str0m again (pt → codec, mid → subscription, our SSRC → subscription) and the
+//! server-offer state (one outstanding offer at a time).
 //!
 //! Owns nothing of other peers. Must never read the clock or route packets itself: the core
 //! drives it.
@@ -97,9 +97,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A new server-side `Rtc`: ICE-lite, RTP mode, the shard's socket as the one host
-    /// candidate, built through the key tap so the transport gets the SRTP keys. str0m's
-    /// own bandwidth estimation stays off: the transport estimates.
+    /// A new server-side `Rtc`: a full ICE agent (controlled when answering), RTP mode, the
+    /// shard's socket as the one host candidate, built through the key tap so the transport
+    /// gets the SRTP keys. str0m's own bandwidth estimation stays off: the transport
+    /// estimates.
+    ///
+    /// Full, not lite: the agent sends its own consent checks (RFC 7675) on the selected pair
+    /// every few seconds, so a client that answers them stays connected even if it never
+    /// sends a check of its own while media flows (docs/ARCHITECTURE.md, "Liveness").
     pub fn new(
         id: PeerId,
         room: RoomId,
@@ -110,7 +115,7 @@ impl Peer {
         now: Instant,
     ) -> Result<Self, String> {
         let rtc_config = RtcConfig::new()
-            .set_ice_lite(true)
+            .set_ice_lite(false)
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)

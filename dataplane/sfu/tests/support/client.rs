@@ -87,6 +87,14 @@ pub struct TestClient {
     pub alive: bool,
     /// How long before it is sent each video frame was captured (zero by default).
     pub video_capture_lag: Duration,
+    /// When false, once connected the client sends no STUN binding requests of its own (no
+    /// consent checks, as stacks that check only an idle pair) but still answers the
+    /// server's checks and sends media.
+    pub consent_checks: bool,
+    /// Binding requests str0m wanted to send that `consent_checks == false` dropped.
+    pub checks_suppressed: u64,
+    /// The server's answer to our first offer.
+    pub answer: Option<String>,
     /// Datagrams str0m produced while handling input, until the world's next `poll`.
     queued: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     keys: std::sync::Arc<shardcast_rtp::srtp::tap::KeySlot>,
@@ -156,6 +164,9 @@ impl TestClient {
             connected: false,
             alive: true,
             video_capture_lag: Duration::ZERO,
+            consent_checks: true,
+            checks_suppressed: 0,
+            answer: None,
             queued: Vec::new(),
             keys,
             srtp: None,
@@ -278,6 +289,7 @@ impl TestClient {
 
     pub fn accept_answer(&mut self, answer: &str) {
         let pending = self.pending.take().expect("offer outstanding");
+        self.answer.get_or_insert_with(|| answer.to_string());
         let answer = SdpAnswer::from_sdp_string(answer).unwrap();
         self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
     }
@@ -356,7 +368,13 @@ impl TestClient {
                     self.deadline = t;
                     break;
                 }
-                Output::Transmit(t) => out.push((t.source, t.destination, t.contents.to_vec())),
+                Output::Transmit(t) => {
+                    if !self.consent_checks && self.connected && is_binding_request(&t.contents) {
+                        self.checks_suppressed += 1;
+                        continue;
+                    }
+                    out.push((t.source, t.destination, t.contents.to_vec()))
+                }
                 Output::Event(e) => self.on_event(now, e),
             }
         }
@@ -533,4 +551,10 @@ impl TestClient {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
     }
+}
+
+/// A STUN binding request (RFC 7983 first byte 0..=3, then STUN's own parse).
+pub fn is_binding_request(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| *b < 4)
+        && str0m::ice::StunMessage::parse(datagram).is_ok_and(|m| m.is_binding_request())
 }

@@ -126,6 +126,20 @@ impl World {
         self.join(name, client, offer, PeerRole::Both)
     }
 
+    /// As [`World::add_publisher`], with the client's offer passed through `edit` first
+    /// (say, to drop its candidates as a client that trickles them would).
+    pub fn add_publisher_edited(
+        &mut self,
+        name: &str,
+        layers: &[(Option<&str>, u64)],
+        edit: impl FnOnce(String) -> String,
+    ) -> usize {
+        let idx = self.members.len();
+        let mut client = TestClient::new(name, Self::addr_of(idx), self.now);
+        let offer = edit(client.offer_publish(layers));
+        self.join(name, client, offer, PeerRole::Both)
+    }
+
     pub fn add_subscriber(&mut self, name: &str) -> usize {
         self.add_subscriber_with(name, ClientOptions::default())
     }

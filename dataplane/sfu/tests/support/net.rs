@@ -49,6 +49,11 @@ pub struct Net {
     packets: HashMap<u64, Datagram>,
     next_id: u64,
     pub sent: u64,
+    /// Datagrams sent to each destination (before loss), so a test can tell that nobody
+    /// answered an address.
+    pub sent_to: HashMap<SocketAddr, u64>,
+    /// STUN binding responses (success or error) sent to each destination.
+    pub stun_responses_to: HashMap<SocketAddr, u64>,
     pub lost: u64,
     pub queue_dropped: u64,
     /// When set, every datagram handed to the network is also copied here as sent
@@ -65,6 +70,8 @@ impl Net {
             packets: HashMap::new(),
             next_id: 0,
             sent: 0,
+            sent_to: HashMap::new(),
+            stun_responses_to: HashMap::new(),
             lost: 0,
             queue_dropped: 0,
             wiretap: None,
@@ -81,6 +88,10 @@ impl Net {
         self.sent += 1;
         if let Some(tap) = self.wiretap.as_mut() {
             tap.push((now, d.source, d.destination, d.data.clone()));
+        }
+        *self.sent_to.entry(d.destination).or_default() += 1;
+        if is_binding_response(&d.data) {
+            *self.stun_responses_to.entry(d.destination).or_default() += 1;
         }
         let draw = self.rng.f64();
         let link = self
@@ -122,4 +133,10 @@ impl Net {
             _ => None,
         }
     }
+}
+
+fn is_binding_response(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| *b < 4)
+        && str0m::ice::StunMessage::parse(datagram)
+            .is_ok_and(|m| m.is_successful_binding_response() || m.is_failed_binding_response())
 }
