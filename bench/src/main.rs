@@ -398,13 +398,12 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
         });
     }
     let counters = FloorCounters::default();
-    let crypto = str0m::crypto::from_feature_flags();
     let io = match backend {
         None => {
-            floor::serve(&socket, &config, &crypto, &stop, &counters)?;
+            floor::serve(&socket, &config, &stop, &counters)?;
             "sendmmsg".to_string()
         }
-        Some(b) => floor_driver::serve(socket, b, &config, &crypto, &stop, &counters)?.to_string(),
+        Some(b) => floor_driver::serve(socket, b, &config, &stop, &counters)?.to_string(),
     };
     println!(
         "io={io} received={} forwarded={} dropped_bad={} dropped_send={}",
