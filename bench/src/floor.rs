@@ -1,23 +1,35 @@
 //! The floor: the least work any SFU must do per forwarded packet, with no WebRTC logic.
 //!
-//! Receive a batch of SRTP packets, open each once (the server decrypts each incoming packet
-//! once too), then seal it once per destination with str0m's own SRTP and queue it; one
-//! sendmmsg per batch. No ICE, no DTLS, no RTCP, no routing tables, no rewriting: whatever the
-//! real server spends above this is the price of being an SFU. Must never grow features that
+//! Receive a batch of SRTP packets, open each once with Shardcast's SRTP (`SrtpOpener`:
+//! the server opens each incoming packet once too, with the same code), then per
+//! destination do what the server's egress does per copy (`sfu::core::egress`): write the
+//! RTP header with the extensions a str0m subscriber negotiates by default (transport-wide
+//! sequence number from that destination's counter, abs-send-time, mid) and seal header and
+//! payload with that destination's `SrtpSealer` straight into the send batch (the server's
+//! `TxQueue` on the driver path); one sendmmsg per batch or one driver turn. So the floor
+//! pays for exactly the code the server runs per destination to put a copy on the wire.
+//!
+//! It does not do what makes the server an SFU: no ICE, no DTLS, no RTCP, no routing
+//! tables or subscription lookups; the copy keeps the publisher's SSRC, payload type,
+//! sequence number and timestamp (the server rewrites them, maps the payload type and
+//! patches VP8 picture ids); nothing is recorded for retransmission or for the bandwidth
+//! estimate; no audio level (the input is one video-like stream). Whatever the real
+//! server spends above this is the price of being an SFU. Must never grow features that
 //! the server lacks, or the ratio stops meaning anything.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use str0m::crypto::CryptoProvider;
-use str0m::rtp::{ExtensionMap, RtpHeader};
+use shardcast_rtp::rtp::{
+    abs_send_time, write_header, ExtIds, HeaderFields, OutExtensions, RtpHeader,
+};
+use shardcast_rtp::srtp::{SrtpOpener, SrtpSealer, SEAL_SLACK};
+use str0m::rtp::ExtensionMap;
 
-use crate::probe::ExtSeq;
-use crate::srtp::{Profile, SrtpReceiver, SrtpSender};
-use crate::udp::{self, RecvBatch, SendBatch};
+use crate::srtp::{self, End, Profile};
+use crate::udp::{self, RecvBatch, SendBatch, MAX_DATAGRAM};
 
 /// What the floor forwarder is told.
 #[derive(Debug, Clone)]
@@ -34,46 +46,77 @@ pub struct FloorConfig {
 pub struct FloorCounters {
     pub received: AtomicU64,
     pub forwarded: AtomicU64,
-    /// Not RTP, or the SRTP tag did not verify.
+    /// Not RTP, or the SRTP tag did not verify (or a replay).
     pub dropped_bad: AtomicU64,
     /// Sealed but refused by the kernel (full socket buffers).
     pub dropped_send: AtomicU64,
 }
 
-/// One incoming stream: its SRTP context and sequence extension.
-struct Inbound {
-    srtp: SrtpReceiver,
-    seq: ExtSeq,
+/// Where sealed copies go: the server's `TxQueue` or the floor's own send batch. The sealer
+/// writes into the room `push_with` reserves, as the server's egress does.
+pub trait SealQueue {
+    /// Reserve `max` bytes for a datagram to `to`, let `fill` write it and return its
+    /// length (0: nothing queued). Returns the length.
+    fn push_with(
+        &mut self,
+        to: SocketAddrV4,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize;
 }
 
-/// One destination: its own SRTP context, as a real SFU has per subscriber.
+impl SealQueue for shardcast_sfu::tx_queue::TxQueue {
+    fn push_with(
+        &mut self,
+        to: SocketAddrV4,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        shardcast_sfu::tx_queue::TxQueue::push_with(self, SocketAddr::V4(to), max, fill)
+    }
+}
+
+/// The mid every copy carries: str0m names m-lines "0", "1", …; one byte, as a subscriber's
+/// video m-line of a small session.
+const MID: &[u8] = b"1";
+/// Room for the header the floor writes (the server's egress reserves the same).
+const MAX_HEADER: usize = 96;
+
+/// One destination: its own SRTP, as a real SFU has per subscriber, and its own
+/// transport-wide sequence number.
 struct Outbound {
     to: SocketAddrV4,
-    srtp: SrtpSender,
+    sealer: SrtpSealer,
+    twcc: u16,
 }
 
 /// The per-packet work of the floor, independent of the I/O loop around it.
-pub struct Forwarder<'a> {
-    crypto: &'a CryptoProvider,
-    profile: Profile,
-    exts: ExtensionMap,
-    inbound: HashMap<u32, Inbound>,
+pub struct Forwarder {
+    /// The input's SRTP, as the server has per publisher transport.
+    opener: SrtpOpener,
+    /// The opened packet (header and payload).
+    plain: Box<[u8; MAX_DATAGRAM + SEAL_SLACK]>,
+    /// The header extension ids a str0m peer offers (`ExtensionMap::standard()`).
+    ext_ids: ExtIds,
+    /// Where abs-send-time counts from (the server's shard epoch).
+    epoch: Instant,
     outbound: Vec<Outbound>,
 }
 
-impl<'a> Forwarder<'a> {
-    pub fn new(config: &FloorConfig, crypto: &'a CryptoProvider) -> Self {
+impl Forwarder {
+    pub fn new(config: &FloorConfig) -> Self {
         Forwarder {
-            crypto,
-            profile: config.profile,
-            exts: ExtensionMap::standard(),
-            inbound: HashMap::new(),
+            opener: srtp::session(config.profile, End::Forwarder).opener,
+            plain: Box::new([0; MAX_DATAGRAM + SEAL_SLACK]),
+            ext_ids: ExtIds::from_str0m(&ExtensionMap::standard()),
+            epoch: Instant::now(),
             outbound: config
                 .destinations
                 .iter()
                 .map(|&to| Outbound {
                     to,
-                    srtp: SrtpSender::new(crypto, config.profile),
+                    sealer: srtp::session(config.profile, End::Forwarder).sealer,
+                    twcc: 0,
                 })
                 .collect(),
         }
@@ -83,38 +126,79 @@ impl<'a> Forwarder<'a> {
         self.outbound.len()
     }
 
-    /// Opens `datagram` once and hands one sealed copy per destination to `send`.
-    /// Returns false (and sends nothing) when it is not RTP or its tag does not verify.
-    pub fn forward(
-        &mut self,
-        datagram: &[u8],
-        send: &mut dyn FnMut(SocketAddrV4, Vec<u8>),
-    ) -> bool {
-        let Some(header) = RtpHeader::_parse(datagram, &self.exts) else {
+    /// Opens `datagram` once and queues one sealed copy per destination into `queue`;
+    /// `now` is the loop turn's time (abs-send-time). Returns false (and queues nothing)
+    /// when it is not SRTP that opens with the floor's keys.
+    pub fn forward(&mut self, now: Instant, datagram: &[u8], queue: &mut impl SealQueue) -> bool {
+        let Ok(opened) = self.opener.open_rtp(datagram, &mut self.plain[..]) else {
             return false;
         };
-        let ssrc = *header.ssrc;
-        let (crypto, profile) = (self.crypto, self.profile);
-        let stream = self.inbound.entry(ssrc).or_insert_with(|| Inbound {
-            srtp: SrtpReceiver::new(crypto, profile),
-            seq: ExtSeq::default(),
-        });
-        let index = stream.seq.extend(header.sequence_number);
-        let Some(payload) = stream
-            .srtp
-            .unprotect(datagram, header.header_len, ssrc, index)
-        else {
+        let packet = &self.plain[..opened.len];
+        let Ok(parsed) = RtpHeader::parse(packet) else {
             return false;
         };
-        // Re-sealed with an empty extension block: the floor keeps no per-destination
-        // header state (the server writes mid / twcc extensions per subscriber).
-        let mut out_header = header.clone();
-        out_header.ext_vals = Default::default();
+        let fields = HeaderFields {
+            marker: parsed.marker,
+            payload_type: parsed.payload_type,
+            seq: parsed.seq,
+            timestamp: parsed.timestamp,
+            ssrc: parsed.ssrc,
+        };
+        // The copy's payload is everything after the header, padding included, as the
+        // server forwards it.
+        let payload = &packet[parsed.header_len..];
+        let roc = (opened.ext_seq >> 16) as u32;
+        let mut header = [0u8; MAX_HEADER];
         for dest in &mut self.outbound {
-            let sealed = dest.srtp.protect(out_header.clone(), index, payload);
-            send(dest.to, sealed);
+            dest.twcc = dest.twcc.wrapping_add(1);
+            let ext = OutExtensions {
+                mid: Some(MID),
+                transport_cc: Some(dest.twcc),
+                abs_send_time: Some(abs_send_time(now.saturating_duration_since(self.epoch))),
+                ..OutExtensions::default()
+            };
+            // Cannot fail for fields parsed from a packet; the server skips such a copy too.
+            let Ok(hlen) = write_header(&mut header, &fields, &ext, &self.ext_ids) else {
+                continue;
+            };
+            let sealer = &mut dest.sealer;
+            let max = hlen + payload.len() + sealer.profile().rtp_overhead() + SEAL_SLACK;
+            queue.push_with(dest.to, max, |buf| {
+                sealer
+                    .seal_rtp(&header[..hlen], payload, roc, buf)
+                    .unwrap_or(0)
+            });
         }
         true
+    }
+}
+
+/// The floor's own send batch: flushes with sendmmsg whenever it fills, counting what the
+/// kernel took.
+struct Flushing<'a> {
+    batch: &'a mut SendBatch,
+    socket: &'a std::net::UdpSocket,
+    queued: u64,
+    forwarded: u64,
+    failed: Option<io::Error>,
+}
+
+impl SealQueue for Flushing<'_> {
+    fn push_with(
+        &mut self,
+        to: SocketAddrV4,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        let n = self.batch.push_with(to, max, fill);
+        self.queued += u64::from(n > 0);
+        if self.batch.is_full() {
+            match self.batch.flush(self.socket) {
+                Ok(sent) => self.forwarded += sent as u64,
+                Err(e) => self.failed = Some(e),
+            }
+        }
+        n
     }
 }
 
@@ -122,11 +206,10 @@ impl<'a> Forwarder<'a> {
 pub fn serve(
     socket: &std::net::UdpSocket,
     config: &FloorConfig,
-    crypto: &CryptoProvider,
     stop: &AtomicBool,
     counters: &FloorCounters,
 ) -> io::Result<()> {
-    let mut forwarder = Forwarder::new(config, crypto);
+    let mut forwarder = Forwarder::new(config);
     let mut rx = RecvBatch::new(config.batch);
     let mut tx = SendBatch::new(config.batch.max(forwarder.fanout()));
 
@@ -136,27 +219,23 @@ pub fn serve(
             continue;
         }
         counters.received.fetch_add(n as u64, Ordering::Relaxed);
-        let mut forwarded = 0u64;
-        let mut queued = 0u64;
-        let mut failed: Option<io::Error> = None;
+        let now = Instant::now();
+        let mut out = Flushing {
+            batch: &mut tx,
+            socket,
+            queued: 0,
+            forwarded: 0,
+            failed: None,
+        };
         for (_, datagram) in rx.iter() {
-            let ok = forwarder.forward(datagram, &mut |to, sealed| {
-                tx.push(&sealed, to);
-                queued += 1;
-                if tx.is_full() {
-                    match tx.flush(socket) {
-                        Ok(sent) => forwarded += sent as u64,
-                        Err(e) => failed = Some(e),
-                    }
-                }
-            });
-            if !ok {
+            if !forwarder.forward(now, datagram, &mut out) {
                 counters.dropped_bad.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if let Some(e) = failed {
+        if let Some(e) = out.failed {
             return Err(e);
         }
+        let (queued, mut forwarded) = (out.queued, out.forwarded);
         if !tx.is_empty() {
             forwarded += tx.flush(socket)? as u64;
         }
@@ -176,10 +255,10 @@ pub fn bind(listen: SocketAddr) -> io::Result<std::net::UdpSocket> {
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
+    use shardcast_rtp::rtp::read_extensions;
     use std::net::{Ipv4Addr, UdpSocket};
     use std::sync::Arc;
     use std::thread::JoinHandle;
-    use str0m::rtp::Ssrc;
 
     fn v4(socket: &UdpSocket) -> SocketAddrV4 {
         match socket.local_addr().unwrap() {
@@ -195,10 +274,11 @@ pub(crate) mod testkit {
         Arc<FloorCounters>,
     ) -> JoinHandle<io::Result<()>>;
 
-    /// Sends garbage and five SRTP packets of `profile` through a floor started by `start`;
-    /// checks that each of three sinks gets all five, decryptable, and that the counters add up.
+    /// Sends garbage, five SRTP packets of `profile` and a replay of the last one through a
+    /// floor started by `start`; checks that each of three sinks gets all five, decryptable,
+    /// with the header the server would write (the publisher's fields, the destination's
+    /// own transport-wide sequence number, abs-send-time, mid), and that the counters add up.
     pub fn check_forwarding(profile: Profile, start: Box<Start>) {
-        let crypto = str0m::crypto::from_feature_flags();
         let sinks: Vec<UdpSocket> = (0..3)
             .map(|_| {
                 udp::bind(
@@ -222,35 +302,62 @@ pub(crate) mod testkit {
 
         let source = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         source.send_to(b"not rtp at all", floor_addr).unwrap();
-        let mut sender = SrtpSender::new(&crypto, profile);
+        let mut sealer = srtp::session(profile, End::Peer).sealer;
+        let mut sealed = [0u8; 512];
+        let mut last = 0;
         for seq in 0..5u16 {
-            let header = RtpHeader {
-                sequence_number: seq,
-                ssrc: Ssrc::from(42),
-                payload_type: 96.into(),
-                ..Default::default()
+            let mut header = [0u8; 12];
+            let fields = HeaderFields {
+                marker: seq == 4,
+                payload_type: 96,
+                seq,
+                timestamp: 3000 * u32::from(seq),
+                ssrc: 42,
             };
+            write_header(
+                &mut header,
+                &fields,
+                &OutExtensions::default(),
+                &ExtIds::default(),
+            )
+            .unwrap();
             let payload = vec![seq as u8; 300];
-            let packet = sender.protect(header, seq as u64, &payload);
-            source.send_to(&packet, floor_addr).unwrap();
+            last = sealer.seal_rtp(&header, &payload, 0, &mut sealed).unwrap();
+            source.send_to(&sealed[..last], floor_addr).unwrap();
         }
+        // The same packet again: the floor's opener refuses a replay, as the server's does.
+        source.send_to(&sealed[..last], floor_addr).unwrap();
 
+        let ids = ExtIds::from_str0m(&ExtensionMap::standard());
         for sink in &sinks {
-            let mut opener = SrtpReceiver::new(&crypto, profile);
+            let mut opener = srtp::session(profile, End::Peer).opener;
             let mut buf = [0u8; 2048];
+            let mut plain = [0u8; 2048 + SEAL_SLACK];
             for seq in 0..5u16 {
                 let len = sink.recv(&mut buf).expect("forwarded packet arrives");
-                let header = RtpHeader::_parse(&buf[..len], &ExtensionMap::empty()).unwrap();
-                assert_eq!(header.sequence_number, seq);
-                let opened = opener.unprotect(&buf[..len], header.header_len, 42, seq as u64);
-                assert_eq!(opened, Some(&vec![seq as u8; 300][..]));
+                let opened = opener.open_rtp(&buf[..len], &mut plain).unwrap();
+                let packet = &plain[..opened.len];
+                let h = RtpHeader::parse(packet).unwrap();
+                assert_eq!((h.seq, h.ssrc, h.payload_type), (seq, 42, 96));
+                assert_eq!((h.timestamp, h.marker), (3000 * u32::from(seq), seq == 4));
+                assert_eq!(h.payload(packet), &vec![seq as u8; 300][..]);
+                let ext = read_extensions(packet, &h, &ids).unwrap();
+                assert_eq!(ext.transport_cc, Some(seq + 1), "per destination, from 1");
+                assert_eq!(ext.mid, Some(MID));
+                assert!(ext.abs_send_time.is_some());
+                assert_eq!(len, h.header_len + 300 + profile.overhead());
             }
+        }
+        // The replay may still be on its way through the floor: wait for it, then stop.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counters.dropped_bad.load(Ordering::Relaxed) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         stop.store(true, Ordering::Relaxed);
         server.join().unwrap().unwrap();
-        assert_eq!(counters.received.load(Ordering::Relaxed), 6);
+        assert_eq!(counters.received.load(Ordering::Relaxed), 7);
         assert_eq!(counters.forwarded.load(Ordering::Relaxed), 15);
-        assert_eq!(counters.dropped_bad.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.dropped_bad.load(Ordering::Relaxed), 2);
         assert_eq!(counters.dropped_send.load(Ordering::Relaxed), 0);
     }
 }
@@ -265,10 +372,7 @@ mod tests {
             testkit::check_forwarding(
                 profile,
                 Box::new(|socket, config, stop, counters| {
-                    std::thread::spawn(move || {
-                        let crypto = str0m::crypto::from_feature_flags();
-                        serve(&socket, &config, &crypto, &stop, &counters)
-                    })
+                    std::thread::spawn(move || serve(&socket, &config, &stop, &counters))
                 }),
             );
         }

@@ -1,15 +1,17 @@
 //! The floor on the server's own I/O driver (`shardcast_dataplane::driver::Driver`), so the
 //! floor sends "with the same io backend as the server": io_uring or portable, chosen the
-//! same way. Only the loop lives here; the per-packet work is `floor::Forwarder`.
+//! same way, and with the server's send arena: each sealed copy goes straight into a
+//! `TxQueue` that is drained into the driver once per turn, as a shard does. Only the loop
+//! lives here; the per-packet work is `floor::Forwarder`.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardcast_dataplane::driver::{Driver, DriverConfig, IoBackend, Waker};
-use str0m::crypto::CryptoProvider;
+use shardcast_sfu::tx_queue::TxQueue;
 
 use crate::floor::{FloorConfig, FloorCounters, Forwarder};
 
@@ -19,7 +21,6 @@ pub fn serve(
     socket: UdpSocket,
     backend: IoBackend,
     config: &FloorConfig,
-    crypto: &CryptoProvider,
     stop: &AtomicBool,
     counters: &FloorCounters,
 ) -> io::Result<IoBackend> {
@@ -28,23 +29,19 @@ pub fn serve(
     // Nobody wakes the floor: the eventfd only satisfies the driver's contract.
     let waker = Waker::new()?;
     let mut driver = Driver::open(socket, waker.as_raw_fd(), backend, &DriverConfig::default())?;
-    let mut forwarder = Forwarder::new(config, crypto);
-    // Sealed datagrams of one receive batch: the driver is borrowed while it hands them in.
-    let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut forwarder = Forwarder::new(config);
+    // Sealed copies of one turn: the driver is borrowed while it hands datagrams in.
+    let mut tx = TxQueue::default();
     let mut received = 0u64;
     let mut bad = 0u64;
     while !stop.load(Ordering::Relaxed) {
         driver.submit_and_wait(Some(Duration::from_millis(100)))?;
+        let now = Instant::now();
         driver.recv(&mut |_, datagram| {
             received += 1;
-            let ok = forwarder.forward(datagram, &mut |to, sealed| {
-                out.push((SocketAddr::V4(to), sealed))
-            });
-            bad += u64::from(!ok);
+            bad += u64::from(!forwarder.forward(now, datagram, &mut tx));
         });
-        for (to, sealed) in out.drain(..) {
-            driver.send(to, &sealed);
-        }
+        tx.drain(|to, sealed| driver.send(to, sealed));
         let stats = driver.stats();
         counters.received.store(received, Ordering::Relaxed);
         counters.dropped_bad.store(bad, Ordering::Relaxed);
@@ -78,8 +75,7 @@ mod tests {
             profile,
             Box::new(move |socket, config, stop, counters| {
                 std::thread::spawn(move || {
-                    let crypto = str0m::crypto::from_feature_flags();
-                    let used = serve(socket, backend, &config, &crypto, &stop, &counters)?;
+                    let used = serve(socket, backend, &config, &stop, &counters)?;
                     assert_eq!(used, backend);
                     Ok(())
                 })

@@ -13,10 +13,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use str0m::rtp::{RtpHeader, Ssrc};
+use shardcast_rtp::rtp::{write_header, ExtIds, HeaderFields, OutExtensions, FIXED_HEADER_LEN};
+use shardcast_rtp::srtp::SEAL_SLACK;
 
 use crate::probe;
-use crate::srtp::{Profile, SrtpSender};
+use crate::srtp::{self, End, Profile};
 use crate::udp::{self, SendBatch};
 
 /// What the generator is asked to do.
@@ -111,8 +112,8 @@ fn run(
     epoch: Instant,
     stop: &AtomicBool,
 ) -> std::io::Result<LoadReport> {
-    let crypto = str0m::crypto::from_feature_flags();
-    let mut srtp = SrtpSender::new(&crypto, spec.profile);
+    // The publisher's end: sealed into the send batch, as the floor seals its copies.
+    let mut sealer = srtp::session(spec.profile, End::Peer).sealer;
     let mut report = LoadReport::default();
     let mut payload = vec![0x5au8; spec.payload.max(probe::PROBE_LEN)];
     let mut batch = SendBatch::new(256);
@@ -131,17 +132,27 @@ fn run(
         // not flood.
         let burst = behind.min((spec.rate_pps / 20).max(frame));
         for _ in 0..burst {
-            let header = RtpHeader {
-                has_extension: false,
-                sequence_number: index as u16,
+            // A bare 12-byte header: the floor reads no extension of its input.
+            let fields = HeaderFields {
+                marker: false,
+                payload_type: 96,
+                seq: index as u16,
                 timestamp: (index * 3000) as u32,
-                ssrc: Ssrc::from(spec.ssrc),
-                payload_type: 96.into(),
-                ..Default::default()
+                ssrc: spec.ssrc,
             };
+            let mut header = [0u8; FIXED_HEADER_LEN];
+            let no_ext = (OutExtensions::default(), ExtIds::default());
+            write_header(&mut header, &fields, &no_ext.0, &no_ext.1)
+                .map_err(std::io::Error::other)?;
             probe::write_probe(&mut payload, Instant::now() - epoch, index);
-            let sealed = srtp.protect(header, index, &payload);
-            batch.push(&sealed, spec.target);
+            let max = header.len() + payload.len() + spec.profile.overhead() + SEAL_SLACK;
+            let roc = (index >> 16) as u32;
+            let sealed = batch.push_with(spec.target, max, |buf| {
+                sealer.seal_rtp(&header, &payload, roc, buf).unwrap_or(0)
+            });
+            if sealed == 0 {
+                return Err(std::io::Error::other("the load generator could not seal"));
+            }
             index += 1;
             if batch.is_full() {
                 flush(&mut batch, socket, epoch, &mut report)?;

@@ -31,8 +31,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Measure the floor: a forwarder with no WebRTC logic (decrypt once, encrypt per
-    /// destination with str0m's SRTP, sendmmsg), driven by a paced load generator.
+    /// Measure the floor: a forwarder with no WebRTC logic (open once, then per destination
+    /// write the header and seal as the server does, with shardcast-rtp), driven by a paced
+    /// load generator.
     Floor(FloorArgs),
     /// Run a scenario against `shardcast serve` (started here, or --target) with real WebRTC
     /// clients; measure throughput, CPU per packet, latency, loss, joins, RSS and the floor.
@@ -398,13 +399,12 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
         });
     }
     let counters = FloorCounters::default();
-    let crypto = str0m::crypto::from_feature_flags();
     let io = match backend {
         None => {
-            floor::serve(&socket, &config, &crypto, &stop, &counters)?;
+            floor::serve(&socket, &config, &stop, &counters)?;
             "sendmmsg".to_string()
         }
-        Some(b) => floor_driver::serve(socket, b, &config, &crypto, &stop, &counters)?.to_string(),
+        Some(b) => floor_driver::serve(socket, b, &config, &stop, &counters)?.to_string(),
     };
     println!(
         "io={io} received={} forwarded={} dropped_bad={} dropped_send={}",

@@ -31,38 +31,6 @@ pub fn latency(epoch: Instant, now: Instant, sent: Duration) -> Duration {
     now.saturating_duration_since(epoch).saturating_sub(sent)
 }
 
-/// Extends 16-bit RTP sequence numbers to the 48-bit SRTP index (RFC 3711 §3.3.1), for one
-/// stream whose packets arrive mostly in order.
-#[derive(Debug, Default, Clone)]
-pub struct ExtSeq {
-    last: Option<u64>,
-}
-
-impl ExtSeq {
-    pub fn extend(&mut self, seq: u16) -> u64 {
-        let index = match self.last {
-            None => seq as u64,
-            Some(last) => {
-                let roc = last >> 16;
-                let last_seq = last as u16;
-                let candidate = |roc: u64| (roc << 16) | seq as u64;
-                if seq < last_seq && last_seq - seq > 0x8000 {
-                    candidate(roc + 1)
-                } else if seq > last_seq && seq - last_seq > 0x8000 && roc > 0 {
-                    // A late packet from before the last wrap.
-                    return candidate(roc - 1);
-                } else {
-                    candidate(roc)
-                }
-            }
-        };
-        if self.last.is_none_or(|l| index > l) {
-            self.last = Some(index);
-        }
-        index
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,20 +57,5 @@ mod tests {
             latency(epoch, now, Duration::from_millis(9)),
             Duration::ZERO
         );
-    }
-
-    #[test]
-    fn ext_seq_follows_wraps_and_late_packets() {
-        let mut ext = ExtSeq::default();
-        assert_eq!(ext.extend(65_534), 65_534);
-        assert_eq!(ext.extend(65_535), 65_535);
-        assert_eq!(ext.extend(0), 65_536);
-        assert_eq!(
-            ext.extend(65_535),
-            65_535,
-            "late packet from before the wrap"
-        );
-        assert_eq!(ext.extend(1), 65_537);
-        assert_eq!(ext.extend(3), 65_539);
     }
 }

@@ -1,7 +1,7 @@
 //! Sinks for the floor measurement: M UDP sockets (one per destination, so each is its own
 //! 5-tuple) read by one thread with poll + recvmmsg. Every packet is counted; one in
-//! `sample_every` per sink is opened with the same SRTP and its probe read back for latency
-//! and a content check. Results go into per-second slots so a window can be cut out later.
+//! `sample_every` per sink is opened (each sink is a peer with its own `SrtpOpener`, keyed
+//! as the floor's destination) and its probe read back for latency and a content check. Results go into per-second slots so a window can be cut out later.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -11,11 +11,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use str0m::rtp::{ExtensionMap, RtpHeader};
+use shardcast_rtp::srtp::{SrtpOpener, SEAL_SLACK};
 
-use crate::probe::{self, ExtSeq};
-use crate::srtp::{Profile, SrtpReceiver};
-use crate::udp::{self, RecvBatch};
+use crate::probe;
+use crate::srtp::{self, End, Profile};
+use crate::udp::{self, RecvBatch, MAX_DATAGRAM};
 
 /// What the sinks saw in one second since the epoch.
 #[derive(Debug, Clone)]
@@ -66,8 +66,8 @@ pub struct Sinks {
 
 struct Sink {
     socket: UdpSocket,
-    srtp: SrtpReceiver,
-    seq: ExtSeq,
+    /// Estimates each packet's rollover counter itself (from the sampled ones).
+    srtp: SrtpOpener,
     seen: u64,
 }
 
@@ -80,7 +80,6 @@ impl Sinks {
         sample_every: u64,
         cpu: Option<usize>,
     ) -> std::io::Result<Sinks> {
-        let crypto = str0m::crypto::from_feature_flags();
         let mut sinks = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
         for _ in 0..count {
@@ -92,8 +91,7 @@ impl Sinks {
             }
             sinks.push(Sink {
                 socket,
-                srtp: SrtpReceiver::new(&crypto, profile),
-                seq: ExtSeq::default(),
+                srtp: srtp::session(profile, End::Peer).opener,
                 seen: 0,
             });
         }
@@ -102,7 +100,9 @@ impl Sinks {
         let thread = {
             let stop = stop.clone();
             let totals = totals.clone();
-            let sample_every = sample_every.max(1);
+            // The opener estimates each sampled packet's rollover counter from the last one
+            // it opened: that needs fewer than 2^15 sequence numbers between samples.
+            let sample_every = sample_every.clamp(1, 1 << 14);
             std::thread::Builder::new()
                 .name("sinks".into())
                 .spawn(move || {
@@ -157,7 +157,7 @@ fn read_loop(
     stop: &AtomicBool,
     totals: &Totals,
 ) -> SinkReport {
-    let exts = ExtensionMap::empty();
+    let mut plain = vec![0u8; MAX_DATAGRAM + SEAL_SLACK];
     let mut report = SinkReport {
         slots: Vec::new(),
         corrupt: 0,
@@ -200,19 +200,15 @@ fn read_loop(
                 for (_, datagram) in batch.iter() {
                     slot.packets += 1;
                     slot.bytes += datagram.len() as u64;
-                    let Some(header) = RtpHeader::_parse(datagram, &exts) else {
-                        report.corrupt += 1;
-                        continue;
-                    };
-                    let index = sink.seq.extend(header.sequence_number);
                     sink.seen += 1;
                     if !sink.seen.is_multiple_of(sample_every) {
                         continue;
                     }
                     let opened = sink
                         .srtp
-                        .unprotect(datagram, header.header_len, *header.ssrc, index)
-                        .and_then(probe::read_probe);
+                        .open_rtp(datagram, &mut plain)
+                        .ok()
+                        .and_then(|o| probe::read_probe(&plain[o.header_len..o.len]));
                     match opened {
                         Some((sent, _)) => {
                             let us = probe::latency(epoch, now, sent).as_micros() as u64;

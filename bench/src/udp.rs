@@ -116,7 +116,10 @@ impl RecvBatch {
 
 /// Send side: datagrams queued into one contiguous buffer, flushed with sendmmsg.
 pub struct SendBatch {
+    /// Queued datagrams back to back in `data[..used]`; beyond is room kept from earlier
+    /// batches (so writing into it costs no zeroing).
     data: Vec<u8>,
+    used: usize,
     entries: Vec<(usize, usize, libc::sockaddr_in)>,
     max: usize,
 }
@@ -126,6 +129,7 @@ impl SendBatch {
     pub fn new(max: usize) -> Self {
         SendBatch {
             data: Vec::with_capacity(max * 1300),
+            used: 0,
             entries: Vec::with_capacity(max),
             max: max.clamp(1, 1024),
         }
@@ -144,9 +148,31 @@ impl SendBatch {
     }
 
     pub fn push(&mut self, datagram: &[u8], to: SocketAddrV4) {
-        let start = self.data.len();
-        self.data.extend_from_slice(datagram);
-        self.entries.push((start, datagram.len(), to_sockaddr(to)));
+        self.push_with(to, datagram.len(), |buf| {
+            buf.copy_from_slice(datagram);
+            datagram.len()
+        });
+    }
+
+    /// Reserves `max` bytes for a datagram to `to`, lets `fill` write it into a prefix of
+    /// them and return its length (as the server's `TxQueue::push_with`: a sealer writes
+    /// straight into the batch); 0 queues nothing. Returns the length.
+    pub fn push_with(
+        &mut self,
+        to: SocketAddrV4,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        let start = self.used;
+        if self.data.len() < start + max {
+            self.data.resize(start + max, 0);
+        }
+        let n = fill(&mut self.data[start..start + max]).min(max);
+        if n > 0 {
+            self.entries.push((start, n, to_sockaddr(to)));
+            self.used = start + n;
+        }
+        n
     }
 
     /// Sends everything queued; returns how many datagrams the kernel took. Datagrams it
@@ -194,7 +220,7 @@ impl SendBatch {
             }
             sent += rc as usize;
         }
-        self.data.clear();
+        self.used = 0;
         self.entries.clear();
         result.map(|()| sent)
     }
@@ -224,6 +250,9 @@ mod tests {
         for i in 0..40u8 {
             out.push(&vec![i; 100 + i as usize], v4(&b));
         }
+        // A writer that writes nothing queues nothing.
+        assert_eq!(out.push_with(v4(&b), 100, |_| 0), 0);
+        assert_eq!(out.len(), 40);
         assert!(!out.is_full());
         assert_eq!(out.flush(&a).unwrap(), 40);
         assert!(out.is_empty());

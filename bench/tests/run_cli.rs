@@ -8,8 +8,20 @@ use std::process::Command;
 use shardcast_bench::run::server::{locate_binary, Server, ServerSpec};
 use shardcast_bench::run::setup::{Credentials, Setup};
 
+/// `cargo test --workspace` links target/<profile>/shardcast with str0m's test DTLS (a
+/// dev-dependency feature of shardcast-rtp), which the server refuses unless told this is a
+/// test (controlplane/src/cli/guard.rs); a server built on its own ignores the variable.
+const ALLOW_TEST_DTLS: (&str, &str) = ("SHARDCAST_ALLOW_TEST_DTLS", "1");
+
 fn bench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"));
+    // The server `run` starts inherits it.
+    cmd.env(ALLOW_TEST_DTLS.0, ALLOW_TEST_DTLS.1);
+    cmd
+}
+
+fn allow_test_dtls() -> Vec<(String, String)> {
+    vec![(ALLOW_TEST_DTLS.0.into(), ALLOW_TEST_DTLS.1.into())]
 }
 
 fn scenario(name: &str) -> std::path::PathBuf {
@@ -28,6 +40,7 @@ fn started_server_takes_rooms_and_mints_tokens() {
         extra_args: Vec::new(),
         cpus: Some("0".into()),
         log_filter: None,
+        env: allow_test_dtls(),
     })
     .unwrap();
     let pid = server.pid();
@@ -178,6 +191,7 @@ fn repeat_settles_and_floors_on_the_profile_the_server_negotiated() {
         extra_args: Vec::new(),
         cpus: None,
         log_filter: Some("info,str0m=debug".into()),
+        env: allow_test_dtls(),
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();

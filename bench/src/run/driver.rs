@@ -140,6 +140,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                 extra_args: opts.server_args.clone(),
                 cpus: opts.server_cpus.clone(),
                 log_filter: None,
+                env: Vec::new(),
             })?)
         }
     };

@@ -32,6 +32,9 @@ pub struct ServerSpec {
     /// The server's log filter (`SHARDCAST_LOG`); None = `info`. Tests raise str0m to debug
     /// to read the negotiated SRTP profile; a measured run never should (it costs CPU).
     pub log_filter: Option<String>,
+    /// More environment for the server (tests: `SHARDCAST_ALLOW_TEST_DTLS=1`, see
+    /// controlplane/src/cli/guard.rs); `run` passes none.
+    pub env: Vec<(String, String)>,
 }
 
 /// The default tenant's API key, as `shardcast serve` writes it (default_tenant.json).
@@ -117,6 +120,7 @@ impl Server {
             )
             // Plain log lines: `backend_from_log` reads one.
             .env("NO_COLOR", "1")
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::from(
                 std::fs::File::create(&log).context("creating the server log")?,
             ));

@@ -6,6 +6,7 @@
 //! commands call into the library (`shardcast_controlplane::...`).
 
 mod client;
+mod guard;
 mod serve;
 mod token;
 
@@ -258,6 +259,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli, role)?;
     if role != Role::Tool {
         init_tracing(&config.log);
+    }
+    if matches!(role, Role::Serve | Role::MediaNode) {
+        guard::refuse_test_dtls()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

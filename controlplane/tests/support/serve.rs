@@ -24,6 +24,10 @@ impl Drop for Server {
 pub fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str) -> (Server, String, Option<String>) {
     let mut child = Command::new(BIN)
         .args(args)
+        // Under `cargo test --workspace` BIN is linked with str0m's test DTLS (shardcast-rtp's
+        // dev-dependency feature is unified into the build), which the server refuses
+        // unless told this is a test (src/cli/guard.rs); built on its own it ignores this.
+        .env("SHARDCAST_ALLOW_TEST_DTLS", "1")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
