@@ -31,6 +31,7 @@ impl ShardCore {
             return;
         };
         let estimate = peer.downlink_estimate.map(|b| b.as_u64());
+        let may_pause = peer.transport.as_ref().is_some_and(|t| t.transport_cc);
         let mut audio_bps = 0;
         let mut video: SmallVec<[(TrackId, VideoDemand); 8]> = SmallVec::new();
         for track in peer.subscriptions.iter().copied() {
@@ -75,6 +76,7 @@ impl ShardCore {
             // No estimate (congestion control off, or a subscriber without transport-cc or
             // REMB that loses nothing): nothing constrains the choice.
             sub.selector.set_preference(sub.preference);
+            sub.selector.set_may_pause(may_pause);
             sub.selector.set_budget(estimate.map(|_| budget));
             sub.selector.update(now, mon);
             // The selector also decides on every packet: tell what changed since we last
@@ -89,6 +91,7 @@ impl ShardCore {
             }
         }
         for (track, paused) in pauses {
+            tracing::debug!(peer = %subscriber, %track, paused, ?estimate, "video paused for bandwidth");
             self.out.push_back(Output::Event(CoreEvent::VideoPaused {
                 peer: subscriber,
                 track,

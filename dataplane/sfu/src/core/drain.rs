@@ -163,8 +163,9 @@ impl ShardCore {
         }
         let mut tp = crate::transport::Transport::new(session, rtcp_ssrc, bwe, now);
         tp.ext_in = incoming_ext_ids(p);
+        tp.transport_cc = sends_transport_cc(p);
         if let Some(bwe) = tp.bwe.as_mut() {
-            bwe.set_transport_cc(sends_transport_cc(p));
+            bwe.set_transport_cc(tp.transport_cc);
         }
         debug!(peer = %id, profile = ?keys.profile, "srtp keys: transport up");
         p.transport = Some(tp);
@@ -298,6 +299,7 @@ pub(crate) fn refresh_transport(p: &mut Peer) {
     let twcc = sends_transport_cc(p);
     if let Some(tp) = p.transport.as_mut() {
         tp.ext_in = ids;
+        tp.transport_cc = twcc;
         if let Some(bwe) = tp.bwe.as_mut() {
             bwe.set_transport_cc(twcc);
         }

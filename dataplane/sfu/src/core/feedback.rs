@@ -90,6 +90,7 @@ impl ShardCore {
                     }
                 }
                 RtcpPacket::Remb { bitrate_bps, .. } => {
+                    trace!(peer = %id, bitrate_bps, "remb");
                     if let Some(bwe) = self.transport_mut(id).and_then(|t| t.bwe.as_mut()) {
                         bwe.on_remb(now, bitrate_bps);
                         estimate_changed = true;

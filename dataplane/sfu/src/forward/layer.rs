@@ -151,6 +151,8 @@ pub struct LayerSelector {
     /// Since when the budget has been below the lowest layer, while not paused: a dip
     /// shorter than `up_hold` (a probe's overshoot, one lossy report) does not pause.
     below_since: Option<Instant>,
+    /// Whether the budget may pause the video (see `set_may_pause`).
+    may_pause: bool,
 }
 
 impl LayerSelector {
@@ -165,6 +167,21 @@ impl LayerSelector {
             bandwidth_paused: false,
             resume_since: None,
             below_since: None,
+            may_pause: true,
+        }
+    }
+
+    /// Whether a budget below the lowest layer may pause the video. Only when the budget
+    /// comes from an estimate that can recover while nothing is sent (transport-cc feedback,
+    /// which the padding probes feed): a receiver-side estimate (REMB) or a loss-based one
+    /// only moves while packets flow, so pausing on it could never end. Without it the
+    /// lowest layer flows whatever the budget says.
+    pub fn set_may_pause(&mut self, may: bool) {
+        self.may_pause = may;
+        if !may {
+            self.bandwidth_paused = false;
+            self.below_since = None;
+            self.resume_since = None;
         }
     }
 
@@ -255,7 +272,7 @@ impl LayerSelector {
                 self.current = None;
                 return;
             }
-        } else if mon.bitrate(lowest) > 0 && !fits(lowest, 100) {
+        } else if self.may_pause && mon.bitrate(lowest) > 0 && !fits(lowest, 100) {
             let since = *self.below_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= self.cfg.up_hold {
                 self.bandwidth_paused = true;
@@ -638,6 +655,25 @@ mod tests {
             Some((0, Verdict::ForwardSwitched))
         );
         assert_eq!(s.sel.current(), Some(0));
+    }
+
+    #[test]
+    fn without_a_recoverable_estimate_the_lowest_layer_flows_whatever_the_budget() {
+        // A REMB-only or loss-only budget cannot grow while nothing is sent: never pause on it.
+        let mut s = Sim::new();
+        s.sel.set_may_pause(false);
+        s.sel.set_budget(Some(30_000));
+        s.run(Duration::from_secs(3));
+        assert!(!s.sel.paused_for_bandwidth());
+        assert_eq!(s.recent_layers(), vec![0], "the lowest layer, not nothing");
+        // Allowed again (transport-cc appeared): the same budget pauses after the hold ...
+        s.sel.set_may_pause(true);
+        s.run(Duration::from_secs(2));
+        assert!(s.sel.paused_for_bandwidth());
+        // ... and taking the permission away resumes at once.
+        s.sel.set_may_pause(false);
+        s.run(Duration::from_millis(200));
+        assert!(!s.sel.paused_for_bandwidth());
     }
 
     #[test]

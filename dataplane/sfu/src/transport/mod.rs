@@ -101,6 +101,10 @@ pub(crate) struct Transport {
     pub twcc_out: u64,
     /// The downlink estimate (None with congestion control off).
     pub bwe: Option<SendSideBwe>,
+    /// The peer negotiated the transport-wide sequence number on something we send it, so
+    /// it sends transport-cc feedback: the estimate is ours (delay-based, probed), not only
+    /// its REMB or its losses.
+    pub transport_cc: bool,
     /// The probe being sent, if any.
     pub probe: Option<ActiveProbe>,
     /// Round-trip time from the peer's report blocks (LSR/DLSR).
@@ -124,6 +128,7 @@ impl Transport {
             twcc_in: TwccRecorder::new(),
             twcc_out: 0,
             bwe: bwe.map(SendSideBwe::new),
+            transport_cc: false,
             probe: None,
             rtt: None,
             next_report: now + REPORT_INTERVAL,
