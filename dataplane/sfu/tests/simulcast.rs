@@ -87,9 +87,9 @@ fn layers_follow_each_subscribers_bandwidth() {
         "first switch down after {first_down:?}"
     );
     // What the viewer receives settles on the layer that fits 400 kbit/s: every new packet
-    // 3 s after the drop is layer 0. Not sooner: the link's tail drops are repaired with RTX
-    // ahead of media in str0m's pacer, which sends at 1.1x an estimate still above the
-    // link, so layer-1 packets forwarded before the switch (1.3 s) arrive until ~2.5 s.
+    // 3 s after the drop is layer 0. Not sooner: layer-1 packets forwarded before the switch
+    // (~1 s) still wait in the capped link's queue, and the RTX repairs of its tail drops
+    // queue behind them, so layer-1 packets arrive until ~2.5 s.
     // Retransmissions of older packets may trickle in later; they are not counted
     // (`video` and `layers` are recorded together, so one index cuts both).
     let settle = drop_at + Duration::from_secs(3);
