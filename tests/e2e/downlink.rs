@@ -126,6 +126,11 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
         s["bandwidthPaused"],
         report(&server, &[&vic, &alice])
     );
+    assert!(
+        s["bandwidthPaused"].as_array().is_none_or(|p| p.is_empty()),
+        "the server paused the video although the quarter layer fits the cap: {}",
+        s["bandwidthPaused"]
+    );
     let top_now = sent_width(&alice.stats()?, "f");
     assert!(
         width_later < top_now,
