@@ -3,8 +3,13 @@
 //!
 //! The DevTools port is chosen by Chromium (`--remote-debugging-port=0`) and read back from
 //! `DevToolsActivePort` in the profile directory, so parallel browsers never collide.
+//! A browser may run inside a network namespace ([`Browser::launch_in`]). Chromium's
+//! headless mode binds DevTools to loopback whatever `--remote-debugging-address` says, and
+//! the namespace's loopback is out of the host's reach: a `socat` relay (Debian package
+//! `socat`) inside the namespace forwards the namespace's veth address to it.
 //! Never: download a browser, or fall back to skipping when Chromium is missing.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::cdp::Cdp;
+use crate::netns::NetNs;
 use crate::process::ChildGuard;
 use crate::wait_for;
 
@@ -65,11 +71,39 @@ pub fn chromium_flags(profile: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
+/// Inside `ns`, relays `<namespace address>:port` to Chromium's DevTools on the namespace's
+/// loopback, same port.
+fn devtools_relay(
+    ns: &NetNs,
+    port: u16,
+    profile: &tempfile::TempDir,
+) -> anyhow::Result<ChildGuard> {
+    let socat = PathBuf::from("/usr/bin/socat");
+    if !socat.exists() {
+        bail!(
+            "socat not found at {}: install the Debian package `socat` (DevTools of a browser \
+             in a network namespace); the tests do not skip",
+            socat.display()
+        );
+    }
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name()])
+        .arg(socat)
+        .arg(format!(
+            "TCP-LISTEN:{port},bind={},fork,reuseaddr",
+            ns.ns_ip()
+        ))
+        .arg(format!("TCP:127.0.0.1:{port}"));
+    let log = profile.path().join("devtools-relay.log");
+    ChildGuard::spawn("devtools relay", cmd, &log)
+}
+
 /// One Chromium process showing one page. Dropping it stops the browser (by its PID's
 /// process group) and removes its profile.
 pub struct Browser {
     pub name: String,
     pub page: Cdp,
+    _relay: Option<ChildGuard>,
     // Field order matters: the process stops before its profile directory is removed.
     process: ChildGuard,
     _profile: tempfile::TempDir,
@@ -78,12 +112,39 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium on `url` and attaches to the page.
     pub fn launch(name: &str, url: &str) -> anyhow::Result<Self> {
+        Self::start(name, url, None)
+    }
+
+    /// As [`Browser::launch`], inside the network namespace `ns` (`ip netns exec`).
+    pub fn launch_in(name: &str, url: &str, ns: &NetNs) -> anyhow::Result<Self> {
+        Self::start(name, url, Some(ns))
+    }
+
+    fn start(name: &str, url: &str, ns: Option<&NetNs>) -> anyhow::Result<Self> {
         let exe = chromium_path()?;
         let profile = tempfile::Builder::new()
             .prefix("shardcast-chromium-")
             .tempdir()?;
-        let mut cmd = Command::new(exe);
-        cmd.args(chromium_flags(profile.path())).arg(url);
+        let mut cmd = match ns {
+            // `ip netns exec` enters the namespace and execs Chromium: same PID, same group.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.name()]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.args(chromium_flags(profile.path()));
+        // A page served from an address other than loopback is not a secure context, and
+        // the demo page needs one (getUserMedia): a test server is trusted by its origin.
+        let origin: String = url.split('/').take(3).collect::<Vec<_>>().join("/");
+        let loopback = ["http://127.0.0.1:", "http://localhost:"];
+        if origin.starts_with("http://") && !loopback.iter().any(|l| origin.starts_with(l)) {
+            cmd.arg(format!(
+                "--unsafely-treat-insecure-origin-as-secure={origin}"
+            ));
+        }
+        cmd.arg(url);
         let log = profile.path().join("chromium.log");
         let mut process = ChildGuard::spawn(&format!("chromium {name}"), cmd, &log)?;
 
@@ -96,7 +157,14 @@ impl Browser {
             Ok(text.lines().next().and_then(|l| l.trim().parse().ok()))
         })?;
 
-        let list_url = format!("http://127.0.0.1:{port}/json/list");
+        let (devtools_ip, relay) = match ns {
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), None),
+            Some(ns) => (
+                IpAddr::V4(ns.ns_ip()),
+                Some(devtools_relay(ns, port, &profile)?),
+            ),
+        };
+        let list_url = format!("http://{devtools_ip}:{port}/json/list");
         let ws_url = wait_for("the page target", Duration::from_secs(20), || {
             let targets: Value = reqwest::blocking::get(&list_url)?.json()?;
             Ok(targets.as_array().and_then(|ts| {
@@ -110,6 +178,7 @@ impl Browser {
         let mut browser = Self {
             name: name.to_string(),
             page,
+            _relay: relay,
             process,
             _profile: profile,
         };

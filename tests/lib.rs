@@ -10,17 +10,20 @@
 //!   deployment as separate processes; [`cluster::Rest`] drives its REST API.
 //! - [`participant::Participant`]: a native client (shardcast-client over UDP) signaled over
 //!   the WebSocket API.
+//! - [`netns::NetNs`]: a network namespace behind a veth pair whose downlink a test shapes
+//!   with `tc`, for a browser on a thin link ([`chromium::Browser::launch_in`]).
 //! - [`interop::StackPeer`]: an independent WebRTC stack (GStreamer webrtcbin, aiortc) as a
 //!   WHIP publisher or WHEP player script from `tests/interop/`.
 //!
 //! Never: skip a test because a component is missing (a missing Chromium or binary is an
-//! error), or talk to anything but 127.0.0.1.
+//! error), or talk to anything but 127.0.0.1 and the private veth links the tests create.
 
 pub mod cdp;
 pub mod chromium;
 pub mod cluster;
 pub mod etcd;
 pub mod interop;
+pub mod netns;
 pub mod participant;
 pub mod process;
 pub mod server;

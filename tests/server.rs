@@ -7,6 +7,7 @@
 //! is up to date), then uses `<target>/<profile>/shardcast`. `$SHARDCAST_BIN` overrides
 //! this (e.g. to test a release build). Never: pick up a stale binary from another tree.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::process::ChildGuard;
-use crate::{free_tcp_port, repo_root, wait_for, web_dir};
+use crate::{repo_root, wait_for, web_dir};
 
 /// The `shardcast` binary, built on first use.
 pub fn shardcast_bin() -> anyhow::Result<PathBuf> {
@@ -86,7 +87,7 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
 
 /// A running `shardcast serve`; stopped by PID when dropped.
 pub struct Server {
-    /// `http://127.0.0.1:PORT`
+    /// `http://IP:PORT`, IP being 127.0.0.1 unless started with [`Server::start_on`].
     pub base_url: String,
     // Field order: stop the process before removing its data directory.
     process: ChildGuard,
@@ -101,24 +102,33 @@ impl Server {
 
     /// As [`Server::start`], with extra command-line flags (before `serve`).
     pub fn start_with_args(extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), extra)
+    }
+
+    /// As [`Server::start_with_args`], with HTTP and the media shards (their ICE host
+    /// candidate) on `ip` instead of loopback: a browser in another network namespace
+    /// reaches the server at the host end of its veth link.
+    pub fn start_on(ip: IpAddr, extra: &[&str]) -> anyhow::Result<Self> {
         let bin = shardcast_bin()?;
         let data = tempfile::Builder::new()
             .prefix("shardcast-data-")
             .tempdir()?;
-        let port = free_tcp_port();
-        let listen = format!("127.0.0.1:{port}");
+        let port = free_tcp_port_on(ip)?;
+        let listen = SocketAddr::new(ip, port);
+        let media_ip = ip.to_string();
         let mut cmd = Command::new(&bin);
         cmd.env_remove("SHARDCAST_CONFIG")
             .arg("--data-dir")
             .arg(data.path())
-            .args(["--listen", &listen])
+            .arg("--listen")
+            .arg(listen.to_string())
             .arg("--web-dir")
             .arg(web_dir())
             .args([
                 "--dev",
                 "true",
                 "--media-ip",
-                "127.0.0.1",
+                &media_ip,
                 "--media-port",
                 "0",
             ])
@@ -163,4 +173,10 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+}
+
+/// A TCP port that was free a moment ago on `ip`.
+fn free_tcp_port_on(ip: IpAddr) -> anyhow::Result<u16> {
+    let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind a port on {ip}"))?;
+    Ok(l.local_addr()?.port())
 }
