@@ -13,7 +13,7 @@ use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
 use shardcast_bench::loadgen::Frames;
 use shardcast_bench::pin;
-use shardcast_bench::run::driver::{self, RunOptions};
+use shardcast_bench::run::orchestrate::{self, RunOptions};
 use shardcast_bench::run::setup::Credentials;
 use shardcast_bench::scenario::Scenario;
 use shardcast_bench::srtp::Profile;
@@ -307,7 +307,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         settle_max: Duration::from_secs(args.settle_max),
         floor_profile: args.floor_profile,
     };
-    let report = driver::run_repeated(&opts, args.repeat)?;
+    let report = orchestrate::run_repeated(&opts, args.repeat)?;
     report.print_table();
     if report.harness_saturated {
         eprintln!("WARNING: the harness, not the server, may be the bottleneck");
