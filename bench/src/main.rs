@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
-use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
+use shardcast_bench::floor_server_io;
 use shardcast_bench::loadgen::Frames;
 use shardcast_bench::pin;
 use shardcast_bench::run::orchestrate::{self, RunOptions};
@@ -404,7 +404,7 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
             floor::serve(&socket, &config, &stop, &counters)?;
             "sendmmsg".to_string()
         }
-        Some(b) => floor_driver::serve(socket, b, &config, &stop, &counters)?.to_string(),
+        Some(b) => floor_server_io::serve(socket, b, &config, &stop, &counters)?.to_string(),
     };
     println!(
         "io={io} received={} forwarded={} dropped_bad={} dropped_send={}",
