@@ -17,13 +17,13 @@ use shardcast_sfu::ids::ShardId;
 use shardcast_sfu::{CoreConfig, ShardStats};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::core_logic::{CoreLogic, NodeCommand};
 use crate::driver::IoBackend;
 use crate::fanout::RemoteSubs;
 use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
     NodeLoad, NodeSnapshot, PeerId, PeerRole, RoomId, TrackId,
 };
+use crate::sfu_logic::{NodeCommand, SfuLogic};
 use crate::shard::{CommandError, ShardConfig, ShardError, ShardSet, ShardSnapshot};
 
 /// Start-up parameters of a media node.
@@ -54,7 +54,7 @@ struct LoadSample {
 }
 
 pub struct MediaNode {
-    shards: ShardSet<CoreLogic>,
+    shards: ShardSet<SfuLogic>,
     events: broadcast::Sender<NodeEvent>,
     peers_on_shard: Arc<[AtomicU32]>,
     rooms: Mutex<HashMap<RoomId, ShardId>>,
@@ -86,7 +86,7 @@ impl MediaNode {
         shard_config.shards = n;
         let (ev, counts, core) = (events.clone(), peers_on_shard.clone(), config.core.clone());
         let shards = ShardSet::start(&shard_config, move |id, addr| {
-            CoreLogic::new(core.clone(), id, addr, ev.clone(), counts.clone())
+            SfuLogic::new(core.clone(), id, addr, ev.clone(), counts.clone())
         })?;
         Ok(MediaNode {
             shards,

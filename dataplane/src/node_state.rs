@@ -1,6 +1,6 @@
 //! `ShardState`: what one shard's node events have said so far — live peers (connected,
 //! published tracks, unanswered server offer) and each room's active speaker — kept by the
-//! shard's `CoreLogic` as it sends the events, so `MediaNodeApi::snapshot` answers from the
+//! shard's `SfuLogic` as it sends the events, so `MediaNodeApi::snapshot` answers from the
 //! source instead of from a reader that may have lagged.
 //!
 //! Must never: invent state — it only follows the events sent and the commands answered.

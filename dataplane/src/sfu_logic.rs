@@ -1,4 +1,4 @@
-//! `CoreLogic`: the SFU core (`shardcast_sfu::ShardCore`) as the logic of a shard.
+//! `SfuLogic`: the SFU core (`shardcast_sfu::ShardCore`) as the logic of a shard.
 //!
 //! Owns one `ShardCore`, answers node-API commands (replies over tokio oneshots), maps core
 //! events onto `NodeEvent`s for the node's broadcast channel and copies the core's output
@@ -138,7 +138,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
     }
 }
 
-pub struct CoreLogic {
+pub struct SfuLogic {
     core: ShardCore,
     events: broadcast::Sender<NodeEvent>,
     /// Live peers per shard, shared with the node's placement (decremented here on close).
@@ -148,7 +148,7 @@ pub struct CoreLogic {
     state: ShardState,
 }
 
-impl CoreLogic {
+impl SfuLogic {
     pub fn new(
         config: CoreConfig,
         shard: ShardId,
@@ -162,7 +162,7 @@ impl CoreLogic {
         if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             core.set_wall_clock(now, unix);
         }
-        CoreLogic {
+        SfuLogic {
             core,
             events,
             peers_on_shard,
@@ -186,7 +186,7 @@ impl CoreLogic {
     }
 }
 
-impl ShardLogic for CoreLogic {
+impl ShardLogic for SfuLogic {
     type Command = NodeCommand;
     type Message = ShardMessage;
     type Stats = ShardStats;
