@@ -356,7 +356,7 @@ fn print_floor(r: &FloorResult) {
         r.forwarded_pps, r.forwarded_mbps
     );
     println!(
-        "  CPU per packet    {:>10.3} µs   (floor at {:.0}% of a core)",
+        "  CPU per packet    {:>10.3} µs   (floor at {:.0}% of a CPU)",
         r.floor_cpu_us_per_packet, r.floor_cpu_percent
     );
     println!("  loss              {:>10.4} %", r.loss_ratio * 100.0);

@@ -67,7 +67,7 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// First UDP port; shard i uses `base_port + i`. 0 = ephemeral ports.
     pub base_port: u16,
-    /// Number of shards (threads); 0 = one per core.
+    /// Number of shards (threads); 0 = one per CPU.
     pub shards: usize,
     /// `auto`, `io_uring` or `portable`.
     pub backend: String,

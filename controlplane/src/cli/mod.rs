@@ -73,7 +73,7 @@ pub struct Overrides {
     /// First media UDP port, 0 = ephemeral [media.base_port].
     #[arg(long, global = true, env = "SHARDCAST_MEDIA_PORT", value_name = "PORT")]
     pub media_port: Option<u16>,
-    /// Media shard threads, 0 = one per core [media.shards].
+    /// Media shard threads, 0 = one per CPU [media.shards].
     #[arg(long, global = true, env = "SHARDCAST_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
     /// I/O backend [media.backend].
