@@ -79,7 +79,7 @@ pub enum NodeCommand {
     },
     /// This shard's part of `MediaNodeApi::snapshot`.
     Snapshot {
-        reply: Reply<crate::node_state::ShardSnapshot>,
+        reply: Reply<crate::node_state::NodeSnapshotPart>,
     },
 }
 
