@@ -21,7 +21,7 @@ use crate::driver::IoBackend;
 use crate::fanout::RemoteSubs;
 use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
-    NodeLoad, NodeSnapshot, PeerId, PeerRole, RoomId, TrackId,
+    NodeLoad, NodeSnapshot, PeerId, RoomId, TrackId,
 };
 use crate::sfu_logic::{NodeCommand, SfuLogic};
 use crate::shard::{CommandError, ShardConfig, ShardError, ShardSet, ShardSnapshot};
@@ -170,11 +170,7 @@ impl MediaNode {
         let mut core_request = shardcast_sfu::api::CreatePeer {
             room: request.room.clone(),
             identity: request.identity.clone(),
-            role: match request.role {
-                PeerRole::Both => shardcast_sfu::api::PeerRole::Both,
-                PeerRole::Publish => shardcast_sfu::api::PeerRole::Publish,
-                PeerRole::Subscribe => shardcast_sfu::api::PeerRole::Subscribe,
-            },
+            role: request.role,
             offer: request.offer,
             bind: Vec::new(),
         };

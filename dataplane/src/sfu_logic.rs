@@ -15,7 +15,7 @@ use shardcast_sfu::ids::{PeerId, ShardId, TrackId};
 use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::node::{self, LayerPreference, NodeError, NodeEvent};
+use crate::node::{LayerPreference, NodeError, NodeEvent};
 use crate::node_state::ShardState;
 use crate::shard::{Outbox, ShardLogic};
 
@@ -93,13 +93,6 @@ pub(crate) fn map_error(e: CoreError) -> NodeError {
     }
 }
 
-fn map_kind(k: shardcast_sfu::api::MediaKind) -> node::MediaKind {
-    match k {
-        shardcast_sfu::api::MediaKind::Audio => node::MediaKind::Audio,
-        shardcast_sfu::api::MediaKind::Video => node::MediaKind::Video,
-    }
-}
-
 pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
     match e {
         CoreEvent::PeerConnected { peer } => NodeEvent::PeerConnected { peer },
@@ -118,7 +111,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
             peer,
             room,
             track,
-            kind: map_kind(kind),
+            kind,
             rids,
         },
         CoreEvent::TrackUnpublished { peer, room, track } => {
@@ -270,14 +263,8 @@ impl ShardLogic for SfuLogic {
                 preference,
                 reply,
             } => {
-                let pref = shardcast_sfu::api::LayerPreference {
-                    max_layer: preference.max_layer,
-                    visible: preference.visible,
-                };
-                let _ = reply.send(
-                    core.set_preference(now, subscriber, track, pref)
-                        .map_err(map_error),
-                );
+                let set = core.set_preference(now, subscriber, track, preference);
+                let _ = reply.send(set.map_err(map_error));
             }
             NodeCommand::SetTrackMuted {
                 track,
