@@ -167,17 +167,19 @@ impl MediaNode {
         let shard = self.place(&request.room);
         let local = self.next_peer.fetch_add(1, Ordering::Relaxed);
         let peer = PeerId::new(shard, local);
-        let mut core_request = shardcast_sfu::api::CreatePeer {
-            room: request.room.clone(),
-            identity: request.identity.clone(),
-            role: request.role,
-            offer: request.offer,
-            bind: Vec::new(),
-        };
-        // Tracks to bind into the answer (WHEP). A track that is gone is simply not bound;
-        // a track on another shard gets its fan-out first, so its first packets are not lost.
+        let CreatePeer {
+            room,
+            identity,
+            role,
+            offer,
+            bind_tracks,
+        } = request;
+        // Tracks to bind into the answer (WHEP), looked up by id. A track that is gone is
+        // simply not bound; a track on another shard gets its fan-out first, so its first
+        // packets are not lost.
+        let mut bind = Vec::new();
         let mut remote = Vec::new();
-        for track in request.bind_tracks {
+        for track in bind_tracks {
             let Ok(pub_shard) = self.check_track(track) else {
                 continue;
             };
@@ -196,8 +198,15 @@ impl MediaNode {
                 .await?;
                 remote.push(track);
             }
-            core_request.bind.push(info);
+            bind.push(info);
         }
+        let core_request = shardcast_sfu::api::CreatePeer {
+            room,
+            identity,
+            role,
+            offer,
+            bind_tracks: bind,
+        };
         self.peers_on_shard[shard.0 as usize].fetch_add(1, Ordering::Relaxed);
         let answer = self
             .call(shard, |reply| NodeCommand::CreatePeer {

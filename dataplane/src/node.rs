@@ -4,7 +4,7 @@
 //! straight to the shards over their command queues) and the control plane's HTTP client for a
 //! media node running as its own process. Both must behave the same; the types here are the
 //! wire types of the remote form too, so they are plain serde data. Those the core takes as
-//! they are (`PeerRole`, `LayerPreference`, `MediaKind`) are defined once in
+//! they are (`PeerRole`, `CreatePeer`, `LayerPreference`, `MediaKind`) are defined once in
 //! `shardcast_sfu::api` and re-exported here.
 //!
 //! Server-initiated offers (when a subscription adds or removes an m-line) are not return
@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 pub use shardcast_sfu::api::{LayerIndex, LayerPreference, MediaKind, PeerRole};
 pub use shardcast_sfu::ids::{PeerId, RoomId, TrackId};
+
+/// What `create_peer` is asked: the tracks to bind named by id; the media node looks them up
+/// and hands the core a `CreatePeer<TrackInfo>` (one type, defined in `shardcast_sfu::api`).
+pub type CreatePeer = shardcast_sfu::api::CreatePeer<TrackId>;
 
 /// A boxed future, so the trait stays object safe (`Arc<dyn MediaNodeApi>`).
 pub type NodeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NodeError>> + Send + 'a>>;
@@ -159,20 +163,6 @@ pub struct TrackSnapshot {
 pub struct RoomSpeaker {
     pub room: RoomId,
     pub peer: PeerId,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreatePeer {
-    pub room: RoomId,
-    /// The participant's identity inside the room; used as the msid stream id of its tracks.
-    pub identity: String,
-    pub role: PeerRole,
-    /// The client's SDP offer.
-    pub offer: String,
-    /// For receive-only offers (WHEP): published tracks to bind to the offer's recvonly
-    /// m-lines at creation, audio to audio and video to video, in order.
-    #[serde(default)]
-    pub bind_tracks: Vec<TrackId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shardcast_sfu::api::{CoreEvent, Output, ShardMessage, TrackInfo};
+use shardcast_sfu::api::{CoreEvent, CreatePeer, Output, ShardMessage, TrackInfo};
 use shardcast_sfu::ids::{PeerId, ShardId, TrackId};
 use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
 use tokio::sync::{broadcast, oneshot};
@@ -25,7 +25,7 @@ type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 pub enum NodeCommand {
     CreatePeer {
         peer: PeerId,
-        request: shardcast_sfu::api::CreatePeer,
+        request: CreatePeer<TrackInfo>,
         reply: Reply<String>,
     },
     Renegotiate {

@@ -2,9 +2,10 @@
 //! out (`Output`, `CoreEvent`). Plain data; the shard maps `CoreEvent` onto the node API's
 //! `NodeEvent` (crate `shardcast-dataplane` depends on this crate, not the other way round).
 //! The types a node-API call carries unchanged into the core (`MediaKind`, `PeerRole`,
-//! `LayerPreference`) are defined here once, with their serde form, and re-exported by
-//! `shardcast_dataplane::node`: that JSON is the node API's wire format and the signaling
-//! protocol's (`"audio"`, `"publish"`, `"max_layer"`, ...), so it must not change.
+//! `CreatePeer`, `LayerPreference`) are defined here once, with their serde form, and
+//! re-exported by `shardcast_dataplane::node`. Their JSON is the node API's wire format
+//! (and, for `MediaKind`, the signaling protocol's): `"audio"`, `"publish"`, `"bind_tracks"`,
+//! ... must not change.
 //!
 //! Nothing here may hold a reference into a peer or allocate per packet except the
 //! `Arc<[u8]>` payload str0m already gave us (shared, never copied).
@@ -69,19 +70,27 @@ impl fmt::Display for PeerRole {
     }
 }
 
-/// What `ShardCore::create_peer` needs besides the id.
-#[derive(Debug, Clone)]
-pub struct CreatePeer {
+/// A peer to create, at two stages: as the node API receives it, the tracks to bind named by
+/// id (`CreatePeer<TrackId>`, `shardcast_dataplane::node::CreatePeer`), and as
+/// `ShardCore::create_peer` takes it once the media node has looked those tracks up
+/// (`CreatePeer<TrackInfo>`: a track may live on another shard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+// `bind_tracks` defaults to empty: no `T: Default` needed (serde would infer one).
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct CreatePeer<T> {
     pub room: RoomId,
-    /// Identity inside the room; the msid stream id of the tracks it publishes.
+    /// The participant's identity inside the room; the msid stream id of the tracks it
+    /// publishes.
     pub identity: String,
     pub role: PeerRole,
     /// The client's SDP offer.
     pub offer: String,
-    /// Published tracks to bind to the offer's recvonly m-lines (WHEP): each such m-line, in
-    /// SDP order, gets the next unbound track of its kind as its outgoing stream, with no
-    /// server offer. m-lines left over are answered `inactive`; tracks left over are not bound.
-    pub bind: Vec<TrackInfo>,
+    /// For receive-only offers (WHEP): published tracks to bind to the offer's recvonly
+    /// m-lines in the answer: each such m-line, in SDP order, gets the next unbound track of
+    /// its kind (audio to audio, video to video) as its outgoing stream, with no server
+    /// offer. m-lines left over are answered `inactive`; tracks left over are not bound.
+    #[serde(default)]
+    pub bind_tracks: Vec<T>,
 }
 
 /// Everything a subscriber's shard must know about a published track to subscribe to it.
