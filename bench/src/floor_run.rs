@@ -51,7 +51,7 @@ pub struct FloorResult {
     pub forwarded_pps: f64,
     pub forwarded_mbps: f64,
     pub floor_cpu_us_per_packet: f64,
-    /// The floor process's CPU over the window, in % of one core.
+    /// The floor process's CPU over the window, in % of one CPU.
     pub floor_cpu_percent: f64,
     pub loss_ratio: f64,
     pub latency_us: Percentiles,

@@ -4,8 +4,8 @@
 
 pub mod child;
 pub mod floor;
-pub mod floor_driver;
 pub mod floor_run;
+pub mod floor_server_io;
 pub mod loadgen;
 pub mod pin;
 pub mod plot;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardcast_bench::floor::{self, FloorConfig, FloorCounters};
-use shardcast_bench::floor_driver;
 use shardcast_bench::floor_run::{self, FloorResult, FloorSpec};
+use shardcast_bench::floor_server_io;
 use shardcast_bench::loadgen::Frames;
 use shardcast_bench::pin;
-use shardcast_bench::run::driver::{self, RunOptions};
+use shardcast_bench::run::orchestrate::{self, RunOptions};
 use shardcast_bench::run::setup::Credentials;
 use shardcast_bench::scenario::Scenario;
 use shardcast_bench::srtp::Profile;
@@ -307,7 +307,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         settle_max: Duration::from_secs(args.settle_max),
         floor_profile: args.floor_profile,
     };
-    let report = driver::run_repeated(&opts, args.repeat)?;
+    let report = orchestrate::run_repeated(&opts, args.repeat)?;
     report.print_table();
     if report.harness_saturated {
         eprintln!("WARNING: the harness, not the server, may be the bottleneck");
@@ -356,7 +356,7 @@ fn print_floor(r: &FloorResult) {
         r.forwarded_pps, r.forwarded_mbps
     );
     println!(
-        "  CPU per packet    {:>10.3} µs   (floor at {:.0}% of a core)",
+        "  CPU per packet    {:>10.3} µs   (floor at {:.0}% of a CPU)",
         r.floor_cpu_us_per_packet, r.floor_cpu_percent
     );
     println!("  loss              {:>10.4} %", r.loss_ratio * 100.0);
@@ -404,7 +404,7 @@ fn floor_serve(args: FloorServeArgs) -> anyhow::Result<()> {
             floor::serve(&socket, &config, &stop, &counters)?;
             "sendmmsg".to_string()
         }
-        Some(b) => floor_driver::serve(socket, b, &config, &stop, &counters)?.to_string(),
+        Some(b) => floor_server_io::serve(socket, b, &config, &stop, &counters)?.to_string(),
     };
     println!(
         "io={io} received={} forwarded={} dropped_bad={} dropped_send={}",

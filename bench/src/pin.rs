@@ -1,5 +1,5 @@
 //! CPU lists (`0`, `0,2`, `0-3`) and pinning the calling thread, so the server (or the floor)
-//! and the harness can be kept on separate cores of a small machine.
+//! and the harness can be kept on separate CPUs of a small machine.
 
 use std::collections::BTreeSet;
 

@@ -67,7 +67,7 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// First UDP port; shard i uses `base_port + i`. 0 = ephemeral ports.
     pub base_port: u16,
-    /// Number of shards (threads); 0 = one per core.
+    /// Number of shards (threads); 0 = one per CPU.
     pub shards: usize,
     /// `auto`, `io_uring` or `portable`.
     pub backend: String,
@@ -198,9 +198,11 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Which binary role validates the config: each needs different keys.
+/// What this process runs as (`shardcast serve`, `controlplane`, `medianode`, or an offline
+/// tool); it decides which keys the config must have. Not a participant's role in a room
+/// (`store::records::ParticipantRole`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum ProcessRole {
     Serve,
     ControlPlane,
     MediaNode,
@@ -230,10 +232,10 @@ impl Config {
     }
 
     /// Whether dev mode (the `/dev/token` endpoint) is on for this role.
-    pub fn dev_enabled(&self, role: Role) -> bool {
+    pub fn dev_enabled(&self, role: ProcessRole) -> bool {
         match self.dev {
             Some(on) => on,
-            None => role == Role::Serve && self.http.listen.ip().is_loopback(),
+            None => role == ProcessRole::Serve && self.http.listen.ip().is_loopback(),
         }
     }
 
@@ -250,11 +252,11 @@ impl Config {
     }
 
     /// Check the keys `role` needs; the error names the first bad key.
-    pub fn validate(&self, role: Role) -> Result<(), ConfigError> {
+    pub fn validate(&self, role: ProcessRole) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
-        if role == Role::Tool {
+        if role == ProcessRole::Tool {
             return Ok(());
         }
         if !matches!(
@@ -292,7 +294,7 @@ impl Config {
                 return Err(invalid("admin_key", "at least 16 characters"));
             }
         }
-        if matches!(role, Role::ControlPlane | Role::MediaNode) {
+        if matches!(role, ProcessRole::ControlPlane | ProcessRole::MediaNode) {
             if self.etcd.endpoints.is_empty() {
                 return Err(invalid(
                     "etcd.endpoints",
@@ -315,7 +317,7 @@ impl Config {
                 _ => {}
             }
         }
-        if role == Role::MediaNode {
+        if role == ProcessRole::MediaNode {
             if let Some(url) = &self.cluster.node_advertise {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(invalid("cluster.node_advertise", "must be an http(s) URL"));
@@ -389,9 +391,9 @@ mod tests {
         let c = Config::from_toml("", "t").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:7880");
-        assert!(c.dev_enabled(Role::Serve));
-        assert!(!c.dev_enabled(Role::ControlPlane));
-        c.validate(Role::Serve).unwrap();
+        assert!(c.dev_enabled(ProcessRole::Serve));
+        assert!(!c.dev_enabled(ProcessRole::ControlPlane));
+        c.validate(ProcessRole::Serve).unwrap();
     }
 
     #[test]
@@ -412,14 +414,14 @@ mod tests {
         let mut c = Config::default();
         c.media.backend = "epoll".into();
         assert_eq!(
-            c.validate(Role::Serve).unwrap_err(),
+            c.validate(ProcessRole::Serve).unwrap_err(),
             invalid(
                 "media.backend",
                 "`epoll` is not one of auto, io_uring, portable"
             )
         );
         let c = Config::default();
-        let e = c.validate(Role::ControlPlane).unwrap_err();
+        let e = c.validate(ProcessRole::ControlPlane).unwrap_err();
         assert!(e.to_string().starts_with("cluster.secret:"), "{e}");
     }
 
@@ -427,9 +429,9 @@ mod tests {
     fn dev_off_when_not_loopback() {
         let mut c = Config::default();
         c.http.listen = "0.0.0.0:7880".parse().unwrap();
-        assert!(!c.dev_enabled(Role::Serve));
+        assert!(!c.dev_enabled(ProcessRole::Serve));
         c.dev = Some(true);
-        assert!(c.dev_enabled(Role::Serve));
+        assert!(c.dev_enabled(ProcessRole::Serve));
     }
 
     #[test]
@@ -458,6 +460,6 @@ mod tests {
     fn sample_config_parses_and_validates() {
         let text = include_str!("../shardcast.sample.toml");
         let c = Config::from_toml(text, "shardcast.sample.toml").unwrap();
-        c.validate(Role::Serve).unwrap();
+        c.validate(ProcessRole::Serve).unwrap();
     }
 }

@@ -26,7 +26,7 @@ use crate::placement::Placement;
 use crate::routes::ApiQuery;
 use crate::services::{now_unix_secs, rooms, tenants};
 use crate::signaling::{self, BusRoomEvents, Hub, StoreBus};
-use crate::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
+use crate::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use crate::store::typed::get_json;
 use crate::store::{keys, Store};
 
@@ -189,8 +189,8 @@ async fn dev_token(State(dev): State<DevState>, ApiQuery(q): ApiQuery<DevQuery>)
         sub: identity.to_string(),
         name: q.name.unwrap_or_else(|| identity.to_string()),
         room,
-        role: Role::Host,
-        grants: Grants::for_role(Role::Host),
+        role: ParticipantRole::Host,
+        grants: Grants::for_role(ParticipantRole::Host),
         exp: now + 6 * 3600,
         nbf: now.saturating_sub(5),
         iat: now,

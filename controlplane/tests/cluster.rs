@@ -21,7 +21,7 @@ use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration
 use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::server::{self, ServerOptions};
 use shardcast_controlplane::services::{now_unix_secs, rooms};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use shardcast_controlplane::store::{nodes, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
@@ -99,8 +99,8 @@ fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
                 sub: identity.into(),
                 name: identity.into(),
                 room: RoomName::parse(room).unwrap(),
-                role: Role::Host,
-                grants: Grants::for_role(Role::Host),
+                role: ParticipantRole::Host,
+                grants: Grants::for_role(ParticipantRole::Host),
                 exp: now + 600,
                 nbf: now - 5,
                 iat: now,

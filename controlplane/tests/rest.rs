@@ -17,8 +17,8 @@ use shardcast_controlplane::services::chat::{self, NewMessage};
 use shardcast_controlplane::services::events::{RemoveReason, RoomEvent};
 use shardcast_controlplane::services::{participants, rooms};
 use shardcast_controlplane::store::records::{
-    ApiKeyRecord, Grants, NodeRecord, ParticipantRecord, ParticipantState, Role, RoomRecord,
-    TrackKind, TrackRecord,
+    ApiKeyRecord, Grants, NodeRecord, ParticipantRecord, ParticipantRole, ParticipantState,
+    RoomRecord, TrackKind, TrackRecord,
 };
 use shardcast_controlplane::store::typed::get_json;
 use shardcast_controlplane::store::{keys, nodes};
@@ -34,8 +34,8 @@ fn participant(identity: &str, state: ParticipantState) -> ParticipantRecord {
     ParticipantRecord {
         identity: Identity::parse(identity).unwrap(),
         name: identity.to_uppercase(),
-        role: Role::Participant,
-        grants: Grants::for_role(Role::Participant),
+        role: ParticipantRole::Participant,
+        grants: Grants::for_role(ParticipantRole::Participant),
         state,
         node: Some(NodeId::parse("node-1").unwrap()),
         peer: Some(7),
@@ -474,8 +474,11 @@ async fn minted_tokens_verify_with_their_claims() {
     assert_eq!(verified.tenant, acme);
     assert_eq!(verified.identity.as_str(), "ann");
     assert_eq!(verified.claims.name, "Ann");
-    assert_eq!(verified.claims.role, Role::Viewer);
-    assert_eq!(verified.claims.grants, Grants::for_role(Role::Viewer));
+    assert_eq!(verified.claims.role, ParticipantRole::Viewer);
+    assert_eq!(
+        verified.claims.grants,
+        Grants::for_role(ParticipantRole::Viewer)
+    );
     assert_eq!(verified.claims.iss, t.key);
     assert_eq!(verified.claims.exp, minted["expires_at"].as_u64().unwrap());
     assert_eq!(verified.claims.exp - verified.claims.nbf, 600);
@@ -546,8 +549,8 @@ async fn bad_tokens_get_stable_codes() {
         sub: "ann".into(),
         name: "Ann".into(),
         room: RoomName::parse("standup").unwrap(),
-        role: Role::Host,
-        grants: Grants::for_role(Role::Host),
+        role: ParticipantRole::Host,
+        grants: Grants::for_role(ParticipantRole::Host),
         exp: now + 600,
         nbf: now,
         iat: now,
@@ -764,7 +767,7 @@ async fn host_controls_change_the_store_and_publish_events() {
     assert_eq!(p["grants"]["roomAdmin"], true);
     assert!(matches!(
         events.try_recv().unwrap(),
-        RoomEvent::PermissionsUpdated { role: Role::Viewer, grants, .. } if grants.room_admin && !grants.can_publish
+        RoomEvent::PermissionsUpdated { role: ParticipantRole::Viewer, grants, .. } if grants.room_admin && !grants.can_publish
     ));
     let bad = app
         .call(

@@ -16,7 +16,7 @@ use shardcast_controlplane::ids::{RoomName, TenantId};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, ServerOptions};
 use shardcast_controlplane::services::{now_unix_secs, rooms};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, Role, RoomSettings};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use shardcast_controlplane::store::{EmbeddedStore, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
@@ -119,7 +119,7 @@ impl Harness {
         .unwrap();
     }
 
-    fn token(&self, room: &str, identity: &str, role: Role) -> String {
+    fn token(&self, room: &str, identity: &str, role: ParticipantRole) -> String {
         let now = now_unix_secs();
         TokenService::default()
             .mint(
@@ -169,7 +169,7 @@ impl Harness {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn join(&self, room: &str, identity: &str, role: Role) -> (Ws, Value) {
+    async fn join(&self, room: &str, identity: &str, role: ParticipantRole) -> (Ws, Value) {
         let mut ws = self.ws().await;
         send(
             &mut ws,
@@ -221,12 +221,12 @@ async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
 async fn join_chat_history_and_presence_events() {
     let h = start().await;
     h.room("r", RoomSettings::default(), None).await;
-    let (mut a, joined) = h.join("r", "alice", Role::Host).await;
+    let (mut a, joined) = h.join("r", "alice", ParticipantRole::Host).await;
     assert_eq!(joined["room"], "r");
     assert_eq!(joined["me"]["identity"], "alice");
     assert_eq!(joined["participants"], json!([]));
 
-    let (mut b, joined_b) = h.join("r", "bob", Role::Participant).await;
+    let (mut b, joined_b) = h.join("r", "bob", ParticipantRole::Participant).await;
     assert_eq!(joined_b["participants"][0]["identity"], "alice");
     let ev = recv_type(&mut a, "participant_joined").await;
     assert_eq!(ev["participant"]["identity"], "bob");
@@ -239,7 +239,7 @@ async fn join_chat_history_and_presence_events() {
         assert_eq!(m["message"]["identity"], "bob");
     }
     // A late joiner gets the stored history.
-    let (_c, joined_c) = h.join("r", "carol", Role::Viewer).await;
+    let (_c, joined_c) = h.join("r", "carol", ParticipantRole::Viewer).await;
     assert_eq!(joined_c["chat"][0]["text"], "hello");
     assert_eq!(joined_c["participants"].as_array().unwrap().len(), 2);
 
@@ -265,7 +265,7 @@ async fn bad_input_and_bad_tokens() {
     // Forged: right shape, wrong signature.
     // (Flip a character in the middle of the signature: the last base64 character carries
     // padding bits and may decode to the same bytes.)
-    let mut forged: Vec<char> = h.token("r", "eve", Role::Host).chars().collect();
+    let mut forged: Vec<char> = h.token("r", "eve", ParticipantRole::Host).chars().collect();
     let at = forged.len() - 10;
     forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
     let forged: String = forged.into_iter().collect();
@@ -274,14 +274,14 @@ async fn bad_input_and_bad_tokens() {
     // Unknown room.
     send(
         &mut ws,
-        json!({"type": "join", "token": h.token("nope", "eve", Role::Host)}),
+        json!({"type": "join", "token": h.token("nope", "eve", ParticipantRole::Host)}),
     )
     .await;
     assert_eq!(recv(&mut ws).await["code"], "room_not_found");
     // The socket is still usable.
     send(
         &mut ws,
-        json!({"type": "join", "token": h.token("r", "eve", Role::Participant)}),
+        json!({"type": "join", "token": h.token("r", "eve", ParticipantRole::Participant)}),
     )
     .await;
     let j = recv_type(&mut ws, "joined").await;
@@ -302,7 +302,7 @@ async fn wrong_password_is_rate_limited() {
     let h = start().await;
     h.room("p", RoomSettings::default(), Some("sesame")).await;
     let mut ws = h.ws().await;
-    let token = h.token("p", "mallory", Role::Participant);
+    let token = h.token("p", "mallory", ParticipantRole::Participant);
     send(&mut ws, json!({"type": "join", "token": token})).await;
     assert_eq!(recv(&mut ws).await["code"], "password_required");
     let mut codes = Vec::new();
@@ -340,7 +340,7 @@ async fn wrong_passwords_count_across_instances_until_the_window_ends() {
     .await;
     h.room("p", RoomSettings::default(), Some("sesame")).await;
     let other = h.second_instance().await;
-    let token = h.token("p", "mallory", Role::Participant);
+    let token = h.token("p", "mallory", ParticipantRole::Participant);
     let mut a = h.ws().await;
     let mut b = h.ws_at(other).await;
     let wrong = json!({"type": "join", "token": token, "password": "guess"});
@@ -379,7 +379,7 @@ async fn wrong_passwords_count_across_instances_until_the_window_ends() {
 async fn published_simulcast_rids_are_listed_over_rest() {
     let h = start().await;
     h.room("s", RoomSettings::default(), None).await;
-    let (mut ws, _) = h.join("s", "cam", Role::Participant).await;
+    let (mut ws, _) = h.join("s", "cam", ParticipantRole::Participant).await;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut cam = Client::new(
         ClientConfig::new("cam", 7, TimeBase::real())
@@ -451,12 +451,12 @@ async fn waiting_room_and_host_controls() {
         None,
     )
     .await;
-    let (mut host, _) = h.join("w", "host", Role::Host).await;
+    let (mut host, _) = h.join("w", "host", ParticipantRole::Host).await;
 
     let mut guest = h.ws().await;
     send(
         &mut guest,
-        json!({"type": "join", "token": h.token("w", "guest", Role::Participant)}),
+        json!({"type": "join", "token": h.token("w", "guest", ParticipantRole::Participant)}),
     )
     .await;
     assert_eq!(recv(&mut guest).await["type"], "waiting");
@@ -474,7 +474,7 @@ async fn waiting_room_and_host_controls() {
     let mut other = h.ws().await;
     send(
         &mut other,
-        json!({"type": "join", "token": h.token("w", "other", Role::Participant)}),
+        json!({"type": "join", "token": h.token("w", "other", ParticipantRole::Participant)}),
     )
     .await;
     assert_eq!(recv(&mut other).await["type"], "waiting");
@@ -501,15 +501,15 @@ async fn waiting_room_and_host_controls() {
 async fn resume_within_grace_keeps_the_session() {
     let h = start().await;
     h.room("g", RoomSettings::default(), None).await;
-    let (mut a, _) = h.join("g", "alice", Role::Host).await;
-    let (b, joined) = h.join("g", "bob", Role::Participant).await;
+    let (mut a, _) = h.join("g", "alice", ParticipantRole::Host).await;
+    let (b, joined) = h.join("g", "bob", ParticipantRole::Participant).await;
     let session = joined["session"].as_str().unwrap().to_string();
     recv_type(&mut a, "participant_joined").await;
     drop(b); // connection lost, no leave
     let mut b2 = h.ws().await;
     send(
         &mut b2,
-        json!({"type": "join", "token": h.token("g", "bob", Role::Participant), "resume": session}),
+        json!({"type": "join", "token": h.token("g", "bob", ParticipantRole::Participant), "resume": session}),
     )
     .await;
     let j = recv_type(&mut b2, "joined").await;
@@ -542,7 +542,7 @@ async fn whip_and_whep_status_codes() {
     let h = start().await;
     h.room("live", RoomSettings::default(), None).await;
     let http = reqwest::Client::new();
-    let token = h.token("live", "cam", Role::Participant);
+    let token = h.token("live", "cam", ParticipantRole::Participant);
     let (_c, offer) = client_offer("cam");
 
     // No token → 401; wrong content type → 415; malformed SDP → 400 bad_sdp.
@@ -574,7 +574,7 @@ async fn whip_and_whep_status_codes() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "bad_sdp");
     // A viewer cannot publish.
-    let viewer = h.token("live", "v", Role::Viewer);
+    let viewer = h.token("live", "v", ParticipantRole::Viewer);
     let r = http
         .post(h.url("/whip/live"))
         .bearer_auth(&viewer)
@@ -678,7 +678,7 @@ async fn whep_player_receives_what_whip_publishes() {
     )
     .unwrap();
     let offer = cam.create_offer(now).unwrap();
-    let token = h.token("live", "cam", Role::Participant);
+    let token = h.token("live", "cam", ParticipantRole::Participant);
     let (status, answer) = post_sdp(&h, "/whip/live", &token, &offer).await;
     assert_eq!(status, 201, "{answer}");
     cam.accept_answer(Instant::now(), &answer).unwrap();
@@ -707,7 +707,7 @@ async fn whep_player_receives_what_whip_publishes() {
     .unwrap();
     let offer = viewer.create_offer(now).unwrap();
     assert!(offer.contains("a=recvonly"), "{offer}");
-    let viewer_token = h.token("live", "v", Role::Viewer);
+    let viewer_token = h.token("live", "v", ParticipantRole::Viewer);
     // The publisher's tracks reach the room's track list one by one, asynchronously: WHEP
     // binds what is listed at POST time, so wait for both.
     let mut tries = 0;
@@ -892,8 +892,8 @@ async fn media_stops(parties: &mut [&mut Party], who: usize, what: &str) {
 async fn permission_updates_apply_to_the_live_session() {
     let h = start().await;
     h.room("perm", RoomSettings::default(), None).await;
-    let (mut a_ws, _) = h.join("perm", "alice", Role::Host).await;
-    let (mut b_ws, _) = h.join("perm", "bob", Role::Participant).await;
+    let (mut a_ws, _) = h.join("perm", "alice", ParticipantRole::Host).await;
+    let (mut b_ws, _) = h.join("perm", "bob", ParticipantRole::Participant).await;
     let a_peer = Peer::connect("alice", 1, &mut a_ws).await;
     let b_peer = Peer::connect("bob", 2, &mut b_ws).await;
     let mut alice = Party {

@@ -2,15 +2,15 @@
 //!
 //! Layers, bottom up: `driver` (the socket, the kernel interface and the eventfd waker; the
 //! only `unsafe`), `shard` (the pinned thread and its loop, generic over the `ShardLogic` it
-//! drives), `core_logic` (the SFU core as that logic), `media_node` (the node API over shards
+//! drives), `sfu_logic` (the SFU core as that logic), `media_node` (the node API over shards
 //! running the core).
 
-pub mod core_logic;
 pub mod driver;
 mod fanout;
 pub mod media_node;
 pub mod node;
 pub mod node_state;
+pub mod sfu_logic;
 pub mod shard;
 
 pub use media_node::{MediaNode, MediaNodeConfig};

@@ -17,13 +17,13 @@ use shardcast_sfu::ids::ShardId;
 use shardcast_sfu::{CoreConfig, ShardStats};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::core_logic::{CoreLogic, NodeCommand};
 use crate::driver::IoBackend;
 use crate::fanout::RemoteSubs;
 use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
-    NodeLoad, NodeSnapshot, PeerId, PeerRole, RoomId, TrackId,
+    NodeLoad, NodeSnapshot, PeerId, RoomId, TrackId,
 };
+use crate::sfu_logic::{NodeCommand, SfuLogic};
 use crate::shard::{CommandError, ShardConfig, ShardError, ShardSet, ShardSnapshot};
 
 /// Start-up parameters of a media node.
@@ -54,7 +54,7 @@ struct LoadSample {
 }
 
 pub struct MediaNode {
-    shards: ShardSet<CoreLogic>,
+    shards: ShardSet<SfuLogic>,
     events: broadcast::Sender<NodeEvent>,
     peers_on_shard: Arc<[AtomicU32]>,
     rooms: Mutex<HashMap<RoomId, ShardId>>,
@@ -86,7 +86,7 @@ impl MediaNode {
         shard_config.shards = n;
         let (ev, counts, core) = (events.clone(), peers_on_shard.clone(), config.core.clone());
         let shards = ShardSet::start(&shard_config, move |id, addr| {
-            CoreLogic::new(core.clone(), id, addr, ev.clone(), counts.clone())
+            SfuLogic::new(core.clone(), id, addr, ev.clone(), counts.clone())
         })?;
         Ok(MediaNode {
             shards,
@@ -167,21 +167,19 @@ impl MediaNode {
         let shard = self.place(&request.room);
         let local = self.next_peer.fetch_add(1, Ordering::Relaxed);
         let peer = PeerId::new(shard, local);
-        let mut core_request = shardcast_sfu::api::CreatePeer {
-            room: request.room.clone(),
-            identity: request.identity.clone(),
-            role: match request.role {
-                PeerRole::Both => shardcast_sfu::api::PeerRole::Both,
-                PeerRole::Publish => shardcast_sfu::api::PeerRole::Publish,
-                PeerRole::Subscribe => shardcast_sfu::api::PeerRole::Subscribe,
-            },
-            offer: request.offer,
-            bind: Vec::new(),
-        };
-        // Tracks to bind into the answer (WHEP). A track that is gone is simply not bound;
-        // a track on another shard gets its fan-out first, so its first packets are not lost.
+        let CreatePeer {
+            room,
+            identity,
+            role,
+            offer,
+            bind_tracks,
+        } = request;
+        // Tracks to bind into the answer (WHEP), looked up by id. A track that is gone is
+        // simply not bound; a track on another shard gets its fan-out first, so its first
+        // packets are not lost.
+        let mut bind = Vec::new();
         let mut remote = Vec::new();
-        for track in request.bind_tracks {
+        for track in bind_tracks {
             let Ok(pub_shard) = self.check_track(track) else {
                 continue;
             };
@@ -200,8 +198,15 @@ impl MediaNode {
                 .await?;
                 remote.push(track);
             }
-            core_request.bind.push(info);
+            bind.push(info);
         }
+        let core_request = shardcast_sfu::api::CreatePeer {
+            room,
+            identity,
+            role,
+            offer,
+            bind_tracks: bind,
+        };
         self.peers_on_shard[shard.0 as usize].fetch_add(1, Ordering::Relaxed);
         let answer = self
             .call(shard, |reply| NodeCommand::CreatePeer {

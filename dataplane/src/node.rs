@@ -3,19 +3,25 @@
 //! One trait, two implementations: `InProcessNode` (all-in-one `shardcast serve`, calls go
 //! straight to the shards over their command queues) and the control plane's HTTP client for a
 //! media node running as its own process. Both must behave the same; the types here are the
-//! wire types of the remote form too, so they are plain serde data.
+//! wire types of the remote form too, so they are plain serde data. Those the core takes as
+//! they are (`PeerRole`, `CreatePeer`, `LayerPreference`, `MediaKind`) are defined once in
+//! `shardcast_sfu::api` and re-exported here.
 //!
 //! Server-initiated offers (when a subscription adds or removes an m-line) are not return
 //! values: they arrive as `NodeEvent::Offer` so that one outstanding offer per peer is the
 //! node's business, not the caller's.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+pub use shardcast_sfu::api::{LayerIndex, LayerPreference, MediaKind, PeerRole};
 pub use shardcast_sfu::ids::{PeerId, RoomId, TrackId};
+
+/// What `create_peer` is asked: the tracks to bind named by id; the media node looks them up
+/// and hands the core a `CreatePeer<TrackInfo>` (one type, defined in `shardcast_sfu::api`).
+pub type CreatePeer = shardcast_sfu::api::CreatePeer<TrackId>;
 
 /// A boxed future, so the trait stays object safe (`Arc<dyn MediaNodeApi>`).
 pub type NodeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NodeError>> + Send + 'a>>;
@@ -159,63 +165,10 @@ pub struct RoomSpeaker {
     pub peer: PeerId,
 }
 
-/// Which way media flows for a new peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PeerRole {
-    /// Publishes and subscribes (a conference participant).
-    Both,
-    /// Only publishes (WHIP).
-    Publish,
-    /// Only receives (WHEP, viewers).
-    Subscribe,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreatePeer {
-    pub room: RoomId,
-    /// The participant's identity inside the room; used as the msid stream id of its tracks.
-    pub identity: String,
-    pub role: PeerRole,
-    /// The client's SDP offer.
-    pub offer: String,
-    /// For receive-only offers (WHEP): published tracks to bind to the offer's recvonly
-    /// m-lines at creation, audio to audio and video to video, in order.
-    #[serde(default)]
-    pub bind_tracks: Vec<TrackId>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedPeer {
     pub peer: PeerId,
     pub answer: String,
-}
-
-/// Simulcast layer index: 0 = lowest spatial layer.
-pub type LayerIndex = u8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerPreference {
-    /// Highest layer the subscriber wants (e.g. from its tile size). `None` = best available.
-    pub max_layer: Option<LayerIndex>,
-    /// Hidden tiles pause the subscription (nothing is forwarded).
-    pub visible: bool,
-}
-
-impl Default for LayerPreference {
-    fn default() -> Self {
-        Self {
-            max_layer: None,
-            visible: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MediaKind {
-    Audio,
-    Video,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -287,14 +240,4 @@ pub enum NodeError {
     Full,
     #[error("node unavailable: {0}")]
     Unavailable(String),
-}
-
-impl fmt::Display for PeerRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PeerRole::Both => "both",
-            PeerRole::Publish => "publish",
-            PeerRole::Subscribe => "subscribe",
-        })
-    }
 }

@@ -1,6 +1,6 @@
 //! `ShardState`: what one shard's node events have said so far — live peers (connected,
 //! published tracks, unanswered server offer) and each room's active speaker — kept by the
-//! shard's `CoreLogic` as it sends the events, so `MediaNodeApi::snapshot` answers from the
+//! shard's `SfuLogic` as it sends the events, so `MediaNodeApi::snapshot` answers from the
 //! source instead of from a reader that may have lagged.
 //!
 //! Must never: invent state — it only follows the events sent and the commands answered.
@@ -19,7 +19,7 @@ pub struct ShardState {
 
 /// One shard's part of a node snapshot.
 #[derive(Debug, Clone, Default)]
-pub struct ShardSnapshot {
+pub struct NodeSnapshotPart {
     pub peers: Vec<PeerSnapshot>,
     pub speakers: Vec<(RoomSpeaker, Instant)>,
 }
@@ -54,8 +54,8 @@ impl ShardState {
         }
     }
 
-    pub fn snapshot(&self) -> ShardSnapshot {
-        ShardSnapshot {
+    pub fn snapshot(&self) -> NodeSnapshotPart {
+        NodeSnapshotPart {
             peers: self.peers.values().cloned().collect(),
             speakers: self
                 .speakers
@@ -74,7 +74,7 @@ impl ShardState {
 
 /// The node's snapshot from its shards' parts: every peer (by id), and per room the speaker
 /// named last on any shard, while that peer lives.
-pub fn merge(parts: Vec<ShardSnapshot>) -> crate::node::NodeSnapshot {
+pub fn merge(parts: Vec<NodeSnapshotPart>) -> crate::node::NodeSnapshot {
     let mut peers = Vec::new();
     let mut speakers: BTreeMap<RoomId, (PeerId, Instant)> = BTreeMap::new();
     for part in parts {

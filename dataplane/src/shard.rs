@@ -85,7 +85,7 @@ pub struct ShardSnapshot<S> {
 /// Start-up parameters of a set of shards.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
-    /// Number of shards; `0` = one per available core.
+    /// Number of shards; `0` = one per available CPU.
     pub shards: usize,
     /// Address every shard socket binds to. Must be the address peers reach (it becomes the
     /// ICE host candidate), so not the unspecified address.
@@ -93,7 +93,7 @@ pub struct ShardConfig {
     /// Shard i binds `base_port + i`; `0` lets the kernel pick a port per shard.
     pub base_port: u16,
     pub backend: IoBackend,
-    /// CPUs to pin shard i to (`cpus[i % len]`); empty = the i-th core of the machine.
+    /// CPUs to pin shard i to (`cpus[i % len]`); empty = the i-th CPU of the machine.
     pub cpus: Vec<usize>,
     /// Whether to pin at all (tests on a shared machine may not want to).
     pub pin: bool,
@@ -233,7 +233,7 @@ pub struct ShardSet<L: ShardLogic> {
 
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Resolves the shard count: `0` means one per core.
+/// Resolves the shard count: `0` means one per CPU.
 pub fn shard_count(requested: usize) -> usize {
     if requested > 0 {
         requested
@@ -307,7 +307,7 @@ impl<L: ShardLogic> ShardSet<L> {
                 incoming[to].push((ShardId(from as u16), rx));
             }
         }
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let machine_cpus = core_affinity::get_core_ids().unwrap_or_default();
         let make_logic = Arc::new(make_logic);
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -332,13 +332,13 @@ impl<L: ShardLogic> ShardSet<L> {
                 logic: L::Stats::default(),
                 at: None,
             }));
-            let core = if !config.pin {
+            let cpu = if !config.pin {
                 None
             } else if config.cpus.is_empty() {
-                cores.get(i % cores.len().max(1)).copied()
+                machine_cpus.get(i % machine_cpus.len().max(1)).copied()
             } else {
-                let cpu = config.cpus[i % config.cpus.len()];
-                Some(core_affinity::CoreId { id: cpu })
+                let id = config.cpus[i % config.cpus.len()];
+                Some(core_affinity::CoreId { id })
             };
             let ctx = ShardThread {
                 id,
@@ -351,7 +351,7 @@ impl<L: ShardLogic> ShardSet<L> {
                 commands: cmd_rx,
                 snapshot: snapshot.clone(),
                 stop: stop.clone(),
-                core,
+                cpu,
             };
             let make = make_logic.clone();
             let ready = ready_tx.clone();
@@ -430,7 +430,8 @@ struct ShardThread<L: ShardLogic> {
     commands: Receiver<L::Command>,
     snapshot: Arc<Mutex<ShardSnapshot<L::Stats>>>,
     stop: Arc<AtomicBool>,
-    core: Option<core_affinity::CoreId>,
+    /// The CPU to pin to (core_affinity calls it a `CoreId`); None: not pinned.
+    cpu: Option<core_affinity::CoreId>,
 }
 
 /// Inputs drained per turn from each queue, so one busy source cannot starve the socket.
@@ -442,9 +443,9 @@ impl<L: ShardLogic> ShardThread<L> {
         F: Fn(ShardId, SocketAddr) -> L,
     {
         let _span = tracing::info_span!("shard", id = self.id.0).entered();
-        if let Some(core) = self.core {
-            if !core_affinity::set_for_current(core) {
-                tracing::warn!(cpu = core.id, "could not pin shard thread");
+        if let Some(cpu) = self.cpu {
+            if !core_affinity::set_for_current(cpu) {
+                tracing::warn!(cpu = cpu.id, "could not pin shard thread");
             }
         }
         let socket = self.socket.take().expect("socket is set at spawn");

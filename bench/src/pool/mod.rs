@@ -3,9 +3,9 @@
 //! WebSocket signaling or WHIP/WHEP.
 //!
 //! Shape:
-//! - I/O threads ([`driver`]): each owns a set of participants — one non-blocking UDP socket
-//!   and one sans-IO `Client` each — and runs one loop: mio poll over its sockets and a waker,
-//!   recv until `WouldBlock`, feed the client, drain its output with `send_to`, fire due
+//! - I/O threads ([`io_thread`]): each owns a set of participants — one non-blocking UDP
+//!   socket and one sans-IO `Client` each — and runs one loop: mio poll over its sockets and a
+//!   waker, recv until `WouldBlock`, feed the client, drain its output with `send_to`, fire due
 //!   timers from a min-heap, sleep until the earliest deadline. A participant lives on thread
 //!   `id % threads` for its whole life; nothing about it is shared.
 //! - Signaling ([`signal`], [`ws`], [`whip`]): one current-thread tokio runtime on its own
@@ -23,7 +23,7 @@
 //! Never: touch an address outside loopback by itself (the caller picks `bind_ip` and the
 //! server URL), or hold a lock on the packet path (the only locks are on join/leave).
 
-mod driver;
+mod io_thread;
 mod participant;
 mod signal;
 mod whip;
@@ -198,7 +198,7 @@ impl Pool {
                 .as_ref()
                 .filter(|c| !c.is_empty())
                 .map(|c| c[i % c.len()]);
-            let (handle, join) = driver::spawn(i, cpu, cfg.bind_ip, time_base)
+            let (handle, join) = io_thread::spawn(i, cpu, cfg.bind_ip, time_base)
                 .with_context(|| format!("start pool I/O thread {i}"))?;
             threads.push(handle);
             joins.push(join);

@@ -54,11 +54,11 @@ pub struct Sample {
     /// Datagrams the harness's sockets refused to send (buffer full): the harness is behind.
     pub send_drops: u64,
     pub server_cpu_us: Option<u64>,
-    /// Server CPU in % of one core.
+    /// Server CPU in % of one CPU.
     pub server_cpu_percent: Option<f64>,
     pub server_rss_bytes: Option<u64>,
     pub harness_cpu_us: u64,
-    /// Harness CPU as a share of its cores (1.0 = all of them busy).
+    /// Harness CPU as a share of its CPUs (1.0 = all of them busy).
     pub harness_cpu_share: f64,
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,

@@ -338,7 +338,7 @@ impl RunReport {
             opt("published_pps", Some(self.published_pps), 0)
         );
         println!(
-            "  server CPU        {:>10} µs/packet  ({}% of a core)",
+            "  server CPU        {:>10} µs/packet  ({}% of a CPU)",
             opt(
                 "cpu_us_per_forwarded_packet",
                 self.cpu_us_per_forwarded_packet,
@@ -397,7 +397,7 @@ impl RunReport {
             int("layer_switches", self.layer_switches)
         );
         println!(
-            "  harness CPU       {:>10.0} % of its cores",
+            "  harness CPU       {:>10.0} % of its CPUs",
             self.harness_cpu_share * 100.0
         );
         if let Some(p) = self.srtp_profile {
@@ -494,7 +494,7 @@ pub(crate) mod tests {
         );
         assert!((19_990..=20_100).contains(&w.latency_us.p999));
         assert_eq!(w.layer_switches, 2);
-        // 0.5 s of CPU per second on 2 cores (share 0.25).
+        // 0.5 s of CPU per second on 2 CPUs (share 0.25).
         assert!((w.harness_cpu_share - 0.25).abs() < 1e-9);
         assert_eq!(w.connected, 10);
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, Identity, RoomName, TenantId};
-use crate::store::records::{ApiKeyRecord, Grants, Role};
+use crate::store::records::{ApiKeyRecord, Grants, ParticipantRole};
 use crate::store::typed::get_json;
 use crate::store::{keys, Store};
 
@@ -24,7 +24,7 @@ pub struct AccessClaims {
     pub sub: String,
     pub name: String,
     pub room: RoomName,
-    pub role: Role,
+    pub role: ParticipantRole,
     pub grants: Grants,
     /// Unix seconds.
     pub exp: u64,

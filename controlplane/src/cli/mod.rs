@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shardcast_controlplane::config::{Config, Role};
+use shardcast_controlplane::config::{Config, ProcessRole};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,7 +73,7 @@ pub struct Overrides {
     /// First media UDP port, 0 = ephemeral [media.base_port].
     #[arg(long, global = true, env = "SHARDCAST_MEDIA_PORT", value_name = "PORT")]
     pub media_port: Option<u16>,
-    /// Media shard threads, 0 = one per core [media.shards].
+    /// Media shard threads, 0 = one per CPU [media.shards].
     #[arg(long, global = true, env = "SHARDCAST_SHARDS", value_name = "N")]
     pub shards: Option<usize>,
     /// I/O backend [media.backend].
@@ -234,7 +234,7 @@ impl Overrides {
     }
 }
 
-fn load_config(cli: &Cli, role: Role) -> anyhow::Result<Config> {
+fn load_config(cli: &Cli, role: ProcessRole) -> anyhow::Result<Config> {
     let mut c = Config::load(cli.config.as_deref())?;
     cli.overrides.apply(&mut c);
     c.validate(role)?;
@@ -251,16 +251,16 @@ fn init_tracing(filter: &str) {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let role = match &cli.command {
-        Command::Serve => Role::Serve,
-        Command::Controlplane => Role::ControlPlane,
-        Command::Medianode => Role::MediaNode,
-        Command::Token(_) | Command::Room(_) => Role::Tool,
+        Command::Serve => ProcessRole::Serve,
+        Command::Controlplane => ProcessRole::ControlPlane,
+        Command::Medianode => ProcessRole::MediaNode,
+        Command::Token(_) | Command::Room(_) => ProcessRole::Tool,
     };
     let config = load_config(&cli, role)?;
-    if role != Role::Tool {
+    if role != ProcessRole::Tool {
         init_tracing(&config.log);
     }
-    if matches!(role, Role::Serve | Role::MediaNode) {
+    if matches!(role, ProcessRole::Serve | ProcessRole::MediaNode) {
         guard::refuse_test_dtls()?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::{Config, Role};
+use shardcast_controlplane::config::{Config, ProcessRole};
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
@@ -132,7 +132,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             api: node,
         },
     ));
-    let dev = config.dev_enabled(Role::Serve);
+    let dev = config.dev_enabled(ProcessRole::Serve);
     let built = server::build(
         store.clone(),
         placement,
@@ -175,7 +175,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let store = etcd(&config).await?;
     let secret = config.cluster.secret.clone().unwrap_or_default();
     let placement = Arc::new(Placement::cluster(store.clone(), secret));
-    let dev_key = if config.dev_enabled(Role::ControlPlane) {
+    let dev_key = if config.dev_enabled(ProcessRole::ControlPlane) {
         std::fs::create_dir_all(&config.data_dir)?;
         Some(server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?)
     } else {

@@ -8,10 +8,10 @@ use clap::{Args, ValueEnum};
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
 use shardcast_controlplane::config::{Config, DefaultTenant};
 use shardcast_controlplane::ids::{ApiKeyId, Identity, RoomName, TenantId};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, Role};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RoleArg {
+pub enum ParticipantRoleArg {
     Host,
     Participant,
     Viewer,
@@ -30,7 +30,7 @@ pub struct CreateArgs {
     pub name: Option<String>,
     /// Role; grants follow from it.
     #[arg(long, value_enum, default_value = "participant")]
-    pub role: RoleArg,
+    pub role: ParticipantRoleArg,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
@@ -49,9 +49,9 @@ pub fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<()> {
         anyhow::bail!("--ttl: 1..=86400 seconds");
     }
     let role = match args.role {
-        RoleArg::Host => Role::Host,
-        RoleArg::Participant => Role::Participant,
-        RoleArg::Viewer => Role::Viewer,
+        ParticipantRoleArg::Host => ParticipantRole::Host,
+        ParticipantRoleArg::Participant => ParticipantRole::Participant,
+        ParticipantRoleArg::Viewer => ParticipantRole::Viewer,
     };
     let key = ApiKeyRecord {
         id: ApiKeyId::parse(saved.api_key.clone()).context("default tenant api key")?,

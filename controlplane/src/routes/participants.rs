@@ -12,7 +12,7 @@ use crate::auth::TenantAuth;
 use crate::error::ApiError;
 use crate::ids::Identity;
 use crate::services::participants::{self, PermissionsUpdate};
-use crate::store::records::{ParticipantRecord, Role};
+use crate::store::records::{ParticipantRecord, ParticipantRole};
 
 const ONE: &str = "/v1/rooms/{room}/participants/{identity}";
 
@@ -69,7 +69,7 @@ pub struct PauseBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PermissionsBody {
-    pub role: Option<Role>,
+    pub role: Option<ParticipantRole>,
     pub can_publish: Option<bool>,
     pub can_subscribe: Option<bool>,
     pub can_chat: Option<bool>,

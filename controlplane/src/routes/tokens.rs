@@ -16,7 +16,7 @@ use crate::auth::TenantAuth;
 use crate::error::ApiError;
 use crate::ids::{Identity, RoomName};
 use crate::services::{now_unix_secs, rooms};
-use crate::store::records::{Grants, Role};
+use crate::store::records::{Grants, ParticipantRole};
 
 pub fn routes() -> Vec<RouteSpec> {
     vec![route(Verb::Post, "/v1/rooms/{room}/tokens", mint)]
@@ -29,7 +29,7 @@ pub const MAX_DISPLAY_NAME: usize = 256;
 pub struct TokenRequest {
     pub identity: String,
     pub name: Option<String>,
-    pub role: Option<Role>,
+    pub role: Option<ParticipantRole>,
     /// Defaults follow the role.
     pub grants: Option<Grants>,
     pub ttl_secs: Option<u64>,
@@ -65,7 +65,7 @@ async fn mint(
         )));
     }
     rooms::get(state.store.as_ref(), &auth.tenant, &room).await?;
-    let role = body.role.unwrap_or(Role::Participant);
+    let role = body.role.unwrap_or(ParticipantRole::Participant);
     let now = now_unix_secs();
     let claims = AccessClaims {
         sub: identity.to_string(),

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::ids::{Identity, NodeId, RoomName, TenantId};
-use crate::store::records::{ChatRecord, Grants, Role};
+use crate::store::records::{ChatRecord, Grants, ParticipantRole};
 
 pub type EventFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
@@ -80,7 +80,7 @@ pub enum RoomEvent {
         room: RoomName,
         identity: Identity,
         name: String,
-        role: Role,
+        role: ParticipantRole,
         grants: Grants,
     },
     /// A chat message, already stored.

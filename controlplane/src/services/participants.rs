@@ -8,14 +8,16 @@ use super::events::{PeerRef, RemoveReason, RoomEvent, RoomEvents};
 use super::rooms;
 use crate::error::ApiError;
 use crate::ids::{Identity, RoomName, TenantId};
-use crate::store::records::{Grants, ParticipantRecord, ParticipantState, Role, TrackKind};
+use crate::store::records::{
+    Grants, ParticipantRecord, ParticipantRole, ParticipantState, TrackKind,
+};
 use crate::store::typed::{get_json, list_json, put_json, update_json};
 use crate::store::{keys, Store};
 
 /// Which grants (and role) to change; `None` keeps the current value.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PermissionsUpdate {
-    pub role: Option<Role>,
+    pub role: Option<ParticipantRole>,
     pub can_publish: Option<bool>,
     pub can_subscribe: Option<bool>,
     pub can_chat: Option<bool>,
@@ -23,7 +25,7 @@ pub struct PermissionsUpdate {
 }
 
 impl PermissionsUpdate {
-    fn apply(&self, role: &mut Role, g: &mut Grants) {
+    fn apply(&self, role: &mut ParticipantRole, g: &mut Grants) {
         if let Some(r) = self.role {
             *role = r;
         }

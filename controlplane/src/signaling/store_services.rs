@@ -17,8 +17,8 @@ use crate::auth::tokens::Expected;
 use crate::error::ApiError;
 use crate::ids::{Identity, NodeId, RoomName, TenantId};
 use crate::store::records::{
-    ChatRecord, Grants as RecordGrants, ParticipantRecord, ParticipantState, Role, TrackKind,
-    TrackRecord,
+    ChatRecord, Grants as RecordGrants, ParticipantRecord, ParticipantRole, ParticipantState,
+    TrackKind, TrackRecord,
 };
 use crate::store::typed::{get_json, list_json, put_json};
 use crate::store::{keys, Store};
@@ -61,19 +61,19 @@ fn store_err(e: crate::store::StoreError) -> SignalError {
     SignalError::new("unavailable", "the store is unavailable")
 }
 
-pub(crate) fn role_name(r: Role) -> &'static str {
+pub(crate) fn role_name(r: ParticipantRole) -> &'static str {
     match r {
-        Role::Host => "host",
-        Role::Participant => "participant",
-        Role::Viewer => "viewer",
+        ParticipantRole::Host => "host",
+        ParticipantRole::Participant => "participant",
+        ParticipantRole::Viewer => "viewer",
     }
 }
 
-fn role_of(s: &str) -> Role {
+fn role_of(s: &str) -> ParticipantRole {
     match s {
-        "host" => Role::Host,
-        "viewer" => Role::Viewer,
-        _ => Role::Participant,
+        "host" => ParticipantRole::Host,
+        "viewer" => ParticipantRole::Viewer,
+        _ => ParticipantRole::Participant,
     }
 }
 

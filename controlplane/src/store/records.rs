@@ -55,9 +55,12 @@ pub struct RoomRecord {
     pub created_at: u64,
 }
 
+/// A participant's role in a room: in access tokens, participant records and the REST API
+/// (`"host"`, `"participant"`, `"viewer"`). Not what a process runs as
+/// (`config::ProcessRole`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum ParticipantRole {
     Host,
     Participant,
     Viewer,
@@ -75,21 +78,21 @@ pub struct Grants {
 
 impl Grants {
     /// The grants a role gets when a token does not spell them out.
-    pub fn for_role(role: Role) -> Self {
+    pub fn for_role(role: ParticipantRole) -> Self {
         match role {
-            Role::Host => Self {
+            ParticipantRole::Host => Self {
                 can_publish: true,
                 can_subscribe: true,
                 can_chat: true,
                 room_admin: true,
             },
-            Role::Participant => Self {
+            ParticipantRole::Participant => Self {
                 can_publish: true,
                 can_subscribe: true,
                 can_chat: true,
                 room_admin: false,
             },
-            Role::Viewer => Self {
+            ParticipantRole::Viewer => Self {
                 can_publish: false,
                 can_subscribe: true,
                 can_chat: true,
@@ -131,7 +134,7 @@ pub struct TrackRecord {
 pub struct ParticipantRecord {
     pub identity: Identity,
     pub name: String,
-    pub role: Role,
+    pub role: ParticipantRole,
     pub grants: Grants,
     pub state: ParticipantState,
     /// The media node carrying its peer connection, once it has one.

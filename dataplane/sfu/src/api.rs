@@ -1,13 +1,20 @@
 //! The core's public vocabulary: what goes in (commands, cross-shard messages) and what comes
 //! out (`Output`, `CoreEvent`). Plain data; the shard maps `CoreEvent` onto the node API's
 //! `NodeEvent` (crate `shardcast-dataplane` depends on this crate, not the other way round).
+//! The types a node-API call carries unchanged into the core (`MediaKind`, `PeerRole`,
+//! `CreatePeer`, `LayerPreference`) are defined here once, with their serde form, and
+//! re-exported by `shardcast_dataplane::node`. Their JSON is the node API's wire format
+//! (and, for `MediaKind`, the signaling protocol's): `"audio"`, `"publish"`, `"bind_tracks"`,
+//! ... must not change.
 //!
 //! Nothing here may hold a reference into a peer or allocate per packet except the
 //! `Arc<[u8]>` payload str0m already gave us (shared, never copied).
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use str0m::format::CodecSpec;
 
 use crate::ids::{PeerId, RoomId, ShardId, TrackId};
@@ -15,8 +22,9 @@ use crate::ids::{PeerId, RoomId, ShardId, TrackId};
 /// Simulcast layer index: 0 is the lowest spatial layer (the first rid the publisher lists).
 pub type LayerIndex = u8;
 
-/// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Audio or video (`"audio"`, `"video"` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     Audio,
     Video,
@@ -40,27 +48,49 @@ impl From<MediaKind> for str0m::media::MediaKind {
     }
 }
 
-/// Which way media flows for a new peer (mirrors the node API's `PeerRole`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which way media flows for a new peer (`"both"`, `"publish"`, `"subscribe"` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PeerRole {
+    /// Publishes and subscribes (a conference participant).
     Both,
+    /// Only publishes (WHIP).
     Publish,
+    /// Only receives (WHEP, viewers).
     Subscribe,
 }
 
-/// What `ShardCore::create_peer` needs besides the id.
-#[derive(Debug, Clone)]
-pub struct CreatePeer {
+impl fmt::Display for PeerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerRole::Both => "both",
+            PeerRole::Publish => "publish",
+            PeerRole::Subscribe => "subscribe",
+        })
+    }
+}
+
+/// A peer to create, at two stages: as the node API receives it, the tracks to bind named by
+/// id (`CreatePeer<TrackId>`, `shardcast_dataplane::node::CreatePeer`), and as
+/// `ShardCore::create_peer` takes it once the media node has looked those tracks up
+/// (`CreatePeer<TrackInfo>`: a track may live on another shard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+// `bind_tracks` defaults to empty: no `T: Default` needed (serde would infer one).
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct CreatePeer<T> {
     pub room: RoomId,
-    /// Identity inside the room; the msid stream id of the tracks it publishes.
+    /// The participant's identity inside the room; the msid stream id of the tracks it
+    /// publishes.
     pub identity: String,
     pub role: PeerRole,
     /// The client's SDP offer.
     pub offer: String,
-    /// Published tracks to bind to the offer's recvonly m-lines (WHEP): each such m-line, in
-    /// SDP order, gets the next unbound track of its kind as its outgoing stream, with no
-    /// server offer. m-lines left over are answered `inactive`; tracks left over are not bound.
-    pub bind: Vec<TrackInfo>,
+    /// For receive-only offers (WHEP): published tracks to bind to the offer's recvonly
+    /// m-lines in the answer: each such m-line, in SDP order, gets the next unbound track of
+    /// its kind (audio to audio, video to video) as its outgoing stream, with no server
+    /// offer. m-lines left over are answered `inactive`; tracks left over are not bound.
+    #[serde(default)]
+    pub bind_tracks: Vec<T>,
 }
 
 /// Everything a subscriber's shard must know about a published track to subscribe to it.
@@ -77,12 +107,12 @@ pub struct TrackInfo {
     pub rids: Vec<String>,
 }
 
-/// A subscriber's wish for one subscription (mirrors the node API's `LayerPreference`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A subscriber's wish for one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerPreference {
-    /// Highest layer wanted; `None` = best available.
+    /// Highest layer the subscriber wants (e.g. from its tile size). `None` = best available.
     pub max_layer: Option<LayerIndex>,
-    /// Hidden tiles pause the subscription.
+    /// Hidden tiles pause the subscription (nothing is forwarded).
     pub visible: bool,
 }
 

@@ -80,7 +80,7 @@ fn a_peer_whose_ice_never_starts_is_closed_and_freed() {
             identity: "ghost".into(),
             role: PeerRole::Both,
             offer: offer_without_candidates(start),
-            bind: Vec::new(),
+            bind_tracks: Vec::new(),
         },
     )
     .expect("answer");

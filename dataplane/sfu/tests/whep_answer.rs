@@ -52,7 +52,7 @@ fn unbound_recvonly_lines_are_answered_inactive() {
                 identity: "viewer".into(),
                 role: PeerRole::Subscribe,
                 offer: offer.to_sdp_string(),
-                bind: tracks,
+                bind_tracks: tracks,
             },
         )
         .expect("answer");

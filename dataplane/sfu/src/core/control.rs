@@ -17,12 +17,12 @@ use crate::track::{PublishedTrack, Subscription};
 
 impl ShardCore {
     /// Create a peer from the client's offer; returns the SDP answer. The offer's recvonly
-    /// m-lines are bound to `req.bind` (see `CreatePeer::bind`).
+    /// m-lines are bound to `req.bind_tracks` (see `CreatePeer::bind_tracks`).
     pub fn create_peer(
         &mut self,
         now: Instant,
         id: PeerId,
-        req: CreatePeer,
+        req: CreatePeer<TrackInfo>,
     ) -> Result<String, CoreError> {
         if self.peers.contains_key(&id) {
             return Err(CoreError::DuplicatePeer(id));
@@ -37,7 +37,7 @@ impl ShardCore {
             now,
         )
         .map_err(CoreError::BadState)?;
-        let bind = self.bindable(req.bind);
+        let bind = self.bindable(req.bind_tracks);
         let offer = super::bind::unbound_inactive(&req.offer, &bind);
         let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);

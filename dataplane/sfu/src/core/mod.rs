@@ -184,7 +184,7 @@ mod tests {
                 identity: format!("p{}", id.0),
                 role: PeerRole::Both,
                 offer: client_offer(now),
-                bind: Vec::new(),
+                bind_tracks: Vec::new(),
             };
             core.create_peer(now, id, req).expect("answer");
         }
@@ -220,7 +220,7 @@ mod tests {
             identity: "x".into(),
             role: PeerRole::Both,
             offer: "v=0 nonsense".into(),
-            bind: Vec::new(),
+            bind_tracks: Vec::new(),
         };
         let err = core.create_peer(now, PeerId(1), req).unwrap_err();
         assert!(matches!(err, CoreError::BadSdp(_)));

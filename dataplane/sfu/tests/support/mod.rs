@@ -108,7 +108,7 @@ impl World {
                     identity: name.into(),
                     role,
                     offer,
-                    bind: Vec::new(),
+                    bind_tracks: Vec::new(),
                 },
             )
             .expect("create_peer");

@@ -1,4 +1,4 @@
-//! `CoreLogic`: the SFU core (`shardcast_sfu::ShardCore`) as the logic of a shard.
+//! `SfuLogic`: the SFU core (`shardcast_sfu::ShardCore`) as the logic of a shard.
 //!
 //! Owns one `ShardCore`, answers node-API commands (replies over tokio oneshots), maps core
 //! events onto `NodeEvent`s for the node's broadcast channel and copies the core's output
@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shardcast_sfu::api::{CoreEvent, Output, ShardMessage, TrackInfo};
+use shardcast_sfu::api::{CoreEvent, CreatePeer, Output, ShardMessage, TrackInfo};
 use shardcast_sfu::ids::{PeerId, ShardId, TrackId};
 use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::node::{self, LayerPreference, NodeError, NodeEvent};
+use crate::node::{LayerPreference, NodeError, NodeEvent};
 use crate::node_state::ShardState;
 use crate::shard::{Outbox, ShardLogic};
 
@@ -25,7 +25,7 @@ type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 pub enum NodeCommand {
     CreatePeer {
         peer: PeerId,
-        request: shardcast_sfu::api::CreatePeer,
+        request: CreatePeer<TrackInfo>,
         reply: Reply<String>,
     },
     Renegotiate {
@@ -79,7 +79,7 @@ pub enum NodeCommand {
     },
     /// This shard's part of `MediaNodeApi::snapshot`.
     Snapshot {
-        reply: Reply<crate::node_state::ShardSnapshot>,
+        reply: Reply<crate::node_state::NodeSnapshotPart>,
     },
 }
 
@@ -90,13 +90,6 @@ pub(crate) fn map_error(e: CoreError) -> NodeError {
         CoreError::UnknownTrack(t) => NodeError::UnknownTrack(t),
         CoreError::BadState(m) => NodeError::BadState(m),
         CoreError::DuplicatePeer(p) => NodeError::BadState(format!("peer {p} already exists")),
-    }
-}
-
-fn map_kind(k: shardcast_sfu::api::MediaKind) -> node::MediaKind {
-    match k {
-        shardcast_sfu::api::MediaKind::Audio => node::MediaKind::Audio,
-        shardcast_sfu::api::MediaKind::Video => node::MediaKind::Video,
     }
 }
 
@@ -118,7 +111,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
             peer,
             room,
             track,
-            kind: map_kind(kind),
+            kind,
             rids,
         },
         CoreEvent::TrackUnpublished { peer, room, track } => {
@@ -138,7 +131,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
     }
 }
 
-pub struct CoreLogic {
+pub struct SfuLogic {
     core: ShardCore,
     events: broadcast::Sender<NodeEvent>,
     /// Live peers per shard, shared with the node's placement (decremented here on close).
@@ -148,7 +141,7 @@ pub struct CoreLogic {
     state: ShardState,
 }
 
-impl CoreLogic {
+impl SfuLogic {
     pub fn new(
         config: CoreConfig,
         shard: ShardId,
@@ -162,7 +155,7 @@ impl CoreLogic {
         if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             core.set_wall_clock(now, unix);
         }
-        CoreLogic {
+        SfuLogic {
             core,
             events,
             peers_on_shard,
@@ -186,7 +179,7 @@ impl CoreLogic {
     }
 }
 
-impl ShardLogic for CoreLogic {
+impl ShardLogic for SfuLogic {
     type Command = NodeCommand;
     type Message = ShardMessage;
     type Stats = ShardStats;
@@ -270,14 +263,8 @@ impl ShardLogic for CoreLogic {
                 preference,
                 reply,
             } => {
-                let pref = shardcast_sfu::api::LayerPreference {
-                    max_layer: preference.max_layer,
-                    visible: preference.visible,
-                };
-                let _ = reply.send(
-                    core.set_preference(now, subscriber, track, pref)
-                        .map_err(map_error),
-                );
+                let set = core.set_preference(now, subscriber, track, preference);
+                let _ = reply.send(set.map_err(map_error));
             }
             NodeCommand::SetTrackMuted {
                 track,

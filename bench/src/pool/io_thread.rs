@@ -56,13 +56,13 @@ pub(crate) fn spawn(
                 }
             }
             let _ = tid_tx.send(current_tid());
-            Driver::new(poll, rx, bind_ip, time_base).run();
+            IoThread::new(poll, rx, bind_ip, time_base).run();
         })?;
     let tid = tid_rx.recv().unwrap_or(0);
     Ok((ThreadHandle { tx, waker, tid }, join))
 }
 
-struct Driver {
+struct IoThread {
     poll: Poll,
     commands: mpsc::Receiver<Command>,
     bind_ip: IpAddr,
@@ -81,7 +81,7 @@ struct Driver {
     next_housekeeping: Instant,
 }
 
-impl Driver {
+impl IoThread {
     fn new(
         poll: Poll,
         commands: mpsc::Receiver<Command>,

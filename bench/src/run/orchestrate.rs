@@ -223,7 +223,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         }))
     };
 
-    let measured = drive(opts, &pool, &read_server, &mut tokens, &join)?;
+    let measured = control_loop(opts, &pool, &read_server, &mut tokens, &join)?;
     let seen = negotiated::Counts::now().since(&seen_before);
     let negotiated = seen.most_used();
     let rooms: Vec<String> = (0..sc.rooms()).map(room_name).collect();
@@ -363,7 +363,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
 }
 
 /// The control loop: joins and leaves on time, a sample each second, phase changes.
-fn drive(
+fn control_loop(
     opts: &RunOptions,
     pool: &Pool,
     read_server: &dyn Fn() -> ServerReading,
