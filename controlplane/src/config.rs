@@ -71,10 +71,11 @@ pub struct MediaConfig {
     pub shards: usize,
     /// `auto`, `io_uring` or `portable`.
     pub backend: String,
-    /// Downlink congestion control: a TWCC bandwidth estimate per subscriber, str0m's pacer,
-    /// and simulcast layers chosen to fit the estimate. Off: no estimate and no pacing;
-    /// every packet goes out in the turn it arrives and each subscriber gets the best layer
-    /// its preference allows (for links known to have the room, e.g. a LAN or a studio feed).
+    /// Downlink congestion control: a send-side bandwidth estimate per subscriber (from
+    /// transport-cc feedback, REMB or receiver-report loss), probes, and simulcast layers
+    /// chosen to fit the estimate. Nothing is paced either way: every packet goes out in the
+    /// turn it arrives. Off: no estimate, and each subscriber gets the best layer its
+    /// preference allows (for links known to have the room, e.g. a LAN or a studio feed).
     pub congestion_control: bool,
 }
 

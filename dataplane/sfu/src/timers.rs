@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use crate::ids::PeerId;
 
-/// Rounds peer deadlines up to a grid, so the periodic timers of many peers (str0m's 40 ms
-/// pacer tick, RTCP reports, BWE updates) fall due in the same shard turn instead of waking
-/// the shard once per peer. A deadline moves later by less than one `step`; `step` zero
-/// keeps deadlines exact. Deadlines closer than `EXACT_WITHIN` stay exact: those are the
-/// pacer's next packet, and rounding each gap between paced packets up would lower the
-/// pacing rate (a 5 ms gap + up to 1 ms is up to 20% slower). A packet str0m wants sent at
+/// Rounds peer deadlines up to a grid, so the periodic timers of many peers (str0m's ICE
+/// and DTLS timers, RTCP reports, BWE updates) fall due in the same shard turn instead of
+/// waking the shard once per peer. A deadline moves later by less than one `step`; `step`
+/// zero keeps deadlines exact. Deadlines closer than `EXACT_WITHIN` stay exact: those are a
+/// probe's next padding packet, and rounding each gap between them up would lower the
+/// probe's rate (a 5 ms gap + up to 1 ms is up to 20% slower). A packet str0m wants sent at
 /// once never comes here (see `core/drain.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct TimerGrid {
@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(g.round_up(t0, t0 + us(20_999)), t0 + 21 * ms);
         assert_eq!(g.round_up(t0, t0 + 20 * ms), t0 + 20 * ms);
         assert_eq!(g.round_up(t0, t0 + us(40_001)), t0 + 41 * ms);
-        // The pacer's next packet (closer than EXACT_WITHIN) keeps its instant.
+        // A probe's next padding packet (closer than EXACT_WITHIN) keeps its instant.
         assert_eq!(g.round_up(t0, t0 + us(4_500)), t0 + us(4_500));
         assert_eq!(g.round_up(t0 + 30 * ms, t0 + us(35_500)), t0 + us(35_500));
         // Before the origin and with a zero step nothing moves.
