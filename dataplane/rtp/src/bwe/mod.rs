@@ -106,6 +106,8 @@ pub struct BweStats {
     pub probes_sent: u64,
     pub probes_succeeded: u64,
     pub probes_failed: u64,
+    /// Probes dropped unsent, to be asked for again ([`SendSideBwe::abandon_probe`]).
+    pub probes_abandoned: u64,
 }
 
 /// One received packet of a feedback, before sorting by arrival.
@@ -380,6 +382,16 @@ impl SendSideBwe {
             self.stats.probes_sent += 1;
         }
         cluster
+    }
+
+    /// The caller could not send a single packet of probe `id` (nothing to carry its
+    /// padding yet): it is dropped without a result, and the same probe is asked for again
+    /// shortly (see [`probe`]'s module documentation).
+    pub fn abandon_probe(&mut self, now: Instant, id: ProbeClusterId) {
+        let now_us = self.micros(now);
+        if self.prober.abandon(now_us, id.0) {
+            self.stats.probes_abandoned += 1;
+        }
     }
 
     /// When to call [`Self::poll_probe`] again without new input (a probe due, a probe's

@@ -312,8 +312,8 @@ impl ShardCore {
         if self.transport_mut(id).is_some_and(|t| t.next_report <= now) {
             self.send_reports(now, id);
         }
-        // Probes for a subscriber held below what it could use: one padding packet per
-        // step of the probe's duration.
+        // Probes for a subscriber held below what it could use: `per_step` padding packets
+        // at each step of the probe's duration.
         if let Some(tp) = self.transport_mut(id) {
             if tp.probe.is_none() {
                 if let Some(cluster) = tp.bwe.as_mut().and_then(|b| b.poll_probe(now)) {
@@ -326,12 +326,23 @@ impl ShardCore {
             .and_then(|t| t.probe)
             .filter(|p| p.next_at <= now)
         {
-            let sent = self.send_padding(now, id, p.bytes_each, Some(p.id));
+            let mut sent = 0;
+            for _ in 0..p.per_step {
+                sent += self.send_padding(now, id, p.bytes_each, Some(p.id));
+            }
             self.stats.probe_packets += sent as u64;
             if let Some(tp) = self.transport_mut(id) {
+                if sent == 0 && !p.started {
+                    // No video with RTX has reached this subscriber yet: nothing can carry
+                    // the padding. The estimator asks again once it can be sent.
+                    if let Some(bwe) = tp.bwe.as_mut() {
+                        bwe.abandon_probe(now, p.id);
+                    }
+                }
                 tp.probe = (sent > 0 && p.left > 1).then_some(crate::transport::ActiveProbe {
                     left: p.left - 1,
                     next_at: p.next_at + p.every,
+                    started: true,
                     ..p
                 });
             }
