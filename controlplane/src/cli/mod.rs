@@ -79,7 +79,7 @@ pub struct Overrides {
     /// I/O backend [media.backend].
     #[arg(long, global = true, env = "SHARDCAST_IO_BACKEND", value_enum)]
     pub io_backend: Option<IoBackendArg>,
-    /// Downlink congestion control (bandwidth estimate, pacing, layer fitting)
+    /// Downlink congestion control (bandwidth estimate, probes, layer fitting; never pacing)
     /// [media.congestion_control].
     #[arg(
         long,
