@@ -42,18 +42,18 @@ pub fn serve(
             bad += u64::from(!forwarder.forward(now, datagram, &mut tx));
         });
         tx.drain(|to, sealed| driver.send(to, sealed));
-        let stats = driver.stats();
         counters.received.store(received, Ordering::Relaxed);
         counters.dropped_bad.store(bad, Ordering::Relaxed);
-        counters
-            .forwarded
-            .store(stats.tx_datagrams, Ordering::Relaxed);
-        counters
-            .dropped_send
-            .store(stats.tx_dropped, Ordering::Relaxed);
+        publish_sends(&driver, counters);
     }
     // Hand over what is still queued.
     driver.submit_and_wait(Some(Duration::ZERO))?;
+    publish_sends(&driver, counters);
+    Ok(backend)
+}
+
+/// What the driver has sent and dropped so far, for the floor's report.
+fn publish_sends(driver: &Driver, counters: &FloorCounters) {
     let stats = driver.stats();
     counters
         .forwarded
@@ -61,7 +61,6 @@ pub fn serve(
     counters
         .dropped_send
         .store(stats.tx_dropped, Ordering::Relaxed);
-    Ok(backend)
 }
 
 #[cfg(test)]

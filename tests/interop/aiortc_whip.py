@@ -49,24 +49,36 @@ class Counter:
     audio = 0
 
 
-class MovingPicture(MediaStreamTrack):
-    """320x240 at 30 fps, a bar that moves, so every frame differs."""
+class PacedTrack(MediaStreamTrack):
+    """A track whose frames are due every `interval` seconds of real time."""
+
+    def __init__(self, counter, interval):
+        super().__init__()
+        self.counter = counter
+        self.interval = interval
+        self.n = 0
+        self.start = None
+
+    async def next_frame(self):
+        """Waits until frame number `self.n` (counted from 1) is due."""
+        if self.start is None:
+            self.start = time.monotonic()
+        self.n += 1
+        wait = self.start + self.n * self.interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class MovingPicture(PacedTrack):
+    """320x240 at 30 fps, each frame one grey level that changes, so every frame differs."""
 
     kind = "video"
 
     def __init__(self, counter):
-        super().__init__()
-        self.counter = counter
-        self.n = 0
-        self.start = None
+        super().__init__(counter, 1 / 30)
 
     async def recv(self):
-        if self.start is None:
-            self.start = time.monotonic()
-        self.n += 1
-        wait = self.start + self.n / 30 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self.next_frame()
         frame = VideoFrame(width=320, height=240, format="yuv420p")
         for plane in frame.planes:
             plane.update(bytes([(self.n * 4) % 256]) * plane.buffer_size)
@@ -76,24 +88,16 @@ class MovingPicture(MediaStreamTrack):
         return frame
 
 
-class Tone(MediaStreamTrack):
+class Tone(PacedTrack):
     """20 ms frames of a quiet square wave, paced in real time."""
 
     kind = "audio"
 
     def __init__(self, counter):
-        super().__init__()
-        self.counter = counter
-        self.n = 0
-        self.start = None
+        super().__init__(counter, 0.02)
 
     async def recv(self):
-        if self.start is None:
-            self.start = time.monotonic()
-        self.n += 1
-        wait = self.start + self.n * 0.02 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self.next_frame()
         samples = AUDIO_RATE // 50
         frame = AudioFrame(format="s16", layout="mono", samples=samples)
         tone = b"".join(

@@ -53,6 +53,22 @@ struct Written {
     abs_send_time: Option<u32>,
 }
 
+/// `payload` with the VP8 picture id and TL0PICIDX this subscriber's numbering gives it, in
+/// `scratch`: the payload itself is shared with the history and every other subscriber, so
+/// it is never patched in place.
+fn vp8_renumbered<'a>(
+    scratch: &'a mut Vec<u8>,
+    payload: &[u8],
+    d: &Vp8Descriptor,
+    picture_id: u16,
+    tl0_pic_idx: u8,
+) -> &'a [u8] {
+    scratch.clear();
+    scratch.extend_from_slice(payload);
+    vp8_write(scratch, d, picture_id, tl0_pic_idx);
+    scratch
+}
+
 impl ShardCore {
     /// Write and seal one forwarded packet for subscription (`sub_id`, `fwd.track`), mapped
     /// by the rewriter to `out`. Returns whether a datagram was queued.
@@ -89,15 +105,13 @@ impl ShardCore {
                 if d.picture_id.map(|p| p.0) != ids.picture_id
                     || d.tl0_pic_idx.map(|t| t.0) != ids.tl0_pic_idx
                 {
-                    vp8_scratch.clear();
-                    vp8_scratch.extend_from_slice(payload);
-                    vp8_write(
+                    payload = vp8_renumbered(
                         vp8_scratch,
+                        payload,
                         &d,
                         ids.picture_id.unwrap_or(0),
                         ids.tl0_pic_idx.unwrap_or(0),
                     );
-                    payload = vp8_scratch;
                 }
             }
         }
@@ -198,15 +212,13 @@ impl ShardCore {
             sent.vp8_picture_id.or(sent.vp8_tl0.map(u16::from)),
             Vp8Descriptor::parse(payload),
         ) {
-            vp8_scratch.clear();
-            vp8_scratch.extend_from_slice(payload);
-            vp8_write(
+            payload = vp8_renumbered(
                 vp8_scratch,
+                payload,
                 &d,
                 sent.vp8_picture_id.unwrap_or(0),
                 sent.vp8_tl0.unwrap_or(0),
             );
-            payload = vp8_scratch;
         }
         let rtx_pt = egress
             .rtx_ssrc
