@@ -176,8 +176,13 @@ pub fn combine(runs: Vec<RunReport>) -> Option<RunReport> {
     for (name, get, set) in figures() {
         let values: Vec<Option<f64>> = runs.iter().map(get).collect();
         match spread(&values) {
-            Some(s) => {
+            Some(mut s) => {
                 set(&mut out, s.median);
+                // Counts are rounded when set (two runs of 1 and 2 switches: 2): the spread
+                // states the median the report carries.
+                if let Some(v) = get(&out) {
+                    s.median = v;
+                }
                 out.spread.insert(name.to_string(), s);
             }
             None => {
