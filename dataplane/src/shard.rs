@@ -57,6 +57,8 @@ pub trait ShardLogic: 'static {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardCounters {
     pub turns: u64,
+    /// Turns in which the logic's deadline had passed (its timers ran), with or without input.
+    pub timeout_turns: u64,
     pub commands: u64,
     pub cross_shard_sent: u64,
     pub cross_shard_received: u64,
@@ -489,6 +491,7 @@ impl<L: ShardLogic> ShardThread<L> {
                     logic.handle_command(now, command);
                 }
                 if deadline.is_some_and(|d| d <= now) {
+                    counters.timeout_turns += 1;
                     logic.handle_timeout(now);
                 }
                 let mut out = Outbox {

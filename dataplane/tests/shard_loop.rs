@@ -102,6 +102,8 @@ fn commands_wake_an_idle_shard_through_its_eventfd() {
             }
             let snap = wait_snapshot(shard, |s| s.counters.commands >= 3);
             assert_eq!(snap.counters.commands, 3, "{backend}");
+            // The echo logic has no timers: its turns are all woken by input.
+            assert_eq!(snap.counters.timeout_turns, 0, "{backend}");
             assert!(snap.driver.wakeups >= 1, "{backend}: {:?}", snap.driver);
         }
         // An idle shard sleeps in its wait (an armed eventfd read must not spin the loop).

@@ -89,6 +89,11 @@ const CORE_COUNTERS: &[Field] = &[
         |s| s.logic.rtcp_out,
     ),
     (
+        "shardcast_peer_timeouts_total",
+        "Peer timers that fired (str0m's and the transport's: reports, feedback, NACKs, probes).",
+        |s| s.logic.peer_timeouts,
+    ),
+    (
         "shardcast_probe_packets_total",
         "Padding packets sent to probe subscribers' downlinks.",
         |s| s.logic.probe_packets,
@@ -201,6 +206,11 @@ const LOOP_COUNTERS: &[Field] = &[
         "shardcast_shard_turns_total",
         "Turns of the shard loop.",
         |s| s.counters.turns,
+    ),
+    (
+        "shardcast_shard_timeout_turns_total",
+        "Turns of the shard loop in which a timer was due (the rest were woken by input).",
+        |s| s.counters.timeout_turns,
     ),
     (
         "shardcast_shard_commands_total",

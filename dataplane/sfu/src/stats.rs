@@ -113,6 +113,8 @@ pub struct ShardStats {
     pub str0m_srtp_suppressed: u64,
     /// Padding packets sent to probe a subscriber's downlink.
     pub probe_packets: u64,
+    /// Peer timers that fired (str0m's and the transport's), stale heap entries not counted.
+    pub peer_timeouts: u64,
     pub keyframe_requests_sent: u64,
     pub drops: [u64; DropReason::ALL.len()],
     pub peer_panics: u64,

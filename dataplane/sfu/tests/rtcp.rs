@@ -123,8 +123,16 @@ fn sender_reports_carry_the_publishers_clock_for_audio_and_video_alike() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
     w.subscribe_all(bob, alice);
     w.net.wiretap = Some(Vec::new());
+    let timeouts_before = w.core.stats().peer_timeouts;
     w.run_for(Duration::from_secs(6));
     let tap = w.net.wiretap.take().unwrap_or_default();
+    // The reports below are sent from peer timers; two peers' timers fire a bounded number
+    // of times (str0m's, reports, feedback, NACKs), never once per turn.
+    let fired = w.core.stats().peer_timeouts - timeouts_before;
+    assert!(
+        (6..=6 * 2 * 200).contains(&fired),
+        "{fired} peer timeouts in 6 s for two peers"
+    );
     let (server, alice_addr, bob_addr) = (
         w.server,
         w.members[alice].client.addr,

@@ -232,6 +232,7 @@ impl ShardCore {
                 continue; // stale entry
             }
             peer.deadline = None;
+            self.stats.peer_timeouts += 1;
             if peer.rtc_deadline.is_some_and(|d| d <= now) {
                 let res = self.with_peer(id, |p| {
                     p.rtc_deadline = None;
