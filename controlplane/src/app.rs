@@ -34,6 +34,9 @@ pub struct ApiConfig {
     pub chat_history_max: usize,
     /// Longest chat message, in bytes.
     pub chat_max_bytes: usize,
+    /// A valid token for a room that does not exist creates it (default settings) on join,
+    /// WHIP or WHEP; off: such a join is `room_not_found`.
+    pub rooms_auto_create: bool,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +49,7 @@ impl Default for ApiConfig {
             chat_history_default: 50,
             chat_history_max: 500,
             chat_max_bytes: 4096,
+            rooms_auto_create: true,
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Config {
     pub etcd: EtcdConfig,
     pub cluster: ClusterConfig,
     pub signaling: SignalingConfig,
+    pub rooms: RoomsConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -114,6 +115,21 @@ pub struct SignalingConfig {
     pub chat_history: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// A valid token for a room that does not exist creates the room (default settings, no
+    /// password) when it joins over WebSocket, WHIP or WHEP. `false`: `room_not_found`, and
+    /// rooms are made only with `POST /v1/rooms`.
+    pub auto_create: bool,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self { auto_create: true }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -134,6 +150,7 @@ impl Default for Config {
             etcd: EtcdConfig::default(),
             cluster: ClusterConfig::default(),
             signaling: SignalingConfig::default(),
+            rooms: RoomsConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -455,6 +472,13 @@ mod tests {
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
         let e = Config::from_toml("[metrics]\nport = 1\n", "f.toml").unwrap_err();
         assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
+    fn rooms_are_created_on_first_join_unless_turned_off() {
+        assert!(Config::default().rooms.auto_create);
+        let c = Config::from_toml("[rooms]\nauto_create = false\n", "t").unwrap();
+        assert!(!c.rooms.auto_create);
     }
 
     #[test]

@@ -271,13 +271,6 @@ async fn bad_input_and_bad_tokens() {
     let forged: String = forged.into_iter().collect();
     send(&mut ws, json!({"type": "join", "token": forged})).await;
     assert_eq!(recv(&mut ws).await["code"], "token_invalid");
-    // Unknown room.
-    send(
-        &mut ws,
-        json!({"type": "join", "token": h.token("nope", "eve", ParticipantRole::Host)}),
-    )
-    .await;
-    assert_eq!(recv(&mut ws).await["code"], "room_not_found");
     // The socket is still usable.
     send(
         &mut ws,
@@ -611,6 +604,23 @@ async fn whip_and_whep_status_codes() {
     assert!(location.starts_with("/whip/live/"), "{location}");
     let answer = r.text().await.unwrap();
     assert!(answer.starts_with("v=0"), "{answer}");
+
+    // A room nobody created: the publisher's token makes it (WHIP to a new room is 201).
+    let (_n, new_offer) = client_offer("newcam");
+    let newcomer = h.token("brandnew", "newcam", ParticipantRole::Participant);
+    let r = http
+        .post(h.url("/whip/brandnew"))
+        .bearer_auth(&newcomer)
+        .header("content-type", "application/sdp")
+        .body(new_offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let brandnew = RoomName::parse("brandnew").unwrap();
+    assert!(rooms::get(h.store.as_ref(), &h.tenant(), &brandnew)
+        .await
+        .is_ok());
 
     // Trickle PATCH is not supported: 405 with Allow.
     let r = http
@@ -995,4 +1005,53 @@ async fn permission_updates_apply_to_the_live_session() {
         )
         .await;
     assert_eq!(rec["tracks"].as_array().unwrap().len(), 2, "{rec}");
+}
+
+/// A valid token for a room nobody created makes the room on join (the default), with
+/// default settings and no password; two joiners racing for it land in one room. With
+/// `rooms_auto_create` off the join is `room_not_found` and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_a_new_room_creates_it_unless_auto_create_is_off() {
+    let h = start().await;
+    let fresh = RoomName::parse("fresh").unwrap();
+    assert!(rooms::get(h.store.as_ref(), &h.tenant(), &fresh)
+        .await
+        .is_err());
+    let (mut a, mut b) = (h.ws().await, h.ws().await);
+    send(
+        &mut a,
+        json!({"type": "join", "token": h.token("fresh", "ann", ParticipantRole::Participant)}),
+    )
+    .await;
+    send(
+        &mut b,
+        json!({"type": "join", "token": h.token("fresh", "ben", ParticipantRole::Participant)}),
+    )
+    .await;
+    let ja = recv_type(&mut a, "joined").await;
+    let jb = recv_type(&mut b, "joined").await;
+    assert_eq!(ja["me"]["identity"], "ann");
+    assert_eq!(jb["me"]["identity"], "ben");
+    let room = rooms::get(h.store.as_ref(), &h.tenant(), &fresh)
+        .await
+        .expect("the join created the room");
+    assert_eq!(room.settings, RoomSettings::default());
+    assert!(room.password_hash.is_none());
+
+    let off = start_with(ApiConfig {
+        rooms_auto_create: false,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut ws = off.ws().await;
+    send(
+        &mut ws,
+        json!({"type": "join", "token": off.token("nope", "eve", ParticipantRole::Host)}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "room_not_found");
+    let nope = RoomName::parse("nope").unwrap();
+    assert!(rooms::get(off.store.as_ref(), &off.tenant(), &nope)
+        .await
+        .is_err());
 }

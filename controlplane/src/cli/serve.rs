@@ -23,6 +23,7 @@ fn api_config(config: &Config) -> ApiConfig {
     ApiConfig {
         admin_key: config.admin_key.clone(),
         chat_history_default: config.signaling.chat_history,
+        rooms_auto_create: config.rooms.auto_create,
         ..ApiConfig::default()
     }
 }

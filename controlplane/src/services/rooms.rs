@@ -65,6 +65,33 @@ pub async fn create(
     }
 }
 
+/// The room, created with default settings and no password if it does not exist yet (a
+/// join with a valid token for a new room). Two callers racing for one new room both get
+/// the same record.
+pub async fn get_or_create(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<RoomRecord, ApiError> {
+    match get(store, tenant, room).await {
+        Err(ApiError::NotFound { code, .. }) if code == "room_not_found" => {}
+        other => return other,
+    }
+    let req = CreateRoom {
+        name: room.clone(),
+        password: None,
+        settings: RoomSettings::default(),
+    };
+    match create(store, tenant, req).await {
+        Ok(record) => {
+            tracing::info!(tenant = %tenant, room = %room, "room created on first join");
+            Ok(record)
+        }
+        Err(ApiError::Conflict { .. }) => get(store, tenant, room).await,
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn list(store: &dyn Store, tenant: &TenantId) -> Result<Vec<RoomRecord>, ApiError> {
     Ok(list_json::<RoomRecord>(store, &keys::rooms_prefix(tenant))
         .await?

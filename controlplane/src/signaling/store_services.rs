@@ -130,6 +130,11 @@ impl SignalServices for StoreServices {
     ) -> BoxFuture<'a, Result<RoomPolicy, SignalError>> {
         Box::pin(async move {
             let (t, r, _) = ids(member)?;
+            if self.state.config.rooms_auto_create {
+                crate::services::rooms::get_or_create(self.store(), &t, &r)
+                    .await
+                    .map_err(api_to_signal)?;
+            }
             crate::services::rooms::check_password(
                 self.store(),
                 &self.state.password_limiter,
