@@ -37,6 +37,9 @@ pub struct ApiConfig {
     /// A valid token for a room that does not exist creates it (default settings) on join,
     /// WHIP or WHEP; off: such a join is `room_not_found`.
     pub rooms_auto_create: bool,
+    /// Origins whose pages may call WHIP/WHEP and the REST API (`crate::cors`).
+    pub cors_whip_origins: Vec<String>,
+    pub cors_api_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +53,8 @@ impl Default for ApiConfig {
             chat_history_max: 500,
             chat_max_bytes: 4096,
             rooms_auto_create: true,
+            cors_whip_origins: vec!["*".into()],
+            cors_api_origins: Vec::new(),
         }
     }
 }
@@ -143,10 +148,14 @@ pub fn app(state: AppState) -> Router {
     for spec in routes::table() {
         router = router.route(spec.path, spec.handler);
     }
-    router
+    let router = router
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
+    let router = match crate::cors::api_layer(&state.config.cors_api_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 async fn not_found() -> ApiError {

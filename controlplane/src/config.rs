@@ -59,6 +59,28 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Directory of the demo page; `None` = the page built into the binary.
     pub web_dir: Option<PathBuf>,
+    /// Which other origins' pages may call WHIP/WHEP and the REST API (`controlplane::cors`).
+    pub cors: CorsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`https://host[:port]`, or `*` for any) whose pages may publish and play over
+    /// WHIP/WHEP. Default `["*"]`: the bearer token is the credential. Empty: same origin only.
+    pub whip_origins: Vec<String>,
+    /// Origins whose pages may call the REST API (`/v1/…`). Default empty: a tenant's key and
+    /// secret do not belong in a browser.
+    pub api_origins: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            whip_origins: vec!["*".into()],
+            api_origins: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +183,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7880),
             web_dir: None,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -299,6 +322,14 @@ impl Config {
                     "media.base_port",
                     "base_port + shards exceeds 65535",
                 ));
+            }
+        }
+        for (key, origins) in [
+            ("http.cors.whip_origins", &self.http.cors.whip_origins),
+            ("http.cors.api_origins", &self.http.cors.api_origins),
+        ] {
+            for o in origins {
+                crate::cors::check_origin(o).map_err(|e| invalid(key, e.to_string()))?;
             }
         }
         if self.signaling.chat_history > 1000 {
@@ -472,6 +503,22 @@ mod tests {
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
         let e = Config::from_toml("[metrics]\nport = 1\n", "f.toml").unwrap_err();
         assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
+    fn cors_allows_any_origin_for_whip_and_none_for_rest_by_default() {
+        let c = Config::default();
+        assert_eq!(c.http.cors.whip_origins, vec!["*".to_string()]);
+        assert!(c.http.cors.api_origins.is_empty());
+        let c = Config::from_toml(
+            "[http.cors]\nwhip_origins = []\napi_origins = [\"https://admin.example.com\"]\n",
+            "t",
+        )
+        .unwrap();
+        c.validate(ProcessRole::Serve).unwrap();
+        let c = Config::from_toml("[http.cors]\napi_origins = [\"https://x/y\"]\n", "t").unwrap();
+        let e = c.validate(ProcessRole::Serve).unwrap_err();
+        assert!(e.to_string().starts_with("http.cors.api_origins:"), "{e}");
     }
 
     #[test]

@@ -65,11 +65,15 @@ pub async fn build(
     let hub = Hub::new(services, placement, bus, opts.signaling);
     let mut router = app(state.clone())
         .merge(signaling::router(hub.clone()))
-        .merge(
-            crate::whip::router(hub.clone()).layer(axum::extract::DefaultBodyLimit::max(
-                state.config.body_limit_bytes,
-            )),
-        )
+        .merge({
+            let whip = crate::whip::router(hub.clone()).layer(
+                axum::extract::DefaultBodyLimit::max(state.config.body_limit_bytes),
+            );
+            match crate::cors::whip_layer(&state.config.cors_whip_origins) {
+                Some(cors) => whip.layer(cors),
+                None => whip,
+            }
+        })
         .merge(web_router(opts.web_dir));
     if let Some(key) = opts.dev_key {
         router = router.merge(

@@ -14,6 +14,8 @@
 //!   §4.3.1 says a resource that supports neither answers `405 Method Not Allowed`; per RFC
 //!   9110 a 405 carries `Allow`, here `DELETE`.
 //!
+//! Pages on other origins may call these routes (`crate::cors`, `http.cors.whip_origins`).
+//!
 //! Errors are JSON `{code, message}`: malformed SDP → `400 bad_sdp`, wrong content type →
 //! `415 unsupported_media_type`, token problems → `401`, missing grant → `403 forbidden`.
 //! Must never: hold media state — sessions live in the signaling hub.

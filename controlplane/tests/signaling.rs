@@ -1055,3 +1055,84 @@ async fn a_token_for_a_new_room_creates_it_unless_auto_create_is_off() {
         .await
         .is_err());
 }
+
+/// A page on another origin may publish and play (WHIP/WHEP answer any origin by default and
+/// expose Location, Link and ETag), but may not call the REST API unless its origin is
+/// listed; a listed origin is echoed, an unlisted one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_other_origins_use_whip_and_whep_but_not_rest_by_default() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let origin = "http://player.example:8080";
+    let preflight = |path: &str, method: &str| {
+        http.request(reqwest::Method::OPTIONS, h.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let r = preflight("/whip/live", "POST").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    // The real POST from that origin: 201 with the session URL readable by the page.
+    let (_c, offer) = client_offer("cam");
+    let r = http
+        .post(h.url("/whip/live"))
+        .header("origin", origin)
+        .bearer_auth(h.token("live", "cam", ParticipantRole::Participant))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["location", "link", "etag"] {
+        assert!(exposed.contains(name), "{name} not in {exposed}");
+    }
+    // REST: no CORS headers by default, so the browser refuses the page the answer.
+    let r = preflight("/v1/rooms", "GET").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // Listed origins only: the listed one is echoed back, another gets nothing.
+    let listed = start_with(ApiConfig {
+        cors_whip_origins: vec![origin.to_string()],
+        cors_api_origins: vec![origin.to_string()],
+        ..ApiConfig::default()
+    })
+    .await;
+    for path in ["/whep/live", "/v1/rooms"] {
+        let ask = |from: &'static str| {
+            http.request(reqwest::Method::OPTIONS, listed.url(path))
+                .header("origin", from)
+                .header("access-control-request-method", "POST")
+                .send()
+        };
+        let r = ask(origin).await.unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], origin, "{path}");
+        let r = ask("http://evil.example").await.unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+}

@@ -24,6 +24,8 @@ fn api_config(config: &Config) -> ApiConfig {
         admin_key: config.admin_key.clone(),
         chat_history_default: config.signaling.chat_history,
         rooms_auto_create: config.rooms.auto_create,
+        cors_whip_origins: config.http.cors.whip_origins.clone(),
+        cors_api_origins: config.http.cors.api_origins.clone(),
         ..ApiConfig::default()
     }
 }

@@ -74,7 +74,10 @@ pub async fn get_or_create(
     room: &RoomName,
 ) -> Result<RoomRecord, ApiError> {
     match get(store, tenant, room).await {
-        Err(ApiError::NotFound { code, .. }) if code == "room_not_found" => {}
+        Err(ApiError::NotFound {
+            code: "room_not_found",
+            ..
+        }) => {}
         other => return other,
     }
     let req = CreateRoom {
