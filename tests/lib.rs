@@ -28,6 +28,7 @@ pub mod participant;
 pub mod process;
 pub mod server;
 pub mod static_site;
+pub mod turn;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

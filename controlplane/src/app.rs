@@ -40,6 +40,8 @@ pub struct ApiConfig {
     /// Origins whose pages may call WHIP/WHEP and the REST API (`crate::cors`).
     pub cors_whip_origins: Vec<String>,
     pub cors_api_origins: Vec<String>,
+    /// TURN/STUN servers and the secret their credentials are made with (`crate::turn`).
+    pub turn: crate::turn::TurnSettings,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +57,7 @@ impl Default for ApiConfig {
             rooms_auto_create: true,
             cors_whip_origins: vec!["*".into()],
             cors_api_origins: Vec::new(),
+            turn: crate::turn::TurnSettings::default(),
         }
     }
 }

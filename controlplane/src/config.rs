@@ -49,6 +49,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub signaling: SignalingConfig,
     pub rooms: RoomsConfig,
+    pub turn: TurnConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -152,6 +153,39 @@ impl Default for RoomsConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN (`turn:`, `turns:`) and STUN URLs clients get in `iceServers` (WebSocket
+    /// `joined`) and WHIP/WHEP `Link` headers. Empty: none (clients connect directly).
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn: `use-auth-secret`,
+    /// `static-auth-secret`); credentials are HMACs of it, never the secret itself.
+    pub secret: Option<String>,
+    /// How long handed-out credentials are valid.
+    pub ttl_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            ttl_secs: 86_400,
+        }
+    }
+}
+
+impl TurnConfig {
+    pub fn settings(&self) -> crate::turn::TurnSettings {
+        crate::turn::TurnSettings {
+            urls: self.urls.clone(),
+            secret: self.secret.clone(),
+            ttl_secs: self.ttl_secs,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -173,6 +207,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             signaling: SignalingConfig::default(),
             rooms: RoomsConfig::default(),
+            turn: TurnConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -332,6 +367,10 @@ impl Config {
                 crate::cors::check_origin(o).map_err(|e| invalid(key, e.to_string()))?;
             }
         }
+        crate::turn::check(&self.turn.settings()).map_err(|e| {
+            let e = e.strip_prefix("turn.").map(str::to_string).unwrap_or(e);
+            invalid("turn", e)
+        })?;
         if self.signaling.chat_history > 1000 {
             return Err(invalid("signaling.chat_history", "at most 1000"));
         }
@@ -519,6 +558,20 @@ mod tests {
         let c = Config::from_toml("[http.cors]\napi_origins = [\"https://x/y\"]\n", "t").unwrap();
         let e = c.validate(ProcessRole::Serve).unwrap_err();
         assert!(e.to_string().starts_with("http.cors.api_origins:"), "{e}");
+    }
+
+    #[test]
+    fn turn_urls_need_a_secret() {
+        let c = Config::from_toml("[turn]\nurls = [\"turn:t.example:3478\"]\n", "t").unwrap();
+        let e = c.validate(ProcessRole::Serve).unwrap_err();
+        assert!(e.to_string().starts_with("turn:"), "{e}");
+        let c = Config::from_toml(
+            "[turn]\nurls = [\"turn:t.example:3478\"]\nsecret = \"0123456789abcdef\"\n",
+            "t",
+        )
+        .unwrap();
+        c.validate(ProcessRole::Serve).unwrap();
+        assert_eq!(c.turn.ttl_secs, 86_400);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod server;
 pub mod services;
 pub mod signaling;
 pub mod store;
+pub mod turn;
 pub mod whip;
 
 pub use app::{app, ApiConfig, AppState, NodeHandles};

@@ -15,6 +15,8 @@
 //!   9110 a 405 carries `Allow`, here `DELETE`.
 //!
 //! Pages on other origins may call these routes (`crate::cors`, `http.cors.whip_origins`).
+//! With `[turn]` configured, every `201` carries one `Link: <url>; rel="ice-server"; …` per
+//! TURN/STUN URL with time-limited credentials (RFC 9725 §4.6, `crate::turn`).
 //!
 //! Errors are JSON `{code, message}`: malformed SDP → `400 bad_sdp`, wrong content type →
 //! `415 unsupported_media_type`, token problems → `401`, missing grant → `403 forbidden`.
@@ -122,10 +124,19 @@ async fn member_for(hub: &Hub, headers: &HeaderMap, room: &str) -> Result<Member
     Ok(member)
 }
 
-fn created(kind: &str, room: &str, session: &str, answer: String) -> Response {
+fn created(
+    kind: &str,
+    room: &str,
+    session: &str,
+    answer: String,
+    ice_servers: &[crate::turn::IceServer],
+) -> Response {
     let location = format!("/{kind}/{room}/{session}");
     let mut resp = (StatusCode::CREATED, answer).into_response();
     let h = resp.headers_mut();
+    for link in crate::turn::link_headers(ice_servers) {
+        h.append(header::LINK, link);
+    }
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),
@@ -178,11 +189,13 @@ async fn whip(
             ));
         }
         let sdp = sdp_body(&headers, &body)?;
-        start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new()).await
+        let ice = hub.services.ice_servers(&member);
+        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new()).await?;
+        Ok((session, answer, ice))
     }
     .await;
     match result {
-        Ok((session, answer)) => created("whip", &room, &session, answer),
+        Ok((session, answer, ice)) => created("whip", &room, &session, answer, &ice),
         Err(e) => err(e),
     }
 }
@@ -222,11 +235,13 @@ async fn whep(
                 "nothing is published in this room",
             ));
         }
-        start(&hub, member, ip, sdp, PeerRole::Subscribe, bind).await
+        let ice = hub.services.ice_servers(&member);
+        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Subscribe, bind).await?;
+        Ok((session, answer, ice))
     }
     .await;
     match result {
-        Ok((session, answer)) => created("whep", &room, &session, answer),
+        Ok((session, answer, ice)) => created("whep", &room, &session, answer, &ice),
         Err(e) => err(e),
     }
 }

@@ -1136,3 +1136,76 @@ async fn cors_lets_other_origins_use_whip_and_whep_but_not_rest_by_default() {
         );
     }
 }
+
+/// With TURN configured every client gets it: `joined` carries `ice_servers` with a
+/// username `<expiry>:<identity>` and the HMAC credential, and WHIP/WHEP `201`s carry one
+/// RFC 9725 `Link: <url>; rel="ice-server"; …` per URL. Without TURN: none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_servers_and_credentials_reach_websocket_and_whip_clients() {
+    use shardcast_controlplane::turn::{credential, TurnSettings};
+    let secret = "shared-with-coturn-0123";
+    let urls = vec![
+        "turn:turn.example.com:3478?transport=udp".to_string(),
+        "turn:turn.example.com:3478?transport=tcp".to_string(),
+    ];
+    let h = start_with(ApiConfig {
+        turn: TurnSettings {
+            urls: urls.clone(),
+            secret: Some(secret.into()),
+            ttl_secs: 600,
+        },
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut ws = h.ws().await;
+    send(
+        &mut ws,
+        json!({"type": "join", "token": h.token("t", "ann", ParticipantRole::Participant)}),
+    )
+    .await;
+    let j = recv_type(&mut ws, "joined").await;
+    let servers = j["ice_servers"].as_array().expect("ice_servers");
+    assert_eq!(servers.len(), 1, "{j}");
+    assert_eq!(servers[0]["urls"], json!(urls));
+    let username = servers[0]["username"].as_str().unwrap();
+    let (expiry, who) = username.split_once(':').unwrap();
+    assert_eq!(who, "ann");
+    let ttl = expiry.parse::<u64>().unwrap() as i64 - now_unix_secs() as i64;
+    assert!((590..=610).contains(&ttl), "credential lives {ttl} s");
+    assert_eq!(servers[0]["credential"], credential(secret, username));
+
+    let (_c, offer) = client_offer("cam");
+    let r = reqwest::Client::new()
+        .post(h.url("/whip/t"))
+        .bearer_auth(h.token("t", "cam", ParticipantRole::Participant))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let links: Vec<&str> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    for (link, url) in links.iter().zip(&urls) {
+        assert!(
+            link.starts_with(&format!("<{url}>; rel=\"ice-server\"; username=\"")),
+            "{link}"
+        );
+        assert!(link.contains(":cam\"; credential=\""), "{link}");
+    }
+
+    // No TURN configured: an empty list and no Link headers.
+    let plain = start().await;
+    let mut ws = plain.ws().await;
+    send(
+        &mut ws,
+        json!({"type": "join", "token": plain.token("t", "ann", ParticipantRole::Participant)}),
+    )
+    .await;
+    assert_eq!(recv_type(&mut ws, "joined").await["ice_servers"], json!([]));
+}

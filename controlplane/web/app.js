@@ -263,6 +263,7 @@ async function onJoined(msg) {
   S.participants.set(msg.me.identity, msg.me);
   S.identity = msg.me.identity;
   S.tracks = new Map((msg.tracks || []).map((t) => [t.id, t]));
+  S.iceServers = msg.ice_servers || [];
   if (!resumed) {
     S.chat = [];
     $("#chat-log").replaceChildren();
@@ -291,7 +292,14 @@ async function onJoined(msg) {
 }
 
 function createPeerConnection() {
-  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  // TURN/STUN servers with the credentials the server handed out in `joined`; `?relay=1`
+  // uses TURN only (to check that a TURN deployment works, as a firewalled user would).
+  const pc = new RTCPeerConnection({
+    iceServers: S.iceServers || [],
+    iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
+    bundlePolicy: "max-bundle",
+    rtcpMuxPolicy: "require",
+  });
   S.pc = pc;
   pc.ontrack = (ev) => {
     const mid = ev.transceiver.mid;
@@ -597,6 +605,14 @@ async function shardcastStats() {
       k.totalSamplesReceived += t.totalSamplesReceived;
       k.totalAudioEnergy += t.totalAudioEnergy;
     }
+  });
+  // How the call connects: "host" (directly), "relay" (through TURN), ...
+  out.candidateType = null;
+  report.forEach((s) => {
+    if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+    const pair = report.get(s.selectedCandidatePairId);
+    const local = pair && report.get(pair.localCandidateId);
+    out.candidateType = local ? local.candidateType : null;
   });
   return out;
 }

@@ -26,6 +26,7 @@ fn api_config(config: &Config) -> ApiConfig {
         rooms_auto_create: config.rooms.auto_create,
         cors_whip_origins: config.http.cors.whip_origins.clone(),
         cors_api_origins: config.http.cors.api_origins.clone(),
+        turn: config.turn.settings(),
         ..ApiConfig::default()
     }
 }

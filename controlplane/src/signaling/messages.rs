@@ -97,6 +97,9 @@ pub enum ServerMsg {
         participants: Vec<ParticipantInfo>,
         tracks: Vec<TrackInfo>,
         chat: Vec<ChatInfo>,
+        /// For the client's `RTCConfiguration.iceServers` (TURN for users behind firewalls).
+        #[serde(default)]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     Waiting,
     Denied {

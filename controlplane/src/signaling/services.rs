@@ -108,6 +108,9 @@ pub trait SignalServices: Send + Sync + 'static {
         password: Option<&'a str>,
         source: IpAddr,
     ) -> BoxFuture<'a, Result<RoomPolicy, SignalError>>;
+    /// The ICE servers (TURN with time-limited credentials, STUN) handed to this member's
+    /// client; empty when none are configured.
+    fn ice_servers(&self, member: &Member) -> Vec<crate::turn::IceServer>;
     /// Create or update the participant's record.
     fn put_participant<'a>(
         &'a self,

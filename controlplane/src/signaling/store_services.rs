@@ -161,6 +161,14 @@ impl SignalServices for StoreServices {
         })
     }
 
+    fn ice_servers(&self, member: &Member) -> Vec<crate::turn::IceServer> {
+        crate::turn::ice_servers(
+            &self.state.config.turn,
+            &member.identity,
+            crate::services::now_unix_secs(),
+        )
+    }
+
     fn put_participant<'a>(
         &'a self,
         member: &'a Member,

@@ -144,6 +144,7 @@ impl Hub {
             participants,
             tracks,
             chat,
+            ice_servers: self.services.ice_servers(m),
         });
         Ok(())
     }
