@@ -5,10 +5,11 @@
 //!   /whip/{room}/{session}`. The publisher is a participant of the room like any other: its
 //!   tracks are forwarded to every subscriber.
 //! - `POST /whep/{room}[?identity=I]` — (canSubscribe) plays the tracks published in the room
-//!   at POST time (only `I`'s with `identity`), in participant-identity then publish order,
-//!   bound to the offer's recvonly m-lines audio→audio, video→video in order: a usual
-//!   one-audio one-video offer gets the first publisher's audio and video. Tracks published
-//!   later are not added (WHEP has no server-initiated renegotiation).
+//!   (only `I`'s with `identity`), in participant-identity then publish order, bound to the
+//!   offer's recvonly m-lines audio→audio, video→video in order: a usual one-audio one-video
+//!   offer gets the first publisher's audio and video. Lines left open take tracks published
+//!   later (a player that came first, a broadcaster who reconnects), never through a
+//!   renegotiation: the peer's role is `Play`.
 //! - `DELETE` on the `Location` (same Bearer identity) ends the session → `200`.
 //! - `PATCH` on the `Location` (trickle ICE / ICE restart) is not supported: RFC 9725
 //!   §4.3.1 says a resource that supports neither answers `405 Method Not Allowed`; per RFC
@@ -64,7 +65,7 @@ fn status_of(code: &str) -> StatusCode {
         | "password_required"
         | "password_wrong" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
-        "room_not_found" | "not_found" | "no_publisher" => StatusCode::NOT_FOUND,
+        "room_not_found" | "not_found" => StatusCode::NOT_FOUND,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "room_full" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -155,8 +156,12 @@ async fn start(
     sdp: String,
     role: PeerRole,
     bind: Vec<shardcast_dataplane::node::TrackId>,
+    player: Option<Option<String>>,
 ) -> Result<(String, String), SignalError> {
     let (session, waiting) = hub.open(member, None, source, None).await?;
+    if let Some(only) = player.clone() {
+        session.make_player(only);
+    }
     if waiting {
         hub.close(&session, None).await;
         return Err(SignalError::new(
@@ -165,7 +170,15 @@ async fn start(
         ));
     }
     match hub.offer(&session, sdp, role, bind).await {
-        Ok(answer) => Ok((session.id.clone(), answer)),
+        Ok(answer) => {
+            if player.is_some() {
+                // After the answer is on its way: tracks published meanwhile, or (a player
+                // that came first) as soon as there are some, take the free m-lines.
+                let (hub, session) = (hub.clone(), session.clone());
+                tokio::spawn(async move { hub.play_published(&session).await });
+            }
+            Ok((session.id.clone(), answer))
+        }
         Err(e) => {
             hub.close(&session, None).await;
             Err(e)
@@ -190,7 +203,8 @@ async fn whip(
         }
         let sdp = sdp_body(&headers, &body)?;
         let ice = hub.services.ice_servers(&member);
-        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new()).await?;
+        let (session, answer) =
+            start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new(), None).await?;
         Ok((session, answer, ice))
     }
     .await;
@@ -229,14 +243,10 @@ async fn whep(
             .filter(|t| q.identity.as_ref().is_none_or(|i| *i == t.identity))
             .filter_map(|t| track_from_wire(&t.id))
             .collect();
-        if bind.is_empty() {
-            return Err(SignalError::new(
-                "no_publisher",
-                "nothing is published in this room",
-            ));
-        }
+        // Nothing published yet is fine: the player's m-lines take the tracks when they come.
         let ice = hub.services.ice_servers(&member);
-        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Subscribe, bind).await?;
+        let player = Some(q.identity.clone());
+        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Play, bind, player).await?;
         Ok((session, answer, ice))
     }
     .await;

@@ -577,7 +577,8 @@ async fn whip_and_whep_status_codes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    // WHEP with nothing published → 404.
+    // WHEP with nothing published yet → 201: the player waits for the broadcast
+    // (a_whep_player_that_comes_first_gets_the_broadcast_and_keeps_it_across_a_reconnect).
     let (_w, whep_offer) = client_offer("viewer");
     let r = http
         .post(h.url("/whep/live"))
@@ -587,7 +588,7 @@ async fn whip_and_whep_status_codes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 201);
 
     // The real thing: 201, an SDP answer, a Location.
     let r = http
@@ -1208,4 +1209,110 @@ async fn turn_servers_and_credentials_reach_websocket_and_whip_clients() {
     )
     .await;
     assert_eq!(recv_type(&mut ws, "joined").await["ice_servers"], json!([]));
+}
+
+/// A shardcast-client on its own UDP socket and driver thread, set up over WHIP or WHEP.
+struct Endpoint {
+    peer: Peer,
+    location: String,
+    token: String,
+}
+
+impl Endpoint {
+    async fn post(h: &Harness, path: &str, token: String, config: ClientConfig) -> Endpoint {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut client = Client::new(config, sock.local_addr().unwrap(), Instant::now()).unwrap();
+        let offer = client.create_offer(Instant::now()).unwrap();
+        let r = reqwest::Client::new()
+            .post(h.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/sdp")
+            .body(offer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "POST {path}");
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let answer = r.text().await.unwrap();
+        client.accept_answer(Instant::now(), &answer).unwrap();
+        let client = Arc::new(std::sync::Mutex::new(client));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = shardcast_client::udp::spawn_driver(client.clone(), sock, stop.clone());
+        Endpoint {
+            peer: Peer {
+                client,
+                stop,
+                thread: Some(thread),
+            },
+            location,
+            token,
+        }
+    }
+
+    /// Video frames decodable and audio packets received so far, and how many video
+    /// streams carried anything.
+    fn received(&self) -> (u64, u64, usize) {
+        let c = self.peer.client.lock().unwrap();
+        let s = c.stats();
+        let video: Vec<_> = s.video_tracks().filter(|t| t.packets > 0).collect();
+        let frames = video.iter().map(|t| t.frames_decodable).sum::<u64>();
+        let audio = s.audio_tracks().map(|t| t.audio_packets).sum::<u64>();
+        (frames, audio, video.len())
+    }
+}
+
+/// Waits until `viewer` has decoded `frames` video frames and received `audio` packets.
+async fn plays(viewer: &Endpoint, frames: u64, audio: u64, what: &str) -> (u64, u64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = viewer.received();
+        if got.0 >= frames && got.1 >= audio {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the player got only {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A WHEP player that comes before the broadcaster gets the broadcast when it starts, on
+/// the m-lines of its one offer and with no new POST; when the broadcaster leaves and comes
+/// back (a new WHIP session, new tracks) the same player keeps playing on the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_player_that_comes_first_gets_the_broadcast_and_keeps_it_across_a_reconnect() {
+    let h = start().await;
+    let viewer = Endpoint::post(
+        &h,
+        "/whep/stage",
+        h.token("stage", "v", ParticipantRole::Viewer),
+        ClientConfig::new("viewer", 21, TimeBase::real()).with_receive_offer(),
+    )
+    .await;
+    let cam = |seed| {
+        ClientConfig::new("cam", seed, TimeBase::real())
+            .with_audio()
+            .with_video(VideoSpec::single(300_000))
+    };
+    let token = h.token("stage", "cam", ParticipantRole::Participant);
+    let first = Endpoint::post(&h, "/whip/stage", token.clone(), cam(22)).await;
+    let (frames, audio, streams) = plays(&viewer, 10, 25, "the broadcast starts").await;
+    assert_eq!(streams, 1, "one video m-line carries the broadcast");
+
+    // The broadcaster leaves and comes back as a new WHIP session.
+    let r = reqwest::Client::new()
+        .delete(h.url(&first.location))
+        .bearer_auth(&first.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(first);
+    let _second = Endpoint::post(&h, "/whip/stage", token, cam(23)).await;
+    let (_, _, streams) = plays(&viewer, frames + 10, audio + 25, "after the reconnect").await;
+    assert_eq!(
+        streams, 1,
+        "the new broadcast continues the player's stream (same SSRC)"
+    );
 }

@@ -71,9 +71,9 @@ pub enum Signaling {
     /// participant's tracks through server offers.
     WebSocket,
     /// WHIP (`POST /whip/{room}`) when the spec publishes audio or video, else WHEP
-    /// (`POST /whep/{room}`: one recvonly audio + one video m-line, bound to the tracks
-    /// published at POST time; `404 no_publisher` is retried for 20 s). Join WHEP viewers
-    /// once the publisher is connected and sending, or one may get only some of its tracks.
+    /// (`POST /whep/{room}`: one recvonly audio + one video m-line, which take the room's
+    /// tracks as they are published; an older server's `404 no_publisher` is retried for
+    /// 20 s).
     WhipWhep,
 }
 

@@ -1,9 +1,9 @@
 //! WHIP publish / WHEP play for one participant (RFC 9725, docs/API.md): POST the I/O
 //! thread's offer with the Bearer token, hand the answer back, DELETE the session on leave.
 //!
-//! A WHEP viewer gets the tracks published at POST time, so `404 no_publisher` is retried
-//! for a while (the publisher may still be connecting); callers should join viewers once the
-//! publisher is connected and sending, or a viewer may be bound to only some of its tracks.
+//! A WHEP viewer's m-lines take the room's tracks whenever they are published (a viewer may
+//! come first). Servers before that answered `404 no_publisher` when nothing was published
+//! yet; that is still retried for a while, so the bench runs against them too.
 //! Never: renegotiate (WHIP/WHEP here has no PATCH and no server offers).
 
 use std::time::{Duration, Instant};
@@ -15,7 +15,8 @@ use super::signal::{Command, Link, ToSignal};
 use super::JoinSpec;
 use crate::scenario::VideoKind;
 
-/// How long a WHEP viewer retries `404 no_publisher`.
+/// How long a WHEP viewer retries `404 no_publisher` (servers before WHEP players could come
+/// first).
 const NO_PUBLISHER_WAIT: Duration = Duration::from_secs(20);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 

@@ -48,7 +48,8 @@ impl From<MediaKind> for str0m::media::MediaKind {
     }
 }
 
-/// Which way media flows for a new peer (`"both"`, `"publish"`, `"subscribe"` on the wire).
+/// Which way media flows for a new peer (`"both"`, `"publish"`, `"subscribe"`, `"play"` on
+/// the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerRole {
@@ -56,8 +57,19 @@ pub enum PeerRole {
     Both,
     /// Only publishes (WHIP).
     Publish,
-    /// Only receives (WHEP, viewers).
+    /// Only receives; subscriptions add m-lines through server offers (a WebSocket viewer).
     Subscribe,
+    /// Only receives, into the m-lines of its own offer and never through a server offer
+    /// (WHEP): a subscription takes a free offered m-line of its kind, and an unsubscribed
+    /// one frees its line for the next track (a broadcaster who comes later or reconnects).
+    Play,
+}
+
+impl PeerRole {
+    /// Whether media the peer sends is ignored (it only receives).
+    pub fn receives_only(self) -> bool {
+        matches!(self, PeerRole::Subscribe | PeerRole::Play)
+    }
 }
 
 impl fmt::Display for PeerRole {
@@ -66,6 +78,7 @@ impl fmt::Display for PeerRole {
             PeerRole::Both => "both",
             PeerRole::Publish => "publish",
             PeerRole::Subscribe => "subscribe",
+            PeerRole::Play => "play",
         })
     }
 }

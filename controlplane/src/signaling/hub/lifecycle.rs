@@ -58,6 +58,7 @@ impl Hub {
                 tracks: Vec::new(),
                 withheld: Vec::new(),
                 server_offer_pending: false,
+                player: None,
                 role,
                 grants,
             }),

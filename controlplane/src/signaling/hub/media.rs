@@ -107,6 +107,24 @@ impl Hub {
         }
     }
 
+    /// A WHEP player takes the room's tracks (of its identity filter) that are published
+    /// now: those published between its POST's look at the room and its peer existing, which
+    /// no `track_published` reached, and all of them for a player that came first.
+    pub async fn play_published(&self, session: &Arc<Session>) {
+        let m = &session.member;
+        let Ok(tracks) = self.room_tracks(&m.tenant, &m.room).await else {
+            return;
+        };
+        for t in tracks {
+            if t.identity == m.identity || !session.plays(&t.identity) {
+                continue;
+            }
+            if let Some(id) = crate::signaling::messages::track_from_wire(&t.id) {
+                self.subscribe(session, id).await;
+            }
+        }
+    }
+
     /// Subscribe once (idempotent per session).
     pub(super) async fn subscribe(&self, session: &Arc<Session>, track: TrackId) {
         let (node, peer) = {

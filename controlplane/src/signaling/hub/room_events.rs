@@ -174,7 +174,8 @@ impl Hub {
                 let id = track_from_wire(&track.id);
                 for s in audience.filter(|s| s.member.identity != track.identity) {
                     s.send(msg.clone());
-                    if let (Some(id), true) = (id, s.grants().can_subscribe && s.interactive) {
+                    let wanted = s.interactive || s.plays(&track.identity);
+                    if let (Some(id), true) = (id, s.grants().can_subscribe && wanted) {
                         self.subscribe(s, id).await;
                     }
                 }

@@ -43,6 +43,9 @@ pub(super) struct SessionState {
     /// unknown to the room (see `permissions`).
     pub(super) withheld: Vec<TrackInfo>,
     pub(super) server_offer_pending: bool,
+    /// A WHEP player: plays every track published in the room (only those of this identity
+    /// when `Some(Some(identity))`), including tracks published after its POST.
+    pub(super) player: Option<Option<String>>,
     /// Role and grants now: the token's at join, then whatever the REST API set.
     pub(super) role: String,
     pub(super) grants: Grants,
@@ -93,6 +96,20 @@ impl Session {
             role: s.role.clone(),
             grants: s.grants,
             ..self.member.clone()
+        }
+    }
+
+    /// Marks a WHEP session as a player of the room's tracks (of `only` when given).
+    pub fn make_player(&self, only: Option<String>) {
+        self.state.lock().unwrap().player = Some(only);
+    }
+
+    /// Whether this session is a WHEP player that wants tracks of `identity`.
+    pub(super) fn plays(&self, identity: &str) -> bool {
+        match &self.state.lock().unwrap().player {
+            Some(Some(only)) => only == identity,
+            Some(None) => true,
+            None => false,
         }
     }
 

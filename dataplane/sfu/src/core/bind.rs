@@ -13,7 +13,7 @@ use std::time::Instant;
 use str0m::media::Mid;
 use tracing::debug;
 
-use crate::api::{MediaKind, TrackInfo};
+use crate::api::{MediaKind, PeerRole, TrackInfo};
 use crate::core::ShardCore;
 use crate::ids::PeerId;
 use crate::track::{PublishedTrack, Subscription};
@@ -38,7 +38,8 @@ impl ShardCore {
     }
 
     /// Bind `id`'s sending m-lines (in the order of `answer`) to `tracks`, same kind, in
-    /// order. Returns how many were bound.
+    /// order; a `Play` peer also remembers its lines for tracks that come later. Returns how
+    /// many were bound.
     pub(crate) fn bind_answered(
         &mut self,
         now: Instant,
@@ -46,9 +47,6 @@ impl ShardCore {
         answer: &str,
         tracks: Vec<TrackInfo>,
     ) -> usize {
-        if tracks.is_empty() {
-            return 0;
-        }
         let mids = mids_in_order(answer);
         // (mid, kind) of every m-line we may send on, in SDP order.
         let lines = self
@@ -64,6 +62,9 @@ impl ShardCore {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
+        if let Some(p) = self.peers.get_mut(&id).filter(|p| p.role == PeerRole::Play) {
+            p.play_lines = lines.iter().copied().collect();
+        }
         let mut tracks: Vec<Option<TrackInfo>> = tracks.into_iter().map(Some).collect();
         let mut bound = 0;
         for (mid, kind) in lines {
@@ -74,41 +75,94 @@ impl ShardCore {
             else {
                 continue;
             };
-            let track = info.track;
-            if self.subs.contains_key(&(id, track)) {
-                continue;
+            if self.bind_line(now, id, mid, info) {
+                bound += 1;
             }
-            let published = self
-                .tracks
-                .get(&track)
-                .is_some_and(|t| t.publisher.is_some());
-            if track.shard() == self.shard && !published {
-                continue; // unpublished meanwhile: this m-line stays empty
-            }
-            let Some(peer) = self.peers.get_mut(&id) else {
-                return bound;
-            };
-            peer.subscriptions.push(track);
-            peer.sub_by_mid.insert(mid, track);
-            self.tracks
-                .entry(track)
-                .or_insert_with(|| PublishedTrack::new(info, None))
-                .subscribers
-                .push(id);
-            let mut sub = Subscription::new();
-            sub.mid = Some(mid);
-            self.subs.insert((id, track), sub);
-            if self.start_egress(id, track, mid) {
-                self.request_keyframe(now, track, 0, true);
-            }
-            debug!(peer = %id, %track, %mid, "offered m-line bound to track");
-            bound += 1;
         }
         if let Some(p) = self.peers.get_mut(&id) {
             super::drain::refresh_transport(p);
         }
         self.stats.subscriptions = self.subs.len() as u64;
         bound
+    }
+
+    /// A `Play` peer's first offered m-line of `kind` that carries no track.
+    pub(crate) fn free_play_line(&self, id: PeerId, kind: MediaKind) -> Option<Mid> {
+        let p = self.peers.get(&id)?;
+        p.play_lines
+            .iter()
+            .find(|(mid, k)| *k == kind && !p.sub_by_mid.contains_key(mid))
+            .map(|(mid, _)| *mid)
+    }
+
+    /// Make `info.track` the outgoing stream of peer `id`'s sending m-line `mid`, with no
+    /// negotiation. A stream parked on that line (its track went away) continues: same
+    /// SSRC, sequence numbers and timestamps carry on, a new segment starts at the next
+    /// keyframe. Returns whether it was bound.
+    pub(crate) fn bind_line(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        mid: Mid,
+        info: TrackInfo,
+    ) -> bool {
+        let track = info.track;
+        if self.subs.contains_key(&(id, track)) {
+            return false;
+        }
+        let published = self
+            .tracks
+            .get(&track)
+            .is_some_and(|t| t.publisher.is_some());
+        if track.shard() == self.shard && !published {
+            return false; // unpublished meanwhile: this m-line stays empty
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let parked = peer
+            .parked
+            .iter()
+            .position(|(m, _)| *m == mid)
+            .map(|i| peer.parked.swap_remove(i).1);
+        peer.subscriptions.push(track);
+        peer.sub_by_mid.insert(mid, track);
+        let sub = match parked {
+            Some(mut sub) => {
+                // The sent ring names the old track's packets: nothing in it can be resent.
+                if let Some(e) = sub.egress.as_mut() {
+                    peer.sub_by_ssrc.insert(e.ssrc, track);
+                    if let Some(r) = e.rtx_ssrc {
+                        peer.sub_by_ssrc.insert(r, track);
+                    }
+                    if e.sent.is_some() {
+                        e.sent = Some(crate::transport::sent::SentRing::new());
+                    }
+                }
+                sub.pt_map.clear();
+                sub.told_paused = false;
+                sub.restart();
+                sub
+            }
+            None => {
+                let mut sub = Subscription::new();
+                sub.mid = Some(mid);
+                sub
+            }
+        };
+        let resumed = sub.egress.is_some();
+        self.tracks
+            .entry(track)
+            .or_insert_with(|| PublishedTrack::new(info, None))
+            .subscribers
+            .push(id);
+        self.subs.insert((id, track), sub);
+        if resumed || self.start_egress(id, track, mid) {
+            self.request_keyframe(now, track, 0, true);
+        }
+        debug!(peer = %id, %track, %mid, resumed, "offered m-line bound to track");
+        self.stats.subscriptions = self.subs.len() as u64;
+        true
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::{CoreError, ShardCore};
-use crate::api::{CloseReason, CreatePeer, LayerPreference, MediaKind, TrackInfo};
+use crate::api::{CloseReason, CreatePeer, LayerPreference, MediaKind, PeerRole, TrackInfo};
 use crate::api::{CoreEvent, Output};
 use crate::ids::{PeerId, ShardId, TrackId};
 use crate::peer::Peer;
@@ -38,7 +38,12 @@ impl ShardCore {
         )
         .map_err(CoreError::BadState)?;
         let bind = self.bindable(req.bind_tracks);
-        let offer = super::bind::unbound_inactive(&req.offer, &bind);
+        // A player's lines without a track yet stay open for tracks that come later.
+        let offer = if req.role == PeerRole::Play {
+            req.offer.clone()
+        } else {
+            super::bind::unbound_inactive(&req.offer, &bind)
+        };
         let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
@@ -186,6 +191,17 @@ impl ShardCore {
                 Some(t) if t.publisher.is_some() => {}
                 _ => return Err(CoreError::UnknownTrack(track)),
             }
+        }
+        if peer.role == PeerRole::Play {
+            // No server offer: the first free offered line of the track's kind, if any.
+            if let Some(mid) = self.free_play_line(subscriber, info.kind) {
+                self.bind_line(now, subscriber, mid, info);
+                if let Some(p) = self.peers.get_mut(&subscriber) {
+                    super::drain::refresh_transport(p);
+                }
+                self.drain_all(now);
+            }
+            return Ok(());
         }
         peer.subscriptions.push(track);
         peer.negotiation.queued_add.push(track);

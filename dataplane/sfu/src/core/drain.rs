@@ -13,7 +13,7 @@ use crate::demux::Protocol;
 use tracing::{debug, trace, warn};
 
 use super::ShardCore;
-use crate::api::{CloseReason, CoreEvent, MediaKind, Output, PeerRole, TrackInfo};
+use crate::api::{CloseReason, CoreEvent, MediaKind, Output, TrackInfo};
 use crate::ids::{PeerId, TrackId};
 use crate::peer::{Peer, PublishedMid};
 use crate::track::PublishedTrack;
@@ -205,7 +205,7 @@ impl ShardCore {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if !m.direction.is_receiving() || peer.role == PeerRole::Subscribe {
+        if !m.direction.is_receiving() || peer.role.receives_only() {
             return;
         }
         if peer.published.iter().any(|p| p.mid == m.mid) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::ShardCore;
-use crate::api::{CloseReason, CoreEvent, Output, ShardMessage};
+use crate::api::{CloseReason, CoreEvent, Output, PeerRole, ShardMessage};
 use crate::ids::{PeerId, TrackId};
 
 impl ShardCore {
@@ -87,7 +87,11 @@ impl ShardCore {
             p.negotiation.queued_add.retain(|x| *x != track);
             if let Some(mid) = s.mid {
                 p.sub_by_mid.remove(&mid);
-                if renegotiate {
+                if p.role == PeerRole::Play {
+                    // The line stays offered: the next track on it continues this stream.
+                    p.parked.retain(|(m, _)| *m != mid);
+                    p.parked.push((mid, s));
+                } else if renegotiate {
                     p.negotiation.queued_remove.push(mid);
                 }
             }

@@ -20,7 +20,7 @@ use str0m::format::CodecSpec;
 use str0m::media::{Mid, Pt};
 use str0m::{Candidate, Rtc, RtcConfig};
 
-use crate::api::{LayerIndex, PeerRole};
+use crate::api::{LayerIndex, MediaKind, PeerRole};
 use crate::config::CoreConfig;
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::transport::Transport;
@@ -85,6 +85,12 @@ pub struct Peer {
     pub sub_by_ssrc: Map<u32, TrackId>,
     /// Tracks this peer subscribes to (for cleanup).
     pub subscriptions: SmallVec<[TrackId; 8]>,
+    /// `PeerRole::Play`: the m-lines of its offer we may send on, in SDP order; a
+    /// subscription takes the first free one of its kind.
+    pub play_lines: SmallVec<[(Mid, MediaKind); 4]>,
+    /// `PeerRole::Play`: the outgoing stream of a line whose track went away, kept so the
+    /// next track on that line continues its sequence numbers and timestamps.
+    pub parked: Vec<(Mid, crate::track::Subscription)>,
     pub negotiation: Negotiation,
     /// Latest downlink estimate from the transport's send-side estimator. `None`: none yet,
     /// or none needed (congestion control off, or a client that gives no transport-cc or
@@ -150,6 +156,8 @@ impl Peer {
             sub_by_mid: Map::default(),
             sub_by_ssrc: Map::default(),
             subscriptions: SmallVec::new(),
+            play_lines: SmallVec::new(),
+            parked: Vec::new(),
             negotiation: Negotiation::default(),
             downlink_estimate: None,
             bwe_desired: config.bwe_desired_kbps * 1000,
