@@ -75,6 +75,15 @@ impl Demux {
         self.tuples_of.insert(peer, Vec::new());
     }
 
+    /// The peer's local ufrag changed (an ICE restart): STUN with the new one finds it, the
+    /// old one no longer does. Learned 5-tuples stay.
+    pub fn set_ufrag(&mut self, peer: PeerId, local_ufrag: String) {
+        if let Some(old) = self.ufrag_of.insert(peer, local_ufrag.clone()) {
+            self.by_ufrag.remove(&old);
+        }
+        self.by_ufrag.insert(local_ufrag, peer);
+    }
+
     /// Remove a peer and every entry that points at it.
     pub fn remove_peer(&mut self, peer: PeerId) {
         if let Some(ufrag) = self.ufrag_of.remove(&peer) {

@@ -73,6 +73,13 @@ impl ShardCore {
             .ok_or(CoreError::UnknownPeer(id))?;
         if let Some(p) = self.peers.get_mut(&id) {
             super::drain::refresh_transport(p);
+            // An ICE restart in the offer gives us new credentials: checks from the client's
+            // new address name the new ufrag, and must still find this peer.
+            let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != p.local_ufrag {
+                p.local_ufrag = ufrag.clone();
+                self.demux.set_ufrag(id, ufrag);
+            }
         }
         self.mark_dirty(id);
         self.drain_all(now);

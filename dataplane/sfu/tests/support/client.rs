@@ -287,6 +287,20 @@ impl TestClient {
         offer.to_sdp_string()
     }
 
+    /// The client's network changes to `addr` (a phone leaving Wi-Fi): the new address
+    /// becomes a candidate (the old one no longer receives anything), and it offers an ICE
+    /// restart (new ufrag and password).
+    pub fn move_and_restart_ice(&mut self, addr: SocketAddr) -> String {
+        self.addr = addr;
+        self.rtc
+            .add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply().expect("an ICE restart is a change");
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
     pub fn accept_answer(&mut self, answer: &str) {
         let pending = self.pending.take().expect("offer outstanding");
         self.answer.get_or_insert_with(|| answer.to_string());
