@@ -62,6 +62,7 @@ pub struct Client {
     video: Option<Published<VideoSource>>,
     stats: ClientStats,
     connected: bool,
+    ice_state: Option<IceConnectionState>,
     last_now: Instant,
     last_pli: HashMap<Ssrc, Instant>,
     error: Option<String>,
@@ -118,6 +119,7 @@ impl Client {
             video,
             stats: ClientStats::default(),
             connected: false,
+            ice_state: None,
             last_now: now,
             last_pli: HashMap::new(),
             error: None,
@@ -319,6 +321,12 @@ impl Client {
         self.connected
     }
 
+    /// The ICE agent's last state (after an ICE restart: `Checking` until a check with the
+    /// new credentials succeeds).
+    pub fn ice_state(&self) -> Option<IceConnectionState> {
+        self.ice_state
+    }
+
     /// The error that stopped this client, if one did (str0m failed; the client is dead).
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -433,9 +441,12 @@ impl Client {
                 self.connected = true;
                 self.stats.connected_at.get_or_insert(self.last_now);
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                debug!(client = %self.config.name, "ICE disconnected");
-                self.stats.ice_disconnected_at = Some(self.last_now);
+            Event::IceConnectionStateChange(state) => {
+                debug!(client = %self.config.name, ?state, "ICE state");
+                self.ice_state = Some(state);
+                if state == IceConnectionState::Disconnected {
+                    self.stats.ice_disconnected_at = Some(self.last_now);
+                }
             }
             Event::MediaAdded(added) => self.track_added(added.mid, added.kind, added.direction),
             Event::RtpPacket(packet) => self.packet_received(packet),

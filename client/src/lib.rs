@@ -63,3 +63,5 @@ pub use config::{ClientConfig, LayerSpec, TimeBase, VideoCodec, VideoSpec, LAYER
 pub use error::ClientError;
 pub use payload::TrackKind;
 pub use stats::{ClientStats, LatencyStats, LayerChange, PublishStats, TrackStats};
+/// The ICE agent states `Client::ice_state` reports (str0m's).
+pub use str0m::IceConnectionState;

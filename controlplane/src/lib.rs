@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod nodeapi;
 pub mod placement;
 pub mod routes;
+pub mod sdpfrag;
 pub mod server;
 pub mod services;
 pub mod signaling;

@@ -11,9 +11,10 @@
 //!   later (a player that came first, a broadcaster who reconnects), never through a
 //!   renegotiation: the peer's role is `Play`.
 //! - `DELETE` on the `Location` (same Bearer identity) ends the session → `200`.
-//! - `PATCH` on the `Location` (trickle ICE / ICE restart) is not supported: RFC 9725
-//!   §4.3.1 says a resource that supports neither answers `405 Method Not Allowed`; per RFC
-//!   9110 a 405 carries `Allow`, here `DELETE`.
+//! - `PATCH` on the `Location` with `application/trickle-ice-sdpfrag` (RFC 9725 §4.3,
+//!   `crate::sdpfrag`) and `If-Match`: trickled candidates → `204`; new ICE credentials (an
+//!   ICE restart) → `200` with our new credentials and candidates and a new `ETag` (our ICE
+//!   ufrag; every `201` carries the first).
 //!
 //! Pages on other origins may call these routes (`crate::cors`, `http.cors.whip_origins`).
 //! With `[turn]` configured, every `201` carries one `Link: <url>; rel="ice-server"; …` per
@@ -44,14 +45,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/whip/{room}", post(whip))
         .route("/whep/{room}", post(whep))
-        .route(
-            "/whip/{room}/{session}",
-            delete(end).patch(patch_unsupported),
-        )
-        .route(
-            "/whep/{room}/{session}",
-            delete(end).patch(patch_unsupported),
-        )
+        .route("/whip/{room}/{session}", delete(end).patch(patch))
+        .route("/whep/{room}/{session}", delete(end).patch(patch))
         .with_state(hub)
 }
 
@@ -67,6 +62,9 @@ fn status_of(code: &str) -> StatusCode {
         "forbidden" => StatusCode::FORBIDDEN,
         "room_not_found" | "not_found" => StatusCode::NOT_FOUND,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        "bad_sdpfrag" => StatusCode::BAD_REQUEST,
+        "precondition_failed" => StatusCode::PRECONDITION_FAILED,
+        "precondition_required" => StatusCode::PRECONDITION_REQUIRED,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "room_full" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
@@ -131,6 +129,7 @@ fn created(
     session: &str,
     answer: String,
     ice_servers: &[crate::turn::IceServer],
+    etag: &str,
 ) -> Response {
     let location = format!("/{kind}/{room}/{session}");
     let mut resp = (StatusCode::CREATED, answer).into_response();
@@ -145,6 +144,9 @@ fn created(
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
     resp
 }
 
@@ -157,7 +159,7 @@ async fn start(
     role: PeerRole,
     bind: Vec<shardcast_dataplane::node::TrackId>,
     player: Option<Option<String>>,
-) -> Result<(String, String), SignalError> {
+) -> Result<(String, String, String), SignalError> {
     let (session, waiting) = hub.open(member, None, source, None).await?;
     if let Some(only) = player.clone() {
         session.make_player(only);
@@ -169,15 +171,17 @@ async fn start(
             "the room has a waiting room; WHIP/WHEP need a host token",
         ));
     }
-    match hub.offer(&session, sdp, role, bind).await {
+    match hub.offer(&session, sdp.clone(), role, bind).await {
         Ok(answer) => {
+            session.set_resource(sdp, &answer);
+            let etag = session.resource().map(|r| r.1).unwrap_or_default();
             if player.is_some() {
                 // After the answer is on its way: tracks published meanwhile, or (a player
                 // that came first) as soon as there are some, take the free m-lines.
                 let (hub, session) = (hub.clone(), session.clone());
                 tokio::spawn(async move { hub.play_published(&session).await });
             }
-            Ok((session.id.clone(), answer))
+            Ok((session.id.clone(), answer, etag))
         }
         Err(e) => {
             hub.close(&session, None).await;
@@ -203,13 +207,13 @@ async fn whip(
         }
         let sdp = sdp_body(&headers, &body)?;
         let ice = hub.services.ice_servers(&member);
-        let (session, answer) =
+        let (session, answer, etag) =
             start(&hub, member, ip, sdp, PeerRole::Publish, Vec::new(), None).await?;
-        Ok((session, answer, ice))
+        Ok((session, answer, ice, etag))
     }
     .await;
     match result {
-        Ok((session, answer, ice)) => created("whip", &room, &session, answer, &ice),
+        Ok((session, answer, ice, etag)) => created("whip", &room, &session, answer, &ice, &etag),
         Err(e) => err(e),
     }
 }
@@ -246,14 +250,33 @@ async fn whep(
         // Nothing published yet is fine: the player's m-lines take the tracks when they come.
         let ice = hub.services.ice_servers(&member);
         let player = Some(q.identity.clone());
-        let (session, answer) = start(&hub, member, ip, sdp, PeerRole::Play, bind, player).await?;
-        Ok((session, answer, ice))
+        let (session, answer, etag) =
+            start(&hub, member, ip, sdp, PeerRole::Play, bind, player).await?;
+        Ok((session, answer, ice, etag))
     }
     .await;
     match result {
-        Ok((session, answer, ice)) => created("whep", &room, &session, answer, &ice),
+        Ok((session, answer, ice, etag)) => created("whep", &room, &session, answer, &ice, &etag),
         Err(e) => err(e),
     }
+}
+
+/// The live session `session` of the token's identity in `room`.
+async fn owned(
+    hub: &Hub,
+    headers: &HeaderMap,
+    room: &str,
+    session: &str,
+) -> Result<Arc<crate::signaling::hub::Session>, SignalError> {
+    let member = member_for(hub, headers, room).await?;
+    hub.session(session)
+        .filter(|s| {
+            s.member.tenant == member.tenant
+                && s.member.room == member.room
+                && s.member.identity == member.identity
+                && s.phase() != Phase::Closed
+        })
+        .ok_or_else(|| SignalError::new("not_found", "no such session"))
 }
 
 async fn end(
@@ -262,16 +285,7 @@ async fn end(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let member = member_for(&hub, &headers, &room).await?;
-        let s = hub
-            .session(&session)
-            .filter(|s| {
-                s.member.tenant == member.tenant
-                    && s.member.room == member.room
-                    && s.member.identity == member.identity
-                    && s.phase() != Phase::Closed
-            })
-            .ok_or_else(|| SignalError::new("not_found", "no such session"))?;
+        let s = owned(&hub, &headers, &room, &session).await?;
         hub.close(&s, None).await;
         Ok(())
     }
@@ -282,13 +296,109 @@ async fn end(
     }
 }
 
-async fn patch_unsupported() -> Response {
-    let mut resp = (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"code": "method_not_allowed", "message": "trickle ICE and ICE restarts over PATCH are not supported"})),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+/// What a PATCH did.
+enum Patched {
+    /// Candidates added (or none given): `204`, the ETag unchanged.
+    Trickled(String),
+    /// An ICE restart: `200` with our new credentials and candidates, and a new ETag.
+    Restarted { frag: String, etag: String },
+}
+
+/// `PATCH` on a session (RFC 9725 §4.3): trickled candidates, or an ICE restart when the
+/// fragment brings new credentials. `If-Match` is required: the current ETag for trickle,
+/// the current ETag or `*` for a restart.
+async fn patch(
+    State(hub): State<Arc<Hub>>,
+    ApiPath((room, session)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let s = owned(&hub, &headers, &room, &session).await?;
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/trickle-ice-sdpfrag")
+        {
+            return Err(SignalError::new(
+                "unsupported_media_type",
+                "Content-Type must be application/trickle-ice-sdpfrag",
+            ));
+        }
+        let body = std::str::from_utf8(&body)
+            .map_err(|_| SignalError::new("bad_sdpfrag", "the fragment is not UTF-8"))?;
+        let frag = crate::sdpfrag::parse(body)
+            .map_err(|e| SignalError::new("bad_sdpfrag", e.to_string()))?;
+        // One SDP change at a time per session: a PATCH never overtakes another.
+        let _sdp = s.sdp.lock().await;
+        let (offer, etag) = s
+            .resource()
+            .ok_or_else(|| SignalError::new("not_found", "no such session"))?;
+        let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+        let restart = frag
+            .ufrag
+            .as_deref()
+            .is_some_and(|u| Some(u) != crate::sdpfrag::ufrag(&offer));
+        match if_match.map(str::trim) {
+            None => {
+                return Err(SignalError::new(
+                    "precondition_required",
+                    "PATCH needs If-Match with the session's ETag",
+                ))
+            }
+            Some(m) if m == etag || (restart && m == "*") => {}
+            Some(_) => {
+                return Err(SignalError::new(
+                    "precondition_failed",
+                    "If-Match does not match the session's ETag (an ICE restart happened)",
+                ))
+            }
+        }
+        // The peer exists: this is a re-offer (role and bindings apply only at creation).
+        if let (true, Some(ufrag), Some(pwd)) = (restart, &frag.ufrag, &frag.pwd) {
+            let new_offer = crate::sdpfrag::restarted(&offer, ufrag, pwd, &frag.candidates);
+            let answer = hub
+                .offer(&s, new_offer.clone(), PeerRole::Both, Vec::new())
+                .await?;
+            s.set_resource(new_offer, &answer);
+            let etag = s.resource().map(|r| r.1).unwrap_or_default();
+            return Ok(Patched::Restarted {
+                frag: crate::sdpfrag::answer_frag(&answer),
+                etag,
+            });
+        }
+        if !frag.candidates.is_empty() {
+            // str0m takes a remote's candidates from its offers: re-offer with them added.
+            let new_offer = crate::sdpfrag::with_candidates(&offer, &frag.candidates);
+            if new_offer != offer {
+                let answer = hub
+                    .offer(&s, new_offer.clone(), PeerRole::Both, Vec::new())
+                    .await?;
+                s.set_resource(new_offer, &answer);
+            }
+        }
+        Ok(Patched::Trickled(etag))
+    }
+    .await;
+    let (status, body, etag) = match result {
+        Ok(Patched::Trickled(etag)) => (StatusCode::NO_CONTENT, String::new(), etag),
+        Ok(Patched::Restarted { frag, etag }) => (StatusCode::OK, frag, etag),
+        Err(e) => return err(e),
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    if status == StatusCode::OK {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
     resp
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use shardcast_client::IceConnectionState;
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
@@ -603,7 +604,17 @@ async fn whip_and_whep_status_codes() {
     assert_eq!(r.headers()["content-type"], "application/sdp");
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with("/whip/live/"), "{location}");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let answer = r.text().await.unwrap();
+    let server_ufrag = answer
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .unwrap();
+    assert_eq!(
+        etag,
+        format!("\"{server_ufrag}\""),
+        "the ETag names the ICE session"
+    );
     assert!(answer.starts_with("v=0"), "{answer}");
 
     // A room nobody created: the publisher's token makes it (WHIP to a new room is 201).
@@ -623,17 +634,39 @@ async fn whip_and_whep_status_codes() {
         .await
         .is_ok());
 
-    // Trickle PATCH is not supported: 405 with Allow.
-    let r = http
-        .patch(h.url(&location))
-        .bearer_auth(&token)
-        .header("content-type", "application/trickle-ice-sdpfrag")
-        .body("a=candidate:1")
-        .send()
+    // PATCH (trickle, ICE restart): its preconditions and bad bodies.
+    let patch = |content_type: &'static str, if_match: Option<&str>, body: &'static str| {
+        let mut req = http
+            .patch(h.url(&location))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(m) = if_match {
+            req = req.header("if-match", m.to_string());
+        }
+        req.send()
+    };
+    let frag = "a=candidate:1 1 udp 2122260223 127.0.0.1 40000 typ host";
+    let sdpfrag = "application/trickle-ice-sdpfrag";
+    let r = patch(sdpfrag, None, frag).await.unwrap();
+    assert_eq!(r.status(), 428);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "precondition_required"
+    );
+    let r = patch(sdpfrag, Some("\"stale\""), frag).await.unwrap();
+    assert_eq!(r.status(), 412);
+    let r = patch("text/plain", Some(&etag), frag).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = patch(sdpfrag, Some(&etag), "a=candidate:1 1 udp")
         .await
         .unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "DELETE");
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "bad_sdpfrag");
+    // A trickled candidate: 204, the ETag unchanged.
+    let r = patch(sdpfrag, Some(&etag), frag).await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
     // Someone else cannot end it; the owner can, once.
     let r = http
         .delete(h.url(&location))
@@ -1216,6 +1249,8 @@ struct Endpoint {
     peer: Peer,
     location: String,
     token: String,
+    answer: String,
+    etag: String,
 }
 
 impl Endpoint {
@@ -1233,6 +1268,7 @@ impl Endpoint {
             .unwrap();
         assert_eq!(r.status(), 201, "POST {path}");
         let location = r.headers()["location"].to_str().unwrap().to_string();
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
         let answer = r.text().await.unwrap();
         client.accept_answer(Instant::now(), &answer).unwrap();
         let client = Arc::new(std::sync::Mutex::new(client));
@@ -1246,6 +1282,8 @@ impl Endpoint {
             },
             location,
             token,
+            answer,
+            etag,
         }
     }
 
@@ -1315,4 +1353,146 @@ async fn a_whep_player_that_comes_first_gets_the_broadcast_and_keeps_it_across_a
         streams, 1,
         "the new broadcast continues the player's stream (same SSRC)"
     );
+}
+
+/// The fragment of an SDP a WHIP client PATCHes for an ICE restart: its new credentials and
+/// the first m-section's candidates.
+fn restart_frag(offer: &str) -> String {
+    let mut out = String::new();
+    let mut first_section = false;
+    let mut sections = 0;
+    for l in offer.lines().map(str::trim_end) {
+        if l.starts_with("m=") {
+            sections += 1;
+            first_section = sections == 1;
+        }
+        if l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:") {
+            if !out.contains(&l[..10]) {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+        } else if first_section && (l.starts_with("a=candidate:") || l.starts_with("a=mid:")) {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// A WHIP publisher restarts ICE over PATCH (RFC 9725 §4.3.2) and keeps its session: the
+/// answer fragment carries our new credentials and candidates, the ETag moves to them (the
+/// old one is refused from then on), and the player keeps getting the broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_over_patch_keeps_the_whip_session() {
+    let h = start().await;
+    let viewer = Endpoint::post(
+        &h,
+        "/whep/show",
+        h.token("show", "v", ParticipantRole::Viewer),
+        ClientConfig::new("viewer", 31, TimeBase::real()).with_receive_offer(),
+    )
+    .await;
+    let cam = Endpoint::post(
+        &h,
+        "/whip/show",
+        h.token("show", "cam", ParticipantRole::Participant),
+        ClientConfig::new("cam", 32, TimeBase::real())
+            .with_audio()
+            .with_video(VideoSpec::single(300_000)),
+    )
+    .await;
+    let (frames, audio, _) = plays(&viewer, 10, 25, "before the restart").await;
+
+    let offer = cam
+        .peer
+        .client
+        .lock()
+        .unwrap()
+        .ice_restart_offer(Instant::now())
+        .unwrap();
+    let body = restart_frag(&offer);
+    assert!(body.contains("a=ice-pwd:"), "{body}");
+    let r = reqwest::Client::new()
+        .patch(h.url(&cam.location))
+        .bearer_auth(&cam.token)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .header("if-match", &cam.etag)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/trickle-ice-sdpfrag"
+    );
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let frag = r.text().await.unwrap();
+    let field = |sdp: &str, key: &str| {
+        sdp.lines()
+            .find_map(|l| l.trim_end().strip_prefix(key).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let (ufrag, pwd) = (field(&frag, "a=ice-ufrag:"), field(&frag, "a=ice-pwd:"));
+    assert_ne!(ufrag, field(&cam.answer, "a=ice-ufrag:"), "new credentials");
+    assert_eq!(etag, format!("\"{ufrag}\""));
+    assert!(frag.contains("a=candidate:") && frag.ends_with("a=end-of-candidates\r\n"));
+    // The client takes our new credentials as the answer to its restart offer.
+    let old_ufrag = field(&cam.answer, "a=ice-ufrag:");
+    let old_pwd = field(&cam.answer, "a=ice-pwd:");
+    let answer = cam
+        .answer
+        .replace(
+            &format!("a=ice-ufrag:{old_ufrag}"),
+            &format!("a=ice-ufrag:{ufrag}"),
+        )
+        .replace(&format!("a=ice-pwd:{old_pwd}"), &format!("a=ice-pwd:{pwd}"));
+    {
+        let mut c = cam.peer.client.lock().unwrap();
+        c.accept_answer(Instant::now(), &answer).unwrap();
+        assert!(
+            !matches!(
+                c.ice_state(),
+                Some(IceConnectionState::Connected | IceConnectionState::Completed)
+            ),
+            "the restart starts over: {:?}",
+            c.ice_state()
+        );
+    }
+    // The restart completes only if checks with the new credentials succeed both ways.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = cam.peer.client.lock().unwrap().ice_state();
+        if matches!(
+            state,
+            Some(IceConnectionState::Connected | IceConnectionState::Completed)
+        ) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted ICE never connected: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    plays(&viewer, frames + 60, audio + 150, "after the restart").await;
+
+    // The old ETag no longer matches; the session is the same one.
+    let r = reqwest::Client::new()
+        .patch(h.url(&cam.location))
+        .bearer_auth(&cam.token)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .header("if-match", &cam.etag)
+        .body("a=candidate:9 1 udp 1 127.0.0.1 40001 typ host")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = reqwest::Client::new()
+        .delete(h.url(&cam.location))
+        .bearer_auth(&cam.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -59,6 +59,7 @@ impl Hub {
                 withheld: Vec::new(),
                 server_offer_pending: false,
                 player: None,
+                resource: None,
                 role,
                 grants,
             }),

@@ -46,6 +46,9 @@ pub(super) struct SessionState {
     /// A WHEP player: plays every track published in the room (only those of this identity
     /// when `Some(Some(identity))`), including tracks published after its POST.
     pub(super) player: Option<Option<String>>,
+    /// A WHIP/WHEP session: the client's offer as the media node last took it (ICE lines
+    /// folded in from PATCHes) and the resource's ETag (our ICE ufrag, quoted).
+    pub(super) resource: Option<(String, String)>,
     /// Role and grants now: the token's at join, then whatever the REST API set.
     pub(super) role: String,
     pub(super) grants: Grants,
@@ -97,6 +100,18 @@ impl Session {
             grants: s.grants,
             ..self.member.clone()
         }
+    }
+
+    /// A WHIP/WHEP resource's offer (as the node last took it) and our answer to it; the
+    /// ETag is our ICE ufrag in that answer, so it changes exactly on an ICE restart.
+    pub fn set_resource(&self, offer: String, answer: &str) {
+        let etag = format!("\"{}\"", crate::sdpfrag::ufrag(answer).unwrap_or("-"));
+        self.state.lock().unwrap().resource = Some((offer, etag));
+    }
+
+    /// The resource's offer and ETag (WHIP/WHEP sessions only).
+    pub fn resource(&self) -> Option<(String, String)> {
+        self.state.lock().unwrap().resource.clone()
     }
 
     /// Marks a WHEP session as a player of the room's tracks (of `only` when given).
