@@ -372,14 +372,9 @@ async fn patch(
             });
         }
         if !frag.candidates.is_empty() {
-            // str0m takes a remote's candidates from its offers: re-offer with them added.
-            let new_offer = crate::sdpfrag::with_candidates(&offer, &frag.candidates);
-            if new_offer != offer {
-                let answer = hub
-                    .offer(&s, new_offer.clone(), PeerRole::Both, Vec::new())
-                    .await?;
-                s.set_resource(new_offer, &answer);
-            }
+            hub.add_candidates(&s, frag.candidates.clone()).await?;
+            // Kept with the offer, so a later ICE restart's re-offer still has them.
+            s.update_resource_offer(crate::sdpfrag::with_candidates(&offer, &frag.candidates));
         }
         Ok(Patched::Trickled(etag))
     }

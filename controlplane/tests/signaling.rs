@@ -272,6 +272,13 @@ async fn bad_input_and_bad_tokens() {
     let forged: String = forged.into_iter().collect();
     send(&mut ws, json!({"type": "join", "token": forged})).await;
     assert_eq!(recv(&mut ws).await["code"], "token_invalid");
+    // A trickled candidate before there is a peer connection, and a malformed one.
+    send(
+        &mut ws,
+        json!({"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "not_joined");
     // The socket is still usable.
     send(
         &mut ws,
@@ -388,6 +395,26 @@ async fn published_simulcast_rids_are_listed_over_rest() {
     let answer = recv_type(&mut ws, "answer").await;
     cam.accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
         .unwrap();
+    // Trickle over the socket: a candidate is taken silently (no reply), end-of-candidates
+    // too, and a malformed one is refused with bad_sdp.
+    for c in ["candidate:1 1 udp 2122260223 127.0.0.1 9 typ host", ""] {
+        send(
+            &mut ws,
+            json!({"type": "candidate", "candidate": c, "sdp_mid": "0"}),
+        )
+        .await;
+    }
+    send(
+        &mut ws,
+        json!({"type": "candidate", "candidate": "candidate:nonsense"}),
+    )
+    .await;
+    let e = recv_type(&mut ws, "error").await;
+    assert_eq!(e["code"], "bad_sdp");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("nonsense"),
+        "the first error is the malformed candidate's: {e}"
+    );
     // The node reports the tracks once the publisher's media arrives: keep it sending.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cam_stop = stop.clone();

@@ -75,21 +75,15 @@ function queueSdp(fn) {
   return S.sdpChain;
 }
 
-// No trickle ICE in the protocol: wait until the description carries all candidates.
-function iceGatheringDone(pc, timeoutMs = 3000) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(done, timeoutMs);
-    function done() {
-      clearTimeout(t);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    }
-    function check() {
-      if (pc.iceGatheringState === "complete") done();
-    }
-    pc.addEventListener("icegatheringstatechange", check);
-  });
+// Trickle ICE (docs/PROTOCOL.md): descriptions go out at once, candidates follow as they
+// are gathered (TURN allocations take a while), each in a `candidate` message sent after
+// the description that started the gathering.
+function trickle(pc) {
+  pc.onicecandidate = (ev) => {
+    if (pc !== S.pc) return;
+    const c = ev.candidate;
+    send({ type: "candidate", candidate: c ? c.candidate : "", sdp_mid: c ? c.sdpMid : null });
+  };
 }
 
 // mid -> { identity, track } from the a=msid lines of the remote description: the
@@ -308,6 +302,7 @@ function createPeerConnection() {
     renderAll();
   };
   pc.onconnectionstatechange = () => console.log("pc connection", pc.connectionState);
+  trickle(pc);
 }
 
 function canPublish() {
@@ -366,7 +361,6 @@ async function sendOffer(iceRestart) {
   if (!pc || pc.signalingState !== "stable") return;
   const offer = await pc.createOffer({ iceRestart });
   await pc.setLocalDescription(offer);
-  await iceGatheringDone(pc);
   const msg = { type: "offer", sdp: pc.localDescription.sdp };
   if (iceRestart) msg.ice_restart = true;
   send(msg);
@@ -390,7 +384,6 @@ async function onServerOffer(sdp) {
   }
   await pc.setRemoteDescription({ type: "offer", sdp });
   await pc.setLocalDescription(await pc.createAnswer());
-  await iceGatheringDone(pc);
   send({ type: "answer", sdp: pc.localDescription.sdp });
   renderAll();
   if (reoffer || needsOffer(pc)) queueSdp(() => sendOffer(false));

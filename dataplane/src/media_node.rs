@@ -380,6 +380,18 @@ impl MediaNodeApi for MediaNode {
         })
     }
 
+    fn add_candidates(&self, peer: PeerId, candidates: Vec<String>) -> NodeFuture<'_, ()> {
+        Box::pin(async move {
+            let shard = self.check_peer(peer)?;
+            self.call(shard, |reply| NodeCommand::AddCandidates {
+                peer,
+                candidates,
+                reply,
+            })
+            .await
+        })
+    }
+
     fn subscribe(&self, subscriber: PeerId, track: TrackId) -> NodeFuture<'_, ()> {
         Box::pin(self.subscribe_impl(subscriber, track))
     }

@@ -34,6 +34,9 @@ pub trait MediaNodeApi: Send + Sync + 'static {
     fn renegotiate(&self, peer: PeerId, offer: String) -> NodeFuture<'_, String>;
     /// The client's answer to a server offer delivered as `NodeEvent::Offer`.
     fn accept_answer(&self, peer: PeerId, answer: String) -> NodeFuture<'_, ()>;
+    /// Candidates the client trickled after its offer (`candidate:…` strings, RFC 8839);
+    /// a malformed one is `BadSdp` and none of them is added.
+    fn add_candidates(&self, peer: PeerId, candidates: Vec<String>) -> NodeFuture<'_, ()>;
     /// Forward `track` to `subscriber`. May lead to a `NodeEvent::Offer` for the subscriber.
     fn subscribe(&self, subscriber: PeerId, track: TrackId) -> NodeFuture<'_, ()>;
     /// Stop forwarding `track` to `subscriber` and remove its m-line (renegotiation follows).

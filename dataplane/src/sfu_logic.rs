@@ -38,6 +38,11 @@ pub enum NodeCommand {
         answer: String,
         reply: Reply<()>,
     },
+    AddCandidates {
+        peer: PeerId,
+        candidates: Vec<String>,
+        reply: Reply<()>,
+    },
     TrackInfo {
         track: TrackId,
         reply: Reply<TrackInfo>,
@@ -212,6 +217,16 @@ impl ShardLogic for SfuLogic {
                     self.state.settled(peer);
                 }
                 let _ = reply.send(answer);
+            }
+            NodeCommand::AddCandidates {
+                peer,
+                candidates,
+                reply,
+            } => {
+                let added = core
+                    .add_remote_candidates(now, peer, &candidates)
+                    .map_err(map_error);
+                let _ = reply.send(added);
             }
             NodeCommand::AcceptAnswer {
                 peer,

@@ -246,6 +246,9 @@ impl MediaNodeApi for RemoteNode {
     fn accept_answer(&self, peer: PeerId, answer: String) -> NodeFuture<'_, ()> {
         Box::pin(self.call(NodeCall::AcceptAnswer { peer, answer }))
     }
+    fn add_candidates(&self, peer: PeerId, candidates: Vec<String>) -> NodeFuture<'_, ()> {
+        Box::pin(self.call(NodeCall::AddCandidates { peer, candidates }))
+    }
     fn subscribe(&self, subscriber: PeerId, track: TrackId) -> NodeFuture<'_, ()> {
         Box::pin(self.call(NodeCall::Subscribe { subscriber, track }))
     }

@@ -50,6 +50,10 @@ pub enum NodeCall {
         peer: PeerId,
         answer: String,
     },
+    AddCandidates {
+        peer: PeerId,
+        candidates: Vec<String>,
+    },
     Subscribe {
         subscriber: PeerId,
         track: TrackId,

@@ -129,6 +129,9 @@ async fn call(
                 ok(())
             })
         }
+        NodeCall::AddCandidates { peer, candidates } => {
+            n.add_candidates(peer, candidates).await.map(ok)
+        }
         NodeCall::Subscribe { subscriber, track } => n.subscribe(subscriber, track).await.map(ok),
         NodeCall::Unsubscribe { subscriber, track } => {
             n.unsubscribe(subscriber, track).await.map(ok)

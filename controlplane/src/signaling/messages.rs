@@ -25,6 +25,13 @@ pub enum ClientMsg {
     Answer {
         sdp: String,
     },
+    /// A trickled ICE candidate (`candidate:…`, as `RTCIceCandidate.candidate`); an empty
+    /// string is end-of-candidates.
+    Candidate {
+        candidate: String,
+        #[serde(default)]
+        sdp_mid: Option<String>,
+    },
     SetSubscription {
         track: String,
         visible: bool,

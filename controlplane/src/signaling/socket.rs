@@ -236,6 +236,16 @@ async fn handle(hub: &Arc<Hub>, s: &Arc<Session>, msg: ClientMsg) -> Result<(), 
             let _guard = s.sdp.lock().await;
             hub.answer(s, sdp).await
         }
+        ClientMsg::Candidate { candidate, .. } => {
+            if candidate.trim().is_empty() {
+                return Ok(()); // end-of-candidates: nothing to do
+            }
+            if candidate.len() > 512 || candidate.contains(['\r', '\n']) {
+                return Err(SignalError::new("invalid_message", "not a candidate line"));
+            }
+            let _guard = s.sdp.lock().await;
+            hub.add_candidates(s, vec![candidate]).await
+        }
         ClientMsg::SetSubscription {
             track,
             visible,

@@ -62,3 +62,34 @@ fn answer_ufrag(sdp: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Trickled candidates (WebSocket `candidate`, WHIP/WHEP PATCH) reach the peer's ICE agent:
+/// well-formed ones are added, a malformed one adds none and says which, an unknown peer is
+/// an error.
+#[test]
+fn trickled_candidates_are_parsed_before_any_is_added() {
+    let mut w = World::new(43);
+    let bob = w.add_subscriber("bob");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
+    let peer = w.members[bob].peer;
+    let good = "candidate:7 1 udp 2122260223 10.0.7.7 7000 typ host".to_string();
+    w.core
+        .add_remote_candidates(w.now, peer, std::slice::from_ref(&good))
+        .expect("a well-formed candidate");
+    w.core
+        .add_remote_candidates(w.now, peer, &[format!("a={good}")])
+        .expect("the a= prefix is accepted too");
+    let err = w
+        .core
+        .add_remote_candidates(w.now, peer, &[good.clone(), "candidate:garbage".into()])
+        .unwrap_err();
+    assert!(err.to_string().contains("candidate:garbage"), "{err}");
+    let unknown = shardcast_sfu::PeerId(u64::MAX);
+    assert!(w
+        .core
+        .add_remote_candidates(w.now, unknown, &[good])
+        .is_err());
+    // The call goes on.
+    w.run_for(Duration::from_secs(1));
+    assert!(w.all_connected());
+}

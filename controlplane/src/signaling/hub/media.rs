@@ -145,6 +145,21 @@ impl Hub {
         }
     }
 
+    /// Candidates the client trickled after its offer (`candidate:…`, RFC 8839).
+    pub async fn add_candidates(
+        &self,
+        session: &Arc<Session>,
+        candidates: Vec<String>,
+    ) -> Result<(), SignalError> {
+        let (node, peer) = session
+            .peer()
+            .ok_or_else(|| SignalError::new("invalid_message", "no peer connection yet"))?;
+        node.api
+            .add_candidates(peer, candidates)
+            .await
+            .map_err(node_err)
+    }
+
     pub async fn answer(&self, session: &Arc<Session>, sdp: String) -> Result<(), SignalError> {
         let (node, peer) = session
             .peer()

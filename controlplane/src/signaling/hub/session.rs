@@ -109,6 +109,14 @@ impl Session {
         self.state.lock().unwrap().resource = Some((offer, etag));
     }
 
+    /// The resource's offer changed without a new answer (trickled candidates folded in);
+    /// the ETag stays.
+    pub fn update_resource_offer(&self, offer: String) {
+        if let Some((o, _)) = self.state.lock().unwrap().resource.as_mut() {
+            *o = offer;
+        }
+    }
+
     /// The resource's offer and ETag (WHIP/WHEP sessions only).
     pub fn resource(&self) -> Option<(String, String)> {
         self.state.lock().unwrap().resource.clone()

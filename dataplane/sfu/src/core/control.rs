@@ -90,6 +90,35 @@ impl ShardCore {
         Ok(answer)
     }
 
+    /// Candidates the client trickled after its offer (`candidate:…`, RFC 8839): all parsed
+    /// first, so a malformed one adds none.
+    pub fn add_remote_candidates(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        candidates: &[String],
+    ) -> Result<(), CoreError> {
+        if !self.peers.contains_key(&id) {
+            return Err(CoreError::UnknownPeer(id));
+        }
+        let parsed = candidates
+            .iter()
+            .map(|c| {
+                let c = c.trim().strip_prefix("a=").unwrap_or(c.trim());
+                str0m::Candidate::from_sdp_string(c)
+                    .map_err(|e| CoreError::BadSdp(format!("candidate `{c}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_peer(id, |p| {
+            for c in parsed {
+                p.rtc.add_remote_candidate(c);
+            }
+        });
+        self.mark_dirty(id);
+        self.drain_all(now);
+        Ok(())
+    }
+
     /// The client's answer to our last `CoreEvent::Offer`.
     pub fn accept_answer(
         &mut self,
