@@ -134,6 +134,9 @@ pub struct SignalingConfig {
     pub reconnect_grace_secs: u64,
     /// Seconds without any client message before the server closes the socket.
     pub idle_timeout_secs: u64,
+    /// Seconds a new socket has to send a `join` that succeeds; then it is closed with
+    /// `error{code:"join_timeout"}`.
+    pub join_timeout_secs: u64,
     /// Chat messages sent with `joined`.
     pub chat_history: usize,
 }
@@ -261,6 +264,7 @@ impl Default for SignalingConfig {
         Self {
             reconnect_grace_secs: 20,
             idle_timeout_secs: 60,
+            join_timeout_secs: 10,
             chat_history: 50,
         }
     }
@@ -376,6 +380,9 @@ impl Config {
         }
         if self.signaling.idle_timeout_secs == 0 {
             return Err(invalid("signaling.idle_timeout_secs", "must be > 0"));
+        }
+        if self.signaling.join_timeout_secs == 0 {
+            return Err(invalid("signaling.join_timeout_secs", "must be > 0"));
         }
         if let Some(k) = &self.admin_key {
             if k.len() < 16 {

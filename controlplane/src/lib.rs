@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod metrics;
 pub mod nodeapi;

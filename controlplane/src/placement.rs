@@ -102,6 +102,27 @@ impl Placement {
         }
     }
 
+    /// Whether a room could be placed now (for `/readyz`): the in-process node's shards
+    /// answer, or (cluster) a live node that is not draining is registered.
+    pub async fn ready(&self) -> Result<(), PlacementError> {
+        match &self.mode {
+            Mode::Single(node) | Mode::Local { node, .. } => node
+                .api
+                .load()
+                .await
+                .map(|_| ())
+                .map_err(|_| PlacementError::NoNode),
+            Mode::Cluster { store, .. } => {
+                let live = nodes::list(store.as_ref()).await?;
+                if live.iter().any(|n| !n.draining) {
+                    Ok(())
+                } else {
+                    Err(PlacementError::NoNode)
+                }
+            }
+        }
+    }
+
     /// The node carrying `room`, placing the room first if it has no live binding.
     pub async fn node_for_room(
         &self,

@@ -62,7 +62,7 @@ pub async fn build(
     let state =
         AppState::new(store, opts.api).with_events(Arc::new(BusRoomEvents::new(bus.clone())));
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
-    let hub = Hub::new(services, placement, bus, opts.signaling);
+    let hub = Hub::new(services, placement.clone(), bus, opts.signaling);
     let mut router = app(state.clone())
         .merge(signaling::router(hub.clone()))
         .merge({
@@ -74,7 +74,11 @@ pub async fn build(
                 None => whip,
             }
         })
-        .merge(web_router(opts.web_dir));
+        .merge(web_router(opts.web_dir))
+        .merge(crate::health::control_plane(
+            state.store.clone(),
+            placement.clone(),
+        ));
     if let Some(key) = opts.dev_key {
         router = router.merge(
             Router::new()

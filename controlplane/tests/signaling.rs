@@ -79,6 +79,8 @@ async fn serve_instance(
             api,
             signaling: SignalingConfig {
                 reconnect_grace_secs: 1,
+                // Short, for the join-deadline test; longer than any test takes to join.
+                join_timeout_secs: 5,
                 ..SignalingConfig::default()
             },
             dev_key: None,
@@ -1522,4 +1524,44 @@ async fn an_ice_restart_over_patch_keeps_the_whip_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A socket that does not join within `signaling.join_timeout_secs` (5 s here) is told
+/// `join_timeout` and closed, even if it keeps pinging; one that joined is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_joins_is_closed_at_the_join_deadline() {
+    let h = start().await;
+    let opened = Instant::now();
+    let mut idle = h.ws().await;
+    let mut joined = h.ws().await;
+    send(
+        &mut joined,
+        json!({"type": "join", "token": h.token("r", "ann", ParticipantRole::Participant)}),
+    )
+    .await;
+    recv_type(&mut joined, "joined").await;
+    // Pings do not count as joining.
+    let mut closed_at = None;
+    while closed_at.is_none() {
+        assert!(opened.elapsed() < Duration::from_secs(12), "never closed");
+        send(&mut idle, json!({"type": "ping"})).await;
+        loop {
+            let m = recv(&mut idle).await;
+            if m["type"] == "pong" {
+                break;
+            }
+            if m["code"] == "join_timeout" {
+                assert_eq!(recv(&mut idle).await["type"], "__closed");
+                closed_at = Some(opened.elapsed());
+                break;
+            }
+            assert_ne!(m["type"], "__closed", "closed without join_timeout");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let at = closed_at.unwrap();
+    assert!(at >= Duration::from_millis(4900), "closed after {at:?}");
+    // The joined socket stays.
+    send(&mut joined, json!({"type": "ping"})).await;
+    assert_eq!(recv_type(&mut joined, "pong").await["type"], "pong");
 }

@@ -221,7 +221,8 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
         .context("cluster.node_advertise")?,
     };
     let secret = config.cluster.secret.clone().unwrap_or_default();
-    let router = shardcast_controlplane::nodeapi::server::router(node.clone(), &secret);
+    let router = shardcast_controlplane::nodeapi::server::router(node.clone(), &secret)
+        .merge(shardcast_controlplane::health::media_node(node.clone()));
     let listener = tokio::net::TcpListener::bind(config.cluster.node_listen)
         .await
         .with_context(|| {

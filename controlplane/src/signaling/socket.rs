@@ -85,10 +85,27 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
         }
     });
     let idle = Duration::from_secs(hub.config.idle_timeout_secs);
+    // A socket that has not joined by then is closed: an unauthenticated connection must not
+    // hold a slot for the idle timeout over and over.
+    let join_by = tokio::time::Instant::now() + Duration::from_secs(hub.config.join_timeout_secs);
     let mut session: Option<Arc<Session>> = None;
     let mut left = false;
     loop {
-        let frame = match tokio::time::timeout(idle, stream.next()).await {
+        let wait = match session {
+            Some(_) => idle,
+            None => join_by
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(idle),
+        };
+        let frame = match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) if session.is_none() => {
+                tracing::debug!("signaling: no join before the deadline");
+                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
+                    "join_timeout",
+                    "send join within the join deadline",
+                )));
+                break;
+            }
             Err(_) => {
                 tracing::debug!("signaling: idle timeout");
                 break;
