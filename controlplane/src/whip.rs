@@ -89,21 +89,24 @@ fn bearer(headers: &HeaderMap) -> Result<&str, SignalError> {
         .ok_or_else(|| SignalError::new("unauthorized", "Authorization: Bearer <token> required"))
 }
 
-fn sdp_body(headers: &HeaderMap, body: &[u8]) -> Result<String, SignalError> {
+/// `415 unsupported_media_type` unless the request's Content-Type is `expected`.
+fn content_type(headers: &HeaderMap, expected: &str) -> Result<(), SignalError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct
-        .trim()
-        .to_ascii_lowercase()
-        .starts_with("application/sdp")
-    {
-        return Err(SignalError::new(
+    if ct.trim().to_ascii_lowercase().starts_with(expected) {
+        Ok(())
+    } else {
+        Err(SignalError::new(
             "unsupported_media_type",
-            "Content-Type must be application/sdp",
-        ));
+            format!("Content-Type must be {expected}"),
+        ))
     }
+}
+
+fn sdp_body(headers: &HeaderMap, body: &[u8]) -> Result<String, SignalError> {
+    content_type(headers, "application/sdp")?;
     let sdp = std::str::from_utf8(body)
         .map_err(|_| SignalError::new("bad_sdp", "the SDP is not UTF-8"))?;
     if !sdp.trim_start().starts_with("v=0") {
@@ -315,20 +318,7 @@ async fn patch(
 ) -> Response {
     let result = async {
         let s = owned(&hub, &headers, &room, &session).await?;
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !ct
-            .trim()
-            .to_ascii_lowercase()
-            .starts_with("application/trickle-ice-sdpfrag")
-        {
-            return Err(SignalError::new(
-                "unsupported_media_type",
-                "Content-Type must be application/trickle-ice-sdpfrag",
-            ));
-        }
+        content_type(&headers, "application/trickle-ice-sdpfrag")?;
         let body = std::str::from_utf8(&body)
             .map_err(|_| SignalError::new("bad_sdpfrag", "the fragment is not UTF-8"))?;
         let frag = crate::sdpfrag::parse(body)

@@ -33,27 +33,20 @@ fn viewer_video(s: &Value, who: &str) -> (u64, u64) {
 }
 
 /// Width the publisher encodes its layer `rid` at (0 while it is not being sent).
-fn sent_width(s: &Value, rid: &str) -> u64 {
+/// One number the publisher's page reports about its simulcast layer `rid`.
+fn sent(s: &Value, rid: &str, field: &str) -> u64 {
     s["outbound"]
         .as_array()
         .and_then(|o| {
             o.iter()
                 .find(|e| e["kind"] == "video" && e["rid"] == rid)
-                .and_then(|e| e["frameWidth"].as_u64())
+                .and_then(|e| e[field].as_u64())
         })
         .unwrap_or(0)
 }
 
-/// Bytes the publisher has sent on simulcast layer `rid` so far.
-fn sent_bytes(s: &Value, rid: &str) -> u64 {
-    s["outbound"]
-        .as_array()
-        .and_then(|o| {
-            o.iter()
-                .find(|e| e["kind"] == "video" && e["rid"] == rid)
-                .and_then(|e| e["bytesSent"].as_u64())
-        })
-        .unwrap_or(0)
+fn sent_width(s: &Value, rid: &str) -> u64 {
+    sent(s, rid, "frameWidth")
 }
 
 fn report(server: &Server, browsers: &[&Browser]) -> String {
@@ -128,7 +121,7 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     let t_drop = r.map_err(|e| fail(e, &vic, &alice))?;
     // The cap sits above the lowest layer: the video keeps playing on it, not paused.
     let (low_width, frames_low) = viewer_video(&vic.stats()?, "alice");
-    let top_bytes_before = sent_bytes(&alice.stats()?, "f");
+    let top_bytes_before = sent(&alice.stats()?, "f", "bytesSent");
     std::thread::sleep(Duration::from_secs(5));
     let s = vic.stats()?;
     let (width_later, frames_later) = viewer_video(&s, "alice");
@@ -149,7 +142,7 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     // The top layer is allowed back only if it fits under the cap itself: on a loaded
     // machine Chromium's encoder lowers its layers' bitrates, and a top layer sent at less
     // than the cap is the right choice for this viewer.
-    let top_kbit = (sent_bytes(&alice_now, "f") - top_bytes_before) * 8 / 5 / 1000;
+    let top_kbit = (sent(&alice_now, "f", "bytesSent") - top_bytes_before) * 8 / 5 / 1000;
     assert!(
         width_later < top_now || top_kbit < u64::from(CAP_KBIT) * 8 / 10,
         "back on the top layer ({width_later} px) while still capped, though it is sent at \

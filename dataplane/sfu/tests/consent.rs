@@ -30,15 +30,6 @@ fn closes(w: &World) -> Vec<(Duration, PeerId, CloseReason)> {
         .collect()
 }
 
-fn received_packets(w: &World, idx: usize) -> u64 {
-    w.members[idx]
-        .client
-        .received
-        .values()
-        .map(|r| r.packets)
-        .sum()
-}
-
 /// A publisher and a subscriber, both connected, media flowing, neither sending consent
 /// checks from here on.
 fn call_without_client_checks(seed: u64) -> (World, usize, usize) {
@@ -51,18 +42,18 @@ fn call_without_client_checks(seed: u64) -> (World, usize, usize) {
     assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
     w.subscribe_all(bob, alice);
     w.run_for(Duration::from_secs(1));
-    assert!(received_packets(&w, bob) > 0, "media flows");
+    assert!(w.received_packets(bob) > 0, "media flows");
     (w, alice, bob)
 }
 
 #[test]
 fn clients_that_send_no_consent_checks_stay_connected_while_they_answer_ours() {
     let (mut w, alice, bob) = call_without_client_checks(31);
-    let mut last = received_packets(&w, bob);
+    let mut last = w.received_packets(bob);
     // Four times longer than ICE-lite's 15 s without a binding request.
     for _ in 0..6 {
         w.run_for(Duration::from_secs(10));
-        let now = received_packets(&w, bob);
+        let now = w.received_packets(bob);
         assert!(now > last + 100, "media kept flowing: {last} -> {now}");
         last = now;
     }
@@ -249,10 +240,10 @@ fn a_peer_reflexive_pair_is_checked_and_kept_when_the_offer_names_no_usable_cand
         w.subscribe_all(bob, alice);
         w.run_for(Duration::from_secs(60));
         assert_eq!(closes(&w), [], "seed {seed}: nobody was closed");
-        let before = received_packets(&w, bob);
+        let before = w.received_packets(bob);
         w.run_for(Duration::from_secs(5));
         assert!(
-            received_packets(&w, bob) > before + 100,
+            w.received_packets(bob) > before + 100,
             "seed {seed}: media flows"
         );
     }

@@ -10,15 +10,6 @@ use std::time::Duration;
 use shardcast_sfu::CoreEvent;
 use support::World;
 
-fn received_packets(w: &World, idx: usize) -> u64 {
-    w.members[idx]
-        .client
-        .received
-        .values()
-        .map(|r| r.packets)
-        .sum()
-}
-
 #[test]
 fn media_follows_a_subscriber_that_moves_and_restarts_ice() {
     let mut w = World::new(41);
@@ -27,7 +18,7 @@ fn media_follows_a_subscriber_that_moves_and_restarts_ice() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
     w.subscribe_all(bob, alice);
     w.run_for(Duration::from_secs(2));
-    let before = received_packets(&w, bob);
+    let before = w.received_packets(bob);
     assert!(before > 50, "media before the move: {before}");
 
     let old_ufrag = answer_ufrag(w.members[bob].client.answer.as_deref().unwrap_or(""));
@@ -44,7 +35,7 @@ fn media_follows_a_subscriber_that_moves_and_restarts_ice() {
     w.members[bob].client.accept_answer(&answer);
     w.run_for(Duration::from_secs(3));
 
-    let after = received_packets(&w, bob) - before;
+    let after = w.received_packets(bob) - before;
     assert!(
         after > 100,
         "media at the new address: {after} packets in 3 s"

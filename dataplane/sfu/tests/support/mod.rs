@@ -181,6 +181,16 @@ impl World {
     }
 
     /// What member `idx` received on its video m-line (the one that carried layers).
+    /// Every RTP packet member `idx` received so far, on all its m-lines.
+    pub fn received_packets(&self, idx: usize) -> u64 {
+        self.members[idx]
+            .client
+            .received
+            .values()
+            .map(|r| r.packets)
+            .sum()
+    }
+
     pub fn video(&self, idx: usize) -> &Received {
         self.members[idx]
             .client
