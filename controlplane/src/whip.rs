@@ -176,8 +176,7 @@ async fn start(
     }
     match hub.offer(&session, sdp.clone(), role, bind).await {
         Ok(answer) => {
-            session.set_resource(sdp, &answer);
-            let etag = session.resource().map(|r| r.1).unwrap_or_default();
+            let etag = session.set_resource(sdp, &answer);
             if player.is_some() {
                 // After the answer is on its way: tracks published meanwhile, or (a player
                 // that came first) as soon as there are some, take the free m-lines.
@@ -348,14 +347,10 @@ async fn patch(
                 ))
             }
         }
-        // The peer exists: this is a re-offer (role and bindings apply only at creation).
         if let (true, Some(ufrag), Some(pwd)) = (restart, &frag.ufrag, &frag.pwd) {
             let new_offer = crate::sdpfrag::restarted(&offer, ufrag, pwd, &frag.candidates);
-            let answer = hub
-                .offer(&s, new_offer.clone(), PeerRole::Both, Vec::new())
-                .await?;
-            s.set_resource(new_offer, &answer);
-            let etag = s.resource().map(|r| r.1).unwrap_or_default();
+            let answer = hub.reoffer(&s, new_offer.clone()).await?;
+            let etag = s.set_resource(new_offer, &answer);
             return Ok(Patched::Restarted {
                 frag: crate::sdpfrag::answer_frag(&answer),
                 etag,

@@ -30,6 +30,22 @@ impl Hub {
         Ok(node)
     }
 
+    /// A new offer for a session whose peer exists (a WHIP/WHEP ICE restart over PATCH):
+    /// role and bindings were fixed when the peer was created.
+    pub async fn reoffer(
+        &self,
+        session: &Arc<Session>,
+        sdp: String,
+    ) -> Result<String, SignalError> {
+        if session.peer().is_none() {
+            return Err(SignalError::new(
+                "invalid_message",
+                "no peer connection yet",
+            ));
+        }
+        self.offer(session, sdp, PeerRole::Both, Vec::new()).await
+    }
+
     /// A client SDP offer: creates the peer on first use, renegotiates afterwards.
     pub async fn offer(
         &self,

@@ -104,9 +104,11 @@ impl Session {
 
     /// A WHIP/WHEP resource's offer (as the node last took it) and our answer to it; the
     /// ETag is our ICE ufrag in that answer, so it changes exactly on an ICE restart.
-    pub fn set_resource(&self, offer: String, answer: &str) {
+    /// Returns the new ETag.
+    pub fn set_resource(&self, offer: String, answer: &str) -> String {
         let etag = format!("\"{}\"", crate::sdpfrag::ufrag(answer).unwrap_or("-"));
-        self.state.lock().unwrap().resource = Some((offer, etag));
+        self.state.lock().unwrap().resource = Some((offer, etag.clone()));
+        etag
     }
 
     /// The resource's offer changed without a new answer (trickled candidates folded in);
