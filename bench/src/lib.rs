@@ -16,5 +16,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod sinks;
+pub mod soak;
 pub mod srtp;
 pub mod udp;

@@ -38,9 +38,49 @@ enum Cmd {
     /// Run a scenario against `shardcast serve` (started here, or --target) with real WebRTC
     /// clients; measure throughput, CPU per packet, latency, loss, joins, RSS and the floor.
     Run(RunArgs),
+    /// Run a scenario (one with churn) for minutes against a started `shardcast serve` while
+    /// sampling its RSS, open fds, threads, store bytes and /metrics gauges; fail if any
+    /// grows by more than --max-growth after the warm-up.
+    Soak(SoakArgs),
     /// (internal) The floor forwarder process itself; stops when stdin closes.
     #[command(hide = true)]
     FloorServe(FloorServeArgs),
+}
+
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// Scenario file (bench/scenarios/soak.toml).
+    scenario: PathBuf,
+    /// Minutes of load after everyone joined.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// Seconds between samples of the server.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// Seconds from the start before samples are compared.
+    #[arg(long, default_value_t = 120)]
+    warmup_secs: u64,
+    /// Allowed growth of each series after the warm-up (0.05 = 5%).
+    #[arg(long, default_value_t = 0.05)]
+    max_growth: f64,
+    /// Media I/O backend of the started server: io_uring, portable or auto.
+    #[arg(long, default_value = "auto")]
+    io_backend: String,
+    /// CPUs for the server (taskset -c), e.g. "0".
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPUs for the client pool's threads, e.g. "1".
+    #[arg(long)]
+    harness_cpus: Option<String>,
+    /// The `shardcast` binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Use target/release/shardcast rather than the one in this binary's directory.
+    #[arg(long)]
+    release: bool,
+    /// Write the JSON report (every sample and the verdicts) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +241,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Floor(args) => floor_cmd(args),
         Cmd::FloorServe(args) => floor_serve(args),
         Cmd::Run(args) => run_cmd(args),
+        Cmd::Soak(args) => soak_cmd(args),
     }
 }
 
@@ -337,6 +378,65 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         };
         shardcast_bench::plot::write_svg(path, &title, &report.plot_series())?;
     }
+    Ok(())
+}
+
+fn soak_cmd(args: SoakArgs) -> anyhow::Result<()> {
+    use shardcast_bench::run::server::{locate_binary, ServerSpec};
+    use shardcast_bench::soak::{soak, SoakOptions};
+    anyhow::ensure!(args.minutes > 0, "--minutes must be at least 1");
+    anyhow::ensure!(args.sample_secs > 0, "--sample-secs must be at least 1");
+    let mut scenario = Scenario::load(&args.scenario)?;
+    scenario.duration_secs = args.minutes * 60;
+    let spec = ServerSpec {
+        bin: locate_binary(args.server_bin.as_deref(), args.release)?,
+        io_backend: args.io_backend.clone(),
+        shards: 1,
+        extra_args: Vec::new(),
+        cpus: args.server_cpus.clone(),
+        log_filter: None,
+        env: Vec::new(),
+    };
+    let run = RunOptions {
+        duration: scenario.duration(),
+        scenario,
+        warmup: Duration::from_secs(2),
+        target: None,
+        credentials: None,
+        server_pid: None,
+        server_bin: None,
+        release: args.release,
+        io_backend: args.io_backend,
+        shards: 1,
+        server_args: Vec::new(),
+        server_cpus: args.server_cpus,
+        harness_cpus: cpu_list(&args.harness_cpus)?,
+        ramp: false,
+        floor: false,
+        exe: std::env::current_exe().context("locating this executable")?,
+        join_timeout: Duration::from_secs(30),
+        // Churn never settles; the soak judges growth, not a steady window.
+        settle_max: Duration::ZERO,
+        floor_profile: None,
+    };
+    let report = soak(
+        &SoakOptions {
+            run,
+            sample_every: Duration::from_secs(args.sample_secs),
+            warmup: Duration::from_secs(args.warmup_secs),
+            max_growth: args.max_growth,
+        },
+        &spec,
+    )?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        report.passed,
+        "the soak failed: a series grew (see the table)"
+    );
     Ok(())
 }
 

@@ -97,6 +97,34 @@ pub fn rss_of(pid: u32) -> Option<u64> {
     parse_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
+/// Open file descriptors of process `pid` (entries of /proc/PID/fd; needs the same user or
+/// root).
+pub fn fds_of(pid: u32) -> Option<u64> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// Threads of process `pid` (the `Threads:` line of /proc/PID/status).
+pub fn threads_of(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Bytes of the regular files under `dir`, recursively (a store's size on disk).
+pub fn dir_bytes(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let meta = entry.metadata().ok()?;
+        if meta.is_dir() {
+            total += dir_bytes(&entry.path()).unwrap_or(0);
+        } else {
+            total += meta.len();
+        }
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +160,26 @@ mod tests {
             rss_of(pid).unwrap() > 1024 * 1024,
             "a test binary uses over 1 MiB"
         );
+    }
+
+    #[test]
+    fn counts_own_fds_threads_and_dir_bytes() {
+        let pid = std::process::id();
+        let fds = fds_of(pid).unwrap();
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(
+            fds_of(pid).unwrap(),
+            fds + 1,
+            "one more open file is one more fd"
+        );
+        drop(file);
+        assert!(threads_of(pid).unwrap() >= 1);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("sub").join("b"), [0u8; 23]).unwrap();
+        assert_eq!(dir_bytes(dir.path()), Some(123));
+        assert_eq!(dir_bytes(&dir.path().join("missing")), None);
     }
 
     #[test]

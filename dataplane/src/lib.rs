@@ -10,6 +10,7 @@ mod fanout;
 pub mod media_node;
 pub mod node;
 pub mod node_state;
+mod room_places;
 pub mod sfu_logic;
 pub mod shard;
 

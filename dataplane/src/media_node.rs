@@ -6,7 +6,6 @@
 //! on the subscriber's shard) and the load report. Must never touch a packet: it only sends
 //! commands and reads snapshots. Its locks guard control-path maps only.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +22,7 @@ use crate::node::{
     CreatePeer, CreatedPeer, LayerPreference, MediaNodeApi, NodeError, NodeEvent, NodeFuture,
     NodeLoad, NodeSnapshot, PeerId, RoomId, TrackId,
 };
+use crate::room_places::RoomPlaces;
 use crate::sfu_logic::{NodeCommand, SfuLogic};
 use crate::shard::{CommandError, ShardConfig, ShardError, ShardSet, ShardSnapshot};
 
@@ -57,7 +57,7 @@ pub struct MediaNode {
     shards: ShardSet<SfuLogic>,
     events: broadcast::Sender<NodeEvent>,
     peers_on_shard: Arc<[AtomicU32]>,
-    rooms: Mutex<HashMap<RoomId, ShardId>>,
+    rooms: Mutex<RoomPlaces>,
     /// Cross-shard subscriptions, so a publisher's fan-out to a shard ends with the last one.
     remote_subs: Mutex<RemoteSubs>,
     /// The node's own event receiver, drained on API calls to learn of peers and tracks that
@@ -92,7 +92,7 @@ impl MediaNode {
             shards,
             events,
             peers_on_shard,
-            rooms: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(RoomPlaces::default()),
             remote_subs: Mutex::new(RemoteSubs::default()),
             housekeeping: Mutex::new(housekeeping),
             next_peer: AtomicU64::new(1),
@@ -117,19 +117,17 @@ impl MediaNode {
 
     /// Where a room's next peer goes: the room's shard while it fits, else the least loaded.
     fn place(&self, room: &RoomId) -> ShardId {
-        let load = |s: usize| self.peers_on_shard[s].load(Ordering::Relaxed);
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&shard) = rooms.get(room) {
-            if load(shard.0 as usize) < self.max_peers_per_shard {
-                return shard;
-            }
-        }
+        let load = |s: ShardId| self.peers_on_shard[s.0 as usize].load(Ordering::Relaxed);
         let least = (0..self.peers_on_shard.len())
+            .map(|s| ShardId(s as u16))
             .min_by_key(|&s| load(s))
-            .unwrap_or(0);
-        let shard = ShardId(least as u16);
-        rooms.insert(room.clone(), shard);
-        shard
+            .unwrap_or(ShardId(0));
+        self.places()
+            .place(room, |s| load(s) < self.max_peers_per_shard, least)
+    }
+
+    fn places(&self) -> std::sync::MutexGuard<'_, RoomPlaces> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn call<T>(
@@ -177,6 +175,7 @@ impl MediaNode {
         // Tracks to bind into the answer (WHEP), looked up by id. A track that is gone is
         // simply not bound; a track on another shard gets its fan-out first, so its first
         // packets are not lost.
+        let request_room = room.clone();
         let mut bind = Vec::new();
         let mut remote = Vec::new();
         for track in bind_tracks {
@@ -190,12 +189,20 @@ impl MediaNode {
                 continue;
             };
             if pub_shard != shard {
-                self.call(pub_shard, |reply| NodeCommand::AddRemoteFanout {
-                    track,
-                    shard,
-                    reply,
-                })
-                .await?;
+                let added = self
+                    .call(pub_shard, |reply| NodeCommand::AddRemoteFanout {
+                        track,
+                        shard,
+                        reply,
+                    })
+                    .await;
+                if let Err(e) = added {
+                    for track in remote {
+                        self.end_fanout(track, shard);
+                    }
+                    self.places().abandoned(&request_room);
+                    return Err(e);
+                }
                 remote.push(track);
             }
             bind.push(info);
@@ -219,12 +226,14 @@ impl MediaNode {
             Ok(a) => a,
             Err(e) => {
                 self.peers_on_shard[shard.0 as usize].fetch_sub(1, Ordering::Relaxed);
+                self.places().abandoned(&request_room);
                 for track in remote {
                     self.end_fanout(track, shard);
                 }
                 return Err(e);
             }
         };
+        self.places().joined(peer, &request_room);
         for track in remote {
             self.remote().added(peer, track);
         }
@@ -303,6 +312,7 @@ impl MediaNode {
         loop {
             match rx.try_recv() {
                 Ok(NodeEvent::PeerClosed { peer, .. }) => {
+                    self.places().left(peer);
                     let ended = self.remote().peer_closed(peer);
                     for (track, shard) in ended {
                         self.end_fanout(track, shard);
@@ -329,7 +339,7 @@ impl MediaNode {
             load.subscriptions += s.logic.subscriptions as u32;
             forwarded += s.logic.rtp_forwarded;
         }
-        load.rooms = self.rooms.lock().map(|r| r.len() as u32).unwrap_or(0);
+        load.rooms = self.places().len() as u32;
         let now = Instant::now();
         let mut last = self.last_load.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(prev) = last.as_ref() {
@@ -437,6 +447,7 @@ impl MediaNodeApi for MediaNode {
             };
             self.call(shard, |reply| NodeCommand::ClosePeer { peer, reply })
                 .await?;
+            self.places().left(peer);
             let ended = self.remote().peer_closed(peer);
             for (track, shard) in ended {
                 self.end_fanout(track, shard);

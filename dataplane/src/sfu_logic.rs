@@ -321,6 +321,6 @@ impl ShardLogic for SfuLogic {
     }
 
     fn stats(&self) -> ShardStats {
-        self.core.stats().clone()
+        self.core.stats()
     }
 }

@@ -149,6 +149,7 @@ fn node_api_replies_and_events() {
         .any(|e| matches!(e, NodeEvent::Offer { peer, .. } if *peer == c.peers[bob].id)));
     let load = c.rt.block_on(c.node.load()).unwrap();
     assert_eq!(load.shards, 2);
+    assert_eq!(load.rooms, 1, "one room with peers");
 
     let alice_id = c.peers[alice].id;
     c.rt.block_on(c.node.close_peer(alice_id)).unwrap();
@@ -165,6 +166,22 @@ fn node_api_replies_and_events() {
     // Peers report in the load within about a second.
     assert!(c.run_until(Duration::from_secs(5), |c| {
         c.rt.block_on(c.node.load()).unwrap().peers == 1
+    }));
+    assert_eq!(
+        c.rt.block_on(c.node.load()).unwrap().rooms,
+        1,
+        "bob is still in it"
+    );
+    // The room's last peer leaves: the node forgets the room (a node hosting rooms one after
+    // another must not keep every room it ever saw).
+    let bob_id = c.peers[bob].id;
+    c.rt.block_on(c.node.close_peer(bob_id)).unwrap();
+    assert_eq!(c.rt.block_on(c.node.load()).unwrap().rooms, 0);
+    assert!(c.run_until(Duration::from_secs(5), |c| {
+        c.node
+            .shard_snapshots()
+            .iter()
+            .all(|s| s.logic.rooms == 0 && s.logic.peers == 0)
     }));
 }
 

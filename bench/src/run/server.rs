@@ -48,10 +48,12 @@ pub struct ApiKey {
 pub struct Server {
     guard: ChildGuard,
     pub base_url: String,
+    /// The `/metrics` listener's base URL, when `--metrics-listen` was among the arguments.
+    pub metrics_url: Option<String>,
     pub api_key: ApiKey,
     log: PathBuf,
     // Dropped last: the server must be gone before its data directory is.
-    _dir: ScratchDir,
+    dir: ScratchDir,
 }
 
 /// Where the `shardcast` binary is: `explicit`, else next to this executable (the same
@@ -126,6 +128,7 @@ impl Server {
             ));
         let mut guard = ChildGuard::spawn("shardcast serve", cmd)
             .with_context(|| format!("starting {}", spec.bin.display()))?;
+        let mut metrics_url = None;
         let base_url = loop {
             let Some(line) = guard.next_line() else {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -134,6 +137,9 @@ impl Server {
                     last_lines(&tail, 20)
                 );
             };
+            if let Some(url) = line.strip_prefix("shardcast: metrics on ") {
+                metrics_url = Some(url.trim().to_string());
+            }
             if let Some(url) = line.strip_prefix("shardcast: listening on ") {
                 break url.trim().to_string();
             }
@@ -148,14 +154,20 @@ impl Server {
         Ok(Server {
             guard,
             base_url,
+            metrics_url,
             api_key,
             log,
-            _dir: dir,
+            dir,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.guard.pid()
+    }
+
+    /// The server's `--data-dir` (the embedded store's files).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path.join("data")
     }
 
     pub fn reading(&self) -> ServerReading {

@@ -133,6 +133,14 @@ const CORE_GAUGES: &[Field] = &[
         "Source addresses the shard maps to peers.",
         |s| s.logic.demux_entries,
     ),
+    ("shardcast_rooms", "Rooms with a peer on the shard.", |s| {
+        s.logic.rooms
+    }),
+    (
+        "shardcast_timers",
+        "Entries of the shard's timer heap (bounded by its peers).",
+        |s| s.logic.timers,
+    ),
 ];
 
 /// Counters of the socket driver.

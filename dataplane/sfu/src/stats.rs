@@ -124,6 +124,10 @@ pub struct ShardStats {
     pub tracks: u64,
     pub subscriptions: u64,
     pub demux_entries: u64,
+    /// Rooms with a peer on the shard.
+    pub rooms: u64,
+    /// Entries of the shard's timer heap (live and stale): bounded by the peers.
+    pub timers: u64,
 }
 
 impl ShardStats {

@@ -115,8 +115,13 @@ impl ShardCore {
         self.local_addr
     }
 
-    pub fn stats(&self) -> &ShardStats {
-        &self.stats
+    /// The counters, with the gauges that are cheaper to read than to keep current.
+    pub fn stats(&self) -> ShardStats {
+        ShardStats {
+            rooms: self.rooms.len() as u64,
+            timers: self.timers.len() as u64,
+            ..self.stats.clone()
+        }
     }
 
     /// What a subscriber needs to subscribe to `track` (local tracks only).
