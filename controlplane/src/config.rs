@@ -43,6 +43,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// `tracing` filter, e.g. `info` or `shardcast_controlplane=debug,info`.
     pub log: String,
+    /// `text` (default) or `json` (one object per line, with the ids of its spans).
+    pub log_format: crate::logging::LogFormat,
     pub http: HttpConfig,
     pub media: MediaConfig,
     pub etcd: EtcdConfig,
@@ -204,6 +206,7 @@ impl Default for Config {
             dev: None,
             admin_key: None,
             log: "info".into(),
+            log_format: Default::default(),
             http: HttpConfig::default(),
             media: MediaConfig::default(),
             etcd: EtcdConfig::default(),

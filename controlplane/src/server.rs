@@ -91,10 +91,12 @@ pub async fn build(
     }
     // Last, so it wraps every route above (and the fallback) and sees their MatchedPath.
     let http_metrics = HttpMetrics::new();
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        http_metrics.clone(),
-        crate::metrics::http::track,
-    ));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics.clone(),
+            crate::metrics::http::track,
+        ))
+        .layer(axum::middleware::from_fn(crate::request_id::layer));
     Server {
         router,
         state,

@@ -67,6 +67,14 @@ pub struct Overrides {
     /// Log filter, e.g. info or shardcast_controlplane=debug [log].
     #[arg(long, global = true, env = "SHARDCAST_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log lines as text or json [log_format; default text].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDCAST_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<shardcast_controlplane::logging::LogFormat>,
     /// UDP address of the media shards and their ICE host candidate [media.bind_ip].
     #[arg(long, global = true, env = "SHARDCAST_MEDIA_IP", value_name = "IP")]
     pub media_ip: Option<IpAddr>,
@@ -193,6 +201,9 @@ impl Overrides {
         if let Some(v) = &self.log {
             c.log = v.clone();
         }
+        if let Some(v) = self.log_format {
+            c.log_format = v;
+        }
         if let Some(v) = self.media_ip {
             c.media.bind_ip = v;
         }
@@ -241,14 +252,6 @@ fn load_config(cli: &Cli, role: ProcessRole) -> anyhow::Result<Config> {
     Ok(c)
 }
 
-fn init_tracing(filter: &str) {
-    let env = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(env))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let role = match &cli.command {
         Command::Serve => ProcessRole::Serve,
@@ -258,7 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = load_config(&cli, role)?;
     if role != ProcessRole::Tool {
-        init_tracing(&config.log);
+        shardcast_controlplane::logging::init(&config.log, config.log_format);
     }
     if matches!(role, ProcessRole::Serve | ProcessRole::MediaNode) {
         guard::refuse_test_dtls()?;

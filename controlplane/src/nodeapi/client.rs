@@ -94,10 +94,15 @@ impl RemoteNode {
         // stream is up: wait briefly for it.
         let mut c = inner.connected.clone();
         let _ = tokio::time::timeout(Duration::from_secs(3), c.wait_for(|up| *up)).await;
-        let resp = inner
+        let mut req = inner
             .http
             .post(format!("{}{}", inner.base, CALL_PATH))
-            .bearer_auth(&inner.secret)
+            .bearer_auth(&inner.secret);
+        // The media node logs this call under the id of the request that caused it.
+        if let Some(id) = crate::request_id::current() {
+            req = req.header(crate::request_id::HEADER, id);
+        }
+        let resp = req
             .timeout(Duration::from_secs(10))
             .json(&call)
             .send()

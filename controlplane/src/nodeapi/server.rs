@@ -40,6 +40,7 @@ pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usi
         .route(CALL_PATH, post(call))
         .route(EVENTS_PATH, get(events))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(NodeServer {
             node,
             secret: Arc::from(secret),

@@ -1,0 +1,108 @@
+//! Request ids: every HTTP request (REST, WHIP/WHEP, the node API) is handled inside a
+//! `request` span carrying its id — the caller's `X-Request-Id` when it is a sane token, else
+//! a fresh one — and the response carries the id back. Node API calls made while handling a
+//! request send the same id (`current()`), so the media node's log lines for that call carry
+//! the id the client saw: one grep follows a request across processes.
+//!
+//! Owns the header, the span and the task-local. Must never trust the header's contents
+//! beyond a short token of safe characters (it ends up in every log line).
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest id accepted from a caller.
+const MAX_LEN: usize = 64;
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request this task is handling, if any.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(|id| id.clone()).ok()
+}
+
+/// Runs `fut` as part of request `id` (for work a request hands to another task).
+pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
+}
+
+/// A caller's id when it is 1–64 characters of `[A-Za-z0-9._:-]`.
+fn accepted(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= MAX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| s.to_string())
+}
+
+/// A fresh id: 16 random bytes in hex.
+pub fn fresh() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Middleware (`axum::middleware::from_fn`): the span, the task-local and the response header.
+pub async fn layer(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&HEADER)
+        .and_then(accepted)
+        .unwrap_or_else(fresh);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = Instant::now();
+    let mut resp = CURRENT
+        .scope(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    let status = resp.status();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), ms, "request done");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(HEADER, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_short_safe_tokens_only() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(accepted(&v("abc-123_x.y:z")), Some("abc-123_x.y:z".into()));
+        assert_eq!(accepted(&v("")), None);
+        assert_eq!(accepted(&v("has space")), None);
+        assert_eq!(accepted(&v("quote\"")), None);
+        assert_eq!(accepted(&v(&"a".repeat(65))), None);
+        assert_eq!(accepted(&v(&"a".repeat(64))).map(|s| s.len()), Some(64));
+    }
+
+    #[test]
+    fn fresh_ids_are_32_hex_and_differ() {
+        let (a, b) = (fresh(), fresh());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
