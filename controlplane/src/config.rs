@@ -108,8 +108,17 @@ pub struct MediaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// etcd client URLs (distributed roles only).
+    /// etcd client URLs (distributed roles only); `https://` ones with the TLS files below.
     pub endpoints: Vec<String>,
+    /// PEM file of the CA that signed etcd's server certificate (TLS to etcd).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for an etcd started with `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// etcd authentication (`etcdctl user add`): user name and password. The password may
+    /// come from the environment instead (`SHARDCAST_ETCD_PASSWORD`).
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,10 +250,59 @@ impl Default for MediaConfig {
     }
 }
 
+impl EtcdConfig {
+    /// TLS files come as a usable set, a user with a password.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            let missing = if self.cert_file.is_some() {
+                "etcd.key_file"
+            } else {
+                "etcd.cert_file"
+            };
+            return Err(invalid(
+                missing,
+                "etcd.cert_file and etcd.key_file go together",
+            ));
+        }
+        if self.cert_file.is_some() && self.ca_file.is_none() {
+            return Err(invalid(
+                "etcd.ca_file",
+                "required with a client certificate (the CA of etcd's server certificate)",
+            ));
+        }
+        let tls = self.ca_file.is_some();
+        if let Some(e) = self
+            .endpoints
+            .iter()
+            .find(|e| e.starts_with("https://") != tls)
+        {
+            let why = if tls {
+                format!("`{e}`: with etcd.ca_file every endpoint is https://")
+            } else {
+                format!("`{e}`: an https:// endpoint needs etcd.ca_file")
+            };
+            return Err(invalid("etcd.endpoints", why));
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) => Err(invalid(
+                "etcd.password",
+                "required with etcd.username (or SHARDCAST_ETCD_PASSWORD)",
+            )),
+            (None, Some(_)) => Err(invalid("etcd.username", "required with etcd.password")),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for EtcdConfig {
     fn default() -> Self {
         Self {
             endpoints: vec!["http://127.0.0.1:2379".into()],
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
         }
     }
 }
@@ -407,6 +465,7 @@ impl Config {
                     ));
                 }
             }
+            self.etcd.check()?;
             match &self.cluster.secret {
                 None => return Err(invalid("cluster.secret", "required for distributed roles")),
                 Some(s) if s.len() < 16 => {

@@ -67,6 +67,15 @@ pub struct Overrides {
     /// Log filter, e.g. info or shardcast_controlplane=debug [log].
     #[arg(long, global = true, env = "SHARDCAST_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// etcd password for `etcd.username` [etcd.password].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDCAST_ETCD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub etcd_password: Option<String>,
     /// Log lines as text or json [log_format; default text].
     #[arg(
         long,
@@ -203,6 +212,9 @@ impl Overrides {
         }
         if let Some(v) = self.log_format {
             c.log_format = v;
+        }
+        if let Some(v) = &self.etcd_password {
+            c.etcd.password = Some(v.clone());
         }
         if let Some(v) = self.media_ip {
             c.media.bind_ip = v;

@@ -168,9 +168,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = EtcdStore::connect(&config.etcd.endpoints)
+    let store = EtcdStore::connect_with(&config.etcd)
         .await
         .with_context(|| format!("etcd.endpoints: cannot reach {:?}", config.etcd.endpoints))?;
+    // TLS and authorization problems show at the first request: fail at start, not later.
+    store.status_revision().await.with_context(|| {
+        format!(
+            "etcd.endpoints: {:?} does not answer",
+            config.etcd.endpoints
+        )
+    })?;
     Ok(Arc::new(store))
 }
 

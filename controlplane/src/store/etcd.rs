@@ -55,12 +55,43 @@ fn put_error(e: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
 }
 
 impl EtcdStore {
-    /// Connects to etcd at `endpoints` (e.g. `["http://127.0.0.1:2379"]`).
+    /// Connects to etcd at `endpoints` (e.g. `["http://127.0.0.1:2379"]`), plain and
+    /// without authentication.
     pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
-        let options = etcd_client::ConnectOptions::new()
+        Self::connect_with(&crate::config::EtcdConfig {
+            endpoints: endpoints.to_vec(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Connects as `config` says: TLS with the CA (and a client certificate when given),
+    /// etcd user and password when given. Authentication is checked here; a TLS problem
+    /// shows at the first request (`status_revision` is a cheap one).
+    pub async fn connect_with(config: &crate::config::EtcdConfig) -> Result<Self, StoreError> {
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                StoreError::Backend(format!("etcd.{key}: cannot read {}: {e}", path.display()))
+            })
+        };
+        let mut options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(10));
-        let client = Client::connect(endpoints, Some(options))
+        if let Some(ca) = &config.ca_file {
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read("ca_file", ca)?));
+            if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+                tls = tls.identity(etcd_client::Identity::from_pem(
+                    read("cert_file", cert)?,
+                    read("key_file", key)?,
+                ));
+            }
+            options = options.with_tls(tls);
+        }
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            options = options.with_user(user, password);
+        }
+        let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(backend)?;
         Ok(Self { client })
