@@ -55,3 +55,31 @@ pub async fn signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ShutdownConfig;
+
+    fn stop_timeout_secs(unit: &str) -> u64 {
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .expect("the unit sets TimeoutStopSec");
+        line.trim_end_matches('s')
+            .parse()
+            .expect("TimeoutStopSec in seconds")
+    }
+
+    /// The default stop deadline leaves systemd no reason to SIGKILL a stopping process.
+    #[test]
+    fn the_default_stop_deadline_is_below_every_units_stop_timeout() {
+        let ours = ShutdownConfig::default().timeout_secs;
+        for unit in [
+            include_str!("../../systemd/shardcast-serve.service"),
+            include_str!("../../systemd/shardcast-controlplane.service"),
+            include_str!("../../systemd/shardcast-medianode.service"),
+        ] {
+            assert!(ours < stop_timeout_secs(unit), "{ours} s vs {unit}");
+        }
+    }
+}
