@@ -153,6 +153,15 @@ impl Participant {
         Ok(())
     }
 
+    /// After losing its control plane: connect to `base_url`, `join` with `token` (a new
+    /// session there) and offer from a fresh client, as a page that reconnects elsewhere.
+    pub fn rejoin_via(&mut self, base_url: &str, token: &str) -> anyhow::Result<()> {
+        self.ws = connect(base_url)?;
+        self.send(json!({"type": "join", "token": token}))?;
+        self.joined = self.wait_for("joined", Duration::from_secs(15))?;
+        self.restart_media()
+    }
+
     /// Sends a chat message.
     pub fn chat(&mut self, text: &str) -> anyhow::Result<()> {
         self.send(json!({"type": "chat", "text": text}))
