@@ -193,10 +193,11 @@ async fn event_loop(
         let req = req.send();
         let base = i.base.clone();
         drop(i);
+        let mut was_up = false;
         let now_refused = match req.await {
             Ok(resp) if resp.status().is_success() => {
                 read_stream(&inner, resp, &mut pos, &connected).await;
-                let was_up = *connected.borrow();
+                was_up = *connected.borrow();
                 let _ = connected.send(false);
                 if was_up {
                     down_since = tokio::time::Instant::now();
@@ -227,7 +228,14 @@ async fn event_loop(
             let _ = lost.send(true);
             return;
         }
-        tokio::time::sleep(retry).await;
+        // A stream that was up is retried almost at once: a dead node refuses that retry,
+        // which starts its lost clock, a live one resumes before anyone notices.
+        let pause = if was_up {
+            Duration::from_millis(20)
+        } else {
+            retry
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
