@@ -41,10 +41,19 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane (admin key [`ADMIN_KEY`], dev mode off) and waits for HTTP.
     pub fn start(etcd: &Etcd) -> anyhow::Result<Self> {
+        Self::start_with_config(etcd, "")
+    }
+
+    /// As [`ControlPlane::start`], with `config` as its TOML file (keys without a flag).
+    pub fn start_with_config(etcd: &Etcd, config: &str) -> anyhow::Result<Self> {
         let data = tempfile::Builder::new().prefix("shardcast-cp-").tempdir()?;
         let listen = format!("127.0.0.1:{}", free_tcp_port());
+        let file = data.path().join("controlplane.toml");
+        std::fs::write(&file, config)?;
         let mut cmd = base_command(etcd, data.path())?;
-        cmd.args(["--listen", &listen])
+        cmd.arg("--config")
+            .arg(&file)
+            .args(["--listen", &listen])
             .args(["--admin-key", ADMIN_KEY])
             .args(["--dev", "false"])
             .arg("controlplane");
@@ -76,6 +85,21 @@ impl ControlPlane {
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)
     }
+
+    /// SIGTERM by PID, as systemd stops the service.
+    pub fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// SIGKILL by PID: a crash.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// The exit code once the process ended by itself within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        self.process.wait_timeout(timeout)
+    }
 }
 
 /// A running `shardcast medianode`: one portable-driver shard on 127.0.0.1, its node API on
@@ -91,6 +115,17 @@ pub struct MediaNodeProcess {
 impl MediaNodeProcess {
     /// Starts the node and waits until it says it registered.
     pub fn start(etcd: &Etcd, id: &str, lease_secs: u64) -> anyhow::Result<Self> {
+        Self::start_with_config(etcd, id, lease_secs, "")
+    }
+
+    /// As [`MediaNodeProcess::start`], with `extra` TOML appended to its config file
+    /// (sections other than `[cluster]`).
+    pub fn start_with_config(
+        etcd: &Etcd,
+        id: &str,
+        lease_secs: u64,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let data = tempfile::Builder::new()
             .prefix("shardcast-node-")
             .tempdir()?;
@@ -98,7 +133,7 @@ impl MediaNodeProcess {
         let config = data.path().join("node.toml");
         std::fs::write(
             &config,
-            format!("[cluster]\nnode_lease_secs = {lease_secs}\n"),
+            format!("[cluster]\nnode_lease_secs = {lease_secs}\n{extra}"),
         )?;
         let listen = format!("127.0.0.1:{}", free_tcp_port());
         let mut cmd = base_command(etcd, data.path())?;
@@ -140,6 +175,16 @@ impl MediaNodeProcess {
     /// SIGKILL by PID: the node cannot revoke its lease, so it lingers until the lease ends.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// SIGTERM by PID, as systemd stops the service.
+    pub fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// The exit code once the process ended by itself within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        self.process.wait_timeout(timeout)
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

@@ -12,9 +12,10 @@ pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 pub struct Etcd {
     /// `http://127.0.0.1:PORT`, the client URL.
     pub endpoint: String,
+    peer: String,
     // Field order: stop the process before removing its data directory.
-    process: ChildGuard,
-    _data: tempfile::TempDir,
+    process: Option<ChildGuard>,
+    data: tempfile::TempDir,
 }
 
 impl Etcd {
@@ -23,18 +24,29 @@ impl Etcd {
         let data = tempfile::Builder::new()
             .prefix("shardcast-etcd-")
             .tempdir()?;
-        let endpoint = format!("http://127.0.0.1:{}", free_tcp_port());
-        let peer = format!("http://127.0.0.1:{}", free_tcp_port());
+        let mut etcd = Self {
+            endpoint: format!("http://127.0.0.1:{}", free_tcp_port()),
+            peer: format!("http://127.0.0.1:{}", free_tcp_port()),
+            process: None,
+            data,
+        };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let (endpoint, peer) = (&self.endpoint, &self.peer);
         let mut cmd = Command::new(ETCD_BINARY);
         cmd.arg("--data-dir")
-            .arg(data.path().join("etcd"))
+            .arg(self.data.path().join("etcd"))
             .args(["--name", "default"])
-            .args(["--listen-client-urls", &endpoint])
-            .args(["--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--listen-client-urls", endpoint])
+            .args(["--advertise-client-urls", endpoint])
+            .args(["--listen-peer-urls", peer])
+            .args(["--initial-advertise-peer-urls", peer])
             .args(["--initial-cluster", &format!("default={peer}")]);
-        let mut process = ChildGuard::spawn("etcd", cmd, &data.path().join("etcd.log"))?;
+        let log = self.data.path().join("etcd.log");
+        let mut process = ChildGuard::spawn("etcd", cmd, &log)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
@@ -46,14 +58,22 @@ impl Etcd {
                 .filter(|v| v["health"] == "true")
                 .map(|_| ()))
         })?;
-        Ok(Self {
-            endpoint,
-            process,
-            _data: data,
-        })
+        self.process = Some(process);
+        Ok(())
     }
 
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
+    /// Stops etcd (SIGTERM, then SIGKILL after 3 s), keeping its data: an outage.
+    pub fn stop(&mut self) {
+        drop(self.process.take());
+    }
+
+    /// Starts etcd again on the same ports and data after [`Etcd::stop`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.process.is_none(), "etcd is running");
+        self.spawn()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildGuard::pid)
     }
 }

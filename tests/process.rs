@@ -52,6 +52,11 @@ impl ChildGuard {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM to the group: what systemd sends on `stop`. The process may take its time.
+    pub fn terminate(&self) {
+        self.signal_group("TERM");
+    }
+
     /// `Err` with the exit status if the process has already ended.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {

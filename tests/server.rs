@@ -173,6 +173,27 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+
+    /// SIGTERM by PID, as systemd stops the service.
+    pub fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// The exit code once the process ended by itself within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        self.process.wait_timeout(timeout)
+    }
+
+    /// A host token for `identity` in `room` from `/dev/token` (dev mode; creates the room).
+    pub fn dev_token(&self, room: &str, identity: &str) -> anyhow::Result<String> {
+        let v: serde_json::Value = reqwest::blocking::get(format!(
+            "{}/dev/token?room={room}&identity={identity}",
+            self.base_url
+        ))?
+        .error_for_status()?
+        .json()?;
+        Ok(v["token"].as_str().context("token field")?.to_string())
+    }
 }
 
 /// A TCP port that was free a moment ago on `ip`.

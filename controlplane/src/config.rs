@@ -53,6 +53,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub turn: TurnConfig,
     pub metrics: MetricsConfig,
+    pub shutdown: ShutdownConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +137,42 @@ pub struct ClusterConfig {
     pub node_capacity: u32,
     /// Seconds a node's registration outlives its last keep-alive.
     pub node_lease_secs: u64,
+    /// Control plane: milliseconds a media node's event stream reconnects may be refused
+    /// (connection refused, or 503 while the node stops) before the node counts as lost: its
+    /// sessions get `node_lost` and placement stops using it, without waiting for its lease
+    /// to expire. (A node that is only unreachable is lost after 30 s.)
+    pub node_lost_ms: u64,
+}
+
+/// What SIGTERM (or Ctrl-C) does, on every role (`shutdown` module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Milliseconds the listener keeps answering after clients were told (`/readyz` 503,
+    /// new joins refused with `server_shutdown`), so load balancers and reconnecting clients
+    /// see the instance leave.
+    pub linger_ms: u64,
+    /// Seconds the whole stop may take before the process exits anyway; keep it below the
+    /// service manager's stop timeout (systemd `TimeoutStopSec`, 15 s in systemd/).
+    pub timeout_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            linger_ms: 1000,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +261,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             turn: TurnConfig::default(),
             metrics: MetricsConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -316,6 +354,7 @@ impl Default for ClusterConfig {
             node_id: None,
             node_capacity: 1000,
             node_lease_secs: 10,
+            node_lost_ms: 1000,
         }
     }
 }
@@ -444,6 +483,18 @@ impl Config {
         }
         if self.signaling.join_timeout_secs == 0 {
             return Err(invalid("signaling.join_timeout_secs", "must be > 0"));
+        }
+        if self.shutdown.timeout_secs == 0 {
+            return Err(invalid("shutdown.timeout_secs", "must be > 0"));
+        }
+        if self.shutdown.linger_ms >= self.shutdown.timeout_secs * 1000 {
+            return Err(invalid(
+                "shutdown.linger_ms",
+                "must be shorter than shutdown.timeout_secs",
+            ));
+        }
+        if self.cluster.node_lost_ms < 100 {
+            return Err(invalid("cluster.node_lost_ms", "at least 100"));
         }
         if let Some(k) = &self.admin_key {
             if k.len() < 16 {

@@ -7,6 +7,9 @@
 //!   live node is registered);
 //! - media node (`medianode`): its shards answer.
 //!
+//! From SIGTERM on (`shutdown`), every role adds `"shutdown": "shutting down"` and answers 503,
+//! so a load balancer stops sending new work before the listener closes.
+//!
 //! Each check has [`CHECK_TIMEOUT`]; `/readyz` is `200 {"ready":true,"checks":{…}}` or
 //! `503 {"ready":false,"checks":{…}}`.
 
@@ -22,6 +25,7 @@ use serde_json::{json, Map, Value};
 use shardcast_dataplane::node::MediaNodeApi;
 
 use crate::placement::Placement;
+use crate::shutdown::Stopping;
 use crate::store::Store;
 
 /// How long one check may take before it counts as failed.
@@ -38,7 +42,13 @@ where
     }
 }
 
-fn answer(checks: Vec<(&'static str, Result<(), &'static str>)>) -> Response {
+fn answer(
+    stopping: &Stopping,
+    mut checks: Vec<(&'static str, Result<(), &'static str>)>,
+) -> Response {
+    if stopping.is_set() {
+        checks.push(("shutdown", Err("shutting down")));
+    }
     let ready = checks.iter().all(|(_, r)| r.is_ok());
     let mut map = Map::new();
     for (name, r) in checks {
@@ -57,31 +67,35 @@ async fn healthz() -> Json<Value> {
 }
 
 /// The routes of a control plane (serve, controlplane).
-pub fn control_plane(store: Arc<dyn Store>, placement: Arc<Placement>) -> Router {
+pub fn control_plane(
+    store: Arc<dyn Store>,
+    placement: Arc<Placement>,
+    stopping: Stopping,
+) -> Router {
     Router::new().route("/healthz", get(healthz)).route(
         "/readyz",
         get(move || {
-            let (store, placement) = (store.clone(), placement.clone());
+            let (store, placement, stopping) = (store.clone(), placement.clone(), stopping.clone());
             async move {
                 let store_ok = check(store.get("/shardcast/readyz"), "unreachable")
                     .await
                     .map(|_| ());
                 let media = check(placement.ready(), "no media node can take rooms").await;
-                answer(vec![("store", store_ok), ("media", media)])
+                answer(&stopping, vec![("store", store_ok), ("media", media)])
             }
         }),
     )
 }
 
 /// The routes of a media node (next to its node API).
-pub fn media_node(node: Arc<dyn MediaNodeApi>) -> Router {
+pub fn media_node(node: Arc<dyn MediaNodeApi>, stopping: Stopping) -> Router {
     Router::new().route("/healthz", get(healthz)).route(
         "/readyz",
         get(move || {
-            let node = node.clone();
+            let (node, stopping) = (node.clone(), stopping.clone());
             async move {
                 let shards = check(node.load(), "not answering").await.map(|_| ());
-                answer(vec![("shards", shards)])
+                answer(&stopping, vec![("shards", shards)])
             }
         }),
     )

@@ -22,6 +22,7 @@ pub mod routes;
 pub mod sdpfrag;
 pub mod server;
 pub mod services;
+pub mod shutdown;
 pub mod signaling;
 pub mod store;
 pub mod turn;

@@ -11,15 +11,22 @@
 //! Load order: utilization (the fullest shard, in 5 % steps so noise does not flap), then the
 //! rooms bound to the node (instant feedback: a heartbeat can lag the last placement), then
 //! peers. Must never: call a node's media API beyond creating its client.
+//!
+//! A lost node (its `RemoteNode` event stream stayed down, `nodeapi::client`) is dropped at
+//! once: its client leaves the map (its stream task ends; nothing retries it), its id goes out
+//! on `lost_nodes()` (the hub tells its sessions `node_lost`), and it counts as dead for
+//! placement — bindings to it are replaced, it is never chosen — until its registration is
+//! refreshed after the loss (a restarted node), without waiting for its lease to expire.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use shardcast_dataplane::node::MediaNodeApi;
 
 use crate::ids::{NodeId, RoomName, TenantId};
 use crate::nodeapi::client::RemoteNode;
-use crate::store::records::RoomBinding;
+use crate::store::records::{NodeRecord, RoomBinding};
 use crate::store::typed::list_json;
 use crate::store::{keys, nodes, Store};
 
@@ -56,15 +63,94 @@ enum Mode {
         id: NodeId,
         store: Arc<dyn Store>,
     },
-    Cluster {
-        store: Arc<dyn Store>,
-        secret: String,
-        clients: Mutex<HashMap<String, NodeHandle>>,
-    },
+    Cluster(Arc<Cluster>),
+}
+
+/// The cluster mode's state, shared with the tasks that watch each node client.
+struct Cluster {
+    store: Arc<dyn Store>,
+    secret: String,
+    lost_after: Duration,
+    clients: Mutex<HashMap<String, NodeHandle>>,
+    /// Lost nodes: id → the `updated_at_ms` of its record when it was lost. Dead while its
+    /// record is no newer (a killed node never refreshes it; a restarted one does).
+    dead: Mutex<HashMap<String, u64>>,
+    lost_tx: tokio::sync::broadcast::Sender<Arc<str>>,
+}
+
+impl Cluster {
+    fn is_dead(&self, record: &NodeRecord) -> bool {
+        let mut dead = self.dead.lock().unwrap();
+        let key = record.id.as_str();
+        match dead.get(key) {
+            Some(at) if record.updated_at_ms <= *at => true,
+            Some(_) => {
+                dead.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The node's client, created on first use with a task that drops it when it is lost.
+    fn handle(self: &Arc<Self>, record: &NodeRecord) -> NodeHandle {
+        let mut c = self.clients.lock().unwrap();
+        let key = record.id.to_string();
+        if let Some(h) = c.get(&key) {
+            return h.clone();
+        }
+        let remote =
+            RemoteNode::with_lost_after(&record.api_address, &self.secret, self.lost_after);
+        let mut lost = remote.lost();
+        let h = NodeHandle {
+            id: Arc::from(key.as_str()),
+            api: Arc::new(remote),
+        };
+        c.insert(key.clone(), h.clone());
+        let me = Arc::downgrade(self);
+        let api = Arc::downgrade(&h.api);
+        tokio::spawn(async move {
+            if lost.wait_for(|l| *l).await.is_err() {
+                return; // the client was dropped
+            }
+            let Some(me) = me.upgrade() else { return };
+            me.lost(&key, &api).await;
+        });
+        h
+    }
+
+    async fn lost(&self, key: &str, api: &std::sync::Weak<dyn MediaNodeApi>) {
+        let id: Arc<str> = Arc::from(key);
+        {
+            let mut c = self.clients.lock().unwrap();
+            // Only this client: a newer one for the same id (a restarted node) stays.
+            if c.get(key)
+                .is_some_and(|h| std::ptr::addr_eq(Arc::as_ptr(&h.api), api.as_ptr()))
+            {
+                c.remove(key);
+            }
+        }
+        let seen = match NodeId::parse(key) {
+            Ok(nid) => nodes::get(self.store.as_ref(), &nid)
+                .await
+                .ok()
+                .flatten()
+                .map(|v| v.record.updated_at_ms),
+            Err(_) => None,
+        };
+        self.dead
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), seen.unwrap_or_else(now_ms));
+        tracing::warn!(node = %key, "placement: media node lost; its rooms move on their next offer");
+        let _ = self.lost_tx.send(id);
+    }
 }
 
 pub struct Placement {
     mode: Mode,
+    /// Lost nodes' ids (cluster mode only sends).
+    lost_tx: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 fn now_ms() -> u64 {
@@ -79,6 +165,7 @@ impl Placement {
     pub fn single(node: NodeHandle) -> Self {
         Self {
             mode: Mode::Single(node),
+            lost_tx: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -88,18 +175,38 @@ impl Placement {
     pub fn local(store: Arc<dyn Store>, id: NodeId, node: NodeHandle) -> Self {
         Self {
             mode: Mode::Local { node, id, store },
+            lost_tx: tokio::sync::broadcast::channel(64).0,
         }
     }
 
     /// Cluster: nodes from the Store's registry, reached over HTTP with `secret`.
     pub fn cluster(store: Arc<dyn Store>, secret: String) -> Self {
+        Self::cluster_with_lost_after(store, secret, crate::nodeapi::client::DEFAULT_LOST_AFTER)
+    }
+
+    /// As [`Placement::cluster`]; a node whose event stream stays down `lost_after` is lost.
+    pub fn cluster_with_lost_after(
+        store: Arc<dyn Store>,
+        secret: String,
+        lost_after: Duration,
+    ) -> Self {
+        let lost_tx = tokio::sync::broadcast::channel(64).0;
         Self {
-            mode: Mode::Cluster {
+            mode: Mode::Cluster(Arc::new(Cluster {
                 store,
                 secret,
+                lost_after,
                 clients: Mutex::new(HashMap::new()),
-            },
+                dead: Mutex::new(HashMap::new()),
+                lost_tx: lost_tx.clone(),
+            })),
+            lost_tx,
         }
+    }
+
+    /// The ids of nodes found lost from now on (cluster mode).
+    pub fn lost_nodes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.lost_tx.subscribe()
     }
 
     /// Whether a room could be placed now (for `/readyz`): the in-process node's shards
@@ -112,9 +219,9 @@ impl Placement {
                 .await
                 .map(|_| ())
                 .map_err(|_| PlacementError::NoNode),
-            Mode::Cluster { store, .. } => {
-                let live = nodes::list(store.as_ref()).await?;
-                if live.iter().any(|n| !n.draining) {
+            Mode::Cluster(c) => {
+                let live = nodes::list(c.store.as_ref()).await?;
+                if live.iter().any(|n| !n.draining && !c.is_dead(&n.record)) {
                     Ok(())
                 } else {
                     Err(PlacementError::NoNode)
@@ -129,35 +236,36 @@ impl Placement {
         tenant: &str,
         room: &str,
     ) -> Result<NodeHandle, PlacementError> {
-        let (store, secret, clients) = match &self.mode {
+        let cluster = match &self.mode {
             Mode::Single(n) => return Ok(n.clone()),
             Mode::Local { node, id, store } => {
                 return Self::local_room(store.as_ref(), id, node, tenant, room).await
             }
-            Mode::Cluster {
-                store,
-                secret,
-                clients,
-            } => (store, secret, clients),
+            Mode::Cluster(c) => c,
         };
-        let store: &dyn Store = store.as_ref();
+        let store: &dyn Store = cluster.store.as_ref();
         let t = TenantId::parse(tenant).map_err(|e| PlacementError::BadName(e.to_string()))?;
         let r = RoomName::parse(room).map_err(|e| PlacementError::BadName(e.to_string()))?;
         for _ in 0..3 {
             if let Some(b) = nodes::binding(store, &t, &r).await? {
                 match nodes::get(store, &b.node).await? {
-                    Some(view) => return Ok(self.handle(clients, secret, &view.record)),
-                    None => {
-                        // The node's lease expired: forget the binding and place again.
+                    Some(view) if !cluster.is_dead(&view.record) => {
+                        return Ok(cluster.handle(&view.record))
+                    }
+                    _ => {
+                        // The node's lease expired, or this instance found it lost: forget
+                        // the binding and place again.
                         tracing::info!(node = %b.node, %room, "bound node is gone; re-placing");
                         nodes::unbind_room(store, &t, &r).await?;
                     }
                 }
             }
-            let chosen = self.choose(store).await?;
+            let chosen = Self::choose(cluster, store).await?;
             let bound = nodes::bind_room(store, &t, &r, &chosen, now_ms()).await?;
             if let Some(view) = nodes::get(store, &bound.node).await? {
-                return Ok(self.handle(clients, secret, &view.record));
+                if !cluster.is_dead(&view.record) {
+                    return Ok(cluster.handle(&view.record));
+                }
             }
         }
         Err(PlacementError::NoNode)
@@ -183,7 +291,7 @@ impl Placement {
     }
 
     /// The least-loaded live node that takes new rooms.
-    async fn choose(&self, store: &dyn Store) -> Result<NodeId, PlacementError> {
+    async fn choose(cluster: &Cluster, store: &dyn Store) -> Result<NodeId, PlacementError> {
         let live = nodes::list(store).await?;
         let bindings = list_json::<RoomBinding>(store, &format!("{}bindings/", keys::ROOT)).await?;
         let mut bound: HashMap<&str, usize> = HashMap::new();
@@ -191,7 +299,7 @@ impl Placement {
             *bound.entry(b.value.node.as_str()).or_default() += 1;
         }
         live.iter()
-            .filter(|n| !n.draining)
+            .filter(|n| !n.draining && !cluster.is_dead(&n.record))
             .filter(|n| n.record.utilization < FULL_UTILIZATION)
             .filter(|n| n.record.capacity == 0 || n.record.peers < n.record.capacity)
             .min_by_key(|n| {
@@ -204,24 +312,5 @@ impl Placement {
             })
             .map(|n| n.record.id.clone())
             .ok_or(PlacementError::NoNode)
-    }
-
-    fn handle(
-        &self,
-        clients: &Mutex<HashMap<String, NodeHandle>>,
-        secret: &str,
-        record: &crate::store::records::NodeRecord,
-    ) -> NodeHandle {
-        let mut c = clients.lock().unwrap();
-        let key = record.id.to_string();
-        if let Some(h) = c.get(&key) {
-            return h.clone();
-        }
-        let h = NodeHandle {
-            id: Arc::from(key.as_str()),
-            api: Arc::new(RemoteNode::new(&record.api_address, secret)),
-        };
-        c.insert(key, h.clone());
-        h
     }
 }

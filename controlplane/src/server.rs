@@ -78,6 +78,7 @@ pub async fn build(
         .merge(crate::health::control_plane(
             state.store.clone(),
             placement.clone(),
+            hub.stopping(),
         ));
     if let Some(key) = opts.dev_key {
         router = router.merge(

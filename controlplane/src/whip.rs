@@ -66,7 +66,9 @@ fn status_of(code: &str) -> StatusCode {
         "precondition_failed" => StatusCode::PRECONDITION_FAILED,
         "precondition_required" => StatusCode::PRECONDITION_REQUIRED,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "room_full" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "room_full" | "unavailable" | "store_unavailable" | "server_shutdown" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::BAD_REQUEST,
     }
 }

@@ -101,8 +101,12 @@ async fn a_media_node_is_ready_while_its_shards_answer() {
     let node = media_node();
     let api: Arc<dyn MediaNodeApi> = node.clone();
     let router =
-        shardcast_controlplane::nodeapi::server::router(api.clone(), "s3cret-s3cret-s3cret")
-            .merge(shardcast_controlplane::health::media_node(api));
+        shardcast_controlplane::nodeapi::server::router(api.clone(), "s3cret-s3cret-s3cret").merge(
+            shardcast_controlplane::health::media_node(
+                api,
+                shardcast_controlplane::shutdown::Stopping::new(),
+            ),
+        );
     assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
     assert_eq!(
         get(&router, "/readyz").await,

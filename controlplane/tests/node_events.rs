@@ -371,3 +371,49 @@ async fn the_current_active_speaker_is_resynced_after_a_gap() {
     assert!(stateful(&got).contains(&format!("connected {peer}")));
     assert_eq!(published_count(&got), 2);
 }
+
+/// A node whose address refuses connections (its process is gone) is lost after
+/// `lost_after`: the client stops, and calls fail at once instead of being sent; while a
+/// link that only drops connections (the cuts above, a reset) is resumed, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_refuses_reconnects_is_lost_and_not_retried() {
+    let (_node, server) = node_server(DEFAULT_REPLAY).await;
+    let relay = Relay::start(server).await;
+    let lost_after = Duration::from_millis(400);
+    let remote = RemoteNode::with_lost_after(&format!("http://{}", relay.addr), SECRET, lost_after);
+    assert!(remote.wait_connected(Duration::from_secs(10)).await);
+    let mut lost = remote.lost();
+
+    // Connections dropped, new ones accepted then dropped: not lost, however long.
+    relay.cut();
+    until_disconnected(&remote).await;
+    tokio::time::sleep(lost_after * 4).await;
+    assert!(!*lost.borrow(), "a broken link is not a lost node");
+    relay.restore(server);
+    assert!(remote.wait_connected(Duration::from_secs(10)).await);
+
+    // Nothing listens any more: connection refused.
+    relay.cut();
+    relay.accept.abort();
+    let gone = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), lost.wait_for(|l| *l))
+        .await
+        .expect("lost within 10 s")
+        .unwrap();
+    assert!(
+        gone.elapsed() >= lost_after,
+        "lost after {:?}",
+        gone.elapsed()
+    );
+    let at = Instant::now();
+    let err = remote.load().await.unwrap_err();
+    assert!(
+        matches!(err, shardcast_dataplane::node::NodeError::Unavailable(_)),
+        "{err}"
+    );
+    assert!(
+        at.elapsed() < Duration::from_secs(1),
+        "the call went out: {:?}",
+        at.elapsed()
+    );
+}

@@ -23,6 +23,7 @@ const S = {
   room: "", name: "", identity: "", token: "", password: "",
   ws: null, pc: null, session: null, me: null, joined: false, leaving: false,
   reconnects: 0,
+  nodeLost: 0, // times the media node under our peer connection died (node_lost)
   participants: new Map(), // identity -> participant object
   tracks: new Map(), // track id -> { id, identity, kind, rids, muted }
   receivers: new Map(), // mid -> { mid, kind, track (MediaStreamTrack) }
@@ -217,6 +218,10 @@ function handleMessage(msg) {
     case "waiting": return setStatus("waiting for a host to let you in…");
     case "denied": S.leaving = true; return teardown("a host denied entry" + (msg.reason ? ": " + msg.reason : ""));
     case "kicked": S.leaving = true; return teardown("removed from the room" + (msg.reason ? ": " + msg.reason : ""));
+    case "node_lost": return onNodeLost();
+    // The instance is stopping and closes the socket; onclose joins again (through another
+    // instance behind the load balancer) as a new session.
+    case "server_shutdown": return setStatus("server restarting, rejoining…", "error");
     case "knock": S.knocks.set(msg.identity, msg.name || msg.identity); return renderKnocks();
     case "answer": return queueSdp(() => onAnswer(msg.sdp));
     case "offer": return queueSdp(() => onServerOffer(msg.sdp));
@@ -240,6 +245,11 @@ function onError(msg) {
   S.errors.push({ code: msg.code, message: msg.message });
   console.warn("server error", msg.code, msg.message);
   if (msg.code === "offer_glare") return; // our offer is re-sent after answering theirs
+  if (msg.code === "server_shutdown" && S.joined && S.ws) {
+    // Rejoining reached an instance that is still stopping: close, onclose tries again.
+    S.ws.close();
+    return;
+  }
   if (!S.joined) {
     setStatus(msg.code + ": " + (msg.message || ""), "error");
     $("#join-btn").disabled = false;
@@ -276,13 +286,34 @@ async function onJoined(msg) {
   S.receivers.clear();
   createPeerConnection();
   const published = await publishLocalMedia();
-  if (!published) {
-    // The first offer creates our peer on the media node, so send one even with nothing
-    // to publish: receive-only transceivers (docs/PROTOCOL.md, session flow).
-    S.pc.addTransceiver("audio", { direction: "recvonly" });
-    S.pc.addTransceiver("video", { direction: "recvonly" });
-  }
+  if (!published) addReceiveOnly();
   queueSdp(() => sendOffer(false));
+}
+
+// The first offer creates our peer on the media node, so send one even with nothing to
+// publish: receive-only transceivers (docs/PROTOCOL.md, session flow).
+function addReceiveOnly() {
+  S.pc.addTransceiver("audio", { direction: "recvonly" });
+  S.pc.addTransceiver("video", { direction: "recvonly" });
+}
+
+// The media node under our peer connection died (docs/PROTOCOL.md, node_lost). We are still
+// in the room: a fresh peer connection with the same camera and microphone offers again,
+// and the server places it on a live node.
+function onNodeLost() {
+  S.nodeLost += 1;
+  setStatus("media server lost, reconnecting media…", "error");
+  // The old peer goes now, so nothing (stats included) reads it any more.
+  if (S.pc) S.pc.close();
+  S.pc = null;
+  S.receivers.clear();
+  renderAll();
+  queueSdp(async () => {
+    createPeerConnection();
+    if (!addLocalTracks()) addReceiveOnly();
+    await sendOffer(false);
+    setStatus("in room " + S.room + " as " + (S.me ? S.me.name : S.name), "joined");
+  });
 }
 
 function createPeerConnection() {
@@ -326,6 +357,14 @@ async function publishLocalMedia() {
     setStatus("in room without camera/microphone: " + e.name, "joined");
     return false;
   }
+  addLocalTracks();
+  renderAll();
+  return true;
+}
+
+// Adds the captured camera and microphone to the peer connection; false without them.
+function addLocalTracks() {
+  if (!S.localStream) return false;
   const video = S.localStream.getVideoTracks()[0];
   const audio = S.localStream.getAudioTracks()[0];
   if (video) {
@@ -342,8 +381,7 @@ async function publishLocalMedia() {
     preferVp8(tr);
   }
   if (audio) S.pc.addTransceiver(audio, { direction: "sendonly", streams: [S.localStream] });
-  renderAll();
-  return true;
+  return Boolean(video || audio);
 }
 
 // The SFU rewrites VP8 picture ids across layer switches: offer VP8 first.
@@ -558,7 +596,7 @@ function renderKnocks() {
 
 async function shardcastStats() {
   const out = {
-    joined: S.joined, room: S.room, identity: S.identity, session: S.session,
+    joined: S.joined, room: S.room, identity: S.identity, session: S.session, nodeLost: S.nodeLost,
     status: $("#status").textContent,
     participants: [...S.participants.values()].map((p) => ({ identity: p.identity, name: p.name, role: p.role })),
     chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],

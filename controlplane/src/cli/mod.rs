@@ -282,12 +282,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve => rt.block_on(serve::serve(config)),
         Command::Controlplane => rt.block_on(serve::controlplane(config)),
         Command::Medianode => rt.block_on(serve::medianode(config)),
         Command::Token(TokenCommand::Create(args)) => token::create(&config, &args),
         Command::Room(RoomCommand::Create(args)) => rt.block_on(client::room_create(&config, args)),
         Command::Room(RoomCommand::List(args)) => rt.block_on(client::room_list(&config, args)),
-    }
+    };
+    // Tasks still running (an event stream, a socket writer) must not hold up the exit the
+    // shutdown sequence already bounded.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

@@ -1,19 +1,22 @@
 //! The server roles: `serve` (all in one), `controlplane` and `medianode` (distributed).
 //!
 //! Must never: hold request logic — it wires config into `shardcast_controlplane::server`,
-//! placement, the node registry and the node API server, then serves until Ctrl-C/SIGTERM.
+//! placement, the node registry and the node API server, then serves until Ctrl-C/SIGTERM
+//! and stops in the order `shardcast_controlplane::shutdown` describes.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::{Config, ProcessRole};
+use shardcast_controlplane::config::{Config, ProcessRole, ShutdownConfig};
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::shutdown::{self, Stopping};
 use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
@@ -31,30 +34,65 @@ fn api_config(config: &Config) -> ApiConfig {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+/// Serves `router` until SIGTERM/Ctrl-C, then stops as `shardcast_controlplane::shutdown`
+/// describes: `stopping` set, `on_stop` run (tell sessions, revoke the lease), the listener
+/// kept for `linger`, then closed; all of it bounded by `shutdown.timeout_secs`. Returns `Ok`
+/// after a stop (exit 0) even when connections were still open at the deadline.
+async fn serve_until_stopped<F>(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stopping: Stopping,
+    config: &ShutdownConfig,
+    on_stop: F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = close_rx.await;
+        })
+        .into_future(),
+    );
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+        _ = shutdown::signal() => {}
+        r = &mut server => return Ok(r??),
     }
-    tracing::info!("shutting down");
+    let deadline = tokio::time::Instant::now() + config.timeout();
+    tracing::info!(
+        linger_ms = config.linger_ms,
+        timeout_secs = config.timeout_secs,
+        "shutting down: refusing new work"
+    );
+    stopping.begin();
+    if tokio::time::timeout_at(deadline, on_stop).await.is_err() {
+        tracing::warn!("shutdown: telling clients took until the deadline");
+    }
+    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + config.linger())).await;
+    let _ = close_tx.send(());
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(r) => r??,
+        Err(_) => {
+            tracing::warn!("shutdown: connections still open at the deadline; exiting anyway");
+            server.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
-async fn serve_http(listen: std::net::SocketAddr, router: axum::Router) -> anyhow::Result<()> {
+async fn bind_http(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("http.listen: cannot bind {listen}"))?;
     // Tests and scripts read this line to learn the bound port (listen may be port 0).
     println!("shardcast: listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    Ok(())
+    Ok(listener)
 }
 
 /// Binds `metrics.listen` (when set), prints the bound address and serves `/metrics` on a
@@ -162,9 +200,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         key.tenant,
         config.data_dir.join(shardcast_controlplane::config::DefaultTenant::FILE).display()
     );
-    let served = serve_http(config.http.listen, built.router).await;
-    reg.stop().await;
-    served
+    let listener = bind_http(config.http.listen).await?;
+    let hub = built.hub.clone();
+    serve_until_stopped(
+        listener,
+        built.router,
+        hub.stopping(),
+        &config.shutdown,
+        async move {
+            hub.shutdown().await;
+            reg.stop().await;
+        },
+    )
+    .await
 }
 
 async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -185,7 +233,11 @@ async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let store = etcd(&config).await?;
     let secret = config.cluster.secret.clone().unwrap_or_default();
-    let placement = Arc::new(Placement::cluster(store.clone(), secret));
+    let placement = Arc::new(Placement::cluster_with_lost_after(
+        store.clone(),
+        secret,
+        Duration::from_millis(config.cluster.node_lost_ms),
+    ));
     let dev_key = if config.dev_enabled(ProcessRole::ControlPlane) {
         std::fs::create_dir_all(&config.data_dir)?;
         Some(server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?)
@@ -209,7 +261,18 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         store,
     );
     start_metrics(&config, metrics).await?;
-    serve_http(config.http.listen, built.router).await
+    let listener = bind_http(config.http.listen).await?;
+    let hub = built.hub.clone();
+    serve_until_stopped(
+        listener,
+        built.router,
+        hub.stopping(),
+        &config.shutdown,
+        async move {
+            hub.shutdown().await;
+        },
+    )
+    .await
 }
 
 /// Distributed media node: serves the node API and keeps its registration alive.
@@ -228,8 +291,16 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
         .context("cluster.node_advertise")?,
     };
     let secret = config.cluster.secret.clone().unwrap_or_default();
-    let router = shardcast_controlplane::nodeapi::server::router(node.clone(), &secret)
-        .merge(shardcast_controlplane::health::media_node(node.clone()));
+    let stopping = Stopping::new();
+    let router = shardcast_controlplane::nodeapi::server::router_stopping(
+        node.clone(),
+        &secret,
+        stopping.clone(),
+    )
+    .merge(shardcast_controlplane::health::media_node(
+        node.clone(),
+        stopping.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.cluster.node_listen)
         .await
         .with_context(|| {
@@ -252,10 +323,10 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
     .context("registering in etcd")?;
     start_metrics(&config, Metrics::new("medianode").with_media(media)).await?;
     println!("shardcast: media node {id} serving the node API on {url}");
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    reg.stop().await;
-    served?;
-    Ok(())
+    serve_until_stopped(listener, router, stopping, &config.shutdown, async move {
+        // The key goes now, not after the lease's ttl: no control plane places a room here
+        // from this moment; the event streams end, so they move this node's sessions.
+        reg.stop().await;
+    })
+    .await
 }

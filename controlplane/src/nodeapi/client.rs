@@ -6,6 +6,14 @@
 //! snapshot instead (gap too old, or the node restarted), it delivers the events that
 //! reconcile what it told its callers with that snapshot (`resync`). Must never retry a call
 //! on its own: a call may have taken effect on the node before the connection broke.
+//!
+//! A node is *lost* when every reconnect of its stream has been refused for `lost_after`
+//! (connection refused: nothing listens there any more; or `503`: the node is shutting down),
+//! or when the stream has been down for any reason for [`UNREACHABLE_LOST_AFTER`] (a partition:
+//! connects time out, so we cannot tell dead from unreachable sooner). Then `lost()` turns
+//! true, calls fail at once, and the stream task ends — a dead node is never retried forever.
+//! Placement drops the client then (`placement`). A link that merely breaks (resets, a relay
+//! dropping connections) is resumed as before.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -28,6 +36,8 @@ struct Inner {
     events: broadcast::Sender<NodeEvent>,
     /// True while the event stream is connected.
     connected: watch::Receiver<bool>,
+    /// True once the node is lost (final).
+    lost: watch::Receiver<bool>,
     /// What the delivered events said; the base for a snapshot resync.
     known: Mutex<KnownState>,
 }
@@ -59,8 +69,14 @@ pub struct RemoteNode {
 impl RemoteNode {
     /// `base` like `http://10.0.0.5:7881`. Starts the event stream task (needs a runtime).
     pub fn new(base: &str, secret: &str) -> Self {
+        Self::with_lost_after(base, secret, DEFAULT_LOST_AFTER)
+    }
+
+    /// As [`RemoteNode::new`], calling the node lost after its stream was down `lost_after`.
+    pub fn with_lost_after(base: &str, secret: &str, lost_after: Duration) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (conn_tx, connected) = watch::channel(false);
+        let (lost_tx, lost) = watch::channel(false);
         let inner = Arc::new(Inner {
             base: base.trim_end_matches('/').to_string(),
             secret: secret.to_string(),
@@ -70,10 +86,21 @@ impl RemoteNode {
                 .unwrap_or_default(),
             events,
             connected,
+            lost,
             known: Mutex::new(KnownState::default()),
         });
-        tokio::spawn(event_loop(Arc::downgrade(&inner), conn_tx));
+        tokio::spawn(event_loop(
+            Arc::downgrade(&inner),
+            conn_tx,
+            lost_tx,
+            lost_after,
+        ));
         Self { inner }
+    }
+
+    /// Turns true (once, for good) when the node is lost.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.inner.lost.clone()
     }
 
     /// True while the event stream is connected.
@@ -90,6 +117,9 @@ impl RemoteNode {
 
     async fn call<T: DeserializeOwned>(&self, call: NodeCall) -> Result<T, NodeError> {
         let inner = &self.inner;
+        if *inner.lost.borrow() {
+            return Err(NodeError::Unavailable("the media node is lost".into()));
+        }
         // Events caused by this call (e.g. an Offer) must not fall into a gap before the
         // stream is up: wait briefly for it.
         let mut c = inner.connected.clone();
@@ -123,8 +153,38 @@ impl RemoteNode {
     }
 }
 
-async fn event_loop(inner: Weak<Inner>, connected: watch::Sender<bool>) {
+/// How long reconnects may be refused before the node is lost, unless configured.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(1);
+/// How long the stream may be down, refused or not, before the node is lost.
+pub const UNREACHABLE_LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// Connection refused somewhere in `e`'s causes: nothing listens at the node's address.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
+async fn event_loop(
+    inner: Weak<Inner>,
+    connected: watch::Sender<bool>,
+    lost: watch::Sender<bool>,
+    lost_after: Duration,
+) {
     let mut pos = Position::default();
+    // Since when the stream has been down (the client starts down), and since when every
+    // reconnect was refused.
+    let mut down_since = tokio::time::Instant::now();
+    let mut refused_since: Option<tokio::time::Instant> = None;
+    // Reconnects come faster than the lost deadline, so a live node is back before it.
+    let retry = (lost_after / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     loop {
         let Some(i) = inner.upgrade() else { return };
         let mut req = i
@@ -138,21 +198,49 @@ async fn event_loop(inner: Weak<Inner>, connected: watch::Sender<bool>) {
         let req = req.send();
         let base = i.base.clone();
         drop(i);
-        match req.await {
+        let mut was_up = false;
+        let now_refused = match req.await {
             Ok(resp) if resp.status().is_success() => {
                 read_stream(&inner, resp, &mut pos, &connected).await;
+                was_up = *connected.borrow();
                 let _ = connected.send(false);
+                if was_up {
+                    down_since = tokio::time::Instant::now();
+                }
                 tracing::warn!(node = %base, seq = pos.seq, "node event stream ended; resuming");
+                false
             }
             Ok(resp) => {
-                tracing::warn!(node = %base, status = %resp.status(), "node event stream refused")
+                tracing::warn!(node = %base, status = %resp.status(), "node event stream refused");
+                resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
             }
-            Err(e) => tracing::debug!(node = %base, error = %e, "node event stream failed"),
-        }
+            Err(e) => {
+                tracing::debug!(node = %base, error = %e, "node event stream failed");
+                refused(&e)
+            }
+        };
+        refused_since = match (now_refused, refused_since) {
+            (true, None) => Some(tokio::time::Instant::now()),
+            (true, since) => since,
+            (false, _) => None,
+        };
         if inner.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused_long = refused_since.is_some_and(|t| t.elapsed() >= lost_after);
+        if refused_long || down_since.elapsed() >= UNREACHABLE_LOST_AFTER {
+            tracing::warn!(node = %base, down_ms = down_since.elapsed().as_millis() as u64, "media node lost: its event stream stayed down");
+            let _ = lost.send(true);
+            return;
+        }
+        // A stream that was up is retried almost at once: a dead node refuses that retry,
+        // which starts its lost clock, a live one resumes before anyone notices.
+        let pause = if was_up {
+            Duration::from_millis(20)
+        } else {
+            retry
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -17,6 +17,8 @@ use futures_util::{stream, StreamExt};
 use serde_json::json;
 use shardcast_dataplane::node::{MediaNodeApi, NodeError};
 
+use crate::shutdown::Stopping;
+
 use super::eventlog::{EventLog, DEFAULT_REPLAY};
 use super::{NodeCall, ResumeFrom, StreamLine, CALL_PATH, EVENTS_PATH};
 
@@ -25,6 +27,9 @@ struct NodeServer {
     node: Arc<dyn MediaNodeApi>,
     secret: Arc<str>,
     log: Arc<EventLog>,
+    /// Set on SIGTERM: no new peers, event streams end (control planes then see the node
+    /// lost and move its sessions).
+    stopping: Stopping,
 }
 
 /// The node API router for `node`, requiring `Authorization: Bearer <secret>`. Starts logging
@@ -35,6 +40,20 @@ pub fn router(node: Arc<dyn MediaNodeApi>, secret: &str) -> Router {
 
 /// As [`router`], keeping the last `replay` events for reconnecting clients.
 pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usize) -> Router {
+    router_full(node, secret, replay, Stopping::new())
+}
+
+/// As [`router`], refusing new peers and ending the event streams once `stopping` is set.
+pub fn router_stopping(node: Arc<dyn MediaNodeApi>, secret: &str, stopping: Stopping) -> Router {
+    router_full(node, secret, DEFAULT_REPLAY, stopping)
+}
+
+fn router_full(
+    node: Arc<dyn MediaNodeApi>,
+    secret: &str,
+    replay: usize,
+    stopping: Stopping,
+) -> Router {
     let log = EventLog::start(node.clone(), replay);
     Router::new()
         .route(CALL_PATH, post(call))
@@ -45,6 +64,7 @@ pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usi
             node,
             secret: Arc::from(secret),
             log,
+            stopping,
         })
 }
 
@@ -112,6 +132,9 @@ async fn call(
     };
     let (n, log) = (&s.node, &s.log);
     let result = match call {
+        NodeCall::CreatePeer { .. } if s.stopping.is_set() => {
+            Err(NodeError::Unavailable("the node is shutting down".into()))
+        }
         NodeCall::CreatePeer { request } => n.create_peer(request).await.map(|c| {
             log.peer_created(c.peer);
             ok(c)
@@ -173,6 +196,9 @@ async fn events(
         Ok(Query(from)) => from,
         Err(rejection) => return bad_query(rejection),
     };
+    if s.stopping.is_set() {
+        return error_response(NodeError::Unavailable("the node is shutting down".into()));
+    }
     let opened = s.log.open(&from);
     let mut first = line_bytes(&opened.head);
     for (seq, ev) in &opened.replay {
@@ -186,20 +212,25 @@ async fn events(
         tokio::time::Instant::now() + Duration::from_secs(10),
         Duration::from_secs(10),
     );
-    let lines = stream::unfold((opened.live, tick), |(mut rx, mut tick)| async move {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok((seq, ev)) => {
-                    let line = line_bytes(&StreamLine::Event { seq, event: (*ev).clone() });
-                    Some((Ok::<_, std::io::Error>(line), (rx, tick)))
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "node api: event stream lagged; closing it");
-                    None
-                }
-                Err(_) => None,
-            },
-            _ = tick.tick() => Some((Ok(b"\n".to_vec()), (rx, tick))),
+    let stop = s.stopping.clone();
+    let lines = stream::unfold((opened.live, tick), move |(mut rx, mut tick)| {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stop.wait() => None,
+                ev = rx.recv() => match ev {
+                    Ok((seq, ev)) => {
+                        let line = line_bytes(&StreamLine::Event { seq, event: (*ev).clone() });
+                        Some((Ok::<_, std::io::Error>(line), (rx, tick)))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "node api: event stream lagged; closing it");
+                        None
+                    }
+                    Err(_) => None,
+                },
+                _ = tick.tick() => Some((Ok(b"\n".to_vec()), (rx, tick))),
+            }
         }
     });
     Response::builder()

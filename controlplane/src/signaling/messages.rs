@@ -157,6 +157,15 @@ pub enum ServerMsg {
     Kicked {
         reason: String,
     },
+    /// This control-plane instance is shutting down (SIGTERM): the session has ended (the
+    /// room saw the participant leave) and the socket closes. Connect again (a load balancer
+    /// sends you to another instance) and join as new.
+    ServerShutdown,
+    /// The media node carrying this session's peer connection is gone (killed, or stopped).
+    /// The session stays joined; the client drops its peer connection and sends a new
+    /// `offer` from a fresh one, which is placed on a live node. Tracks it published are
+    /// unpublished (the room saw `track_unpublished`) and come back as new tracks.
+    NodeLost,
     /// A participant's role or grants changed (REST API); when it is the receiver's own
     /// identity, its session now works under them.
     PermissionsChanged {
@@ -179,7 +188,10 @@ impl ServerMsg {
 
     /// Messages after which the server closes the socket.
     pub fn is_final(&self) -> bool {
-        matches!(self, ServerMsg::Denied { .. } | ServerMsg::Kicked { .. })
+        matches!(
+            self,
+            ServerMsg::Denied { .. } | ServerMsg::Kicked { .. } | ServerMsg::ServerShutdown
+        )
     }
 }
 

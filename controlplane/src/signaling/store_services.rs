@@ -51,6 +51,7 @@ pub fn api_to_signal(e: ApiError) -> SignalError {
         ApiError::NotFound { code, .. } if *code == "room_not_found" => "room_not_found",
         ApiError::NotFound { .. } => "unknown_participant",
         ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => "invalid_message",
+        ApiError::Unavailable(_) => "store_unavailable",
         _ => "unavailable",
     };
     SignalError::new(code, e.to_string())
@@ -58,7 +59,7 @@ pub fn api_to_signal(e: ApiError) -> SignalError {
 
 fn store_err(e: crate::store::StoreError) -> SignalError {
     tracing::warn!(error = %e, "signaling: store");
-    SignalError::new("unavailable", "the store is unavailable")
+    SignalError::new("store_unavailable", "the store is unavailable; try again")
 }
 
 pub(crate) fn role_name(r: ParticipantRole) -> &'static str {

@@ -24,6 +24,7 @@ impl Hub {
         source: IpAddr,
         outbox: Option<mpsc::UnboundedSender<Outgoing>>,
     ) -> Result<(Arc<Session>, bool), SignalError> {
+        self.refuse_if_shutting_down()?;
         let policy = self.services.check_room(&member, password, source).await?;
         let others = self
             .services
@@ -70,6 +71,11 @@ impl Hub {
             .unwrap()
             .sessions
             .insert(session.id.clone(), session.clone());
+        if self.is_shutting_down() {
+            // `shutdown` may have listed the sessions just before this one was added.
+            self.close_inner(&session, None, false).await;
+            self.refuse_if_shutting_down()?;
+        }
         // One session per identity and room: an older one (on any instance) is replaced.
         self.publish(
             &session.member,

@@ -8,10 +8,25 @@ use std::sync::Arc;
 use shardcast_dataplane::node::{CreatePeer, LayerPreference, PeerRole, RoomId, TrackId};
 
 use super::{node_err, node_id_of, Hub, Phase, Session};
-use crate::placement::NodeHandle;
+use crate::placement::{NodeHandle, PlacementError};
 use crate::signaling::bus::RoomEventKind;
 use crate::signaling::messages::{track_from_wire, ServerMsg};
 use crate::signaling::services::{Presence, SignalError};
+
+/// What a client may read of a placement failure: a stable code, no store or node detail
+/// (that is logged).
+fn placement_err(e: PlacementError) -> SignalError {
+    match e {
+        PlacementError::Store(detail) => {
+            tracing::warn!(error = %detail, "placement: store");
+            SignalError::new("store_unavailable", "the store is unavailable; try again")
+        }
+        PlacementError::NoNode => {
+            SignalError::new("unavailable", "no media node can take the room now")
+        }
+        PlacementError::BadName(m) => SignalError::new("invalid_message", m),
+    }
+}
 
 impl Hub {
     /// The session's media node, placing the room on first use.
@@ -24,7 +39,7 @@ impl Hub {
             .placement
             .node_for_room(&m.tenant, &m.room)
             .await
-            .map_err(|e| SignalError::new("unavailable", e.to_string()))?;
+            .map_err(placement_err)?;
         self.ensure_pump(&node);
         session.state.lock().unwrap().node = Some(node.clone());
         Ok(node)

@@ -9,7 +9,8 @@
 //!
 //! Files: `session` (per-session state and outbox), `lifecycle` (join, wait, resume, close),
 //! `media` (offers, subscriptions, mutes), `node_events` (the node event pump),
-//! `room_events` (bus events, chat, host controls), `permissions` (live role/grant changes).
+//! `room_events` (bus events, chat, host controls), `permissions` (live role/grant changes),
+//! `shutdown` (SIGTERM: tell and close every session, refuse new ones).
 
 mod lifecycle;
 mod media;
@@ -17,6 +18,7 @@ mod node_events;
 mod permissions;
 mod room_events;
 mod session;
+mod shutdown;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -28,6 +30,7 @@ use super::messages::TrackInfo;
 use super::services::{Member, Presence, SignalError, SignalServices};
 use crate::config::SignalingConfig;
 use crate::placement::Placement;
+use crate::shutdown::Stopping;
 
 use session::SessionState;
 pub use session::{Outgoing, Phase, Session};
@@ -36,7 +39,8 @@ pub use session::{Outgoing, Phase, Session};
 struct HubInner {
     sessions: HashMap<String, Arc<Session>>,
     by_peer: HashMap<(Arc<str>, PeerId), String>,
-    pumped_nodes: HashSet<Arc<str>>,
+    /// Node id → the address of the client its pump reads (`node_events::ensure_pump`).
+    pumped_nodes: HashMap<Arc<str>, usize>,
 }
 
 /// Counts of what one hub holds (`Hub::census`).
@@ -60,6 +64,8 @@ pub struct Hub {
     bus: Arc<dyn RoomBus>,
     pub(crate) config: SignalingConfig,
     inner: Mutex<HubInner>,
+    /// Set by `shutdown` (or by the process, `stopping()`): no new sessions from then on.
+    stopping: Stopping,
     me: Weak<Hub>,
 }
 
@@ -86,8 +92,10 @@ impl Hub {
             bus: bus.clone(),
             config,
             inner: Mutex::new(HubInner::default()),
+            stopping: Stopping::new(),
             me: me.clone(),
         });
+        hub.watch_lost_nodes();
         let mut rx = bus.subscribe();
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {

@@ -1,5 +1,8 @@
 //! Node events: one pump task per media node this instance uses, mapping peers back to
-//! sessions (server offers, tracks published/unpublished, active speaker, peer closed).
+//! sessions (server offers, tracks published/unpublished, active speaker, peer closed); and
+//! node loss (`Placement::lost_nodes`): every session whose peer was on the lost node is told
+//! `node_lost` and left joined without media, its tracks unpublished, so its client offers
+//! again from a fresh peer connection and placement puts the room on a live node.
 //!
 //! Must never: act on a peer it did not create (events of other instances' peers are ignored).
 
@@ -7,7 +10,7 @@ use std::sync::Arc;
 
 use shardcast_dataplane::node::{NodeEvent, PeerId};
 
-use super::{Hub, Session};
+use super::{Hub, Phase, Session};
 use crate::placement::NodeHandle;
 use crate::signaling::bus::RoomEventKind;
 use crate::signaling::messages::{track_to_wire, ServerMsg, TrackInfo};
@@ -15,14 +18,15 @@ use crate::signaling::services::Presence;
 
 impl Hub {
     pub(super) fn ensure_pump(&self, node: &NodeHandle) {
-        let fresh = self
-            .inner
-            .lock()
-            .unwrap()
-            .pumped_nodes
-            .insert(node.id.clone());
-        if !fresh {
-            return;
+        // Keyed by id, valued by the client's address: a lost node's old pump must not
+        // unregister the pump of a new client for the same id (a restarted node).
+        let client = Arc::as_ptr(&node.api) as *const () as usize;
+        {
+            let mut inner = self.inner.lock().unwrap();
+            if inner.pumped_nodes.get(&node.id) == Some(&client) {
+                return;
+            }
+            inner.pumped_nodes.insert(node.id.clone(), client);
         }
         let mut rx = node.api.events();
         let weak = self.me.clone();
@@ -41,9 +45,84 @@ impl Hub {
                 hub.on_node_event(&node_id, ev).await;
             }
             if let Some(hub) = weak.upgrade() {
-                hub.inner.lock().unwrap().pumped_nodes.remove(&node_id);
+                let mut inner = hub.inner.lock().unwrap();
+                if inner.pumped_nodes.get(&node_id) == Some(&client) {
+                    inner.pumped_nodes.remove(&node_id);
+                }
             }
         });
+    }
+
+    /// Starts the task that applies `Placement::lost_nodes` to this hub's sessions.
+    pub(super) fn watch_lost_nodes(&self) {
+        let mut rx = self.placement.lost_nodes();
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            loop {
+                let node = match rx.recv().await {
+                    Ok(n) => n,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "signaling: lost-node events lagged");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let Some(hub) = weak.upgrade() else { return };
+                hub.on_node_lost(&node).await;
+            }
+        });
+    }
+
+    /// The media node `node` is gone: its peers with it. Each session on it keeps its place in
+    /// the room but loses its media; WebSocket sessions are told `node_lost` (they offer again),
+    /// WHIP/WHEP sessions, whose resource was that peer, are closed.
+    pub(super) async fn on_node_lost(&self, node: &Arc<str>) {
+        let sessions: Vec<Arc<Session>> = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.pumped_nodes.remove(node);
+            inner.by_peer.retain(|(n, _), _| n != node);
+            inner.sessions.values().cloned().collect()
+        };
+        let mut told = 0;
+        for s in sessions {
+            let tracks = {
+                let mut st = s.state.lock().unwrap();
+                if st.phase == Phase::Closed || st.node.as_ref().is_none_or(|n| &n.id != node) {
+                    continue;
+                }
+                st.node = None;
+                st.peer = None;
+                st.subscribed.clear();
+                st.withheld.clear();
+                st.server_offer_pending = false;
+                std::mem::take(&mut st.tracks)
+            };
+            if !s.interactive {
+                self.close(&s, None).await;
+                continue;
+            }
+            told += 1;
+            s.send(ServerMsg::NodeLost);
+            let m = s.member_now();
+            let _ = self
+                .services
+                .put_participant(&m, Presence::Joined, None, &[])
+                .await;
+            for t in tracks {
+                self.publish(
+                    &m,
+                    Some(&s.id),
+                    RoomEventKind::Broadcast {
+                        msg: ServerMsg::TrackUnpublished {
+                            id: t.id,
+                            identity: m.identity.clone(),
+                        },
+                    },
+                )
+                .await;
+            }
+        }
+        tracing::warn!(node = %node, sessions = told, "signaling: media node lost; sessions told node_lost");
     }
 
     pub(super) fn session_of_peer(&self, node: &Arc<str>, peer: PeerId) -> Option<Arc<Session>> {
