@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header, Method, Request};
 use serde::de::DeserializeOwned;
+use shardcast_controlplane::error::MAX_DETAIL;
 use shardcast_controlplane::ids::{Identity, RoomName, TenantId};
 use shardcast_controlplane::routes::chat::HistoryQuery;
 use shardcast_controlplane::routes::participants::{MuteBody, PauseBody, PermissionsBody};
@@ -55,6 +56,11 @@ fn client_error(e: &ApiError) {
         "refused with {} {}: {e}",
         e.status(),
         e.code()
+    );
+    // A message quotes the client's input at most MAX_DETAIL bytes long.
+    assert!(
+        e.to_string().len() <= 2 * MAX_DETAIL,
+        "message grows with the input: {e}"
     );
 }
 

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use shardcast_controlplane::auth::tokens::{Expected, TokenService};
+use shardcast_controlplane::error::MAX_DETAIL;
 use shardcast_controlplane::ids::{ApiKeyId, RoomName, TenantId};
 use shardcast_controlplane::store::keys;
 use shardcast_controlplane::store::records::ApiKeyRecord;
@@ -103,12 +104,18 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 assert_eq!(t.api_key.as_str(), KID);
                 assert_eq!(t.claims.iss, KID);
             }
-            Err(e) => assert!(
-                e.status().is_client_error(),
-                "token refused with {} {}: {e}",
-                e.status(),
-                e.code()
-            ),
+            Err(e) => {
+                assert!(
+                    e.status().is_client_error(),
+                    "token refused with {} {}: {e}",
+                    e.status(),
+                    e.code()
+                );
+                assert!(
+                    e.to_string().len() <= 2 * MAX_DETAIL,
+                    "message grows with the input: {e}"
+                );
+            }
         }
     });
 });
