@@ -224,8 +224,9 @@ mod tests {
             message.len()
         );
         // Cut at a character boundary: a multi-byte character straddling the limit goes whole.
-        let cut = cut_detail("é".repeat(MAX_DETAIL));
-        assert_eq!(cut, format!("{}…", "é".repeat(MAX_DETAIL / 2)));
+        // ("x" then two-byte characters: byte MAX_DETAIL falls inside one of them.)
+        let cut = cut_detail(format!("x{}", "é".repeat(MAX_DETAIL)));
+        assert_eq!(cut, format!("x{}…", "é".repeat((MAX_DETAIL - 1) / 2)));
         assert_eq!(cut_detail("short".into()), "short");
     }
 }

@@ -8,7 +8,7 @@
 #![no_main]
 
 use shardcast_controlplane::error::MAX_DETAIL;
-use shardcast_controlplane::signaling::messages::{track_from_wire, ClientMsg};
+use shardcast_controlplane::signaling::messages::{track_from_wire, ClientMsg, ServerMsg};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // A text frame is UTF-8 by the WebSocket protocol; tungstenite refuses anything else.
@@ -17,7 +17,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let msg = match ClientMsg::parse(text) {
         Ok(m) => m,
-        Err(reply) => {
+        Err(message) => {
+            let reply = ServerMsg::error("invalid_message", message);
             let json = serde_json::to_string(&reply).expect("error reply serialises");
             assert!(
                 json.len() <= 2 * MAX_DETAIL,

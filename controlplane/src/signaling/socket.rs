@@ -127,8 +127,8 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
         };
         let msg = match ClientMsg::parse(&text) {
             Ok(m) => m,
-            Err(reply) => {
-                let _ = tx.send(Outgoing::Msg(reply));
+            Err(message) => {
+                let _ = tx.send(Outgoing::Msg(ServerMsg::error("invalid_message", message)));
                 continue;
             }
         };
