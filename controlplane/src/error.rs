@@ -12,6 +12,25 @@ use serde::{Deserialize, Serialize};
 use crate::ids::InvalidId;
 use crate::store::StoreError;
 
+/// Longest part of a message that quotes a client's own bad input back to it.
+pub const MAX_DETAIL: usize = 256;
+
+/// `text` cut to [`MAX_DETAIL`] bytes, at a character boundary, marked with `…`. Parser
+/// errors (serde, axum's rejections, jsonwebtoken) quote the offending value escaped, and
+/// escaping grows it (`\u{7f}` is 8 bytes for 1): uncut, an error reply could send a client
+/// several times what it sent (found by fuzz/fuzz_targets/signaling_msg.rs).
+pub fn cut_detail(mut text: String) -> String {
+    if text.len() > MAX_DETAIL {
+        let mut at = MAX_DETAIL;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -162,7 +181,7 @@ impl From<StoreError> for ApiError {
 
 impl From<InvalidId> for ApiError {
     fn from(e: InvalidId) -> Self {
-        Self::InvalidRequest(e.to_string())
+        Self::InvalidRequest(cut_detail(e.to_string()))
     }
 }
 
@@ -183,5 +202,31 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_quoting_client_input_is_cut() {
+        // InvalidId quotes the value with Debug escaping: 8 bytes for each DEL character.
+        let long = "\u{7f}".repeat(10_000);
+        let e = ApiError::from(crate::ids::RoomName::parse(long).unwrap_err());
+        let ApiError::InvalidRequest(message) = &e else {
+            panic!("{e:?}");
+        };
+        assert!(message.starts_with("invalid room name"));
+        assert!(
+            message.len() <= MAX_DETAIL + '…'.len_utf8(),
+            "{}",
+            message.len()
+        );
+        // Cut at a character boundary: a multi-byte character straddling the limit goes whole.
+        // ("x" then two-byte characters: byte MAX_DETAIL falls inside one of them.)
+        let cut = cut_detail(format!("x{}", "é".repeat(MAX_DETAIL)));
+        assert_eq!(cut, format!("x{}…", "é".repeat((MAX_DETAIL - 1) / 2)));
+        assert_eq!(cut_detail("short".into()), "short");
     }
 }

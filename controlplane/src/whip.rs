@@ -107,7 +107,10 @@ fn content_type(headers: &HeaderMap, expected: &str) -> Result<(), SignalError> 
     }
 }
 
-fn sdp_body(headers: &HeaderMap, body: &[u8]) -> Result<String, SignalError> {
+/// The checks a POST body passes before its offer goes to a media node. `pub` only for the
+/// fuzz target (fuzz/fuzz_targets/whip_body.rs).
+#[doc(hidden)]
+pub fn sdp_body(headers: &HeaderMap, body: &[u8]) -> Result<String, SignalError> {
     content_type(headers, "application/sdp")?;
     let sdp = std::str::from_utf8(body)
         .map_err(|_| SignalError::new("bad_sdp", "the SDP is not UTF-8"))?;

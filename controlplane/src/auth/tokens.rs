@@ -12,7 +12,7 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{cut_detail, ApiError};
 use crate::ids::{ApiKeyId, Identity, RoomName, TenantId};
 use crate::store::records::{ApiKeyRecord, Grants, ParticipantRole};
 use crate::store::typed::get_json;
@@ -95,7 +95,7 @@ impl TokenService {
         expected: Expected<'_>,
     ) -> Result<VerifiedToken, ApiError> {
         let header = decode_header(token)
-            .map_err(|e| ApiError::TokenInvalid(format!("unreadable header ({e})")))?;
+            .map_err(|e| ApiError::TokenInvalid(cut_detail(format!("unreadable header ({e})"))))?;
         if header.alg != Algorithm::HS256 {
             return Err(ApiError::TokenInvalid("only HS256 is accepted".into()));
         }
@@ -125,7 +125,7 @@ impl TokenService {
             ErrorKind::ImmatureSignature => ApiError::TokenNotYetValid,
             ErrorKind::InvalidSignature => ApiError::TokenInvalid("bad signature".into()),
             ErrorKind::InvalidIssuer => ApiError::TokenInvalid("issuer is not the kid".into()),
-            other => ApiError::TokenInvalid(format!("{other:?}")),
+            other => ApiError::TokenInvalid(cut_detail(format!("{other:?}"))),
         })?;
         let claims = data.claims;
         let identity = Identity::parse(claims.sub.clone())

@@ -14,7 +14,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{cut_detail, ApiError};
 
 pub mod chat;
 pub mod nodes;
@@ -111,7 +111,7 @@ fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::InvalidJson("send Content-Type: application/json".into())
         }
-        other => ApiError::InvalidJson(other.body_text()),
+        other => ApiError::InvalidJson(cut_detail(other.body_text())),
     }
 }
 
@@ -125,7 +125,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|e: PathRejection| ApiError::InvalidRequest(e.body_text()))
+            .map_err(|e: PathRejection| ApiError::InvalidRequest(cut_detail(e.body_text())))
     }
 }
 
@@ -139,6 +139,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::InvalidRequest(e.body_text()))
+            .map_err(|e: QueryRejection| ApiError::InvalidRequest(cut_detail(e.body_text())))
     }
 }

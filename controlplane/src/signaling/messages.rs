@@ -195,6 +195,16 @@ impl ServerMsg {
     }
 }
 
+impl ClientMsg {
+    /// Reads a client's text frame; the error is the message of the `invalid_message`
+    /// reply, its serde detail cut to `error::MAX_DETAIL` bytes (serde quotes the offending
+    /// value escaped, so the full text could be several times the frame).
+    pub fn parse(text: &str) -> Result<ClientMsg, String> {
+        serde_json::from_str(text)
+            .map_err(|e| crate::error::cut_detail(format!("not a protocol message: {e}")))
+    }
+}
+
 /// Protocol form of a track id.
 pub fn track_to_wire(t: TrackId) -> String {
     format!("{:x}", t.0)
@@ -211,6 +221,28 @@ pub fn track_from_wire(s: &str) -> Option<TrackId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_message_reply_is_not_larger_than_a_bound() {
+        // A JSON string of DEL characters: serde's error quotes it with each one escaped as
+        // `\u{7f}`, 8 bytes for 1 (the fuzz target's finding).
+        let frame = format!("\"{}\"", "\u{7f}".repeat(10_000));
+        let Err(message) = ClientMsg::parse(&frame) else {
+            panic!("a string is not a message");
+        };
+        assert!(message.starts_with("not a protocol message: invalid type: string"));
+        assert!(
+            message.len() <= crate::error::MAX_DETAIL + '…'.len_utf8(),
+            "{}",
+            message.len()
+        );
+        assert!(message.ends_with('…'));
+        // A short error is left whole.
+        let Err(message) = ClientMsg::parse(r#"{"type":"nope"}"#) else {
+            panic!("unknown type");
+        };
+        assert!(message.contains("unknown variant `nope`") && !message.ends_with('…'));
+    }
 
     #[test]
     fn client_messages_parse_as_documented() {

@@ -125,13 +125,10 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             Message::Close(_) => break,
             _ => continue,
         };
-        let msg: ClientMsg = match serde_json::from_str(&text) {
+        let msg = match ClientMsg::parse(&text) {
             Ok(m) => m,
-            Err(e) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
-                    "invalid_message",
-                    format!("not a protocol message: {e}"),
-                )));
+            Err(message) => {
+                let _ = tx.send(Outgoing::Msg(ServerMsg::error("invalid_message", message)));
                 continue;
             }
         };

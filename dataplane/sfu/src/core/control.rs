@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use str0m::change::SdpOffer;
 use tracing::debug;
 
 use super::{CoreError, ShardCore};
@@ -27,6 +28,17 @@ impl ShardCore {
         if self.peers.contains_key(&id) {
             return Err(CoreError::DuplicatePeer(id));
         }
+        let bind = self.bindable(req.bind_tracks);
+        // A player's lines without a track yet stay open for tracks that come later.
+        let offer = if req.role == PeerRole::Play {
+            req.offer.clone()
+        } else {
+            super::bind::unbound_inactive(&req.offer, &bind)
+        };
+        // Malformed SDP is refused before a peer exists: making one generates its DTLS key
+        // pair and certificate (milliseconds), so a client sending garbage offers costs the
+        // shard a parse, not a key generation each (found by fuzz/fuzz_targets/sdp_offer.rs).
+        SdpOffer::from_sdp_string(&offer).map_err(|e| CoreError::BadSdp(e.to_string()))?;
         let mut peer = Peer::new(
             id,
             req.room.clone(),
@@ -37,13 +49,6 @@ impl ShardCore {
             now,
         )
         .map_err(CoreError::BadState)?;
-        let bind = self.bindable(req.bind_tracks);
-        // A player's lines without a track yet stay open for tracks that come later.
-        let offer = if req.role == PeerRole::Play {
-            req.offer.clone()
-        } else {
-            super::bind::unbound_inactive(&req.offer, &bind)
-        };
         let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
