@@ -39,14 +39,13 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts a control plane (admin key [`ADMIN_KEY`], dev mode off) and waits for HTTP.
+    /// Starts a control plane (admin key [`ADMIN_KEY`], no dev mode) and waits for HTTP.
     pub fn start(etcd: &Etcd) -> anyhow::Result<Self> {
         let data = tempfile::Builder::new().prefix("shardcast-cp-").tempdir()?;
         let listen = format!("127.0.0.1:{}", free_tcp_port());
         let mut cmd = base_command(etcd, data.path())?;
         cmd.args(["--listen", &listen])
             .args(["--admin-key", ADMIN_KEY])
-            .args(["--dev", "false"])
             .arg("controlplane");
         let mut process = ChildGuard::spawn(
             "shardcast controlplane",

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::{Config, ProcessRole};
+use shardcast_controlplane::auth::TrustedProxies;
+use shardcast_controlplane::config::Config;
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
-use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::server::{self, HttpOptions, ServerOptions};
 use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
@@ -42,18 +43,15 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn serve_http(listen: std::net::SocketAddr, router: axum::Router) -> anyhow::Result<()> {
+async fn serve_http(config: &Config, router: axum::Router) -> anyhow::Result<()> {
+    let listen = config.http.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("http.listen: cannot bind {listen}"))?;
     // Tests and scripts read this line to learn the bound port (listen may be port 0).
     println!("shardcast: listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let header_read = Duration::from_secs(config.http.header_read_timeout_secs);
+    server::serve(listener, router, header_read, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -136,7 +134,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             api: node,
         },
     ));
-    let dev = config.dev_enabled(ProcessRole::Serve);
+    let dev = config.dev;
+    warn_dev(dev);
     let built = server::build(
         store.clone(),
         placement,
@@ -145,6 +144,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             signaling: config.signaling.clone(),
             dev_key: dev.then_some(key.clone()),
             web_dir: config.http.web_dir.clone(),
+            http: http_options(&config)?,
         },
     )
     .await;
@@ -162,9 +162,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         key.tenant,
         config.data_dir.join(shardcast_controlplane::config::DefaultTenant::FILE).display()
     );
-    let served = serve_http(config.http.listen, built.router).await;
+    let served = serve_http(&config, built.router).await;
     reg.stop().await;
     served
+}
+
+/// The `[http]` keys requests need (checked by `Config::validate` already).
+fn http_options(config: &Config) -> anyhow::Result<HttpOptions> {
+    Ok(HttpOptions {
+        trusted_proxies: TrustedProxies::parse(&config.http.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("http.trusted_proxies: {e}"))?,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+    })
+}
+
+/// Dev mode hands host tokens to anyone who can reach the listener: say so where an
+/// operator looks first, every start.
+fn warn_dev(dev: bool) {
+    if dev {
+        tracing::warn!(
+            "DEV MODE IS ON: GET /dev/token gives a host token for any room to anyone who can \
+             reach this listener, a reverse proxy on this host included. Never use --dev (or \
+             `dev = true`) on a server others can reach."
+        );
+    }
 }
 
 async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -179,7 +200,8 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let store = etcd(&config).await?;
     let secret = config.cluster.secret.clone().unwrap_or_default();
     let placement = Arc::new(Placement::cluster(store.clone(), secret));
-    let dev_key = if config.dev_enabled(ProcessRole::ControlPlane) {
+    warn_dev(config.dev);
+    let dev_key = if config.dev {
         std::fs::create_dir_all(&config.data_dir)?;
         Some(server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?)
     } else {
@@ -193,6 +215,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
             signaling: config.signaling.clone(),
             dev_key,
             web_dir: config.http.web_dir.clone(),
+            http: http_options(&config)?,
         },
     )
     .await;
@@ -202,7 +225,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         store,
     );
     start_metrics(&config, metrics).await?;
-    serve_http(config.http.listen, built.router).await
+    serve_http(&config, built.router).await
 }
 
 /// Distributed media node: serves the node API and keeps its registration alive.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use shardcast_dataplane::node::{CreatePeer, LayerPreference, PeerRole, RoomId, TrackId};
 
 use super::{node_err, node_id_of, Hub, Phase, Session};
-use crate::placement::NodeHandle;
+use crate::placement::{NodeHandle, PlacementError};
 use crate::signaling::bus::RoomEventKind;
 use crate::signaling::messages::{track_from_wire, ServerMsg};
 use crate::signaling::services::{Presence, SignalError};
@@ -24,7 +24,12 @@ impl Hub {
             .placement
             .node_for_room(&m.tenant, &m.room)
             .await
-            .map_err(|e| SignalError::new("unavailable", e.to_string()))?;
+            .map_err(|e| match e {
+                PlacementError::NoNode => {
+                    SignalError::new("unavailable", "no media node can take the room")
+                }
+                other => SignalError::hidden("unavailable", "cannot place the room", other),
+            })?;
         self.ensure_pump(&node);
         session.state.lock().unwrap().node = Some(node.clone());
         Ok(node)
