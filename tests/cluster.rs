@@ -39,7 +39,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts a control plane (admin key [`ADMIN_KEY`], dev mode off) and waits for HTTP.
+    /// Starts a control plane (admin key [`ADMIN_KEY`], no dev mode) and waits for HTTP.
     pub fn start(etcd: &Etcd) -> anyhow::Result<Self> {
         Self::start_with_config(etcd, "")
     }
@@ -55,7 +55,6 @@ impl ControlPlane {
             .arg(&file)
             .args(["--listen", &listen])
             .args(["--admin-key", ADMIN_KEY])
-            .args(["--dev", "false"])
             .arg("controlplane");
         let mut process = ChildGuard::spawn(
             "shardcast controlplane",

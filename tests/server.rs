@@ -124,14 +124,7 @@ impl Server {
             .arg(listen.to_string())
             .arg("--web-dir")
             .arg(web_dir())
-            .args([
-                "--dev",
-                "true",
-                "--media-ip",
-                &media_ip,
-                "--media-port",
-                "0",
-            ])
+            .args(["--dev", "--media-ip", &media_ip, "--media-port", "0"])
             .args(["--log", "info"])
             .args(extra)
             .arg("serve");

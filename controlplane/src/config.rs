@@ -36,9 +36,10 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Directory of the embedded store and the default tenant's credentials.
     pub data_dir: PathBuf,
-    /// Dev mode: `GET /dev/token` mints host tokens for the default tenant. `None` = on for
-    /// `serve` when HTTP listens on loopback, off otherwise.
-    pub dev: Option<bool>,
+    /// Dev mode: `GET /dev/token` mints host tokens for the default tenant, to anyone who can
+    /// reach the HTTP listener (a reverse proxy on the same host included). Off unless asked
+    /// for (`--dev`, or `dev = true`); the server logs a warning at start-up when it is on.
+    pub dev: bool,
     /// Admin key for tenant management (`Authorization: Bearer <key>`). `None` = no admin API.
     pub admin_key: Option<String>,
     /// `tracing` filter, e.g. `info` or `shardcast_controlplane=debug,info`.
@@ -65,6 +66,15 @@ pub struct HttpConfig {
     pub web_dir: Option<PathBuf>,
     /// Which other origins' pages may call WHIP/WHEP and the REST API (`controlplane::cors`).
     pub cors: CorsConfig,
+    /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` header names the client,
+    /// for per-client limits (wrong room passwords). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a complete request head; then the connection is closed
+    /// (a client sending half a header must not hold a connection forever).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a REST, WHIP/WHEP or page request may take, body included; then
+    /// `408 request_timeout`. WebSocket sessions are not affected.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +197,21 @@ pub struct SignalingConfig {
     pub join_timeout_secs: u64,
     /// Chat messages sent with `joined`.
     pub chat_history: usize,
+    /// Messages a socket's outbox holds; a client that lets it fill up (does not read) is
+    /// disconnected with close reason `slow_reader` and leaves its room.
+    pub outbox_messages: usize,
+    /// Client messages per second a socket may send (token bucket, refilled at this rate);
+    /// excess messages are dropped with `error{code:"rate_limited"}`.
+    pub messages_per_sec: f64,
+    /// Client messages a socket may send at once (the bucket's size; ICE trickle comes in
+    /// bursts).
+    pub message_burst: u32,
+    /// Refused (rate-limited) messages within 10 s that close the socket with close reason
+    /// `rate_limited`.
+    pub refused_before_close: u32,
+    /// Chat messages per second a participant may send (token bucket), and at once.
+    pub chat_per_sec: f64,
+    pub chat_burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,7 +274,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
-            dev: None,
+            dev: false,
             admin_key: None,
             log: "info".into(),
             log_format: Default::default(),
@@ -272,6 +297,9 @@ impl Default for HttpConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7880),
             web_dir: None,
             cors: CorsConfig::default(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -366,6 +394,12 @@ impl Default for SignalingConfig {
             idle_timeout_secs: 60,
             join_timeout_secs: 10,
             chat_history: 50,
+            outbox_messages: 256,
+            messages_per_sec: 20.0,
+            message_burst: 50,
+            refused_before_close: 100,
+            chat_per_sec: 2.0,
+            chat_burst: 10,
         }
     }
 }
@@ -409,14 +443,6 @@ impl Config {
             reason: e.to_string(),
         })?;
         Self::from_toml(&text, &path.display().to_string())
-    }
-
-    /// Whether dev mode (the `/dev/token` endpoint) is on for this role.
-    pub fn dev_enabled(&self, role: ProcessRole) -> bool {
-        match self.dev {
-            Some(on) => on,
-            None => role == ProcessRole::Serve && self.http.listen.ip().is_loopback(),
-        }
     }
 
     pub fn reconnect_grace(&self) -> Duration {
@@ -471,6 +497,19 @@ impl Config {
                 crate::cors::check_origin(o).map_err(|e| invalid(key, e.to_string()))?;
             }
         }
+        for (key, secs) in [
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
+        }
+        crate::auth::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(|e| invalid("http.trusted_proxies", e))?;
         crate::turn::check(&self.turn.settings()).map_err(|e| {
             let e = e.strip_prefix("turn.").map(str::to_string).unwrap_or(e);
             invalid("turn", e)
@@ -495,6 +534,32 @@ impl Config {
         }
         if self.cluster.node_lost_ms < 100 {
             return Err(invalid("cluster.node_lost_ms", "at least 100"));
+        }
+        if !(16..=65_536).contains(&self.signaling.outbox_messages) {
+            return Err(invalid("signaling.outbox_messages", "must be 16..=65536"));
+        }
+        for (key, rate) in [
+            (
+                "signaling.messages_per_sec",
+                self.signaling.messages_per_sec,
+            ),
+            ("signaling.chat_per_sec", self.signaling.chat_per_sec),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(invalid(key, "must be a number > 0"));
+            }
+        }
+        for (key, n) in [
+            ("signaling.message_burst", self.signaling.message_burst),
+            (
+                "signaling.refused_before_close",
+                self.signaling.refused_before_close,
+            ),
+            ("signaling.chat_burst", self.signaling.chat_burst),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
         }
         if let Some(k) = &self.admin_key {
             if k.len() < 16 {
@@ -599,8 +664,7 @@ mod tests {
         let c = Config::from_toml("", "t").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:7880");
-        assert!(c.dev_enabled(ProcessRole::Serve));
-        assert!(!c.dev_enabled(ProcessRole::ControlPlane));
+        assert!(!c.dev, "dev mode only when asked for");
         c.validate(ProcessRole::Serve).unwrap();
     }
 
@@ -631,15 +695,6 @@ mod tests {
         let c = Config::default();
         let e = c.validate(ProcessRole::ControlPlane).unwrap_err();
         assert!(e.to_string().starts_with("cluster.secret:"), "{e}");
-    }
-
-    #[test]
-    fn dev_off_when_not_loopback() {
-        let mut c = Config::default();
-        c.http.listen = "0.0.0.0:7880".parse().unwrap();
-        assert!(!c.dev_enabled(ProcessRole::Serve));
-        c.dev = Some(true);
-        assert!(c.dev_enabled(ProcessRole::Serve));
     }
 
     #[test]

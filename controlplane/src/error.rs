@@ -185,17 +185,32 @@ impl From<InvalidId> for ApiError {
     }
 }
 
+/// A short random id that ties an error a client saw to its detail in the server log.
+pub fn error_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..12].to_string()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The detail (etcd errors, keys, node addresses) goes to the log only, under an id
+        // the client gets with the generic message.
+        let mut body = self.body();
         match &self {
             Self::Unavailable(detail) => {
-                tracing::warn!(target: "api", %detail, "store unavailable")
+                let id = error_id();
+                tracing::warn!(target: "api", error_id = %id, %detail, "store unavailable");
+                body.message = format!("{} (error id {id})", body.message);
             }
-            Self::Internal(detail) => tracing::error!(target: "api", %detail, "internal error"),
+            Self::Internal(detail) => {
+                let id = error_id();
+                tracing::error!(target: "api", error_id = %id, %detail, "internal error");
+                body.message = format!("{} (error id {id})", body.message);
+            }
             _ => {}
         }
         let status = self.status();
-        let mut response = (status, axum::Json(self.body())).into_response();
+        let mut response = (status, axum::Json(body)).into_response();
         if let Self::RateLimited { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -19,6 +20,7 @@ use serde_json::json;
 
 use crate::app::{app, ApiConfig, AppState};
 use crate::auth::tokens::AccessClaims;
+use crate::auth::TrustedProxies;
 use crate::config::{DefaultTenant, SignalingConfig};
 use crate::ids::{Identity, RoomName, TenantId};
 use crate::metrics::HttpMetrics;
@@ -40,6 +42,27 @@ pub struct ServerOptions {
     pub dev_key: Option<ApiKeyRecord>,
     /// Serve the demo page from a directory instead of the built-in copy.
     pub web_dir: Option<PathBuf>,
+    /// Client addresses and time limits of HTTP requests.
+    pub http: HttpOptions,
+}
+
+/// What the `[http]` section sets for requests (the listener's own limits are `serve`'s).
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// Longest a REST, WHIP/WHEP or page request may take, body upload included
+    /// (`http.request_timeout_secs`); then `408 request_timeout`. Not WebSocket sessions.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A built instance: its router and the parts tests want to reach.
@@ -64,7 +87,6 @@ pub async fn build(
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
     let hub = Hub::new(services, placement.clone(), bus, opts.signaling);
     let mut router = app(state.clone())
-        .merge(signaling::router(hub.clone()))
         .merge({
             let whip = crate::whip::router(hub.clone()).layer(
                 axum::extract::DefaultBodyLimit::max(state.config.body_limit_bytes),
@@ -90,6 +112,16 @@ pub async fn build(
                 }),
         );
     }
+    // Every route so far is a request/response: bounded in time. The WebSocket route is
+    // merged after, so a signaling session is not cut off by it.
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            opts.http.request_timeout,
+            request_deadline,
+        ))
+        .merge(signaling::router(hub.clone()));
+    // Every request can resolve its client address (`signaling::socket::source_ip`).
+    let router = router.layer(axum::Extension(Arc::new(opts.http.trusted_proxies)));
     // Last, so it wraps every route above (and the fallback) and sees their MatchedPath.
     let http_metrics = HttpMetrics::new();
     let router = router
@@ -104,6 +136,98 @@ pub async fn build(
         hub,
         http_metrics,
     }
+}
+
+/// `408 request_timeout` for a request not answered within the limit (a slow body upload, a
+/// node call that hangs); what it was doing is dropped.
+async fn request_deadline(
+    State(limit): State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            Json(json!({
+                "code": "request_timeout",
+                "message": format!("the request took longer than {} s", limit.as_secs()),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets open requests end.
+///
+/// Not `axum::serve`: that sets no header-read timeout, so a client could hold a connection
+/// (and a task) forever by sending half a request head. Here hyper closes a connection whose
+/// request head is not complete within `header_read_timeout` (HTTP/1.1; WebSocket upgrades
+/// work as before, and each request carries its peer as `ConnectInfo`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    // Shutdown: `stop` tells every connection to finish its request and close; each
+    // connection task holds a `done` receiver, so `done_tx.closed()` is "all have ended".
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.map(axum::body::Body::new)
+            },
+        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .with_upgrades();
+        let (mut stop, done) = (stop_rx.clone(), done_rx.clone());
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, %peer, "http: connection ended");
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
 }
 
 const INDEX_HTML: &str = include_str!("../web/index.html");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::serve::{serve, BIN};
+use support::serve::{serve, serve_args, BIN};
 
 #[test]
 fn help_lists_every_flag_with_its_env() {
@@ -70,6 +70,22 @@ fn config_errors_name_the_key() {
     let out = Command::new(BIN).args(["controlplane"]).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cluster.secret"), "{err}");
+}
+
+/// Dev mode is off unless asked for, even on loopback: no `/dev/token` to mint host tokens.
+#[test]
+fn serve_without_dev_has_no_dev_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = serve_args(&dir.path().join("data"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("{url}/dev/token?room=demo&identity=ann"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(reqwest::get(format!("{url}/")).await.unwrap().status(), 200);
+    });
+    drop(server);
 }
 
 #[test]

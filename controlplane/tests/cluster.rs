@@ -84,6 +84,7 @@ async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
             signaling: SignalingConfig::default(),
             dev_key: None,
             web_dir: None,
+            http: Default::default(),
         },
     )
     .await;
@@ -366,4 +367,102 @@ async fn two_control_planes_share_chat_and_presence() {
         recv_type(&mut alice, "participant_left").await["identity"],
         "bob"
     );
+}
+
+/// `max_participants` = 3 and 12 sockets joining at once, spread over two control planes on
+/// one etcd: exactly 3 are admitted, the others get `room_full`; when one leaves, the next
+/// join gets its seat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_participants_is_exact_under_concurrent_joins_on_two_instances() {
+    let etcd = EtcdProcess::start().await;
+    let store_a: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let store_b: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = server::ensure_default_tenant(store_a.as_ref(), dir.path())
+        .await
+        .unwrap();
+    let req = rooms::CreateRoom {
+        name: RoomName::parse("small").unwrap(),
+        password: None,
+        settings: RoomSettings {
+            max_participants: Some(3),
+            ..RoomSettings::default()
+        },
+    };
+    rooms::create(store_a.as_ref(), &key.tenant, req)
+        .await
+        .unwrap();
+    let cps = [
+        control_plane(store_a.clone()).await,
+        control_plane(store_b).await,
+    ];
+
+    let attempts = (0..12).map(|i| {
+        let tok = token(&key, "small", &format!("p{i}"));
+        let cp = cps[i % 2];
+        tokio::spawn(async move { (i, join_or_error(cp, &tok).await) })
+    });
+    let mut admitted = Vec::new();
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            (i, Ok(ws)) => admitted.push((i, ws)),
+            (i, Err(code)) => assert_eq!(code, "room_full", "p{i}"),
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        3,
+        "admitted {:?}",
+        admitted.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    let listed = shardcast_controlplane::services::participants::list(
+        store_a.as_ref(),
+        &key.tenant,
+        &RoomName::parse("small").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+
+    // One leaves; a newcomer takes the seat, and the one after it is refused again.
+    let (_, mut leaver) = admitted.pop().unwrap();
+    send(&mut leaver, json!({"type": "leave"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _late = loop {
+        match join_or_error(cps[1], &token(&key, "small", "late")).await {
+            Ok(ws) => break ws,
+            // The leave may not have been carried out yet.
+            Err(code) => assert_eq!(code, "room_full"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed seat was never given out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let extra = join_or_error(cps[0], &token(&key, "small", "extra")).await;
+    assert_eq!(extra.err().as_deref(), Some("room_full"));
+}
+
+/// Joins over a new socket: the socket once `joined`, or the error code.
+async fn join_or_error(cp: SocketAddr, tok: &str) -> Result<Ws, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{cp}/v1/rtc"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join", "token": tok})).await;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("an answer within 15 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str().unwrap() {
+                "joined" => return Ok(ws),
+                "error" => return Err(v["code"].as_str().unwrap().to_string()),
+                _ => {}
+            }
+        }
+    }
 }

@@ -53,6 +53,7 @@ async fn control_plane(
             signaling: SignalingConfig::default(),
             dev_key: None,
             web_dir: None,
+            http: Default::default(),
         },
     )
     .await;

@@ -25,7 +25,7 @@ fn start(
     env: &[(&str, &str)],
 ) -> (Server, String, Option<String>) {
     let data = data.to_str().unwrap();
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
+    let mut args = vec!["serve", "--dev", "--listen", "127.0.0.1:0", "--shards", "1"];
     args.extend([
         "--io-backend",
         "portable",

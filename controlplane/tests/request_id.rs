@@ -60,6 +60,7 @@ async fn responses_carry_the_callers_request_id_or_a_fresh_one() {
             signaling: SignalingConfig::default(),
             dev_key: None,
             web_dir: None,
+            http: Default::default(),
         },
     )
     .await;

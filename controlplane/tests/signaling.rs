@@ -12,6 +12,7 @@ use shardcast_client::IceConnectionState;
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
+use shardcast_controlplane::auth::TrustedProxies;
 use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{RoomName, TenantId};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
@@ -40,6 +41,10 @@ async fn start() -> Harness {
 }
 
 async fn start_with(api: ApiConfig) -> Harness {
+    start_full(api, TrustedProxies::default()).await
+}
+
+async fn start_full(api: ApiConfig, trusted: TrustedProxies) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
@@ -55,7 +60,7 @@ async fn start_with(api: ApiConfig) -> Harness {
         id: Arc::from("local"),
         api: Arc::new(node),
     }));
-    let addr = serve_instance(store.clone(), placement.clone(), api.clone()).await;
+    let addr = serve_instance(store.clone(), placement.clone(), api.clone(), trusted).await;
     Harness {
         addr,
         key,
@@ -71,6 +76,7 @@ async fn serve_instance(
     store: Arc<dyn Store>,
     placement: Arc<Placement>,
     api: ApiConfig,
+    trusted_proxies: TrustedProxies,
 ) -> SocketAddr {
     let built = server::build(
         store,
@@ -85,6 +91,10 @@ async fn serve_instance(
             },
             dev_key: None,
             web_dir: None,
+            http: server::HttpOptions {
+                trusted_proxies,
+                ..Default::default()
+            },
         },
     )
     .await;
@@ -156,7 +166,13 @@ impl Harness {
     /// Another control-plane instance on the same store and media node (as two instances
     /// on one etcd would be).
     async fn second_instance(&self) -> SocketAddr {
-        serve_instance(self.store.clone(), self.placement.clone(), self.api.clone()).await
+        serve_instance(
+            self.store.clone(),
+            self.placement.clone(),
+            self.api.clone(),
+            TrustedProxies::default(),
+        )
+        .await
     }
 
     /// A tenant REST call with the harness's API key.
@@ -1498,4 +1514,108 @@ async fn a_socket_that_never_joins_is_closed_at_the_join_deadline() {
     // The joined socket stays.
     send(&mut joined, json!({"type": "ping"})).await;
     assert_eq!(recv_type(&mut joined, "pong").await["type"], "pong");
+}
+
+/// Wrong room passwords are counted per client address. Behind a trusted proxy the client is
+/// the one `X-Forwarded-For` names, so one guesser's lock-out does not lock out a second
+/// client behind the same proxy; from a peer that is not a trusted proxy the header is
+/// ignored (else a guesser could name a new address per attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_limit_keys_on_the_forwarded_client_only_behind_a_trusted_proxy() {
+    async fn guesses(h: &Harness, forwarded_for: &str, n: usize) -> Vec<String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/v1/rtc", h.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let token = h.token("p", "mallory", ParticipantRole::Participant);
+        let mut codes = Vec::new();
+        for _ in 0..n {
+            send(
+                &mut ws,
+                json!({"type": "join", "token": token, "password": "guess"}),
+            )
+            .await;
+            codes.push(recv(&mut ws).await["code"].as_str().unwrap().to_string());
+        }
+        codes
+    }
+    // The test's own connections come from 127.0.0.1.
+    let behind_proxy = start_full(
+        ApiConfig::default(),
+        TrustedProxies::parse(&["127.0.0.0/8"]).unwrap(),
+    )
+    .await;
+    behind_proxy
+        .room("p", RoomSettings::default(), Some("sesame"))
+        .await;
+    let first = guesses(&behind_proxy, "203.0.113.1", 6).await;
+    assert_eq!(first.last().unwrap(), "rate_limited", "{first:?}");
+    // Another client behind the same proxy still gets its own attempts.
+    let second = guesses(&behind_proxy, "203.0.113.1, 203.0.113.2", 1).await;
+    assert_eq!(second, ["password_wrong"]);
+
+    // No trusted proxies: the header is ignored and both count as 127.0.0.1.
+    let direct = start().await;
+    direct
+        .room("p", RoomSettings::default(), Some("sesame"))
+        .await;
+    let first = guesses(&direct, "203.0.113.1", 6).await;
+    assert_eq!(first.last().unwrap(), "rate_limited", "{first:?}");
+    let second = guesses(&direct, "203.0.113.2", 1).await;
+    assert_eq!(second, ["rate_limited"]);
+}
+
+/// Errors sent to clients name no internal address: a media node that cannot be reached
+/// (its URL is private) gives `unavailable` with an error id, and the URL stays in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_no_internal_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
+    let key = server::ensure_default_tenant(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    // Nothing listens on the discard port of loopback: every node call fails.
+    let dead = shardcast_controlplane::nodeapi::client::RemoteNode::new(
+        "http://127.0.0.1:9/internal-node-path",
+        "cluster-secret-0123456789",
+    );
+    let placement = Arc::new(Placement::single(NodeHandle {
+        id: Arc::from("private-node-7"),
+        api: Arc::new(dead),
+    }));
+    let addr = serve_instance(
+        store.clone(),
+        placement.clone(),
+        ApiConfig::default(),
+        TrustedProxies::default(),
+    )
+    .await;
+    let h = Harness {
+        addr,
+        key,
+        store,
+        placement,
+        api: ApiConfig::default(),
+        _dir: dir,
+    };
+    let (mut ws, _) = h.join("r", "ann", ParticipantRole::Host).await;
+    let (_client, offer) = client_offer("ann");
+    send(&mut ws, json!({"type": "offer", "sdp": offer})).await;
+    let e = recv_type(&mut ws, "error").await;
+    assert_eq!(e["code"], "unavailable", "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("error id"), "{message}");
+    for internal in [
+        "127.0.0.1",
+        ":9",
+        "http",
+        "internal-node-path",
+        "private-node-7",
+    ] {
+        assert!(!message.contains(internal), "{internal} in {message}");
+    }
 }

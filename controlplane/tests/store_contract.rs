@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shardcast_controlplane::auth::PasswordLimiter;
-use shardcast_controlplane::ids::{NodeId, RoomName, TenantId};
+use shardcast_controlplane::ids::{Identity, NodeId, RoomName, TenantId};
 use shardcast_controlplane::services::now_unix_ms;
+use shardcast_controlplane::services::seats;
 use shardcast_controlplane::store::typed::{get_json, update_json};
 use shardcast_controlplane::store::{
     keys, nodes, CasOutcome, EmbeddedStore, Expect, Store, StoreError, WatchEvent, WatchKind,
@@ -71,6 +72,7 @@ backends!(
     contract_typed_update_is_atomic,
     contract_room_binding_first_wins,
     contract_password_limit_is_shared,
+    contract_seats_admit_exactly_max_under_concurrent_joins,
 );
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -435,9 +437,83 @@ async fn contract_password_limit_is_shared(store: Arc<dyn Store>) {
     counts.sort_unstable();
     assert_eq!(counts, (1..=8).collect::<Vec<u32>>());
     c.record_success(s, &t, &r, other).await.unwrap();
+
+    // Ten attempts at once against a limit of 3, counted before their passwords are
+    // verified: exactly 3 may go on to verification, the rest are refused.
+    let e = PasswordLimiter::new(3, Duration::from_secs(60));
+    let third: std::net::IpAddr = "198.51.100.3".parse().unwrap();
+    let attempts = (0..10).map(|_| {
+        let (t, r, e) = (&t, &r, &e);
+        async move { e.begin_attempt(s, t, r, third, now).await.unwrap() }
+    });
+    let verdicts = futures_util::future::join_all(attempts).await;
+    let mut allowed: Vec<u32> = verdicts.iter().filter_map(|v| v.ok()).collect();
+    allowed.sort_unstable();
+    assert_eq!(allowed, [1, 2, 3], "{verdicts:?}");
     assert!(s
         .get(&keys::password_failures(&t, &r, other))
         .await
         .unwrap()
         .is_none());
+}
+
+/// `max_participants` = 4 and 16 joins at once (as 16 sockets on several instances would
+/// take seats): exactly 4 get one, the rest are `room_full`. A rejoin keeps its seat; a
+/// released seat goes to the next join; a seat left behind by a holder that never wrote a
+/// joined record is freed once it is older than the grace period.
+async fn contract_seats_admit_exactly_max_under_concurrent_joins(store: Arc<dyn Store>) {
+    let tenant = TenantId::parse("t").unwrap();
+    let room = RoomName::parse("full").unwrap();
+    let now = now_unix_ms();
+    let joins = (0..16).map(|i| {
+        let (store, tenant, room) = (store.clone(), tenant.clone(), room.clone());
+        tokio::spawn(async move {
+            let who = Identity::parse(format!("p{i}")).unwrap();
+            (
+                i,
+                seats::take(store.as_ref(), &tenant, &room, &who, 4, now).await,
+            )
+        })
+    });
+    let mut admitted = Vec::new();
+    for join in futures_util::future::join_all(joins).await {
+        let (i, result) = join.unwrap();
+        match result {
+            Ok(()) => admitted.push(i),
+            Err(e) => assert_eq!(e.code(), "room_full", "p{i}: {e}"),
+        }
+    }
+    assert_eq!(admitted.len(), 4, "admitted {admitted:?}");
+    let stored: seats::Seats = get_json(store.as_ref(), &keys::seats(&tenant, &room))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(stored.seats.len(), 4);
+
+    let holder = Identity::parse(format!("p{}", admitted[0])).unwrap();
+    let outsider = Identity::parse("late").unwrap();
+    // A holder joining again keeps its one seat; an outsider is refused.
+    seats::take(store.as_ref(), &tenant, &room, &holder, 4, now)
+        .await
+        .unwrap();
+    let full = seats::take(store.as_ref(), &tenant, &room, &outsider, 4, now).await;
+    assert_eq!(full.unwrap_err().code(), "room_full");
+    // Released: the outsider gets it.
+    seats::release(store.as_ref(), &tenant, &room, &holder)
+        .await
+        .unwrap();
+    seats::take(store.as_ref(), &tenant, &room, &outsider, 4, now)
+        .await
+        .unwrap();
+    // None of the holders has a joined participant record: within the grace period their
+    // seats stand, after it they are freed for new joins.
+    let next = Identity::parse("next").unwrap();
+    let within = now + seats::SEAT_GRACE_MS / 2;
+    let refused = seats::take(store.as_ref(), &tenant, &room, &next, 4, within).await;
+    assert_eq!(refused.unwrap_err().code(), "room_full");
+    let after = now + seats::SEAT_GRACE_MS + 1;
+    seats::take(store.as_ref(), &tenant, &room, &next, 4, after)
+        .await
+        .unwrap();
 }

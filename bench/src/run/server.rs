@@ -106,7 +106,9 @@ impl Server {
             "auto" => "auto",
             other => anyhow::bail!("--io-backend {other}: expected io_uring, portable or auto"),
         };
+        // `--dev`: without `--api-key` the bench takes its tokens from `GET /dev/token`.
         cmd.arg("serve")
+            .arg("--dev")
             .arg("--data-dir")
             .arg(dir.path.join("data"))
             .args(["--listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])

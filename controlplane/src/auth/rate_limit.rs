@@ -1,7 +1,16 @@
 //! `PasswordLimiter`: caps wrong room-password attempts per (room, source address), for the
 //! whole deployment — every control-plane instance counts in the same Store record.
 //!
-//! A fixed window per (room, source): the first wrong password creates
+//! Check, verify and record are one step for the caller: `begin_attempt` counts the attempt
+//! (compare-and-swap) BEFORE the password is verified, and refuses it when the count is used
+//! up, so a guesser who sends many attempts at once gets exactly `max_failures` verified —
+//! not one per request that slipped past a check while the others were still hashing. A
+//! right password then clears the count (`record_success`).
+//!
+//! The source is the client's address as `auth::client_addr` resolves it: the TCP peer, or
+//! the `X-Forwarded-For` client when the peer is a trusted proxy.
+//!
+//! A fixed window per (room, source): the first counted attempt creates
 //! `/shardcast/pwfail/{tenant}/{room}/{source}` (create-if-absent) on a lease that lives one
 //! window; each further wrong password bumps its count with a compare-and-swap on the key's
 //! revision (no locks, no read-modify-write races between instances). Once the count reaches
@@ -69,6 +78,19 @@ impl PasswordLimiter {
         })
     }
 
+    /// Counts one attempt before its password is verified; `Ok(Err(retry_after))` (and
+    /// nothing counted) when this source has used up its attempts on this room.
+    pub async fn begin_attempt(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        room: &RoomName,
+        source: IpAddr,
+        now_ms: u64,
+    ) -> Result<Result<u32, Duration>, StoreError> {
+        self.count(store, tenant, room, source, now_ms, true).await
+    }
+
     /// Counts one wrong password; returns the failures counted in the current window.
     pub async fn record_failure(
         &self,
@@ -78,6 +100,22 @@ impl PasswordLimiter {
         source: IpAddr,
         now_ms: u64,
     ) -> Result<u32, StoreError> {
+        Ok(self
+            .count(store, tenant, room, source, now_ms, false)
+            .await?
+            .unwrap_or(self.max_failures))
+    }
+
+    /// One more in the window; with `refuse_when_used_up`, not past `max_failures`.
+    async fn count(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantId,
+        room: &RoomName,
+        source: IpAddr,
+        now_ms: u64,
+        refuse_when_used_up: bool,
+    ) -> Result<Result<u32, Duration>, StoreError> {
         let key = keys::password_failures(tenant, room, source);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = store.get(&key).await?;
@@ -86,6 +124,9 @@ impl PasswordLimiter {
                 (now_ms < v.window_ends_ms).then_some((kv, v))
             });
             let outcome = match live {
+                Some((_, v)) if refuse_when_used_up && v.failures >= self.max_failures => {
+                    return Ok(Err(Duration::from_millis(v.window_ends_ms - now_ms)));
+                }
                 Some((kv, v)) => {
                     let next = PasswordFailures {
                         failures: v.failures.saturating_add(1),
@@ -123,7 +164,7 @@ impl PasswordLimiter {
                 }
             };
             if let (CasOutcome::Swapped { .. }, failures) = outcome {
-                return Ok(failures);
+                return Ok(Ok(failures));
             }
         }
         Err(StoreError::Backend(format!(

@@ -51,10 +51,10 @@ pub struct Overrides {
     /// Serve the demo page from this directory instead of the built-in copy [http.web_dir].
     #[arg(long, global = true, env = "SHARDCAST_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
-    /// Dev mode: GET /dev/token mints host tokens without auth [dev; default: on for serve
-    /// on loopback].
-    #[arg(long, global = true, env = "SHARDCAST_DEV", value_name = "BOOL")]
-    pub dev: Option<bool>,
+    /// Dev mode: GET /dev/token mints host tokens to anyone who can reach the listener
+    /// (never behind a proxy or on a shared network) [dev; default off].
+    #[arg(long, global = true, env = "SHARDCAST_DEV")]
+    pub dev: bool,
     /// Admin key for tenant management [admin_key].
     #[arg(
         long,
@@ -201,8 +201,8 @@ impl Overrides {
         if let Some(v) = &self.web_dir {
             c.http.web_dir = Some(v.clone());
         }
-        if let Some(v) = self.dev {
-            c.dev = Some(v);
+        if self.dev {
+            c.dev = true;
         }
         if let Some(v) = &self.admin_key {
             c.admin_key = Some(v.clone());

@@ -4,18 +4,18 @@
 //! placement, the node registry and the node API server, then serves until Ctrl-C/SIGTERM
 //! and stops in the order `shardcast_controlplane::shutdown` describes.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::{Config, ProcessRole, ShutdownConfig};
+use shardcast_controlplane::auth::TrustedProxies;
+use shardcast_controlplane::config::{Config, ShutdownConfig};
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
-use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::server::{self, HttpOptions, ServerOptions};
 use shardcast_controlplane::shutdown::{self, Stopping};
 use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
 use shardcast_dataplane::driver::IoBackend;
@@ -41,6 +41,7 @@ fn api_config(config: &Config) -> ApiConfig {
 async fn serve_until_stopped<F>(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    header_read: Duration,
     stopping: Stopping,
     config: &ShutdownConfig,
     on_stop: F,
@@ -49,16 +50,9 @@ where
     F: std::future::Future<Output = ()>,
 {
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = close_rx.await;
-        })
-        .into_future(),
-    );
+    let mut server = tokio::spawn(server::serve(listener, router, header_read, async move {
+        let _ = close_rx.await;
+    }));
     tokio::select! {
         _ = shutdown::signal() => {}
         r = &mut server => return Ok(r??),
@@ -84,6 +78,11 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a connection may take to send its request header (`http.header_read_timeout_secs`).
+fn header_read(config: &Config) -> Duration {
+    Duration::from_secs(config.http.header_read_timeout_secs)
 }
 
 async fn bind_http(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -174,7 +173,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             api: node,
         },
     ));
-    let dev = config.dev_enabled(ProcessRole::Serve);
+    let dev = config.dev;
+    warn_dev(dev);
     let built = server::build(
         store.clone(),
         placement,
@@ -183,6 +183,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             signaling: config.signaling.clone(),
             dev_key: dev.then_some(key.clone()),
             web_dir: config.http.web_dir.clone(),
+            http: http_options(&config)?,
         },
     )
     .await;
@@ -205,6 +206,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     serve_until_stopped(
         listener,
         built.router,
+        header_read(&config),
         hub.stopping(),
         &config.shutdown,
         async move {
@@ -213,6 +215,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await
+}
+
+/// The `[http]` keys requests need (checked by `Config::validate` already).
+fn http_options(config: &Config) -> anyhow::Result<HttpOptions> {
+    Ok(HttpOptions {
+        trusted_proxies: TrustedProxies::parse(&config.http.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("http.trusted_proxies: {e}"))?,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+    })
+}
+
+/// Dev mode hands host tokens to anyone who can reach the listener: say so where an
+/// operator looks first, every start.
+fn warn_dev(dev: bool) {
+    if dev {
+        tracing::warn!(
+            "DEV MODE IS ON: GET /dev/token gives a host token for any room to anyone who can \
+             reach this listener, a reverse proxy on this host included. Never use --dev (or \
+             `dev = true`) on a server others can reach."
+        );
+    }
 }
 
 async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -238,7 +261,8 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         secret,
         Duration::from_millis(config.cluster.node_lost_ms),
     ));
-    let dev_key = if config.dev_enabled(ProcessRole::ControlPlane) {
+    warn_dev(config.dev);
+    let dev_key = if config.dev {
         std::fs::create_dir_all(&config.data_dir)?;
         Some(server::ensure_default_tenant(store.as_ref(), &config.data_dir).await?)
     } else {
@@ -252,6 +276,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
             signaling: config.signaling.clone(),
             dev_key,
             web_dir: config.http.web_dir.clone(),
+            http: http_options(&config)?,
         },
     )
     .await;
@@ -266,6 +291,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     serve_until_stopped(
         listener,
         built.router,
+        header_read(&config),
         hub.stopping(),
         &config.shutdown,
         async move {
@@ -323,10 +349,18 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
     .context("registering in etcd")?;
     start_metrics(&config, Metrics::new("medianode").with_media(media)).await?;
     println!("shardcast: media node {id} serving the node API on {url}");
-    serve_until_stopped(listener, router, stopping, &config.shutdown, async move {
-        // The key goes now, not after the lease's ttl: no control plane places a room here
-        // from this moment; the event streams end, so they move this node's sessions.
-        reg.stop().await;
-    })
+    let header_read = header_read(&config);
+    serve_until_stopped(
+        listener,
+        router,
+        header_read,
+        stopping,
+        &config.shutdown,
+        async move {
+            // The key goes now, not after the lease's ttl: no control plane places a room here
+            // from this moment; the event streams end, so they move this node's sessions.
+            reg.stop().await;
+        },
+    )
     .await
 }

@@ -62,6 +62,8 @@ fn op(
         );
         codes.extend(["invalid_json", "payload_too_large"]);
     }
+    // Any request may outlast `http.request_timeout_secs` (408).
+    codes.push("request_timeout");
     let mut responses = Map::new();
     let ok_response = match ok.1 {
         Some(s) => {

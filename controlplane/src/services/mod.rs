@@ -9,6 +9,7 @@ pub mod events;
 pub mod nodes;
 pub mod participants;
 pub mod rooms;
+pub mod seats;
 pub mod tenants;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -192,6 +192,7 @@ pub async fn close(
         .await?;
     store.delete(&keys::chat_seq(tenant, room)).await?;
     store.delete(&keys::binding(tenant, room)).await?;
+    store.delete(&keys::seats(tenant, room)).await?;
     events
         .publish(RoomEvent::RoomClosed {
             tenant: tenant.clone(),
@@ -219,8 +220,10 @@ pub async fn check_password(
     let Some(hash) = record.password_hash else {
         return Ok(());
     };
+    // Counted before the (slow) verification, atomically: concurrent guesses cannot all
+    // pass a check that none of them has recorded yet.
     limiter
-        .check(store, tenant, room, source, now_ms)
+        .begin_attempt(store, tenant, room, source, now_ms)
         .await?
         .map_err(|retry| ApiError::RateLimited {
             // Rounded up: a client that waits this long is let through.
@@ -234,9 +237,6 @@ pub async fn check_password(
         limiter.record_success(store, tenant, room, source).await?;
         Ok(())
     } else {
-        limiter
-            .record_failure(store, tenant, room, source, now_ms)
-            .await?;
         Err(ApiError::WrongPassword)
     }
 }

@@ -88,6 +88,7 @@ pub async fn remove(
     store
         .delete_prefix(&keys::password_failures_tenant_prefix(id))
         .await?;
+    store.delete_prefix(&keys::seats_tenant_prefix(id)).await?;
     Ok(())
 }
 

@@ -2,12 +2,13 @@
 //! controls reach live sessions.
 //!
 //! Layers: `socket` (one task per WebSocket) → `hub` (sessions, node and room events) →
-//! `services` (the narrow interface to auth/rooms/chat; `store_services` implements it on
+//! `limits` (per-socket rate limits), `services` (the narrow interface to auth/rooms/chat; `store_services` implements it on
 //! the Store) and `bus` (room events across instances). Must never: touch media packets or
 //! a Store backend directly.
 
 pub mod bus;
 pub mod hub;
+pub mod limits;
 pub mod messages;
 pub mod services;
 pub mod socket;

@@ -30,6 +30,15 @@ impl SignalError {
             message: message.into(),
         }
     }
+
+    /// A failure whose detail (node URLs, store errors, internal paths) must not reach the
+    /// client: the detail is logged under a fresh error id, and the client gets `code`,
+    /// `message` and that id to quote to the operator.
+    pub fn hidden(code: &'static str, message: &str, detail: impl std::fmt::Display) -> Self {
+        let id = crate::error::error_id();
+        tracing::warn!(target: "signaling", error_id = %id, code, %detail, "{message}");
+        Self::new(code, format!("{message} (error id {id})"))
+    }
 }
 
 /// Grants of a participant (JWT claim names are camelCase).
@@ -119,7 +128,11 @@ pub trait SignalServices: Send + Sync + 'static {
         node: Option<&'a str>,
         tracks: &'a [TrackInfo],
     ) -> BoxFuture<'a, Result<(), SignalError>>;
-    /// Remove the participant's record (no error when absent).
+    /// Take a seat in the member's room if it has `max_participants`: atomic across every
+    /// instance, so concurrent joins never overfill a room (`room_full` when no seat is
+    /// free). A member that holds a seat already keeps it.
+    fn take_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>>;
+    /// Remove the participant's record and give back its seat (no error when absent).
     fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()>;
     /// Every stored participant of the room.
     fn participants<'a>(

@@ -2,38 +2,48 @@
 //! calls the hub, and writes the session's outbox back to the socket.
 //!
 //! Owns: the pre-join state (only `join`/`ping` accepted), keepalive (idle timeout; `ping` →
-//! `pong`), frame limits, leave vs. drop (a drop detaches the session for the reconnect grace
-//! period). Must never: block the socket on node calls of another session, or panic on input.
+//! `pong`), frame limits, the message rate limit (`limits`), the bounded outbox (a reader too
+//! slow to drain it is cut off), leave vs. drop (a drop detaches the session for the
+//! reconnect grace period; a limit ends it). Must never: block the socket on node calls of another session, or panic on input.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shardcast_dataplane::node::{LayerPreference, PeerRole};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::bus::RoomEventKind;
-use super::hub::{Hub, Outgoing, Phase, Session};
+use super::hub::{CloseReason, Hub, Outbox, Outgoing, Phase, Session};
+use super::limits::{SocketLimits, Verdict};
 use super::messages::{ClientMsg, ServerMsg};
 use super::services::SignalError;
+use crate::auth::TrustedProxies;
 
 /// Largest accepted client frame (SDP offers with simulcast are ~10 KiB).
 pub const MAX_FRAME: usize = 256 * 1024;
 
-/// The client address, when the server was started with connect info.
+/// The client address (for the password limiter): the TCP peer when the server was started
+/// with connect info, or the `X-Forwarded-For` client when that peer is a trusted proxy
+/// (`auth::client_addr`; the server puts its `TrustedProxies` in the request extensions).
 pub fn source_ip(parts: &Parts) -> IpAddr {
-    parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    match parts.extensions.get::<Arc<TrustedProxies>>() {
+        Some(trusted) => trusted.client(peer, &parts.headers),
+        None => peer,
+    }
 }
 
 pub struct Source(pub IpAddr);
@@ -65,31 +75,17 @@ pub async fn handler(
 }
 
 async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
-    // The writer: the session's outbox to the socket, until `Close`.
-    let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            match out {
-                Outgoing::Msg(m) => {
-                    let text = serde_json::to_string(&m).unwrap_or_default();
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Outgoing::Close => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-            }
-        }
-    });
+    let (sink, mut stream) = socket.split();
+    let (tx, rx, mut overflowed) = Outbox::new(hub.config.outbox_messages);
+    let writer = tokio::spawn(write(sink, rx, overflowed.clone()));
     let idle = Duration::from_secs(hub.config.idle_timeout_secs);
     // A socket that has not joined by then is closed: an unauthenticated connection must not
     // hold a slot for the idle timeout over and over.
     let join_by = tokio::time::Instant::now() + Duration::from_secs(hub.config.join_timeout_secs);
+    let mut limits = SocketLimits::new(&hub.config, Instant::now());
     let mut session: Option<Arc<Session>> = None;
     let mut left = false;
+    let mut close_reason = None;
     loop {
         let wait = match session {
             Some(_) => idle,
@@ -97,10 +93,22 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
                 .saturating_duration_since(tokio::time::Instant::now())
                 .min(idle),
         };
-        let frame = match tokio::time::timeout(wait, stream.next()).await {
+        let next = tokio::select! {
+            biased;
+            Ok(_) = overflowed.wait_for(|full| *full) => {
+                tracing::info!(
+                    outbox = hub.config.outbox_messages,
+                    "signaling: slow reader, closing"
+                );
+                close_reason = Some(CloseReason::SLOW_READER);
+                break;
+            }
+            next = tokio::time::timeout(wait, stream.next()) => next,
+        };
+        let frame = match next {
             Err(_) if session.is_none() => {
                 tracing::debug!("signaling: no join before the deadline");
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
+                tx.push(Outgoing::Msg(ServerMsg::error(
                     "join_timeout",
                     "send join within the join deadline",
                 )));
@@ -113,22 +121,47 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             Ok(None) | Ok(Some(Err(_))) => break,
             Ok(Some(Ok(f))) => f,
         };
+        if let Message::Close(_) = frame {
+            break;
+        }
+        // Every frame counts, WebSocket pings too (each one makes the server write a pong).
+        let protocol = matches!(frame, Message::Text(_) | Message::Binary(_));
+        match limits.message(Instant::now()) {
+            Verdict::Accept => {}
+            Verdict::Refuse => {
+                if protocol {
+                    tx.push(Outgoing::Msg(ServerMsg::error(
+                        "rate_limited",
+                        "too many messages; this one was dropped",
+                    )));
+                }
+                continue;
+            }
+            Verdict::Close => {
+                tracing::info!("signaling: message rate exceeded for too long, closing");
+                tx.push(Outgoing::Msg(ServerMsg::error(
+                    "rate_limited",
+                    "too many messages for too long; closing",
+                )));
+                close_reason = Some(CloseReason::RATE_LIMITED);
+                break;
+            }
+        }
         let text = match frame {
             Message::Text(t) => t.to_string(),
             Message::Binary(_) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
+                tx.push(Outgoing::Msg(ServerMsg::error(
                     "invalid_message",
                     "binary frames are not part of the protocol",
                 )));
                 continue;
             }
-            Message::Close(_) => break,
             _ => continue,
         };
         let msg = match ClientMsg::parse(&text) {
             Ok(m) => m,
             Err(message) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error("invalid_message", message)));
+                tx.push(Outgoing::Msg(ServerMsg::error("invalid_message", message)));
                 continue;
             }
         };
@@ -139,7 +172,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
         }
         match (msg, &session) {
             (ClientMsg::Ping, _) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::Pong));
+                tx.push(Outgoing::Msg(ServerMsg::Pong));
             }
             (
                 ClientMsg::Join {
@@ -161,12 +194,12 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
                 {
                     Ok(s) => session = Some(s),
                     Err(e) => {
-                        let _ = tx.send(Outgoing::Msg(ServerMsg::error(e.code, e.message)));
+                        tx.push(Outgoing::Msg(ServerMsg::error(e.code, e.message)));
                     }
                 }
             }
             (ClientMsg::Join { .. }, Some(_)) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
+                tx.push(Outgoing::Msg(ServerMsg::error(
                     "invalid_message",
                     "already joined",
                 )));
@@ -178,7 +211,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             }
             (ClientMsg::Leave, None) => break,
             (_, None) => {
-                let _ = tx.send(Outgoing::Msg(ServerMsg::error(
+                tx.push(Outgoing::Msg(ServerMsg::error(
                     "not_joined",
                     "send join first",
                 )));
@@ -190,14 +223,69 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             }
         }
     }
+    if close_reason.is_some() {
+        // Before `close` below queues a plain close: the writer stops at the first one.
+        tx.push(Outgoing::Close(close_reason));
+    }
     if let (Some(s), false) = (&session, left) {
-        if s.phase() != Phase::Closed {
+        if close_reason.is_some() {
+            // Cut off by a limit: the participant leaves for good (no resume grace), so the
+            // room sees it go now and nothing keeps queueing for it.
+            hub.close(s, None).await;
+        } else if s.phase() != Phase::Closed {
             hub.detach(s);
         }
     }
-    let _ = tx.send(Outgoing::Close);
+    tx.push(Outgoing::Close(None));
     drop(tx);
     let _ = writer.await;
+}
+
+/// The writer: the outbox to the socket, until `Close`. When the outbox overflows, the
+/// socket's send buffer is full too (that is how the outbox filled), so it stops at once —
+/// even in the middle of a send — and tries the `slow_reader` close frame for a moment only.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut overflowed: watch::Receiver<bool>,
+) {
+    loop {
+        let out = tokio::select! {
+            biased;
+            Ok(_) = overflowed.wait_for(|full| *full) => break,
+            out = rx.recv() => out,
+        };
+        let (frame, last) = match out {
+            None => return,
+            Some(Outgoing::Msg(m)) => {
+                let text = serde_json::to_string(&m).unwrap_or_default();
+                (Message::Text(text.into()), false)
+            }
+            Some(Outgoing::Close(reason)) => (Message::Close(reason.map(close_frame)), true),
+        };
+        tokio::select! {
+            biased;
+            Ok(_) = overflowed.wait_for(|full| *full) => break,
+            sent = sink.send(frame) => {
+                if sent.is_err() || last {
+                    return;
+                }
+            }
+        }
+    }
+    let frame = Message::Close(Some(close_frame(CloseReason::SLOW_READER)));
+    let _ = tokio::time::timeout(SLOW_READER_CLOSE_WAIT, sink.send(frame)).await;
+}
+
+/// How long a slow reader's close frame may wait for room in the socket before the
+/// connection is dropped without it.
+const SLOW_READER_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+fn close_frame(r: CloseReason) -> CloseFrame {
+    CloseFrame {
+        code: r.code,
+        reason: r.reason.into(),
+    }
 }
 
 async fn join(
@@ -206,7 +294,7 @@ async fn join(
     password: Option<&str>,
     resume: Option<&str>,
     ip: IpAddr,
-    tx: &mpsc::UnboundedSender<Outgoing>,
+    tx: &Outbox,
 ) -> Result<Arc<Session>, SignalError> {
     let member = hub.services.authenticate(token).await?;
     if let Some(id) = resume {

@@ -50,16 +50,29 @@ pub fn api_to_signal(e: ApiError) -> SignalError {
         ApiError::Forbidden(_) | ApiError::Unauthorized(_) => "forbidden",
         ApiError::NotFound { code, .. } if *code == "room_not_found" => "room_not_found",
         ApiError::NotFound { .. } => "unknown_participant",
+        ApiError::Conflict { code, .. } if *code == "room_full" => "room_full",
         ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => "invalid_message",
-        ApiError::Unavailable(_) => "store_unavailable",
+        ApiError::Unavailable(detail) => {
+            return SignalError::hidden(
+                "store_unavailable",
+                "the store is unavailable; try again",
+                detail,
+            );
+        }
+        ApiError::Internal(detail) => {
+            return SignalError::hidden("unavailable", "internal error", detail);
+        }
         _ => "unavailable",
     };
     SignalError::new(code, e.to_string())
 }
 
 fn store_err(e: crate::store::StoreError) -> SignalError {
-    tracing::warn!(error = %e, "signaling: store");
-    SignalError::new("store_unavailable", "the store is unavailable; try again")
+    SignalError::hidden(
+        "store_unavailable",
+        "the store is unavailable; try again",
+        e,
+    )
 }
 
 pub(crate) fn role_name(r: ParticipantRole) -> &'static str {
@@ -228,11 +241,37 @@ impl SignalServices for StoreServices {
         })
     }
 
+    fn take_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>> {
+        Box::pin(async move {
+            let (t, r, i) = ids(member)?;
+            let room = crate::services::rooms::get(self.store(), &t, &r)
+                .await
+                .map_err(api_to_signal)?;
+            let Some(max) = room.settings.max_participants else {
+                return Ok(());
+            };
+            crate::services::seats::take(
+                self.store(),
+                &t,
+                &r,
+                &i,
+                max,
+                crate::services::now_unix_ms(),
+            )
+            .await
+            .map_err(api_to_signal)
+        })
+    }
+
     fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Ok((t, r, i)) = ids(member) {
                 if let Err(e) = self.store().delete(&keys::participant(&t, &r, &i)).await {
                     tracing::warn!(error = %e, "signaling: removing participant");
+                }
+                // (A seat left behind is freed by the next join that finds the room full.)
+                if let Err(e) = crate::services::seats::release(self.store(), &t, &r, &i).await {
+                    tracing::warn!(error = %e, "signaling: giving back a seat");
                 }
             }
         })

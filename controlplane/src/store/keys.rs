@@ -74,6 +74,14 @@ pub fn binding(t: &TenantId, r: &RoomName) -> String {
     format!("{ROOT}bindings/{t}/{r}")
 }
 
+/// The seats of a room with `max_participants` (`services::seats`).
+pub fn seats(t: &TenantId, r: &RoomName) -> String {
+    format!("{ROOT}seats/{t}/{r}")
+}
+pub fn seats_tenant_prefix(t: &TenantId) -> String {
+    format!("{ROOT}seats/{t}/")
+}
+
 /// Wrong room-password attempts from one source address (on a lease: one rate-limit window).
 pub fn password_failures(t: &TenantId, r: &RoomName, source: std::net::IpAddr) -> String {
     format!("{ROOT}pwfail/{t}/{r}/{source}")

@@ -49,9 +49,14 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str) -> (Server, Strin
     panic!("the process exited before {ready:?}");
 }
 
-/// Starts `shardcast serve` (one shard, portable driver) with `extra` flags and returns it
-/// with its base URL.
+/// Starts `shardcast serve --dev` (one shard, portable driver; `/dev/token` on) with `extra`
+/// flags and returns it with its base URL.
 pub fn serve(data: &Path, extra: &[&str]) -> (Server, String) {
+    serve_args(data, &[&["--dev"], extra].concat())
+}
+
+/// Like `serve` without `--dev`.
+pub fn serve_args(data: &Path, extra: &[&str]) -> (Server, String) {
     let data = data.to_str().unwrap();
     let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
     args.extend(["--io-backend", "portable"]);

@@ -6,11 +6,11 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::mpsc;
-
-use super::{Hub, Outgoing, Phase, Session, SessionState};
+use super::{Hub, Outbox, Outgoing, Phase, Session, SessionState};
 use crate::signaling::bus::RoomEventKind;
+use crate::signaling::limits::TokenBucket;
 use crate::signaling::messages::ServerMsg;
 use crate::signaling::services::{Member, Presence, SignalError};
 
@@ -22,7 +22,7 @@ impl Hub {
         member: Member,
         password: Option<&str>,
         source: IpAddr,
-        outbox: Option<mpsc::UnboundedSender<Outgoing>>,
+        outbox: Option<Outbox>,
     ) -> Result<(Arc<Session>, bool), SignalError> {
         self.refuse_if_shutting_down()?;
         let policy = self.services.check_room(&member, password, source).await?;
@@ -30,16 +30,25 @@ impl Hub {
             .services
             .participants(&member.tenant, &member.room)
             .await?;
-        if let Some(max) = policy.max_participants {
-            let present = others
-                .iter()
-                .filter(|p| p.presence == Presence::Joined && p.info.identity != member.identity)
-                .count();
-            if present as u64 >= max as u64 {
-                return Err(SignalError::new("room_full", "the room is full"));
-            }
-        }
         let must_wait = policy.ask_before_join && !member.is_host();
+        if must_wait {
+            // Knocking on a full room is pointless; the exact check is at admission.
+            if let Some(max) = policy.max_participants {
+                let present = others
+                    .iter()
+                    .filter(|p| {
+                        p.presence == Presence::Joined && p.info.identity != member.identity
+                    })
+                    .count();
+                if present as u64 >= max as u64 {
+                    return Err(SignalError::new("room_full", "the room is full"));
+                }
+            }
+        } else {
+            // The seat first, before this session exists or replaces anyone: a full room
+            // refuses here, atomically across instances (`services::seats`).
+            self.services.take_seat(&member).await?;
+        }
         let (role, grants) = (member.role.clone(), member.grants);
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -63,6 +72,11 @@ impl Hub {
                 resource: None,
                 role,
                 grants,
+                chat: TokenBucket::new(
+                    self.config.chat_per_sec,
+                    self.config.chat_burst,
+                    Instant::now(),
+                ),
             }),
             sdp: tokio::sync::Mutex::new(()),
         });
@@ -101,8 +115,9 @@ impl Hub {
                 },
             )
             .await;
-        } else {
-            self.enter(&session).await?;
+        } else if let Err(e) = self.enter(&session).await {
+            self.close(&session, None).await;
+            return Err(e);
         }
         Ok((session, must_wait))
     }
@@ -111,6 +126,8 @@ impl Hub {
     /// node is chosen later, at the first offer, so joining never waits on placement.
     pub(super) async fn enter(&self, session: &Arc<Session>) -> Result<(), SignalError> {
         let m = &session.member_now();
+        // Held already when `open` took it; taken here when a host admits a waiting session.
+        self.services.take_seat(m).await?;
         session.state.lock().unwrap().phase = Phase::Joined;
         self.services
             .put_participant(m, Presence::Joined, None, &[])
@@ -162,7 +179,7 @@ impl Hub {
         &self,
         session_id: &str,
         member: &Member,
-        outbox: mpsc::UnboundedSender<Outgoing>,
+        outbox: Outbox,
     ) -> Option<Arc<Session>> {
         let session = self.session(session_id)?;
         if session.member.tenant != member.tenant
@@ -176,7 +193,7 @@ impl Hub {
             return None;
         }
         if let Some(old) = s.outbox.replace(outbox) {
-            let _ = old.send(Outgoing::Close);
+            old.push(Outgoing::Close(None));
         }
         s.attach_gen += 1;
         drop(s);
@@ -227,9 +244,9 @@ impl Hub {
             s.phase = Phase::Closed;
             if let Some(tx) = s.outbox.take() {
                 if let Some(m) = final_msg {
-                    let _ = tx.send(Outgoing::Msg(m));
+                    tx.push(Outgoing::Msg(m));
                 }
-                let _ = tx.send(Outgoing::Close);
+                tx.push(Outgoing::Close(None));
             }
             (
                 was,

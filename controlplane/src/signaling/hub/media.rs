@@ -17,10 +17,11 @@ use crate::signaling::services::{Presence, SignalError};
 /// (that is logged).
 fn placement_err(e: PlacementError) -> SignalError {
     match e {
-        PlacementError::Store(detail) => {
-            tracing::warn!(error = %detail, "placement: store");
-            SignalError::new("store_unavailable", "the store is unavailable; try again")
-        }
+        PlacementError::Store(detail) => SignalError::hidden(
+            "store_unavailable",
+            "the store is unavailable; try again",
+            detail,
+        ),
         PlacementError::NoNode => {
             SignalError::new("unavailable", "no media node can take the room now")
         }

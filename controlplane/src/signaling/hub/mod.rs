@@ -33,7 +33,7 @@ use crate::placement::Placement;
 use crate::shutdown::Stopping;
 
 use session::SessionState;
-pub use session::{Outgoing, Phase, Session};
+pub use session::{CloseReason, Outbox, Outgoing, Phase, Session};
 
 #[derive(Default)]
 struct HubInner {
@@ -75,7 +75,8 @@ fn node_err(e: NodeError) -> SignalError {
         NodeError::UnknownTrack(t) => SignalError::new("unknown_track", format!("track {t}")),
         NodeError::BadState(m) => SignalError::new("offer_glare", m),
         NodeError::Full => SignalError::new("room_full", "the media node is full"),
-        other => SignalError::new("unavailable", other.to_string()),
+        // Names the node's address: for the log only.
+        other => SignalError::hidden("unavailable", "the media node is unavailable", other),
     }
 }
 

@@ -22,6 +22,18 @@ impl Hub {
                 "chat text must be 1..=4096 bytes",
             ));
         }
+        if !session
+            .state
+            .lock()
+            .unwrap()
+            .chat
+            .take(std::time::Instant::now())
+        {
+            return Err(SignalError::new(
+                "rate_limited",
+                "too many chat messages; slow down",
+            ));
+        }
         // Stored first, then fanned out to everyone — the sender too, as confirmation.
         self.services.append_chat(m, text).await?;
         Ok(())

@@ -4,12 +4,13 @@
 //! Must never: call a node or the store — the hub does that; this is state and the outbox.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use shardcast_dataplane::node::{PeerId, TrackId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::placement::NodeHandle;
+use crate::signaling::limits::TokenBucket;
 use crate::signaling::messages::{ServerMsg, TrackInfo};
 use crate::signaling::services::{Grants, Member};
 
@@ -19,8 +20,75 @@ use crate::signaling::services::{Grants, Member};
 #[allow(clippy::large_enum_variant)]
 pub enum Outgoing {
     Msg(ServerMsg),
-    /// Send nothing more; close the socket.
-    Close,
+    /// Send nothing more; close the socket (with a close frame naming the reason, if any).
+    Close(Option<CloseReason>),
+}
+
+/// Why the server closes a socket, as its WebSocket close frame says (docs/PROTOCOL.md,
+/// "Limits"): code 1008 (policy violation) and the stable reason code as the frame's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    /// The client did not read its messages fast enough; its outbox filled up.
+    pub const SLOW_READER: CloseReason = CloseReason {
+        code: 1008,
+        reason: "slow_reader",
+    };
+    /// The client kept sending faster than `signaling.messages_per_sec` allows.
+    pub const RATE_LIMITED: CloseReason = CloseReason {
+        code: 1008,
+        reason: "rate_limited",
+    };
+}
+
+/// The bounded queue of one WebSocket's outgoing messages (`signaling.outbox_messages`).
+///
+/// Nothing waits for room: a message that finds the queue full is dropped and the outbox
+/// marks itself overflowed, which the socket task sees (`overflowed`) and answers by ending
+/// the session and dropping the connection — a client that does not read cannot make the
+/// server hold an ever-growing backlog, nor slow down the room that produces the events.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    overflow: Arc<watch::Sender<bool>>,
+}
+
+impl Outbox {
+    /// An outbox of `capacity` messages, its receiving end, and the overflow signal.
+    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Outgoing>, watch::Receiver<bool>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (overflow, overflowed) = watch::channel(false);
+        (
+            Outbox {
+                tx,
+                overflow: Arc::new(overflow),
+            },
+            rx,
+            overflowed,
+        )
+    }
+
+    /// Queue one item; false if it was dropped (full: the outbox is overflowed now; or the
+    /// socket task is gone).
+    pub fn push(&self, out: Outgoing) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.send_replace(true);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether a message found the queue full.
+    pub fn overflowed(&self) -> bool {
+        *self.overflow.borrow()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +100,7 @@ pub enum Phase {
 
 pub(super) struct SessionState {
     pub(super) phase: Phase,
-    pub(super) outbox: Option<mpsc::UnboundedSender<Outgoing>>,
+    pub(super) outbox: Option<Outbox>,
     /// Bumped on every attach, so a grace timer knows whether its detach still holds.
     pub(super) attach_gen: u64,
     pub(super) node: Option<NodeHandle>,
@@ -52,6 +120,8 @@ pub(super) struct SessionState {
     /// Role and grants now: the token's at join, then whatever the REST API set.
     pub(super) role: String,
     pub(super) grants: Grants,
+    /// The participant's chat rate (`signaling.chat_per_sec`); outlives socket reconnects.
+    pub(super) chat: TokenBucket,
 }
 
 /// One participant session (a WebSocket, or a WHIP/WHEP resource with no socket).
@@ -150,9 +220,8 @@ impl Session {
         let s = self.state.lock().unwrap();
         if let Some(tx) = &s.outbox {
             let fin = msg.is_final();
-            let _ = tx.send(Outgoing::Msg(msg));
-            if fin {
-                let _ = tx.send(Outgoing::Close);
+            if tx.push(Outgoing::Msg(msg)) && fin {
+                tx.push(Outgoing::Close(None));
             }
         }
     }

@@ -1,0 +1,155 @@
+//! Seats: how `max_participants` stays exact when many joins race, on any number of
+//! control-plane instances.
+//!
+//! A room with a limit has one Store record, `/shardcast/seats/{tenant}/{room}`, listing the
+//! identities that hold a seat. Taking a seat is a compare-and-swap on that one key (create-
+//! if-absent for the first seat, then on the record's revision), so two joins can never both
+//! take the last seat: one of them sees a conflict, re-reads, and finds the room full. A
+//! participant that leaves gives its seat back the same way.
+//!
+//! A seat whose holder vanished without leaving (its instance died) would keep the room full
+//! for good, so when the room looks full the seats of identities with no joined participant
+//! record are freed — but only seats older than `SEAT_GRACE_MS`, since a seat is taken just
+//! before its participant record is written.
+//!
+//! Must never: count a seat twice for one identity (a rejoin or a replacing session keeps its
+//! seat), or let a store failure admit anyone (the caller gets the error).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::ids::{Identity, RoomName, TenantId};
+use crate::store::records::{ParticipantRecord, ParticipantState};
+use crate::store::typed::list_json;
+use crate::store::{keys, CasOutcome, Expect, Store, StoreError};
+
+/// A seat younger than this is never taken back, joined record or not.
+pub const SEAT_GRACE_MS: u64 = 30_000;
+
+/// Compare-and-swap rounds before giving up (only under a storm of joins to one room).
+const MAX_ROUNDS: usize = 64;
+
+/// The stored record: identity → when it took its seat (Unix ms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seats {
+    pub seats: BTreeMap<String, u64>,
+}
+
+/// The room is full: every one of its `max` seats is held.
+pub fn room_full(max: u32) -> ApiError {
+    ApiError::conflict(
+        "room_full",
+        format!("the room is full ({max} participants)"),
+    )
+}
+
+/// Takes a seat for `identity` in a room of at most `max` participants; `room_full` when
+/// every seat is held by someone else.
+pub async fn take(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    max: u32,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let key = keys::seats(tenant, room);
+    for _ in 0..MAX_ROUNDS {
+        let current = store.get(&key).await?;
+        let mut seats = match &current {
+            Some(kv) => decode(&key, &kv.value)?,
+            None => Seats::default(),
+        };
+        if seats.seats.contains_key(identity.as_str()) {
+            return Ok(());
+        }
+        if seats.seats.len() >= max as usize {
+            // Full: give back the seats of holders gone without leaving (written with the
+            // seat taken below, or not at all).
+            let joined = joined_identities(store, tenant, room).await?;
+            seats
+                .seats
+                .retain(|id, at| joined.contains(id) || now_ms < at.saturating_add(SEAT_GRACE_MS));
+            if seats.seats.len() >= max as usize {
+                return Err(room_full(max));
+            }
+        }
+        seats.seats.insert(identity.to_string(), now_ms);
+        let expect = match &current {
+            None => Expect::Absent,
+            Some(kv) => Expect::Revision(kv.mod_revision),
+        };
+        let outcome = store
+            .compare_and_swap(&key, expect, encode(&seats), None)
+            .await?;
+        if let CasOutcome::Swapped { .. } = outcome {
+            return Ok(());
+        }
+        // Someone else changed the seats in between: read again.
+    }
+    Err(ApiError::Unavailable(format!(
+        "seats at {key} kept conflicting"
+    )))
+}
+
+/// Gives `identity`'s seat back (nothing to do if it holds none).
+pub async fn release(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+) -> Result<(), StoreError> {
+    let key = keys::seats(tenant, room);
+    for _ in 0..MAX_ROUNDS {
+        let Some(kv) = store.get(&key).await? else {
+            return Ok(());
+        };
+        let mut seats = decode(&key, &kv.value)?;
+        if seats.seats.remove(identity.as_str()).is_none() {
+            return Ok(());
+        }
+        let outcome = store
+            .compare_and_swap(
+                &key,
+                Expect::Revision(kv.mod_revision),
+                encode(&seats),
+                None,
+            )
+            .await?;
+        if outcome.swapped() {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "seats at {key} kept conflicting"
+    )))
+}
+
+async fn joined_identities(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        list_json::<ParticipantRecord>(store, &keys::participants_prefix(tenant, room))
+            .await?
+            .into_iter()
+            .filter(|p| p.value.state == ParticipantState::Joined)
+            .map(|p| p.value.identity.to_string())
+            .collect(),
+    )
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Seats, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode(seats: &Seats) -> Vec<u8> {
+    // A map of strings to integers always serializes.
+    serde_json::to_vec(seats).unwrap_or_default()
+}
