@@ -15,7 +15,8 @@ use shardcast_dataplane::{DropReason, ShardStats};
 use super::text::{Encoder, Kind};
 
 type Snap = ShardSnapshot<ShardStats>;
-type Field = (&'static str, &'static str, fn(&Snap) -> u64);
+type Get = fn(&Snap) -> u64;
+type Field = (&'static str, &'static str, Get);
 
 /// Counters of the SFU core.
 const CORE_COUNTERS: &[Field] = &[
@@ -251,7 +252,7 @@ const TCP_COUNTERS: &[Field] = &[
 ];
 
 /// Why ICE-TCP connections were closed (`shardcast_tcp_closed_total{reason}`).
-const TCP_CLOSES: &[(&str, fn(&Snap) -> u64)] = &[
+const TCP_CLOSES: &[(&str, Get)] = &[
     ("unverified", |s| s.tcp.closed_unverified),
     ("handshake_timeout", |s| s.tcp.closed_handshake_timeout),
     ("idle", |s| s.tcp.closed_idle),
