@@ -8,8 +8,9 @@
 //! also when the test panics; processes started inside must be stopped before (declare
 //! the guard first, so it drops last).
 //!
-//! Needs root and the Debian package `iproute2` (`ip`, `tc`). Never: skip when either is
-//! missing, reuse a namespace it did not create, or touch any other interface.
+//! Needs root and the Debian package `iproute2` (`ip`, `tc`); `block_udp_to_host` also needs
+//! `nftables` (`nft`), whose rules live in the namespace and go with it. Never: skip when one
+//! is missing, reuse a namespace it did not create, or touch any other interface.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -87,6 +88,64 @@ impl NetNs {
         self.ns_ip
     }
 
+    /// Drops every UDP packet between the namespace and the host end (both directions), as a
+    /// firewall that lets only TCP through does: an nftables table `shardcast` inside the
+    /// namespace. Loopback inside the namespace is untouched.
+    pub fn block_udp_to_host(&mut self) -> anyhow::Result<()> {
+        let host = self.host_ip.to_string();
+        let ns = self.name.clone();
+        #[rustfmt::skip]
+        let steps: [&[&str]; 5] = [
+            &["add", "table", "inet", "shardcast"],
+            &["add", "chain", "inet", "shardcast", "out",
+              "{ type filter hook output priority 0 ; policy accept ; }"],
+            &["add", "chain", "inet", "shardcast", "in",
+              "{ type filter hook input priority 0 ; policy accept ; }"],
+            &["add", "rule", "inet", "shardcast", "out", "ip", "daddr", &host, "meta",
+              "l4proto", "udp", "counter", "drop"],
+            &["add", "rule", "inet", "shardcast", "in", "ip", "saddr", &host, "meta",
+              "l4proto", "udp", "counter", "drop"],
+        ];
+        for args in steps {
+            let mut full = vec!["netns", "exec", ns.as_str(), "nft"];
+            full.extend_from_slice(args);
+            run_nft(&full)?;
+        }
+        Ok(())
+    }
+
+    /// UDP packets the rules of `block_udp_to_host` dropped so far (outgoing + incoming).
+    pub fn udp_dropped(&self) -> anyhow::Result<u64> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "shardcast",
+            ])
+            .output()
+            .context("nft list table")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "... counter packets N bytes M drop"
+        let mut total = 0;
+        for line in text.lines().filter(|l| l.contains("counter packets")) {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "packets" {
+                    total += words
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// Limits what the host sends into the namespace (the namespace's downlink) to
     /// `kbit` kbit/s: a token bucket on the host end's egress, drop-tail once packets would
     /// wait more than 200 ms, as a thin access link does.
@@ -148,4 +207,15 @@ fn run(tool: &str, args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `ip netns exec <ns> nft ...`: as `run`, naming the nftables package when `nft` is missing.
+fn run_nft(args: &[&str]) -> anyhow::Result<()> {
+    if Command::new("nft").arg("--version").output().is_err() {
+        bail!(
+            "`nft` not found: install the Debian package `nftables` (the ICE-TCP test needs \
+             it); it does not skip"
+        );
+    }
+    run("ip", args)
 }

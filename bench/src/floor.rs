@@ -72,7 +72,12 @@ impl SealQueue for shardcast_sfu::tx_queue::TxQueue {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> usize {
-        shardcast_sfu::tx_queue::TxQueue::push_with(self, SocketAddr::V4(to), max, fill)
+        shardcast_sfu::tx_queue::TxQueue::push_with(
+            self,
+            shardcast_sfu::tx_queue::Remote::udp(SocketAddr::V4(to)),
+            max,
+            fill,
+        )
     }
 }
 

@@ -41,7 +41,8 @@ pub fn serve(
             received += 1;
             bad += u64::from(!forwarder.forward(now, datagram, &mut tx));
         });
-        tx.drain(|to, sealed| driver.send(to, sealed));
+        // The floor only speaks UDP.
+        tx.drain(|to, sealed| driver.send(to.addr, sealed));
         counters.received.store(received, Ordering::Relaxed);
         counters.dropped_bad.store(bad, Ordering::Relaxed);
         publish_sends(&driver, counters);

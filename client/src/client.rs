@@ -57,6 +57,8 @@ pub struct Client {
     rtc: Rtc,
     config: ClientConfig,
     local_addr: SocketAddr,
+    /// The protocol of the one local candidate (what received datagrams came over).
+    proto: Protocol,
     pending_offer: Option<SdpPendingOffer>,
     audio: Option<Published<AudioSource>>,
     video: Option<Published<VideoSource>>,
@@ -82,6 +84,36 @@ impl Client {
         local_addr: SocketAddr,
         now: Instant,
     ) -> Result<Self, ClientError> {
+        let candidate = Candidate::host(local_addr, "udp")
+            .map_err(|e| ClientError::BadLocalAddress(e.to_string()))?;
+        Self::with_candidate(config, local_addr, candidate, now)
+    }
+
+    /// A client whose only ICE candidate is an active TCP host candidate at `local_addr`
+    /// (RFC 6544): the caller connects a TCP stream from `local_addr` to the server's passive
+    /// candidate, writes every `Transmit` onto it as an RFC 4571 frame, and feeds the frames
+    /// it reads to [`Client::handle_datagram`] (which then takes them as TCP).
+    pub fn new_tcp(
+        config: ClientConfig,
+        local_addr: SocketAddr,
+        now: Instant,
+    ) -> Result<Self, ClientError> {
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(local_addr)
+            .tcptype(str0m::net::TcpType::Active)
+            .build()
+            .map_err(|e| ClientError::BadLocalAddress(e.to_string()))?;
+        Self::with_candidate(config, local_addr, candidate, now)
+    }
+
+    fn with_candidate(
+        config: ClientConfig,
+        local_addr: SocketAddr,
+        candidate: Candidate,
+        now: Instant,
+    ) -> Result<Self, ClientError> {
+        let proto = candidate.proto();
         let mut rtc_config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -98,8 +130,6 @@ impl Client {
             rtc_config = rtc_config.set_extension_map(kept);
         }
         let mut rtc = rtc_config.build(now);
-        let candidate = Candidate::host(local_addr, "udp")
-            .map_err(|e| ClientError::BadLocalAddress(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let source_id = config.source_id();
         let audio = config.publish_audio.then(|| Published {
@@ -114,6 +144,7 @@ impl Client {
             rtc,
             config,
             local_addr,
+            proto,
             pending_offer: None,
             audio,
             video,
@@ -243,7 +274,8 @@ impl Client {
         Ok(answer.to_sdp_string())
     }
 
-    /// Feeds one received UDP datagram. Unparseable or rejected input is counted in
+    /// Feeds one received datagram (UDP, or one RFC 4571 frame for a [`Client::new_tcp`]
+    /// client). Unparseable or rejected input is counted in
     /// [`ClientStats::datagrams_rejected`] and dropped.
     pub fn handle_datagram(
         &mut self,
@@ -253,7 +285,7 @@ impl Client {
         contents: &[u8],
     ) {
         self.last_now = now;
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, contents) else {
+        let Ok(receive) = Receive::new(self.proto, source, destination, contents) else {
             self.stats.datagrams_rejected += 1;
             trace!(%source, len = contents.len(), "unparseable datagram");
             return;

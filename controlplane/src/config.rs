@@ -104,6 +104,13 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// First UDP port; shard i uses `base_port + i`. 0 = ephemeral ports.
     pub base_port: u16,
+    /// ICE-TCP (RFC 6544): each shard also listens for TCP on `bind_ip` and offers it as a
+    /// passive TCP candidate after the UDP one, for clients whose network blocks UDP.
+    pub ice_tcp: bool,
+    /// First ICE-TCP port; shard i listens on `tcp_base_port + i`. 0 = ephemeral ports.
+    pub tcp_base_port: u16,
+    /// ICE-TCP connections one shard keeps open; more are closed at accept.
+    pub tcp_max_connections: usize,
     /// Number of shards (threads); 0 = one per CPU.
     pub shards: usize,
     /// `auto`, `io_uring` or `portable`.
@@ -309,6 +316,9 @@ impl Default for MediaConfig {
         Self {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: 0,
+            ice_tcp: true,
+            tcp_base_port: 0,
+            tcp_max_connections: 256,
             shards: 0,
             backend: "auto".into(),
             congestion_control: true,
@@ -487,6 +497,18 @@ impl Config {
                     "media.base_port",
                     "base_port + shards exceeds 65535",
                 ));
+            }
+        }
+        if self.media.ice_tcp {
+            let shards = self.media.shards.max(1);
+            if self.media.tcp_base_port != 0 && self.media.tcp_base_port as usize + shards > 65536 {
+                return Err(invalid(
+                    "media.tcp_base_port",
+                    "tcp_base_port + shards exceeds 65535",
+                ));
+            }
+            if !(1..=65536).contains(&self.media.tcp_max_connections) {
+                return Err(invalid("media.tcp_max_connections", "between 1 and 65536"));
             }
         }
         for (key, origins) in [
@@ -754,6 +776,30 @@ mod tests {
         assert!(Config::default().rooms.auto_create);
         let c = Config::from_toml("[rooms]\nauto_create = false\n", "t").unwrap();
         assert!(!c.rooms.auto_create);
+    }
+
+    #[test]
+    fn ice_tcp_is_on_by_default_and_its_limits_are_checked() {
+        let c = Config::from_toml("[media]\nshards = 2\n", "f.toml").unwrap();
+        assert!(c.media.ice_tcp);
+        assert_eq!(c.media.tcp_max_connections, 256);
+        let mut c = Config::default();
+        c.media.tcp_max_connections = 0;
+        let e = c.validate(ProcessRole::Serve).unwrap_err();
+        assert!(
+            e.to_string().starts_with("media.tcp_max_connections:"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.media.shards = 4;
+        c.media.tcp_base_port = 65534;
+        let e = c.validate(ProcessRole::Serve).unwrap_err();
+        assert!(e.to_string().starts_with("media.tcp_base_port:"), "{e}");
+        // Off: its keys are not checked.
+        c.media.ice_tcp = false;
+        c.validate(ProcessRole::Serve).unwrap();
+        let c = Config::from_toml("[media]\nice_tcp = false\n", "f.toml").unwrap();
+        assert!(!c.media.ice_tcp);
     }
 
     #[test]

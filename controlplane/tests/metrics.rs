@@ -263,6 +263,35 @@ fn serve_exports_requests_media_sessions_and_process_metrics() {
         );
         assert_eq!(s.sum("shardcast_build_info", &[("role", "serve")]), 1.0);
         assert_eq!(requests(&s, "GET", "/v1/nodes", "200"), 0.0);
+
+        // ICE-TCP (on by default): something that is not RFC 4571 on the shard's TCP port is
+        // closed and counted by reason.
+        let tcp_addr = s
+            .find("shardcast_media_info", &[("shard", "0")])
+            .next()
+            .and_then(|(_, l, _)| l.get("tcp_addr").cloned())
+            .expect("shard 0 has a tcp_addr label");
+        {
+            use std::io::Write;
+            let mut junk = std::net::TcpStream::connect(tcp_addr.as_str()).unwrap();
+            junk.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        }
+        let closed = [("shard", "0"), ("reason", "bad_frame")];
+        let t = scrape_until(&http, &metrics, "shardcast_tcp_closed_total", |s| {
+            s.sum("shardcast_tcp_closed_total", &closed) == 1.0
+        })
+        .await;
+        assert_eq!(
+            t.sum("shardcast_tcp_accepted_total", &[("shard", "0")]),
+            1.0
+        );
+        assert_eq!(t.sum("shardcast_tcp_connections", &[("shard", "0")]), 0.0);
+        assert_eq!(
+            t.find("shardcast_tcp_closed_total", &[("shard", "0")])
+                .count(),
+            6,
+            "one series per close reason"
+        );
         assert_eq!(
             s.find("shardcast_drops_total", &[("shard", "0")]).count(),
             shardcast_dataplane::DropReason::ALL.len(),

@@ -106,6 +106,11 @@ impl MediaNode {
         self.shards.shards().iter().map(|s| s.local_addr).collect()
     }
 
+    /// The ICE-TCP listening address of each shard (its passive TCP candidate; None: off).
+    pub fn shard_tcp_addrs(&self) -> Vec<Option<SocketAddr>> {
+        self.shards.shards().iter().map(|s| s.tcp_addr).collect()
+    }
+
     pub fn backend(&self) -> IoBackend {
         self.shards.backend()
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use shardcast_sfu::api::{CoreEvent, CreatePeer, Output, ShardMessage, TrackInfo};
 use shardcast_sfu::ids::{PeerId, ShardId, TrackId};
 use shardcast_sfu::{CoreConfig, CoreError, ShardCore, ShardStats};
+use str0m::net::Protocol;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::node::{LayerPreference, NodeError, NodeEvent};
@@ -193,6 +194,22 @@ impl ShardLogic for SfuLogic {
         self.core.handle_datagram(now, source, dest, p);
     }
 
+    fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        dest: SocketAddr,
+        p: &[u8],
+    ) -> bool {
+        self.core
+            .handle_receive(now, Protocol::Tcp, source, dest, p);
+        self.core.knows(Protocol::Tcp, source, dest)
+    }
+
+    fn set_tcp_addr(&mut self, addr: SocketAddr) {
+        self.core.set_tcp_candidate(Some(addr));
+    }
+
     fn handle_shard_message(&mut self, now: Instant, from: ShardId, message: ShardMessage) {
         self.core.handle_shard_message(now, from, message);
     }
@@ -308,7 +325,7 @@ impl ShardLogic for SfuLogic {
         out: &mut Outbox<'_, ShardMessage>,
     ) -> Option<Instant> {
         self.core
-            .drain_datagrams(|destination, bytes| out.transmit(destination, bytes));
+            .drain_datagrams(|to, bytes| out.transmit_over(to.proto, to.addr, bytes));
         loop {
             match self.core.poll_output() {
                 Output::ToShard { shard, msg } => {

@@ -2,9 +2,11 @@
 //! in production, small echo logics in tests) and its queues.
 //!
 //! The loop of one shard, each turn:
-//! completions → datagrams to the logic → cross-shard messages → commands → timeout →
-//! drain the logic's output (sends queued on the driver, cross-shard messages pushed with
-//! `try_send`) → one submit-and-wait until the next deadline or a wake-up.
+//! completions → datagrams to the logic → ICE-TCP frames (only when its epoll instance is
+//! ready, see `crate::tcp`) → cross-shard messages → commands → timeout → drain the logic's
+//! output (sends queued on the driver or framed onto TCP connections, cross-shard messages
+//! pushed with `try_send`) → TCP writes → one submit-and-wait until the next deadline or a
+//! wake-up.
 //! Shards share nothing on the packet path: bounded crossbeam queues carry typed messages and
 //! an eventfd wakes the receiver. A full queue drops and counts; a shard never blocks on
 //! another. Counters are plain fields, copied about once a second into a snapshot that the
@@ -23,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use shardcast_sfu::ids::ShardId;
 
 use crate::driver::{self, Driver, DriverConfig, DriverStats, IoBackend, Waker};
+use crate::tcp::{TcpConfig, TcpPort, TcpStats};
+use str0m::net::Protocol;
 
 /// What runs inside a shard. Sans-IO: it is handed time, datagrams, messages and commands,
 /// and writes its output into an `Outbox`.
@@ -41,6 +45,24 @@ pub trait ShardLogic: 'static {
         destination: SocketAddr,
         payload: &[u8],
     );
+    /// One RFC 4571 frame from the ICE-TCP connection `source` to our listener `destination`.
+    /// Returns whether the logic now knows that connection (its peer's ICE agent accepted a
+    /// check from it); a connection whose first frame it does not know is closed. The default
+    /// takes no TCP.
+    fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        payload: &[u8],
+    ) -> bool {
+        let _ = (now, source, destination, payload);
+        false
+    }
+    /// The shard listens for ICE-TCP at `addr` (called once, before any input).
+    fn set_tcp_addr(&mut self, addr: SocketAddr) {
+        let _ = addr;
+    }
     fn handle_shard_message(&mut self, now: Instant, from: ShardId, message: Self::Message);
     fn handle_command(&mut self, now: Instant, command: Self::Command);
     fn handle_timeout(&mut self, now: Instant);
@@ -77,7 +99,11 @@ pub struct ShardSnapshot<S> {
     pub shard: ShardId,
     pub backend: IoBackend,
     pub local_addr: SocketAddr,
+    /// The ICE-TCP listening address (None: ICE-TCP off).
+    pub tcp_addr: Option<SocketAddr>,
     pub driver: DriverStats,
+    /// ICE-TCP counters (all zero when it is off).
+    pub tcp: TcpStats,
     pub counters: ShardCounters,
     pub logic: S,
     /// When the snapshot was taken (None before the first flush).
@@ -100,6 +126,8 @@ pub struct ShardConfig {
     /// Whether to pin at all (tests on a shared machine may not want to).
     pub pin: bool,
     pub driver: DriverConfig,
+    /// ICE-TCP: a listener per shard on `bind_ip` (None: UDP only).
+    pub tcp: Option<TcpConfig>,
     pub command_queue: usize,
     pub cross_shard_queue: usize,
 }
@@ -114,6 +142,7 @@ impl Default for ShardConfig {
             cpus: Vec::new(),
             pin: true,
             driver: DriverConfig::default(),
+            tcp: Some(TcpConfig::default()),
             command_queue: 1024,
             cross_shard_queue: 4096,
         }
@@ -160,6 +189,7 @@ pub struct Outbox<'a, M> {
     shard: ShardId,
     driver: &'a mut Driver,
     peers: &'a [Option<PeerLink<M>>],
+    tcp: Option<&'a mut TcpPort>,
     counters: &'a mut ShardCounters,
 }
 
@@ -171,6 +201,19 @@ impl<M> Outbox<'_, M> {
     /// Queues a datagram on this shard's socket (sent at the end of the turn).
     pub fn transmit(&mut self, destination: SocketAddr, payload: &[u8]) {
         self.driver.send(destination, payload);
+    }
+
+    /// Queues a datagram for a candidate pair of protocol `proto`: UDP on the shard's socket,
+    /// TCP framed onto the ICE-TCP connection from `destination` (dropped and counted when
+    /// there is none, or its send queue is full).
+    pub fn transmit_over(&mut self, proto: Protocol, destination: SocketAddr, payload: &[u8]) {
+        match proto {
+            Protocol::Udp => self.driver.send(destination, payload),
+            _ => match self.tcp.as_deref_mut() {
+                Some(tcp) => tcp.send(destination, payload),
+                None => tracing::trace!(%destination, "tcp datagram without ice-tcp: dropped"),
+            },
+        }
     }
 
     /// Hands `message` to another shard; drops and counts it when that shard's queue is full.
@@ -198,6 +241,8 @@ impl<M> Outbox<'_, M> {
 pub struct ShardHandle<L: ShardLogic> {
     pub id: ShardId,
     pub local_addr: SocketAddr,
+    /// The ICE-TCP listening address (None: ICE-TCP off).
+    pub tcp_addr: Option<SocketAddr>,
     commands: Sender<L::Command>,
     waker: Arc<Waker>,
     snapshot: Arc<Mutex<ShardSnapshot<L::Stats>>>,
@@ -285,7 +330,29 @@ impl<L: ShardLogic> ShardSet<L> {
                         source,
                     }
                 })?;
-            sockets.push(socket);
+            let listener = match &config.tcp {
+                None => None,
+                Some(tcp) => {
+                    let port = if tcp.base_port == 0 {
+                        0
+                    } else {
+                        tcp.base_port.checked_add(i as u16).ok_or_else(|| {
+                            ShardError::Config(format!(
+                                "tcp base_port {} + {i} overflows",
+                                tcp.base_port
+                            ))
+                        })?
+                    };
+                    let addr = SocketAddr::new(config.bind_ip, port);
+                    let l = crate::tcp::bind_listener(addr).map_err(|source| ShardError::Bind {
+                        shard: i as u16,
+                        addr,
+                        source,
+                    })?;
+                    Some(l)
+                }
+            };
+            sockets.push((socket, listener));
         }
         let wakers: Vec<Arc<Waker>> = (0..n)
             .map(|_| Waker::new().map(Arc::new))
@@ -315,7 +382,7 @@ impl<L: ShardLogic> ShardSet<L> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut shards = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for (i, ((socket, peers), incoming)) in
+        for (i, (((socket, listener), peers), incoming)) in
             sockets.into_iter().zip(outgoing).zip(incoming).enumerate()
         {
             let id = ShardId(i as u16);
@@ -324,12 +391,22 @@ impl<L: ShardLogic> ShardSet<L> {
                 addr: SocketAddr::new(config.bind_ip, 0),
                 source,
             })?;
+            let tcp_addr = match &listener {
+                Some(l) => Some(l.local_addr().map_err(|source| ShardError::Bind {
+                    shard: i as u16,
+                    addr: SocketAddr::new(config.bind_ip, 0),
+                    source,
+                })?),
+                None => None,
+            };
             let (cmd_tx, cmd_rx) = bounded(config.command_queue.max(1));
             let snapshot = Arc::new(Mutex::new(ShardSnapshot {
                 shard: id,
                 backend,
                 local_addr,
+                tcp_addr,
                 driver: DriverStats::default(),
+                tcp: TcpStats::default(),
                 counters: ShardCounters::default(),
                 logic: L::Stats::default(),
                 at: None,
@@ -345,6 +422,7 @@ impl<L: ShardLogic> ShardSet<L> {
             let ctx = ShardThread {
                 id,
                 socket: Some(socket),
+                tcp: listener.map(|l| (l, config.tcp.clone().unwrap_or_default())),
                 backend,
                 driver_config: config.driver.clone(),
                 waker: wakers[i].clone(),
@@ -368,6 +446,7 @@ impl<L: ShardLogic> ShardSet<L> {
             shards.push(ShardHandle {
                 id,
                 local_addr,
+                tcp_addr,
                 commands: cmd_tx,
                 waker: wakers[i].clone(),
                 snapshot,
@@ -424,6 +503,7 @@ impl<L: ShardLogic> Drop for ShardSet<L> {
 struct ShardThread<L: ShardLogic> {
     id: ShardId,
     socket: Option<std::net::UdpSocket>,
+    tcp: Option<(std::net::TcpListener, TcpConfig)>,
     backend: IoBackend,
     driver_config: DriverConfig,
     waker: Arc<Waker>,
@@ -464,7 +544,24 @@ impl<L: ShardLogic> ShardThread<L> {
             }
         };
         let local_addr = driver.local_addr();
+        let mut tcp = match self.tcp.take() {
+            None => None,
+            Some((listener, config)) => match TcpPort::new(listener, config, Instant::now()) {
+                Ok(port) => {
+                    driver.watch(std::os::fd::AsRawFd::as_raw_fd(&port));
+                    Some(port)
+                }
+                Err(e) => {
+                    let _ = ready.send((self.id.0, Err(format!("ice-tcp: {e}"))));
+                    return;
+                }
+            },
+        };
         let mut logic = make_logic(self.id, local_addr);
+        let tcp_addr = tcp.as_ref().map(TcpPort::local_addr);
+        if let Some(addr) = tcp_addr {
+            logic.set_tcp_addr(addr);
+        }
         let _ = ready.send((self.id.0, Ok(())));
         drop(ready);
 
@@ -478,6 +575,17 @@ impl<L: ShardLogic> ShardThread<L> {
                 driver.recv(&mut |source, payload| {
                     logic.handle_datagram(now, source, local_addr, payload);
                 });
+                // A UDP-only turn stops at the flag test (and the 10 ms look, see tcp).
+                if let (Some(port), Some(addr)) = (tcp.as_mut(), tcp_addr) {
+                    if driver.take_watch_ready() || port.wants_poll(now) {
+                        port.poll(now, &mut |source, frame| {
+                            logic.handle_tcp_frame(now, source, addr, frame)
+                        });
+                    }
+                    if port.deadline().is_some_and(|d| d <= now) {
+                        port.sweep(now);
+                    }
+                }
                 // The wait consumed the eventfd; clear before draining (see driver::Waker).
                 self.waker.clear();
                 for (from, rx) in &self.incoming {
@@ -498,9 +606,14 @@ impl<L: ShardLogic> ShardThread<L> {
                     shard: self.id,
                     driver: &mut driver,
                     peers: &self.peers,
+                    tcp: tcp.as_mut(),
                     counters: &mut counters,
                 };
-                logic.drain_output(now, &mut out)
+                let next = logic.drain_output(now, &mut out);
+                if let Some(port) = tcp.as_mut() {
+                    port.flush(now);
+                }
+                next
             }));
             match turn {
                 Ok(next) => deadline = next,
@@ -514,6 +627,7 @@ impl<L: ShardLogic> ShardThread<L> {
             if after.duration_since(last_flush) >= STATS_INTERVAL {
                 if let Ok(mut s) = self.snapshot.try_lock() {
                     s.driver = driver.stats();
+                    s.tcp = tcp.as_ref().map(TcpPort::stats).unwrap_or_default();
                     s.counters = counters;
                     s.logic = logic.stats();
                     s.at = Some(after);
@@ -521,9 +635,13 @@ impl<L: ShardLogic> ShardThread<L> {
                 }
             }
             let stats_due = last_flush + STATS_INTERVAL;
-            let wake_at = deadline.map_or(stats_due, |d| d.min(stats_due));
-            let more_queued =
-                !self.commands.is_empty() || self.incoming.iter().any(|(_, rx)| !rx.is_empty());
+            let mut wake_at = deadline.map_or(stats_due, |d| d.min(stats_due));
+            if let Some(d) = tcp.as_ref().and_then(TcpPort::deadline) {
+                wake_at = wake_at.min(d);
+            }
+            let more_queued = !self.commands.is_empty()
+                || self.incoming.iter().any(|(_, rx)| !rx.is_empty())
+                || tcp.as_ref().is_some_and(TcpPort::has_backlog);
             let timeout = if more_queued {
                 Duration::ZERO
             } else {
@@ -538,6 +656,7 @@ impl<L: ShardLogic> ShardThread<L> {
         // Final flush so a stopped shard's counters are complete.
         if let Ok(mut s) = self.snapshot.lock() {
             s.driver = driver.stats();
+            s.tcp = tcp.as_ref().map(TcpPort::stats).unwrap_or_default();
             s.counters = counters;
             s.logic = logic.stats();
             s.at = Some(Instant::now());

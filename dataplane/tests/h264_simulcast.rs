@@ -56,7 +56,7 @@ fn h264_simulcast_layers_switch_on_keyframes() {
     c.peers.push(Peer {
         id: created.peer,
         client,
-        socket,
+        link: call::Link::Udp(socket),
     });
     let alice = c.peers.len() - 1;
     let bob = c.join("room", "bob", 2, false);

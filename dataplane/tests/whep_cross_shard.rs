@@ -55,7 +55,7 @@ fn a_whep_viewer_on_another_shard_gets_the_bound_tracks() {
         c.peers.push(Peer {
             id: created.peer,
             client: viewer,
-            socket,
+            link: call::Link::Udp(socket),
         });
         let v = c.peers.len() - 1;
 

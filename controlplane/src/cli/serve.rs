@@ -20,6 +20,7 @@ use shardcast_controlplane::shutdown::{self, Stopping};
 use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
+use shardcast_dataplane::tcp::TcpConfig;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
 
 fn api_config(config: &Config) -> ApiConfig {
@@ -115,6 +116,11 @@ fn start_media_node(config: &Config) -> anyhow::Result<Arc<MediaNode>> {
     c.shards.shards = config.media.shards;
     c.shards.bind_ip = config.media.bind_ip;
     c.shards.base_port = config.media.base_port;
+    c.shards.tcp = config.media.ice_tcp.then(|| TcpConfig {
+        base_port: config.media.tcp_base_port,
+        max_connections: config.media.tcp_max_connections,
+        ..TcpConfig::default()
+    });
     c.shards.backend = match config.media.backend.as_str() {
         "io_uring" => IoBackend::IoUring,
         "portable" => IoBackend::Portable,
@@ -125,7 +131,12 @@ fn start_media_node(config: &Config) -> anyhow::Result<Arc<MediaNode>> {
     }
     let node =
         MediaNode::start(c).map_err(|e| anyhow::anyhow!("media: cannot start shards: {e}"))?;
-    tracing::info!(addrs = ?node.shard_addrs(), backend = ?node.backend(), "media node started");
+    tracing::info!(
+        addrs = ?node.shard_addrs(),
+        tcp = ?node.shard_tcp_addrs(),
+        backend = ?node.backend(),
+        "media node started"
+    );
     Ok(Arc::new(node))
 }
 

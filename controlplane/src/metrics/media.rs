@@ -1,5 +1,6 @@
 //! Media node families: every counter and gauge of each shard's last snapshot (the SFU
-//! core's `ShardStats`, the driver's `DriverStats`, the shard loop's `ShardCounters`),
+//! core's `ShardStats`, the driver's `DriverStats`, the ICE-TCP port's `TcpStats`, the shard
+//! loop's `ShardCounters`),
 //! labelled `shard="N"`, and the io backend as `shardcast_media_info`.
 //!
 //! Reads only `MediaNode::shard_snapshots()`: copies a shard publishes about once a second
@@ -14,18 +15,19 @@ use shardcast_dataplane::{DropReason, ShardStats};
 use super::text::{Encoder, Kind};
 
 type Snap = ShardSnapshot<ShardStats>;
-type Field = (&'static str, &'static str, fn(&Snap) -> u64);
+type Get = fn(&Snap) -> u64;
+type Field = (&'static str, &'static str, Get);
 
 /// Counters of the SFU core.
 const CORE_COUNTERS: &[Field] = &[
     (
         "shardcast_datagrams_in_total",
-        "UDP datagrams the SFU core received.",
+        "Datagrams the SFU core received (UDP, and ICE-TCP frames).",
         |s| s.logic.datagrams_in,
     ),
     (
         "shardcast_datagrams_out_total",
-        "UDP datagrams the SFU core sent.",
+        "Datagrams the SFU core sent (UDP, and ICE-TCP frames).",
         |s| s.logic.datagrams_out,
     ),
     (
@@ -208,6 +210,65 @@ const DRIVER_COUNTERS: &[Field] = &[
     ),
 ];
 
+/// Counters of the shard's ICE-TCP port (zero when `media.ice_tcp` is off).
+const TCP_COUNTERS: &[Field] = &[
+    (
+        "shardcast_tcp_accepted_total",
+        "ICE-TCP connections accepted (including those closed at once for the limit).",
+        |s| s.tcp.accepted,
+    ),
+    (
+        "shardcast_tcp_rejected_full_total",
+        "ICE-TCP connections closed at accept: the shard had media.tcp_max_connections open.",
+        |s| s.tcp.rejected_full,
+    ),
+    (
+        "shardcast_tcp_frames_in_total",
+        "RFC 4571 frames read from ICE-TCP connections.",
+        |s| s.tcp.frames_in,
+    ),
+    (
+        "shardcast_tcp_bytes_in_total",
+        "Bytes of the frames read from ICE-TCP connections (without the length prefix).",
+        |s| s.tcp.bytes_in,
+    ),
+    (
+        "shardcast_tcp_frames_out_total",
+        "Frames queued onto ICE-TCP connections.",
+        |s| s.tcp.frames_out,
+    ),
+    (
+        "shardcast_tcp_bytes_out_total",
+        "Bytes of the frames queued onto ICE-TCP connections (without the length prefix).",
+        |s| s.tcp.bytes_out,
+    ),
+    (
+        "shardcast_tcp_send_dropped_total",
+        "Frames dropped because an ICE-TCP connection's send queue was full.",
+        |s| s.tcp.send_dropped,
+    ),
+    (
+        "shardcast_tcp_no_connection_total",
+        "Frames for an ICE-TCP remote with no open connection (dropped).",
+        |s| s.tcp.no_connection,
+    ),
+    (
+        "shardcast_tcp_errors_total",
+        "ICE-TCP accept, read and write errors.",
+        |s| s.tcp.errors,
+    ),
+];
+
+/// Why ICE-TCP connections were closed (`shardcast_tcp_closed_total{reason}`).
+const TCP_CLOSES: &[(&str, Get)] = &[
+    ("unverified", |s| s.tcp.closed_unverified),
+    ("handshake_timeout", |s| s.tcp.closed_handshake_timeout),
+    ("idle", |s| s.tcp.closed_idle),
+    ("stalled", |s| s.tcp.closed_stalled),
+    ("bad_frame", |s| s.tcp.closed_bad_frame),
+    ("by_peer", |s| s.tcp.closed_by_peer),
+];
+
 /// Counters of the shard loop.
 const LOOP_COUNTERS: &[Field] = &[
     (
@@ -263,18 +324,26 @@ pub fn encode(e: &mut Encoder, snaps: &[Snap], now: Instant) {
         let mut f = e.family(
             "shardcast_media_info",
             Kind::Gauge,
-            "Always 1: the shard's io backend and UDP address.",
+            "Always 1: the shard's io backend, UDP address and ICE-TCP address (empty: off).",
         );
         for (s, id) in snaps.iter().zip(&shard_ids) {
             let backend = s.backend.to_string();
             let addr = s.local_addr.to_string();
-            f.int(&[("shard", id), ("backend", &backend), ("addr", &addr)], 1);
+            let tcp = s.tcp_addr.map(|a| a.to_string()).unwrap_or_default();
+            let labels = [
+                ("shard", id.as_str()),
+                ("backend", &backend),
+                ("addr", &addr),
+                ("tcp_addr", &tcp),
+            ];
+            f.int(&labels, 1);
         }
     }
     let tables = [
         (Kind::Counter, CORE_COUNTERS),
         (Kind::Gauge, CORE_GAUGES),
         (Kind::Counter, DRIVER_COUNTERS),
+        (Kind::Counter, TCP_COUNTERS),
         (Kind::Counter, LOOP_COUNTERS),
     ];
     for (kind, table) in tables {
@@ -297,6 +366,28 @@ pub fn encode(e: &mut Encoder, snaps: &[Snap], now: Instant) {
                     &[("shard", id), ("reason", reason.as_str())],
                     s.logic.drops_for(reason),
                 );
+            }
+        }
+    }
+    {
+        let mut f = e.family(
+            "shardcast_tcp_connections",
+            Kind::Gauge,
+            "ICE-TCP connections open on the shard.",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            f.int(&[("shard", id)], s.tcp.connections);
+        }
+    }
+    {
+        let mut f = e.family(
+            "shardcast_tcp_closed_total",
+            Kind::Counter,
+            "ICE-TCP connections the shard closed or saw closed, by reason.",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            for (reason, get) in TCP_CLOSES {
+                f.int(&[("shard", id), ("reason", reason)], get(s));
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Demux: which peer does a datagram belong to?
 //!
-//! Owns the 5-tuple table (source, destination) → peer and the ICE ufrag table. A datagram
+//! Owns the 5-tuple table (source and its protocol, destination) → peer and the ICE ufrag table. A datagram
 //! from a known 5-tuple goes straight to its peer. From an unknown source only a STUN
 //! binding request whose USERNAME starts with one of our peers' local ufrags is accepted;
 //! the 5-tuple is learned when that peer's str0m accepts it. Everything else is classified
@@ -14,6 +14,7 @@ use str0m::ice::StunMessage;
 
 use crate::ids::PeerId;
 use crate::stats::DropReason;
+use crate::tx_queue::Remote;
 
 /// Protocol of a datagram by its first byte (RFC 7983).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +63,9 @@ pub fn stun_local_ufrag(buf: &[u8]) -> Option<&str> {
 /// The two lookup tables plus, per peer, the 5-tuples learned for it (to free on close).
 #[derive(Debug, Default)]
 pub struct Demux {
-    by_tuple: Map<(SocketAddr, SocketAddr), PeerId>,
+    by_tuple: Map<(Remote, SocketAddr), PeerId>,
     by_ufrag: Map<String, PeerId>,
-    tuples_of: Map<PeerId, Vec<(SocketAddr, SocketAddr)>>,
+    tuples_of: Map<PeerId, Vec<(Remote, SocketAddr)>>,
     ufrag_of: Map<PeerId, String>,
 }
 
@@ -94,7 +95,7 @@ impl Demux {
         }
     }
 
-    pub fn by_tuple(&self, source: SocketAddr, destination: SocketAddr) -> Option<PeerId> {
+    pub fn by_tuple(&self, source: Remote, destination: SocketAddr) -> Option<PeerId> {
         self.by_tuple.get(&(source, destination)).copied()
     }
 
@@ -104,7 +105,7 @@ impl Demux {
 
     /// Remember that this 5-tuple belongs to `peer` (after its str0m accepted a STUN request
     /// from it). A tuple moving to another peer is taken away from the old one.
-    pub fn learn(&mut self, source: SocketAddr, destination: SocketAddr, peer: PeerId) {
+    pub fn learn(&mut self, source: Remote, destination: SocketAddr, peer: PeerId) {
         let key = (source, destination);
         if let Some(old) = self.by_tuple.insert(key, peer) {
             if old == peer {
@@ -137,6 +138,10 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn udp(port: u16) -> Remote {
+        Remote::udp(addr(port))
+    }
+
     #[test]
     fn classifies_by_first_byte_and_length() {
         assert_eq!(classify(&[], 1500), Err(DropReason::Garbage));
@@ -164,17 +169,26 @@ mod tests {
         let b = PeerId(2);
         d.add_peer(a, "ua".into());
         d.add_peer(b, "ub".into());
-        d.learn(addr(1), addr(9), a);
-        d.learn(addr(2), addr(9), a);
-        d.learn(addr(3), addr(9), b);
-        assert_eq!(d.by_tuple(addr(1), addr(9)), Some(a));
+        d.learn(udp(1), addr(9), a);
+        d.learn(udp(2), addr(9), a);
+        d.learn(udp(3), addr(9), b);
+        assert_eq!(d.by_tuple(udp(1), addr(9)), Some(a));
         assert_eq!(d.by_ufrag("ub"), Some(b));
         // A tuple moving to another peer is no longer freed with the old one.
-        d.learn(addr(2), addr(9), b);
+        d.learn(udp(2), addr(9), b);
         d.remove_peer(a);
-        assert_eq!(d.by_tuple(addr(1), addr(9)), None);
-        assert_eq!(d.by_tuple(addr(2), addr(9)), Some(b));
+        assert_eq!(d.by_tuple(udp(1), addr(9)), None);
+        assert_eq!(d.by_tuple(udp(2), addr(9)), Some(b));
         assert_eq!(d.by_ufrag("ua"), None);
+        // The same address over TCP is another 5-tuple.
+        let tcp = Remote {
+            proto: crate::tx_queue::Protocol::Tcp,
+            addr: addr(3),
+        };
+        assert_eq!(d.by_tuple(tcp, addr(9)), None);
+        d.learn(tcp, addr(9), b);
+        assert_eq!(d.by_tuple(tcp, addr(9)), Some(b));
+        assert_eq!(d.by_tuple(udp(3), addr(9)), Some(b));
         d.remove_peer(b);
         assert!(d.is_empty());
     }

@@ -4,8 +4,29 @@
 //! forwarded packet costs no allocation; the shard hands the queue to its I/O driver once
 //! per turn (`drain`), which copies each datagram into its send batch. The arena keeps its
 //! high-water size between turns. Must never interpret the bytes or reorder datagrams.
+//! Each datagram names its [`Remote`]: the address and the transport (UDP, or an ICE-TCP
+//! connection the shard frames it onto) it goes out on.
 
 use std::net::SocketAddr;
+
+pub use str0m::net::Protocol;
+
+/// Where a datagram goes: a remote transport address and the protocol of the candidate pair
+/// it belongs to (`Udp`, or `Tcp` for an ICE-TCP connection accepted by the shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Remote {
+    pub proto: Protocol,
+    pub addr: SocketAddr,
+}
+
+impl Remote {
+    pub fn udp(addr: SocketAddr) -> Self {
+        Remote {
+            proto: Protocol::Udp,
+            addr,
+        }
+    }
+}
 
 /// Largest datagram `push_with` reserves room for: a full Ethernet MTU plus SRTP slack.
 pub const MAX_TX_DATAGRAM: usize = 1600;
@@ -16,12 +37,12 @@ pub struct TxQueue {
     /// scratch kept from earlier turns.
     arena: Vec<u8>,
     used: usize,
-    items: Vec<(SocketAddr, u32, u32)>,
+    items: Vec<(Remote, u32, u32)>,
 }
 
 impl TxQueue {
     /// Queue a copy of `data` for `destination`.
-    pub fn push(&mut self, destination: SocketAddr, data: &[u8]) {
+    pub fn push(&mut self, destination: Remote, data: &[u8]) {
         self.push_with(destination, data.len(), |buf| {
             buf.copy_from_slice(data);
             data.len()
@@ -32,7 +53,7 @@ impl TxQueue {
     /// length; 0 queues nothing. Returns the length.
     pub fn push_with(
         &mut self,
-        destination: SocketAddr,
+        destination: Remote,
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> usize {
@@ -57,7 +78,7 @@ impl TxQueue {
     }
 
     /// Hand every queued datagram to `send`, in order, and empty the queue.
-    pub fn drain(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+    pub fn drain(&mut self, mut send: impl FnMut(Remote, &[u8])) {
         for (destination, start, len) in self.items.drain(..) {
             let (start, len) = (start as usize, len as usize);
             send(destination, &self.arena[start..start + len]);
@@ -72,8 +93,11 @@ mod tests {
 
     #[test]
     fn datagrams_come_out_in_order_and_the_arena_is_reused() {
-        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "10.0.0.2:2".parse().unwrap();
+        let a = Remote::udp("10.0.0.1:1".parse().unwrap());
+        let b = Remote {
+            proto: Protocol::Tcp,
+            addr: "10.0.0.2:2".parse().unwrap(),
+        };
         let mut q = TxQueue::default();
         q.push(a, b"one");
         assert_eq!(

@@ -1,4 +1,5 @@
-//! The I/O driver of one shard: its UDP socket, receive buffers and send batches.
+//! The I/O driver of one shard: its UDP socket, receive buffers and send batches, and the
+//! readiness of one more descriptor the shard watches (its ICE-TCP epoll, see `crate::tcp`).
 //!
 //! Two backends behind one `Driver`: io_uring (multishot RecvMsg on a provided-buffer ring,
 //! SendMsg SQEs, one submit per loop turn) and portable (recvmmsg / sendmmsg / poll). Both
@@ -199,6 +200,24 @@ impl Driver {
         match &mut self.inner {
             Inner::Uring(d) => d.submit_and_wait(timeout),
             Inner::Portable(d) => d.submit_and_wait(timeout),
+        }
+    }
+
+    /// Also wake the wait when `fd` becomes readable (the shard's ICE-TCP epoll instance);
+    /// `take_watch_ready` says whether it did. The driver never reads from it.
+    pub fn watch(&mut self, fd: RawFd) {
+        match &mut self.inner {
+            Inner::Uring(d) => d.watch(fd),
+            Inner::Portable(d) => d.watch(fd),
+        }
+    }
+
+    /// Whether the watched descriptor was seen readable since the last call (may be a
+    /// spurious yes; never a missed one while it stays readable).
+    pub fn take_watch_ready(&mut self) -> bool {
+        match &mut self.inner {
+            Inner::Uring(d) => d.take_watch_ready(),
+            Inner::Portable(d) => d.take_watch_ready(),
         }
     }
 

@@ -20,6 +20,10 @@ const RECV_ROUNDS: usize = 8;
 pub(crate) struct PortableDriver {
     socket: UdpSocket,
     wake_fd: RawFd,
+    /// A descriptor the shard watches for readability besides the socket (see
+    /// `Driver::watch`), and whether the last wait saw it readable.
+    watch_fd: Option<RawFd>,
+    watch_ready: bool,
     gso: bool,
     pub(crate) stats: DriverStats,
     rx_bufs: Vec<u8>,
@@ -77,6 +81,8 @@ impl PortableDriver {
         let mut d = PortableDriver {
             socket,
             wake_fd,
+            watch_fd: None,
+            watch_ready: false,
             gso,
             stats: DriverStats::default(),
             rx_bufs: vec![0u8; slots * MAX_DATAGRAM],
@@ -109,6 +115,14 @@ impl PortableDriver {
             });
         }
         Ok(d)
+    }
+
+    pub(crate) fn watch(&mut self, fd: RawFd) {
+        self.watch_fd = Some(fd);
+    }
+
+    pub(crate) fn take_watch_ready(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
     }
 
     pub(crate) fn recv(&mut self, on_datagram: &mut dyn FnMut(SocketAddr, &[u8])) -> bool {
@@ -253,7 +267,12 @@ impl PortableDriver {
         self.flush();
         let ms: libc::c_int = match timeout {
             None => -1,
-            Some(d) if d.is_zero() => return Ok(()),
+            Some(d) if d.is_zero() => {
+                // No wait this turn: let the owner look at the watched descriptor anyway
+                // (a non-blocking check), so it is not starved by busy turns.
+                self.watch_ready |= self.watch_fd.is_some();
+                return Ok(());
+            }
             // Round up so a sub-millisecond deadline does not spin on poll(0).
             Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
         };
@@ -268,14 +287,23 @@ impl PortableDriver {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                // poll(2) ignores a negative descriptor.
+                fd: self.watch_fd.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        // SAFETY: `fds` is a live array of two pollfds.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        // SAFETY: `fds` is a live array of three pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
+        }
+        if fds[2].revents != 0 {
+            self.watch_ready = true;
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ const TAG_RECV: u64 = 1;
 const TAG_WAKE: u64 = 2;
 const TAG_SEND: u64 = 3;
 const TAG_CANCEL: u64 = 4;
+const TAG_WATCH: u64 = 5;
 const BUFFER_GROUP: u16 = 0;
 /// Room in each provided buffer for the `io_uring_recvmsg_out` header and the source name.
 const RECV_HEADROOM: usize = 64;
@@ -128,6 +129,12 @@ pub(crate) struct UringDriver {
     recv_armed: bool,
     wake_buf: Box<u64>,
     wake_armed: bool,
+    /// A descriptor the shard watches for readability besides the socket (its ICE-TCP
+    /// epoll instance): a one-shot PollAdd, re-armed after each completion, so readiness
+    /// is level-triggered like poll(2).
+    watch_fd: Option<RawFd>,
+    watch_armed: bool,
+    watch_ready: bool,
     batches: Vec<SendBatch>,
     free_batches: Vec<usize>,
     filling: Option<usize>,
@@ -224,6 +231,9 @@ impl UringDriver {
             recv_armed: false,
             wake_buf: Box::new(0),
             wake_armed: false,
+            watch_fd: None,
+            watch_armed: false,
+            watch_ready: false,
             batches: Vec::with_capacity(MAX_BATCHES),
             free_batches: Vec::with_capacity(MAX_BATCHES),
             filling: None,
@@ -277,6 +287,30 @@ impl UringDriver {
         self.wake_armed = true;
     }
 
+    /// Also wait for `fd` to become readable (see `Driver::watch`).
+    pub(crate) fn watch(&mut self, fd: RawFd) {
+        self.watch_fd = Some(fd);
+        if !self.watch_armed {
+            self.arm_watch();
+        }
+    }
+
+    fn arm_watch(&mut self) {
+        let Some(fd) = self.watch_fd else {
+            return;
+        };
+        let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(TAG_WATCH);
+        self.push_sqe(&sqe);
+        self.watch_armed = true;
+    }
+
+    /// Whether the watched descriptor fired since the last call.
+    pub(crate) fn take_watch_ready(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
+    }
+
     pub(crate) fn recv(&mut self, on_datagram: &mut dyn FnMut(SocketAddr, &[u8])) -> bool {
         let mut completions = std::mem::take(&mut self.completions);
         completions.clear();
@@ -313,6 +347,12 @@ impl UringDriver {
                         self.stats.wakeups += 1;
                     }
                 }
+                TAG_WATCH => {
+                    self.watch_armed = false;
+                    // An error is reported as ready too: the owner's non-blocking poll of
+                    // the descriptor finds out, and the re-arm below tries again.
+                    self.watch_ready = true;
+                }
                 TAG_SEND => self.send_completed(user_data, result),
                 _ => {}
             }
@@ -329,6 +369,9 @@ impl UringDriver {
         }
         if !self.wake_armed {
             self.arm_wake();
+        }
+        if !self.watch_armed && self.watch_fd.is_some() {
+            self.arm_watch();
         }
         woken
     }
@@ -501,7 +544,7 @@ impl Drop for UringDriver {
     fn drop(&mut self) {
         // Cancel the armed operations and wait (bounded) for every SQE that points into our
         // memory to complete before the buffer ring and batches are freed.
-        for target in [TAG_RECV, TAG_WAKE] {
+        for target in [TAG_RECV, TAG_WAKE, TAG_WATCH] {
             let sqe = opcode::AsyncCancel::new(target)
                 .build()
                 .user_data(TAG_CANCEL);
@@ -509,8 +552,10 @@ impl Drop for UringDriver {
         }
         self.filling = None;
         for _ in 0..100 {
-            let busy =
-                self.recv_armed || self.wake_armed || self.batches.iter().any(|b| b.in_flight > 0);
+            let busy = self.recv_armed
+                || self.wake_armed
+                || self.watch_armed
+                || self.batches.iter().any(|b| b.in_flight > 0);
             if !busy {
                 break;
             }
@@ -526,6 +571,7 @@ impl Drop for UringDriver {
                 match user_data & 0xff {
                     TAG_RECV if !cqueue::more(flags) => self.recv_armed = false,
                     TAG_WAKE => self.wake_armed = false,
+                    TAG_WATCH => self.watch_armed = false,
                     TAG_SEND => self.send_completed(user_data, result),
                     _ => {}
                 }

@@ -1,8 +1,10 @@
 //! A call on a real `MediaNode` over loopback with shardcast-client peers, driven from the
-//! test thread: clients on non-blocking sockets, node events answered as they come.
+//! test thread: clients on non-blocking sockets (UDP, or an ICE-TCP stream with RFC 4571
+//! frames), node events answered as they come.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shardcast_client::{Client, ClientConfig, ClientOutput, TimeBase, VideoSpec};
@@ -17,7 +19,27 @@ use tokio::sync::broadcast;
 pub struct Peer {
     pub id: PeerId,
     pub client: Client,
-    pub socket: UdpSocket,
+    pub link: Link,
+}
+
+/// How a test peer reaches the node.
+pub enum Link {
+    Udp(UdpSocket),
+    /// An ICE-TCP connection to a shard's listener: frames read but not yet whole in `rx`.
+    Tcp {
+        stream: TcpStream,
+        server: SocketAddr,
+        rx: Vec<u8>,
+    },
+}
+
+impl Link {
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Link::Udp(s) => s.local_addr().unwrap(),
+            Link::Tcp { stream, .. } => stream.local_addr().unwrap(),
+        }
+    }
 }
 
 pub struct Call {
@@ -61,12 +83,51 @@ impl Call {
     pub fn join(&mut self, room: &str, name: &str, seed: u64, publish: bool) -> usize {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
+        self.join_over(room, name, seed, publish, Link::Udp(socket))
+            .0
+    }
+
+    /// Joins a client over ICE-TCP only: it connects to the ICE-TCP listener of `shard`
+    /// first (where the room must land) and offers only an active TCP candidate. Returns the
+    /// peer and the node's answer.
+    pub fn join_tcp(
+        &mut self,
+        room: &str,
+        name: &str,
+        seed: u64,
+        publish: bool,
+        shard: usize,
+    ) -> (usize, String) {
+        let server = self.node.shard_tcp_addrs()[shard].expect("ice-tcp is on");
+        let stream = TcpStream::connect(server).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let link = Link::Tcp {
+            stream,
+            server,
+            rx: Vec::new(),
+        };
+        self.join_over(room, name, seed, publish, link)
+    }
+
+    fn join_over(
+        &mut self,
+        room: &str,
+        name: &str,
+        seed: u64,
+        publish: bool,
+        link: Link,
+    ) -> (usize, String) {
         let mut config = ClientConfig::new(name, seed, TimeBase::real());
         if publish {
             config = config.with_audio().with_video(VideoSpec::single(400_000));
         }
         let now = Instant::now();
-        let mut client = Client::new(config, socket.local_addr().unwrap(), now).unwrap();
+        let local = link.local_addr();
+        let mut client = match link {
+            Link::Udp(_) => Client::new(config, local, now).unwrap(),
+            Link::Tcp { .. } => Client::new_tcp(config, local, now).unwrap(),
+        };
         let offer = client.create_offer(now).unwrap();
         let created = self
             .rt
@@ -88,9 +149,9 @@ impl Call {
         self.peers.push(Peer {
             id: created.peer,
             client,
-            socket,
+            link,
         });
-        self.peers.len() - 1
+        (self.peers.len() - 1, created.answer)
     }
 
     /// Tracks `peer` published, from the events seen so far.
@@ -127,18 +188,28 @@ impl Call {
             }
             self.seen.push(e);
         }
-        let mut buf = [0u8; 2048];
+        let mut buf = [0u8; 4096];
         for p in &mut self.peers {
-            let local = p.socket.local_addr().unwrap();
+            let local = p.link.local_addr();
             loop {
                 match p.client.poll_output() {
                     ClientOutput::Transmit {
                         destination,
                         contents,
                         ..
-                    } => {
-                        let _ = p.socket.send_to(&contents, destination);
-                    }
+                    } => match &mut p.link {
+                        Link::Udp(socket) => {
+                            let _ = socket.send_to(&contents, destination);
+                        }
+                        Link::Tcp { stream, server, .. } => {
+                            // Only the pair on this connection exists (no UDP candidate).
+                            if destination == *server {
+                                let mut frame = (contents.len() as u16).to_be_bytes().to_vec();
+                                frame.extend_from_slice(&contents);
+                                write_all_nonblocking(stream, &frame);
+                            }
+                        }
+                    },
                     ClientOutput::Timeout(at) => {
                         if at <= Instant::now() {
                             p.client.handle_timeout(Instant::now());
@@ -148,9 +219,30 @@ impl Call {
                     }
                 }
             }
-            while let Ok((n, from)) = p.socket.recv_from(&mut buf) {
-                p.client
-                    .handle_datagram(Instant::now(), from, local, &buf[..n]);
+            match &mut p.link {
+                Link::Udp(socket) => {
+                    while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        p.client
+                            .handle_datagram(Instant::now(), from, local, &buf[..n]);
+                    }
+                }
+                Link::Tcp { stream, server, rx } => {
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        rx.extend_from_slice(&buf[..n]);
+                    }
+                    while rx.len() >= 2 {
+                        let len = u16::from_be_bytes([rx[0], rx[1]]) as usize;
+                        if rx.len() < 2 + len {
+                            break;
+                        }
+                        p.client
+                            .handle_datagram(Instant::now(), *server, local, &rx[2..2 + len]);
+                        rx.drain(..2 + len);
+                    }
+                }
             }
         }
     }
@@ -191,5 +283,20 @@ impl Call {
 
     pub fn shard_addr(&self, peer: usize) -> SocketAddr {
         self.node.shard_addrs()[self.peers[peer].id.shard().0 as usize]
+    }
+}
+
+/// Writes all of `bytes` to a non-blocking stream (a test peer's uplink is small: spinning
+/// on a full socket buffer is brief).
+pub fn write_all_nonblocking(stream: &mut TcpStream, mut bytes: &[u8]) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !bytes.is_empty() && Instant::now() < end {
+        match stream.write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(200))
+            }
+            Err(_) => return,
+        }
     }
 }

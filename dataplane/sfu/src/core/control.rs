@@ -46,6 +46,7 @@ impl ShardCore {
             req.role,
             &self.config,
             self.local_addr,
+            self.tcp_addr,
             now,
         )
         .map_err(CoreError::BadState)?;

@@ -3,7 +3,6 @@
 //! `with_peer`, the `catch_unwind` wrapper every call into a peer's str0m goes through.
 //! Must never call into a peer's str0m outside `with_peer`.
 
-use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -17,11 +16,13 @@ use crate::api::{CloseReason, CoreEvent, MediaKind, Output, TrackInfo};
 use crate::ids::{PeerId, TrackId};
 use crate::peer::{Peer, PublishedMid};
 use crate::track::PublishedTrack;
+use crate::tx_queue::Remote;
 
 impl ShardCore {
     /// Hand every datagram queued so far to `send` (destination, bytes), in order. Call it
     /// before `poll_output` after each input; datagrams never come out of `poll_output`.
-    pub fn drain_datagrams(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+    /// A `Remote` with `Protocol::Tcp` goes on the ICE-TCP connection from that address.
+    pub fn drain_datagrams(&mut self, mut send: impl FnMut(Remote, &[u8])) {
         let stats = &mut self.stats;
         self.tx.drain(|destination, bytes| {
             stats.datagrams_out += 1;
@@ -107,7 +108,13 @@ impl ShardCore {
                         self.stats.str0m_srtp_suppressed += 1;
                         continue;
                     }
-                    self.tx.push(t.destination, &t.contents);
+                    self.tx.push(
+                        Remote {
+                            proto: t.proto,
+                            addr: t.destination,
+                        },
+                        &t.contents,
+                    );
                 }
                 Ok(str0m::Output::Event(e)) => self.handle_event(now, id, e),
             }

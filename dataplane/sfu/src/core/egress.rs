@@ -370,7 +370,7 @@ fn write_sealed(
     now: Instant,
     epoch: Instant,
     tx: &mut TxQueue,
-    dest: std::net::SocketAddr,
+    dest: crate::tx_queue::Remote,
     tp: &mut Transport,
     egress: &Egress,
     mid: Option<Mid>,

@@ -23,6 +23,7 @@ use crate::demux::{self, Protocol};
 use crate::ids::{PeerId, ShardId};
 use crate::peer::Received;
 use crate::stats::DropReason;
+use crate::tx_queue::Remote;
 
 /// Why an SRTP/SRTCP packet did not open.
 fn srtp_drop_reason(e: &SrtpError) -> DropReason {
@@ -44,15 +45,33 @@ impl ShardCore {
         destination: SocketAddr,
         buf: &[u8],
     ) {
+        self.handle_receive(now, NetProtocol::Udp, source, destination, buf)
+    }
+
+    /// One datagram that arrived over `proto`: a UDP datagram, or one RFC 4571 frame of an
+    /// ICE-TCP connection from `source` to our listener at `destination` (`Protocol::Tcp`).
+    /// Both take the same path; the 5-tuple includes the protocol.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        transport: NetProtocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += buf.len() as u64;
         let proto = match demux::classify(buf, self.config.max_datagram) {
             Ok(p) => p,
             Err(reason) => return self.drop_datagram(reason, source),
         };
-        let known = self.demux.by_tuple(source, destination);
+        let from = Remote {
+            proto: transport,
+            addr: source,
+        };
+        let known = self.demux.by_tuple(from, destination);
         let id = match (known, proto) {
-            (Some(id), Protocol::Rtp) => return self.handle_srtp(now, id, source, buf),
+            (Some(id), Protocol::Rtp) => return self.handle_srtp(now, id, from, buf),
             (Some(id), _) => id,
             (None, Protocol::Stun) => {
                 match demux::stun_local_ufrag(buf).and_then(|u| self.demux.by_ufrag(u)) {
@@ -68,7 +87,7 @@ impl ShardCore {
         let input = Input::Receive(
             now,
             Receive {
-                proto: NetProtocol::Udp,
+                proto: transport,
                 source,
                 destination,
                 contents,
@@ -91,13 +110,13 @@ impl ShardCore {
             Some(Ok(false)) => return self.drop_datagram(DropReason::StunAuthFailed, source),
             Some(Ok(true)) => {
                 if learn {
-                    self.demux.learn(source, destination, id);
+                    self.demux.learn(from, destination, id);
                     self.stats.demux_entries = self.demux.len() as u64;
                 }
                 if proto == Protocol::Dtls {
                     // The client runs DTLS on the pair it nominated: send media there.
                     if let Some(p) = self.peers.get_mut(&id) {
-                        p.remote = Some(source);
+                        p.remote = Some(from);
                     }
                 }
             }
@@ -111,7 +130,8 @@ impl ShardCore {
     }
 
     /// SRTP or SRTCP from a known 5-tuple: open it with the peer's session.
-    fn handle_srtp(&mut self, now: Instant, id: PeerId, source: SocketAddr, buf: &[u8]) {
+    fn handle_srtp(&mut self, now: Instant, id: PeerId, from: Remote, buf: &[u8]) {
+        let source = from.addr;
         let rtcp = demux::is_rtcp(buf);
         // The plaintext goes to the core's scratch buffer, taken out for the duration so the
         // handlers below may borrow the core (a move, no allocation).
@@ -134,7 +154,7 @@ impl ShardCore {
                     .map(|o| (o.len, Some(o)))
             };
             if res.is_ok() {
-                peer.remote = Some(source);
+                peer.remote = Some(from);
             }
             res
         };
@@ -252,6 +272,17 @@ impl ShardCore {
             self.tick(now);
         }
         self.drain_all(now);
+    }
+
+    /// Whether a datagram from `source` over `proto` to our `destination` now reaches a peer
+    /// without a STUN lookup: its peer's ICE agent accepted a check from that 5-tuple. The
+    /// shard asks it for a new ICE-TCP connection, which must prove itself this way early.
+    pub fn knows(&self, proto: NetProtocol, source: SocketAddr, destination: SocketAddr) -> bool {
+        let from = Remote {
+            proto,
+            addr: source,
+        };
+        self.demux.by_tuple(from, destination).is_some()
     }
 
     pub(crate) fn drop_datagram(&mut self, reason: DropReason, source: SocketAddr) {

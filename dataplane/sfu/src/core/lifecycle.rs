@@ -143,7 +143,11 @@ impl ShardCore {
                 self.stats.str0m_srtp_suppressed += 1;
                 continue;
             }
-            self.tx.push(t.destination, &t.contents);
+            let to = crate::tx_queue::Remote {
+                proto: t.proto,
+                addr: t.destination,
+            };
+            self.tx.push(to, &t.contents);
         }
     }
 

@@ -44,6 +44,9 @@ pub struct ShardCore {
     pub(crate) config: CoreConfig,
     pub(crate) shard: ShardId,
     pub(crate) local_addr: SocketAddr,
+    /// The shard's ICE-TCP listening address, offered as a passive TCP candidate (None: UDP
+    /// only).
+    pub(crate) tcp_addr: Option<SocketAddr>,
     pub(crate) peers: Map<PeerId, Peer>,
     pub(crate) demux: Demux,
     pub(crate) timers: TimerHeap,
@@ -78,6 +81,7 @@ impl ShardCore {
             config,
             shard,
             local_addr,
+            tcp_addr: None,
             peers: Map::default(),
             demux: Demux::default(),
             timers: TimerHeap::default(),
@@ -113,6 +117,13 @@ impl ShardCore {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Offer `addr` (the shard's ICE-TCP listener) as a passive TCP host candidate in the
+    /// answers of peers created from now on. Frames from its connections come in through
+    /// `handle_receive` with `Protocol::Tcp`.
+    pub fn set_tcp_candidate(&mut self, addr: Option<SocketAddr>) {
+        self.tcp_addr = addr;
     }
 
     /// The counters, with the gauges that are cheaper to read than to keep current.

@@ -24,6 +24,7 @@ use crate::api::{LayerIndex, MediaKind, PeerRole};
 use crate::config::CoreConfig;
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::transport::Transport;
+use crate::tx_queue::Remote;
 
 mod receive;
 pub(crate) use receive::Received;
@@ -70,9 +71,9 @@ pub struct Peer {
     pub keys: Arc<KeySlot>,
     /// Our RTP session with the peer, from the moment DTLS produced keys.
     pub transport: Option<Transport>,
-    /// Where media for this peer goes: the source of its latest DTLS record or authenticated
-    /// SRTP/SRTCP packet, i.e. the pair the client itself sends on.
-    pub remote: Option<SocketAddr>,
+    /// Where media for this peer goes: the source (and transport) of its latest DTLS record
+    /// or authenticated SRTP/SRTCP packet, i.e. the pair the client itself sends on.
+    pub remote: Option<Remote>,
     pub published: SmallVec<[PublishedMid; 2]>,
     /// Publisher side: payload type → codec of what this peer sends us.
     pub pt_codecs: SmallVec<[(Pt, CodecSpec); 4]>,
@@ -104,13 +105,17 @@ pub struct Peer {
 
 impl Peer {
     /// A new server-side `Rtc`: a full ICE agent (controlled when answering), RTP mode, the
-    /// shard's socket as the one host candidate, built through the key tap so the transport
-    /// gets the SRTP keys. str0m's own bandwidth estimation stays off: the transport
+    /// shard's UDP socket as the first host candidate and, when the shard listens for ICE-TCP,
+    /// its TCP port as a passive TCP host candidate after it (RFC 6544; str0m gives host TCP
+    /// a lower type preference, 90 against 126, so UDP wins where both work), built through
+    /// the key tap so the transport gets the SRTP keys. str0m's own bandwidth estimation stays off: the transport
     /// estimates.
     ///
     /// Full, not lite: the agent sends its own consent checks (RFC 7675) on the selected pair
     /// every few seconds, so a client that answers them stays connected even if it never
     /// sends a check of its own while media flows (docs/ARCHITECTURE.md, "Liveness").
+    // Identity, role and both local candidates: each is a different question a caller answers.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: PeerId,
         room: RoomId,
@@ -118,6 +123,7 @@ impl Peer {
         role: PeerRole,
         config: &CoreConfig,
         local_addr: SocketAddr,
+        tcp_addr: Option<SocketAddr>,
         now: Instant,
     ) -> Result<Self, String> {
         let rtc_config = RtcConfig::new()
@@ -135,6 +141,15 @@ impl Peer {
         let (mut rtc, keys) = tap::build_rtc(rtc_config, now);
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| e.to_string())?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = tcp_addr {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .map_err(|e| e.to_string())?;
+            rtc.add_local_candidate(candidate);
+        }
         let local_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Peer {
             id,

@@ -219,7 +219,7 @@ impl World {
                     now,
                     net::Datagram {
                         source: server,
-                        destination,
+                        destination: destination.addr,
                         data: data.to_vec(),
                     },
                 );
