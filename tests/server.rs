@@ -109,13 +109,22 @@ impl Server {
     /// candidate) on `ip` instead of loopback: a browser in another network namespace
     /// reaches the server at the host end of its veth link.
     pub fn start_on(ip: IpAddr, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_split(ip, ip, extra)
+    }
+
+    /// As [`Server::start_on`], with HTTP on `http_ip` and the media shards on `media_ip`:
+    /// a browser in a namespace can load the page and signal, but has no direct path to the
+    /// media (e.g. media on the host's loopback), as behind a firewall that allows only
+    /// the web and a TURN server.
+    pub fn start_split(http_ip: IpAddr, media_ip: IpAddr, extra: &[&str]) -> anyhow::Result<Self> {
+        let ip = http_ip;
         let bin = shardcast_bin()?;
         let data = tempfile::Builder::new()
             .prefix("shardcast-data-")
             .tempdir()?;
         let port = free_tcp_port_on(ip)?;
         let listen = SocketAddr::new(ip, port);
-        let media_ip = ip.to_string();
+        let media_ip = media_ip.to_string();
         let mut cmd = Command::new(&bin);
         cmd.env_remove("SHARDCAST_CONFIG")
             .arg("--data-dir")

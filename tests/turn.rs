@@ -13,7 +13,7 @@ use crate::{free_tcp_port, wait_for};
 pub const TURN_BINARY: &str = "/usr/bin/turnserver";
 
 pub struct Coturn {
-    /// The port it listens on, UDP and TCP, on 127.0.0.1.
+    /// The port it listens on, UDP and TCP (on 127.0.0.1 unless started with `start_on`).
     pub port: u16,
     pub secret: String,
     // Field order: stop the process before removing its directory.
@@ -23,6 +23,12 @@ pub struct Coturn {
 
 impl Coturn {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// As [`Coturn::start`], listening on `ip` (e.g. the host end of a namespace's link),
+    /// still relaying to peers on the host's loopback.
+    pub fn start_on(ip: std::net::Ipv4Addr) -> anyhow::Result<Self> {
         if !std::path::Path::new(TURN_BINARY).exists() {
             anyhow::bail!(
                 "{TURN_BINARY} not found: install the Debian package `coturn` (.ci/packages); \
@@ -35,14 +41,14 @@ impl Coturn {
         // A port free for both TCP and UDP.
         let port = loop {
             let p = free_tcp_port();
-            if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            if UdpSocket::bind((ip, p)).is_ok() {
                 break p;
             }
         };
         let secret = format!("coturn-test-secret-{port}");
         let mut cmd = Command::new(TURN_BINARY);
         cmd.args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
-            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+            .args(["--listening-ip", &ip.to_string(), "--relay-ip", "127.0.0.1"])
             .args(["--listening-port", &port.to_string()])
             .args(["--min-port", "49152", "--max-port", "65535"])
             .args(["--use-auth-secret", "--static-auth-secret", &secret])
@@ -56,7 +62,7 @@ impl Coturn {
         let mut process = ChildGuard::spawn("coturn", cmd, &dir.path().join("coturn.log"))?;
         wait_for("coturn to listen", Duration::from_secs(10), || {
             process.check_running()?;
-            Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+            Ok(TcpStream::connect((ip, port)).ok().map(|_| ()))
         })?;
         Ok(Self {
             port,
