@@ -282,6 +282,7 @@ mod tests {
                 "conference-8",
                 "rooms-50x4",
                 "smoke",
+                "soak",
                 "webinar-1x200",
                 "webinar-20-no-twcc"
             ]
