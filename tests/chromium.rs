@@ -235,3 +235,10 @@ impl Browser {
         self.process.pid()
     }
 }
+
+/// Video frames a demo page decoded from participant `who`, from its `shardcastStats()`.
+pub fn frames_decoded(stats: &Value, who: &str) -> f64 {
+    stats["remote"][who]["video"]["framesDecoded"]
+        .as_f64()
+        .unwrap_or(0.0)
+}

@@ -7,16 +7,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-use shardcast_tests::chromium::Browser;
+use shardcast_tests::chromium::{frames_decoded, Browser};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
-
-fn decoded(stats: &Value, who: &str) -> f64 {
-    stats["remote"][who]["video"]["framesDecoded"]
-        .as_f64()
-        .unwrap_or(0.0)
-}
 
 /// The page's selected candidate pair, from its own RTCPeerConnection (`S.pc` in app.js).
 const SELECTED_PAIR: &str = r#"(async () => {
@@ -58,7 +51,7 @@ fn a_browser_behind_a_udp_blocking_firewall_calls_over_ice_tcp() -> anyhow::Resu
         let r = me.wait_stats(
             &format!("decoding {other}'s video"),
             Duration::from_secs(60),
-            |s| decoded(s, other) > 30.0,
+            |s| frames_decoded(s, other) > 30.0,
         );
         if let Err(e) = r {
             return Err(e.context(report(&server, &[me])));

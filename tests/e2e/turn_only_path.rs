@@ -10,17 +10,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_json::Value;
-use shardcast_tests::chromium::Browser;
+use shardcast_tests::chromium::{frames_decoded, Browser};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 use shardcast_tests::turn::Coturn;
-
-fn decoded(stats: &Value, who: &str) -> f64 {
-    stats["remote"][who]["video"]["framesDecoded"]
-        .as_f64()
-        .unwrap_or(0.0)
-}
 
 /// The selected pair's local candidate: its type and how it reaches the TURN server.
 const SELECTED_LOCAL: &str = r#"(async () => {
@@ -83,7 +76,7 @@ fn call_through_turn(block_udp: bool) -> anyhow::Result<()> {
         let r = me.wait_stats(
             &format!("decoding {other}'s video"),
             Duration::from_secs(60),
-            |s| decoded(s, other) > 30.0,
+            |s| frames_decoded(s, other) > 30.0,
         );
         if let Err(e) = r {
             return Err(e.context(report(&server, &coturn, &[me])));

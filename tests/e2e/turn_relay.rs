@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use shardcast_tests::chromium::Browser;
+use shardcast_tests::chromium::{frames_decoded, Browser};
 use shardcast_tests::server::Server;
 use shardcast_tests::turn::Coturn;
 
@@ -22,12 +22,6 @@ fn with_turn(coturn: &Coturn, transport: &str, secret: &str) -> anyhow::Result<S
         ),
     )?;
     Server::start_with_args(&["--config", &config.display().to_string()])
-}
-
-fn decoded(stats: &serde_json::Value, who: &str) -> f64 {
-    stats["remote"][who]["video"]["framesDecoded"]
-        .as_f64()
-        .unwrap_or(0.0)
 }
 
 fn report(server: &Server, coturn: &Coturn, browsers: &[&Browser]) -> String {
@@ -56,7 +50,7 @@ fn a_call_connects_through_turn_over_udp_and_tcp() -> anyhow::Result<()> {
             let r = me.wait_stats(
                 &format!("TURN/{transport}: decoding {other}'s video over a relay candidate"),
                 Duration::from_secs(30),
-                |s| decoded(s, other) > 30.0 && s["candidateType"] == "relay",
+                |s| frames_decoded(s, other) > 30.0 && s["candidateType"] == "relay",
             );
             if let Err(e) = r {
                 return Err(e.context(report(&server, &coturn, &[me])));
@@ -79,7 +73,7 @@ fn credentials_made_with_another_secret_are_refused() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(8));
     let s = alice.stats()?;
     anyhow::ensure!(
-        s["connectionState"] != "connected" && decoded(&s, "bob") == 0.0,
+        s["connectionState"] != "connected" && frames_decoded(&s, "bob") == 0.0,
         "connected through TURN with wrong credentials: {s}\n{}",
         report(&server, &coturn, &[&alice])
     );

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::TrustedProxies;
-use shardcast_controlplane::config::{Config, ShutdownConfig};
+use shardcast_controlplane::config::Config;
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
@@ -42,14 +42,15 @@ fn api_config(config: &Config) -> ApiConfig {
 async fn serve_until_stopped<F>(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    header_read: Duration,
+    config: &Config,
     stopping: Stopping,
-    config: &ShutdownConfig,
     on_stop: F,
 ) -> anyhow::Result<()>
 where
     F: std::future::Future<Output = ()>,
 {
+    let header_read = Duration::from_secs(config.http.header_read_timeout_secs);
+    let config = &config.shutdown;
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(server::serve(listener, router, header_read, async move {
         let _ = close_rx.await;
@@ -79,11 +80,6 @@ where
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// How long a connection may take to send its request header (`http.header_read_timeout_secs`).
-fn header_read(config: &Config) -> Duration {
-    Duration::from_secs(config.http.header_read_timeout_secs)
 }
 
 async fn bind_http(listen: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -217,9 +213,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     serve_until_stopped(
         listener,
         built.router,
-        header_read(&config),
+        &config,
         hub.stopping(),
-        &config.shutdown,
         async move {
             hub.shutdown().await;
             reg.stop().await;
@@ -302,9 +297,8 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     serve_until_stopped(
         listener,
         built.router,
-        header_read(&config),
+        &config,
         hub.stopping(),
-        &config.shutdown,
         async move {
             hub.shutdown().await;
         },
@@ -360,18 +354,10 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
     .context("registering in etcd")?;
     start_metrics(&config, Metrics::new("medianode").with_media(media)).await?;
     println!("shardcast: media node {id} serving the node API on {url}");
-    let header_read = header_read(&config);
-    serve_until_stopped(
-        listener,
-        router,
-        header_read,
-        stopping,
-        &config.shutdown,
-        async move {
-            // The key goes now, not after the lease's ttl: no control plane places a room here
-            // from this moment; the event streams end, so they move this node's sessions.
-            reg.stop().await;
-        },
-    )
+    serve_until_stopped(listener, router, &config, stopping, async move {
+        // The key goes now, not after the lease's ttl: no control plane places a room here
+        // from this moment; the event streams end, so they move this node's sessions.
+        reg.stop().await;
+    })
     .await
 }
