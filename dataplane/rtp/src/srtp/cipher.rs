@@ -1,18 +1,19 @@
-//! The per-profile ciphers (the provider's cipher objects, made once per session) and the
+//! The per-profile ciphers (aws-lc keys, made once per session) and the
 //! SRTP transforms over them: IVs, what is encrypted, what is authenticated, where the tag
 //! goes (RFC 3711 §3.1, §4.1-4.2; RFC 7714 §8). The SRTCP transforms are in `srtcp.rs`.
 //!
 //! Owns no state across packets (the sealer keeps the SRTCP index, the opener the replay
 //! windows). Callers have checked the header and the lengths; every slice taken here is
 //! still bounds-checked and fails with `OutputTooSmall`/`TooShort` instead of panicking.
-//! Must never: allocate, or hand the provider a buffer it may assert on (GCM wants at
-//! least 12 bytes of AAD and, to open, at least the tag).
+//! Must never: allocate, copy a payload except where counter mode needs it in place, or
+//! set up a key per packet.
 
-use str0m::config::CryptoProvider;
-use str0m::crypto::Sha1HmacProvider;
-use str0m::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher, Aes128CmSha1_80Cipher};
+use aws_lc_rs::aead::{Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
+use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128};
+use aws_lc_rs::hmac;
+use aws_lc_rs::iv::FixedLength;
 
-use super::{Profile, SrtpError, CM_TAG_LEN, GCM_TAG_LEN, SEAL_SLACK};
+use super::{Profile, SrtpError, CM_TAG_LEN, GCM_TAG_LEN};
 
 /// The E flag of the SRTCP index word: the payload is encrypted.
 pub(super) const SRTCP_E_FLAG: u32 = 0x8000_0000;
@@ -20,10 +21,9 @@ pub(super) const SRTCP_E_FLAG: u32 = 0x8000_0000;
 /// One direction's keys for one of RTP or RTCP, ready to use.
 pub(super) enum Cipher {
     Cm {
-        aes: Box<dyn Aes128CmSha1_80Cipher>,
-        auth_key: [u8; 20],
+        aes: Ctr,
+        mac: Mac,
         salt: [u8; 14],
-        hmac: &'static dyn Sha1HmacProvider,
     },
     Gcm {
         aead: Aead,
@@ -31,13 +31,25 @@ pub(super) enum Cipher {
     },
 }
 
-/// The two AES-GCM key sizes: the provider has a trait per size with the same methods.
-pub(super) enum Aead {
-    A128(Box<dyn AeadAes128GcmCipher>),
-    A256(Box<dyn AeadAes256GcmCipher>),
+/// An AES-GCM key (128 or 256 bits), used straight from aws-lc (the library str0m's
+/// provider wraps) rather than through the provider's cipher trait: that trait's `encrypt`
+/// copies the plaintext into the output and seals it in place, and its `decrypt` does the
+/// same with the ciphertext — one extra copy of every forwarded payload. aws-lc's scatter
+/// seal and gather open read the input where it is and write the output once.
+pub(super) struct Aead {
+    /// `None` only if aws-lc refused the key (a wrong length, which the caller's fixed-size
+    /// arrays rule out): then nothing seals or opens, as with `array`'s zero key — no panic.
+    key: Option<LessSafeKey>,
 }
 
 impl Aead {
+    fn new(algorithm: &'static Algorithm, key: &[u8]) -> Aead {
+        let key = UnboundKey::new(algorithm, key).ok().map(LessSafeKey::new);
+        debug_assert!(key.is_some(), "AES-GCM key rejected");
+        Aead { key }
+    }
+
+    /// E(`input`) ‖ tag into `out[..input.len() + 16]`, `aad` authenticated.
     pub(super) fn encrypt(
         &mut self,
         iv: &[u8; 12],
@@ -45,17 +57,19 @@ impl Aead {
         input: &[u8],
         out: &mut [u8],
     ) -> bool {
-        let r = match self {
-            Aead::A128(c) => c.encrypt(iv, aad, input, out),
-            Aead::A256(c) => c.encrypt(iv, aad, input, out),
+        let (Some(key), Some(out)) = (&self.key, out.get_mut(..input.len() + GCM_TAG_LEN)) else {
+            return false;
         };
-        if let Err(e) = &r {
-            tracing::debug!(target: "srtp", "AES-GCM seal failed: {e}");
+        let nonce = Nonce::assume_unique_for_key(*iv);
+        let r = key.seal_in_place_scatter(nonce, Aad::from(aad), &mut [], input, out);
+        if r.is_err() {
+            tracing::debug!(target: "srtp", "AES-GCM seal failed");
         }
         r.is_ok()
     }
 
-    /// `input` is ciphertext ‖ tag (at least the tag: the provider asserts it).
+    /// `input` is ciphertext ‖ tag; the plaintext goes to `out[..input.len() - 16]`. Nothing
+    /// is trusted unless this returns true (`out` may hold garbage otherwise).
     pub(super) fn decrypt(
         &mut self,
         iv: &[u8; 12],
@@ -63,50 +77,99 @@ impl Aead {
         input: &[u8],
         out: &mut [u8],
     ) -> bool {
-        // The provider concatenates (allocates) when given several AAD slices: pass one.
-        let r = match self {
-            Aead::A128(c) => c.decrypt(iv, &[aad], input, out),
-            Aead::A256(c) => c.decrypt(iv, &[aad], input, out),
+        let Some(split) = input.len().checked_sub(GCM_TAG_LEN) else {
+            return false;
         };
-        r.is_ok()
+        let (ciphertext, tag) = input.split_at(split);
+        let (Some(key), Some(out)) = (&self.key, out.get_mut(..split)) else {
+            return false;
+        };
+        let nonce = Nonce::assume_unique_for_key(*iv);
+        key.open_separate_gather(nonce, Aad::from(aad), ciphertext, tag, out)
+            .is_ok()
+    }
+}
+
+/// AES-128 in counter mode (RFC 3711 §4.1.1), its key schedule made once per session (the
+/// provider's cipher makes it again for every packet). Counter mode encrypts and decrypts
+/// alike.
+pub(super) struct Ctr {
+    /// `None` only for a key aws-lc refused, which the fixed-size key rules out: then
+    /// nothing seals or opens.
+    key: Option<EncryptingKey>,
+}
+
+impl Ctr {
+    fn new(key: &[u8; 16]) -> Ctr {
+        let key = UnboundCipherKey::new(&AES_128, key)
+            .and_then(EncryptingKey::ctr)
+            .ok();
+        debug_assert!(key.is_some(), "AES-128 key rejected");
+        Ctr { key }
+    }
+
+    /// `input` through the key stream at `iv` into `out[..input.len()]` (copied, then
+    /// transformed in place: aws-lc's counter mode has no separate output).
+    pub(super) fn apply(
+        &self,
+        what: &'static str,
+        iv: &[u8; 16],
+        input: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), SrtpError> {
+        let key = self.key.as_ref().ok_or(SrtpError::Crypto(what))?;
+        let out = span(out, 0, input.len())?;
+        out.copy_from_slice(input);
+        let context = EncryptionContext::Iv128(FixedLength::from(*iv));
+        key.less_safe_encrypt(out, context)
+            .map(|_| ())
+            .map_err(|_| SrtpError::Crypto(what))
+    }
+}
+
+/// HMAC-SHA1 with the session's authentication key, its pads computed once per session.
+pub(super) struct Mac {
+    key: hmac::Key,
+}
+
+impl Mac {
+    fn new(auth_key: &[u8; 20]) -> Mac {
+        Mac {
+            key: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, auth_key),
+        }
+    }
+
+    /// The full 20-byte HMAC of the concatenated `parts`.
+    pub(super) fn sign(&self, parts: &[&[u8]]) -> [u8; 20] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut mac = [0u8; 20];
+        mac.copy_from_slice(&ctx.sign().as_ref()[..20]);
+        mac
     }
 }
 
 impl Cipher {
     /// `enc_key`, `auth_key` (empty for GCM) and `salt` are session keys, of the
     /// profile's lengths (the caller derived them so).
-    pub(super) fn new(
-        provider: &CryptoProvider,
-        profile: Profile,
-        enc_key: &[u8],
-        auth_key: &[u8],
-        salt: &[u8],
-        encrypt: bool,
-    ) -> Cipher {
-        let srtp = provider.srtp_provider;
+    pub(super) fn new(profile: Profile, enc_key: &[u8], auth_key: &[u8], salt: &[u8]) -> Cipher {
         match profile {
             Profile::Aes128CmSha1_80 => Cipher::Cm {
-                aes: srtp
-                    .aes_128_cm_sha1_80()
-                    .create_cipher(array(enc_key), encrypt),
-                auth_key: array(auth_key),
-                salt: array(salt),
-                hmac: provider.sha1_hmac_provider,
-            },
-            Profile::AeadAes128Gcm => Cipher::Gcm {
-                aead: Aead::A128(
-                    srtp.aead_aes_128_gcm()
-                        .create_cipher(array(enc_key), encrypt),
-                ),
+                aes: Ctr::new(&array(enc_key)),
+                mac: Mac::new(&array(auth_key)),
                 salt: array(salt),
             },
-            Profile::AeadAes256Gcm => Cipher::Gcm {
-                aead: Aead::A256(
-                    srtp.aead_aes_256_gcm()
-                        .create_cipher(array(enc_key), encrypt),
-                ),
-                salt: array(salt),
-            },
+            Profile::AeadAes128Gcm => Cipher::gcm(&AES_128_GCM, &array::<16>(enc_key), salt),
+            Profile::AeadAes256Gcm => Cipher::gcm(&AES_256_GCM, &array::<32>(enc_key), salt),
+        }
+    }
+
+    fn gcm(algorithm: &'static Algorithm, key: &[u8], salt: &[u8]) -> Cipher {
+        Cipher::Gcm {
+            aead: Aead::new(algorithm, key),
+            salt: array(salt),
         }
     }
 
@@ -124,16 +187,10 @@ impl Cipher {
         let end = hlen + payload.len();
         span(out, 0, hlen)?.copy_from_slice(header);
         match self {
-            Cipher::Cm {
-                aes,
-                auth_key,
-                salt,
-                hmac,
-            } => {
+            Cipher::Cm { aes, mac, salt } => {
                 let iv = cm_iv(salt, ssrc, u64::from(roc) << 16 | u64::from(seq));
-                aes.encrypt(&iv, payload, span(out, hlen, payload.len() + SEAL_SLACK)?)
-                    .map_err(|e| crypto_failed("encrypt SRTP", e))?;
-                let mac = hmac.sha1_hmac(&auth_key[..], &[span(out, 0, end)?, &roc.to_be_bytes()]);
+                aes.apply("encrypt SRTP", &iv, payload, span(out, hlen, payload.len())?)?;
+                let mac = mac.sign(&[span(out, 0, end)?, &roc.to_be_bytes()]);
                 span(out, end, CM_TAG_LEN)?.copy_from_slice(&mac[..CM_TAG_LEN]);
                 Ok(end + CM_TAG_LEN)
             }
@@ -162,28 +219,22 @@ impl Cipher {
     ) -> Result<usize, SrtpError> {
         let header = packet.get(..hlen).ok_or(SrtpError::TooShort)?;
         match self {
-            Cipher::Cm {
-                aes,
-                auth_key,
-                salt,
-                hmac,
-            } => {
+            Cipher::Cm { aes, mac, salt } => {
                 let tag_at = packet
                     .len()
                     .checked_sub(CM_TAG_LEN)
                     .filter(|&t| t >= hlen)
                     .ok_or(SrtpError::TooShort)?;
                 let (authed, tag) = packet.split_at(tag_at);
-                let mac = hmac.sha1_hmac(&auth_key[..], &[authed, &roc.to_be_bytes()]);
+                let mac = mac.sign(&[authed, &roc.to_be_bytes()]);
                 if !tags_equal(&mac[..CM_TAG_LEN], tag) {
                     return Err(SrtpError::AuthFailed);
                 }
                 span(out, 0, hlen)?.copy_from_slice(header);
                 let iv = cm_iv(salt, ssrc, u64::from(roc) << 16 | u64::from(seq));
                 let ciphertext = &authed[hlen..];
-                let plain = span(out, hlen, ciphertext.len() + SEAL_SLACK)?;
-                aes.decrypt(&iv, ciphertext, plain)
-                    .map_err(|e| crypto_failed("decrypt SRTP", e))?;
+                let plain = span(out, hlen, ciphertext.len())?;
+                aes.apply("decrypt SRTP", &iv, ciphertext, plain)?;
                 Ok(tag_at)
             }
             Cipher::Gcm { aead, salt } => {
@@ -259,10 +310,6 @@ pub(super) fn be32(buf: &[u8], at: usize) -> Result<u32, SrtpError> {
         .ok_or(SrtpError::TooShort)
 }
 
-pub(super) fn crypto_failed(what: &'static str, e: str0m::crypto::CryptoError) -> SrtpError {
-    tracing::debug!(target: "srtp", "{what} failed: {e}");
-    SrtpError::Crypto(what)
-}
 
 /// A fixed-size copy of a key the caller sized for the profile (zeros if it did not: a
 /// wrong-length key is a bug upstream, and yields a session that never verifies rather

@@ -82,7 +82,6 @@ pub(super) fn derive_session(
     provider: &CryptoProvider,
     profile: Profile,
     master: &Master,
-    encrypt: bool,
 ) -> Direction {
     let one = |enc_label, auth_label, salt_label| {
         let enc_len = master.key_len;
@@ -100,14 +99,7 @@ pub(super) fn derive_session(
         derive(provider, master, enc_label, &mut enc[..enc_len]);
         derive(provider, master, auth_label, &mut auth[..auth_len]);
         derive(provider, master, salt_label, &mut salt[..salt_len]);
-        Cipher::new(
-            provider,
-            profile,
-            &enc[..enc_len],
-            &auth[..auth_len],
-            &salt[..salt_len],
-            encrypt,
-        )
+        Cipher::new(profile, &enc[..enc_len], &auth[..auth_len], &salt[..salt_len])
     };
     Direction {
         rtp: one(LABEL_RTP_ENCRYPTION, LABEL_RTP_AUTH, LABEL_RTP_SALT),

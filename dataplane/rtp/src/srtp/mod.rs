@@ -10,11 +10,11 @@
 //! index under one key and SSRC is a reused AES-GCM nonce), or change receive state for a
 //! packet whose tag did not verify.
 //!
-//! The cipher primitives are str0m's crypto provider's (`CryptoProvider::srtp_provider`,
-//! `sha1_hmac_provider`), so the server pays for the same primitives as str0m's own SRTP,
-//! including their costs: str0m-aws-lc-rs's AES-CM cipher expands its AES key (and
-//! allocates) on every call, and its HMAC takes the key on every call; the AES-GCM ciphers
-//! keep an expanded key.
+//! The cipher primitives are aws-lc's (through aws-lc-rs, the library str0m's default
+//! provider wraps), used directly with keys made once per session: the provider's cipher
+//! traits cost a copy per packet (AES-GCM seals and opens in place after copying) or a key
+//! setup per packet (its AES-CM cipher expands the AES key and its HMAC the pads on every
+//! call). Key derivation (AES-ECB, once per session) still goes through the provider.
 
 mod cipher;
 mod keys;
@@ -152,8 +152,8 @@ impl SrtpSession {
     pub fn new(provider: &CryptoProvider, keys: &DtlsKeys) -> Result<Self, SrtpError> {
         let (ours, theirs) = keys::split(keys)?;
         let profile = keys.profile;
-        let tx = keys::derive_session(provider, profile, &ours, true);
-        let rx = keys::derive_session(provider, profile, &theirs, false);
+        let tx = keys::derive_session(provider, profile, &ours);
+        let rx = keys::derive_session(provider, profile, &theirs);
         Ok(SrtpSession {
             sealer: SrtpSealer::new(profile, tx),
             opener: SrtpOpener::new(profile, rx),

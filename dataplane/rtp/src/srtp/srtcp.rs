@@ -4,9 +4,9 @@
 //!
 //! Same rules as [`super::cipher`]: no state, no allocation, every slice checked.
 
-use super::cipher::{be32, cm_iv, crypto_failed, span, tags_equal, tail, xor_salt};
+use super::cipher::{be32, cm_iv, span, tags_equal, tail, xor_salt};
 use super::cipher::{Cipher, SRTCP_E_FLAG};
-use super::{SrtpError, CM_TAG_LEN, GCM_TAG_LEN, RTCP_CLEAR_PREFIX, SEAL_SLACK, SRTCP_INDEX_LEN};
+use super::{SrtpError, CM_TAG_LEN, GCM_TAG_LEN, RTCP_CLEAR_PREFIX, SRTCP_INDEX_LEN};
 
 impl Cipher {
     /// header ‖ SSRC ‖ E(rest) ‖ then the E flag and index and the tag in the profile's
@@ -25,22 +25,13 @@ impl Cipher {
         let e_index = (SRTCP_E_FLAG | index).to_be_bytes();
         span(out, 0, RTCP_CLEAR_PREFIX)?.copy_from_slice(clear);
         match self {
-            Cipher::Cm {
-                aes,
-                auth_key,
-                salt,
-                hmac,
-            } => {
+            Cipher::Cm { aes, mac, salt } => {
                 let iv = cm_iv(salt, ssrc, u64::from(index));
-                aes.encrypt(
-                    &iv,
-                    rest,
-                    span(out, RTCP_CLEAR_PREFIX, rest.len() + SEAL_SLACK)?,
-                )
-                .map_err(|e| crypto_failed("encrypt SRTCP", e))?;
+                let body = span(out, RTCP_CLEAR_PREFIX, rest.len())?;
+                aes.apply("encrypt SRTCP", &iv, rest, body)?;
                 span(out, n, SRTCP_INDEX_LEN)?.copy_from_slice(&e_index);
                 let authed = n + SRTCP_INDEX_LEN;
-                let mac = hmac.sha1_hmac(&auth_key[..], &[span(out, 0, authed)?]);
+                let mac = mac.sign(&[span(out, 0, authed)?]);
                 span(out, authed, CM_TAG_LEN)?.copy_from_slice(&mac[..CM_TAG_LEN]);
                 Ok(authed + CM_TAG_LEN)
             }
@@ -71,15 +62,10 @@ impl Cipher {
         let index = e_index & !SRTCP_E_FLAG;
         let encrypted = e_index & SRTCP_E_FLAG != 0;
         match self {
-            Cipher::Cm {
-                aes,
-                auth_key,
-                salt,
-                hmac,
-            } => {
+            Cipher::Cm { aes, mac, salt } => {
                 let tag_at = tail(packet, CM_TAG_LEN)?;
                 let (authed, tag) = packet.split_at(tag_at);
-                let mac = hmac.sha1_hmac(&auth_key[..], &[authed]);
+                let mac = mac.sign(&[authed]);
                 if !tags_equal(&mac[..CM_TAG_LEN], tag) {
                     return Err(SrtpError::AuthFailed);
                 }
@@ -94,9 +80,8 @@ impl Cipher {
                     .ok_or(SrtpError::TooShort)?;
                 span(out, 0, RTCP_CLEAR_PREFIX)?.copy_from_slice(clear);
                 let iv = cm_iv(salt, ssrc, u64::from(index));
-                let plain = span(out, RTCP_CLEAR_PREFIX, ciphertext.len() + SEAL_SLACK)?;
-                aes.decrypt(&iv, ciphertext, plain)
-                    .map_err(|e| crypto_failed("decrypt SRTCP", e))?;
+                let plain = span(out, RTCP_CLEAR_PREFIX, ciphertext.len())?;
+                aes.apply("decrypt SRTCP", &iv, ciphertext, plain)?;
                 Ok(end)
             }
             Cipher::Gcm { aead, salt } => {
