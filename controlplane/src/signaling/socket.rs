@@ -330,8 +330,8 @@ async fn handle(hub: &Arc<Hub>, s: &Arc<Session>, msg: ClientMsg) -> Result<(), 
             } else {
                 PeerRole::Subscribe
             };
-            let answer = hub.offer(s, sdp, role, Vec::new()).await?;
-            s.send(ServerMsg::Answer { sdp: answer });
+            let hold = s.hold_server_offers();
+            hold.answer(hub.offer(s, sdp, role, Vec::new()).await?);
             Ok(())
         }
         ClientMsg::Answer { sdp } => {

@@ -68,6 +68,7 @@ impl Hub {
                 tracks: Vec::new(),
                 withheld: Vec::new(),
                 server_offer_pending: false,
+                held_offers: None,
                 player: None,
                 resource: None,
                 role,

@@ -33,7 +33,7 @@ use crate::placement::Placement;
 use crate::shutdown::Stopping;
 
 use session::SessionState;
-pub use session::{CloseReason, Outbox, Outgoing, Phase, Session};
+pub use session::{CloseReason, OfferHold, Outbox, Outgoing, Phase, Session};
 
 #[derive(Default)]
 struct HubInner {

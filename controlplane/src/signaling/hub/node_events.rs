@@ -95,6 +95,9 @@ impl Hub {
                 st.subscribed.clear();
                 st.withheld.clear();
                 st.server_offer_pending = false;
+                if let Some(held) = st.held_offers.as_mut() {
+                    held.clear(); // offers of the lost node's peer
+                }
                 std::mem::take(&mut st.tracks)
             };
             if !s.interactive {
@@ -135,8 +138,7 @@ impl Hub {
         match ev {
             NodeEvent::Offer { peer, sdp } => {
                 if let Some(s) = self.session_of_peer(node, peer) {
-                    s.state.lock().unwrap().server_offer_pending = true;
-                    s.send(ServerMsg::Offer { sdp });
+                    s.send_offer(sdp);
                 }
             }
             NodeEvent::TrackPublished {

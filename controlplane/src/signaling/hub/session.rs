@@ -111,6 +111,9 @@ pub(super) struct SessionState {
     /// unknown to the room (see `permissions`).
     pub(super) withheld: Vec<TrackInfo>,
     pub(super) server_offer_pending: bool,
+    /// While the client's own offer is being answered (`Some`), server offers wait here, so
+    /// the client never gets an offer before the answer to its own (see `hold_server_offers`).
+    pub(super) held_offers: Option<Vec<ServerMsg>>,
     /// A WHEP player: plays every track published in the room (only those of this identity
     /// when `Some(Some(identity))`), including tracks published after its POST.
     pub(super) player: Option<Option<String>>,
@@ -218,11 +221,167 @@ impl Session {
     /// Queue a message to the client; dropped when detached.
     pub fn send(&self, msg: ServerMsg) {
         let s = self.state.lock().unwrap();
-        if let Some(tx) = &s.outbox {
-            let fin = msg.is_final();
-            if tx.push(Outgoing::Msg(msg)) && fin {
-                tx.push(Outgoing::Close(None));
-            }
+        push(&s, msg);
+    }
+
+    /// The client's offer is being answered: server offers (renegotiations the media node
+    /// starts, e.g. for a track published meanwhile) are held until the returned hold sends
+    /// the answer ([`OfferHold::answer`]) or is dropped, so the client always sees its answer
+    /// first. Without this a subscription made while the answer waited on the store reached
+    /// the client as an offer while its own was still open (glare the protocol does not allow).
+    pub fn hold_server_offers(&self) -> OfferHold<'_> {
+        self.state
+            .lock()
+            .unwrap()
+            .held_offers
+            .get_or_insert_with(Vec::new);
+        OfferHold { session: self }
+    }
+
+    fn release(&self, answer: Option<ServerMsg>) {
+        let mut s = self.state.lock().unwrap();
+        let held = s.held_offers.take().unwrap_or_default();
+        for msg in answer.into_iter().chain(held) {
+            push(&s, msg);
         }
+    }
+
+    /// A server offer: sent now, or held while the client's own offer is being answered.
+    pub(super) fn send_offer(&self, sdp: String) {
+        let mut s = self.state.lock().unwrap();
+        s.server_offer_pending = true;
+        let msg = ServerMsg::Offer { sdp };
+        match s.held_offers.as_mut() {
+            Some(held) => held.push(msg),
+            None => push(&s, msg),
+        }
+    }
+}
+
+/// Server offers held while a client offer is answered; released on drop if not before.
+pub struct OfferHold<'a> {
+    session: &'a Session,
+}
+
+impl OfferHold<'_> {
+    /// Sends the answer to the client's offer, then the server offers held meanwhile.
+    pub fn answer(self, sdp: String) {
+        self.session.release(Some(ServerMsg::Answer { sdp }));
+    }
+}
+
+impl Drop for OfferHold<'_> {
+    fn drop(&mut self) {
+        // After `answer` this finds nothing held; after a failed offer it sends the offers.
+        if self.session.state.lock().unwrap().held_offers.is_some() {
+            self.session.release(None);
+        }
+    }
+}
+
+fn push(s: &SessionState, msg: ServerMsg) {
+    if let Some(tx) = &s.outbox {
+        let fin = msg.is_final();
+        if tx.push(Outgoing::Msg(msg)) && fin {
+            tx.push(Outgoing::Close(None));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn session() -> (Session, mpsc::Receiver<Outgoing>) {
+        let (outbox, rx, _) = Outbox::new(16);
+        let grants = Grants {
+            can_publish: true,
+            can_subscribe: true,
+            can_chat: true,
+            room_admin: false,
+        };
+        let member = Member {
+            tenant: "t".into(),
+            room: "r".into(),
+            identity: "a".into(),
+            name: "a".into(),
+            role: "participant".into(),
+            grants,
+        };
+        let state = SessionState {
+            phase: Phase::Joined,
+            outbox: Some(outbox),
+            attach_gen: 0,
+            node: None,
+            peer: None,
+            subscribed: HashSet::new(),
+            tracks: Vec::new(),
+            withheld: Vec::new(),
+            server_offer_pending: false,
+            held_offers: None,
+            player: None,
+            resource: None,
+            role: member.role.clone(),
+            grants,
+            chat: TokenBucket::new(1.0, 1, Instant::now()),
+        };
+        let s = Session {
+            id: "s".into(),
+            member,
+            interactive: true,
+            state: Mutex::new(state),
+            sdp: tokio::sync::Mutex::new(()),
+        };
+        (s, rx)
+    }
+
+    fn sent(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| match o {
+                Outgoing::Msg(ServerMsg::Offer { sdp }) => format!("offer {sdp}"),
+                Outgoing::Msg(ServerMsg::Answer { sdp }) => format!("answer {sdp}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn server_offers_made_while_a_client_offer_is_answered_follow_the_answer() {
+        let (s, mut rx) = session();
+        s.send_offer("before".into());
+        let hold = s.hold_server_offers();
+        s.send_offer("during-1".into());
+        s.send_offer("during-2".into());
+        assert_eq!(
+            sent(&mut rx),
+            ["offer before"],
+            "held while the offer is open"
+        );
+        hold.answer("ours".into());
+        s.send_offer("after".into());
+        assert_eq!(
+            sent(&mut rx),
+            [
+                "answer ours",
+                "offer during-1",
+                "offer during-2",
+                "offer after"
+            ]
+        );
+        assert!(s.state.lock().unwrap().server_offer_pending);
+    }
+
+    #[test]
+    fn a_failed_client_offer_releases_the_held_server_offers() {
+        let (s, mut rx) = session();
+        {
+            let _hold = s.hold_server_offers();
+            s.send_offer("during".into());
+            assert!(sent(&mut rx).is_empty());
+        } // the offer failed: `?` dropped the hold
+        assert_eq!(sent(&mut rx), ["offer during"]);
+        s.send_offer("after".into());
+        assert_eq!(sent(&mut rx), ["offer after"]);
     }
 }
