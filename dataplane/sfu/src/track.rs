@@ -96,12 +96,40 @@ impl PublishedTrack {
     }
 }
 
+/// A mid's bytes for the RTP header extension (at most 16, RFC 8843 allows any length
+/// but str0m keeps 16).
+#[derive(Debug, Clone, Copy)]
+pub struct MidWire {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl MidWire {
+    pub fn new(mid: &Mid) -> Self {
+        let s: &str = mid;
+        let len = s.len().min(16);
+        let mut bytes = [0u8; 16];
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        MidWire {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// One subscriber's view of one track.
 pub struct Subscription {
     /// What the subscriber asked for; the selector gets it with each allocation.
     pub preference: LayerPreference,
-    /// The sendonly m-line carrying it, once offered.
+    /// The sendonly m-line carrying it, once offered (set with `set_mid`).
     pub mid: Option<Mid>,
+    /// `mid` as the header extension writes it, converted once: str0m's `Mid` checks and
+    /// trims its padded bytes on every read, which is per copy on the egress path.
+    pub mid_wire: Option<MidWire>,
     /// How it goes out, once the subscriber answered.
     pub egress: Option<Egress>,
     /// Publisher pt → subscriber pt, learned per codec.
@@ -121,10 +149,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    pub fn set_mid(&mut self, mid: Mid) {
+        self.mid = Some(mid);
+        self.mid_wire = Some(MidWire::new(&mid));
+    }
+
     pub fn new() -> Self {
         Subscription {
             preference: LayerPreference::default(),
             mid: None,
+            mid_wire: None,
             egress: None,
             pt_map: SmallVec::new(),
             rewriter: None,

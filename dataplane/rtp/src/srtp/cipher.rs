@@ -20,15 +20,8 @@ pub(super) const SRTCP_E_FLAG: u32 = 0x8000_0000;
 
 /// One direction's keys for one of RTP or RTCP, ready to use.
 pub(super) enum Cipher {
-    Cm {
-        aes: Ctr,
-        mac: Mac,
-        salt: [u8; 14],
-    },
-    Gcm {
-        aead: Aead,
-        salt: [u8; 12],
-    },
+    Cm { aes: Ctr, mac: Mac, salt: [u8; 14] },
+    Gcm { aead: Aead, salt: [u8; 12] },
 }
 
 /// An AES-GCM key (128 or 256 bits), used straight from aws-lc (the library str0m's
@@ -189,7 +182,12 @@ impl Cipher {
         match self {
             Cipher::Cm { aes, mac, salt } => {
                 let iv = cm_iv(salt, ssrc, u64::from(roc) << 16 | u64::from(seq));
-                aes.apply("encrypt SRTP", &iv, payload, span(out, hlen, payload.len())?)?;
+                aes.apply(
+                    "encrypt SRTP",
+                    &iv,
+                    payload,
+                    span(out, hlen, payload.len())?,
+                )?;
                 let mac = mac.sign(&[span(out, 0, end)?, &roc.to_be_bytes()]);
                 span(out, end, CM_TAG_LEN)?.copy_from_slice(&mac[..CM_TAG_LEN]);
                 Ok(end + CM_TAG_LEN)
@@ -309,7 +307,6 @@ pub(super) fn be32(buf: &[u8], at: usize) -> Result<u32, SrtpError> {
         .map(u32::from_be_bytes)
         .ok_or(SrtpError::TooShort)
 }
-
 
 /// A fixed-size copy of a key the caller sized for the profile (zeros if it did not: a
 /// wrong-length key is a bug upstream, and yields a session that never verifies rather

@@ -99,7 +99,12 @@ pub(super) fn derive_session(
         derive(provider, master, enc_label, &mut enc[..enc_len]);
         derive(provider, master, auth_label, &mut auth[..auth_len]);
         derive(provider, master, salt_label, &mut salt[..salt_len]);
-        Cipher::new(profile, &enc[..enc_len], &auth[..auth_len], &salt[..salt_len])
+        Cipher::new(
+            profile,
+            &enc[..enc_len],
+            &auth[..auth_len],
+            &salt[..salt_len],
+        )
     };
     Direction {
         rtp: one(LABEL_RTP_ENCRYPTION, LABEL_RTP_AUTH, LABEL_RTP_SALT),

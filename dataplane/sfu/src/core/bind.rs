@@ -146,7 +146,7 @@ impl ShardCore {
             }
             None => {
                 let mut sub = Subscription::new();
-                sub.mid = Some(mid);
+                sub.set_mid(mid);
                 sub
             }
         };

@@ -381,7 +381,7 @@ impl ShardCore {
         };
         for (track, mid) in added {
             if let Some(s) = self.subs.get_mut(&(id, track)) {
-                s.mid = Some(mid);
+                s.set_mid(mid);
             }
         }
         self.out

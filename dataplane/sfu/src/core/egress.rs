@@ -26,7 +26,7 @@ use crate::forward::codec::{vp8_write, Vp8Descriptor};
 use crate::forward::rewrite::Rewritten;
 use crate::ids::{PeerId, TrackId};
 use crate::peer::Peer;
-use crate::track::{Egress, Subscription};
+use crate::track::{Egress, MidWire, Subscription};
 use crate::transport::sent::Sent;
 use crate::transport::Transport;
 use crate::tx_queue::TxQueue;
@@ -69,99 +69,91 @@ fn vp8_renumbered<'a>(
     scratch
 }
 
-impl ShardCore {
-    /// Write and seal one forwarded packet for subscription (`sub_id`, `fwd.track`), mapped
-    /// by the rewriter to `out`. Returns whether a datagram was queued.
-    pub(crate) fn send_media(
-        &mut self,
-        now: Instant,
-        sub_id: PeerId,
-        fwd: &Fwd<'_>,
-        out: Rewritten,
-    ) -> bool {
-        let ShardCore {
-            peers,
-            subs,
-            tx,
-            vp8_scratch,
-            epoch,
-            ..
-        } = self;
-        let (Some(peer), Some(sub)) = (peers.get_mut(&sub_id), subs.get_mut(&(sub_id, fwd.track)))
-        else {
-            return false;
-        };
-        let Some(pt) = subscriber_pt_cached(peer, sub, &fwd.codec) else {
-            return false;
-        };
-        let out_seq = sub.extend_out_seq(out.seq);
-        // VP8: picture id and TL0PICIDX continue across layer switches for this subscriber.
-        let mut vp8_ids = (None, None);
-        let mut payload: &[u8] = fwd.payload;
-        if fwd.codec.codec == Codec::Vp8 {
-            if let Ok(d) = Vp8Descriptor::parse(payload) {
-                let ids = sub.vp8.next(&d, out.new_segment);
-                vp8_ids = (ids.picture_id, ids.tl0_pic_idx);
-                if d.picture_id.map(|p| p.0) != ids.picture_id
-                    || d.tl0_pic_idx.map(|t| t.0) != ids.tl0_pic_idx
-                {
-                    payload = vp8_renumbered(
-                        vp8_scratch,
-                        payload,
-                        &d,
-                        ids.picture_id.unwrap_or(0),
-                        ids.tl0_pic_idx.unwrap_or(0),
-                    );
-                }
+/// Write and seal one forwarded packet for subscription `sub` of `peer`, mapped by the
+/// rewriter to `out`. Returns whether a datagram was queued.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_media(
+    now: Instant,
+    epoch: Instant,
+    tx: &mut TxQueue,
+    vp8_scratch: &mut Vec<u8>,
+    peer: &mut Peer,
+    sub: &mut Subscription,
+    fwd: &Fwd<'_>,
+    out: Rewritten,
+) -> bool {
+    let Some(pt) = subscriber_pt_cached(peer, sub, &fwd.codec) else {
+        return false;
+    };
+    let out_seq = sub.extend_out_seq(out.seq);
+    // VP8: picture id and TL0PICIDX continue across layer switches for this subscriber.
+    let mut vp8_ids = (None, None);
+    let mut payload: &[u8] = fwd.payload;
+    if fwd.codec.codec == Codec::Vp8 {
+        if let Ok(d) = Vp8Descriptor::parse(payload) {
+            let ids = sub.vp8.next(&d, out.new_segment);
+            vp8_ids = (ids.picture_id, ids.tl0_pic_idx);
+            if d.picture_id.map(|p| p.0) != ids.picture_id
+                || d.tl0_pic_idx.map(|t| t.0) != ids.tl0_pic_idx
+            {
+                payload = vp8_renumbered(
+                    vp8_scratch,
+                    payload,
+                    &d,
+                    ids.picture_id.unwrap_or(0),
+                    ids.tl0_pic_idx.unwrap_or(0),
+                );
             }
         }
-        let (Some(dest), Some(tp), Some(egress)) =
-            (peer.remote, peer.transport.as_mut(), sub.egress.as_mut())
-        else {
-            return false;
-        };
-        let audio_level = fwd.audio_level.map(|l| AudioLevel {
-            voice: fwd.voice_activity.unwrap_or(false),
-            level: l.unsigned_abs().min(127),
-        });
-        let o = Out {
-            fields: HeaderFields {
-                marker: fwd.marker,
-                payload_type: pt,
-                seq: out.seq,
-                timestamp: out.ts,
-                ssrc: egress.ssrc,
-            },
-            roc: (out_seq >> 16) as u32,
-            payload,
-            audio_level,
-            twcc: None,
-            abs_send_time: None,
-            probe: None,
-        };
-        let Some(written) = write_sealed(now, *epoch, tx, dest, tp, egress, sub.mid, &o) else {
-            return false;
-        };
-        egress.packets = egress.packets.wrapping_add(1);
-        egress.octets = egress.octets.wrapping_add(payload.len() as u32);
-        egress.last = Some((out.ts, now));
-        if let Some(sent) = egress.sent.as_mut() {
-            sent.record(Sent {
-                out_seq,
-                layer: fwd.layer,
-                in_seq: fwd.seq,
-                timestamp: out.ts,
-                marker: fwd.marker,
-                payload_type: pt,
-                vp8_picture_id: vp8_ids.0,
-                vp8_tl0: vp8_ids.1,
-                twcc: written.twcc,
-                abs_send_time: written.abs_send_time,
-            });
-        }
-        true
     }
+    let (Some(dest), Some(tp), Some(egress)) =
+        (peer.remote, peer.transport.as_mut(), sub.egress.as_mut())
+    else {
+        return false;
+    };
+    let audio_level = fwd.audio_level.map(|l| AudioLevel {
+        voice: fwd.voice_activity.unwrap_or(false),
+        level: l.unsigned_abs().min(127),
+    });
+    let o = Out {
+        fields: HeaderFields {
+            marker: fwd.marker,
+            payload_type: pt,
+            seq: out.seq,
+            timestamp: out.ts,
+            ssrc: egress.ssrc,
+        },
+        roc: (out_seq >> 16) as u32,
+        payload,
+        audio_level,
+        twcc: None,
+        abs_send_time: None,
+        probe: None,
+    };
+    let Some(written) = write_sealed(now, epoch, tx, dest, tp, egress, sub.mid_wire, &o) else {
+        return false;
+    };
+    egress.packets = egress.packets.wrapping_add(1);
+    egress.octets = egress.octets.wrapping_add(payload.len() as u32);
+    egress.last = Some((out.ts, now));
+    if let Some(sent) = egress.sent.as_mut() {
+        sent.record(Sent {
+            out_seq,
+            layer: fwd.layer,
+            in_seq: fwd.seq,
+            timestamp: out.ts,
+            marker: fwd.marker,
+            payload_type: pt,
+            vp8_picture_id: vp8_ids.0,
+            vp8_tl0: vp8_ids.1,
+            twcc: written.twcc,
+            abs_send_time: written.abs_send_time,
+        });
+    }
+    true
+}
 
+impl ShardCore {
     /// Resend what subscription (`sub_id`, `track`) sent with outgoing sequence number
     /// `lost` (16 bits, from its NACK): as RTX when negotiated, else the original bytes.
     /// Returns whether it was resent.
@@ -253,7 +245,7 @@ impl ShardCore {
                     abs_send_time: None,
                     probe: None,
                 };
-                write_sealed(now, *epoch, tx, dest, tp, egress, sub.mid, &o)
+                write_sealed(now, *epoch, tx, dest, tp, egress, sub.mid_wire, &o)
             }
             _ => {
                 let o = Out {
@@ -271,7 +263,7 @@ impl ShardCore {
                     abs_send_time: sent.abs_send_time,
                     probe: None,
                 };
-                write_sealed(now, *epoch, tx, dest, tp, egress, sub.mid, &o)
+                write_sealed(now, *epoch, tx, dest, tp, egress, sub.mid_wire, &o)
             }
         };
         written.is_some()
@@ -373,7 +365,7 @@ fn write_sealed(
     dest: crate::tx_queue::Remote,
     tp: &mut Transport,
     egress: &Egress,
-    mid: Option<Mid>,
+    mid: Option<MidWire>,
     o: &Out<'_>,
 ) -> Option<Written> {
     // Every new packet gets a transport-wide number (the estimator counts what was sent
@@ -391,7 +383,7 @@ fn write_sealed(
         (None, Some(_)) => Some(abs_send_time(now.saturating_duration_since(epoch))),
         (None, None) => None,
     };
-    let mid_bytes = mid.as_ref().map(|m| m.as_bytes());
+    let mid_bytes = mid.as_ref().map(MidWire::as_bytes);
     let ext = OutExtensions {
         mid: mid_bytes,
         transport_cc: twcc,

@@ -14,8 +14,9 @@ use str0m::format::CodecSpec;
 use tracing::trace;
 
 use crate::api::{LayerIndex, MediaKind, MediaPacket, Output, ShardMessage};
+use crate::core::egress::send_media;
 use crate::core::ShardCore;
-use crate::forward::layer::Verdict;
+use crate::forward::layer::{LayerView, Verdict};
 use crate::forward::rewrite::Stale;
 use crate::ids::{PeerId, TrackId};
 
@@ -32,6 +33,8 @@ pub(crate) struct Fwd<'a> {
     pub marker: bool,
     pub keyframe: bool,
     pub codec: CodecSpec,
+    /// Video: the track's layers as the selectors see them now (taken once per packet).
+    pub layers: Option<LayerView>,
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,
     pub payload: &'a Arc<[u8]>,
@@ -144,6 +147,7 @@ impl ShardCore {
             marker: m.marker,
             keyframe: m.keyframe,
             codec: m.codec,
+            layers: t.monitor.as_ref().map(|mon| mon.view(now)),
             audio_level: m.audio_level,
             voice_activity: m.voice_activity,
             payload: &m.payload,
@@ -174,63 +178,79 @@ impl ShardCore {
         }
     }
 
-    /// One subscription: layer filter, rewrite, then egress.
+    /// One subscription: layer filter, rewrite, then egress. The subscription and its peer
+    /// are looked up once per copy and handed to egress.
     fn forward_to(&mut self, now: Instant, sub_id: PeerId, kind: MediaKind, fwd: &Fwd<'_>) {
-        let Some(sub) = self.subs.get_mut(&(sub_id, fwd.track)) else {
+        let ShardCore {
+            peers,
+            subs,
+            tx,
+            vp8_scratch,
+            epoch,
+            stats,
+            ..
+        } = self;
+        let Some(sub) = subs.get_mut(&(sub_id, fwd.track)) else {
             return;
         };
-        if sub.egress.is_none() {
-            self.stats.rtp_filtered += 1;
-            return;
-        }
         let mut keyframe_wanted = None;
-        let switch = match kind {
-            MediaKind::Audio => std::mem::take(&mut sub.resume_pending),
-            MediaKind::Video => {
-                let Some(mon) = self.tracks.get(&fwd.track).and_then(|t| t.monitor.as_ref()) else {
-                    return;
-                };
-                let verdict = sub.selector.on_packet(now, mon, fwd.layer, fwd.keyframe);
-                keyframe_wanted = sub.selector.keyframe_needed();
-                match verdict {
-                    Verdict::Forward => false,
-                    Verdict::ForwardSwitched => {
-                        trace!(sub = %sub_id, track = %fwd.track, to = fwd.layer, "layer switch");
-                        true
-                    }
-                    Verdict::Drop => {
-                        // Not forwarded: if it belongs to the segment being sent (a pause),
-                        // close its slot so the subscriber sees no gap; other layers' packets
-                        // are not in that segment and leave nothing to close.
-                        if let Some(r) = sub.rewriter.as_mut() {
-                            r.skip(fwd.source, fwd.seq as u16);
-                        }
-                        self.stats.rtp_filtered += 1;
-                        if let Some(layer) = keyframe_wanted {
-                            self.request_keyframe(now, fwd.track, layer, false);
-                        }
+        let forwarded = 'copy: {
+            if sub.egress.is_none() {
+                break 'copy false;
+            }
+            let switch = match kind {
+                MediaKind::Audio => std::mem::take(&mut sub.resume_pending),
+                MediaKind::Video => {
+                    let Some(layers) = &fwd.layers else {
                         return;
+                    };
+                    let verdict = sub
+                        .selector
+                        .on_packet_with(now, layers, fwd.layer, fwd.keyframe);
+                    keyframe_wanted = sub.selector.keyframe_needed();
+                    match verdict {
+                        Verdict::Forward => false,
+                        Verdict::ForwardSwitched => {
+                            trace!(sub = %sub_id, track = %fwd.track, to = fwd.layer, "layer switch");
+                            true
+                        }
+                        Verdict::Drop => {
+                            // Not forwarded: if it belongs to the segment being sent (a
+                            // pause), close its slot so the subscriber sees no gap; other
+                            // layers' packets are not in that segment and leave nothing to
+                            // close.
+                            if let Some(r) = sub.rewriter.as_mut() {
+                                r.skip(fwd.source, fwd.seq as u16);
+                            }
+                            break 'copy false;
+                        }
                     }
                 }
-            }
+            };
+            let clock_rate = fwd.codec.clock_rate.get();
+            let rewriter = sub
+                .rewriter
+                .get_or_insert_with(|| crate::forward::rewrite::StreamRewriter::new(clock_rate));
+            let out = match rewriter.rewrite(now, fwd.source, fwd.seq as u16, fwd.timestamp, switch)
+            {
+                Ok(o) => o,
+                Err(Stale::OldSource) | Err(Stale::BeforeSegment) => {
+                    keyframe_wanted = None;
+                    break 'copy false;
+                }
+            };
+            let Some(peer) = peers.get_mut(&sub_id) else {
+                break 'copy false;
+            };
+            send_media(now, *epoch, tx, vp8_scratch, peer, sub, fwd, out)
         };
-        let clock_rate = fwd.codec.clock_rate.get();
-        let rewriter = sub
-            .rewriter
-            .get_or_insert_with(|| crate::forward::rewrite::StreamRewriter::new(clock_rate));
-        let out = match rewriter.rewrite(now, fwd.source, fwd.seq as u16, fwd.timestamp, switch) {
-            Ok(o) => o,
-            Err(Stale::OldSource) | Err(Stale::BeforeSegment) => {
-                self.stats.rtp_filtered += 1;
-                return;
-            }
-        };
-        if self.send_media(now, sub_id, fwd, out) {
-            self.stats.rtp_forwarded += 1;
+        if forwarded {
+            stats.rtp_forwarded += 1;
         } else {
-            self.stats.rtp_filtered += 1;
+            stats.rtp_filtered += 1;
         }
-        // Still waiting for the target layer's keyframe while the current one flows.
+        // Still waiting for the target layer's keyframe (while the current one flows, or
+        // while this packet was dropped for it).
         if let Some(layer) = keyframe_wanted {
             self.request_keyframe(now, fwd.track, layer, false);
         }

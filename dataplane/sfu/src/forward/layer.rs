@@ -121,6 +121,41 @@ impl LayerMonitor {
                 .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.dead_after)
         })
     }
+
+    /// The layers as the selectors see them at `now`.
+    pub fn view(&self, now: Instant) -> LayerView {
+        let mut v = LayerView::default();
+        for (i, l) in self.layers.iter().enumerate() {
+            v.arriving[i] = self.is_arriving(now, i as u8);
+            v.bitrate_bps[i] = l.bitrate_bps;
+        }
+        v
+    }
+}
+
+/// What a selector reads of a track's layers at one instant (arriving, bitrate), taken once
+/// per packet and shared by every subscription of the fan-out, so that hundreds of copies do
+/// not each re-read the monitor and compare its clocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerView {
+    arriving: [bool; MAX_LAYERS],
+    bitrate_bps: [u64; MAX_LAYERS],
+}
+
+impl LayerView {
+    fn is_arriving(&self, layer: u8) -> bool {
+        self.arriving
+            .get(usize::from(layer))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn bitrate(&self, layer: u8) -> u64 {
+        self.bitrate_bps
+            .get(usize::from(layer))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// What to do with one packet of the subscribed track.
@@ -228,6 +263,11 @@ impl LayerSelector {
     /// Re-evaluate the target (call on budget or preference changes and on a timer; it is
     /// also done on every packet).
     pub fn update(&mut self, now: Instant, mon: &LayerMonitor) {
+        self.update_with(now, &mon.view(now));
+    }
+
+    /// [`LayerSelector::update`] on a view taken at `now`.
+    pub fn update_with(&mut self, now: Instant, mon: &LayerView) {
         if !self.pref.visible {
             // Pausing needs no keyframe: stop at once.
             self.target = None;
@@ -237,7 +277,7 @@ impl LayerSelector {
         }
         let top = MAX_LAYERS as u8 - 1;
         let cap = self.pref.max_layer.map_or(top, |m| m.min(top));
-        let arriving = |l: u8| mon.is_arriving(now, l);
+        let arriving = |l: u8| mon.is_arriving(l);
         // Under a budget a layer not measured yet does not fit (the lowest arriving layer is
         // taken anyway): start low and go up once its cost is known, as the allocator does.
         let fits = |l: u8, pct: u32| match self.budget_bps {
@@ -333,7 +373,19 @@ impl LayerSelector {
         layer: u8,
         keyframe: bool,
     ) -> Verdict {
-        self.update(now, mon);
+        self.on_packet_with(now, &mon.view(now), layer, keyframe)
+    }
+
+    /// [`LayerSelector::on_packet`] on a view of the track's layers taken at `now` (once for
+    /// the whole fan-out of the packet).
+    pub fn on_packet_with(
+        &mut self,
+        now: Instant,
+        mon: &LayerView,
+        layer: u8,
+        keyframe: bool,
+    ) -> Verdict {
+        self.update_with(now, mon);
         let Some(target) = self.target else {
             return Verdict::Drop;
         };
