@@ -313,14 +313,15 @@ fn a_tcp_subscriber_that_stops_reading_is_dropped_then_closed_while_the_shard_se
         // Her queue overflowed (whole frames dropped, counted) before it was closed.
         assert!(t.send_dropped > 0, "{backend}: {t:?}");
         let first_drop_seen = first_drop_seen.expect("drops seen before the close");
-        // Not before the queue stood still for STALL, and within STALL (plus a sweep and a
-        // snapshot interval) of the overflow, which comes after the kernel refused bytes.
+        // Not before the queue stood still for STALL, and within STALL of the overflow, which
+        // comes after the kernel refused bytes (the slack: a 0.5 s sweep, snapshots seen once
+        // a second, a loaded machine).
         assert!(
             closed_at - stopped >= STALL,
             "{backend}: closed early: {t:?}"
         );
         assert!(
-            closed_at - first_drop_seen <= STALL + Duration::from_secs(2),
+            closed_at - first_drop_seen <= STALL + Duration::from_secs(3),
             "{backend}: closed {:?} after the first drop was seen",
             closed_at - first_drop_seen
         );
