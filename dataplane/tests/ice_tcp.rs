@@ -2,7 +2,8 @@
 //! candidate connect to a shard's passive TCP candidate (RFC 6544) and exchange RFC 4571
 //! frames; DTLS-SRTP media flows up and down over TCP, beside a UDP subscriber, on both io
 //! backends. Hostile connections (garbage, an oversize frame, a half-open frame, a thousand
-//! idle connections) are closed and counted while a UDP call on the same shard keeps flowing.
+//! idle connections) are closed and counted while a UDP call on the same shard keeps flowing,
+//! and so is a TCP subscriber that stops reading.
 
 mod call;
 
@@ -10,9 +11,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use call::{node, Call};
+use call::{node, Call, Link};
 use shardcast_dataplane::driver::IoBackend;
-use shardcast_dataplane::tcp::TcpStats;
+use shardcast_dataplane::shard::ShardConfig;
+use shardcast_dataplane::tcp::{TcpConfig, TcpStats};
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use shardcast_sfu::CoreConfig;
 
 const BACKENDS: [IoBackend; 2] = [IoBackend::IoUring, IoBackend::Portable];
 
@@ -203,4 +207,166 @@ fn hostile_tcp_connections_are_closed_and_counted_while_a_udp_call_flows() {
         c.received(bob, alice).0 >= after.0 + 30
     }));
     assert_eq!(c.node.shard_snapshots()[0].counters.panics, 0);
+}
+
+/// One shard with the given ICE-TCP limits and congestion control off: a subscriber that
+/// stops reading also stops sending transport-cc feedback, and with an estimator the shard
+/// would pause its video (leaving little to overflow); without one, the shard keeps sending
+/// it the publisher's full layer, as it would to a client that reads too slowly.
+fn node_without_congestion_control(backend: IoBackend, tcp: TcpConfig) -> MediaNode {
+    MediaNode::start(MediaNodeConfig {
+        shards: ShardConfig {
+            shards: 1,
+            backend,
+            pin: false,
+            tcp: Some(tcp),
+            ..ShardConfig::default()
+        },
+        core: CoreConfig {
+            bwe_initial_kbps: 0,
+            ..CoreConfig::default()
+        },
+        max_peers_per_shard: 100,
+        ..MediaNodeConfig::default()
+    })
+    .expect("media node starts")
+}
+
+#[test]
+fn a_tcp_subscriber_that_stops_reading_is_dropped_then_closed_while_the_shard_serves_on() {
+    const STALL: Duration = Duration::from_secs(3);
+    for backend in BACKENDS {
+        let tcp = TcpConfig {
+            send_queue_bytes: 64 * 1024,
+            stall_timeout: STALL,
+            ..TcpConfig::default()
+        };
+        let mut c = Call::new(node_without_congestion_control(backend, tcp));
+        assert_eq!(c.node.backend(), backend);
+        let tcp_addr = c.node.shard_tcp_addrs()[0].unwrap();
+        let alice = c.join("room", "alice", 1, true);
+        let bob = c.join("room", "bob", 2, false);
+        // Carol's receive buffer is small (set before connect, so the window she advertises
+        // is small from the first segment): what she does not read backs up into the shard.
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&tcp_addr.into()).unwrap();
+        let (carol, _) = c.join_tcp_stream("room", "carol", 3, false, socket.into());
+        assert!(
+            c.run_until(Duration::from_secs(10), |c| {
+                c.peers.iter().all(|p| p.client.is_connected()) && c.published(alice).len() == 2
+            }),
+            "{backend}: peers connect"
+        );
+        c.subscribe_all(bob, alice);
+        c.subscribe_all(carol, alice);
+        let flowing = c.run_until(Duration::from_secs(15), |c| {
+            let t = tcp_stats(c);
+            c.received(bob, alice).0 >= 30 && c.received(carol, alice).0 >= 30 && t.connections == 1
+        });
+        let t = tcp_stats(&c);
+        assert!(
+            flowing,
+            "{backend}: media to bob (UDP) and carol (TCP): {t:?}"
+        );
+        assert_eq!(t.send_dropped + t.closed_stalled, 0, "{backend}: {t:?}");
+
+        // Carol stops reading; her client still sends its checks and reports.
+        match &mut c.peers[carol].link {
+            Link::Tcp { reading, .. } => *reading = false,
+            Link::Udp(_) => unreachable!(),
+        }
+        let stopped = Instant::now();
+        let bob_at_stop = c.received(bob, alice);
+        // Bob's video frames arrive all along: the longest wait for his next frame.
+        let (mut bob_frames, mut bob_last, mut bob_gap) = (bob_at_stop.0, stopped, Duration::ZERO);
+        let mut first_drop_seen = None;
+        // The kernel buffers (the shard's capped send buffer, carol's receive buffer) and the
+        // 64 KiB queue fill at the publisher's ~50 KB/s within seconds; then the queue stands
+        // still for STALL. Uncapped, the kernel would take megabytes first (over a minute).
+        let closed = c.run_until(Duration::from_secs(20), |c| {
+            let now = Instant::now();
+            let frames = c.received(bob, alice).0;
+            if frames > bob_frames {
+                bob_gap = bob_gap.max(now - bob_last);
+                (bob_frames, bob_last) = (frames, now);
+            }
+            let t = tcp_stats(c);
+            if t.send_dropped > 0 && first_drop_seen.is_none() {
+                first_drop_seen = Some(now);
+            }
+            t.closed_stalled == 1
+        });
+        let closed_at = Instant::now();
+        bob_gap = bob_gap.max(closed_at - bob_last);
+        let t = tcp_stats(&c);
+        let bob_at_close = c.received(bob, alice);
+        assert!(
+            closed,
+            "{backend}: carol's connection closed as stalled within 20 s of her last read: {t:?}"
+        );
+        // Her queue overflowed (whole frames dropped, counted) before it was closed.
+        assert!(t.send_dropped > 0, "{backend}: {t:?}");
+        let first_drop_seen = first_drop_seen.expect("drops seen before the close");
+        // Not before the queue stood still for STALL, and within STALL of the overflow, which
+        // comes after the kernel refused bytes (the slack: a 0.5 s sweep, snapshots seen once
+        // a second, a loaded machine).
+        assert!(
+            closed_at - stopped >= STALL,
+            "{backend}: closed early: {t:?}"
+        );
+        assert!(
+            closed_at - first_drop_seen <= STALL + Duration::from_secs(3),
+            "{backend}: closed {:?} after the first drop was seen",
+            closed_at - first_drop_seen
+        );
+        // The connection and its buffers are gone, nothing else was closed.
+        assert_eq!(t.connections, 0, "{backend}: {t:?}");
+        assert_eq!(t.accepted, 1, "{backend}: {t:?}");
+        assert_eq!(
+            t.closed_idle + t.closed_by_peer + t.closed_bad_frame + t.errors,
+            0,
+            "{backend}: {t:?}"
+        );
+        // Bob was served all along: a second's worth of frames at least, and never a wait
+        // of seconds for the next one.
+        assert!(
+            bob_at_close.0 >= bob_at_stop.0 + 30 && bob_at_close.1 >= bob_at_stop.1 + 50,
+            "{backend}: bob during the stall: {bob_at_stop:?} -> {bob_at_close:?}"
+        );
+        assert!(
+            bob_gap < Duration::from_secs(2),
+            "{backend}: bob waited {bob_gap:?} for a frame during the stall"
+        );
+        // And after it.
+        assert!(
+            c.run_until(Duration::from_secs(10), |c| {
+                let now = c.received(bob, alice);
+                now.0 >= bob_at_close.0 + 30 && now.1 >= bob_at_close.1 + 50
+            }),
+            "{backend}: bob after the close: {:?}",
+            c.received(bob, alice)
+        );
+        // Carol's client, reading again, gets what the kernels held and then the end.
+        let Link::Tcp { stream, .. } = &mut c.peers[carol].link else {
+            unreachable!()
+        };
+        stream.set_nonblocking(false).unwrap();
+        assert!(
+            closed_by_server(stream, Duration::from_secs(5)),
+            "{backend}: carol's stream ends"
+        );
+        eprintln!(
+            "{backend}: closed {:?} after carol stopped reading, {:?} after the first drop \
+             was seen; bob's longest wait for a frame {bob_gap:?}; {t:?}",
+            closed_at - stopped,
+            closed_at - first_drop_seen
+        );
+        assert_eq!(c.node.shard_snapshots()[0].counters.panics, 0);
+    }
 }

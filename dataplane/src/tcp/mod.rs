@@ -14,8 +14,10 @@
 //! does not accept as a STUN check it authenticates, or that sends none within
 //! `handshake_timeout`, is closed; so is one silent for `idle_timeout` (half-open peers) and
 //! one whose send queue has not moved for `stall_timeout`. A full send queue drops whole
-//! frames. Reads and accepts per turn are budgeted, so a busy connection cannot hold the
-//! shard. Must never block and never grow a buffer past its limit.
+//! frames; the kernel's send buffer below it is capped (`send_buffer_bytes`) so that a client
+//! that stops reading shows up in that queue, not in megabytes the kernel holds. Reads and
+//! accepts per turn are budgeted, so a busy connection cannot hold the shard. Must never
+//! block and never grow a buffer past its limit.
 
 mod framing;
 
@@ -42,6 +44,14 @@ pub struct TcpConfig {
     pub max_frame: usize,
     /// Bytes queued per connection toward the client; a frame that does not fit is dropped.
     pub send_queue_bytes: usize,
+    /// SO_SNDBUF of every accepted connection (the kernel reserves twice this, for its own
+    /// bookkeeping, and stops autotuning it). Without it Linux grows a connection's send
+    /// buffer up to `net.ipv4.tcp_wmem` (4 MiB by default): a client that stops reading
+    /// would swallow seconds of media into a buffer nothing counts, `send_queue_bytes`
+    /// would never fill and the stall clock (which starts when the kernel refuses bytes)
+    /// would not run. Small, so overflow is counted and the stall seen in our own queue; a
+    /// media frame that waited more than about a second is useless anyway.
+    pub send_buffer_bytes: usize,
     /// A connection must have sent a STUN check its peer accepts this soon after accept.
     pub handshake_timeout: Duration,
     /// A connection that has received nothing this long is closed.
@@ -57,6 +67,7 @@ impl Default for TcpConfig {
             max_connections: 256,
             max_frame: 1500,
             send_queue_bytes: 256 * 1024,
+            send_buffer_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(10),
@@ -296,6 +307,13 @@ impl TcpPort {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            if let Err(e) =
+                socket2::SockRef::from(&stream).set_send_buffer_size(self.config.send_buffer_bytes)
+            {
+                // Not fatal: the connection still works, with the kernel's autotuned buffer.
+                self.stats.errors += 1;
+                tracing::debug!(error = %e, "ice-tcp SO_SNDBUF failed");
+            }
             let index = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1
@@ -557,5 +575,38 @@ impl AsRawFd for TcpPort {
     /// The epoll instance holding the listener and the connections (the driver watches it).
     fn as_raw_fd(&self) -> RawFd {
         self.poll.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cap is what the kernel applies: twice the request (its bookkeeping share), and
+    /// fixed, where an uncapped loopback connection autotunes to megabytes under load.
+    #[test]
+    fn accepted_connections_get_the_capped_send_buffer() {
+        let config = TcpConfig::default();
+        let requested = config.send_buffer_bytes;
+        let now = Instant::now();
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut port = TcpPort::new(listener, config, now).unwrap();
+        let _client = std::net::TcpStream::connect(port.local_addr()).unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while port.stats().connections == 0 && Instant::now() < end {
+            port.poll(Instant::now(), &mut |_, _| true);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(port.stats().connections, 1, "{:?}", port.stats());
+        assert_eq!(port.stats().errors, 0, "{:?}", port.stats());
+        let conn = port.conns.iter().flatten().next().unwrap();
+        let effective = socket2::SockRef::from(&conn.stream)
+            .send_buffer_size()
+            .unwrap();
+        assert_eq!(
+            effective,
+            2 * requested,
+            "SO_SNDBUF as the kernel reports it"
+        );
     }
 }

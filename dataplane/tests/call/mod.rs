@@ -30,6 +30,9 @@ pub enum Link {
         stream: TcpStream,
         server: SocketAddr,
         rx: Vec<u8>,
+        /// False: `turn` no longer reads the stream (a client that stopped reading; it still
+        /// sends what its timers produce).
+        reading: bool,
     },
 }
 
@@ -100,12 +103,27 @@ impl Call {
     ) -> (usize, String) {
         let server = self.node.shard_tcp_addrs()[shard].expect("ice-tcp is on");
         let stream = TcpStream::connect(server).unwrap();
+        self.join_tcp_stream(room, name, seed, publish, stream)
+    }
+
+    /// `join_tcp` over a stream the test connected itself (to a shard's ICE-TCP address),
+    /// e.g. with socket options set before connect.
+    pub fn join_tcp_stream(
+        &mut self,
+        room: &str,
+        name: &str,
+        seed: u64,
+        publish: bool,
+        stream: TcpStream,
+    ) -> (usize, String) {
+        let server = stream.peer_addr().unwrap();
         stream.set_nonblocking(true).unwrap();
         stream.set_nodelay(true).unwrap();
         let link = Link::Tcp {
             stream,
             server,
             rx: Vec::new(),
+            reading: true,
         };
         self.join_over(room, name, seed, publish, link)
     }
@@ -226,12 +244,20 @@ impl Call {
                             .handle_datagram(Instant::now(), from, local, &buf[..n]);
                     }
                 }
-                Link::Tcp { stream, server, rx } => {
-                    while let Ok(n) = stream.read(&mut buf) {
-                        if n == 0 {
-                            break;
+                Link::Tcp {
+                    stream,
+                    server,
+                    rx,
+                    reading,
+                } => {
+                    // A client that stopped reading leaves the bytes in its socket.
+                    if *reading {
+                        while let Ok(n) = stream.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            rx.extend_from_slice(&buf[..n]);
                         }
-                        rx.extend_from_slice(&buf[..n]);
                     }
                     while rx.len() >= 2 {
                         let len = u16::from_be_bytes([rx[0], rx[1]]) as usize;
