@@ -48,7 +48,10 @@ fn a_killed_media_nodes_clients_are_told_and_resume_on_the_survivor() -> anyhow:
         resumed_after <= MEDIA_WITHIN,
         "media back after {resumed_after:?}"
     );
-    assert_eq!(c.rest.room_node("room")?.as_deref(), Some(node_b.id.as_str()));
+    assert_eq!(
+        c.rest.room_node("room")?.as_deref(),
+        Some(node_b.id.as_str())
+    );
     // The kill did not revoke the lease: node-a is still listed, yet nothing went to it.
     assert!(c.rest.nodes()?.iter().any(|(id, _)| id == "node-a"));
     Ok(())

@@ -131,14 +131,14 @@ fn medianode_on_sigterm_revokes_its_lease_and_its_sessions_move() -> anyhow::Res
     println!("medianode: left /v1/nodes after {:?}", sent.elapsed());
     assert_stopping_readyz(&c.node_a.api_url)?;
     // Its sessions are told and rejoin on node-b; media flows again.
-    c.pump_until(
-        "media through node-b",
-        Duration::from_secs(15),
-        |_, sub| sub.media_restarted_at.len() == 1 && sub.received_by_current_client() > 50,
-    )
+    c.pump_until("media through node-b", Duration::from_secs(15), |_, sub| {
+        sub.media_restarted_at.len() == 1 && sub.received_by_current_client() > 50
+    })
     .map_err(|e| e.context(c.cp.log_tail(30)))?;
     assert_eq!(c.rest.room_node("room")?.as_deref(), Some("node-b"));
-    let code = c.node_a.wait_exit(Duration::from_secs(30).saturating_sub(sent.elapsed()))?;
+    let code = c
+        .node_a
+        .wait_exit(Duration::from_secs(30).saturating_sub(sent.elapsed()))?;
     assert_eq!(code, Some(0), "{}", c.node_a.log_tail(30));
     println!("medianode: exited 0 after {:?}", sent.elapsed());
     Ok(())

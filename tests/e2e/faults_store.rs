@@ -56,9 +56,11 @@ fn an_etcd_outage_keeps_media_flowing_refuses_joins_and_recovers() -> anyhow::Re
     // Media keeps flowing, second by second, until the outage ends.
     while down.elapsed() < OUTAGE {
         let before = c.sub.received();
-        c.pump_until("media during the outage", Duration::from_secs(2), |_, sub| {
-            sub.received() > before + 20
-        })?;
+        c.pump_until(
+            "media during the outage",
+            Duration::from_secs(2),
+            |_, sub| sub.received() > before + 20,
+        )?;
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -70,8 +72,8 @@ fn an_etcd_outage_keeps_media_flowing_refuses_joins_and_recovers() -> anyhow::Re
 }
 
 #[test]
-fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers(
-) -> anyhow::Result<()> {
+fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers() -> anyhow::Result<()>
+{
     let mut c = ClusterCall::start(10, "")?;
     let late = c.rest.token("room", "late")?;
     c.publ.chat("sent before the freeze")?;
@@ -133,7 +135,10 @@ fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers(
     c.etcd.thaw();
     let thawed = Instant::now();
     join_again_and_see_the_old_chat(&mut c, "sent before the freeze")?;
-    println!("joined again {:?} after etcd was continued", thawed.elapsed());
+    println!(
+        "joined again {:?} after etcd was continued",
+        thawed.elapsed()
+    );
     Ok(())
 }
 
@@ -179,7 +184,9 @@ fn join_again_and_see_the_old_chat(c: &mut ClusterCall, chat: &str) -> anyhow::R
     let history = joined["chat"].as_array().cloned().unwrap_or_default();
     assert!(history.iter().any(|m| m["text"] == chat), "{joined}");
     let before = c.sub.received();
-    c.pump_until("media after the outage", Duration::from_secs(10), |_, sub| {
-        sub.received() > before + 50
-    })
+    c.pump_until(
+        "media after the outage",
+        Duration::from_secs(10),
+        |_, sub| sub.received() > before + 50,
+    )
 }
