@@ -73,6 +73,22 @@ impl Etcd {
         self.spawn()
     }
 
+    /// Freezes etcd (SIGSTOP): its port still accepts TCP and its open connections stay up,
+    /// but no request gets an answer — a hung etcd rather than a dead one. Dropping the
+    /// guard (or [`Etcd::stop`]) continues and stops it, so no frozen process is left behind.
+    pub fn freeze(&self) {
+        if let Some(p) = &self.process {
+            p.freeze();
+        }
+    }
+
+    /// Continues etcd (SIGCONT) after [`Etcd::freeze`].
+    pub fn thaw(&self) {
+        if let Some(p) = &self.process {
+            p.thaw();
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildGuard::pid)
     }

@@ -7,7 +7,8 @@
 //! - [`static_site::StaticSite`]: a tiny HTTP server for a directory (tests of the demo page
 //!   and of the browser harness that need no Shardcast server).
 //! - [`etcd::Etcd`], [`cluster::ControlPlane`], [`cluster::MediaNodeProcess`]: a distributed
-//!   deployment as separate processes; [`cluster::Rest`] drives its REST API.
+//!   deployment as separate processes; [`cluster::Rest`] drives its REST API;
+//!   [`cluster_call::ClusterCall`] is one call in such a cluster, as the fault tests start it.
 //! - [`participant::Participant`]: a native client (shardcast-client over UDP) signaled over
 //!   the WebSocket API.
 //! - [`netns::NetNs`]: a network namespace behind a veth pair whose downlink a test shapes
@@ -21,6 +22,7 @@
 pub mod cdp;
 pub mod chromium;
 pub mod cluster;
+pub mod cluster_call;
 pub mod etcd;
 pub mod interop;
 pub mod netns;

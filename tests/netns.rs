@@ -1,5 +1,5 @@
 //! A network namespace joined to the host by a veth pair, for a browser whose downlink a
-//! test shapes with `tc` (tests/e2e/downlink.rs).
+//! test shapes with `tc` (tests/e2e/downlink.rs) or drops packets on (tests/e2e/faults_loss.rs).
 //!
 //! The pair gets a private /30 in 10.213.0.0/16 chosen from the test's PID: the host end
 //! is `.1` (the server listens there), the namespace end `.2`. Names carry the PID and a
@@ -8,8 +8,9 @@
 //! also when the test panics; processes started inside must be stopped before (declare
 //! the guard first, so it drops last).
 //!
-//! Needs root and the Debian package `iproute2` (`ip`, `tc`); `block_udp_to_host` also needs
-//! `nftables` (`nft`), whose rules live in the namespace and go with it. Never: skip when one
+//! Needs root and the Debian package `iproute2` (`ip`, `tc`); `block_udp_to_host` and
+//! `drop_downlink_at_random` also need `nftables` (`nft`), whose rules live in the namespace
+//! and go with it. Never: skip when one
 //! is missing, reuse a namespace it did not create, or touch any other interface.
 
 use std::net::Ipv4Addr;
@@ -144,6 +145,48 @@ impl NetNs {
             }
         }
         Ok(total)
+    }
+
+    /// Drops `percent` % of the UDP packets the host end sends into the namespace, each one
+    /// independently at random: loss on the namespace's downlink. A stand-in for
+    /// `tc qdisc … netem loss`, which this kernel lacks (CONFIG_NET_SCH_NETEM is off):
+    /// nftables' `numgen random` on the namespace's input, in a table `shardcast_loss` of its
+    /// own (so it combines with `block_udp_to_host`). TCP (signaling, DevTools) is untouched.
+    pub fn drop_downlink_at_random(&mut self, percent: u32) -> anyhow::Result<()> {
+        anyhow::ensure!(percent <= 100, "loss of {percent} %");
+        let host = self.host_ip.to_string();
+        let ns = self.name.clone();
+        let below = percent.to_string();
+        #[rustfmt::skip]
+        let steps: [&[&str]; 3] = [
+            &["add", "table", "inet", "shardcast_loss"],
+            &["add", "chain", "inet", "shardcast_loss", "in",
+              "{ type filter hook input priority 0 ; policy accept ; }"],
+            &["add", "rule", "inet", "shardcast_loss", "in", "ip", "saddr", &host, "meta",
+              "l4proto", "udp", "numgen", "random", "mod", "100", "<", &below, "counter",
+              "drop"],
+        ];
+        for args in steps {
+            let mut full = vec!["netns", "exec", ns.as_str(), "nft"];
+            full.extend_from_slice(args);
+            run_nft(&full)?;
+        }
+        Ok(())
+    }
+
+    /// Ends [`NetNs::drop_downlink_at_random`]: the downlink loses nothing again.
+    pub fn stop_dropping_downlink(&mut self) -> anyhow::Result<()> {
+        let ns = self.name.clone();
+        run_nft(&[
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "shardcast_loss",
+        ])
     }
 
     /// Limits what the host sends into the namespace (the namespace's downlink) to

@@ -57,6 +57,17 @@ impl ChildGuard {
         self.signal_group("TERM");
     }
 
+    /// SIGSTOP to the group: the process is frozen, its sockets stay open and the kernel
+    /// still accepts connections for it, but it answers nothing (a hung process).
+    pub fn freeze(&self) {
+        self.signal_group("STOP");
+    }
+
+    /// SIGCONT to the group after [`ChildGuard::freeze`].
+    pub fn thaw(&self) {
+        self.signal_group("CONT");
+    }
+
     /// `Err` with the exit status if the process has already ended.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {
@@ -131,6 +142,9 @@ impl Drop for ChildGuard {
             return;
         }
         self.signal_group("TERM");
+        // A frozen process (`freeze`) would hold the TERM pending until the KILL: continue it
+        // so it stops as usual. Harmless for a running one.
+        self.signal_group("CONT");
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use shardcast_tests::cluster::{ControlPlane, MediaNodeProcess, Rest};
+use shardcast_tests::cluster_call::ClusterCall;
 use shardcast_tests::etcd::Etcd;
-use shardcast_tests::participant::{pump_until, Participant};
 
 const LEASE_SECS: u64 = 60;
 /// The targets of issue 14: clients told within 2 s, media back within 5 s.
@@ -18,54 +18,42 @@ const MEDIA_WITHIN: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_killed_media_nodes_clients_are_told_and_resume_on_the_survivor() -> anyhow::Result<()> {
-    let etcd = Etcd::start()?;
-    let mut node_a = MediaNodeProcess::start(&etcd, "node-a", LEASE_SECS)?;
-    let cp = ControlPlane::start(&etcd)?;
-    let mut rest = Rest::new(&cp.base_url)?;
-    rest.create_tenant("acme")?;
-    rest.create_room("room")?;
-    let mut sub = Participant::join(&cp.base_url, &rest.token("room", "sub")?, "sub", false)?;
-    let mut publ = Participant::join(&cp.base_url, &rest.token("room", "pub")?, "pub", true)?;
-    pump_until(
-        &mut [&mut publ, &mut sub],
-        "media through node-a",
-        Duration::from_secs(30),
-        |p| p[1].received() > 50,
-    )?;
-    assert_eq!(rest.room_node("room")?.as_deref(), Some("node-a"));
+    let mut c = ClusterCall::start(LEASE_SECS, "")?;
+    assert_eq!(c.rest.room_node("room")?.as_deref(), Some("node-a"));
     // The survivor starts now, so the room was on node-a and can only move to node-b.
-    let node_b = MediaNodeProcess::start(&etcd, "node-b", LEASE_SECS)?;
+    let node_b = MediaNodeProcess::start(&c.etcd, "node-b", LEASE_SECS)?;
 
     let killed = Instant::now();
-    node_a.kill();
-    let told = pump_until(
-        &mut [&mut publ, &mut sub],
+    c.node_a.kill();
+    let told = c.pump_until(
         "node_lost on both participants",
         Duration::from_secs(10),
-        |p| p.iter().all(|p| !p.node_lost_at.is_empty()),
+        |publ, sub| !publ.node_lost_at.is_empty() && !sub.node_lost_at.is_empty(),
     );
-    told.map_err(|e| e.context(cp.log_tail(40)))?;
-    let told_after = [&publ, &sub].map(|p| p.node_lost_at[0] - killed);
+    told.map_err(|e| e.context(c.cp.log_tail(40)))?;
+    let told_after = [&c.publ, &c.sub].map(|p| p.node_lost_at[0] - killed);
     println!("node_lost after {told_after:?} (publisher, subscriber)");
     for t in told_after {
         assert!(t <= TOLD_WITHIN, "told after {t:?}");
     }
-    pump_until(
-        &mut [&mut publ, &mut sub],
+    c.pump_until(
         "media again after the rejoin",
         Duration::from_secs(20),
-        |p| p[1].media_restarted_at.len() == 1 && p[1].received_by_current_client() > 50,
+        |_, sub| sub.media_restarted_at.len() == 1 && sub.received_by_current_client() > 50,
     )
-    .map_err(|e| e.context(cp.log_tail(40)))?;
+    .map_err(|e| e.context(c.cp.log_tail(40)))?;
     let resumed_after = killed.elapsed();
     println!("media flowing again {resumed_after:?} after the kill");
     assert!(
         resumed_after <= MEDIA_WITHIN,
         "media back after {resumed_after:?}"
     );
-    assert_eq!(rest.room_node("room")?.as_deref(), Some(node_b.id.as_str()));
+    assert_eq!(
+        c.rest.room_node("room")?.as_deref(),
+        Some(node_b.id.as_str())
+    );
     // The kill did not revoke the lease: node-a is still listed, yet nothing went to it.
-    assert!(rest.nodes()?.iter().any(|(id, _)| id == "node-a"));
+    assert!(c.rest.nodes()?.iter().any(|(id, _)| id == "node-a"));
     Ok(())
 }
 

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardcast_tests::cluster::{ControlPlane, MediaNodeProcess, Rest};
+use shardcast_tests::cluster_call::ClusterCall;
 use shardcast_tests::etcd::Etcd;
-use shardcast_tests::participant::{pump_until, try_join, Participant};
+use shardcast_tests::participant::{try_join, Participant};
 use shardcast_tests::server::Server;
 use shardcast_tests::wait_for;
 
@@ -115,44 +116,30 @@ fn controlplane_on_sigterm_tells_its_clients_and_their_participants_leave() -> a
 fn medianode_on_sigterm_revokes_its_lease_and_its_sessions_move() -> anyhow::Result<()> {
     // A 60 s lease: the node leaving /v1/nodes within seconds proves it revoked it.
     const LEASE_SECS: u64 = 60;
-    let etcd = Etcd::start()?;
-    let mut node_a = MediaNodeProcess::start_with_config(&etcd, "node-a", LEASE_SECS, SHUTDOWN)?;
-    let cp = ControlPlane::start(&etcd)?;
-    let mut rest = Rest::new(&cp.base_url)?;
-    rest.create_tenant("acme")?;
-    rest.create_room("room")?;
-    let mut sub = Participant::join(&cp.base_url, &rest.token("room", "sub")?, "sub", false)?;
-    let mut publ = Participant::join(&cp.base_url, &rest.token("room", "pub")?, "pub", true)?;
-    pump_until(
-        &mut [&mut publ, &mut sub],
-        "media through node-a",
-        Duration::from_secs(30),
-        |p| p[1].received() > 50,
-    )?;
-    assert_eq!(rest.room_node("room")?.as_deref(), Some("node-a"));
+    let mut c = ClusterCall::start(LEASE_SECS, SHUTDOWN)?;
+    assert_eq!(c.rest.room_node("room")?.as_deref(), Some("node-a"));
     // The survivor joins now, so the only node the room can move to is node-b.
-    let node_b = MediaNodeProcess::start(&etcd, "node-b", LEASE_SECS)?;
-    assert_eq!((readyz(&node_a.api_url)?.0), 200);
+    let node_b = MediaNodeProcess::start(&c.etcd, "node-b", LEASE_SECS)?;
+    assert_eq!((readyz(&c.node_a.api_url)?.0), 200);
 
     let sent = Instant::now();
-    node_a.terminate();
+    c.node_a.terminate();
     wait_for("node-a to leave /v1/nodes", Duration::from_secs(3), || {
-        let ids: Vec<String> = rest.nodes()?.into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<String> = c.rest.nodes()?.into_iter().map(|(id, _)| id).collect();
         Ok((ids == [node_b.id.clone()]).then_some(()))
     })?;
     println!("medianode: left /v1/nodes after {:?}", sent.elapsed());
-    assert_stopping_readyz(&node_a.api_url)?;
+    assert_stopping_readyz(&c.node_a.api_url)?;
     // Its sessions are told and rejoin on node-b; media flows again.
-    pump_until(
-        &mut [&mut publ, &mut sub],
-        "media through node-b",
-        Duration::from_secs(15),
-        |p| p[1].media_restarted_at.len() == 1 && p[1].received_by_current_client() > 50,
-    )
-    .map_err(|e| e.context(cp.log_tail(30)))?;
-    assert_eq!(rest.room_node("room")?.as_deref(), Some("node-b"));
-    let code = node_a.wait_exit(Duration::from_secs(30).saturating_sub(sent.elapsed()))?;
-    assert_eq!(code, Some(0), "{}", node_a.log_tail(30));
+    c.pump_until("media through node-b", Duration::from_secs(15), |_, sub| {
+        sub.media_restarted_at.len() == 1 && sub.received_by_current_client() > 50
+    })
+    .map_err(|e| e.context(c.cp.log_tail(30)))?;
+    assert_eq!(c.rest.room_node("room")?.as_deref(), Some("node-b"));
+    let code = c
+        .node_a
+        .wait_exit(Duration::from_secs(30).saturating_sub(sent.elapsed()))?;
+    assert_eq!(code, Some(0), "{}", c.node_a.log_tail(30));
     println!("medianode: exited 0 after {:?}", sent.elapsed());
     Ok(())
 }
