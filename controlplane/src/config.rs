@@ -142,8 +142,12 @@ pub struct EtcdConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Shared secret between control planes and media nodes (Bearer on the node API).
+    /// Shared secret between control planes and media nodes. Never sent: control planes sign
+    /// short-lived per-node tokens with it, nodes check them (`nodeapi::credential`).
     pub secret: Option<String>,
+    /// Media node, during a rotation only: tokens signed with this former secret are
+    /// accepted too, until every control plane signs with the new `secret`.
+    pub previous_secret: Option<String>,
     /// Where `shardcast medianode` serves the node API (a private address).
     pub node_listen: SocketAddr,
     /// URL control planes use to reach this node; default `http://<node_listen>`.
@@ -387,6 +391,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            previous_secret: None,
             node_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7881),
             node_advertise: None,
             node_id: None,
@@ -610,6 +615,14 @@ impl Config {
                     return Err(invalid("cluster.secret", "at least 16 characters"))
                 }
                 _ => {}
+            }
+            if self
+                .cluster
+                .previous_secret
+                .as_ref()
+                .is_some_and(|s| s.len() < 16)
+            {
+                return Err(invalid("cluster.previous_secret", "at least 16 characters"));
             }
         }
         if role == ProcessRole::MediaNode {

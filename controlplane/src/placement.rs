@@ -99,8 +99,12 @@ impl Cluster {
         if let Some(h) = c.get(&key) {
             return h.clone();
         }
-        let remote =
-            RemoteNode::with_lost_after(&record.api_address, &self.secret, self.lost_after);
+        let remote = RemoteNode::with_lost_after(
+            &record.id,
+            &record.api_address,
+            &self.secret,
+            self.lost_after,
+        );
         let mut lost = remote.lost();
         let h = NodeHandle {
             id: Arc::from(key.as_str()),

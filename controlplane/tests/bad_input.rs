@@ -8,6 +8,8 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::Value;
+use shardcast_controlplane::ids::NodeId;
+use shardcast_controlplane::nodeapi::credential::{Audience, Signer, Verifier};
 use shardcast_controlplane::nodeapi::server::router;
 use shardcast_controlplane::nodeapi::{StreamLine, EVENTS_PATH};
 use shardcast_dataplane::driver::IoBackend;
@@ -34,15 +36,18 @@ async fn node_events_with_a_malformed_position_get_bad_query() {
     nc.shards.backend = IoBackend::Portable;
     let node: Arc<dyn MediaNodeApi> = Arc::new(MediaNode::start(nc).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}{}", listener.local_addr().unwrap(), EVENTS_PATH);
-    let app = router(node, SECRET);
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let base = format!("{url}{EVENTS_PATH}");
+    let audience = Audience::new(NodeId::parse("node-1").unwrap(), &url);
+    let token = Signer::new(SECRET, audience.clone()).token();
+    let app = router(node, Verifier::new(audience, SECRET, None));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::new();
 
     for query in ["?epoch=e&after=abc", "?after=-1", "?after=1&after=2"] {
         let resp = http
             .get(format!("{base}{query}"))
-            .bearer_auth(SECRET)
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap();
@@ -51,7 +56,7 @@ async fn node_events_with_a_malformed_position_get_bad_query() {
         assert_eq!(body["error"]["code"], "bad_query", "{query}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().len() > 3);
     }
-    // The secret is checked before the query: a stranger learns nothing about the query.
+    // The token is checked before the query: a stranger learns nothing about the query.
     let resp = http
         .get(format!("{base}?after=abc"))
         .bearer_auth("wrong")
@@ -62,7 +67,7 @@ async fn node_events_with_a_malformed_position_get_bad_query() {
     // A well-formed position still opens the stream (unknown epoch: a snapshot first).
     let mut resp = http
         .get(format!("{base}?epoch=old&after=7"))
-        .bearer_auth(SECRET)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();

@@ -17,6 +17,7 @@ use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
 use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{NodeId, RoomName};
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
 use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::server::{self, ServerOptions};
@@ -35,6 +36,10 @@ type Ws =
 
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, router)
+}
+
+fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(
@@ -55,18 +60,23 @@ async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
     nc.shards.backend = IoBackend::Portable;
     let node: Arc<dyn shardcast_dataplane::node::MediaNodeApi> =
         Arc::new(MediaNode::start(nc).unwrap());
-    let addr = serve(shardcast_controlplane::nodeapi::server::router(
-        node.clone(),
-        SECRET,
-    ))
-    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (id, url) = (
+        NodeId::parse(id).unwrap(),
+        format!("http://{}", listener.local_addr().unwrap()),
+    );
+    let credentials = Verifier::new(Audience::new(id.clone(), &url), SECRET, None);
+    serve_on(
+        listener,
+        shardcast_controlplane::nodeapi::server::router(node.clone(), credentials),
+    );
     let store: Arc<dyn Store> = Arc::new(etcd.store().await);
     registry::register(
         store,
         node,
         NodeIdentity {
-            id: NodeId::parse(id).unwrap(),
-            api_address: format!("http://{addr}"),
+            id,
+            api_address: url,
             capacity: 100,
         },
         Duration::from_secs(3),

@@ -10,6 +10,8 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::config::SignalingConfig;
+use shardcast_controlplane::ids::NodeId;
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, ServerOptions};
 use shardcast_controlplane::store::{EmbeddedStore, Store};
@@ -101,13 +103,17 @@ async fn a_cluster_control_plane_without_media_nodes_is_alive_but_not_ready() {
 async fn a_media_node_is_ready_while_its_shards_answer() {
     let node = media_node();
     let api: Arc<dyn MediaNodeApi> = node.clone();
-    let router =
-        shardcast_controlplane::nodeapi::server::router(api.clone(), "s3cret-s3cret-s3cret").merge(
-            shardcast_controlplane::health::media_node(
-                api,
-                shardcast_controlplane::shutdown::Stopping::new(),
-            ),
-        );
+    let credentials = Verifier::new(
+        Audience::new(NodeId::parse("node-1").unwrap(), "http://127.0.0.1:7881"),
+        "s3cret-s3cret-s3cret",
+        None,
+    );
+    let router = shardcast_controlplane::nodeapi::server::router(api.clone(), credentials).merge(
+        shardcast_controlplane::health::media_node(
+            api,
+            shardcast_controlplane::shutdown::Stopping::new(),
+        ),
+    );
     assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
     assert_eq!(
         get(&router, "/readyz").await,

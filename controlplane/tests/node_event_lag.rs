@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardcast_client::{Client, ClientConfig, TimeBase};
+use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::nodeapi::client::RemoteNode;
+use shardcast_controlplane::nodeapi::credential::{Audience, Signer, Verifier};
 use shardcast_controlplane::nodeapi::eventlog::DEFAULT_REPLAY;
 use shardcast_controlplane::nodeapi::server::router_with_replay;
 use shardcast_controlplane::nodeapi::{StreamLine, EVENTS_PATH};
@@ -45,9 +47,12 @@ async fn a_lagging_event_log_resyncs_from_the_node() {
     let node: Arc<dyn MediaNodeApi> = Arc::new(MediaNode::start(nc).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router_with_replay(node.clone(), SECRET, DEFAULT_REPLAY);
+    let id = NodeId::parse("node-1").unwrap();
+    let credentials = Verifier::new(Audience::new(id.clone(), &base), SECRET, None);
+    let token = Signer::new(SECRET, credentials.audience().clone()).token();
+    let app = router_with_replay(node.clone(), credentials, DEFAULT_REPLAY);
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let remote = RemoteNode::new(&base, SECRET);
+    let remote = RemoteNode::new(&id, &base, SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut seen = remote.events();
 
@@ -96,7 +101,7 @@ async fn a_lagging_event_log_resyncs_from_the_node() {
     // A client starting now gets a snapshot without the dead peers.
     let mut resp = reqwest::Client::new()
         .get(format!("{base}{EVENTS_PATH}"))
-        .bearer_auth(SECRET)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();

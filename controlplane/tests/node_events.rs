@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
+use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::nodeapi::client::RemoteNode;
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::eventlog::DEFAULT_REPLAY;
 use shardcast_controlplane::nodeapi::resync::{REASON_GONE, REASON_RESTARTED};
 use shardcast_controlplane::nodeapi::server::router_with_replay;
@@ -23,7 +25,9 @@ use tokio::task::AbortHandle;
 
 const SECRET: &str = "cluster-secret-for-tests";
 
-/// A TCP relay in front of the node API server that can drop every connection at once.
+/// A TCP relay in front of the node API server that can drop every connection at once. The
+/// node advertises the relay's address (as a node behind a proxy would): that is the address
+/// its tokens name.
 struct Relay {
     addr: SocketAddr,
     upstream: Arc<Mutex<Option<SocketAddr>>>,
@@ -32,10 +36,11 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(upstream: SocketAddr) -> Self {
+    /// A relay that drops every connection until [`Relay::restore`] names its upstream.
+    async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = Arc::new(Mutex::new(Some(upstream)));
+        let up = Arc::new(Mutex::new(None));
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accept = {
             let (up, conns) = (up.clone(), conns.clone());
@@ -65,6 +70,11 @@ impl Relay {
         }
     }
 
+    /// The node API base URL through the relay.
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// Drops every open connection and refuses new ones.
     fn cut(&self) {
         *self.upstream.lock().unwrap() = None;
@@ -85,8 +95,13 @@ impl Drop for Relay {
     }
 }
 
-/// A real media node (one shard, portable driver) behind the node API server.
-async fn node_server(replay: usize) -> (Arc<dyn MediaNodeApi>, SocketAddr) {
+fn node_id() -> NodeId {
+    NodeId::parse("node-1").unwrap()
+}
+
+/// A real media node (one shard, portable driver) behind the node API server, advertised at
+/// `relay` and connected to it.
+async fn node_server(replay: usize, relay: &Relay) -> (Arc<dyn MediaNodeApi>, SocketAddr) {
     let mut nc = MediaNodeConfig::default();
     nc.shards.shards = 1;
     nc.shards.pin = false;
@@ -94,10 +109,12 @@ async fn node_server(replay: usize) -> (Arc<dyn MediaNodeApi>, SocketAddr) {
     let node: Arc<dyn MediaNodeApi> = Arc::new(MediaNode::start(nc).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = router_with_replay(node.clone(), SECRET, replay);
+    let credentials = Verifier::new(Audience::new(node_id(), &relay.url()), SECRET, None);
+    let router = router_with_replay(node.clone(), credentials, replay);
     tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
+    relay.restore(addr);
     (node, addr)
 }
 
@@ -249,9 +266,9 @@ fn stateful(evs: &[NodeEvent]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_during_a_dropped_stream_arrive_once_in_order() {
-    let (node, server) = node_server(DEFAULT_REPLAY).await;
-    let relay = Relay::start(server).await;
-    let remote = RemoteNode::new(&format!("http://{}", relay.addr), SECRET);
+    let relay = Relay::start().await;
+    let (node, server) = node_server(DEFAULT_REPLAY, &relay).await;
+    let remote = RemoteNode::new(&node_id(), &relay.url(), SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut direct = node.events();
     let mut seen = remote.events();
@@ -282,9 +299,9 @@ async fn events_during_a_dropped_stream_arrive_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gap_older_than_the_replay_buffer_is_resynced_from_a_snapshot() {
-    let (node, server) = node_server(1).await;
-    let relay = Relay::start(server).await;
-    let remote = RemoteNode::new(&format!("http://{}", relay.addr), SECRET);
+    let relay = Relay::start().await;
+    let (node, server) = node_server(1, &relay).await;
+    let remote = RemoteNode::new(&node_id(), &relay.url(), SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut direct = node.events();
     let mut seen = remote.events();
@@ -318,9 +335,9 @@ async fn a_gap_older_than_the_replay_buffer_is_resynced_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peers_of_a_restarted_node_are_closed() {
-    let (_old, old_server) = node_server(DEFAULT_REPLAY).await;
-    let relay = Relay::start(old_server).await;
-    let remote = RemoteNode::new(&format!("http://{}", relay.addr), SECRET);
+    let relay = Relay::start().await;
+    let (_old, _) = node_server(DEFAULT_REPLAY, &relay).await;
+    let remote = RemoteNode::new(&node_id(), &relay.url(), SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut seen = remote.events();
     let publisher = Publisher::new();
@@ -329,8 +346,7 @@ async fn peers_of_a_restarted_node_are_closed() {
     // The node process is replaced: same address, a fresh node API server (new epoch).
     relay.cut();
     until_disconnected(&remote).await;
-    let (_new, new_server) = node_server(DEFAULT_REPLAY).await;
-    relay.restore(new_server);
+    let (_new, _) = node_server(DEFAULT_REPLAY, &relay).await;
     let got = until_closed(&mut seen).await;
     assert_eq!(
         got,
@@ -343,9 +359,9 @@ async fn peers_of_a_restarted_node_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_current_active_speaker_is_resynced_after_a_gap() {
-    let (node, server) = node_server(1).await;
-    let relay = Relay::start(server).await;
-    let remote = RemoteNode::new(&format!("http://{}", relay.addr), SECRET);
+    let relay = Relay::start().await;
+    let (node, server) = node_server(1, &relay).await;
+    let remote = RemoteNode::new(&node_id(), &relay.url(), SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut direct = node.events();
     let mut seen = remote.events();
@@ -377,10 +393,10 @@ async fn the_current_active_speaker_is_resynced_after_a_gap() {
 /// link that only drops connections (the cuts above, a reset) is resumed, never lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_refuses_reconnects_is_lost_and_not_retried() {
-    let (_node, server) = node_server(DEFAULT_REPLAY).await;
-    let relay = Relay::start(server).await;
+    let relay = Relay::start().await;
+    let (_node, server) = node_server(DEFAULT_REPLAY, &relay).await;
     let lost_after = Duration::from_millis(400);
-    let remote = RemoteNode::with_lost_after(&format!("http://{}", relay.addr), SECRET, lost_after);
+    let remote = RemoteNode::with_lost_after(&node_id(), &relay.url(), SECRET, lost_after);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
     let mut lost = remote.lost();
 

@@ -12,8 +12,10 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::config::SignalingConfig;
+use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::logging::{self, Captured, LogFormat};
 use shardcast_controlplane::nodeapi::client::RemoteNode;
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::server::router;
 use shardcast_controlplane::nodeapi::CALL_PATH;
 use shardcast_controlplane::placement::Placement;
@@ -97,9 +99,13 @@ async fn a_node_call_is_logged_by_the_media_node_under_the_requests_id_in_json()
     let node: Arc<dyn MediaNodeApi> = Arc::new(MediaNode::start(nc).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(node, SECRET);
+    let (id, base) = (NodeId::parse("node-1").unwrap(), format!("http://{addr}"));
+    let app = router(
+        node,
+        Verifier::new(Audience::new(id.clone(), &base), SECRET, None),
+    );
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let remote = RemoteNode::new(&format!("http://{addr}"), SECRET);
+    let remote = RemoteNode::new(&id, &base, SECRET);
     assert!(remote.wait_connected(Duration::from_secs(10)).await);
 
     let load = request_id::scope("trace-me-42".into(), remote.load())

@@ -1580,6 +1580,7 @@ async fn errors_name_no_internal_address() {
         .unwrap();
     // Nothing listens on the discard port of loopback: every node call fails.
     let dead = shardcast_controlplane::nodeapi::client::RemoteNode::new(
+        &shardcast_controlplane::ids::NodeId::parse("private-node-7").unwrap(),
         "http://127.0.0.1:9/internal-node-path",
         "cluster-secret-0123456789",
     );

@@ -123,6 +123,16 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub cluster_secret: Option<String>,
+    /// Media node, while rotating the cluster secret: the former secret, still accepted
+    /// [cluster.previous_secret].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDCAST_CLUSTER_PREVIOUS_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_previous_secret: Option<String>,
     /// Node API listen address of `medianode` [cluster.node_listen].
     #[arg(
         long,
@@ -241,6 +251,9 @@ impl Overrides {
         }
         if let Some(v) = &self.cluster_secret {
             c.cluster.secret = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_previous_secret {
+            c.cluster.previous_secret = Some(v.clone());
         }
         if let Some(v) = self.node_listen {
             c.cluster.node_listen = v;

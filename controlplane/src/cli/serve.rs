@@ -13,6 +13,7 @@ use shardcast_controlplane::auth::TrustedProxies;
 use shardcast_controlplane::config::Config;
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::metrics::{self, Metrics};
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, HttpOptions, ServerOptions};
@@ -322,10 +323,16 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
         .context("cluster.node_advertise")?,
     };
     let secret = config.cluster.secret.clone().unwrap_or_default();
+    // The node accepts only tokens for its own id and the address it registers below.
+    let credentials = Verifier::new(
+        Audience::new(id.clone(), &url),
+        &secret,
+        config.cluster.previous_secret.as_deref(),
+    );
     let stopping = Stopping::new();
     let router = shardcast_controlplane::nodeapi::server::router_stopping(
         node.clone(),
-        &secret,
+        credentials,
         stopping.clone(),
     )
     .merge(shardcast_controlplane::health::media_node(

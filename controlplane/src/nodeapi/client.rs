@@ -26,12 +26,16 @@ use shardcast_dataplane::node::{
 };
 use tokio::sync::{broadcast, watch};
 
+use crate::ids::NodeId;
+
+use super::credential::{Audience, Signer};
 use super::resync::KnownState;
 use super::{NodeCall, StreamLine, CALL_PATH, EVENTS_PATH};
 
 struct Inner {
     base: String,
-    secret: String,
+    /// Tokens for this node (id + `base`); the cluster secret itself is never sent.
+    credentials: Signer,
     http: reqwest::Client,
     events: broadcast::Sender<NodeEvent>,
     /// True while the event stream is connected.
@@ -67,19 +71,20 @@ pub struct RemoteNode {
 }
 
 impl RemoteNode {
-    /// `base` like `http://10.0.0.5:7881`. Starts the event stream task (needs a runtime).
-    pub fn new(base: &str, secret: &str) -> Self {
-        Self::with_lost_after(base, secret, DEFAULT_LOST_AFTER)
+    /// Node `id` at `base` (its registered `api_address`, like `http://10.0.0.5:7881`), with
+    /// tokens signed by the cluster `secret`. Starts the event stream task (needs a runtime).
+    pub fn new(id: &NodeId, base: &str, secret: &str) -> Self {
+        Self::with_lost_after(id, base, secret, DEFAULT_LOST_AFTER)
     }
 
     /// As [`RemoteNode::new`], calling the node lost after its stream was down `lost_after`.
-    pub fn with_lost_after(base: &str, secret: &str, lost_after: Duration) -> Self {
+    pub fn with_lost_after(id: &NodeId, base: &str, secret: &str, lost_after: Duration) -> Self {
         let (events, _) = broadcast::channel(4096);
         let (conn_tx, connected) = watch::channel(false);
         let (lost_tx, lost) = watch::channel(false);
         let inner = Arc::new(Inner {
             base: base.trim_end_matches('/').to_string(),
-            secret: secret.to_string(),
+            credentials: Signer::new(secret, Audience::new(id.clone(), base)),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .build()
@@ -127,7 +132,7 @@ impl RemoteNode {
         let mut req = inner
             .http
             .post(format!("{}{}", inner.base, CALL_PATH))
-            .bearer_auth(&inner.secret);
+            .bearer_auth(inner.credentials.token());
         // The media node logs this call under the id of the request that caused it.
         if let Some(id) = crate::request_id::current() {
             req = req.header(crate::request_id::HEADER, id);
@@ -190,7 +195,7 @@ async fn event_loop(
         let mut req = i
             .http
             .get(format!("{}{}", i.base, EVENTS_PATH))
-            .bearer_auth(&i.secret);
+            .bearer_auth(i.credentials.token());
         if let Some(epoch) = &pos.epoch {
             let after = pos.seq.to_string();
             req = req.query(&[("epoch", epoch.as_str()), ("after", after.as_str())]);

@@ -1,7 +1,9 @@
 //! The node API over HTTP: how a control plane drives a media node running as its own
 //! process (`shardcast medianode`).
 //!
-//! Wire form (private network, `Authorization: Bearer <cluster secret>` on every request):
+//! Wire form (private network; `Authorization: Bearer <token>` on every request, a token for
+//! the one node it is sent to, minted from the cluster secret: `credential`; a missing,
+//! foreign or stale one → `401 {"error": {"code": "credential_*", ..}}`):
 //! - `POST /node/v1/call` with one [`NodeCall`] (JSON, tagged by `op`) → `200 {"ok": value}`
 //!   or `4xx/5xx {"error": NodeError}`: one RPC endpoint mirroring `MediaNodeApi` method by
 //!   method, so the two implementations cannot drift apart in shape.
@@ -21,6 +23,7 @@
 //! implements `MediaNodeApi` on reqwest.
 
 pub mod client;
+pub mod credential;
 pub mod eventlog;
 pub mod registry;
 pub mod resync;

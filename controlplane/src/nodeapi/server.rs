@@ -1,6 +1,6 @@
 //! The media node's HTTP face: serves any `MediaNodeApi` (see the module docs of `nodeapi`
-//! for the wire form). Authenticated with the cluster secret; must never be exposed
-//! publicly, and never interprets calls itself — it only forwards them to the node, telling
+//! for the wire form). Every request carries a token for this node (`credential`), checked
+//! before anything else; must never be exposed publicly, and never interprets calls itself — it only forwards them to the node, telling
 //! the `EventLog` what the replies imply (a created peer, a settled offer).
 
 use std::sync::Arc;
@@ -19,38 +19,48 @@ use shardcast_dataplane::node::{MediaNodeApi, NodeError};
 
 use crate::shutdown::Stopping;
 
+use super::credential::{CredentialError, Verifier};
 use super::eventlog::{EventLog, DEFAULT_REPLAY};
 use super::{NodeCall, ResumeFrom, StreamLine, CALL_PATH, EVENTS_PATH};
 
 #[derive(Clone)]
 struct NodeServer {
     node: Arc<dyn MediaNodeApi>,
-    secret: Arc<str>,
+    credentials: Arc<Verifier>,
     log: Arc<EventLog>,
     /// Set on SIGTERM: no new peers, event streams end (control planes then see the node
     /// lost and move its sessions).
     stopping: Stopping,
 }
 
-/// The node API router for `node`, requiring `Authorization: Bearer <secret>`. Starts logging
+/// The node API router for `node`, requiring `Authorization: Bearer <token>` that
+/// `credentials` accepts (a token for this node's id and advertised address). Starts logging
 /// the node's events at once (needs a runtime), so none is missed before a client connects.
-pub fn router(node: Arc<dyn MediaNodeApi>, secret: &str) -> Router {
-    router_with_replay(node, secret, DEFAULT_REPLAY)
+pub fn router(node: Arc<dyn MediaNodeApi>, credentials: Verifier) -> Router {
+    router_with_replay(node, credentials, DEFAULT_REPLAY)
 }
 
 /// As [`router`], keeping the last `replay` events for reconnecting clients.
-pub fn router_with_replay(node: Arc<dyn MediaNodeApi>, secret: &str, replay: usize) -> Router {
-    router_full(node, secret, replay, Stopping::new())
+pub fn router_with_replay(
+    node: Arc<dyn MediaNodeApi>,
+    credentials: Verifier,
+    replay: usize,
+) -> Router {
+    router_full(node, credentials, replay, Stopping::new())
 }
 
 /// As [`router`], refusing new peers and ending the event streams once `stopping` is set.
-pub fn router_stopping(node: Arc<dyn MediaNodeApi>, secret: &str, stopping: Stopping) -> Router {
-    router_full(node, secret, DEFAULT_REPLAY, stopping)
+pub fn router_stopping(
+    node: Arc<dyn MediaNodeApi>,
+    credentials: Verifier,
+    stopping: Stopping,
+) -> Router {
+    router_full(node, credentials, DEFAULT_REPLAY, stopping)
 }
 
 fn router_full(
     node: Arc<dyn MediaNodeApi>,
-    secret: &str,
+    credentials: Verifier,
     replay: usize,
     stopping: Stopping,
 ) -> Router {
@@ -62,29 +72,27 @@ fn router_full(
         .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(NodeServer {
             node,
-            secret: Arc::from(secret),
+            credentials: Arc::new(credentials),
             log,
             stopping,
         })
 }
 
-fn authorized(s: &NodeServer, headers: &HeaderMap) -> bool {
-    let Some(v) = headers
+/// Why the request's token is refused: not for this node, stale, or none.
+fn authorize(s: &NodeServer, headers: &HeaderMap) -> Result<(), CredentialError> {
+    let header = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = v.strip_prefix("Bearer ") else {
-        return false;
-    };
-    crate::auth::constant_time_eq(token.as_bytes(), s.secret.as_bytes())
+        .and_then(|v| v.to_str().ok());
+    s.credentials.verify_header(header)
 }
 
-fn unauthorized() -> Response {
+/// `401 {"error": {"code": "credential_..", "message": ..}}`; the node logs why, since the
+/// control plane only sees its calls fail.
+fn unauthorized(e: CredentialError) -> Response {
+    tracing::info!(code = e.code(), "node api: credential refused: {e}");
     (
         StatusCode::UNAUTHORIZED,
-        Json(json!({"error": {"code": "unavailable", "message": "bad cluster secret"}})),
+        Json(json!({"error": {"code": e.code(), "message": e.to_string()}})),
     )
         .into_response()
 }
@@ -117,8 +125,8 @@ async fn call(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
+    if let Err(e) = authorize(&s, &headers) {
+        return unauthorized(e);
     }
     let call: NodeCall = match serde_json::from_slice(&body) {
         Ok(c) => c,
@@ -189,8 +197,8 @@ async fn events(
     headers: HeaderMap,
     from: Result<Query<ResumeFrom>, QueryRejection>,
 ) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
+    if let Err(e) = authorize(&s, &headers) {
+        return unauthorized(e);
     }
     let from = match from {
         Ok(Query(from)) => from,

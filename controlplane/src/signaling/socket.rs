@@ -5,6 +5,12 @@
 //! `pong`), frame limits, the message rate limit (`limits`), the bounded outbox (a reader too
 //! slow to drain it is cut off), leave vs. drop (a drop detaches the session for the
 //! reconnect grace period; a limit ends it). Must never: block the socket on node calls of another session, or panic on input.
+//!
+//! Each socket runs in a `signaling` span carrying one request id — the upgrade request's
+//! (`request_id`: the caller's `X-Request-Id` or a fresh one, echoed on the `101`) — and
+//! with that id as the task's current one, so every log line of the session (join, leave,
+//! refusals, closing) carries it and the node API calls made for it send it to the media
+//! node. The room, identity and session id are added to the span once joined.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shardcast_dataplane::node::{LayerPreference, PeerRole};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::bus::RoomEventKind;
 use super::hub::{CloseReason, Hub, Outbox, Outgoing, Phase, Session};
@@ -69,9 +76,22 @@ pub async fn handler(
             return (r.status(), axum::Json(body)).into_response();
         }
     };
+    // The upgrade request's id (set by the `request_id` middleware), for the whole session;
+    // a root span, as the session outlives the upgrade request.
+    let id = crate::request_id::current().unwrap_or_else(crate::request_id::fresh);
+    let span = tracing::info_span!(
+        parent: None,
+        "signaling",
+        request_id = %id,
+        session = tracing::field::Empty,
+        room = tracing::field::Empty,
+        identity = tracing::field::Empty,
+    );
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        .on_upgrade(move |socket| run(hub, socket, ip))
+        .on_upgrade(move |socket| {
+            crate::request_id::scope(id, run(hub, socket, ip)).instrument(span)
+        })
 }
 
 async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
@@ -86,6 +106,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
     let mut session: Option<Arc<Session>> = None;
     let mut left = false;
     let mut close_reason = None;
+    tracing::debug!(%ip, "signaling: socket open");
     loop {
         let wait = match session {
             Some(_) => idle,
@@ -192,8 +213,16 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
                 )
                 .await
                 {
-                    Ok(s) => session = Some(s),
+                    Ok(s) => {
+                        let span = tracing::Span::current();
+                        span.record("session", s.id.as_str());
+                        span.record("room", s.member.room.as_str());
+                        span.record("identity", s.member.identity.as_str());
+                        tracing::info!(role = %s.member.role, "signaling: joined");
+                        session = Some(s);
+                    }
                     Err(e) => {
+                        tracing::info!(code = e.code, "signaling: join refused: {}", e.message);
                         tx.push(Outgoing::Msg(ServerMsg::error(e.code, e.message)));
                     }
                 }
@@ -206,6 +235,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             }
             (ClientMsg::Leave, Some(s)) => {
                 hub.close(s, None).await;
+                tracing::info!("signaling: left");
                 left = true;
                 break;
             }
@@ -218,6 +248,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             }
             (msg, Some(s)) => {
                 if let Err(e) = handle(&hub, s, msg).await {
+                    tracing::debug!(code = e.code, "signaling: request refused: {}", e.message);
                     s.send(ServerMsg::error(e.code, e.message));
                 }
             }
@@ -232,8 +263,10 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
             // Cut off by a limit: the participant leaves for good (no resume grace), so the
             // room sees it go now and nothing keeps queueing for it.
             hub.close(s, None).await;
+            tracing::info!("signaling: cut off by a limit; the participant left");
         } else if s.phase() != Phase::Closed {
             hub.detach(s);
+            tracing::info!("signaling: socket dropped; the session waits for a resume");
         }
     }
     tx.push(Outgoing::Close(None));
