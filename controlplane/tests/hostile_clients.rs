@@ -218,11 +218,15 @@ fn a_reader_that_stops_reading_is_disconnected_and_the_room_goes_on() {
         );
 
         // The room goes on: twice as many messages again, all delivered to Alice, while the
-        // server holds nothing for Bob. An outbox that kept them for him would grow by at
-        // least their size; the store keeps every chat message too (its cache grows by
-        // about half their size here), so the bound is 80% of what was sent.
+        // server holds nothing for Bob. The store keeps every chat message (its cache grows
+        // by about half their size here); an outbox that kept them for Bob would add at
+        // least their size on top (≥ 150% in all). The bound is 130% of at least 11 MiB sent:
+        // 20% below that, and ≈ 9 MiB above the store's share for what the allocator and
+        // the other sockets' transient buffers take on a loaded machine (with other test
+        // binaries beside it the server grew by up to 114% of 5.7 MiB, ≈ 5 MiB over the
+        // store's share; alone, 30%).
         let rss_before = rss_kib(pid);
-        let more = 2 * cut_off_after.max(500);
+        let more = 2 * cut_off_after.max(1500);
         for _ in 0..more {
             send(&mut carol, json!({"type": "chat", "text": text})).await;
             assert_eq!(
@@ -237,7 +241,7 @@ fn a_reader_that_stops_reading_is_disconnected_and_the_room_goes_on() {
         let sent_kib = u64::from(more) * 4000 / 1024;
         eprintln!("server RSS {rss_before} KiB -> {rss_after} KiB after {sent_kib} KiB of chat");
         assert!(
-            rss_after < rss_before + sent_kib * 8 / 10,
+            rss_after < rss_before + sent_kib * 13 / 10,
             "server memory grew from {rss_before} KiB to {rss_after} KiB ({sent_kib} KiB sent)"
         );
 
@@ -271,8 +275,10 @@ fn message_and_chat_floods_are_limited_per_socket() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url) = serve_with(
         dir.path(),
-        "[signaling]\nmessages_per_sec = 5.0\nmessage_burst = 10\nrefused_before_close = 20\n\
-         chat_per_sec = 1.0\nchat_burst = 3",
+        // Slow refills (a token every 2 s, a chat every 4 s): a loaded machine that takes a
+        // second to process the floods must not earn them extra tokens meanwhile.
+        "[signaling]\nmessages_per_sec = 0.5\nmessage_burst = 10\nrefused_before_close = 20\n\
+         chat_per_sec = 0.25\nchat_burst = 3",
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -303,8 +309,8 @@ fn message_and_chat_floods_are_limited_per_socket() {
         for want in ["m0", "m1", "m2"] {
             assert_eq!(recv_type(&mut alice, "chat").await["message"]["text"], want);
         }
-        // A second later one more chat passes: Bob is limited, not banned.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Once a token has refilled one more chat passes: Bob is limited, not banned.
+        tokio::time::sleep(Duration::from_millis(4100)).await;
         send(&mut bob, json!({"type": "chat", "text": "later"})).await;
         assert_eq!(
             recv_type(&mut alice, "chat").await["message"]["text"],
