@@ -13,6 +13,8 @@
 //!   the WebSocket API.
 //! - [`netns::NetNs`]: a network namespace behind a veth pair whose downlink a test shapes
 //!   with `tc`, for a browser on a thin link ([`chromium::Browser::launch_in`]).
+//! - [`layers`]: a Chromium viewer's simulcast layer read from getStats, for the tests that
+//!   shape its link.
 //! - [`interop::StackPeer`]: an independent WebRTC stack (GStreamer webrtcbin, aiortc) as a
 //!   WHIP publisher or WHEP player script from `tests/interop/`.
 //!
@@ -25,6 +27,7 @@ pub mod cluster;
 pub mod cluster_call;
 pub mod etcd;
 pub mod interop;
+pub mod layers;
 pub mod netns;
 pub mod participant;
 pub mod process;

@@ -8,10 +8,10 @@
 //! compared with the width the publisher encodes its top layer at right now (Chromium may
 //! scale every layer down when the machine is busy, so no fixed 960 is assumed).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
 use shardcast_tests::chromium::Browser;
+use shardcast_tests::layers::{report, sent, sent_width, viewer_video, wait_layer};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 
@@ -22,70 +22,6 @@ const CAP_KBIT: u32 = 300;
 const DROP_WITHIN: Duration = Duration::from_secs(30);
 /// How long the climb back to the top layer may take once the cap is off.
 const RECOVER_WITHIN: Duration = Duration::from_secs(30);
-
-/// Width of the frames the viewer decodes from `who`, and how many it has decoded.
-fn viewer_video(s: &Value, who: &str) -> (u64, u64) {
-    let v = &s["remote"][who]["video"];
-    (
-        v["frameWidth"].as_u64().unwrap_or(0),
-        v["framesDecoded"].as_u64().unwrap_or(0),
-    )
-}
-
-/// Width the publisher encodes its layer `rid` at (0 while it is not being sent).
-/// One number the publisher's page reports about its simulcast layer `rid`.
-fn sent(s: &Value, rid: &str, field: &str) -> u64 {
-    s["outbound"]
-        .as_array()
-        .and_then(|o| {
-            o.iter()
-                .find(|e| e["kind"] == "video" && e["rid"] == rid)
-                .and_then(|e| e[field].as_u64())
-        })
-        .unwrap_or(0)
-}
-
-fn sent_width(s: &Value, rid: &str) -> u64 {
-    sent(s, rid, "frameWidth")
-}
-
-fn report(server: &Server, browsers: &[&Browser]) -> String {
-    let mut out = format!("--- server log (last 40):\n{}\n", server.log_tail(40));
-    for b in browsers {
-        out.push_str(&b.diagnostics());
-        out.push('\n');
-    }
-    out
-}
-
-/// Polls both pages every 250 ms until `done(viewer width, frames decoded, publisher's top
-/// width)` holds; the time it took, or an error with what was last seen.
-fn wait_layer(
-    viewer: &mut Browser,
-    publisher: &mut Browser,
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut(u64, u64, u64) -> bool,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let mut last = (0, 0, 0);
-    while start.elapsed() < timeout {
-        let (width, frames) = viewer_video(&viewer.stats()?, "alice");
-        let top = sent_width(&publisher.stats()?, "f");
-        last = (width, frames, top);
-        if done(width, frames, top) {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    anyhow::bail!(
-        "timed out after {timeout:?} waiting for {what}: viewer decodes {} px wide \
-         ({} frames), publisher's top layer is {} px wide",
-        last.0,
-        last.1,
-        last.2
-    )
-}
 
 #[test]
 fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow::Result<()> {
@@ -103,6 +39,7 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     let r = wait_layer(
         &mut vic,
         &mut alice,
+        "alice",
         "the top layer on the unshaped link",
         Duration::from_secs(60),
         |w, frames, top| top > 0 && w == top && frames > 30,
@@ -114,6 +51,7 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     let r = wait_layer(
         &mut vic,
         &mut alice,
+        "alice",
         &format!("a lower layer under a {CAP_KBIT} kbit/s cap"),
         DROP_WITHIN,
         |w, _, top| w > 0 && w < top,
@@ -153,6 +91,7 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     let r = wait_layer(
         &mut vic,
         &mut alice,
+        "alice",
         "the top layer again once the cap is lifted",
         RECOVER_WITHIN,
         |w, _, top| top > 0 && w == top,

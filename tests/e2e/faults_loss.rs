@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shardcast_tests::chromium::Browser;
 use shardcast_tests::free_tcp_port;
+use shardcast_tests::layers::{report, sent_width, viewer_video, wait_layer};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 
@@ -39,27 +40,6 @@ const HEAVY: u32 = 20;
 const PAUSE_WITHIN: Duration = Duration::from_secs(15);
 /// How long the video may take to be back on the top layer once the loss stops.
 const RECOVER_WITHIN: Duration = Duration::from_secs(20);
-
-/// Width of the frames the viewer decodes from `who`, and how many it has decoded.
-fn viewer_video(s: &Value, who: &str) -> (u64, u64) {
-    let v = &s["remote"][who]["video"];
-    (
-        v["frameWidth"].as_u64().unwrap_or(0),
-        v["framesDecoded"].as_u64().unwrap_or(0),
-    )
-}
-
-/// Width the publisher encodes its top layer (`f`) at right now.
-fn top_width(s: &Value) -> u64 {
-    s["outbound"]
-        .as_array()
-        .and_then(|o| {
-            o.iter()
-                .find(|e| e["kind"] == "video" && e["rid"] == "f")
-                .and_then(|e| e["frameWidth"].as_u64())
-        })
-        .unwrap_or(0)
-}
 
 /// NACKs the viewer's browser has sent, over all its inbound video streams: getStats on the
 /// page's one peer connection (`S.pc`, the demo page's state object).
@@ -91,44 +71,6 @@ fn rtx_sent(metrics_url: &str) -> anyhow::Result<u64> {
     Ok(counter(&text, "shardcast_rtx_sent_total"))
 }
 
-fn report(server: &Server, browsers: &[&Browser]) -> String {
-    let mut out = format!("--- server log (last 40):\n{}\n", server.log_tail(40));
-    for b in browsers {
-        out.push_str(&b.diagnostics());
-        out.push('\n');
-    }
-    out
-}
-
-/// Polls both pages every 250 ms until `done(viewer width, frames decoded, publisher's top
-/// width)` holds; the time it took, or an error with what was last seen.
-fn wait_layer(
-    viewer: &mut Browser,
-    publisher: &mut Browser,
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut(u64, u64, u64) -> bool,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let mut last = (0, 0, 0);
-    while start.elapsed() < timeout {
-        let (width, frames) = viewer_video(&viewer.stats()?, "alice");
-        let top = top_width(&publisher.stats()?);
-        last = (width, frames, top);
-        if done(width, frames, top) {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    anyhow::bail!(
-        "timed out after {timeout:?} waiting for {what}: viewer decodes {} px wide \
-         ({} frames), publisher's top layer is {} px wide",
-        last.0,
-        last.1,
-        last.2
-    )
-}
-
 #[test]
 fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers(
 ) -> anyhow::Result<()> {
@@ -147,6 +89,7 @@ fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers
     let r = wait_layer(
         &mut vic,
         &mut alice,
+        "alice",
         "the top layer on the clean link",
         Duration::from_secs(60),
         |w, frames, top| top > 0 && w == top && frames > 30,
@@ -182,7 +125,7 @@ fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers
     ns.stop_dropping_downlink()?;
     ns.drop_downlink_at_random(HEAVY)?;
     let heavy = Instant::now();
-    let top_now = top_width(&alice.stats()?);
+    let top_now = sent_width(&alice.stats()?, "f");
     let mut lowest = u64::MAX;
     let paused = vic.wait_stats(
         &format!("a lower layer, then the video paused under {HEAVY} % loss"),
@@ -222,6 +165,7 @@ fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers
     let r = wait_layer(
         &mut vic,
         &mut alice,
+        "alice",
         "the top layer again once the loss stopped",
         RECOVER_WITHIN,
         |w, frames, top| top > 0 && w == top && frames > frames_paused + 10,
