@@ -29,7 +29,8 @@ pub struct ApiConfig {
     /// Wrong room-password attempts allowed per (room, source) per window.
     pub password_max_failures: u32,
     pub password_window: Duration,
-    /// Chat history returned when the caller gives no limit, and the most it may ask for.
+    /// Chat history returned when the caller gives no limit, and the most it may ask for —
+    /// also how many messages a room keeps (older ones are deleted as new ones arrive).
     pub chat_history_default: usize,
     pub chat_history_max: usize,
     /// Longest chat message, in bytes.

@@ -836,6 +836,11 @@ async fn host_controls_change_the_store_and_publish_events() {
 
 // ---------------------------------------------------------------- chat
 
+const LIMITS: chat::ChatLimits = chat::ChatLimits {
+    max_bytes: 4096,
+    keep: 500,
+};
+
 #[tokio::test]
 async fn chat_history_is_stored_in_order() {
     let app = TestApp::new().await;
@@ -858,7 +863,7 @@ async fn chat_history_is_stored_in_order() {
                 name: "Ann",
                 text,
             },
-            4096,
+            LIMITS,
         )
         .await
         .unwrap();
@@ -909,7 +914,7 @@ async fn chat_history_is_stored_in_order() {
             name: "Ann",
             text: "  ",
         },
-        4096,
+        LIMITS,
     )
     .await;
     assert_eq!(empty.unwrap_err().code(), "invalid_request");
@@ -924,6 +929,60 @@ async fn chat_history_is_stored_in_order() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A room keeps its last `keep` messages: older ones leave the store as new ones arrive, so
+/// neither the store nor the history read at every join grows with the room's age.
+#[tokio::test]
+async fn a_room_keeps_only_its_last_messages() {
+    let app = TestApp::new().await;
+    let t = app.tenant("acme").await;
+    room(&app, &t, json!({ "name": "r" })).await;
+    let (tenant, r) = (
+        TenantId::parse("acme").unwrap(),
+        RoomName::parse("r").unwrap(),
+    );
+    let ann = Identity::parse("ann").unwrap();
+    let limits = chat::ChatLimits {
+        max_bytes: 4096,
+        keep: 5,
+    };
+    for i in 1..=12 {
+        let text = format!("m{i}");
+        let new = NewMessage {
+            from: &ann,
+            name: "Ann",
+            text: &text,
+        };
+        chat::post(
+            app.state.store.as_ref(),
+            app.state.events.as_ref(),
+            &tenant,
+            &r,
+            new,
+            limits,
+        )
+        .await
+        .unwrap();
+    }
+    let stored = app
+        .state
+        .store
+        .list_prefix("/shardcast/chat/acme/r/")
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 5, "the store holds the last 5 messages");
+    let (status, h) = app
+        .call(Method::GET, "/v1/rooms/r/chat?limit=50", &t.auth(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seqs: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [8, 9, 10, 11, 12]);
 }
 
 // ---------------------------------------------------------------- nodes

@@ -4,6 +4,11 @@
 //! so concurrent senders on any instance get distinct, increasing numbers) and is stored
 //! under that number; only then is the `Chat` event published. A crash between the two
 //! steps leaves a gap in the numbers, never a message that was seen but not stored.
+//!
+//! A room keeps its last `keep` messages (`ApiConfig::chat_history_max`, the most a history
+//! read returns): storing message n deletes message n − keep, so neither the store nor a
+//! history read (whole, at every join) grows with the room's age — 500 messages of at most
+//! 4 KiB stay under etcd's 4 MiB reply limit.
 
 use super::events::{RoomEvent, RoomEvents};
 use super::{now_unix_ms, rooms};
@@ -42,15 +47,23 @@ pub struct NewMessage<'a> {
     pub text: &'a str,
 }
 
-/// Stores a message and publishes it. `max_bytes` bounds the text.
+/// What a room's chat may hold: the longest message and how many messages it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    pub max_bytes: usize,
+    pub keep: u64,
+}
+
+/// Stores a message, drops the one that falls out of the room's history, and publishes it.
 pub async fn post(
     store: &dyn Store,
     events: &dyn RoomEvents,
     tenant: &TenantId,
     room: &RoomName,
     new: NewMessage<'_>,
-    max_bytes: usize,
+    limits: ChatLimits,
 ) -> Result<ChatRecord, ApiError> {
+    let ChatLimits { max_bytes, keep } = limits;
     let NewMessage { from, name, text } = new;
     if text.trim().is_empty() {
         return Err(ApiError::InvalidRequest("chat message is empty".into()));
@@ -76,6 +89,13 @@ pub async fn post(
         None,
     )
     .await?;
+    if let Some(old) = seq.checked_sub(keep.max(1)).filter(|&o| o > 0) {
+        // Best effort: the message is stored and will be published; a failed trim leaves
+        // one message too many, which a read's `limit` still cuts.
+        if let Err(e) = store.delete(&keys::chat_message(tenant, room, old)).await {
+            tracing::warn!(%room, seq = old, error = %e, "chat: trimming the history failed");
+        }
+    }
     events
         .publish(RoomEvent::Chat {
             tenant: tenant.clone(),

@@ -344,7 +344,10 @@ impl SignalServices for StoreServices {
                 &t,
                 &r,
                 new,
-                self.state.config.chat_max_bytes,
+                crate::services::chat::ChatLimits {
+                    max_bytes: self.state.config.chat_max_bytes,
+                    keep: self.state.config.chat_history_max as u64,
+                },
             )
             .await
             .map_err(api_to_signal)?;
