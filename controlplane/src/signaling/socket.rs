@@ -272,7 +272,24 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: IpAddr) {
     tx.push(Outgoing::Close(None));
     drop(tx);
     let _ = writer.await;
+    if close_reason.is_some() {
+        // The closing handshake (RFC 6455 §7.1.1): read, and drop, what the client still
+        // sends until its Close, for a moment at most. Dropping a socket with unread input
+        // makes the kernel answer with a reset, and a client that was still sending (a
+        // flood, typically) would then lose our close frame and the reason in it.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
+
+/// How long a socket closed for a limit waits for the client's Close before it is dropped.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(1);
 
 /// The writer: the outbox to the socket, until `Close`. When the outbox overflows, the
 /// socket's send buffer is full too (that is how the outbox filled), so it stops at once —
