@@ -19,12 +19,25 @@ pub const MAX_DETAIL: usize = 256;
 /// errors (serde, axum's rejections, jsonwebtoken) quote the offending value escaped, and
 /// escaping grows it (`\u{7f}` is 8 bytes for 1): uncut, an error reply could send a client
 /// several times what it sent (found by fuzz/fuzz_targets/signaling_msg.rs).
+///
+/// The bound is on the detail as a JSON reply carries it: a backslash, a quote or a control
+/// character costs its escape (2 or 6 bytes), so a detail made of them is cut sooner (the
+/// fuzz target found a 256-byte cut of backslashes and line breaks doubling in the reply).
 pub fn cut_detail(mut text: String) -> String {
-    if text.len() > MAX_DETAIL {
-        let mut at = MAX_DETAIL;
-        while !text.is_char_boundary(at) {
-            at -= 1;
+    let mut escaped = 0;
+    let mut cut = None;
+    for (at, c) in text.char_indices() {
+        escaped += match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if escaped > MAX_DETAIL {
+            cut = Some(at);
+            break;
         }
+    }
+    if let Some(at) = cut {
         text.truncate(at);
         text.push('…');
     }
@@ -223,6 +236,13 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detail_of_escaped_characters_is_cut_by_its_escaped_size() {
+        let detail = "\\\r\n".repeat(300);
+        let json = serde_json::to_string(&cut_detail(detail)).unwrap();
+        assert!(json.len() <= MAX_DETAIL + 8, "{} bytes", json.len());
+    }
 
     #[test]
     fn a_message_quoting_client_input_is_cut() {
