@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use serde_json::{json, Value};
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::nodeapi::client::RemoteNode;
-use shardcast_controlplane::nodeapi::credential::{mint, Audience, Signer, Verifier};
+use shardcast_controlplane::nodeapi::credential::{mint, Audience, Signer, Verifier, CLOCK_SKEW};
 use shardcast_controlplane::nodeapi::server::router;
 use shardcast_controlplane::nodeapi::{CALL_PATH, EVENTS_PATH};
 use shardcast_dataplane::driver::IoBackend;
@@ -191,6 +191,45 @@ async fn the_raw_secret_and_missing_or_expired_tokens_are_refused() {
         assert_eq!(body["error"]["code"], code, "{authorization:?}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().len() > 10);
     }
+}
+
+/// Opens the event stream with `token` and reads it until it ends or `limit` passes;
+/// returns how long it stayed open (None: still open at `limit`).
+async fn stream_lifetime(node: &Node, token: &str, limit: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}{EVENTS_PATH}", node.url()))
+        .header("authorization", bearer(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let read = async { while let Ok(Some(_)) = resp.chunk().await {} };
+    tokio::time::timeout(limit, read)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
+}
+
+/// A stream outlives nothing: the node ends it when the token that opened it stops
+/// verifying (its expiry plus the clock skew), so a retired secret cannot keep one open;
+/// a stream opened with a token of a normal lifetime stays open meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let a = Node::start("node-a", None).await;
+    // Expired 2 s ago by its own expiry, but within the skew: valid for 3 s more.
+    let short = mint(SECRET, &a.audience, unix_now() + 3 - CLOCK_SKEW.as_secs());
+    let normal = Signer::new(SECRET, a.audience.clone()).token();
+    let (ended, still_open) = tokio::join!(
+        stream_lifetime(&a, &short, Duration::from_secs(15)),
+        stream_lifetime(&a, &normal, Duration::from_secs(8)),
+    );
+    let ended = ended.expect("the stream opened with the short-lived token ended");
+    assert!(
+        ended >= Duration::from_secs(1) && ended <= Duration::from_secs(6),
+        "ended after {ended:?}, expected ≈ 3 s"
+    );
+    assert_eq!(still_open, None, "the stream with a fresh token stays open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::ids::NodeId;
 
-use super::credential::{Audience, Signer};
+use super::credential::{self, Audience, Signer};
 use super::resync::KnownState;
 use super::{NodeCall, StreamLine, CALL_PATH, EVENTS_PATH};
 
@@ -192,10 +192,13 @@ async fn event_loop(
     let retry = (lost_after / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     loop {
         let Some(i) = inner.upgrade() else { return };
+        let token = i.credentials.token();
+        // The node ends the stream when this token stops verifying (then we renew it).
+        let token_ends = credential::valid_until(&token).unwrap_or(0);
         let mut req = i
             .http
             .get(format!("{}{}", i.base, EVENTS_PATH))
-            .bearer_auth(i.credentials.token());
+            .bearer_auth(token);
         if let Some(epoch) = &pos.epoch {
             let after = pos.seq.to_string();
             req = req.query(&[("epoch", epoch.as_str()), ("after", after.as_str())]);
@@ -212,7 +215,11 @@ async fn event_loop(
                 if was_up {
                     down_since = tokio::time::Instant::now();
                 }
-                tracing::warn!(node = %base, seq = pos.seq, "node event stream ended; resuming");
+                if credential::seconds_until(token_ends) <= Duration::from_secs(2) {
+                    tracing::debug!(node = %base, seq = pos.seq, "node event stream's token expired; resuming with a new one");
+                } else {
+                    tracing::warn!(node = %base, seq = pos.seq, "node event stream ended; resuming");
+                }
                 false
             }
             Ok(resp) => {

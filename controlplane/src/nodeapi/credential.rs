@@ -122,11 +122,25 @@ fn key(secret: &str) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
 }
 
+/// From now until `unix` (seconds), zero when it is past.
+pub fn seconds_until(unix: u64) -> Duration {
+    Duration::from_secs(unix.saturating_sub(unix_now()))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The last second (unix) at which a token that verified still verifies: its expiry plus
+/// the allowed skew. A stream opened with it ends then, so a retired secret or a node's new
+/// address cuts long-lived connections too. `None` when the token has no readable expiry.
+pub fn valid_until(token: &str) -> Option<u64> {
+    let expiry = token.rsplitn(3, '.').nth(1)?;
+    let expiry: u64 = expiry.parse().ok()?;
+    Some(expiry.saturating_add(CLOCK_SKEW.as_secs()))
 }
 
 /// The token for `audience` valid until `expiry` (unix seconds), signed with `secret`.

@@ -19,7 +19,7 @@ use shardcast_dataplane::node::{MediaNodeApi, NodeError};
 
 use crate::shutdown::Stopping;
 
-use super::credential::{CredentialError, Verifier};
+use super::credential::{self, CredentialError, Verifier};
 use super::eventlog::{EventLog, DEFAULT_REPLAY};
 use super::{NodeCall, ResumeFrom, StreamLine, CALL_PATH, EVENTS_PATH};
 
@@ -79,11 +79,16 @@ fn router_full(
 }
 
 /// Why the request's token is refused: not for this node, stale, or none.
-fn authorize(s: &NodeServer, headers: &HeaderMap) -> Result<(), CredentialError> {
+/// Checks the request's token; returns until when (unix seconds) it stays valid.
+fn authorize(s: &NodeServer, headers: &HeaderMap) -> Result<u64, CredentialError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    s.credentials.verify_header(header)
+    s.credentials.verify_header(header)?;
+    Ok(header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(credential::valid_until)
+        .unwrap_or(0))
 }
 
 /// `401 {"error": {"code": "credential_..", "message": ..}}`; the node logs why, since the
@@ -197,9 +202,10 @@ async fn events(
     headers: HeaderMap,
     from: Result<Query<ResumeFrom>, QueryRejection>,
 ) -> Response {
-    if let Err(e) = authorize(&s, &headers) {
-        return unauthorized(e);
-    }
+    let valid_until = match authorize(&s, &headers) {
+        Ok(until) => until,
+        Err(e) => return unauthorized(e),
+    };
     let from = match from {
         Ok(Query(from)) => from,
         Err(rejection) => return bad_query(rejection),
@@ -221,26 +227,37 @@ async fn events(
         Duration::from_secs(10),
     );
     let stop = s.stopping.clone();
-    let lines = stream::unfold((opened.live, tick), move |(mut rx, mut tick)| {
-        let stop = stop.clone();
-        async move {
-            tokio::select! {
-                _ = stop.wait() => None,
-                ev = rx.recv() => match ev {
-                    Ok((seq, ev)) => {
-                        let line = line_bytes(&StreamLine::Event { seq, event: (*ev).clone() });
-                        Some((Ok::<_, std::io::Error>(line), (rx, tick)))
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "node api: event stream lagged; closing it");
+    // The stream ends when the token that opened it would no longer verify: the control
+    // plane reconnects with a fresh one and resumes from its last seq (nothing is lost), and
+    // a retired secret cannot keep a stream open.
+    let expired = Box::pin(tokio::time::sleep(credential::seconds_until(valid_until)));
+    let lines = stream::unfold(
+        (opened.live, tick, expired),
+        move |(mut rx, mut tick, mut expired)| {
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = stop.wait() => None,
+                    _ = &mut expired => {
+                        tracing::debug!("node api: event stream's token expired; closing it");
                         None
                     }
-                    Err(_) => None,
-                },
-                _ = tick.tick() => Some((Ok(b"\n".to_vec()), (rx, tick))),
+                    ev = rx.recv() => match ev {
+                        Ok((seq, ev)) => {
+                            let line = line_bytes(&StreamLine::Event { seq, event: (*ev).clone() });
+                            Some((Ok::<_, std::io::Error>(line), (rx, tick, expired)))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "node api: event stream lagged; closing it");
+                            None
+                        }
+                        Err(_) => None,
+                    },
+                    _ = tick.tick() => Some((Ok(b"\n".to_vec()), (rx, tick, expired))),
+                }
             }
-        }
-    });
+        },
+    );
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(head.chain(lines)))
