@@ -138,7 +138,7 @@ fn unix_now() -> u64 {
 /// the allowed skew. A stream opened with it ends then, so a retired secret or a node's new
 /// address cuts long-lived connections too. `None` when the token has no readable expiry.
 pub fn valid_until(token: &str) -> Option<u64> {
-    let expiry = token.rsplitn(3, '.').nth(1)?;
+    let expiry = token.rsplit('.').nth(1)?;
     let expiry: u64 = expiry.parse().ok()?;
     Some(expiry.saturating_add(CLOCK_SKEW.as_secs()))
 }
