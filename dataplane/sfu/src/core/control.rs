@@ -35,10 +35,11 @@ impl ShardCore {
         } else {
             super::bind::unbound_inactive(&req.offer, &bind)
         };
-        // Malformed SDP is refused before a peer exists: making one generates its DTLS key
-        // pair and certificate (milliseconds), so a client sending garbage offers costs the
-        // shard a parse, not a key generation each (found by fuzz/fuzz_targets/sdp_offer.rs).
-        SdpOffer::from_sdp_string(&offer).map_err(|e| CoreError::BadSdp(e.to_string()))?;
+        // Malformed SDP is refused before a peer exists (found by fuzz/fuzz_targets/sdp_offer.rs,
+        // when making one generated a DTLS key pair and certificate), and the offer is parsed
+        // once: str0m's SDP parser is the largest part of a join's cost to the shard.
+        let parsed =
+            SdpOffer::from_sdp_string(&offer).map_err(|e| CoreError::BadSdp(e.to_string()))?;
         let mut peer = Peer::new(
             id,
             req.room.clone(),
@@ -50,7 +51,9 @@ impl ShardCore {
             now,
         )
         .map_err(CoreError::BadState)?;
-        let answer = peer.accept_offer(&offer).map_err(CoreError::BadSdp)?;
+        let answer = peer
+            .accept_parsed_offer(parsed)
+            .map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms

@@ -183,6 +183,12 @@ impl Peer {
     /// Accept the client's offer; returns the answer SDP.
     pub fn accept_offer(&mut self, offer: &str) -> Result<String, String> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| e.to_string())?;
+        self.accept_parsed_offer(offer)
+    }
+
+    /// As [`Peer::accept_offer`], for an offer already parsed (str0m's SDP parser is the
+    /// largest part of making a peer: parse once).
+    pub fn accept_parsed_offer(&mut self, offer: SdpOffer) -> Result<String, String> {
         // A client offer while ours is outstanding (glare): str0m drops ours; requeue what
         // it carried so the next server offer adds it again.
         if self.negotiation.pending.take().is_some() {
