@@ -21,6 +21,7 @@ use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
 use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::events::LocalRoomEvents;
 use shardcast_controlplane::services::{now_unix_secs, rooms};
 use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use shardcast_controlplane::store::{nodes, Store};
@@ -295,9 +296,14 @@ async fn two_rooms_on_two_nodes_carry_media() {
             password: None,
             settings: RoomSettings::default(),
         };
-        rooms::create(store.as_ref(), &key.tenant, req)
-            .await
-            .unwrap();
+        rooms::create(
+            store.as_ref(),
+            &LocalRoomEvents::default(),
+            &key.tenant,
+            req,
+        )
+        .await
+        .unwrap();
     }
     let cp = control_plane(store.clone()).await;
 
@@ -343,9 +349,14 @@ async fn two_control_planes_share_chat_and_presence() {
         password: None,
         settings: RoomSettings::default(),
     };
-    rooms::create(store_a.as_ref(), &key.tenant, req)
-        .await
-        .unwrap();
+    rooms::create(
+        store_a.as_ref(),
+        &LocalRoomEvents::default(),
+        &key.tenant,
+        req,
+    )
+    .await
+    .unwrap();
     let cp_a = control_plane(store_a).await;
     let cp_b = control_plane(store_b).await;
 
@@ -399,9 +410,14 @@ async fn max_participants_is_exact_under_concurrent_joins_on_two_instances() {
             ..RoomSettings::default()
         },
     };
-    rooms::create(store_a.as_ref(), &key.tenant, req)
-        .await
-        .unwrap();
+    rooms::create(
+        store_a.as_ref(),
+        &LocalRoomEvents::default(),
+        &key.tenant,
+        req,
+    )
+    .await
+    .unwrap();
     let cps = [
         control_plane(store_a.clone()).await,
         control_plane(store_b).await,
