@@ -27,6 +27,8 @@ use crate::store::Store;
 
 /// How long a tenant's webhook (or its absence) read from the Store is trusted.
 const TARGET_TTL: Duration = Duration::from_secs(2);
+/// Tenants whose webhook is cached before stale entries are swept.
+const MAX_CACHED_TARGETS: usize = 4096;
 /// Requests in flight at once from this instance, all tenants together.
 const MAX_IN_FLIGHT: usize = 32;
 
@@ -222,10 +224,12 @@ impl Dispatcher {
             .await
             .map_err(|e| format!("reading the webhook: {e}"))?
             .map(Arc::new);
-        self.targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_string(), (Instant::now(), found.clone()));
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        // One entry per tenant that had an event lately: stale ones go once there are many.
+        if targets.len() >= MAX_CACHED_TARGETS {
+            targets.retain(|_, (at, _)| at.elapsed() < TARGET_TTL);
+        }
+        targets.insert(tenant.to_string(), (Instant::now(), found.clone()));
         Ok(found)
     }
 
