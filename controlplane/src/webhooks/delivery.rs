@@ -341,6 +341,117 @@ mod tests {
         (url, task)
     }
 
+    /// (room, identity, attempt) of every request, in arrival order.
+    type Log = Arc<Mutex<Vec<(String, String, u32)>>>;
+
+    /// A receiver that answers 500 to every attempt for room `stuck`, and to the first
+    /// attempt of each event elsewhere; 200 otherwise.
+    async fn picky_receiver() -> (String, Log) {
+        let log: Log = Arc::default();
+        let sink = log.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let sink = sink.clone();
+                    async move {
+                        let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let room = e["room"].as_str().unwrap().to_string();
+                        let who = e["payload"]["identity"].as_str().unwrap().to_string();
+                        let attempt: u32 = headers["shardcast-attempt"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        let ok = room != "stuck" && attempt > 1;
+                        sink.lock().unwrap().push((room, who, attempt));
+                        if ok {
+                            axum::http::StatusCode::OK
+                        } else {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, log)
+    }
+
+    #[tokio::test]
+    async fn a_room_waits_for_its_previous_event_and_no_room_waits_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+        let (url, log) = picky_receiver().await;
+        let acme = TenantId::parse("acme").unwrap();
+        super::super::target::put(store.as_ref(), &acme, url, Some("0123456789abcdef".into()))
+            .await
+            .unwrap();
+        let settings = WebhookSettings {
+            max_attempts: 3,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 200,
+            ..WebhookSettings::default()
+        };
+        let d = Dispatcher::new(store, settings);
+        let left = |who: &str| EventKind::ParticipantLeft {
+            identity: who.into(),
+        };
+        d.emit("acme", "stuck", left("s1"));
+        for who in ["a", "b", "c"] {
+            d.emit("acme", "ordered", left(who));
+        }
+        d.emit("acme", "stuck", left("s2"));
+        for _ in 0..200 {
+            if d.counts().queued == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let c = d.counts();
+        assert_eq!(
+            (c.delivered, c.failed, c.retried, c.queued),
+            (3, 2, 3 + 4, 0)
+        );
+        let log = log.lock().unwrap().clone();
+        let of = |room: &str| -> Vec<(String, u32)> {
+            log.iter()
+                .filter(|(r, ..)| r == room)
+                .map(|(_, who, attempt)| (who.clone(), *attempt))
+                .collect()
+        };
+        // In order, each event retried until acknowledged before the next one is sent.
+        let ordered: Vec<(String, u32)> =
+            [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1), ("c", 2)]
+                .iter()
+                .map(|(w, a)| (w.to_string(), *a))
+                .collect();
+        assert_eq!(of("ordered"), ordered);
+        // The stuck room's second event waits for the first one's final failure.
+        let stuck: Vec<(String, u32)> = [
+            ("s1", 1),
+            ("s1", 2),
+            ("s1", 3),
+            ("s2", 1),
+            ("s2", 2),
+            ("s2", 3),
+        ]
+        .iter()
+        .map(|(w, a)| (w.to_string(), *a))
+        .collect();
+        assert_eq!(of("stuck"), stuck);
+        // And the other room did not wait for it: its first event was acknowledged before the
+        // stuck room gave up on its own first one (emitted earlier).
+        let at = |room: &str, who: &str, attempt: u32| {
+            log.iter()
+                .position(|(r, w, a)| r == room && w == who && *a == attempt)
+                .unwrap()
+        };
+        assert!(at("ordered", "a", 2) < at("stuck", "s1", 3), "{log:?}");
+    }
+
     #[tokio::test]
     async fn a_full_tenant_queue_drops_and_counts_and_other_tenants_go_on() {
         let dir = tempfile::tempdir().unwrap();
