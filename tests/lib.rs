@@ -11,6 +11,8 @@
 //!   [`cluster_call::ClusterCall`] is one call in such a cluster, as the fault tests start it.
 //! - [`participant::Participant`]: a native client (shardcast-client over UDP) signaled over
 //!   the WebSocket API.
+//! - [`webhook_receiver::Receiver`]: an HTTP server on loopback that records the webhooks it
+//!   gets and answers 200, 500 or nothing.
 //! - [`netns::NetNs`]: a network namespace behind a veth pair whose downlink a test shapes
 //!   with `tc`, for a browser on a thin link ([`chromium::Browser::launch_in`]).
 //! - [`layers`]: a Chromium viewer's simulcast layer read from getStats, for the tests that
@@ -34,6 +36,7 @@ pub mod process;
 pub mod server;
 pub mod static_site;
 pub mod turn;
+pub mod webhook_receiver;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

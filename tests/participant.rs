@@ -162,6 +162,13 @@ impl Participant {
         self.restart_media()
     }
 
+    /// Sends `leave` (the session ends at once, no reconnect grace) and closes the socket.
+    pub fn leave(mut self) -> anyhow::Result<()> {
+        self.send(json!({"type": "leave"}))?;
+        let _ = self.ws.flush();
+        Ok(())
+    }
+
     /// Sends a chat message.
     pub fn chat(&mut self, text: &str) -> anyhow::Result<()> {
         self.send(json!({"type": "chat", "text": text}))

@@ -18,6 +18,7 @@ use crate::ids::NodeId;
 use crate::routes;
 use crate::services::events::{LocalRoomEvents, RoomEvents};
 use crate::store::Store;
+use crate::webhooks::{HookedRoomEvents, Webhooks};
 
 /// REST-facing settings (part of the binary's config).
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ApiConfig {
     pub cors_api_origins: Vec<String>,
     /// TURN/STUN servers and the secret their credentials are made with (`crate::turn`).
     pub turn: crate::turn::TurnSettings,
+    /// Attempts, back-off, timeouts and queue bound of tenants' webhooks (`crate::webhooks`).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Default for ApiConfig {
@@ -59,6 +62,7 @@ impl Default for ApiConfig {
             cors_whip_origins: vec!["*".into()],
             cors_api_origins: Vec::new(),
             turn: crate::turn::TurnSettings::default(),
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct AppState {
     pub events: Arc<dyn RoomEvents>,
     pub password_limiter: Arc<PasswordLimiter>,
     pub nodes: NodeHandles,
+    /// This instance's webhook sender (`crate::webhooks`).
+    pub webhooks: Webhooks,
 }
 
 impl AppState {
@@ -124,18 +130,24 @@ impl AppState {
             config.password_max_failures,
             config.password_window,
         ));
+        let webhooks = Webhooks::new(store.clone(), config.webhooks.clone());
         Self {
             store,
             config: Arc::new(config),
             tokens: Arc::new(TokenService::default()),
-            events: Arc::new(LocalRoomEvents::default()),
+            events: Arc::new(HookedRoomEvents::new(
+                Arc::new(LocalRoomEvents::default()),
+                webhooks.clone(),
+            )),
             password_limiter,
             nodes: NodeHandles::default(),
+            webhooks,
         }
     }
 
+    /// Room events go to `events`, past the webhook hook (room started/finished).
     pub fn with_events(mut self, events: Arc<dyn RoomEvents>) -> Self {
-        self.events = events;
+        self.events = Arc::new(HookedRoomEvents::new(events, self.webhooks.clone()));
         self
     }
 

@@ -55,6 +55,8 @@ pub struct Config {
     pub turn: TurnConfig,
     pub metrics: MetricsConfig,
     pub shutdown: ShutdownConfig,
+    /// Delivery of tenants' webhooks (the URL and secret are per tenant, set over REST).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,6 +300,7 @@ impl Default for Config {
             turn: TurnConfig::default(),
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -588,6 +591,9 @@ impl Config {
                 return Err(invalid(key, "must be > 0"));
             }
         }
+        self.webhooks
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         if let Some(k) = &self.admin_key {
             if k.len() < 16 {
                 return Err(invalid("admin_key", "at least 16 characters"));

@@ -72,6 +72,9 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// 400 with a specific code (`invalid_webhook_url`, `webhook_unreachable`, ...).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("too many attempts; retry in {retry_after_secs} s")]
@@ -147,7 +150,9 @@ impl ApiError {
             | Self::WrongPassword => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidJson(_) | Self::InvalidRequest(_) | Self::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -165,7 +170,9 @@ impl ApiError {
             Self::TokenWrongRoom => "token_wrong_room",
             Self::TokenWrongTenant => "token_wrong_tenant",
             Self::WrongPassword => "wrong_password",
-            Self::NotFound { code, .. } | Self::Conflict { code, .. } => code,
+            Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::BadRequest { code, .. } => code,
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidRequest(_) => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",

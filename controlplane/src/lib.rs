@@ -26,6 +26,7 @@ pub mod shutdown;
 pub mod signaling;
 pub mod store;
 pub mod turn;
+pub mod webhooks;
 pub mod whip;
 
 pub use app::{app, ApiConfig, AppState, NodeHandles};

@@ -86,6 +86,7 @@ pub async fn build(
         AppState::new(store, opts.api).with_events(Arc::new(BusRoomEvents::new(bus.clone())));
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
     let hub = Hub::new(services, placement.clone(), bus, opts.signaling);
+    hub.set_webhooks(state.webhooks.clone());
     let mut router = app(state.clone())
         .merge({
             let whip = crate::whip::router(hub.clone()).layer(
@@ -312,7 +313,7 @@ async fn dev_token(State(dev): State<DevState>, ApiQuery(q): ApiQuery<DevQuery>)
             settings: RoomSettings::default(),
             password: None,
         };
-        let created = rooms::create(store, &tenant, req).await;
+        let created = rooms::create(store, dev.state.events.as_ref(), &tenant, req).await;
         if let Err(e) = created {
             if e.code() != "room_exists" {
                 return e.into_response();

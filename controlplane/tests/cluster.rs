@@ -21,9 +21,11 @@ use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
 use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::events::LocalRoomEvents;
 use shardcast_controlplane::services::{now_unix_secs, rooms};
 use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use shardcast_controlplane::store::{nodes, Store};
+use shardcast_controlplane::webhooks;
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
 use support::etcd::EtcdProcess;
@@ -295,9 +297,14 @@ async fn two_rooms_on_two_nodes_carry_media() {
             password: None,
             settings: RoomSettings::default(),
         };
-        rooms::create(store.as_ref(), &key.tenant, req)
-            .await
-            .unwrap();
+        rooms::create(
+            store.as_ref(),
+            &LocalRoomEvents::default(),
+            &key.tenant,
+            req,
+        )
+        .await
+        .unwrap();
     }
     let cp = control_plane(store.clone()).await;
 
@@ -343,9 +350,14 @@ async fn two_control_planes_share_chat_and_presence() {
         password: None,
         settings: RoomSettings::default(),
     };
-    rooms::create(store_a.as_ref(), &key.tenant, req)
-        .await
-        .unwrap();
+    rooms::create(
+        store_a.as_ref(),
+        &LocalRoomEvents::default(),
+        &key.tenant,
+        req,
+    )
+    .await
+    .unwrap();
     let cp_a = control_plane(store_a).await;
     let cp_b = control_plane(store_b).await;
 
@@ -379,6 +391,107 @@ async fn two_control_planes_share_chat_and_presence() {
     );
 }
 
+/// Webhooks in a cluster: each event is sent once, by the instance where it happened — not
+/// by every instance that hears of it on the bus. Alice joins through A, Bob through B, Alice
+/// (on A) kicks Bob (on B), Alice leaves: four events from two instances, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_webhook_event_is_sent_once_by_the_instance_where_it_happens() {
+    let etcd = EtcdProcess::start().await;
+    let store_a: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let store_b: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = server::ensure_default_tenant(store_a.as_ref(), dir.path())
+        .await
+        .unwrap();
+    // The receiver: a loopback HTTP server that records every body and answers 200.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let receiver = serve(axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    ))
+    .await;
+    webhooks::target::put(
+        store_a.as_ref(),
+        &key.tenant,
+        format!("http://{receiver}/hook"),
+        Some("cluster-webhook-secret".into()),
+    )
+    .await
+    .unwrap();
+    let req = rooms::CreateRoom {
+        name: RoomName::parse("hooked").unwrap(),
+        password: None,
+        settings: RoomSettings::default(),
+    };
+    rooms::create(
+        store_a.as_ref(),
+        &LocalRoomEvents::default(),
+        &key.tenant,
+        req,
+    )
+    .await
+    .unwrap();
+    let cp_a = control_plane(store_a).await;
+    let cp_b = control_plane(store_b).await;
+
+    let wait_for = |n: usize| {
+        let received = received.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let got = received.lock().unwrap().clone();
+                if got.len() >= n || Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut alice = join(cp_a, &token(&key, "hooked", "alice")).await;
+    wait_for(1).await;
+    let _bob = join(cp_b, &token(&key, "hooked", "bob")).await;
+    recv_type(&mut alice, "participant_joined").await;
+    wait_for(2).await;
+    send(&mut alice, json!({"type": "kick", "identity": "bob"})).await;
+    recv_type(&mut alice, "participant_left").await;
+    wait_for(3).await;
+    send(&mut alice, json!({"type": "leave"})).await;
+    wait_for(4).await;
+    // Time for any duplicate from the instance that only heard of an event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = received.lock().unwrap().clone();
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|e| {
+            let who = e["payload"]["participant"]["identity"]
+                .as_str()
+                .or(e["payload"]["identity"].as_str())
+                .unwrap_or_default();
+            (e["event"].as_str().unwrap().to_string(), who.to_string())
+        })
+        .collect();
+    let expect: Vec<(String, String)> = [
+        ("participant_joined", "alice"),
+        ("participant_joined", "bob"),
+        ("participant_left", "bob"),
+        ("participant_left", "alice"),
+    ]
+    .iter()
+    .map(|(e, w)| (e.to_string(), w.to_string()))
+    .collect();
+    assert_eq!(seen, expect, "{got:?}");
+    assert!(got.iter().all(|e| e["room"] == "hooked"));
+}
+
 /// `max_participants` = 3 and 12 sockets joining at once, spread over two control planes on
 /// one etcd: exactly 3 are admitted, the others get `room_full`; when one leaves, the next
 /// join gets its seat.
@@ -399,9 +512,14 @@ async fn max_participants_is_exact_under_concurrent_joins_on_two_instances() {
             ..RoomSettings::default()
         },
     };
-    rooms::create(store_a.as_ref(), &key.tenant, req)
-        .await
-        .unwrap();
+    rooms::create(
+        store_a.as_ref(),
+        &LocalRoomEvents::default(),
+        &key.tenant,
+        req,
+    )
+    .await
+    .unwrap();
     let cps = [
         control_plane(store_a.clone()).await,
         control_plane(store_b).await,

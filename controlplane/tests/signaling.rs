@@ -17,6 +17,7 @@ use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{RoomName, TenantId};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::events::LocalRoomEvents;
 use shardcast_controlplane::services::{now_unix_secs, rooms};
 use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use shardcast_controlplane::store::{EmbeddedStore, Store};
@@ -121,6 +122,7 @@ impl Harness {
     async fn room(&self, name: &str, settings: RoomSettings, password: Option<&str>) {
         rooms::create(
             self.store.as_ref(),
+            &LocalRoomEvents::default(),
             &self.tenant(),
             rooms::CreateRoom {
                 name: RoomName::parse(name).unwrap(),

@@ -32,6 +32,7 @@ fn api_config(config: &Config) -> ApiConfig {
         cors_whip_origins: config.http.cors.whip_origins.clone(),
         cors_api_origins: config.http.cors.api_origins.clone(),
         turn: config.turn.settings(),
+        webhooks: config.webhooks.clone(),
         ..ApiConfig::default()
     }
 }
@@ -195,11 +196,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await;
-    let metrics = Metrics::new("serve").with_media(media).with_control_plane(
-        built.http_metrics.clone(),
-        built.hub.clone(),
-        store,
-    );
+    let metrics = Metrics::new("serve")
+        .with_media(media)
+        .with_control_plane(built.http_metrics.clone(), built.hub.clone(), store)
+        .with_webhooks(built.state.webhooks.clone());
     start_metrics(&config, metrics).await?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -287,11 +287,9 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         },
     )
     .await;
-    let metrics = Metrics::new("controlplane").with_control_plane(
-        built.http_metrics.clone(),
-        built.hub.clone(),
-        store,
-    );
+    let metrics = Metrics::new("controlplane")
+        .with_control_plane(built.http_metrics.clone(), built.hub.clone(), store)
+        .with_webhooks(built.state.webhooks.clone());
     start_metrics(&config, metrics).await?;
     let listener = bind_http(config.http.listen).await?;
     let hub = built.hub.clone();

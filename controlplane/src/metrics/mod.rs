@@ -29,6 +29,7 @@ use shardcast_dataplane::MediaNode;
 
 use crate::signaling::Hub;
 use crate::store::{nodes, Store};
+use crate::webhooks::{WebhookCounts, Webhooks};
 pub use http::HttpMetrics;
 use text::{Encoder, Kind};
 
@@ -90,6 +91,7 @@ pub struct Metrics {
     http: Option<Arc<HttpMetrics>>,
     hub: Option<Arc<Hub>>,
     nodes: Option<NodeCensus>,
+    webhooks: Option<Webhooks>,
 }
 
 impl Metrics {
@@ -102,6 +104,7 @@ impl Metrics {
             http: None,
             hub: None,
             nodes: None,
+            webhooks: None,
         }
     }
 
@@ -125,6 +128,12 @@ impl Metrics {
             store,
             cache: tokio::sync::Mutex::new(None),
         });
+        self
+    }
+
+    /// Webhook delivery counters of this instance (`server::Server::state.webhooks`).
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
         self
     }
 
@@ -173,6 +182,9 @@ impl Metrics {
             )
             .int(&[], c.rooms);
         }
+        if let Some(w) = &self.webhooks {
+            encode_webhooks(&mut e, w.counts());
+        }
         if let Some(counts) = nodes {
             let mut reg = e.family(
                 "shardcast_media_nodes_registered",
@@ -193,6 +205,39 @@ impl Metrics {
         }
         e.finish()
     }
+}
+
+fn encode_webhooks(e: &mut Encoder, c: WebhookCounts) {
+    for (name, help, n) in [
+        (
+            "shardcast_webhooks_delivered_total",
+            "Webhook events a receiver acknowledged with a 2xx answer.",
+            c.delivered,
+        ),
+        (
+            "shardcast_webhooks_retried_total",
+            "Webhook delivery attempts that failed and were tried again.",
+            c.retried,
+        ),
+        (
+            "shardcast_webhooks_failed_total",
+            "Webhook events given up after webhooks.max_attempts failed attempts.",
+            c.failed,
+        ),
+        (
+            "shardcast_webhooks_dropped_total",
+            "Webhook events not queued: their tenant's queue (webhooks.queue_per_tenant) was full.",
+            c.dropped,
+        ),
+    ] {
+        e.family(name, Kind::Counter, help).int(&[], n);
+    }
+    e.family(
+        "shardcast_webhooks_queued",
+        Kind::Gauge,
+        "Webhook events waiting or being delivered on this instance.",
+    )
+    .int(&[], c.queued);
 }
 
 async fn scrape(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

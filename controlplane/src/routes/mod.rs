@@ -23,6 +23,7 @@ pub mod participants;
 pub mod rooms;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 /// HTTP methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,7 @@ pub fn table() -> Vec<RouteSpec> {
     let mut routes = Vec::new();
     routes.extend(openapi::routes());
     routes.extend(tenants::routes());
+    routes.extend(webhooks::routes());
     routes.extend(rooms::routes());
     routes.extend(participants::routes());
     routes.extend(tokens::routes());

@@ -117,6 +117,11 @@ pub fn document() -> Value {
             "post": with_params(op("Create an API key pair (the secret is shown only here)", Auth::Admin, None, ("201", Some("ApiKeyCreated")), &["tenant_not_found"]), &[&tenant]),
             "get": with_params(op("List API keys (no secrets)", Auth::Admin, None, ("200", Some("ApiKeyList")), &["tenant_not_found"]), &[&tenant])
         },
+        "/v1/tenants/{tenant}/webhook": {
+            "put": with_params(op("Set the tenant's webhook URL and signing secret (a generated secret is shown only here)", Auth::Admin, Some("SetWebhook"), ("200", Some("Webhook")), &["tenant_not_found", "invalid_webhook_url", "webhook_unreachable", "invalid_webhook_secret"]), &[&tenant]),
+            "get": with_params(op("Get the tenant's webhook (no secret)", Auth::Admin, None, ("200", Some("Webhook")), &["tenant_not_found", "webhook_not_found"]), &[&tenant]),
+            "delete": with_params(op("Remove the tenant's webhook", Auth::Admin, None, ("204", None), &["tenant_not_found", "webhook_not_found"]), &[&tenant])
+        },
         "/v1/tenants/{tenant}/keys/{key}": {
             "delete": with_params(op("Revoke an API key", Auth::Admin, None, ("204", None), &["tenant_not_found", "api_key_not_found"]), &[&tenant, &key])
         },
@@ -175,6 +180,7 @@ pub fn document() -> Value {
         },
         "security": [{ "apiKey": [] }],
         "paths": paths,
+        "webhooks": webhook_events(),
         "components": {
             "securitySchemes": {
                 "apiKey": { "type": "http", "scheme": "basic", "description": "<api key id>:<api secret>" },
@@ -183,6 +189,63 @@ pub fn document() -> Value {
             "schemas": schemas()
         }
     })
+}
+
+/// The events Shardcast POSTs to a tenant's webhook URL (OpenAPI 3.1 `webhooks`).
+fn webhook_events() -> Value {
+    let events = [
+        (
+            "room_started",
+            "A room was created (REST, first join with auto-create, dev token)",
+            "EmptyPayload",
+        ),
+        (
+            "room_finished",
+            "A room was deleted (REST, or its tenant removed)",
+            "EmptyPayload",
+        ),
+        (
+            "participant_joined",
+            "A participant entered a room",
+            "ParticipantJoinedPayload",
+        ),
+        (
+            "participant_left",
+            "A participant left a room",
+            "ParticipantLeftPayload",
+        ),
+        (
+            "track_published",
+            "A participant published a track",
+            "TrackPublishedPayload",
+        ),
+        (
+            "track_unpublished",
+            "A track is no longer published",
+            "TrackUnpublishedPayload",
+        ),
+    ];
+    let mut out = Map::new();
+    for (name, summary, payload) in events {
+        let body = json!({ "allOf": [schema("WebhookEvent"), { "type": "object", "properties": {
+            "event": { "const": name }, "payload": schema(payload) } }] });
+        out.insert(
+            name.into(),
+            json!({ "post": {
+                "summary": summary,
+                "parameters": [
+                    { "name": "Shardcast-Signature", "in": "header", "required": true, "schema": { "type": "string" },
+                      "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under the tenant's signing secret>" },
+                    { "name": "Shardcast-Event", "in": "header", "required": true, "schema": { "type": "string" } },
+                    { "name": "Shardcast-Event-Id", "in": "header", "required": true, "schema": { "type": "string" } },
+                    { "name": "Shardcast-Attempt", "in": "header", "required": true, "schema": { "type": "integer", "minimum": 1 } }
+                ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": body } } },
+                "responses": { "2XX": { "description": "received; any other answer (or none within webhooks.timeout_ms) is retried" } }
+            } }),
+        );
+    }
+    Value::Object(out)
 }
 
 fn schemas() -> Value {
@@ -251,6 +314,33 @@ fn schemas() -> Value {
             "id": { "type": "string" }, "api_address": { "type": "string" }, "capacity": { "type": "integer" },
             "peers": { "type": "integer" }, "rooms": { "type": "integer" }, "utilization": { "type": "number" },
             "updated_at_ms": { "type": "integer" }, "draining": { "type": "boolean" } } },
-        "NodeList": { "type": "object", "properties": { "nodes": { "type": "array", "items": schema("Node") } } }
+        "NodeList": { "type": "object", "properties": { "nodes": { "type": "array", "items": schema("Node") } } },
+        "SetWebhook": { "type": "object", "required": ["url"], "additionalProperties": false, "properties": {
+            "url": { "type": "string", "description": "http:// or https://, no credentials, at most 2048 bytes" },
+            "secret": { "type": "string", "minLength": 16, "maxLength": 256,
+                "description": "printable ASCII without spaces; omitted: keep the current one or generate one" } } },
+        "Webhook": { "type": "object", "required": ["tenant", "url", "secret_hint", "updated_at"], "properties": {
+            "tenant": { "type": "string" }, "url": { "type": "string" },
+            "secret_hint": { "type": "string", "description": "… and the secret's last 4 characters" },
+            "secret": { "type": "string", "description": "only in the answer to the PUT that generated it" },
+            "updated_at": { "type": "integer" } } },
+        "WebhookEvent": { "type": "object", "required": ["id", "event", "tenant", "room", "timestamp", "payload"], "properties": {
+            "id": { "type": "string", "description": "the same on every attempt of one event" },
+            "event": { "type": "string", "enum": ["room_started", "room_finished", "participant_joined", "participant_left", "track_published", "track_unpublished"] },
+            "tenant": { "type": "string" }, "room": { "type": "string" },
+            "timestamp": { "type": "integer", "description": "when it happened, Unix milliseconds" },
+            "payload": { "type": "object" } } },
+        "EmptyPayload": { "type": "object", "additionalProperties": false },
+        "WireParticipant": { "type": "object", "properties": {
+            "identity": { "type": "string" }, "name": { "type": "string" }, "role": role, "grants": schema("Grants") } },
+        "WireTrack": { "type": "object", "properties": {
+            "id": { "type": "string", "description": "lower-case hex, as in the signaling protocol" },
+            "identity": { "type": "string" }, "kind": { "type": "string", "enum": ["audio", "video"] },
+            "rids": { "type": "array", "items": { "type": "string" } }, "muted": { "type": "boolean" } } },
+        "ParticipantJoinedPayload": { "type": "object", "required": ["participant"], "properties": { "participant": schema("WireParticipant") } },
+        "ParticipantLeftPayload": { "type": "object", "required": ["identity"], "properties": { "identity": { "type": "string" } } },
+        "TrackPublishedPayload": { "type": "object", "required": ["track"], "properties": { "track": schema("WireTrack") } },
+        "TrackUnpublishedPayload": { "type": "object", "required": ["identity", "track_id"], "properties": {
+            "identity": { "type": "string" }, "track_id": { "type": "string" } } }
     })
 }

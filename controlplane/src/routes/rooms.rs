@@ -100,7 +100,13 @@ async fn create(
                 .unwrap_or(defaults.empty_timeout_secs),
         },
     };
-    let room = rooms::create(state.store.as_ref(), &auth.tenant, req).await?;
+    let room = rooms::create(
+        state.store.as_ref(),
+        state.events.as_ref(),
+        &auth.tenant,
+        req,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(room.into())))
 }
 

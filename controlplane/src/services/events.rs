@@ -41,6 +41,11 @@ pub struct PeerRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RoomEvent {
+    /// The room's record was just created (REST, auto-create on join, dev token).
+    RoomCreated {
+        tenant: TenantId,
+        room: RoomName,
+    },
     RoomClosed {
         tenant: TenantId,
         room: RoomName,
@@ -94,7 +99,8 @@ pub enum RoomEvent {
 impl RoomEvent {
     pub fn room(&self) -> (&TenantId, &RoomName) {
         match self {
-            RoomEvent::RoomClosed { tenant, room }
+            RoomEvent::RoomCreated { tenant, room }
+            | RoomEvent::RoomClosed { tenant, room }
             | RoomEvent::ParticipantRemoved { tenant, room, .. }
             | RoomEvent::ParticipantAdmitted { tenant, room, .. }
             | RoomEvent::TrackMuted { tenant, room, .. }

@@ -41,6 +41,7 @@ fn validate(settings: &RoomSettings) -> Result<(), ApiError> {
 
 pub async fn create(
     store: &dyn Store,
+    events: &dyn RoomEvents,
     tenant: &TenantId,
     req: CreateRoom,
 ) -> Result<RoomRecord, ApiError> {
@@ -57,7 +58,15 @@ pub async fn create(
         created_at: now_unix_secs(),
     };
     match create_json(store, &keys::room(tenant, &req.name), &record, None).await? {
-        Ok(_) => Ok(record),
+        Ok(_) => {
+            events
+                .publish(RoomEvent::RoomCreated {
+                    tenant: tenant.clone(),
+                    room: req.name,
+                })
+                .await?;
+            Ok(record)
+        }
         Err(_) => Err(ApiError::conflict(
             "room_exists",
             format!("room {} already exists", req.name),
@@ -70,6 +79,7 @@ pub async fn create(
 /// the same record.
 pub async fn get_or_create(
     store: &dyn Store,
+    events: &dyn RoomEvents,
     tenant: &TenantId,
     room: &RoomName,
 ) -> Result<RoomRecord, ApiError> {
@@ -85,7 +95,7 @@ pub async fn get_or_create(
         password: None,
         settings: RoomSettings::default(),
     };
-    match create(store, tenant, req).await {
+    match create(store, events, tenant, req).await {
         Ok(record) => {
             tracing::info!(tenant = %tenant, room = %room, "room created on first join");
             Ok(record)

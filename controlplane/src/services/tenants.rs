@@ -69,6 +69,7 @@ pub async fn remove(
         store.delete(&keys::api_key(&key.id)).await?;
     }
     store.delete(&keys::tenant(id)).await?;
+    store.delete(&crate::webhooks::target::key(id)).await?;
     let rooms = list_json::<RoomRecord>(store, &keys::rooms_prefix(id)).await?;
     for room in rooms {
         rooms::close(store, events, id, &room.value.name).await?;

@@ -56,6 +56,8 @@ impl BusRoomEvents {
 
 fn translate(e: &RoomEvent) -> Vec<RoomEventKind> {
     match e {
+        // Nothing for sessions to do: a room's first session creates it or finds it.
+        RoomEvent::RoomCreated { .. } => vec![],
         RoomEvent::RoomClosed { .. } => vec![RoomEventKind::RoomClosed],
         RoomEvent::ParticipantRemoved {
             identity, reason, ..

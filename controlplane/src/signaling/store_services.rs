@@ -145,9 +145,14 @@ impl SignalServices for StoreServices {
         Box::pin(async move {
             let (t, r, _) = ids(member)?;
             if self.state.config.rooms_auto_create {
-                crate::services::rooms::get_or_create(self.store(), &t, &r)
-                    .await
-                    .map_err(api_to_signal)?;
+                crate::services::rooms::get_or_create(
+                    self.store(),
+                    self.state.events.as_ref(),
+                    &t,
+                    &r,
+                )
+                .await
+                .map_err(api_to_signal)?;
             }
             crate::services::rooms::check_password(
                 self.store(),

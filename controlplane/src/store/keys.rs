@@ -14,6 +14,11 @@ pub fn tenant(t: &TenantId) -> String {
     format!("{ROOT}tenants/{t}")
 }
 
+/// The tenant's webhook URL and signing secret (`crate::webhooks::target`).
+pub fn webhook(t: &TenantId) -> String {
+    format!("{ROOT}webhooks/{t}")
+}
+
 pub fn api_keys_prefix() -> String {
     format!("{ROOT}apikeys/")
 }

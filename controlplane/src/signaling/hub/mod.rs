@@ -66,6 +66,8 @@ pub struct Hub {
     inner: Mutex<HubInner>,
     /// Set by `shutdown` (or by the process, `stopping()`): no new sessions from then on.
     stopping: Stopping,
+    /// Told of presence and track changes this instance publishes (`set_webhooks`).
+    webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
     me: Weak<Hub>,
 }
 
@@ -94,6 +96,7 @@ impl Hub {
             config,
             inner: Mutex::new(HubInner::default()),
             stopping: Stopping::new(),
+            webhooks: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         hub.watch_lost_nodes();
@@ -167,7 +170,18 @@ impl Hub {
             .collect()
     }
 
+    /// Send the tenants' webhooks the presence and track changes of this instance's sessions.
+    /// Set once, when the server is built.
+    pub fn set_webhooks(&self, webhooks: crate::webhooks::Webhooks) {
+        let _ = self.webhooks.set(webhooks);
+    }
+
+    /// Every presence and track change of a session held here passes through this (and only
+    /// here: events received from the bus do not), so its webhook is emitted once.
     pub async fn publish(&self, member: &Member, origin: Option<&str>, kind: RoomEventKind) {
+        if let Some(w) = self.webhooks.get() {
+            w.on_signal(&member.tenant, &member.room, &kind);
+        }
         self.bus
             .publish(RoomEvent {
                 tenant: member.tenant.clone(),
