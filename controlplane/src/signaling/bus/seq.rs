@@ -99,18 +99,14 @@ impl Tracker {
     /// The handshake told us where `sender` stands in `room` (`None`: it has not numbered the
     /// room yet). Events that already arrived past that point are kept.
     pub fn expect(&mut self, sender: &str, room: &RoomKey, at: Option<Position>) {
-        let key = (sender.to_string(), room.clone());
-        match at {
-            Some(at) => {
-                let keep = matches!(self.records.get(&key),
-                    Some(Record::At(p)) if p.stream == at.stream && p.seq >= at.seq);
-                if !keep {
-                    self.records.insert(key, Record::At(at));
-                }
-            }
-            None => {
-                // Nothing numbered yet: the first event starts its stream; no record needed
-                // unless an event already made one.
+        // `None`: nothing numbered yet; the first event starts the stream, no record needed
+        // (unless an event already made one).
+        if let Some(at) = at {
+            let key = (sender.to_string(), room.clone());
+            let keep = matches!(self.records.get(&key),
+                Some(Record::At(p)) if p.stream == at.stream && p.seq >= at.seq);
+            if !keep {
+                self.records.insert(key, Record::At(at));
             }
         }
     }
