@@ -34,11 +34,6 @@ const SECRET: &str = "cluster-secret-for-tests";
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_on(listener, router)
-}
-
 fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

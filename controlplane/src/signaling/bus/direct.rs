@@ -34,7 +34,7 @@ use super::link::{Batch, Item, Link, LinkCounters, EVENTS_PATH, HELLO_PATH};
 use super::seq::{Numbering, Position, RoomKey, Tracker, Verdict};
 use super::{RoomBus, RoomEvent};
 use crate::ids::NodeId;
-use crate::nodeapi::credential::{Audience, Signer, Verifier};
+use crate::nodeapi::credential::{Audience, CredentialError, Signer, Verifier};
 use crate::store::{LeaseId, Store, StoreError, WatchKind};
 
 /// How long a publisher waits for its room's registration before sending anyway.
@@ -252,22 +252,16 @@ impl DirectBus {
         Some(Audience::room_bus(NodeId::parse(instance).ok()?, address))
     }
 
-    fn verify(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn verify(&self, headers: &HeaderMap) -> Result<(), CredentialError> {
         let address = self.address.borrow().clone().unwrap_or_default();
-        let Some(audience) = Self::audience(&self.id, &address) else {
-            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        };
+        // Our own id is `cp-<hex>`, always a valid id.
+        let audience = Self::audience(&self.id, &address).ok_or(CredentialError::WrongNode)?;
         let verifier = Verifier::new(audience, &self.secret, self.opts.previous_secret.as_deref());
         let auth = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        verifier.verify_header(auth).map_err(|e| {
+        verifier.verify_header(auth).inspect_err(|e| {
             tracing::warn!(error = %e, "room bus: refused a peer's credential");
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"code": e.code(), "message": e.to_string()})),
-            )
-                .into_response()
         })
     }
 
@@ -301,15 +295,13 @@ impl DirectBus {
             .filter_map(|kv| {
                 let (_, instance) = interest::parse_key(&kv.key)?;
                 let value: Interest = serde_json::from_slice(&kv.value).ok()?;
-                (instance != self.id).then(|| {
-                    (
-                        instance,
-                        PeerAt {
-                            address: value.address,
-                            revision: kv.mod_revision,
-                        },
-                    )
-                })
+                (instance != self.id).then_some((
+                    instance,
+                    PeerAt {
+                        address: value.address,
+                        revision: kv.mod_revision,
+                    },
+                ))
             })
             .collect())
     }
@@ -868,21 +860,31 @@ async fn collect_links(bus: Weak<DirectBus>) {
     }
 }
 
+/// Why a room-bus request was refused.
+enum Refused {
+    Credential(CredentialError),
+    Body(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Refused::Credential(e) => (StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+            Refused::Body(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+        };
+        (status, Json(json!({"code": code, "message": message}))).into_response()
+    }
+}
+
 /// The body as `T`, once the caller's credential checked out (so an unauthenticated caller
 /// learns nothing from parse errors).
 fn authorized<T: serde::de::DeserializeOwned>(
     bus: &DirectBus,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<T, Response> {
-    bus.verify(headers)?;
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"code": "invalid_request", "message": crate::error::cut_detail(e.to_string())})),
-        )
-            .into_response()
-    })
+) -> Result<T, Refused> {
+    bus.verify(headers).map_err(Refused::Credential)?;
+    serde_json::from_slice(body).map_err(|e| Refused::Body(crate::error::cut_detail(e.to_string())))
 }
 
 async fn receive_batch(
@@ -895,7 +897,7 @@ async fn receive_batch(
             bus.receive(batch);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -906,6 +908,6 @@ async fn receive_hello(
 ) -> Response {
     match authorized::<Hello>(&bus, &headers, &body) {
         Ok(hello) => Json(bus.receive_hello(hello)).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }

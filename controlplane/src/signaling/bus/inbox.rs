@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 use super::seq::RoomKey;
 use super::RoomEvent;
 
-/// What the hub does next.
+/// What the hub does next. (Not boxed: built once, moved once; as `hub::Outgoing`.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Delivery {
     Event(RoomEvent),
     /// Events of this room may have been lost: resend its state to the room's sessions.
