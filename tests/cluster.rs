@@ -95,6 +95,17 @@ impl ControlPlane {
         self.process.kill();
     }
 
+    /// SIGSTOP by PID: the instance hangs (its sockets stay open, nothing answers) until
+    /// [`ControlPlane::thaw`]; dropping the guard continues and stops it.
+    pub fn freeze(&self) {
+        self.process.freeze();
+    }
+
+    /// SIGCONT after [`ControlPlane::freeze`].
+    pub fn thaw(&self) {
+        self.process.thaw();
+    }
+
     /// The exit code once the process ended by itself within `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         self.process.wait_timeout(timeout)

@@ -92,4 +92,50 @@ impl Etcd {
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildGuard::pid)
     }
+
+    /// etcd's revision now: it grows by one per write (put, delete, transaction that writes),
+    /// so the difference of two readings counts the writes in between. Read through etcd's
+    /// JSON gateway, with the mod revision of `key` (0 when absent) in the same reading.
+    pub fn revision_and(&self, key: &str) -> anyhow::Result<(u64, u64)> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let v: serde_json::Value = http
+            .post(format!("{}/v3/kv/range", self.endpoint))
+            .json(&serde_json::json!({ "key": base64(key.as_bytes()) }))
+            .send()?
+            .error_for_status()?
+            .json()?;
+        let num = |v: &serde_json::Value| -> u64 {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v.as_u64())
+                .unwrap_or(0)
+        };
+        let rev = num(&v["header"]["revision"]);
+        anyhow::ensure!(rev > 0, "no revision in {v}");
+        Ok((rev, num(&v["kvs"][0]["mod_revision"])))
+    }
+}
+
+/// Standard base64 with padding (etcd's gateway takes keys so).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -174,7 +174,8 @@ impl Participant {
         self.send(json!({"type": "chat", "text": text}))
     }
 
-    fn send(&mut self, v: Value) -> anyhow::Result<()> {
+    /// Sends one signaling message as is.
+    pub fn send(&mut self, v: Value) -> anyhow::Result<()> {
         self.ws.send(Message::text(v.to_string()))?;
         Ok(())
     }

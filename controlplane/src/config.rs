@@ -165,6 +165,11 @@ pub struct ClusterConfig {
     /// sessions get `node_lost` and placement stops using it, without waiting for its lease
     /// to expire. (A node that is only unreachable is lost after 30 s.)
     pub node_lost_ms: u64,
+    /// Control plane: the URL other control-plane instances send this one room events at
+    /// (its HTTP listener, reachable from them); default `http://<http.listen>` as bound.
+    pub controlplane_advertise: Option<String>,
+    /// Control plane: seconds a dead instance's room interest outlives it (its lease).
+    pub bus_lease_secs: u64,
 }
 
 /// What SIGTERM (or Ctrl-C) does, on every role (`shutdown` module docs).
@@ -401,6 +406,8 @@ impl Default for ClusterConfig {
             node_capacity: 1000,
             node_lease_secs: 10,
             node_lost_ms: 1000,
+            controlplane_advertise: None,
+            bus_lease_secs: 10,
         }
     }
 }
@@ -561,6 +568,23 @@ impl Config {
                 "shutdown.linger_ms",
                 "must be shorter than shutdown.timeout_secs",
             ));
+        }
+        if let Some(url) = &self.cluster.controlplane_advertise {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "cluster.controlplane_advertise",
+                    "must be an http(s) URL",
+                ));
+            }
+        } else if role == ProcessRole::ControlPlane && self.http.listen.ip().is_unspecified() {
+            return Err(invalid(
+                "cluster.controlplane_advertise",
+                "required when http.listen is a wildcard address: other instances must know \
+                 where to send room events",
+            ));
+        }
+        if self.cluster.bus_lease_secs < 2 {
+            return Err(invalid("cluster.bus_lease_secs", "at least 2"));
         }
         if self.cluster.node_lost_ms < 100 {
             return Err(invalid("cluster.node_lost_ms", "at least 100"));

@@ -27,7 +27,7 @@ use crate::metrics::HttpMetrics;
 use crate::placement::Placement;
 use crate::routes::ApiQuery;
 use crate::services::{now_unix_secs, rooms, tenants};
-use crate::signaling::{self, BusRoomEvents, Hub, StoreBus};
+use crate::signaling::{self, BusOptions, BusRoomEvents, DirectBus, Hub};
 use crate::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
 use crate::store::typed::get_json;
 use crate::store::{keys, Store};
@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub web_dir: Option<PathBuf>,
     /// Client addresses and time limits of HTTP requests.
     pub http: HttpOptions,
+    /// The room bus between control-plane instances (secret, lease).
+    pub bus: BusOptions,
 }
 
 /// What the `[http]` section sets for requests (the listener's own limits are `serve`'s).
@@ -70,6 +72,8 @@ pub struct Server {
     pub router: Router,
     pub state: AppState,
     pub hub: Arc<Hub>,
+    /// The room bus: call [`DirectBus::advertise`] with the listener's address once bound.
+    pub bus: Arc<DirectBus>,
     /// Request counters of this instance (`metrics::Metrics::with_control_plane`).
     pub http_metrics: Arc<HttpMetrics>,
 }
@@ -79,9 +83,8 @@ pub async fn build(
     placement: Arc<Placement>,
     opts: ServerOptions,
 ) -> Server {
-    let bus = StoreBus::start(store.clone(), signaling::bus_prefix());
-    bus.ready().await;
-    let bus: Arc<dyn signaling::RoomBus> = bus;
+    let direct = DirectBus::start(store.clone(), opts.bus);
+    let bus: Arc<dyn signaling::RoomBus> = direct.clone();
     let state =
         AppState::new(store, opts.api).with_events(Arc::new(BusRoomEvents::new(bus.clone())));
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
@@ -120,7 +123,8 @@ pub async fn build(
             opts.http.request_timeout,
             request_deadline,
         ))
-        .merge(signaling::router(hub.clone()));
+        .merge(signaling::router(hub.clone()))
+        .merge(direct.router());
     // Every request can resolve its client address (`signaling::socket::source_ip`).
     let router = router.layer(axum::Extension(Arc::new(opts.http.trusted_proxies)));
     // Last, so it wraps every route above (and the fallback) and sees their MatchedPath.
@@ -135,6 +139,7 @@ pub async fn build(
         router,
         state,
         hub,
+        bus: direct,
         http_metrics,
     }
 }

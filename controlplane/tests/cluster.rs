@@ -97,10 +97,19 @@ async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
             dev_key: None,
             web_dir: None,
             http: Default::default(),
+            bus: shardcast_controlplane::signaling::BusOptions {
+                secret: Some(SECRET.into()),
+                ..Default::default()
+            },
         },
     )
     .await;
-    serve(built.router).await
+    // The room bus must know where the other instance sends this one its events.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    built
+        .bus
+        .advertise(&format!("http://{}", listener.local_addr().unwrap()));
+    serve_on(listener, built.router)
 }
 
 fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {

@@ -56,6 +56,7 @@ async fn control_plane(
             dev_key: None,
             web_dir: None,
             http: Default::default(),
+            bus: Default::default(),
         },
     )
     .await;

@@ -63,6 +63,7 @@ async fn responses_carry_the_callers_request_id_or_a_fresh_one() {
             dev_key: None,
             web_dir: None,
             http: Default::default(),
+            bus: Default::default(),
         },
     )
     .await;

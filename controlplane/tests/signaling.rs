@@ -96,11 +96,18 @@ async fn serve_instance(
                 trusted_proxies,
                 ..Default::default()
             },
+            // Instances on one store share a secret and say where they listen, so room
+            // events reach each other (the room bus).
+            bus: shardcast_controlplane::signaling::BusOptions {
+                secret: Some("bus-secret-for-signaling-tests".into()),
+                ..Default::default()
+            },
         },
     )
     .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    built.bus.advertise(&format!("http://{addr}"));
     tokio::spawn(async move {
         axum::serve(
             listener,

@@ -108,6 +108,7 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
             dev_key: None,
             web_dir: None,
             http: Default::default(),
+            bus: Default::default(),
         },
     )
     .await;

@@ -235,10 +235,23 @@ function handleMessage(msg) {
       if (msg.paused) S.bandwidthPaused.add(msg.track); else S.bandwidthPaused.delete(msg.track);
       return renderAll();
     case "chat": return addChat(msg.message);
+    case "resync": return onResync(msg);
     case "error": return onError(msg);
     case "pong": return;
     default: console.warn("unknown message", msg);
   }
+}
+
+// Room events may have been lost between control-plane instances: the room's state now
+// replaces ours (docs/PROTOCOL.md, "Several control-plane instances"). Media goes on.
+function onResync(msg) {
+  S.participants = new Map((msg.participants || []).map((p) => [p.identity, p]));
+  if (S.me) S.participants.set(S.me.identity, S.me);
+  S.tracks = new Map((msg.tracks || []).map((t) => [t.id, t]));
+  S.chat = [];
+  $("#chat-log").replaceChildren();
+  (msg.chat || []).forEach(addChat);
+  renderAll();
 }
 
 function onError(msg) {

@@ -18,6 +18,7 @@ use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
 use shardcast_controlplane::server::{self, HttpOptions, ServerOptions};
 use shardcast_controlplane::shutdown::{self, Stopping};
+use shardcast_controlplane::signaling::BusOptions;
 use shardcast_controlplane::store::{EmbeddedStore, EtcdStore, Store};
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
@@ -193,6 +194,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             dev_key: dev.then_some(key.clone()),
             web_dir: config.http.web_dir.clone(),
             http: http_options(&config)?,
+            bus: bus_options(&config),
         },
     )
     .await;
@@ -210,7 +212,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.data_dir.join(shardcast_controlplane::config::DefaultTenant::FILE).display()
     );
     let listener = bind_http(config.http.listen).await?;
-    let hub = built.hub.clone();
+    advertise_bus(&config, &built, &listener)?;
+    let (hub, bus) = (built.hub.clone(), built.bus.clone());
     serve_until_stopped(
         listener,
         built.router,
@@ -218,6 +221,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         hub.stopping(),
         async move {
             hub.shutdown().await;
+            bus.stop().await;
             reg.stop().await;
         },
     )
@@ -231,6 +235,31 @@ fn http_options(config: &Config) -> anyhow::Result<HttpOptions> {
             .map_err(|e| anyhow::anyhow!("http.trusted_proxies: {e}"))?,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
     })
+}
+
+/// The room bus's settings (`[cluster]`).
+fn bus_options(config: &Config) -> BusOptions {
+    BusOptions {
+        secret: config.cluster.secret.clone(),
+        previous_secret: config.cluster.previous_secret.clone(),
+        lease: Duration::from_secs(config.cluster.bus_lease_secs),
+        ..BusOptions::default()
+    }
+}
+
+/// Tells the room bus where other instances reach this one: `cluster.controlplane_advertise`,
+/// else the HTTP listener as bound.
+fn advertise_bus(
+    config: &Config,
+    built: &server::Server,
+    listener: &tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let url = match &config.cluster.controlplane_advertise {
+        Some(url) => url.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    built.bus.advertise(&url);
+    Ok(())
 }
 
 /// Dev mode hands host tokens to anyone who can reach the listener: say so where an
@@ -284,6 +313,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
             dev_key,
             web_dir: config.http.web_dir.clone(),
             http: http_options(&config)?,
+            bus: bus_options(&config),
         },
     )
     .await;
@@ -292,7 +322,8 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         .with_webhooks(built.state.webhooks.clone());
     start_metrics(&config, metrics).await?;
     let listener = bind_http(config.http.listen).await?;
-    let hub = built.hub.clone();
+    advertise_bus(&config, &built, &listener)?;
+    let (hub, bus) = (built.hub.clone(), built.bus.clone());
     serve_until_stopped(
         listener,
         built.router,
@@ -300,6 +331,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         hub.stopping(),
         async move {
             hub.shutdown().await;
+            bus.stop().await;
         },
     )
     .await

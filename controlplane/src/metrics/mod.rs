@@ -181,6 +181,71 @@ impl Metrics {
                 "Rooms with a joined or waiting session on this instance.",
             )
             .int(&[], c.rooms);
+            let b = hub.bus_stats();
+            e.family(
+                "shardcast_bus_events_published_total",
+                Kind::Counter,
+                "Room events published by this instance.",
+            )
+            .int(&[], b.published);
+            e.family(
+                "shardcast_bus_events_received_total",
+                Kind::Counter,
+                "Room events (and end-of-stream marks) received from other instances.",
+            )
+            .int(&[], b.received);
+            e.family(
+                "shardcast_bus_events_sent_total",
+                Kind::Counter,
+                "Room events sent to other instances (each receiving instance counts once).",
+            )
+            .int(&[], b.sent);
+            e.family(
+                "shardcast_bus_events_dropped_total",
+                Kind::Counter,
+                "Room events not sent (a peer's outbox full, or a batch given up); their rooms are resynced at the peer.",
+            )
+            .int(&[], b.dropped);
+            e.family(
+                "shardcast_bus_duplicates_total",
+                Kind::Counter,
+                "Room events received twice (a retried batch) and dropped.",
+            )
+            .int(&[], b.duplicates);
+            e.family(
+                "shardcast_bus_resyncs_total",
+                Kind::Counter,
+                "Rooms whose sessions were resynced from the store, by why events may have been lost.",
+            )
+            .int(&[("reason", "gap")], b.resync_gap)
+            .int(&[("reason", "sender_lost")], b.resync_lost)
+            .int(&[("reason", "sender_vanished")], b.resync_vanished)
+            .int(&[("reason", "inbox_full")], b.resync_inbox)
+            .int(&[("reason", "lease_lost")], b.resync_lease);
+            e.family(
+                "shardcast_bus_rooms_registered",
+                Kind::Gauge,
+                "Rooms this instance has registered interest in (it has sessions there).",
+            )
+            .int(&[], b.rooms);
+            e.family(
+                "shardcast_bus_peers",
+                Kind::Gauge,
+                "Other control-plane instances this one has a room-event link to.",
+            )
+            .int(&[], b.peers);
+            e.family(
+                "shardcast_bus_registrations_total",
+                Kind::Counter,
+                "Interest registrations written to the store (one per room and instance, not per event).",
+            )
+            .int(&[], b.registrations);
+            e.family(
+                "shardcast_bus_publish_failures_total",
+                Kind::Counter,
+                "Events whose room's instances could not be read from the store (not sent to other instances).",
+            )
+            .int(&[], b.publish_failures);
         }
         if let Some(w) = &self.webhooks {
             encode_webhooks(&mut e, w.counts());

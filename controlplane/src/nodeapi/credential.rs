@@ -81,12 +81,19 @@ impl CredentialError {
     }
 }
 
+/// The other use of these tokens: a control-plane instance sending room events to another
+/// (`signaling::bus`). Its own domain, so a node API token is never a room-bus token.
+const ROOM_BUS_DOMAIN: &[u8] = b"shardcast-room-bus\0v1\0";
+
 /// The node a token is for: its id and the base URL control planes reach it at (the
-/// `api_address` it registers). A trailing `/` is not part of the address.
+/// `api_address` it registers). A trailing `/` is not part of the address. Also, with
+/// [`Audience::room_bus`], a control-plane instance receiving room events: its instance id
+/// and the address it registered its interest with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audience {
     node_id: NodeId,
     base_url: String,
+    domain: &'static [u8],
 }
 
 impl Audience {
@@ -94,6 +101,16 @@ impl Audience {
         Self {
             node_id,
             base_url: base_url.trim_end_matches('/').to_string(),
+            domain: DOMAIN,
+        }
+    }
+
+    /// A control-plane instance (`instance` is its id, same alphabet as node ids) receiving
+    /// room events at `base_url`.
+    pub fn room_bus(instance: NodeId, base_url: &str) -> Self {
+        Self {
+            domain: ROOM_BUS_DOMAIN,
+            ..Self::new(instance, base_url)
         }
     }
 
@@ -107,8 +124,8 @@ impl Audience {
 
     fn message(&self, expiry: u64) -> Vec<u8> {
         let (id, url) = (self.node_id.as_str().as_bytes(), self.base_url.as_bytes());
-        let mut m = Vec::with_capacity(DOMAIN.len() + 16 + id.len() + url.len());
-        m.extend_from_slice(DOMAIN);
+        let mut m = Vec::with_capacity(self.domain.len() + 16 + id.len() + url.len());
+        m.extend_from_slice(self.domain);
         for field in [id, url] {
             m.extend_from_slice(&(field.len() as u32).to_be_bytes());
             m.extend_from_slice(field);
@@ -410,6 +427,20 @@ mod tests {
             verifier(node_a()).verify_at(&token, NOW),
             Err(CredentialError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_node_api_token_is_no_room_bus_token() {
+        let id = NodeId::parse("cp-1").unwrap();
+        let url = "http://10.0.0.5:7880";
+        let node_token = mint(SECRET, &Audience::new(id.clone(), url), NOW + 60);
+        let bus = Verifier::new(Audience::room_bus(id.clone(), url), SECRET, None);
+        assert_eq!(
+            bus.verify_at(&node_token, NOW),
+            Err(CredentialError::BadSignature)
+        );
+        let bus_token = mint(SECRET, &Audience::room_bus(id, url), NOW + 60);
+        assert_eq!(bus.verify_at(&bus_token, NOW), Ok(()));
     }
 
     #[test]

@@ -108,6 +108,14 @@ pub enum ServerMsg {
         #[serde(default)]
         ice_servers: Vec<crate::turn::IceServer>,
     },
+    /// Room events may have been lost on their way to this session (between control-plane
+    /// instances): the room's state now, which replaces what the client had. Media goes on;
+    /// the server re-offers if subscriptions changed.
+    Resync {
+        participants: Vec<ParticipantInfo>,
+        tracks: Vec<TrackInfo>,
+        chat: Vec<ChatInfo>,
+    },
     Waiting,
     Denied {
         reason: String,

@@ -20,16 +20,11 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::broadcast;
 
-pub use bus::{RoomBus, RoomEvent as BusEvent, RoomEventKind, StoreBus};
+pub use bus::{BusOptions, DirectBus, RoomBus, RoomEvent as BusEvent, RoomEventKind};
 pub use hub::{Hub, Session};
 pub use services::{Grants, Member, SignalError, SignalServices};
 
 use crate::services::events::{EventFuture, RemoveReason, RoomEvent, RoomEvents};
-
-/// Key prefix of the room event bus in the Store.
-pub fn bus_prefix() -> String {
-    format!("{}bus/", crate::store::keys::ROOT)
-}
 
 /// The signaling routes (`GET /v1/rtc`), with the hub as their state.
 pub fn router(hub: Arc<Hub>) -> Router {

@@ -9,9 +9,11 @@
 //!
 //! Files: `session` (per-session state and outbox), `lifecycle` (join, wait, resume, close),
 //! `media` (offers, subscriptions, mutes), `node_events` (the node event pump),
-//! `room_events` (bus events, chat, host controls), `permissions` (live role/grant changes),
+//! `room_events` (bus events, chat, host controls, resyncs), `index` (sessions by room, and
+//! the room interest they register), `permissions` (live role/grant changes),
 //! `shutdown` (SIGTERM: tell and close every session, refuse new ones).
 
+mod index;
 mod lifecycle;
 mod media;
 mod node_events;
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use shardcast_dataplane::node::{MediaKind, NodeError, PeerId};
 
-use super::bus::{RoomBus, RoomEvent, RoomEventKind};
+use super::bus::{BusStats, Delivery, RoomBus, RoomEvent, RoomEventKind};
 use super::messages::TrackInfo;
 use super::services::{Member, Presence, SignalError, SignalServices};
 use crate::config::SignalingConfig;
@@ -35,9 +37,8 @@ use crate::shutdown::Stopping;
 use session::SessionState;
 pub use session::{CloseReason, OfferHold, Outbox, Outgoing, Phase, Session};
 
-#[derive(Default)]
 struct HubInner {
-    sessions: HashMap<String, Arc<Session>>,
+    sessions: index::SessionIndex,
     by_peer: HashMap<(Arc<str>, PeerId), String>,
     /// Node id → the address of the client its pump reads (`node_events::ensure_pump`).
     pumped_nodes: HashMap<Arc<str>, usize>,
@@ -94,26 +95,27 @@ impl Hub {
             placement,
             bus: bus.clone(),
             config,
-            inner: Mutex::new(HubInner::default()),
+            inner: Mutex::new(HubInner {
+                sessions: index::SessionIndex::new(bus.clone()),
+                by_peer: HashMap::new(),
+                pumped_nodes: HashMap::new(),
+            }),
             stopping: Stopping::new(),
             webhooks: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         hub.watch_lost_nodes();
-        let mut rx = bus.subscribe();
+        // Room events in order; the inbox is bounded and turns overflow into resyncs.
+        let inbox = bus.inbox();
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
             loop {
-                let ev = match rx.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "signaling: room bus lagged");
-                        continue;
-                    }
-                    Err(_) => return,
-                };
+                let delivery = inbox.next().await;
                 let Some(hub) = weak.upgrade() else { return };
-                hub.on_room_event(ev).await;
+                match delivery {
+                    Delivery::Event(ev) => hub.on_room_event(ev).await,
+                    Delivery::Resync { tenant, room } => hub.resync_room(&tenant, &room).await,
+                }
             }
         });
         hub
@@ -160,14 +162,12 @@ impl Hub {
     }
 
     fn room_sessions(&self, tenant: &str, room: &str) -> Vec<Arc<Session>> {
-        self.inner
-            .lock()
-            .unwrap()
-            .sessions
-            .values()
-            .filter(|s| s.member.tenant == tenant && s.member.room == room)
-            .cloned()
-            .collect()
+        self.inner.lock().unwrap().sessions.room(tenant, room)
+    }
+
+    /// The room bus's counters (`/metrics`).
+    pub fn bus_stats(&self) -> BusStats {
+        self.bus.stats()
     }
 
     /// Send the tenants' webhooks the presence and track changes of this instance's sessions.

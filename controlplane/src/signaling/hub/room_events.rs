@@ -1,14 +1,17 @@
 //! Room events from the bus (presence, tracks, chat, knocks, host controls) delivered to this
-//! instance's sessions, plus the session-side chat and host-control entry points.
+//! instance's sessions, room resyncs when the bus may have lost some, plus the session-side chat and host-control entry points.
 //!
 //! Must never: assume the target session is on this instance — host controls go over the bus.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use shardcast_dataplane::node::TrackId;
 
 use super::{Hub, Phase, Session};
 use crate::signaling::bus::{RoomEvent, RoomEventKind};
-use crate::signaling::messages::{track_from_wire, ParticipantInfo, ServerMsg};
-use crate::signaling::services::SignalError;
+use crate::signaling::messages::{track_from_wire, ParticipantInfo, ServerMsg, TrackInfo};
+use crate::signaling::services::{Presence, SignalError};
 
 impl Hub {
     pub async fn chat(&self, session: &Arc<Session>, text: &str) -> Result<(), SignalError> {
@@ -164,6 +167,76 @@ impl Hub {
                         }),
                     )
                     .await;
+                }
+            }
+        }
+    }
+
+    /// Events of this room may have been lost on their way here (a gap in a sender's
+    /// numbering, a link that dropped events, an instance that vanished, a full inbox): each
+    /// joined session gets the room's state from the store (`resync`), and its subscriptions
+    /// are brought in line with the tracks published now.
+    pub(super) async fn resync_room(&self, tenant: &str, room: &str) {
+        let sessions: Vec<Arc<Session>> = self
+            .room_sessions(tenant, room)
+            .into_iter()
+            .filter(|s| s.phase() == Phase::Joined)
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        let stored = match self.services.participants(tenant, room).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e.message, tenant, room, "room resync: cannot read the room");
+                return;
+            }
+        };
+        let chat = self
+            .services
+            .chat_history(tenant, room, self.config.chat_history)
+            .await
+            .unwrap_or_default();
+        tracing::info!(
+            tenant,
+            room,
+            sessions = sessions.len(),
+            "room bus: resyncing a room's sessions"
+        );
+        let joined: Vec<_> = stored
+            .into_iter()
+            .filter(|p| p.presence == Presence::Joined)
+            .collect();
+        for s in &sessions {
+            let me = &s.member.identity;
+            let others = joined.iter().filter(|p| &p.info.identity != me);
+            let tracks: Vec<TrackInfo> = others.clone().flat_map(|p| p.tracks.clone()).collect();
+            s.send(ServerMsg::Resync {
+                participants: others.map(|p| p.info.clone()).collect(),
+                tracks: tracks.clone(),
+                chat: chat.clone(),
+            });
+            let live: HashSet<TrackId> = tracks
+                .iter()
+                .filter_map(|t| track_from_wire(&t.id))
+                .collect();
+            for t in &tracks {
+                let wanted = s.interactive || s.plays(&t.identity);
+                if let (Some(id), true) = (track_from_wire(&t.id), wanted) {
+                    self.subscribe(s, id).await;
+                }
+            }
+            let stale: Vec<TrackId> = {
+                let mut st = s.state.lock().unwrap();
+                let stale: Vec<TrackId> = st.subscribed.difference(&live).copied().collect();
+                for t in &stale {
+                    st.subscribed.remove(t);
+                }
+                stale
+            };
+            if let Some((node, peer)) = s.peer() {
+                for t in stale {
+                    let _ = node.api.unsubscribe(peer, t).await;
                 }
             }
         }
