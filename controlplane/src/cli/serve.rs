@@ -32,6 +32,7 @@ fn api_config(config: &Config) -> ApiConfig {
         cors_whip_origins: config.http.cors.whip_origins.clone(),
         cors_api_origins: config.http.cors.api_origins.clone(),
         turn: config.turn.settings(),
+        session_lease: Duration::from_secs(config.cluster.session_lease_secs),
         ..ApiConfig::default()
     }
 }
