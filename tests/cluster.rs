@@ -278,6 +278,17 @@ impl Rest {
         Self::check(r, "create room")
     }
 
+    /// Creates `room` with `settings` (`max_participants`, `empty_timeout_secs`, …).
+    pub fn create_room_with(&self, room: &str, settings: Value) -> anyhow::Result<Value> {
+        let mut body = settings;
+        body["name"] = json!(room);
+        let r = self
+            .tenant(reqwest::Method::POST, "/v1/rooms")?
+            .json(&body)
+            .send()?;
+        Self::check(r, "create room")
+    }
+
     /// An access token for `identity` in `room` (host role).
     pub fn token(&self, room: &str, identity: &str) -> anyhow::Result<String> {
         let r = self

@@ -36,6 +36,9 @@ pub struct ApiConfig {
     pub chat_history_max: usize,
     /// Longest chat message, in bytes.
     pub chat_max_bytes: usize,
+    /// The lease participant records are put on (`store::lease`): a killed instance's
+    /// participants vanish this long after its last keep-alive.
+    pub session_lease: Duration,
     /// A valid token for a room that does not exist creates it (default settings) on join,
     /// WHIP or WHEP; off: such a join is `room_not_found`.
     pub rooms_auto_create: bool,
@@ -58,6 +61,7 @@ impl Default for ApiConfig {
             chat_history_default: 50,
             chat_history_max: 500,
             chat_max_bytes: 4096,
+            session_lease: Duration::from_secs(10),
             rooms_auto_create: true,
             cors_whip_origins: vec!["*".into()],
             cors_api_origins: Vec::new(),

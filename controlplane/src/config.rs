@@ -160,6 +160,9 @@ pub struct ClusterConfig {
     pub node_capacity: u32,
     /// Seconds a node's registration outlives its last keep-alive.
     pub node_lease_secs: u64,
+    /// Control plane: seconds its participant records outlive its last keep-alive (a killed
+    /// instance's participants vanish, and free their seats, within this).
+    pub session_lease_secs: u64,
     /// Control plane: milliseconds a media node's event stream reconnects may be refused
     /// (connection refused, or 503 while the node stops) before the node counts as lost: its
     /// sessions get `node_lost` and placement stops using it, without waiting for its lease
@@ -405,6 +408,7 @@ impl Default for ClusterConfig {
             node_id: None,
             node_capacity: 1000,
             node_lease_secs: 10,
+            session_lease_secs: 10,
             node_lost_ms: 1000,
             controlplane_advertise: None,
             bus_lease_secs: 10,
@@ -654,6 +658,9 @@ impl Config {
             {
                 return Err(invalid("cluster.previous_secret", "at least 16 characters"));
             }
+        }
+        if self.cluster.session_lease_secs < 2 {
+            return Err(invalid("cluster.session_lease_secs", "at least 2"));
         }
         if role == ProcessRole::MediaNode {
             if let Some(url) = &self.cluster.node_advertise {

@@ -9,8 +9,11 @@
 //! node whose lease expired is removed and the room placed again.
 //!
 //! Load order: utilization (the fullest shard, in 5 % steps so noise does not flap), then the
-//! rooms bound to the node (instant feedback: a heartbeat can lag the last placement), then
-//! peers. Must never: call a node's media API beyond creating its client.
+//! node's rooms, then peers. A node's rooms are what its own record reports (its load
+//! report, refreshed every third of its lease) plus the rooms this instance placed on it since
+//! that report (instant feedback: a heartbeat lags the last placement). Placement reads the
+//! node registry and one binding, never the bindings of the cluster: no read grows with the
+//! number of rooms. Must never: call a node's media API beyond creating its client.
 //!
 //! A lost node (its `RemoteNode` event stream stayed down, `nodeapi::client`) is dropped at
 //! once: its client leaves the map (its stream task ends; nothing retries it), its id goes out
@@ -26,9 +29,8 @@ use shardcast_dataplane::node::MediaNodeApi;
 
 use crate::ids::{NodeId, RoomName, TenantId};
 use crate::nodeapi::client::RemoteNode;
-use crate::store::records::{NodeRecord, RoomBinding};
-use crate::store::typed::list_json;
-use crate::store::{keys, nodes, Store};
+use crate::store::records::NodeRecord;
+use crate::store::{nodes, Store};
 
 /// A media node as the control plane drives it.
 #[derive(Clone)]
@@ -76,9 +78,33 @@ struct Cluster {
     /// record is no newer (a killed node never refreshes it; a restarted one does).
     dead: Mutex<HashMap<String, u64>>,
     lost_tx: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Rooms this instance placed per node since the node's last load report: id → (the
+    /// report's `updated_at_ms`, rooms placed since).
+    placed: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 impl Cluster {
+    /// The node's rooms as placement counts them (see the module notes).
+    fn rooms_of(&self, record: &NodeRecord) -> u32 {
+        let placed = self.placed.lock().unwrap();
+        match placed.get(record.id.as_str()) {
+            Some((at, n)) if *at == record.updated_at_ms => record.rooms.saturating_add(*n),
+            _ => record.rooms,
+        }
+    }
+
+    /// A room was just bound to the node of `record`.
+    fn placed_on(&self, record: &NodeRecord) {
+        let mut placed = self.placed.lock().unwrap();
+        let entry = placed
+            .entry(record.id.to_string())
+            .or_insert((record.updated_at_ms, 0));
+        if entry.0 != record.updated_at_ms {
+            *entry = (record.updated_at_ms, 0);
+        }
+        entry.1 += 1;
+    }
+
     fn is_dead(&self, record: &NodeRecord) -> bool {
         let mut dead = self.dead.lock().unwrap();
         let key = record.id.as_str();
@@ -203,6 +229,7 @@ impl Placement {
                 clients: Mutex::new(HashMap::new()),
                 dead: Mutex::new(HashMap::new()),
                 lost_tx: lost_tx.clone(),
+                placed: Mutex::new(HashMap::new()),
             })),
             lost_tx,
         }
@@ -265,7 +292,10 @@ impl Placement {
                 }
             }
             let chosen = Self::choose(cluster, store).await?;
-            let bound = nodes::bind_room(store, &t, &r, &chosen, now_ms()).await?;
+            let bound = nodes::bind_room(store, &t, &r, &chosen.id, now_ms()).await?;
+            if bound.node == chosen.id {
+                cluster.placed_on(&chosen);
+            }
             if let Some(view) = nodes::get(store, &bound.node).await? {
                 if !cluster.is_dead(&view.record) {
                     return Ok(cluster.handle(&view.record));
@@ -295,26 +325,21 @@ impl Placement {
     }
 
     /// The least-loaded live node that takes new rooms.
-    async fn choose(cluster: &Cluster, store: &dyn Store) -> Result<NodeId, PlacementError> {
+    async fn choose(cluster: &Cluster, store: &dyn Store) -> Result<NodeRecord, PlacementError> {
         let live = nodes::list(store).await?;
-        let bindings = list_json::<RoomBinding>(store, &format!("{}bindings/", keys::ROOT)).await?;
-        let mut bound: HashMap<&str, usize> = HashMap::new();
-        for b in &bindings {
-            *bound.entry(b.value.node.as_str()).or_default() += 1;
-        }
-        live.iter()
+        live.into_iter()
             .filter(|n| !n.draining && !cluster.is_dead(&n.record))
             .filter(|n| n.record.utilization < FULL_UTILIZATION)
             .filter(|n| n.record.capacity == 0 || n.record.peers < n.record.capacity)
             .min_by_key(|n| {
                 (
                     (n.record.utilization * 20.0) as u32,
-                    bound.get(n.record.id.as_str()).copied().unwrap_or(0),
+                    cluster.rooms_of(&n.record),
                     n.record.peers,
                     n.record.id.to_string(),
                 )
             })
-            .map(|n| n.record.id.clone())
+            .map(|n| n.record)
             .ok_or(PlacementError::NoNode)
     }
 }

@@ -16,7 +16,8 @@ use shardcast_controlplane::services::now_unix_ms;
 use shardcast_controlplane::services::seats;
 use shardcast_controlplane::store::typed::{get_json, update_json};
 use shardcast_controlplane::store::{
-    keys, nodes, CasOutcome, EmbeddedStore, Expect, Store, StoreError, WatchEvent, WatchKind,
+    keys, nodes, CasOutcome, EmbeddedStore, End, Expect, Store, StoreError, TxnWrite, WatchEvent,
+    WatchKind,
 };
 use support::etcd::EtcdProcess;
 
@@ -73,6 +74,9 @@ backends!(
     contract_room_binding_first_wins,
     contract_password_limit_is_shared,
     contract_seats_admit_exactly_max_under_concurrent_joins,
+    contract_transactions_are_all_or_nothing,
+    contract_limited_listing_reads_either_end,
+    contract_updates_keep_the_lease,
 );
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -516,4 +520,116 @@ async fn contract_seats_admit_exactly_max_under_concurrent_joins(store: Arc<dyn 
     seats::take(store.as_ref(), &tenant, &room, &next, 4, after)
         .await
         .unwrap();
+}
+
+async fn contract_transactions_are_all_or_nothing(store: Arc<dyn Store>) {
+    let put = |k: &str, v: &str| TxnWrite::Put {
+        key: k.into(),
+        value: v.as_bytes().to_vec(),
+        lease: None,
+    };
+    store.put("/x/gone", b"soon".to_vec(), None).await.unwrap();
+    let writes = vec![
+        put("/x/a", "1"),
+        put("/x/b", "2"),
+        TxnWrite::Delete {
+            key: "/x/gone".into(),
+        },
+    ];
+    assert!(store
+        .transaction(vec![("/x/a".into(), Expect::Absent)], writes.clone())
+        .await
+        .unwrap());
+    assert_eq!(store.get("/x/b").await.unwrap().unwrap().value, b"2");
+    assert_eq!(store.get("/x/gone").await.unwrap(), None);
+    // /x/a exists now: the same transaction writes nothing.
+    store.put("/x/gone", b"back".to_vec(), None).await.unwrap();
+    let before = store.get("/x/b").await.unwrap().unwrap().mod_revision;
+    assert!(!store
+        .transaction(
+            vec![("/x/a".into(), Expect::Absent)],
+            vec![put("/x/b", "3"), writes[2].clone()]
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get("/x/b").await.unwrap().unwrap().mod_revision,
+        before
+    );
+    assert!(store.get("/x/gone").await.unwrap().is_some());
+    // On a revision; a write on a lease that is gone fails the whole transaction.
+    let a = store.get("/x/a").await.unwrap().unwrap().mod_revision;
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    store.revoke_lease(lease).await.unwrap();
+    let on_dead_lease = vec![
+        put("/x/c", "1"),
+        TxnWrite::Put {
+            key: "/x/d".into(),
+            value: b"1".to_vec(),
+            lease: Some(lease),
+        },
+    ];
+    let r = store
+        .transaction(vec![("/x/a".into(), Expect::Revision(a))], on_dead_lease)
+        .await;
+    assert!(matches!(r, Err(StoreError::LeaseNotFound(_))), "{r:?}");
+    assert_eq!(store.get("/x/c").await.unwrap(), None);
+    // Deleting what is not there is no error.
+    assert!(store
+        .transaction(
+            Vec::new(),
+            vec![TxnWrite::Delete {
+                key: "/x/never".into()
+            }]
+        )
+        .await
+        .unwrap());
+}
+
+async fn contract_limited_listing_reads_either_end(store: Arc<dyn Store>) {
+    for key in [
+        "/l/a/1", "/l/a/2", "/l/a/3", "/l/a/4", "/l/ab/1", "/l/b/1", "/l/0",
+    ] {
+        store.put(key, key.as_bytes().to_vec(), None).await.unwrap();
+    }
+    let read = |end, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .list_prefix_limited("/l/a/", limit, end)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|kv| kv.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(End::First, 2).await, ["/l/a/1", "/l/a/2"]);
+    assert_eq!(read(End::Last, 2).await, ["/l/a/3", "/l/a/4"], "key order");
+    assert_eq!(
+        read(End::Last, 10).await.len(),
+        4,
+        "no /l/ab/ or /l/b/ leak"
+    );
+    assert_eq!(read(End::First, 10).await.len(), 4);
+    assert!(read(End::First, 0).await.is_empty());
+}
+
+/// A record on a lease (a participant's, on its instance's lease) stays on it when updated.
+async fn contract_updates_keep_the_lease(store: Arc<dyn Store>) {
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    store
+        .put("/u/k", serde_json::to_vec(&1u32).unwrap(), Some(lease))
+        .await
+        .unwrap();
+    update_json::<u32, StoreError, _>(store.as_ref(), "/u/k", |v| {
+        *v += 1;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let kv = store.get("/u/k").await.unwrap().unwrap();
+    assert_eq!(kv.lease, Some(lease));
+    store.revoke_lease(lease).await.unwrap();
+    assert_eq!(store.get("/u/k").await.unwrap(), None);
 }

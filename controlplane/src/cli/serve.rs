@@ -34,6 +34,7 @@ fn api_config(config: &Config) -> ApiConfig {
         cors_api_origins: config.http.cors.api_origins.clone(),
         turn: config.turn.settings(),
         webhooks: config.webhooks.clone(),
+        session_lease: Duration::from_secs(config.cluster.session_lease_secs),
         ..ApiConfig::default()
     }
 }

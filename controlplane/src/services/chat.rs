@@ -1,43 +1,27 @@
 //! Room chat: stored first, then fanned out; history read back in order.
 //!
-//! Each message takes the next per-room sequence number from a counter key (compare-and-swap,
-//! so concurrent senders on any instance get distinct, increasing numbers) and is stored
-//! under that number; only then is the `Chat` event published. A crash between the two
-//! steps leaves a gap in the numbers, never a message that was seen but not stored.
+//! A message is one Store transaction (one etcd revision): it takes the room's next sequence
+//! number from a counter key (compared on its revision, so concurrent senders on any instance
+//! get distinct, increasing numbers), stores the message under that number and deletes the
+//! one that falls out of the history, all or nothing. Only then is the `Chat` event
+//! published, so a crash between the two loses the fan-out, never a message that was seen.
 //!
 //! A room keeps its last `keep` messages (`ApiConfig::chat_history_max`, the most a history
-//! read returns): storing message n deletes message n − keep, so neither the store nor a
-//! history read (whole, at every join) grows with the room's age — 500 messages of at most
-//! 4 KiB stay under etcd's 4 MiB reply limit.
+//! read returns): storing message n deletes message n − keep, and a history read asks the
+//! store for the last `limit` keys only, so neither grows with the room's age — 500 messages
+//! of at most 4 KiB stay under etcd's 4 MiB reply limit.
 
 use super::events::{RoomEvent, RoomEvents};
 use super::{now_unix_ms, rooms};
 use crate::error::ApiError;
 use crate::ids::{Identity, RoomName, TenantId};
 use crate::store::records::ChatRecord;
-use crate::store::typed::{get_json, list_json, put_json};
-use crate::store::{keys, CasOutcome, Expect, Store};
+use crate::store::typed::{get_json, list_json_limited, to_json};
+use crate::store::{keys, End, Expect, Store, TxnWrite};
 
-/// Takes the room's next sequence number.
-async fn next_seq(store: &dyn Store, tenant: &TenantId, room: &RoomName) -> Result<u64, ApiError> {
-    let key = keys::chat_seq(tenant, room);
-    for _ in 0..64 {
-        let current = get_json::<u64>(store, &key).await?;
-        let (next, expect) = match current {
-            None => (1, Expect::Absent),
-            Some(v) => (v.value + 1, Expect::Revision(v.revision)),
-        };
-        let bytes = serde_json::to_vec(&next).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let CasOutcome::Swapped { .. } =
-            store.compare_and_swap(&key, expect, bytes, None).await?
-        {
-            return Ok(next);
-        }
-    }
-    Err(ApiError::Unavailable(format!(
-        "chat sequence of {room} kept conflicting"
-    )))
-}
+/// Compare-and-swap rounds on the sequence counter before giving up (only when many
+/// senders in one room collide).
+const MAX_ROUNDS: usize = 64;
 
 /// A message as a sender submits it.
 #[derive(Debug, Clone, Copy)]
@@ -74,28 +58,53 @@ pub async fn post(
         )));
     }
     rooms::get(store, tenant, room).await?;
-    let seq = next_seq(store, tenant, room).await?;
-    let message = ChatRecord {
-        seq,
-        from: from.clone(),
-        name: name.to_owned(),
-        text: text.to_owned(),
-        sent_at_ms: now_unix_ms(),
-    };
-    put_json(
-        store,
-        &keys::chat_message(tenant, room, seq),
-        &message,
-        None,
-    )
-    .await?;
-    if let Some(old) = seq.checked_sub(keep.max(1)).filter(|&o| o > 0) {
-        // Best effort: the message is stored and will be published; a failed trim leaves
-        // one message too many, which a read's `limit` still cuts.
-        if let Err(e) = store.delete(&keys::chat_message(tenant, room, old)).await {
-            tracing::warn!(%room, seq = old, error = %e, "chat: trimming the history failed");
+    let seq_key = keys::chat_seq(tenant, room);
+    let mut stored = None;
+    for _ in 0..MAX_ROUNDS {
+        let current = get_json::<u64>(store, &seq_key).await?;
+        let (seq, expect) = match current {
+            None => (1, Expect::Absent),
+            Some(v) => (v.value + 1, Expect::Revision(v.revision)),
+        };
+        let message = ChatRecord {
+            seq,
+            from: from.clone(),
+            name: name.to_owned(),
+            text: text.to_owned(),
+            sent_at_ms: now_unix_ms(),
+        };
+        let key = keys::chat_message(tenant, room, seq);
+        let mut writes = vec![
+            TxnWrite::Put {
+                key: seq_key.clone(),
+                value: to_json(&seq_key, &seq)?,
+                lease: None,
+            },
+            TxnWrite::Put {
+                value: to_json(&key, &message)?,
+                key,
+                lease: None,
+            },
+        ];
+        if let Some(old) = seq.checked_sub(keep.max(1)).filter(|&o| o > 0) {
+            writes.push(TxnWrite::Delete {
+                key: keys::chat_message(tenant, room, old),
+            });
         }
+        if store
+            .transaction(vec![(seq_key.clone(), expect)], writes)
+            .await?
+        {
+            stored = Some(message);
+            break;
+        }
+        // Another sender took this number: read the counter again.
     }
+    let Some(message) = stored else {
+        return Err(ApiError::Unavailable(format!(
+            "chat sequence of {room} kept conflicting"
+        )));
+    };
     events
         .publish(RoomEvent::Chat {
             tenant: tenant.clone(),
@@ -114,7 +123,8 @@ pub async fn history(
     limit: usize,
 ) -> Result<Vec<ChatRecord>, ApiError> {
     rooms::get(store, tenant, room).await?;
-    let all = list_json::<ChatRecord>(store, &keys::chat_prefix(tenant, room)).await?;
-    let skip = all.len().saturating_sub(limit);
-    Ok(all.into_iter().skip(skip).map(|v| v.value).collect())
+    let last =
+        list_json_limited::<ChatRecord>(store, &keys::chat_prefix(tenant, room), limit, End::Last)
+            .await?;
+    Ok(last.into_iter().map(|v| v.value).collect())
 }

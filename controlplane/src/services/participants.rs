@@ -11,7 +11,7 @@ use crate::ids::{Identity, RoomName, TenantId};
 use crate::store::records::{
     Grants, ParticipantRecord, ParticipantRole, ParticipantState, TrackKind,
 };
-use crate::store::typed::{get_json, list_json, put_json, update_json};
+use crate::store::typed::{get_json, list_json_limited, put_json, update_json};
 use crate::store::{keys, Store};
 
 /// Which grants (and role) to change; `None` keeps the current value.
@@ -50,13 +50,16 @@ pub async fn list(
     room: &RoomName,
 ) -> Result<Vec<ParticipantRecord>, ApiError> {
     rooms::get(store, tenant, room).await?;
-    Ok(
-        list_json::<ParticipantRecord>(store, &keys::participants_prefix(tenant, room))
-            .await?
-            .into_iter()
-            .map(|v| v.value)
-            .collect(),
+    Ok(list_json_limited::<ParticipantRecord>(
+        store,
+        &keys::participants_prefix(tenant, room),
+        rooms::MAX_ROOM_READ,
+        crate::store::End::First,
     )
+    .await?
+    .into_iter()
+    .map(|v| v.value)
+    .collect())
 }
 
 pub async fn get(

@@ -7,10 +7,14 @@
 //! take the last seat: one of them sees a conflict, re-reads, and finds the room full. A
 //! participant that leaves gives its seat back the same way.
 //!
-//! A seat whose holder vanished without leaving (its instance died) would keep the room full
-//! for good, so when the room looks full the seats of identities with no joined participant
-//! record are freed — but only seats older than `SEAT_GRACE_MS`, since a seat is taken just
-//! before its participant record is written.
+//! A participant that leaves gives its seat back in the same transaction that deletes its
+//! participant record ([`leave`]: one etcd revision per leave).
+//!
+//! A seat whose holder vanished without leaving (its instance died: its participant records
+//! expire with the instance's lease, `store::lease`) would keep the room full for good, so
+//! when the room looks full the seats of identities with no joined participant record are
+//! freed — but only seats older than `SEAT_GRACE_MS`, since a seat is taken just before its
+//! participant record is written.
 //!
 //! Must never: count a seat twice for one identity (a rejoin or a replacing session keeps its
 //! seat), or let a store failure admit anyone (the caller gets the error).
@@ -22,11 +26,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::ids::{Identity, RoomName, TenantId};
 use crate::store::records::{ParticipantRecord, ParticipantState};
-use crate::store::typed::list_json;
-use crate::store::{keys, CasOutcome, Expect, Store, StoreError};
+use crate::store::typed::list_json_limited;
+use crate::store::{keys, CasOutcome, End, Expect, Store, StoreError, TxnWrite};
 
-/// A seat younger than this is never taken back, joined record or not.
-pub const SEAT_GRACE_MS: u64 = 30_000;
+/// A seat younger than this is never taken back, joined record or not: it covers the few
+/// store round trips between taking a seat and writing the participant record.
+pub const SEAT_GRACE_MS: u64 = 5_000;
 
 /// Compare-and-swap rounds before giving up (only under a storm of joins to one room).
 const MAX_ROUNDS: usize = 64;
@@ -94,6 +99,53 @@ pub async fn take(
     )))
 }
 
+/// `identity` leaves: its participant record is deleted and its seat (if it holds one) given
+/// back, with `also` (the room's empty marker, for the last leaver), in one transaction.
+pub async fn leave(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    also: Option<TxnWrite>,
+) -> Result<(), StoreError> {
+    let key = keys::seats(tenant, room);
+    let record = keys::participant(tenant, room, identity);
+    for _ in 0..MAX_ROUNDS {
+        let held = match store.get(&key).await? {
+            Some(kv) => {
+                let mut seats = decode(&key, &kv.value)?;
+                seats
+                    .seats
+                    .remove(identity.as_str())
+                    .map(|_| (kv.mod_revision, seats))
+            }
+            None => None,
+        };
+        let mut writes = vec![TxnWrite::Delete {
+            key: record.clone(),
+        }];
+        writes.extend(also.clone());
+        let Some((revision, seats)) = held else {
+            store.transaction(Vec::new(), writes).await?;
+            return Ok(());
+        };
+        writes.push(TxnWrite::Put {
+            key: key.clone(),
+            value: encode(&seats),
+            lease: None,
+        });
+        if store
+            .transaction(vec![(key.clone(), Expect::Revision(revision))], writes)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "seats at {key} kept conflicting"
+    )))
+}
+
 /// Gives `identity`'s seat back (nothing to do if it holds none).
 pub async fn release(
     store: &dyn Store,
@@ -132,14 +184,17 @@ async fn joined_identities(
     tenant: &TenantId,
     room: &RoomName,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(
-        list_json::<ParticipantRecord>(store, &keys::participants_prefix(tenant, room))
-            .await?
-            .into_iter()
-            .filter(|p| p.value.state == ParticipantState::Joined)
-            .map(|p| p.value.identity.to_string())
-            .collect(),
+    Ok(list_json_limited::<ParticipantRecord>(
+        store,
+        &keys::participants_prefix(tenant, room),
+        super::rooms::MAX_ROOM_READ,
+        End::First,
     )
+    .await?
+    .into_iter()
+    .filter(|p| p.value.state == ParticipantState::Joined)
+    .map(|p| p.value.identity.to_string())
+    .collect())
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Seats, StoreError> {

@@ -5,6 +5,7 @@
 //! verified by `TokenService`), or leak a password hash or secret into a message.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use shardcast_dataplane::node::MediaKind;
 
@@ -16,20 +17,52 @@ use crate::app::AppState;
 use crate::auth::tokens::Expected;
 use crate::error::ApiError;
 use crate::ids::{Identity, NodeId, RoomName, TenantId};
+use crate::store::lease::InstanceLease;
 use crate::store::records::{
     ChatRecord, Grants as RecordGrants, ParticipantRecord, ParticipantRole, ParticipantState,
     TrackKind, TrackRecord,
 };
-use crate::store::typed::{get_json, list_json, put_json};
-use crate::store::{keys, Store};
+use crate::store::typed::{get_json, list_json_limited, to_json};
+use crate::store::{keys, End, Store, StoreError, TxnWrite};
 
 pub struct StoreServices {
     state: AppState,
+    /// This instance's lease: every participant record it writes is on it, so they vanish
+    /// within one ttl when the instance dies.
+    lease: Arc<InstanceLease>,
 }
 
 impl StoreServices {
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        let lease = InstanceLease::new(state.store.clone(), state.config.session_lease);
+        crate::services::rooms::expire_empty_rooms(state.store.clone(), state.events.clone());
+        Self { state, lease }
+    }
+
+    /// The empty-room marker to write with `i`'s leave when it is the room's last record.
+    /// (Two last participants leaving at once may both see the other: that room then stays
+    /// until someone joins and leaves it again, or it is deleted.)
+    async fn empty_after_leaving(
+        &self,
+        t: &TenantId,
+        r: &RoomName,
+        i: &Identity,
+    ) -> Result<Option<TxnWrite>, StoreError> {
+        let present = self
+            .store()
+            .list_prefix_limited(&keys::participants_prefix(t, r), 2, End::First)
+            .await?;
+        if present
+            .iter()
+            .any(|kv| kv.key != keys::participant(t, r, i))
+        {
+            return Ok(None);
+        }
+        let timeout = match crate::services::rooms::get(self.store(), t, r).await {
+            Ok(room) => room.settings.empty_timeout_secs,
+            Err(_) => return Ok(None), // the room is gone already
+        };
+        crate::services::rooms::empty_marker(self.store(), t, r, timeout).await
     }
 
     fn store(&self) -> &dyn Store {
@@ -239,10 +272,30 @@ impl SignalServices for StoreServices {
                 video_paused: existing.map(|e| e.value.video_paused).unwrap_or(false),
                 joined_at,
             };
-            put_json(self.store(), &key, &record, None)
-                .await
-                .map_err(store_err)?;
-            Ok(())
+            let value = to_json(&key, &record).map_err(store_err)?;
+            // On the instance's lease; a lease lost to a long store outage is replaced once.
+            // The room is not empty any more: its expiry marker goes in the same transaction.
+            for _ in 0..2 {
+                let lease = self.lease.get().await.map_err(store_err)?;
+                let writes = vec![
+                    TxnWrite::Put {
+                        key: key.clone(),
+                        value: value.clone(),
+                        lease: Some(lease),
+                    },
+                    TxnWrite::Delete {
+                        key: keys::empty_room(&t, &r),
+                    },
+                ];
+                match self.store().transaction(Vec::new(), writes).await {
+                    Ok(_) => return Ok(()),
+                    Err(StoreError::LeaseNotFound(l)) => self.lease.lost(l),
+                    Err(e) => return Err(store_err(e)),
+                }
+            }
+            Err(store_err(StoreError::Backend(
+                "the session lease kept being lost".into(),
+            )))
         })
     }
 
@@ -271,12 +324,19 @@ impl SignalServices for StoreServices {
     fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Ok((t, r, i)) = ids(member) {
-                if let Err(e) = self.store().delete(&keys::participant(&t, &r, &i)).await {
+                // Record and seat in one transaction. (If it fails, the record still goes
+                // with the instance's lease, and the seat is freed by the next join that
+                // finds the room full.)
+                let also = match self.empty_after_leaving(&t, &r, &i).await {
+                    Ok(marker) => marker,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "signaling: cannot tell if the room empties");
+                        None
+                    }
+                };
+                if let Err(e) = crate::services::seats::leave(self.store(), &t, &r, &i, also).await
+                {
                     tracing::warn!(error = %e, "signaling: removing participant");
-                }
-                // (A seat left behind is freed by the next join that finds the room full.)
-                if let Err(e) = crate::services::seats::release(self.store(), &t, &r, &i).await {
-                    tracing::warn!(error = %e, "signaling: giving back a seat");
                 }
             }
         })
@@ -291,10 +351,14 @@ impl SignalServices for StoreServices {
             let (Ok(t), Ok(r)) = (TenantId::parse(tenant), RoomName::parse(room)) else {
                 return Ok(Vec::new());
             };
-            let list =
-                list_json::<ParticipantRecord>(self.store(), &keys::participants_prefix(&t, &r))
-                    .await
-                    .map_err(store_err)?;
+            let list = list_json_limited::<ParticipantRecord>(
+                self.store(),
+                &keys::participants_prefix(&t, &r),
+                crate::services::rooms::MAX_ROOM_READ,
+                End::First,
+            )
+            .await
+            .map_err(store_err)?;
             Ok(list
                 .into_iter()
                 .map(|v| {

@@ -20,8 +20,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{
-    CasOutcome, Expect, KeyValue, LeaseId, Store, StoreError, StoreFuture, WatchEvent, WatchKind,
-    WatchStream,
+    CasOutcome, End, Expect, KeyValue, LeaseId, Store, StoreError, StoreFuture, TxnWrite,
+    WatchEvent, WatchKind, WatchStream,
 };
 
 /// key → [mod_revision u64 BE][lease i64 BE, 0 = none][value bytes]
@@ -85,6 +85,17 @@ fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
         mod_revision: u64::from_be_bytes(rev),
         lease: (lease != 0).then_some(LeaseId(lease)),
     })
+}
+
+/// The first key after every key starting with `prefix` (its last ASCII byte plus one).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !last.is_ascii() || last == 0x7f {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_owned();
+    end.push(char::from(last + 1));
+    Some(end)
 }
 
 impl EmbeddedStore {
@@ -303,6 +314,45 @@ impl Inner {
         Ok(out)
     }
 
+    fn list_prefix_limited(
+        &self,
+        prefix: &str,
+        limit: usize,
+        end: End,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let kv = tx.open_table(KV).map_err(backend)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // Bounded above too, so walking back from the end starts inside the prefix.
+        let range = match prefix_end(prefix) {
+            Some(end) => kv.range(prefix..end.as_str()),
+            None => kv.range(prefix..),
+        }
+        .map_err(backend)?;
+        let entries: Box<dyn Iterator<Item = _>> = match end {
+            End::First => Box::new(range),
+            End::Last => Box::new(range.rev()),
+        };
+        for entry in entries {
+            let (k, v) = entry.map_err(backend)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            out.push(decode(key, v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        if end == End::Last {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
     fn sweep_expired(&self, now: u64) -> Result<(), StoreError> {
         let expired: Vec<LeaseId> = {
             let tx = self.db.begin_read().map_err(backend)?;
@@ -404,6 +454,49 @@ impl Store for EmbeddedStore {
                 Ok(CasOutcome::Swapped { revision })
             })
         }))
+    }
+
+    fn transaction(
+        &self,
+        when: Vec<(String, Expect)>,
+        then: Vec<TxnWrite>,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(self.blocking(move |i| {
+            i.write(|w| {
+                for (key, expect) in &when {
+                    let current = w.get(key)?;
+                    let holds = match (expect, &current) {
+                        (Expect::Absent, None) => true,
+                        (Expect::Revision(r), Some(c)) => c.mod_revision == *r,
+                        _ => false,
+                    };
+                    if !holds {
+                        return Ok(false);
+                    }
+                }
+                for write in &then {
+                    match write {
+                        TxnWrite::Put { key, value, lease } => {
+                            w.put(key, value, *lease)?;
+                        }
+                        TxnWrite::Delete { key } => {
+                            w.delete(key)?;
+                        }
+                    }
+                }
+                Ok(true)
+            })
+        }))
+    }
+
+    fn list_prefix_limited(
+        &self,
+        prefix: &str,
+        limit: usize,
+        end: End,
+    ) -> StoreFuture<'_, Vec<KeyValue>> {
+        let prefix = prefix.to_owned();
+        Box::pin(self.blocking(move |i| i.list_prefix_limited(&prefix, limit, end)))
     }
 
     fn compare_and_delete(&self, key: &str, revision: u64) -> StoreFuture<'_, bool> {

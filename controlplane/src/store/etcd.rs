@@ -10,14 +10,14 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures_util::StreamExt;
 
 use super::{
-    CasOutcome, Expect, KeyValue, LeaseId, Store, StoreError, StoreFuture, WatchEvent, WatchKind,
-    WatchStream,
+    CasOutcome, End, Expect, KeyValue, LeaseId, Store, StoreError, StoreFuture, TxnWrite,
+    WatchEvent, WatchKind, WatchStream,
 };
 
 #[derive(Clone)]
@@ -192,6 +192,69 @@ impl Store for EtcdStore {
                 }
             }
             Ok(CasOutcome::Conflict { current })
+        })
+    }
+
+    fn transaction(
+        &self,
+        when: Vec<(String, Expect)>,
+        then: Vec<TxnWrite>,
+    ) -> StoreFuture<'_, bool> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let lease = then.iter().find_map(|w| match w {
+                TxnWrite::Put { lease, .. } => *lease,
+                TxnWrite::Delete { .. } => None,
+            });
+            let compares: Vec<Compare> = when
+                .into_iter()
+                .map(|(key, expect)| match expect {
+                    Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+                    Expect::Revision(r) => Compare::mod_revision(key, CompareOp::Equal, r as i64),
+                })
+                .collect();
+            let ops: Vec<TxnOp> = then
+                .into_iter()
+                .map(|w| match w {
+                    TxnWrite::Put { key, value, lease } => {
+                        TxnOp::put(key, value, put_options(lease))
+                    }
+                    TxnWrite::Delete { key } => TxnOp::delete(key, None),
+                })
+                .collect();
+            let txn = Txn::new().when(compares).and_then(ops);
+            let resp = client.txn(txn).await.map_err(|e| put_error(e, lease))?;
+            Ok(resp.succeeded())
+        })
+    }
+
+    fn list_prefix_limited(
+        &self,
+        prefix: &str,
+        limit: usize,
+        end: End,
+    ) -> StoreFuture<'_, Vec<KeyValue>> {
+        let prefix = prefix.to_owned();
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = match end {
+                End::First => SortOrder::Ascend,
+                End::Last => SortOrder::Descend,
+            };
+            let options = GetOptions::new()
+                .with_prefix()
+                .with_limit(limit as i64)
+                .with_sort(SortTarget::Key, order);
+            let resp = client.get(prefix, Some(options)).await.map_err(backend)?;
+            let mut out: Vec<KeyValue> =
+                resp.kvs().iter().map(convert).collect::<Result<_, _>>()?;
+            if end == End::Last {
+                out.reverse();
+            }
+            Ok(out)
         })
     }
 

@@ -33,6 +33,15 @@ pub fn room(t: &TenantId, r: &RoomName) -> String {
     format!("{ROOT}rooms/{t}/{r}")
 }
 
+/// Present while a room is empty, on a lease of its `empty_timeout_secs`: its expiry (a
+/// delete) closes the room (`services::rooms::expire_empty_rooms`).
+pub fn empty_rooms_prefix() -> String {
+    format!("{ROOT}empty/")
+}
+pub fn empty_room(t: &TenantId, r: &RoomName) -> String {
+    format!("{ROOT}empty/{t}/{r}")
+}
+
 pub fn participants_prefix(t: &TenantId, r: &RoomName) -> String {
     format!("{ROOT}participants/{t}/{r}/")
 }
@@ -68,6 +77,9 @@ pub fn node(n: &NodeId) -> String {
 }
 /// Drain flags live apart from the node's own (leased, rewritten) record so a node's
 /// heartbeat never undoes an operator's drain.
+pub fn drain_prefix() -> String {
+    format!("{ROOT}drain/")
+}
 pub fn drain(n: &NodeId) -> String {
     format!("{ROOT}drain/{n}")
 }

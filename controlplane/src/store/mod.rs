@@ -18,6 +18,7 @@ use futures_util::Stream;
 pub mod embedded;
 pub mod etcd;
 pub mod keys;
+pub mod lease;
 pub mod nodes;
 pub mod records;
 pub mod typed;
@@ -68,6 +69,26 @@ impl CasOutcome {
     pub fn swapped(&self) -> bool {
         matches!(self, CasOutcome::Swapped { .. })
     }
+}
+
+/// One write of a [`Store::transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnWrite {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// Which end of a prefix [`Store::list_prefix_limited`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    First,
+    Last,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +142,23 @@ pub trait Store: Send + Sync + 'static {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> StoreFuture<'_, CasOutcome>;
+    /// Every write in `then`, atomically, if every `(key, expectation)` in `when` holds;
+    /// returns whether it wrote. On etcd this is one transaction and one revision whatever
+    /// the number of writes (what the write budget of docs/SCALE.md counts); the embedded
+    /// store gives each write its own revision.
+    fn transaction(
+        &self,
+        when: Vec<(String, Expect)>,
+        then: Vec<TxnWrite>,
+    ) -> StoreFuture<'_, bool>;
+    /// At most `limit` keys starting with `prefix`, from its first or its last key, returned
+    /// in key order: a read whose size does not grow with what is stored under the prefix.
+    fn list_prefix_limited(
+        &self,
+        prefix: &str,
+        limit: usize,
+        end: End,
+    ) -> StoreFuture<'_, Vec<KeyValue>>;
     /// Deletes the key only if its `mod_revision` is `revision`; returns whether it did.
     fn compare_and_delete(&self, key: &str, revision: u64) -> StoreFuture<'_, bool>;
     /// A new lease living `ttl` (rounded up to whole seconds on etcd, which also enforces a

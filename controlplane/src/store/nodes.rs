@@ -32,17 +32,31 @@ pub async fn register(
     Ok(())
 }
 
+/// Every live node (one read of the registry and one of the drain flags: their size grows
+/// with the number of nodes, never with rooms or participants).
 pub async fn list(store: &dyn Store) -> Result<Vec<NodeView>, StoreError> {
     let nodes = list_json::<NodeRecord>(store, &keys::nodes_prefix()).await?;
-    let mut out = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        let draining = is_draining(store, &node.value.id).await?;
-        out.push(NodeView {
-            record: node.value,
-            draining,
-        });
+    let prefix = keys::drain_prefix();
+    let mut drained = std::collections::HashSet::new();
+    for kv in store.list_prefix(&prefix).await? {
+        let flag: DrainRecord =
+            serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt {
+                key: kv.key.clone(),
+                detail: e.to_string(),
+            })?;
+        if flag.draining {
+            if let Some(id) = kv.key.strip_prefix(&prefix) {
+                drained.insert(id.to_owned());
+            }
+        }
     }
-    Ok(out)
+    Ok(nodes
+        .into_iter()
+        .map(|node| NodeView {
+            draining: drained.contains(node.value.id.as_str()),
+            record: node.value,
+        })
+        .collect())
 }
 
 pub async fn get(store: &dyn Store, id: &NodeId) -> Result<Option<NodeView>, StoreError> {

@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{CasOutcome, Expect, LeaseId, Store, StoreError};
+use super::{CasOutcome, End, Expect, KeyValue, LeaseId, Store, StoreError};
 
 /// A decoded record and the revision it was read at (for a later compare-and-swap).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +41,8 @@ pub async fn get_json<T: DeserializeOwned>(
     }
 }
 
-pub async fn list_json<T: DeserializeOwned>(
-    store: &dyn Store,
-    prefix: &str,
-) -> Result<Vec<Versioned<T>>, StoreError> {
-    store
-        .list_prefix(prefix)
-        .await?
-        .into_iter()
+fn decode_all<T: DeserializeOwned>(kvs: Vec<KeyValue>) -> Result<Vec<Versioned<T>>, StoreError> {
+    kvs.into_iter()
         .map(|kv| {
             Ok(Versioned {
                 value: decode(&kv.key, &kv.value)?,
@@ -56,6 +50,31 @@ pub async fn list_json<T: DeserializeOwned>(
             })
         })
         .collect()
+}
+
+/// Every record under `prefix`. Only for prefixes whose size is bounded by what they are
+/// (a tenant's keys, the node registry); a room's participants or chat use
+/// [`list_json_limited`].
+pub async fn list_json<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<Versioned<T>>, StoreError> {
+    decode_all(store.list_prefix(prefix).await?)
+}
+
+/// At most `limit` records under `prefix`, from its first or last key, in key order.
+pub async fn list_json_limited<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+    limit: usize,
+    end: End,
+) -> Result<Vec<Versioned<T>>, StoreError> {
+    decode_all(store.list_prefix_limited(prefix, limit, end).await?)
+}
+
+/// `value` as the JSON bytes records are stored as (for [`Store::transaction`] writes).
+pub fn to_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    encode(key, value)
 }
 
 pub async fn put_json<T: Serialize>(
@@ -100,16 +119,14 @@ where
 {
     const MAX_ATTEMPTS: usize = 32;
     for _ in 0..MAX_ATTEMPTS {
-        let Some(Versioned {
-            mut value,
-            revision,
-        }) = get_json::<T>(store, key).await?
-        else {
+        let Some(kv) = store.get(key).await? else {
             return Ok(None);
         };
+        let (mut value, revision) = (decode::<T>(key, &kv.value)?, kv.mod_revision);
         edit(&mut value)?;
         let bytes = encode(key, &value)?;
-        let lease = None;
+        // The record keeps its lease (a participant's stays on its instance's lease).
+        let lease = kv.lease;
         match store
             .compare_and_swap(key, Expect::Revision(revision), bytes, lease)
             .await?

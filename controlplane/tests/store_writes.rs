@@ -1,0 +1,489 @@
+//! etcd writes per operation, counted by etcd itself: a real etcd, a real media node behind
+//! the node API, one control plane with cluster placement, participants over real WebSockets
+//! (and shardcast-client over UDP for media). Around each operation the test reads etcd's
+//! revision (`status`) before and after, and watches every key under `/shardcast/` to say
+//! what each revision wrote. Every revision in the window must be accounted for by the watch
+//! (so nothing is missed), then revisions are split by what they touched:
+//!
+//! - `bus`: only room-bus keys: `/shardcast/interest/…`, an instance's registration for a
+//!   room (written at its first session in the room, deleted 2 s after its last left), and
+//!   `/shardcast/bus/…` (the per-event keys of the bus before events went directly between
+//!   instances; none is written now, which the test asserts);
+//! - `heartbeat`: only the media nodes' own registry keys (a node's load report, not caused
+//!   by the operation);
+//! - `state`: anything else — the records this change bounds (issue 15: per join ≤ 2, per
+//!   leave ≤ 1, per chat message 1).
+//!
+//! One etcd transaction is one revision whatever it writes; that is the unit etcd's write
+//! load is counted in (one raft entry, one fsync), and the unit docs/SCALE.md budgets.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
+use shardcast_controlplane::app::ApiConfig;
+use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
+use shardcast_controlplane::config::SignalingConfig;
+use shardcast_controlplane::ids::{NodeId, RoomName};
+use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
+use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
+use shardcast_controlplane::placement::Placement;
+use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::services::{now_unix_secs, rooms};
+use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
+use shardcast_controlplane::store::{keys, EtcdStore, Store, WatchKind, WatchStream};
+use shardcast_dataplane::driver::IoBackend;
+use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::etcd::EtcdProcess;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "cluster-secret-for-tests";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the revisions of one window wrote.
+#[derive(Debug, Default)]
+struct Writes {
+    state: Vec<(u64, Vec<String>)>,
+    bus: u64,
+    /// Bus revisions that carried (or deleted) an `active_speaker` event.
+    bus_speaker: u64,
+    heartbeat: u64,
+}
+
+impl Writes {
+    fn state(&self) -> u64 {
+        self.state.len() as u64
+    }
+}
+
+/// etcd's revision counter and a watch on everything under `/shardcast/`.
+struct Revisions {
+    etcd: EtcdStore,
+    watch: WatchStream,
+    /// Watched changes not yet attributed: revision → (key, kind, value).
+    seen: BTreeMap<u64, Vec<(String, WatchKind, Vec<u8>)>>,
+}
+
+impl Revisions {
+    async fn start(etcd: &EtcdProcess) -> Self {
+        let store = etcd.store().await;
+        let watch = store.watch_prefix(keys::ROOT).await.unwrap();
+        Self {
+            etcd: store,
+            watch,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// The revision once it has stopped moving for 500 ms (asynchronous writes of the last
+    /// operation done).
+    async fn settle(&self) -> u64 {
+        let mut last = self.etcd.status_revision().await.unwrap();
+        let mut since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.etcd.status_revision().await.unwrap();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= Duration::from_millis(500) {
+                return now;
+            }
+        }
+    }
+
+    /// Waits for the watch to have delivered every change up to `upto`.
+    async fn catch_up(&mut self, upto: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.seen.keys().next_back().copied().unwrap_or(0) < upto {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = tokio::time::timeout(left, self.watch.next())
+                .await
+                .expect("the watch delivers every revision within 10 s")
+                .expect("watch open")
+                .expect("watch event");
+            self.seen
+                .entry(ev.revision)
+                .or_default()
+                .push((ev.key, ev.kind, ev.value));
+        }
+    }
+
+    /// Runs `op` and returns what etcd wrote meanwhile (and after, until it settled).
+    async fn measure<F: std::future::Future<Output = T>, T>(
+        &mut self,
+        what: &str,
+        op: F,
+    ) -> (Writes, T) {
+        let before = self.settle().await;
+        self.catch_up(before).await;
+        self.seen = self.seen.split_off(&(before + 1));
+        let out = op.await;
+        let after = self.settle().await;
+        self.catch_up(after).await;
+        let rest = self.seen.split_off(&(after + 1));
+        let window = std::mem::replace(&mut self.seen, rest);
+        assert_eq!(
+            window.len() as u64,
+            after - before,
+            "{what}: the watch accounts for every revision from {before} to {after}"
+        );
+        let bus_prefixes = [
+            format!("{}bus/", keys::ROOT),
+            format!("{}interest/", keys::ROOT),
+        ];
+        let mut speaker_keys = std::collections::HashSet::new();
+        let mut writes = Writes::default();
+        for (rev, changes) in window {
+            if changes
+                .iter()
+                .all(|(k, _, _)| bus_prefixes.iter().any(|p| k.starts_with(p)))
+            {
+                writes.bus += 1;
+                for (k, kind, v) in &changes {
+                    let speaker = match kind {
+                        WatchKind::Put => String::from_utf8_lossy(v).contains("active_speaker"),
+                        WatchKind::Delete => speaker_keys.contains(k),
+                    };
+                    if speaker {
+                        speaker_keys.insert(k.clone());
+                        writes.bus_speaker += 1;
+                    }
+                }
+            } else if changes
+                .iter()
+                .all(|(k, _, _)| k.starts_with(&keys::nodes_prefix()))
+            {
+                writes.heartbeat += 1;
+            } else {
+                writes
+                    .state
+                    .push((rev, changes.into_iter().map(|(k, _, _)| k).collect()));
+            }
+        }
+        eprintln!(
+            "writes {what}: state {} {:?}; bus {} (active speaker {}); node heartbeats {}",
+            writes.state(),
+            writes.state,
+            writes.bus,
+            writes.bus_speaker,
+            writes.heartbeat
+        );
+        (writes, out)
+    }
+}
+
+fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> SocketAddr {
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// A media node as `shardcast medianode` runs one: the real MediaNode behind the node API.
+async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
+    let mut nc = MediaNodeConfig::default();
+    nc.shards.shards = 1;
+    nc.shards.pin = false;
+    nc.shards.backend = IoBackend::Portable;
+    let node: Arc<dyn shardcast_dataplane::node::MediaNodeApi> =
+        Arc::new(MediaNode::start(nc).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (id, url) = (
+        NodeId::parse(id).unwrap(),
+        format!("http://{}", listener.local_addr().unwrap()),
+    );
+    let credentials = Verifier::new(Audience::new(id.clone(), &url), SECRET, None);
+    serve_on(
+        listener,
+        shardcast_controlplane::nodeapi::server::router(node.clone(), credentials),
+    );
+    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
+    registry::register(
+        store,
+        node,
+        NodeIdentity {
+            id,
+            api_address: url,
+            capacity: 100,
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
+async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
+    let built = server::build(
+        store.clone(),
+        Arc::new(Placement::cluster(store, SECRET.into())),
+        ServerOptions {
+            api: ApiConfig::default(),
+            signaling: SignalingConfig::default(),
+            dev_key: None,
+            web_dir: None,
+            http: Default::default(),
+            bus: Default::default(),
+        },
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, built.router)
+}
+
+fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
+    let now = now_unix_secs();
+    TokenService::default()
+        .mint(
+            key,
+            &AccessClaims {
+                sub: identity.into(),
+                name: identity.into(),
+                room: RoomName::parse(room).unwrap(),
+                role: ParticipantRole::Host,
+                grants: Grants::for_role(ParticipantRole::Host),
+                exp: now + 600,
+                nbf: now - 5,
+                iat: now,
+                iss: String::new(),
+            },
+        )
+        .unwrap()
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{ty} within 15 s"))
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+}
+
+async fn join(cp: SocketAddr, tok: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{cp}/v1/rtc"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join", "token": tok})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
+}
+
+/// A publishing participant's media side: shardcast-client on a UDP socket, in a thread.
+struct Media {
+    client: Arc<Mutex<Client>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Media {
+    /// Offers over `ws`, takes the answer, starts sending.
+    async fn start(name: &str, seed: u64, ws: &mut Ws) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut client = Client::new(
+            ClientConfig::new(name, seed, TimeBase::real())
+                .with_audio()
+                .with_video(VideoSpec::single(300_000)),
+            sock.local_addr().unwrap(),
+            Instant::now(),
+        )
+        .unwrap();
+        let offer = client.create_offer(Instant::now()).unwrap();
+        send(ws, json!({"type": "offer", "sdp": offer})).await;
+        let answer = recv_type(ws, "answer").await;
+        client
+            .accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
+            .unwrap();
+        let client = Arc::new(Mutex::new(client));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = Some(udp::spawn_driver(client.clone(), sock, stop.clone()));
+        Self {
+            client,
+            stop,
+            thread,
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads `ws`, answering server offers with `media`, until `done` says so.
+async fn pump(ws: &mut Ws, media: &Media, mut done: impl FnMut(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        assert!(Instant::now() < deadline, "pump timed out");
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(100), ws.next()).await
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "offer" {
+            let answer = media
+                .client
+                .lock()
+                .unwrap()
+                .accept_offer(Instant::now(), v["sdp"].as_str().unwrap())
+                .unwrap();
+            send(ws, json!({"type": "answer", "sdp": answer})).await;
+        }
+        if done(&v) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_writes_per_operation() {
+    let etcd = EtcdProcess::start().await;
+    let node = media_node(&etcd, "node-1").await;
+    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = server::ensure_default_tenant(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    // A room with a participant limit: joins and leaves pay for their seats too.
+    let room = "writes";
+    rooms::create(
+        store.as_ref(),
+        &shardcast_controlplane::services::events::LocalRoomEvents::default(),
+        &key.tenant,
+        rooms::CreateRoom {
+            name: RoomName::parse(room).unwrap(),
+            password: None,
+            settings: RoomSettings {
+                max_participants: Some(10),
+                ..RoomSettings::default()
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let cp = control_plane(store.clone()).await;
+    let mut revs = Revisions::start(&etcd).await;
+
+    let (first, mut a) = revs
+        .measure(
+            "join (first in the room)",
+            join(cp, &token(&key, room, "a")),
+        )
+        .await;
+    let (joined, mut b) = revs
+        .measure("join", async {
+            let ws = join(cp, &token(&key, room, "b")).await;
+            recv_type(&mut a, "participant_joined").await;
+            ws
+        })
+        .await;
+    let (chat, _) = revs
+        .measure("chat message", async {
+            send(&mut b, json!({"type": "chat", "text": "hello"})).await;
+            recv_type(&mut a, "chat").await;
+        })
+        .await;
+
+    // Media: each offers and publishes audio + video; each is told of the other's tracks
+    // and someone becomes the active speaker.
+    let (media, (ma, mb, speaker)) = revs
+        .measure("media (two offers, four tracks published)", async {
+            let ma = Media::start("a", 1, &mut a).await;
+            let mb = Media::start("b", 2, &mut b).await;
+            let mut told = 0;
+            let mut speaker = false;
+            pump(&mut a, &ma, |v| {
+                told += (v["type"] == "track_published" && v["track"]["identity"] == "b") as u32;
+                speaker |= v["type"] == "active_speaker";
+                told >= 2 && speaker
+            })
+            .await;
+            pump(&mut b, &mb, |v| {
+                v["type"] == "track_published" && v["track"]["identity"] == "a"
+            })
+            .await;
+            (ma, mb, speaker)
+        })
+        .await;
+    let (mute, _) = revs
+        .measure("mute", async {
+            send(
+                &mut a,
+                json!({"type": "mute_participant", "identity": "b", "kind": "audio"}),
+            )
+            .await;
+            pump(&mut a, &ma, |v| v["type"] == "muted").await;
+        })
+        .await;
+    let (leave, _) = revs
+        .measure("leave", async {
+            send(&mut b, json!({"type": "leave"})).await;
+            pump(&mut a, &ma, |v| v["type"] == "participant_left").await;
+        })
+        .await;
+
+    // The budgets of issue 15, for the state records (the bus is counted apart above).
+    assert!(
+        first.state() <= 2,
+        "first join: {:?} (room creation not included: the room existed)",
+        first.state
+    );
+    assert!(joined.state() <= 2, "join: {:?}", joined.state);
+    assert_eq!(chat.state(), 1, "chat message: {:?}", chat.state);
+    assert!(leave.state() <= 1, "leave: {:?}", leave.state);
+    assert!(mute.state() <= 1, "mute: {:?}", mute.state);
+    // Events cost no write: the only bus write is the first join's interest registration.
+    assert!(first.bus <= 1, "first join: {} bus writes", first.bus);
+    for (what, w) in [
+        ("join", &joined),
+        ("chat", &chat),
+        ("mute", &mute),
+        ("leave", &leave),
+    ] {
+        assert_eq!(w.bus, 0, "{what}: bus writes");
+    }
+    assert_eq!(media.bus_speaker, 0, "active-speaker changes write nothing");
+    // An active-speaker change writes no state record: every revision in the media window
+    // that is not the bus touched participant or binding records only.
+    assert!(speaker, "an active speaker was announced");
+    for (_, keys) in &media.state {
+        assert!(
+            keys.iter()
+                .all(|k| k.contains("/participants/") || k.contains("/bindings/")),
+            "media window wrote {keys:?}"
+        );
+    }
+    drop((ma, mb));
+    node.stop().await;
+}
