@@ -353,8 +353,15 @@ pub struct SvcFilter {
     up_next: bool,
     /// A new picture sends its first packet as a new rewrite segment.
     switched: bool,
+    /// Pictures since a temporal up-switch became due without a switching-up point.
+    waiting_up: u16,
     shape: SvcShape,
 }
+
+/// Pictures a temporal up-switch waits for a U picture before it asks for a keyframe (a
+/// publisher that never marks U, or marks it as libwebrtc's non-flexible GOF does, on the
+/// upper layers' own frames).
+const UP_SWITCH_PATIENCE: u16 = 16;
 
 impl SvcFilter {
     pub fn new() -> Self {
@@ -379,7 +386,9 @@ impl SvcFilter {
         };
         match self.ceiling {
             None => true,
-            Some((s, _)) => self.shape.ceiling(target).0 > s,
+            Some((s, _)) => {
+                self.shape.ceiling(target).0 > s || self.waiting_up >= UP_SWITCH_PATIENCE
+            }
         }
     }
 
@@ -465,6 +474,11 @@ impl SvcFilter {
         };
         self.ceiling = Some(next);
         self.up_next = p.switch_up && p.tid <= next.1;
+        self.waiting_up = if target.1 > next.1 {
+            self.waiting_up.saturating_add(1)
+        } else {
+            0
+        };
         Some(next)
     }
 }
@@ -584,6 +598,139 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An L3T3 picture's packets (one per layer frame): (sid, tid, U, E, keyframe).
+    fn picture(ts: u32, tid: u8, key: bool) -> Vec<SvcPacket> {
+        let shape = SvcShape {
+            spatial: 3,
+            temporal: 3,
+        };
+        (0..3)
+            .map(|sid| SvcPacket {
+                sid,
+                tid,
+                switch_up: tid < 2,
+                ends_frame: true,
+                keyframe: key && sid == 0,
+                timestamp: ts,
+                shape,
+                choice: shape.choice_of(sid, tid),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn filter_switches_spatial_up_at_keyframes_and_down_at_the_next_picture() {
+        use super::super::layer::{LayerConfig, LayerMonitor, LayerPreference};
+        let t0 = std::time::Instant::now();
+        let mut mon = LayerMonitor::new(LayerConfig::default());
+        mon.set_cumulative(true);
+        let mut sel = LayerSelector::new(LayerConfig::default());
+        let mut f = SvcFilter::new();
+        let cap = |sel: &mut LayerSelector, max| {
+            sel.set_preference(LayerPreference {
+                max_layer: Some(max),
+                visible: true,
+            })
+        };
+        cap(&mut sel, 1);
+        // (picture index, forwarded (sid, marker) per packet)
+        let mut run = |sel: &mut LayerSelector, f: &mut SvcFilter, from: u32, n: u32, key_at| {
+            let mut out = Vec::new();
+            for i in from..from + n {
+                let now = t0 + std::time::Duration::from_millis(u64::from(i) * 33);
+                let tid = [0, 2, 1, 2][(i % 4) as usize];
+                for p in picture(i * 3000, tid, Some(i) == key_at) {
+                    mon.on_packet(now, p.choice, 500);
+                    let v = f.on_packet(now, sel, &mon.view(now), &p);
+                    if v.verdict != Verdict::Drop {
+                        out.push((i, p.sid, v.marker, v.verdict));
+                    }
+                }
+            }
+            out
+        };
+        // Nothing before a keyframe; then S0+S1 with the marker on S1.
+        let out = run(&mut sel, &mut f, 0, 4, None);
+        assert!(out.is_empty());
+        assert!(f.keyframe_needed(&sel));
+        let out = run(&mut sel, &mut f, 4, 4, Some(4));
+        assert_eq!(out[0], (4, 0, false, Verdict::ForwardSwitched));
+        assert_eq!(out[1], (4, 1, true, Verdict::Forward));
+        assert!(out.iter().all(|o| o.1 <= 1 && o.2 == (o.1 == 1)));
+        assert_eq!(f.ceiling(), Some((1, 2)));
+        // Cap lowered mid-picture: the change waits for the next picture.
+        cap(&mut sel, 0);
+        let out = run(&mut sel, &mut f, 8, 2, None);
+        assert!(
+            out.iter().all(|o| o.1 == 0 && o.2),
+            "S0 only, each its picture's end"
+        );
+        // Raised again: after the selector's hold (1 s), S1 and S2 wait for a keyframe,
+        // which is asked for.
+        cap(&mut sel, 2);
+        let out = run(&mut sel, &mut f, 10, 40, None);
+        assert!(out.iter().all(|o| o.1 == 0));
+        assert!(f.keyframe_needed(&sel));
+        let out = run(&mut sel, &mut f, 50, 2, Some(50));
+        assert_eq!(
+            out.iter()
+                .filter(|o| o.0 == 50)
+                .map(|o| (o.1, o.2))
+                .collect::<Vec<_>>(),
+            vec![(0, false), (1, false), (2, true)]
+        );
+        assert!(!f.keyframe_needed(&sel));
+    }
+
+    #[test]
+    fn filter_raises_the_frame_rate_after_a_switching_up_point() {
+        use super::super::layer::{LayerConfig, LayerMonitor, LayerPreference};
+        let t0 = std::time::Instant::now();
+        let shape = SvcShape {
+            spatial: 1,
+            temporal: 3,
+        };
+        let mut mon = LayerMonitor::new(LayerConfig::default());
+        mon.set_cumulative(true);
+        let mut sel = LayerSelector::new(LayerConfig::default());
+        let mut f = SvcFilter::new();
+        let mut tids = Vec::new();
+        let mut asked = false;
+        for i in 0..80u32 {
+            let now = t0 + std::time::Duration::from_millis(u64::from(i) * 33);
+            let max = if i < 8 { 0 } else { 2 };
+            sel.set_preference(LayerPreference {
+                max_layer: Some(max),
+                visible: true,
+            });
+            let tid = [0, 2, 1, 2][(i % 4) as usize];
+            // U on T0 only from picture 64 on: until then no switching point.
+            let p = SvcPacket {
+                sid: 0,
+                tid,
+                switch_up: tid == 0 && i >= 64,
+                ends_frame: true,
+                keyframe: i == 0,
+                timestamp: i * 3000,
+                shape,
+                choice: shape.choice_of(0, tid),
+            };
+            mon.on_packet(now, p.choice, 500);
+            if f.on_packet(now, &mut sel, &mon.view(now), &p).verdict != Verdict::Drop {
+                tids.push((i, tid));
+            }
+            asked |= i < 64 && f.keyframe_needed(&sel);
+        }
+        // T0 only until the picture after the U picture 64 (the hold has long passed; waiting
+        // that long asks for a keyframe); everything from 65 on.
+        assert!(tids.iter().filter(|t| t.0 <= 64).all(|t| t.1 == 0));
+        assert!((65..80).all(|i| tids.iter().any(|t| t.0 == i)));
+        assert!(
+            asked,
+            "a keyframe asked for after waiting for a switching point"
+        );
     }
 
     #[test]
