@@ -1,5 +1,6 @@
-//! VP9 SVC on a simulated network: one publisher sends one VP9 stream with spatial and
-//! temporal layers (L3T3, L3T3_KEY, L1T3); three subscribers with different downlink caps.
+//! VP9 on a simulated network: one publisher sends one VP9 stream with spatial and temporal
+//! layers (L3T3, L3T3_KEY, L1T3), or three simulcast VP9 streams; three subscribers with
+//! different downlink caps.
 //! Each must get the layers its bandwidth carries and a stream a decoder can use: every
 //! layer frame it got has all its references, picture ids and TL0PICIDX shifted by one
 //! constant, one marker per picture on its last packet, no sequence gap, spatial layers added
@@ -317,4 +318,87 @@ fn malformed_vp9_descriptors_are_counted_and_dropped() {
     let pkts = packets(&c.w, viewer);
     assert!(pkts.len() > got_before);
     check_decodable("viewer0", &pkts);
+}
+
+#[test]
+fn simulcast_vp9_picture_ids_continue_across_layer_switches() {
+    let mut w = World::new(25);
+    let vp9 = ClientOptions {
+        vp9: Some(SvcMode::L1T3),
+        ..Default::default()
+    };
+    let layers = [(Some("l"), 150), (Some("m"), 500), (Some("h"), 1_500)];
+    let alice = w.add_publisher_with("alice", &layers, vp9);
+    let caps = [400_000u64, 1_200_000, 5_000_000];
+    let mut subs = Vec::new();
+    for (i, cap) in caps.iter().enumerate() {
+        let s = w.add_subscriber_with(&format!("viewer{i}"), vp9);
+        w.downlink(s).rate_bps = Some(*cap);
+        subs.push(s);
+    }
+    assert!(w.run_until(Duration::from_secs(5), |w| w.all_connected()));
+    for s in &subs {
+        w.subscribe_all(*s, alice);
+    }
+    w.run_for(Duration::from_secs(12));
+    let since = w.now - Duration::from_secs(3);
+    let got: Vec<u8> = subs
+        .iter()
+        .map(|s| layers_since(&packets(&w, *s), since).0)
+        .collect();
+    assert_eq!(
+        got,
+        vec![0, 1, 2],
+        "simulcast layer (SID field) per subscriber"
+    );
+    // The top viewer goes down and back up: two switches, each on a keyframe.
+    let top = subs[2];
+    w.downlink(top).rate_bps = Some(400_000);
+    w.run_for(Duration::from_secs(4));
+    w.downlink(top).rate_bps = Some(5_000_000);
+    let up_at = w.now;
+    assert!(w.run_until(Duration::from_secs(10), |w| {
+        packets(w, top).iter().any(|p| p.at > up_at && p.sid == 2)
+    }));
+    w.run_for(Duration::from_secs(1));
+    for (i, s) in subs.iter().enumerate() {
+        let pkts = packets(&w, *s);
+        let name = format!("viewer{i}");
+        // By picture, in order: (outgoing picture id, layer, keyframe, first and last seq).
+        let mut pictures: Vec<(u16, u8, bool, u64, u64)> = Vec::new();
+        for p in &pkts {
+            let out = p.d.picture_id.unwrap().0;
+            match pictures.last_mut() {
+                Some(l) if l.0 == out => l.4 = p.seq,
+                _ => pictures.push((out, p.sid, p.d.is_keyframe(), p.seq, p.seq)),
+            }
+            assert_eq!(p.d.tl0_pic_idx, None);
+        }
+        assert!(pictures[0].2, "{name}: starts on a keyframe");
+        for w2 in pictures.windows(2) {
+            let (a, b) = (w2[0], w2[1]);
+            if b.3 != a.4 + 1 {
+                continue; // lost on the capped link for good: nothing to compare
+            }
+            assert_eq!(
+                b.0,
+                (a.0 + 1) & 0x7fff,
+                "{name}: picture id after {a:?} is {b:?}"
+            );
+            if b.1 != a.1 {
+                assert!(b.2, "{name}: switch to layer {} without a keyframe", b.1);
+            }
+        }
+        if *s == top {
+            // Both switches checked: their pictures follow each other without a seq gap.
+            let switches = pictures
+                .windows(2)
+                .filter(|x| x[0].1 != x[1].1 && x[1].3 == x[0].4 + 1)
+                .count();
+            assert!(
+                switches >= 2,
+                "{name}: went down and back up ({switches} switches)"
+            );
+        }
+    }
 }

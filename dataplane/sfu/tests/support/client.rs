@@ -551,7 +551,17 @@ impl TestClient {
                     .max(started);
                 let ts = (captured - started).as_micros() as u64 * 90 / 1000;
                 if let Some(mode) = self.vp9 {
-                    if let (Some(pt), true) = (self.pt_of(Codec::Vp9), !self.layers.is_empty()) {
+                    let Some(pt) = self.pt_of(Codec::Vp9) else {
+                        return;
+                    };
+                    if self.layers.len() > 1 {
+                        // Simulcast: one VP9 stream per rid, without layer indices.
+                        for idx in 0..self.layers.len() {
+                            let key = self.layers[idx].keyframe_due || periodic;
+                            self.layers[idx].keyframe_due = false;
+                            self.send_vp9_simulcast_frame(captured, mid, idx, pt, ts as u32, key);
+                        }
+                    } else if !self.layers.is_empty() {
                         let key = self.layers[0].keyframe_due || periodic;
                         self.layers[0].keyframe_due = false;
                         self.send_vp9_picture(captured, mid, mode, pt, ts as u32, key);
@@ -727,6 +737,63 @@ impl TestClient {
                 );
                 layer.seq += 1;
             }
+        }
+    }
+
+    /// One frame of simulcast layer `idx` as its own VP9 stream: a 15-bit picture id, no layer
+    /// indices; after the descriptor the same fields as `send_vp9_picture` (SID = `idx`), each
+    /// frame referencing the one before of its stream unless it is a keyframe.
+    fn send_vp9_simulcast_frame(
+        &mut self,
+        captured: Instant,
+        mid: Mid,
+        idx: usize,
+        pt: str0m::media::Pt,
+        ts: u32,
+        key: bool,
+    ) {
+        let layer = &mut self.layers[idx];
+        let bytes = (layer.kbps * 1000 / 8 / 30).max(60) as usize;
+        let bytes = if key { bytes * 2 } else { bytes };
+        let npackets = bytes.div_ceil(1000);
+        let mut api = self.rtc.direct_api();
+        let tx = match layer.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, layer.rid),
+        };
+        let Some(tx) = tx else { return };
+        layer.ssrc = Some(tx.ssrc());
+        let pid = layer.picture_id & 0x7fff;
+        layer.picture_id = layer.picture_id.wrapping_add(1);
+        let refs: &[(u16, u8)] = if key {
+            &[]
+        } else {
+            &[(pid.wrapping_sub(1) & 0x7fff, idx as u8)]
+        };
+        for i in 0..npackets {
+            let (first, last) = (i == 0, i + 1 == npackets);
+            let mut p = Vec::with_capacity(1100);
+            p.push(
+                0x80 | if key { 0 } else { 0x40 }
+                    | if first { 0x08 } else { 0 }
+                    | if last { 0x04 } else { 0 },
+            );
+            p.extend_from_slice(&[0x80 | (pid >> 8) as u8, pid as u8]);
+            p.extend_from_slice(&pid.to_be_bytes());
+            p.extend_from_slice(&[idx as u8, 0, refs.len() as u8]);
+            for (rp, rs) in refs {
+                p.extend_from_slice(&rp.to_be_bytes());
+                p.push(*rs);
+            }
+            p.extend_from_slice(&[i as u8, npackets as u8]);
+            p.resize((bytes / npackets).max(p.len()), 0x33);
+            p.push(VP9_TAG);
+            tx.write_rtp(
+                RtpWrite::new(pt, layer.seq.into(), ts, captured, p)
+                    .marker(last)
+                    .nackable(true),
+            );
+            layer.seq += 1;
         }
     }
 
