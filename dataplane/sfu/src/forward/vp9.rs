@@ -338,6 +338,9 @@ pub struct SvcVerdict {
     pub verdict: Verdict,
     /// The marker bit to send (end of the picture as forwarded).
     pub marker: bool,
+    /// The ceiling of the packet's picture (a late packet keeps its picture's, which may be
+    /// above the current one).
+    pub ceiling: (u8, u8),
 }
 
 /// Per subscription to an SVC track. See the module docs.
@@ -403,17 +406,21 @@ impl SvcFilter {
     ) -> SvcVerdict {
         self.shape = p.shape;
         sel.update_with(now, view);
-        if sel.current().is_none() {
-            // A pause, a restart or the start: the next picture we forward is a keyframe.
-            self.ceiling = None;
-        }
         let drop = SvcVerdict {
             verdict: Verdict::Drop,
             marker: false,
+            ceiling: (0, 0),
         };
-        let Some(target) = sel.target() else {
+        let target = sel.target();
+        if sel.current().is_none() || target.is_none() {
+            // A pause, a restart or the start: the next picture we forward is a keyframe, and
+            // no late packet of a picture decided before passes.
             self.ceiling = None;
+            self.picture = None;
+            self.previous = None;
             self.up_next = false;
+        }
+        let Some(target) = target else {
             return drop;
         };
         let newer = self
@@ -449,6 +456,7 @@ impl SvcFilter {
         SvcVerdict {
             verdict,
             marker: p.ends_frame && p.sid == s,
+            ceiling: (s, t),
         }
     }
 
@@ -731,6 +739,36 @@ mod tests {
             asked,
             "a keyframe asked for after waiting for a switching point"
         );
+    }
+
+    #[test]
+    fn after_a_pause_no_late_packet_of_an_earlier_picture_passes() {
+        use super::super::layer::{LayerConfig, LayerMonitor, LayerPreference};
+        let now = std::time::Instant::now();
+        let mut mon = LayerMonitor::new(LayerConfig::default());
+        mon.set_cumulative(true);
+        let mut sel = LayerSelector::new(LayerConfig::default());
+        let mut f = SvcFilter::new();
+        let key = picture(3000, 0, true);
+        for p in &key {
+            mon.on_packet(now, p.choice, 500);
+        }
+        let v = f.on_packet(now, &mut sel, &mon.view(now), &key[0]);
+        assert_eq!(v.verdict, Verdict::ForwardSwitched);
+        // Hidden, then visible again before the picture's other layers arrive: they belong to
+        // the stream before the pause and must not pass; the next keyframe starts anew.
+        for visible in [false, true] {
+            sel.set_preference(LayerPreference {
+                max_layer: None,
+                visible,
+            });
+            sel.update(now, &mon);
+        }
+        for p in &key[1..] {
+            let v = f.on_packet(now, &mut sel, &mon.view(now), p);
+            assert_eq!(v.verdict, Verdict::Drop);
+        }
+        assert!(f.keyframe_needed(&sel));
     }
 
     #[test]
