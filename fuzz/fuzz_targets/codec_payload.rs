@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shardcast_fuzz::records;
 use shardcast_sfu::forward::codec::{
-    is_keyframe, vp8_write, VideoCodec, Vp8Descriptor, PictureIdRewriter,
+    is_keyframe, vp8_write, PictureIdRewriter, VideoCodec, Vp8Descriptor,
 };
 use shardcast_sfu::forward::rewrite::StreamRewriter;
 
