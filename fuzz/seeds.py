@@ -158,6 +158,41 @@ write("codec_payload", "rewrite_switch", rec(
     (2 | 4, bytes([1, 0]) + u16(50000) + u32(123456)), (2, bytes([0, 1]) + u16(104) + u32(12000)),
     (2, bytes([1, 33]) + u16(50001) + u32(126456)), (2, bytes([1, 33]) + u16(49990) + u32(120000))))
 
+# ---------------------------------------------------------------- VP9 SVC
+# vp9_payload records: tag 0 | step << 2 a VP9 payload (step * 750 ticks later), 1 a budget,
+# 2 a preference, 3 time passes. An L3T3 publisher: keyframe picture (SS with three spatial
+# layers and the T0 T2 T1 T2 group of frames), then inter pictures of each temporal layer.
+def vp9(pid, sid, tid, key=False, begin=True, end=True, u=True, ss=False, tl0=1):
+    b0 = 0x80 | 0x20 | (0 if key else 0x40) | (0x08 if begin else 0) | (0x04 if end else 0)
+    b0 |= 0x02 if ss else 0
+    out = bytes([b0, 0x80 | (pid >> 8), pid & 0xFF, tid << 5 | (0x10 if u else 0) | sid << 1 | (1 if sid else 0), tl0])
+    if ss:
+        out += bytes([2 << 5 | 0x10 | 0x08])
+        for s in range(3):
+            out += u16(320 << s) + u16(180 << s)
+        out += bytes([4])
+        for t, d in ((0, 4), (2, 1), (1, 2), (2, 1)):
+            out += bytes([t << 5 | (0x10 if t < 2 else 0) | 1 << 2, d << 1])
+    return out + b"\x33" * 6
+
+
+SVC = [(0 | 4 << 2, vp9(100, 0, 0, key=True, ss=True)), (0, vp9(100, 1, 0, key=True)),
+       (0, vp9(100, 2, 0, key=True))]
+for i, tid in enumerate((2, 1, 2, 0, 2, 1, 2)):
+    pid = 101 + i
+    tl0 = 1 + (i + 1) // 4
+    SVC += [(0 | 4 << 2, vp9(pid, 0, tid, tl0=tl0, begin=True, end=False)),
+            (0, vp9(pid, 0, tid, tl0=tl0, begin=False, end=True)),
+            (0, vp9(pid, 1, tid, tl0=tl0)), (0, vp9(pid, 2, tid, tl0=tl0)), (3, bytes([33]))]
+write("vp9_payload", "l3t3", rec(*SVC))
+write("vp9_payload", "budgets", rec(
+    (1, bytes([0]) + u32(200_000)), (1, bytes([1]) + u32(700_000)), (2, bytes([2, 1, 0])),
+    *SVC, (1, bytes([1]) + u32(50_000)), (3, bytes([250])), (2, bytes([2, 9, 1])), *SVC))
+write("vp9_payload", "flexible", rec(
+    (0 | 4 << 2, bytes([0x98, 0x80, 7, 0x00]) + b"\x33" * 4),
+    (0 | 4 << 2, bytes([0xF8, 0x80, 8, 0x40, 0x03, 0x04]) + b"\x33" * 4),
+    (0 | 4 << 2, bytes([0xD0, 9, 0x02]) + b"\x33" * 4)))
+
 # ---------------------------------------------------------------- shard datagrams
 # Records: 0/1/2 raw from publisher/subscriber/stranger, 3/4 RTP/RTCP sealed by the publisher,
 # 5/6 by the subscriber, 7 time passes. 0x535355xx: the publisher's xx-th SSRC; 0x535344xx:

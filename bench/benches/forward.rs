@@ -1,6 +1,6 @@
 //! Layer filter + header rewrite per forwarded video packet, with shardcast-sfu's own
 //! forwarding logic: LayerMonitor (publisher side), keyframe peek, LayerSelector verdict,
-//! StreamRewriter (seq/ts) and Vp8Rewriter (picture id, TL0PICIDX in place). Three simulcast
+//! StreamRewriter (seq/ts) and PictureIdRewriter (picture id, TL0PICIDX in place). Three simulcast
 //! layers arrive interleaved; the subscriber forwards one. No crypto, no I/O. Forwarded
 //! payloads are first copied into a scratch buffer (≈ 1.1 KB memcpy, included in the figure)
 //! so the input keeps its own picture ids from round to round.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcast_sfu::forward::codec::{is_keyframe, VideoCodec, Vp8Rewriter};
+use shardcast_sfu::forward::codec::{is_keyframe, PictureIdRewriter, VideoCodec};
 use shardcast_sfu::forward::layer::{LayerConfig, LayerMonitor, LayerSelector, Verdict};
 use shardcast_sfu::forward::rewrite::StreamRewriter;
 
@@ -62,7 +62,7 @@ fn forward(c: &mut Criterion<common::ThreadCpuTime>) {
         let mut monitor = LayerMonitor::new(LayerConfig::default());
         let mut selector = LayerSelector::new(LayerConfig::default());
         let mut rewriter = StreamRewriter::new(90_000);
-        let mut vp8 = Vp8Rewriter::new();
+        let mut vp8 = PictureIdRewriter::new();
         let mut scratch = vec![0u8; 1500];
         let mut i = 0usize;
         let mut round = 0u32;

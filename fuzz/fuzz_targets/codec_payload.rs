@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shardcast_fuzz::records;
 use shardcast_sfu::forward::codec::{
-    is_keyframe, vp8_write, VideoCodec, Vp8Descriptor, Vp8Rewriter,
+    is_keyframe, vp8_write, PictureIdRewriter, VideoCodec, Vp8Descriptor,
 };
 use shardcast_sfu::forward::rewrite::StreamRewriter;
 
@@ -28,7 +28,7 @@ fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
     let mut stream = StreamRewriter::with_start(90_000, 1000, 5000);
-    let mut vp8 = Vp8Rewriter::new();
+    let mut vp8 = PictureIdRewriter::new();
     let mut scratch = Vec::new();
     for (tag, bytes) in records(data) {
         match tag & 3 {

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcast_sfu::forward::codec::{is_keyframe, VideoCodec, Vp8Rewriter};
+use shardcast_sfu::forward::codec::{is_keyframe, PictureIdRewriter, VideoCodec};
 use shardcast_sfu::forward::layer::{LayerConfig, LayerMonitor, LayerSelector, Verdict};
 use shardcast_sfu::forward::rewrite::StreamRewriter;
 
@@ -68,7 +68,7 @@ fn bench_forward(c: &mut Criterion) {
             let mut sel = LayerSelector::new(LayerConfig::default());
             sel.set_budget(Some(2_000_000));
             let mut rw = StreamRewriter::new(90_000);
-            let mut vp8 = Vp8Rewriter::new();
+            let mut vp8 = PictureIdRewriter::new();
             let mut forwarded = 0u32;
             for p in pkts.iter_mut() {
                 mon.on_packet(p.at, p.layer, p.payload.len() + 12);

@@ -24,6 +24,9 @@ pub enum DropReason {
     SrtpReplay,
     /// RTP whose header does not parse (CSRC list or extension block past the end).
     RtpUndecodable,
+    /// RTP whose codec payload header is malformed (a VP9 payload descriptor that does not
+    /// parse: truncated, or with contradicting fields).
+    RtpPayloadMalformed,
     /// RTP for an SSRC that maps to no published track and layer (by mid/rid header
     /// extension, signalled SSRC or the only m-line of its kind), or one more SSRC than a
     /// peer may have.
@@ -44,7 +47,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Garbage,
         DropReason::Truncated,
         DropReason::Oversize,
@@ -54,6 +57,7 @@ impl DropReason {
         DropReason::SrtpAuthFailed,
         DropReason::SrtpReplay,
         DropReason::RtpUndecodable,
+        DropReason::RtpPayloadMalformed,
         DropReason::RtpUnknownSsrc,
         DropReason::RtpUnknownPayloadType,
         DropReason::RtpDuplicate,
@@ -73,6 +77,7 @@ impl DropReason {
             DropReason::SrtpAuthFailed => "srtp_auth_failed",
             DropReason::SrtpReplay => "srtp_replay",
             DropReason::RtpUndecodable => "rtp_undecodable",
+            DropReason::RtpPayloadMalformed => "rtp_payload_malformed",
             DropReason::RtpUnknownSsrc => "rtp_unknown_ssrc",
             DropReason::RtpUnknownPayloadType => "rtp_unknown_payload_type",
             DropReason::RtpDuplicate => "rtp_duplicate",

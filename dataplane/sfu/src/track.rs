@@ -16,11 +16,12 @@ use smallvec::SmallVec;
 use str0m::media::{Mid, Pt};
 
 use crate::api::{LayerClock, LayerIndex, LayerPreference, MediaKind, TrackInfo};
-use crate::forward::codec::Vp8Rewriter;
+use crate::forward::codec::PictureIdRewriter;
 use crate::forward::keyframe::KeyframeRequestCoalescer;
 use crate::forward::layer::MAX_LAYERS;
-use crate::forward::layer::{LayerConfig, LayerMonitor, LayerSelector};
+use crate::forward::layer::{LayerConfig, LayerMonitor, LayerSelector, LayerView, Verdict};
 use crate::forward::rewrite::StreamRewriter;
+use crate::forward::vp9::{SvcFilter, SvcPacket, SvcTrack, Vp9Descriptor};
 use crate::ids::{PeerId, ShardId};
 use crate::transport::sent::SentRing;
 
@@ -55,6 +56,8 @@ pub struct PublishedTrack {
     /// Every keyframe request for this track (local subscriptions, other shards) passes
     /// through here; created on first use with the core's configured interval.
     keyframe_requests: Option<KeyframeRequestCoalescer>,
+    /// VP9 without simulcast: its spatial/temporal layering, once packets show one.
+    pub svc: SvcTrack,
 }
 
 impl PublishedTrack {
@@ -74,6 +77,7 @@ impl PublishedTrack {
             }),
             clocks: [None; MAX_LAYERS],
             keyframe_requests: None,
+            svc: SvcTrack::default(),
             info,
         }
     }
@@ -91,8 +95,35 @@ impl PublishedTrack {
         }
     }
 
+    /// Layer choices: simulcast layers, or an SVC stream's (see `forward::vp9::SvcShape`).
     pub fn layer_count(&self) -> usize {
-        self.info.rids.len().clamp(1, 3)
+        let simulcast = self.info.rids.len().clamp(1, 3);
+        if self.svc.is_layered() {
+            simulcast.max(self.svc.shape().choices())
+        } else {
+            simulcast
+        }
+    }
+
+    /// A VP9 packet of a track without simulcast, with layer indices: what every
+    /// subscription's `SvcFilter` reads of it (parsed once per packet). The monitor then
+    /// counts it under its layer choice, cumulatively. `None` for anything else.
+    pub fn svc_packet(
+        &mut self,
+        codec: &str0m::format::CodecSpec,
+        payload: &[u8],
+        timestamp: u32,
+    ) -> Option<SvcPacket> {
+        if codec.codec != str0m::format::Codec::Vp9 || self.info.rids.len() > 1 {
+            return None;
+        }
+        // Ingress dropped (and counted) packets whose descriptor does not parse.
+        let d = Vp9Descriptor::parse(payload).ok()?;
+        let p = self.svc.on_packet(&d, timestamp)?;
+        if let Some(m) = self.monitor.as_mut() {
+            m.set_cumulative(true);
+        }
+        Some(p)
     }
 }
 
@@ -135,7 +166,10 @@ pub struct Subscription {
     /// Publisher pt → subscriber pt, learned per codec.
     pub pt_map: SmallVec<[(Pt, Pt); 2]>,
     pub rewriter: Option<StreamRewriter>,
-    pub vp8: Vp8Rewriter,
+    /// VP8 / VP9 picture id and TL0PICIDX numbering.
+    pub pictures: PictureIdRewriter,
+    /// VP9 SVC: which spatial/temporal layers pass (the selector picks the choice).
+    pub svc: SvcFilter,
     /// Extended outgoing seq (str0m wants the ROC too).
     pub out_seq: Option<u64>,
     /// Video: the layer filter (which layer, when to switch, which keyframe it waits for).
@@ -162,7 +196,8 @@ impl Subscription {
             egress: None,
             pt_map: SmallVec::new(),
             rewriter: None,
-            vp8: Vp8Rewriter::new(),
+            pictures: PictureIdRewriter::new(),
+            svc: SvcFilter::new(),
             out_seq: None,
             selector: {
                 // Until the first allocation (no estimate yet): the lowest layer.
@@ -182,9 +217,46 @@ impl Subscription {
         self.selector.restart();
     }
 
-    /// The video layer being forwarded (`None`: audio, nothing yet, or paused).
+    /// The video layer (simulcast stream) being forwarded (`None`: audio, nothing yet, or
+    /// paused); an SVC stream is layer 0.
     pub fn forwarded_layer(&self) -> Option<LayerIndex> {
+        if self.svc.is_active() {
+            return self.svc.ceiling().map(|_| 0);
+        }
         self.selector.current()
+    }
+
+    /// The layer (simulcast stream) a keyframe is needed on, while a switch is pending. Ask
+    /// every time a packet arrives or a timer fires; the coalescer keeps the rate down.
+    pub fn keyframe_needed(&self) -> Option<LayerIndex> {
+        if self.svc.is_active() {
+            return self.svc.keyframe_needed(&self.selector).then_some(0);
+        }
+        self.selector.keyframe_needed()
+    }
+
+    /// The layer filter for one video packet of `layer` (`keyframe`: it starts one): the
+    /// selector's verdict, or for an SVC packet the `SvcFilter`'s. Also the marker bit to send
+    /// (SVC: the end of the picture as this subscriber gets it).
+    pub fn filter(
+        &mut self,
+        now: Instant,
+        view: &LayerView,
+        layer: LayerIndex,
+        keyframe: bool,
+        svc: Option<&SvcPacket>,
+        marker: bool,
+    ) -> (Verdict, bool) {
+        match svc {
+            Some(p) => {
+                let v = self.svc.on_packet(now, &mut self.selector, view, p);
+                (v.verdict, marker || v.marker)
+            }
+            None => (
+                self.selector.on_packet_with(now, view, layer, keyframe),
+                marker,
+            ),
+        }
     }
 
     /// Extend a 16-bit outgoing seq to the 64-bit form str0m takes (ROC in the upper bits).

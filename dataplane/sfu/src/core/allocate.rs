@@ -86,7 +86,7 @@ impl ShardCore {
                 sub.told_paused = paused;
                 pauses.push((*track, paused));
             }
-            if let (Some(layer), Some(_)) = (sub.selector.keyframe_needed(), sub.egress.as_ref()) {
+            if let (Some(layer), Some(_)) = (sub.keyframe_needed(), sub.egress.as_ref()) {
                 keyframes.push((*track, layer));
             }
         }

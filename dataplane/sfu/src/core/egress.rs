@@ -1,12 +1,12 @@
 //! Egress, the last stage of the packet path: one forwarded copy for one subscription gets
 //! its header (the subscriber's SSRC, payload type, rewritten sequence number and timestamp,
 //! the header extensions it negotiated: transport-wide sequence number, abs-send-time, mid,
-//! audio level), the VP8 picture ids patched, and is sealed with the subscriber's SRTP
+//! audio level), the VP8/VP9 picture ids patched, and is sealed with the subscriber's SRTP
 //! straight into the shard's `TxQueue`. Also retransmissions (RTX, RFC 4588, or a plain
 //! resend where RTX is not negotiated) rebuilt from the track's history and the sent ring,
 //! and padding for bandwidth probes.
 //!
-//! Must never allocate per copy, copy a payload except to patch a VP8 descriptor (into the
+//! Must never allocate per copy, copy a payload except to patch a VP8/VP9 descriptor (into the
 //! core's scratch), or send without recording the packet for the estimator and the NACKs.
 
 use std::time::Instant;
@@ -22,9 +22,10 @@ use str0m::media::{Mid, Pt};
 
 use super::route::Fwd;
 use super::ShardCore;
-use crate::forward::codec::{vp8_write, Vp8Descriptor};
+use crate::forward::codec::{renumber, renumbered, PictureIds};
 use crate::forward::rewrite::Rewritten;
 use crate::ids::{PeerId, TrackId};
+use crate::peer::video_codec;
 use crate::peer::Peer;
 use crate::track::{Egress, MidWire, Subscription};
 use crate::transport::sent::Sent;
@@ -53,22 +54,6 @@ struct Written {
     abs_send_time: Option<u32>,
 }
 
-/// `payload` with the VP8 picture id and TL0PICIDX this subscriber's numbering gives it, in
-/// `scratch`: the payload itself is shared with the history and every other subscriber, so
-/// it is never patched in place.
-fn vp8_renumbered<'a>(
-    scratch: &'a mut Vec<u8>,
-    payload: &[u8],
-    d: &Vp8Descriptor,
-    picture_id: u16,
-    tl0_pic_idx: u8,
-) -> &'a [u8] {
-    scratch.clear();
-    scratch.extend_from_slice(payload);
-    vp8_write(scratch, d, picture_id, tl0_pic_idx);
-    scratch
-}
-
 /// Write and seal one forwarded packet for subscription `sub` of `peer`, mapped by the
 /// rewriter to `out`. Returns whether a datagram was queued.
 #[allow(clippy::too_many_arguments)]
@@ -86,26 +71,15 @@ pub(crate) fn send_media(
         return false;
     };
     let out_seq = sub.extend_out_seq(out.seq);
-    // VP8: picture id and TL0PICIDX continue across layer switches for this subscriber.
-    let mut vp8_ids = (None, None);
-    let mut payload: &[u8] = fwd.payload;
-    if fwd.codec.codec == Codec::Vp8 {
-        if let Ok(d) = Vp8Descriptor::parse(payload) {
-            let ids = sub.vp8.next(&d, out.new_segment);
-            vp8_ids = (ids.picture_id, ids.tl0_pic_idx);
-            if d.picture_id.map(|p| p.0) != ids.picture_id
-                || d.tl0_pic_idx.map(|t| t.0) != ids.tl0_pic_idx
-            {
-                payload = vp8_renumbered(
-                    vp8_scratch,
-                    payload,
-                    &d,
-                    ids.picture_id.unwrap_or(0),
-                    ids.tl0_pic_idx.unwrap_or(0),
-                );
-            }
-        }
-    }
+    // VP8/VP9: picture id and TL0PICIDX continue across layer switches for this subscriber.
+    let (ids, payload) = renumber(
+        video_codec(fwd.codec.codec),
+        &mut sub.pictures,
+        fwd.payload,
+        out.new_segment,
+        vp8_scratch,
+    );
+    let vp8_ids = (ids.picture_id, ids.tl0_pic_idx);
     let (Some(dest), Some(tp), Some(egress)) =
         (peer.remote, peer.transport.as_mut(), sub.egress.as_mut())
     else {
@@ -199,19 +173,12 @@ impl ShardCore {
         else {
             return false;
         };
-        let mut payload: &[u8] = &original;
-        if let (Some(_), Ok(d)) = (
-            sent.vp8_picture_id.or(sent.vp8_tl0.map(u16::from)),
-            Vp8Descriptor::parse(payload),
-        ) {
-            payload = vp8_renumbered(
-                vp8_scratch,
-                payload,
-                &d,
-                sent.vp8_picture_id.unwrap_or(0),
-                sent.vp8_tl0.unwrap_or(0),
-            );
-        }
+        let ids = PictureIds {
+            picture_id: sent.vp8_picture_id,
+            tl0_pic_idx: sent.vp8_tl0,
+        };
+        let codec = t.codec.and_then(|c| video_codec(c.codec));
+        let payload = renumbered(codec, &original, ids, vp8_scratch);
         let rtx_pt = egress
             .rtx_ssrc
             .and_then(|_| rtx_pt_for(peer, sent.payload_type));

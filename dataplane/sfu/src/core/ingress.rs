@@ -189,6 +189,16 @@ impl ShardCore {
                 source,
                 seq,
             })) => self.route_padding(track, layer, source, seq),
+            Some(Ok(Received::Malformed {
+                track,
+                layer,
+                source,
+                seq,
+            })) => {
+                trace!(peer = %id, ssrc = opened.ssrc, "rtp dropped: malformed payload header");
+                self.stats.drop(DropReason::RtpPayloadMalformed);
+                self.route_padding(track, layer, source, seq);
+            }
             Some(Ok(Received::Media {
                 packet,
                 source,

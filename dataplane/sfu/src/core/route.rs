@@ -18,9 +18,11 @@ use crate::core::egress::send_media;
 use crate::core::ShardCore;
 use crate::forward::layer::{LayerView, Verdict};
 use crate::forward::rewrite::Stale;
+use crate::forward::vp9::SvcPacket;
 use crate::ids::{PeerId, TrackId};
 
 /// The fields of one packet the subscriptions need, borrowed from wherever it came from.
+#[derive(Clone, Copy)]
 pub(crate) struct Fwd<'a> {
     pub track: TrackId,
     pub layer: LayerIndex,
@@ -38,6 +40,8 @@ pub(crate) struct Fwd<'a> {
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,
     pub payload: &'a Arc<[u8]>,
+    /// VP9 SVC: the packet's layers, for each subscription's `SvcFilter`.
+    pub svc: Option<SvcPacket>,
 }
 
 /// The rewriter's segment key of a layer on a subscriber shard.
@@ -126,7 +130,8 @@ impl ShardCore {
         let Some(t) = self.tracks.get_mut(&m.track) else {
             return;
         };
-        t.on_packet(now, m.layer, m.payload.len());
+        let svc = t.svc_packet(&m.codec, &m.payload, m.timestamp);
+        t.on_packet(now, svc.map_or(m.layer, |p| p.choice), m.payload.len());
         t.codec = Some(m.codec);
         if t.muted {
             return;
@@ -151,6 +156,7 @@ impl ShardCore {
             audio_level: m.audio_level,
             voice_activity: m.voice_activity,
             payload: &m.payload,
+            svc,
         };
         let kind = t.info.kind;
         // On the stack for typical rooms; the borrow of `tracks` ends before subscribers
@@ -194,6 +200,7 @@ impl ShardCore {
             return;
         };
         let mut keyframe_wanted = None;
+        let mut marker = fwd.marker;
         let forwarded = 'copy: {
             if sub.egress.is_none() {
                 break 'copy false;
@@ -204,10 +211,16 @@ impl ShardCore {
                     let Some(layers) = &fwd.layers else {
                         return;
                     };
-                    let verdict = sub
-                        .selector
-                        .on_packet_with(now, layers, fwd.layer, fwd.keyframe);
-                    keyframe_wanted = sub.selector.keyframe_needed();
+                    let verdict;
+                    (verdict, marker) = sub.filter(
+                        now,
+                        layers,
+                        fwd.layer,
+                        fwd.keyframe,
+                        fwd.svc.as_ref(),
+                        fwd.marker,
+                    );
+                    keyframe_wanted = sub.keyframe_needed();
                     match verdict {
                         Verdict::Forward => false,
                         Verdict::ForwardSwitched => {
@@ -241,6 +254,14 @@ impl ShardCore {
             };
             let Some(peer) = peers.get_mut(&sub_id) else {
                 break 'copy false;
+            };
+            // SVC: the end of the picture moves to the top layer this subscriber gets.
+            let marked;
+            let fwd = if marker == fwd.marker {
+                fwd
+            } else {
+                marked = Fwd { marker, ..*fwd };
+                &marked
             };
             send_media(now, *epoch, tx, vp8_scratch, peer, sub, fwd, out)
         };

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use super::codec::{is_keyframe, VideoCodec, Vp8Descriptor, Vp8Rewriter};
+use super::codec::{is_keyframe, PictureIdRewriter, VideoCodec, Vp8Descriptor};
 use super::keyframe::KeyframeRequestCoalescer;
 use super::layer::{LayerConfig, LayerMonitor, LayerSelector, Verdict};
 use super::rewrite::StreamRewriter;
@@ -50,7 +50,7 @@ fn per_packet_path_does_not_allocate() {
     let mut sel = LayerSelector::new(LayerConfig::default());
     let mut kf = KeyframeRequestCoalescer::default();
     let mut rw = StreamRewriter::new(90_000);
-    let mut vp8 = Vp8Rewriter::new();
+    let mut vp8 = PictureIdRewriter::new();
     let mut speakers = ActiveSpeakerDetector::new(SpeakerConfig::default());
     // VP8: X+S, I+L, 15-bit picture id, TL0PICIDX, then the payload header (P bit).
     let mut payload = [0x90u8, 0xC0, 0x80, 0x01, 0x05, 0x01, 0xAB, 0xAB];

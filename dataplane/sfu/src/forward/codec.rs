@@ -1,12 +1,15 @@
 //! Codec-aware peeks into RTP payloads: keyframe detection (VP8, VP9, H264), the VP8 payload
-//! descriptor (RFC 7741) and its in-place rewrite, and [`Vp8Rewriter`], which keeps the
-//! picture id and TL0PICIDX continuous when the forwarded simulcast layer changes.
+//! descriptor (RFC 7741) and its in-place rewrite, and [`PictureIdRewriter`], which keeps the
+//! VP8 or VP9 picture id and TL0PICIDX continuous when the forwarded simulcast layer changes
+//! ([`renumber`] and [`renumbered`] apply it on egress). The VP9 descriptor is in `vp9.rs`.
 //!
 //! Owns: byte-level parsing of the few header fields the SFU needs to route and rewrite.
 //! Must never: allocate, panic on any input, or reassemble frames. A malformed payload is an
 //! `Err(CodecError)` the caller counts and drops.
 
 use thiserror::Error;
+
+use super::vp9::{vp9_write, Vp9Descriptor};
 
 /// Why a payload could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -15,6 +18,8 @@ pub enum CodecError {
     Empty,
     #[error("payload ends inside the codec header")]
     Truncated,
+    #[error("codec header fields contradict each other")]
+    Invalid,
 }
 
 /// The video codecs the SFU can look into. Anything else (audio) is never a "keyframe".
@@ -141,24 +146,30 @@ impl Vp8Descriptor {
 /// descriptor `d` was parsed from it. Fields absent from the packet are left alone.
 pub fn vp8_write(payload: &mut [u8], d: &Vp8Descriptor, picture_id: u16, tl0_pic_idx: u8) {
     if let Some((_, width, off)) = d.picture_id {
-        let id = picture_id & width.mask();
-        match width {
-            PictureIdWidth::Bits7 => {
-                if let Some(b) = payload.get_mut(off) {
-                    *b = id as u8;
-                }
-            }
-            PictureIdWidth::Bits15 => {
-                if off + 1 < payload.len() {
-                    payload[off] = 0x80 | (id >> 8) as u8;
-                    payload[off + 1] = id as u8;
-                }
-            }
-        }
+        write_picture_id(payload, width, off, picture_id);
     }
     if let Some((_, off)) = d.tl0_pic_idx {
         if let Some(b) = payload.get_mut(off) {
             *b = tl0_pic_idx;
+        }
+    }
+}
+
+/// Write a VP8 or VP9 picture id of `width` (M bit included) at `off`; the two descriptors
+/// encode it alike.
+pub(crate) fn write_picture_id(payload: &mut [u8], width: PictureIdWidth, off: usize, id: u16) {
+    let id = id & width.mask();
+    match width {
+        PictureIdWidth::Bits7 => {
+            if let Some(b) = payload.get_mut(off) {
+                *b = id as u8;
+            }
+        }
+        PictureIdWidth::Bits15 => {
+            if off + 1 < payload.len() {
+                payload[off] = 0x80 | (id >> 8) as u8;
+                payload[off + 1] = id as u8;
+            }
         }
     }
 }
@@ -172,30 +183,9 @@ fn vp8_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
 }
 
 /// VP9 (RFC 9628): P clear (not inter-predicted), B set (begins a frame), and, when layer
-/// indices are present, spatial layer 0.
+/// indices are present, spatial layer 0. A malformed descriptor is an error.
 fn vp9_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
-    let b0 = *payload.first().ok_or(CodecError::Empty)?;
-    let (has_i, p, has_l, b) = (
-        b0 & 0x80 != 0,
-        b0 & 0x40 != 0,
-        b0 & 0x20 != 0,
-        b0 & 0x08 != 0,
-    );
-    let mut i = 1;
-    if has_i {
-        let p0 = *payload.get(i).ok_or(CodecError::Truncated)?;
-        i += if p0 & 0x80 != 0 { 2 } else { 1 };
-    }
-    let sid = if has_l {
-        let v = *payload.get(i).ok_or(CodecError::Truncated)?;
-        (v >> 1) & 0x07
-    } else {
-        0
-    };
-    if payload.len() < i {
-        return Err(CodecError::Truncated);
-    }
-    Ok(!p && b && sid == 0)
+    Ok(Vp9Descriptor::parse(payload)?.is_keyframe())
 }
 
 const NAL_IDR: u8 = 5;
@@ -240,15 +230,16 @@ fn h264_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
 /// Per subscription: maps the forwarded layer's picture id and TL0PICIDX onto one outgoing
 /// sequence so the decoder sees no jump at a layer switch.
 ///
-/// Call [`Vp8Rewriter::next`] (or `rewrite`, in place) for every forwarded VP8 packet, with
+/// Call [`PictureIdRewriter::next`] / `next_vp9` (or `rewrite`, VP8 in place) for every
+/// forwarded packet, with
 /// `new_segment` true on the first packet after a switch or resume (`Rewritten::new_segment`).
 #[derive(Debug, Clone, Default)]
-pub struct Vp8Rewriter {
-    state: Option<Vp8State>,
+pub struct PictureIdRewriter {
+    state: Option<PictureIdState>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Vp8State {
+struct PictureIdState {
     pid_offset: u16,
     tl0_offset: u8,
     last_in_pid: u16,
@@ -256,7 +247,7 @@ struct Vp8State {
     last_out_tl0: u8,
 }
 
-impl Vp8Rewriter {
+impl PictureIdRewriter {
     pub fn new() -> Self {
         Self::default()
     }
@@ -264,11 +255,26 @@ impl Vp8Rewriter {
     /// The outgoing picture id (masked to the packet's own 7- or 15-bit width) and TL0PICIDX
     /// for a forwarded packet whose descriptor is `d`, without touching the payload: for
     /// payloads shared between subscribers, where the bytes are patched on send.
-    pub fn next(&mut self, d: &Vp8Descriptor, new_segment: bool) -> Vp8Ids {
-        let in_pid = d.picture_id.map(|(v, _, _)| v);
-        let in_tl0 = d.tl0_pic_idx.map(|(v, _)| v);
+    pub fn next(&mut self, d: &Vp8Descriptor, new_segment: bool) -> PictureIds {
+        let pid = d.picture_id.map(|(v, w, _)| (v, w));
+        self.next_ids(pid, d.tl0_pic_idx.map(|(v, _)| v), new_segment)
+    }
+
+    /// [`Self::next`] for a VP9 packet: its picture id and TL0PICIDX behave as VP8's.
+    pub fn next_vp9(&mut self, d: &Vp9Descriptor, new_segment: bool) -> PictureIds {
+        let pid = d.picture_id.map(|(v, w, _)| (v, w));
+        self.next_ids(pid, d.tl0_pic_idx.map(|(v, _)| v), new_segment)
+    }
+
+    fn next_ids(
+        &mut self,
+        pid: Option<(u16, PictureIdWidth)>,
+        in_tl0: Option<u8>,
+        new_segment: bool,
+    ) -> PictureIds {
+        let in_pid = pid.map(|(v, _)| v);
         let first = self.state.is_none();
-        let mut s = self.state.unwrap_or(Vp8State {
+        let mut s = self.state.unwrap_or(PictureIdState {
             pid_offset: 0,
             tl0_offset: 0,
             last_in_pid: in_pid.unwrap_or(0),
@@ -300,9 +306,9 @@ impl Vp8Rewriter {
             }
         }
         self.state = Some(s);
-        Vp8Ids {
-            picture_id: match (out_pid, d.picture_id) {
-                (Some(o), Some((_, w, _))) => Some(o & w.mask()),
+        PictureIds {
+            picture_id: match (out_pid, pid) {
+                (Some(o), Some((_, w))) => Some(o & w.mask()),
                 _ => None,
             },
             tl0_pic_idx: out_tl0,
@@ -323,11 +329,101 @@ impl Vp8Rewriter {
     }
 }
 
-/// Outgoing VP8 ids for one packet; `None` where the packet has no such field.
+/// Outgoing VP8 / VP9 ids for one packet; `None` where the packet has no such field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vp8Ids {
+pub struct PictureIds {
     pub picture_id: Option<u16>,
     pub tl0_pic_idx: Option<u8>,
+}
+
+/// The picture ids a forwarded packet carries, as egress sees them: the descriptor of either
+/// codec that has them.
+#[derive(Debug, Clone, Copy)]
+enum Ids {
+    Vp8(Vp8Descriptor),
+    Vp9(Vp9Descriptor),
+}
+
+impl Ids {
+    fn parse(codec: Option<VideoCodec>, payload: &[u8]) -> Option<Ids> {
+        match codec? {
+            VideoCodec::Vp8 => Vp8Descriptor::parse(payload).ok().map(Ids::Vp8),
+            VideoCodec::Vp9 => Vp9Descriptor::parse(payload).ok().map(Ids::Vp9),
+            VideoCodec::H264 => None,
+        }
+    }
+
+    fn current(&self) -> PictureIds {
+        let (pid, tl0) = match self {
+            Ids::Vp8(d) => (d.picture_id.map(|p| p.0), d.tl0_pic_idx.map(|t| t.0)),
+            Ids::Vp9(d) => (d.picture_id.map(|p| p.0), d.tl0_pic_idx.map(|t| t.0)),
+        };
+        PictureIds {
+            picture_id: pid,
+            tl0_pic_idx: tl0,
+        }
+    }
+
+    /// `payload` with `ids` written, in `scratch` (only when they differ from its own).
+    fn patched<'a>(
+        &self,
+        payload: &'a [u8],
+        ids: PictureIds,
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        if self.current() == ids {
+            return payload;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(payload);
+        let (pid, tl0) = (ids.picture_id.unwrap_or(0), ids.tl0_pic_idx.unwrap_or(0));
+        match self {
+            Ids::Vp8(d) => vp8_write(scratch, d, pid, tl0),
+            Ids::Vp9(d) => vp9_write(scratch, d, pid, tl0),
+        }
+        scratch
+    }
+}
+
+/// Egress: a forwarded VP8 or VP9 payload with the picture id and TL0PICIDX of this
+/// subscription's numbering (`rw`), and those ids (for the sent ring). The payload is shared
+/// with the history and every other subscriber, so a changed one is a copy in `scratch`.
+/// Other codecs, and a payload whose descriptor does not parse, pass as they are.
+pub fn renumber<'a>(
+    codec: Option<VideoCodec>,
+    rw: &mut PictureIdRewriter,
+    payload: &'a [u8],
+    new_segment: bool,
+    scratch: &'a mut Vec<u8>,
+) -> (PictureIds, &'a [u8]) {
+    let none = PictureIds {
+        picture_id: None,
+        tl0_pic_idx: None,
+    };
+    let Some(d) = Ids::parse(codec, payload) else {
+        return (none, payload);
+    };
+    let ids = match &d {
+        Ids::Vp8(d) => rw.next(d, new_segment),
+        Ids::Vp9(d) => rw.next_vp9(d, new_segment),
+    };
+    (ids, d.patched(payload, ids, scratch))
+}
+
+/// Egress, a retransmission: `payload` with the ids it was first sent with.
+pub fn renumbered<'a>(
+    codec: Option<VideoCodec>,
+    payload: &'a [u8],
+    ids: PictureIds,
+    scratch: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    if ids.picture_id.is_none() && ids.tl0_pic_idx.is_none() {
+        return payload;
+    }
+    match Ids::parse(codec, payload) {
+        Some(d) => d.patched(payload, ids, scratch),
+        None => payload,
+    }
 }
 
 /// `a` is newer than `b` in 15-bit picture id space.
@@ -455,7 +551,7 @@ mod tests {
     fn random_bytes_never_panic() {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut buf = [0u8; 24];
-        let mut rw = Vp8Rewriter::new();
+        let mut rw = PictureIdRewriter::new();
         for _ in 0..200_000 {
             let len = rng.usize(0..buf.len());
             rng.fill(&mut buf[..len]);
@@ -473,7 +569,7 @@ mod tests {
 
     #[test]
     fn rewriter_is_continuous_across_a_switch() {
-        let mut rw = Vp8Rewriter::new();
+        let mut rw = PictureIdRewriter::new();
         let mut out = Vec::new();
         // Low layer: picture ids 100..=102, tl0 10..=12.
         for i in 0..3u16 {
@@ -501,13 +597,13 @@ mod tests {
 
     #[test]
     fn next_computes_without_writing() {
-        let mut rw = Vp8Rewriter::new();
+        let mut rw = PictureIdRewriter::new();
         let p = vp8_packet(500, 9, true, true);
         let d = Vp8Descriptor::parse(&p).unwrap();
         let ids = rw.next(&d, true);
         assert_eq!(
             ids,
-            Vp8Ids {
+            PictureIds {
                 picture_id: Some(500),
                 tl0_pic_idx: Some(9)
             }
@@ -517,7 +613,7 @@ mod tests {
         let ids = rw.next(&Vp8Descriptor::parse(&q).unwrap(), true);
         assert_eq!(
             ids,
-            Vp8Ids {
+            PictureIds {
                 picture_id: Some(501 & 0x7f),
                 tl0_pic_idx: None
             }
@@ -526,7 +622,7 @@ mod tests {
         let none = rw.next(&Vp8Descriptor::parse(&[0x10, 0x00]).unwrap(), false);
         assert_eq!(
             none,
-            Vp8Ids {
+            PictureIds {
                 picture_id: None,
                 tl0_pic_idx: None
             }
@@ -535,7 +631,7 @@ mod tests {
 
     #[test]
     fn rewriter_7bit_wraps_modulo_128() {
-        let mut rw = Vp8Rewriter::new();
+        let mut rw = PictureIdRewriter::new();
         let mut p = vp8_packet(126, 0, true, true);
         rw.rewrite(&mut p, true).unwrap();
         let mut q = vp8_packet7(40, true, true);

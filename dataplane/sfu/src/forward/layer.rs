@@ -12,6 +12,10 @@
 //! allocator subtracts the subscriber's audio bitrate from the estimate before any video is
 //! placed, so congestion takes video down a layer (or to its lowest) before audio suffers.
 //!
+//! SVC streams (one SSRC, layers inside) use the same selector and allocator: `vp9.rs` maps a
+//! layer choice to a (spatial, temporal) ceiling, the monitor then prices a choice cumulatively
+//! and the filter reports the choice it reached (`LayerSelector::set_current`).
+//!
 //! Layer 0 is the lowest quality. Owns: the switching policy and its hysteresis. Must never:
 //! read the clock, allocate on the per-packet path, or forward two layers of one track to one
 //! subscription.
@@ -68,6 +72,8 @@ struct LayerStat {
 pub struct LayerMonitor {
     cfg: LayerConfig,
     layers: [LayerStat; MAX_LAYERS],
+    /// SVC: layer `l` is forwarded with every layer below it, so it costs their sum.
+    cumulative: bool,
 }
 
 impl LayerMonitor {
@@ -75,6 +81,7 @@ impl LayerMonitor {
         LayerMonitor {
             cfg,
             layers: [LayerStat::default(); MAX_LAYERS],
+            cumulative: false,
         }
     }
 
@@ -108,11 +115,26 @@ impl LayerMonitor {
         }
     }
 
-    /// Last measured bitrate of `layer` (0 when unknown).
+    /// The track is SVC (one stream, `on_packet` counts each packet under the lowest layer
+    /// choice that includes it): a layer's bitrate is then its own plus every one below.
+    pub fn set_cumulative(&mut self, cumulative: bool) {
+        self.cumulative = cumulative;
+    }
+
+    /// Last measured bitrate of `layer` (0 when unknown), with the layers below in SVC.
     pub fn bitrate(&self, layer: u8) -> u64 {
-        self.layers
-            .get(usize::from(layer))
-            .map_or(0, |l| l.bitrate_bps)
+        let Some(own) = self.layers.get(usize::from(layer)) else {
+            return 0;
+        };
+        // Unmeasured stays unknown (0) in SVC too, so a choice is not priced by its lower
+        // layers alone before its own packets were counted.
+        if !self.cumulative || own.bitrate_bps == 0 {
+            return own.bitrate_bps;
+        }
+        self.layers[..=usize::from(layer)]
+            .iter()
+            .map(|l| l.bitrate_bps)
+            .sum()
     }
 
     pub fn is_arriving(&self, now: Instant, layer: u8) -> bool {
@@ -125,9 +147,9 @@ impl LayerMonitor {
     /// The layers as the selectors see them at `now`.
     pub fn view(&self, now: Instant) -> LayerView {
         let mut v = LayerView::default();
-        for (i, l) in self.layers.iter().enumerate() {
+        for i in 0..MAX_LAYERS {
             v.arriving[i] = self.is_arriving(now, i as u8);
-            v.bitrate_bps[i] = l.bitrate_bps;
+            v.bitrate_bps[i] = self.bitrate(i as u8);
         }
         v
     }
@@ -249,6 +271,13 @@ impl LayerSelector {
 
     pub fn target(&self) -> Option<u8> {
         self.target
+    }
+
+    /// SVC (`vp9::SvcFilter`): the layers of one stream are not switched by this selector's
+    /// verdict but by the filter, at the stream's own switching points; it reports here the
+    /// layer choice it now forwards, so targets, hysteresis and keyframe requests go on.
+    pub fn set_current(&mut self, layer: Option<u8>) {
+        self.current = layer;
     }
 
     /// The layer a keyframe is needed on, while a switch is pending. Ask every time a packet

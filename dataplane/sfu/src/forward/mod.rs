@@ -10,11 +10,16 @@
 //!                  ─▶ LayerSelector::on_packet ─▶ Drop | Forward | ForwardSwitched
 //!                       └ keyframe_needed() ─▶ KeyframeRequestCoalescer::should_send ─▶ PLI
 //!                  ─▶ StreamRewriter::rewrite   (seq, ts; new_segment)
-//!                  ─▶ Vp8Rewriter::next          (picture id, TL0PICIDX)
+//!                  ─▶ SvcFilter::on_packet        (VP9 SVC instead of the selector's verdict:
+//!                                                  spatial/temporal ceiling, marker bit)
+//!                  ─▶ PictureIdRewriter           (VP8/VP9 picture id, TL0PICIDX)
 //! audio packet     ─▶ ActiveSpeakerDetector::feed (per room); poll() ─▶ speaker event
 //! ```
 //!
-//! - [`codec`]: keyframe detection (VP8, VP9, H264), the VP8 descriptor, [`codec::Vp8Rewriter`].
+//! - [`codec`]: keyframe detection (VP8, VP9, H264), the VP8 descriptor,
+//!   [`codec::PictureIdRewriter`] and its egress hooks `renumber` / `renumbered`.
+//! - [`vp9`]: the VP9 descriptor (RFC 9628), [`vp9::SvcTrack`] (per track: its layering) and
+//!   [`vp9::SvcFilter`] (per subscription: which spatial/temporal layers pass, and where).
 //! - [`rewrite`]: [`rewrite::StreamRewriter`], one outgoing seq/timestamp space per subscription.
 //! - [`layer`]: [`layer::LayerMonitor`], [`layer::LayerSelector`], [`layer::LayerAllocator`];
 //!   audio is never layer-filtered, and comes off the estimate before video is placed.
@@ -29,6 +34,7 @@ pub mod keyframe;
 pub mod layer;
 pub mod rewrite;
 pub mod speaker;
+pub mod vp9;
 
 #[cfg(test)]
 mod alloc_check;

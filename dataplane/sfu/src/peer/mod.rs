@@ -27,7 +27,7 @@ use crate::transport::Transport;
 use crate::tx_queue::Remote;
 
 mod receive;
-pub(crate) use receive::Received;
+pub(crate) use receive::{video_codec, Received};
 
 /// A track this peer publishes, by the mid of its m-line.
 #[derive(Debug, Clone)]

@@ -38,6 +38,16 @@ pub(crate) enum Received {
         source: u32,
         seq: u64,
     },
+    /// A packet whose codec payload header is malformed: counted as a drop
+    /// (`DropReason::RtpPayloadMalformed`) and its slot closed like padding's. It was received
+    /// (no NACK upstream); subscribers see no gap for it, and a frame it belonged to is
+    /// incomplete, which their decoders answer with a keyframe request.
+    Malformed {
+        track: TrackId,
+        layer: LayerIndex,
+        source: u32,
+        seq: u64,
+    },
     /// Nothing to do (RTX padding, a bandwidth probe).
     Nothing,
 }
@@ -98,8 +108,18 @@ impl Peer {
         let codec = self
             .codec_of(Pt::from(pt))
             .ok_or(DropReason::RtpUnknownPayloadType)?;
-        let keyframe =
-            video_codec(codec.codec).is_some_and(|c| is_keyframe(c, payload).unwrap_or(false));
+        // A VP9 descriptor steers the layer filter and is rewritten: a malformed one is not
+        // routed (see `Received::Malformed`).
+        let (keyframe, malformed) = match video_codec(codec.codec) {
+            Some(VideoCodec::Vp9) if !payload.is_empty() => {
+                match is_keyframe(VideoCodec::Vp9, payload) {
+                    Ok(k) => (k, false),
+                    Err(_) => (false, true),
+                }
+            }
+            Some(c) => (is_keyframe(c, payload).unwrap_or(false), false),
+            None => (false, false),
+        };
         let tp = self.transport.as_mut().ok_or(DropReason::NoSrtpKeys)?;
         let mut keyframe_needed = false;
         if let Some(RxKind::Main(m)) = tp.rx.get_mut(&source).map(|s| &mut s.kind) {
@@ -111,6 +131,14 @@ impl Peer {
                 }
                 keyframe_needed = nack.take_keyframe_needed();
             }
+        }
+        if malformed {
+            return Ok(Received::Malformed {
+                track,
+                layer,
+                source,
+                seq: ext_seq,
+            });
         }
         if payload.is_empty() {
             return Ok(Received::Padding {

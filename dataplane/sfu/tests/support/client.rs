@@ -1,6 +1,7 @@
 //! A raw str0m test client (RTP mode, full ICE agent) with synthetic media: simulcast VP8
-//! (layer index stamped into every payload) and Opus-like audio with RFC 6464 levels; it
-//! answers keyframe requests and records what it receives.
+//! (layer index stamped into every payload) or VP9 SVC (`SvcMode`: every layer frame says
+//! which frames it references), and Opus-like audio with RFC 6464 levels; it answers
+//! keyframe requests and records what it receives.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct ClientOptions {
     pub transport_cc: bool,
     /// RTX (RFC 4588) for video.
     pub rtx: bool,
+    /// VP9 instead of VP8; a publisher sends this layering (one stream, no simulcast).
+    pub vp9: Option<SvcMode>,
 }
 
 impl Default for ClientOptions {
@@ -29,8 +32,45 @@ impl Default for ClientOptions {
         ClientOptions {
             transport_cc: true,
             rtx: true,
+            vp9: None,
         }
     }
+}
+
+/// The VP9 layering a synthetic publisher sends (WebRTC scalability modes): temporal layers
+/// in the pattern T0 T2 T1 T2; spatial layers predict from the one below in every picture
+/// (L3T3) or only in keyframes (L3T3_KEY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvcMode {
+    L1T3,
+    L3T3,
+    L3T3Key,
+}
+
+impl SvcMode {
+    pub fn spatial_layers(self) -> u8 {
+        match self {
+            SvcMode::L1T3 => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// Tag byte at the end of every synthetic VP9 payload.
+pub const VP9_TAG: u8 = 0xC0;
+/// Share of the stream's bitrate per spatial layer (of 10).
+const SPATIAL_SHARE: [u64; 3] = [1, 2, 7];
+/// Temporal layer and picture id distance of the reference, by position in the pattern.
+const TEMPORAL_PATTERN: [(u8, u16); 4] = [(0, 4), (2, 1), (1, 2), (2, 1)];
+
+/// One VP9 packet a subscriber received, as sent on the wire (descriptor included).
+#[derive(Debug, Clone)]
+pub struct Vp9Rx {
+    pub at: Instant,
+    pub seq: u64,
+    pub ts: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
 }
 
 /// Marker byte at the end of every synthetic video payload: 0xA0 + layer index.
@@ -51,6 +91,8 @@ pub struct Received {
     /// (extended seq, RTP timestamp, VP8 picture id if the packet starts a frame) of each
     /// video packet, in arrival order.
     pub video: Vec<(u64, u32, Option<u16>)>,
+    /// Every VP9 packet, in arrival order (duplicates included).
+    pub vp9: Vec<Vp9Rx>,
     pub audio: bool,
 }
 
@@ -63,6 +105,9 @@ struct Layer {
     picture_id: u16,
     keyframe_due: bool,
     enabled: bool,
+    /// VP9: pictures since the last keyframe, and the TL0PICIDX.
+    pics_since_key: u32,
+    tl0: u8,
 }
 
 pub struct TestClient {
@@ -73,6 +118,7 @@ pub struct TestClient {
     pub audio_mid: Option<Mid>,
     pub video_mid: Option<Mid>,
     layers: Vec<Layer>,
+    vp9: Option<SvcMode>,
     audio_seq: u64,
     pub audio_level: i8,
     next_video: Option<Instant>,
@@ -116,7 +162,8 @@ impl TestClient {
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
+            .enable_vp8(opts.vp9.is_none())
+            .enable_vp9(opts.vp9.is_some())
             .set_stats_interval(None);
         if !opts.rtx {
             // VP8 without its RTX payload type: NACKs must be answered by plain resends.
@@ -152,6 +199,7 @@ impl TestClient {
             audio_mid: None,
             video_mid: None,
             layers: Vec::new(),
+            vp9: opts.vp9,
             audio_seq: 1,
             audio_level: 30,
             next_video: None,
@@ -272,6 +320,8 @@ impl TestClient {
                 picture_id: 100,
                 keyframe_due: true,
                 enabled: true,
+                pics_since_key: 0,
+                tl0: 0,
             })
             .collect();
         offer.to_sdp_string()
@@ -426,6 +476,13 @@ impl TestClient {
                 r.packets += 1;
                 match p.payload.last() {
                     Some(&AUDIO_TAG) => r.audio = true,
+                    Some(&VP9_TAG) => r.vp9.push(Vp9Rx {
+                        at: now,
+                        seq: *p.seq_no,
+                        ts: p.header.timestamp,
+                        marker: p.header.marker,
+                        payload: p.payload.to_vec(),
+                    }),
                     Some(&b) if (LAYER_TAG..LAYER_TAG + 3).contains(&b) => {
                         r.layers.push((now, b - LAYER_TAG));
                         let seq = *p.seq_no;
@@ -493,6 +550,24 @@ impl TestClient {
                     .unwrap_or(now)
                     .max(started);
                 let ts = (captured - started).as_micros() as u64 * 90 / 1000;
+                if let Some(mode) = self.vp9 {
+                    let Some(pt) = self.pt_of(Codec::Vp9) else {
+                        return;
+                    };
+                    if self.layers.len() > 1 {
+                        // Simulcast: one VP9 stream per rid, without layer indices.
+                        for idx in 0..self.layers.len() {
+                            let key = self.layers[idx].keyframe_due || periodic;
+                            self.layers[idx].keyframe_due = false;
+                            self.send_vp9_simulcast_frame(captured, mid, idx, pt, ts as u32, key);
+                        }
+                    } else if !self.layers.is_empty() {
+                        let key = self.layers[0].keyframe_due || periodic;
+                        self.layers[0].keyframe_due = false;
+                        self.send_vp9_picture(captured, mid, mode, pt, ts as u32, key);
+                    }
+                    return;
+                }
                 let Some(pt) = self.pt_of(Codec::Vp8) else {
                     return;
                 };
@@ -555,6 +630,189 @@ impl TestClient {
                     .marker(last)
                     .nackable(true),
             );
+            layer.seq += 1;
+        }
+    }
+
+    /// One VP9 picture of every spatial layer of `mode`, each layer frame in packets of at
+    /// most 1000 bytes. After the descriptor each payload says (original picture id, SID,
+    /// TID, the layer frames it references, packet index, packet count), so a subscriber can
+    /// check that everything it got is decodable.
+    fn send_vp9_picture(
+        &mut self,
+        captured: Instant,
+        mid: Mid,
+        mode: SvcMode,
+        pt: str0m::media::Pt,
+        ts: u32,
+        key: bool,
+    ) {
+        let layer = &mut self.layers[0];
+        if key {
+            layer.pics_since_key = 0;
+        }
+        let psk = layer.pics_since_key;
+        layer.pics_since_key += 1;
+        let (tid, pdiff) = TEMPORAL_PATTERN[(psk % 4) as usize];
+        if tid == 0 {
+            layer.tl0 = layer.tl0.wrapping_add(1);
+        }
+        // RFC 9628 U: pictures after a T0 or T1 picture with a higher TID reference nothing
+        // before it with a higher TID.
+        let switch_up = tid < 2;
+        let pid = layer.picture_id & 0x7fff;
+        layer.picture_id = layer.picture_id.wrapping_add(1);
+        let (tl0, kbps) = (layer.tl0, layer.kbps);
+        let mut api = self.rtc.direct_api();
+        let tx = match layer.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None),
+        };
+        let Some(tx) = tx else { return };
+        layer.ssrc = Some(tx.ssrc());
+        let spatial = mode.spatial_layers();
+        for sid in 0..spatial {
+            let share = if spatial == 1 {
+                10
+            } else {
+                SPATIAL_SHARE[usize::from(sid)]
+            };
+            // L1T3: the higher the temporal layer the larger its frames, so each step of
+            // frame rate costs clearly more than the one below (T0 9%, T0+T1 27%).
+            let weight = match mode {
+                SvcMode::L1T3 => [1, 2, 8][usize::from(tid)],
+                _ => 2,
+            };
+            let bytes = (kbps * 1000 / 8 / 30 * share / 10 * weight / 2).max(60) as usize;
+            let bytes = if key { bytes * 2 } else { bytes };
+            let npackets = bytes.div_ceil(1000);
+            let inter_layer = sid > 0 && (key || mode == SvcMode::L3T3);
+            let mut refs: Vec<(u16, u8)> = Vec::new();
+            if !key {
+                refs.push((pid.wrapping_sub(pdiff) & 0x7fff, sid));
+            }
+            if inter_layer {
+                refs.push((pid, sid - 1));
+            }
+            for i in 0..npackets {
+                let (first, last) = (i == 0, i + 1 == npackets);
+                let ss = key && sid == 0 && first;
+                let mut p = Vec::with_capacity(1100);
+                p.push(
+                    0x80 | 0x20
+                        | if key { 0 } else { 0x40 }
+                        | if first { 0x08 } else { 0 }
+                        | if last { 0x04 } else { 0 }
+                        | if ss { 0x02 } else { 0 },
+                );
+                p.extend_from_slice(&[0x80 | (pid >> 8) as u8, pid as u8]);
+                p.push(tid << 5 | u8::from(switch_up) << 4 | sid << 1 | u8::from(inter_layer));
+                p.push(tl0);
+                if ss {
+                    p.push((spatial - 1) << 5 | 0x10 | 0x08);
+                    for s in 0..spatial {
+                        let (w, h) = (320u16 << s, 180u16 << s);
+                        p.extend_from_slice(&w.to_be_bytes());
+                        p.extend_from_slice(&h.to_be_bytes());
+                    }
+                    p.push(4);
+                    for (t, d) in TEMPORAL_PATTERN {
+                        p.push(t << 5 | u8::from(t < 2) << 4 | 1 << 2);
+                        p.push((d as u8) << 1);
+                    }
+                }
+                p.extend_from_slice(&pid.to_be_bytes());
+                p.extend_from_slice(&[sid, tid, refs.len() as u8]);
+                for (rp, rs) in &refs {
+                    p.extend_from_slice(&rp.to_be_bytes());
+                    p.push(*rs);
+                }
+                p.extend_from_slice(&[i as u8, npackets as u8]);
+                p.resize((bytes / npackets).max(p.len()), 0x33);
+                p.push(VP9_TAG);
+                tx.write_rtp(
+                    RtpWrite::new(pt, layer.seq.into(), ts, captured, p)
+                        .marker(last && sid + 1 == spatial)
+                        .nackable(true),
+                );
+                layer.seq += 1;
+            }
+        }
+    }
+
+    /// One frame of simulcast layer `idx` as its own VP9 stream: a 15-bit picture id, no layer
+    /// indices; after the descriptor the same fields as `send_vp9_picture` (SID = `idx`), each
+    /// frame referencing the one before of its stream unless it is a keyframe.
+    fn send_vp9_simulcast_frame(
+        &mut self,
+        captured: Instant,
+        mid: Mid,
+        idx: usize,
+        pt: str0m::media::Pt,
+        ts: u32,
+        key: bool,
+    ) {
+        let layer = &mut self.layers[idx];
+        let bytes = (layer.kbps * 1000 / 8 / 30).max(60) as usize;
+        let bytes = if key { bytes * 2 } else { bytes };
+        let npackets = bytes.div_ceil(1000);
+        let mut api = self.rtc.direct_api();
+        let tx = match layer.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, layer.rid),
+        };
+        let Some(tx) = tx else { return };
+        layer.ssrc = Some(tx.ssrc());
+        let pid = layer.picture_id & 0x7fff;
+        layer.picture_id = layer.picture_id.wrapping_add(1);
+        let refs: &[(u16, u8)] = if key {
+            &[]
+        } else {
+            &[(pid.wrapping_sub(1) & 0x7fff, idx as u8)]
+        };
+        for i in 0..npackets {
+            let (first, last) = (i == 0, i + 1 == npackets);
+            let mut p = Vec::with_capacity(1100);
+            p.push(
+                0x80 | if key { 0 } else { 0x40 }
+                    | if first { 0x08 } else { 0 }
+                    | if last { 0x04 } else { 0 },
+            );
+            p.extend_from_slice(&[0x80 | (pid >> 8) as u8, pid as u8]);
+            p.extend_from_slice(&pid.to_be_bytes());
+            p.extend_from_slice(&[idx as u8, 0, refs.len() as u8]);
+            for (rp, rs) in refs {
+                p.extend_from_slice(&rp.to_be_bytes());
+                p.push(*rs);
+            }
+            p.extend_from_slice(&[i as u8, npackets as u8]);
+            p.resize((bytes / npackets).max(p.len()), 0x33);
+            p.push(VP9_TAG);
+            tx.write_rtp(
+                RtpWrite::new(pt, layer.seq.into(), ts, captured, p)
+                    .marker(last)
+                    .nackable(true),
+            );
+            layer.seq += 1;
+        }
+    }
+
+    /// Send each of `payloads` as one VP9 packet of the video stream, as they are (a test's
+    /// malformed descriptors), in the stream's sequence.
+    pub fn send_raw_vp9(&mut self, payloads: &[&[u8]]) {
+        let (Some(mid), Some(pt)) = (self.video_mid, self.pt_of(Codec::Vp9)) else {
+            return;
+        };
+        let now = self.started.unwrap_or(self.deadline);
+        let layer = &mut self.layers[0];
+        let mut api = self.rtc.direct_api();
+        let tx = match layer.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None),
+        };
+        let Some(tx) = tx else { return };
+        for p in payloads {
+            tx.write_rtp(RtpWrite::new(pt, layer.seq.into(), 0, now, p.to_vec()).nackable(true));
             layer.seq += 1;
         }
     }

@@ -18,6 +18,8 @@ use shardcast_sfu::{
 #[allow(unused_imports)]
 pub use client::Received;
 pub use client::{ClientOptions, TestClient};
+#[allow(unused_imports)]
+pub use client::{SvcMode, Vp9Rx};
 pub use net::{Link, Net};
 
 pub const SERVER: &str = "10.0.0.1:5000";
@@ -122,6 +124,19 @@ impl World {
     pub fn add_publisher(&mut self, name: &str, layers: &[(Option<&str>, u64)]) -> usize {
         let idx = self.members.len();
         let mut client = TestClient::new(name, Self::addr_of(idx), self.now);
+        let offer = client.offer_publish(layers);
+        self.join(name, client, offer, PeerRole::Both)
+    }
+
+    /// A publisher whose client negotiates as `opts` says (VP9 with `opts.vp9`).
+    pub fn add_publisher_with(
+        &mut self,
+        name: &str,
+        layers: &[(Option<&str>, u64)],
+        opts: ClientOptions,
+    ) -> usize {
+        let idx = self.members.len();
+        let mut client = TestClient::with_options(name, Self::addr_of(idx), self.now, opts);
         let offer = client.offer_publish(layers);
         self.join(name, client, offer, PeerRole::Both)
     }
