@@ -28,9 +28,14 @@ impl ClusterCall {
     /// its config file) and a control plane; creates the tenant and the room; joins the
     /// subscriber, then the publisher, and waits until the subscriber receives media.
     pub fn start(lease_secs: u64, node_config: &str) -> anyhow::Result<Self> {
+        Self::start_with(lease_secs, node_config, "")
+    }
+
+    /// As [`ClusterCall::start`], with `cp_config` as the control plane's TOML file.
+    pub fn start_with(lease_secs: u64, node_config: &str, cp_config: &str) -> anyhow::Result<Self> {
         let etcd = Etcd::start()?;
         let node_a = MediaNodeProcess::start_with_config(&etcd, "node-a", lease_secs, node_config)?;
-        let cp = ControlPlane::start(&etcd)?;
+        let cp = ControlPlane::start_with_config(&etcd, cp_config)?;
         let mut rest = Rest::new(&cp.base_url)?;
         rest.create_tenant("acme")?;
         rest.create_room("room")?;

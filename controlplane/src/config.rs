@@ -139,7 +139,17 @@ pub struct EtcdConfig {
     /// come from the environment instead (`SHARDCAST_ETCD_PASSWORD`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// How long one etcd request may take before it fails (ms): a join or token request then
+    /// answers `503 store_unavailable` instead of waiting on a partitioned or frozen etcd.
+    pub request_timeout_ms: u64,
+    /// How long connecting to an endpoint may take (ms).
+    pub connect_timeout_ms: u64,
 }
+
+/// Bounds of `etcd.request_timeout_ms` / `etcd.connect_timeout_ms`: below 100 ms a loaded
+/// etcd's ordinary fsync stalls would fail requests; above 5 minutes a client waits longer
+/// than any caller does.
+const ETCD_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=300_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -374,6 +384,21 @@ impl EtcdConfig {
             };
             return Err(invalid("etcd.endpoints", why));
         }
+        for (key, ms) in [
+            ("etcd.request_timeout_ms", self.request_timeout_ms),
+            ("etcd.connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if !ETCD_TIMEOUT_MS.contains(&ms) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{ms}: between {} and {} ms",
+                        ETCD_TIMEOUT_MS.start(),
+                        ETCD_TIMEOUT_MS.end()
+                    ),
+                ));
+            }
+        }
         match (&self.username, &self.password) {
             (Some(_), None) => Err(invalid(
                 "etcd.password",
@@ -394,6 +419,8 @@ impl Default for EtcdConfig {
             key_file: None,
             username: None,
             password: None,
+            request_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
         }
     }
 }
@@ -738,6 +765,23 @@ mod tests {
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:7880");
         assert!(!c.dev, "dev mode only when asked for");
         c.validate(ProcessRole::Serve).unwrap();
+    }
+
+    #[test]
+    fn etcd_timeouts_are_read_and_bounded() {
+        let c = Config::from_toml("[etcd]\nrequest_timeout_ms = 2500\n", "t").unwrap();
+        assert_eq!(c.etcd.request_timeout_ms, 2500);
+        assert_eq!(c.etcd.connect_timeout_ms, 5000, "the default");
+        c.etcd.check().unwrap();
+        for (toml, key) in [
+            ("request_timeout_ms = 0", "etcd.request_timeout_ms"),
+            ("connect_timeout_ms = 99", "etcd.connect_timeout_ms"),
+            ("request_timeout_ms = 300001", "etcd.request_timeout_ms"),
+        ] {
+            let c = Config::from_toml(&format!("[etcd]\n{toml}\n"), "t").unwrap();
+            let e = c.etcd.check().unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
     }
 
     #[test]

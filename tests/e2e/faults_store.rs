@@ -19,12 +19,13 @@ use shardcast_tests::participant::try_join;
 use shardcast_tests::wait_for;
 
 const OUTAGE: Duration = Duration::from_secs(10);
-/// The control plane's etcd request timeout (`EtcdStore::connect_with`,
-/// controlplane/src/store/etcd.rs): the longest one store call waits on a frozen etcd.
-const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The control plane's etcd request timeout in the freeze test (`etcd.request_timeout_ms`,
+/// default 10 s): the longest one store call waits on a frozen etcd.
+const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 /// A join or REST call that stops at its first failed store call answers within the request
-/// timeout and a little work; one that retried or chained store calls would take a multiple.
-const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(13);
+/// timeout and a little work; one that retried or chained store calls would take a multiple
+/// (and one that ignored the configured timeout would take the default 10 s).
+const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(7);
 
 fn names_internals(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -74,7 +75,14 @@ fn an_etcd_outage_keeps_media_flowing_refuses_joins_and_recovers() -> anyhow::Re
 #[test]
 fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers() -> anyhow::Result<()>
 {
-    let mut c = ClusterCall::start(10, "")?;
+    let mut c = ClusterCall::start_with(
+        10,
+        "",
+        &format!(
+            "[etcd]\nrequest_timeout_ms = {}\n",
+            ETCD_REQUEST_TIMEOUT.as_millis()
+        ),
+    )?;
     let late = c.rest.token("room", "late")?;
     c.publ.chat("sent before the freeze")?;
     c.sub.wait_for("chat", Duration::from_secs(5))?;

@@ -75,8 +75,8 @@ impl EtcdStore {
             })
         };
         let mut options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
+            .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .with_timeout(Duration::from_millis(config.request_timeout_ms));
         if let Some(ca) = &config.ca_file {
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(read("ca_file", ca)?));
