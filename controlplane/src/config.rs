@@ -171,7 +171,9 @@ pub struct ClusterConfig {
     /// Seconds a node's registration outlives its last keep-alive.
     pub node_lease_secs: u64,
     /// Control plane: seconds its participant records outlive its last keep-alive (a killed
-    /// instance's participants vanish, and free their seats, within this).
+    /// instance's participants vanish, and free their seats, within this). Also the longest
+    /// etcd outage the instance's sessions ride out unharmed: an outage past it costs them
+    /// their records (see docs/OPERATIONS.md), so it is 30 s, not a heartbeat's 10.
     pub session_lease_secs: u64,
     /// Control plane: milliseconds a media node's event stream reconnects may be refused
     /// (connection refused, or 503 while the node stops) before the node counts as lost: its
@@ -181,7 +183,9 @@ pub struct ClusterConfig {
     /// Control plane: the URL other control-plane instances send this one room events at
     /// (its HTTP listener, reachable from them); default `http://<http.listen>` as bound.
     pub controlplane_advertise: Option<String>,
-    /// Control plane: seconds a dead instance's room interest outlives it (its lease).
+    /// Control plane: seconds a dead instance's room interest outlives it (its lease; as
+    /// `session_lease_secs`, also how long an etcd outage may last before the instance's
+    /// rooms resync).
     pub bus_lease_secs: u64,
 }
 
@@ -435,10 +439,10 @@ impl Default for ClusterConfig {
             node_id: None,
             node_capacity: 1000,
             node_lease_secs: 10,
-            session_lease_secs: 10,
+            session_lease_secs: 30,
             node_lost_ms: 1000,
             controlplane_advertise: None,
-            bus_lease_secs: 10,
+            bus_lease_secs: 30,
         }
     }
 }

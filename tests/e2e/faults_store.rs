@@ -20,12 +20,15 @@ use shardcast_tests::wait_for;
 
 const OUTAGE: Duration = Duration::from_secs(10);
 /// The control plane's etcd request timeout in the freeze test (`etcd.request_timeout_ms`,
-/// default 10 s): the longest one store call waits on a frozen etcd.
-const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// default 10 s): the longest one store call waits on a frozen etcd. 12 s, so the freeze
+/// also outlasts a 10 s lease (the session and bus leases are 30 s: a freeze longer than
+/// them still costs the sessions their records; docs/OPERATIONS.md).
+const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(12);
 /// A join or REST call that stops at its first failed store call answers within the request
-/// timeout and a little work; one that retried or chained store calls would take a multiple
-/// (and one that ignored the configured timeout would take the default 10 s).
-const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(7);
+/// timeout and a little work; one that retried or chained store calls would take a multiple,
+/// and one that ignored the configured timeout would answer after the default 10 s.
+const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(15);
+const FROZEN_ANSWER_AFTER: Duration = Duration::from_secs(11);
 
 fn names_internals(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -125,7 +128,7 @@ fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers() -
     println!("join while etcd is frozen answered after {join_took:?}: {refused}");
     assert_store_unavailable_join(&refused);
     assert!(
-        join_took <= FROZEN_ANSWER_WITHIN,
+        (FROZEN_ANSWER_AFTER..=FROZEN_ANSWER_WITHIN).contains(&join_took),
         "the join waited {join_took:?} on a frozen etcd (request timeout \
          {ETCD_REQUEST_TIMEOUT:?})"
     );
@@ -134,7 +137,7 @@ fn a_frozen_etcd_gets_joins_refused_in_bounded_time_keeps_media_and_recovers() -
     println!("token request while etcd is frozen: {status} {body} after {token_took:?}");
     assert_store_unavailable_rest(status, &body);
     assert!(
-        token_took <= FROZEN_ANSWER_WITHIN,
+        (FROZEN_ANSWER_AFTER..=FROZEN_ANSWER_WITHIN).contains(&token_took),
         "the token request waited {token_took:?} on a frozen etcd (request timeout \
          {ETCD_REQUEST_TIMEOUT:?})"
     );
@@ -197,4 +200,5 @@ fn join_again_and_see_the_old_chat(c: &mut ClusterCall, chat: &str) -> anyhow::R
         Duration::from_secs(10),
         |_, sub| sub.received() > before + 50,
     )
+    .map_err(|e| e.context(c.cp.log_tail(40)))
 }
