@@ -221,7 +221,8 @@ impl Metrics {
             .int(&[("reason", "sender_lost")], b.resync_lost)
             .int(&[("reason", "sender_vanished")], b.resync_vanished)
             .int(&[("reason", "inbox_full")], b.resync_inbox)
-            .int(&[("reason", "lease_lost")], b.resync_lease);
+            .int(&[("reason", "lease_lost")], b.resync_lease)
+            .int(&[("reason", "peer_restored")], b.resync_restored);
             e.family(
                 "shardcast_bus_rooms_registered",
                 Kind::Gauge,

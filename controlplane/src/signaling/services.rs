@@ -106,6 +106,15 @@ pub struct StoredParticipant {
     pub tracks: Vec<TrackInfo>,
 }
 
+/// What [`SignalServices::restore_participant`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The record was missing and is written now, at this revision.
+    Written { revision: u64 },
+    /// A record was there already (written since, by this session or a newer one): untouched.
+    Present,
+}
+
 pub trait SignalServices: Send + Sync + 'static {
     /// Verify an access token (signature, exp/nbf, tenant) → who it is for.
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Member, SignalError>>;
@@ -128,6 +137,27 @@ pub trait SignalServices: Send + Sync + 'static {
         node: Option<&'a str>,
         tracks: &'a [TrackInfo],
     ) -> BoxFuture<'a, Result<(), SignalError>>;
+    /// Ticks whenever the lease this instance's participant records live on was found lost
+    /// (a store outage longer than its ttl): those records are gone, and the hub writes its
+    /// live sessions' again (`hub::restore`). `None`: the records never expire on their own.
+    fn record_losses(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// Makes sure the records' lease is alive now, a new one if it was lost: the first step
+    /// of a rewrite, so that none is written on a lease that is already gone.
+    fn confirm_lease(&self) -> BoxFuture<'_, Result<(), SignalError>>;
+    /// Writes the participant's record only if it has none (after a lost lease): never over
+    /// a record written since, by this session or by a newer one of the same identity.
+    fn restore_participant<'a>(
+        &'a self,
+        member: &'a Member,
+        presence: Presence,
+        node: Option<&'a str>,
+        tracks: &'a [TrackInfo],
+    ) -> BoxFuture<'a, Result<Restored, SignalError>>;
+    /// Deletes the record [`SignalServices::restore_participant`] wrote at `revision`, if it is
+    /// still that one (its session ended while it was being written).
+    fn forget_restored<'a>(&'a self, member: &'a Member, revision: u64) -> BoxFuture<'a, ()>;
     /// Take a seat in the member's room if it has `max_participants`: atomic across every
     /// instance, so concurrent joins never overfill a room (`room_full` when no seat is
     /// free). A member that holds a seat already keeps it.

@@ -11,7 +11,8 @@ use shardcast_dataplane::node::MediaKind;
 
 use super::messages::{track_to_wire, ChatInfo, ParticipantInfo, TrackInfo};
 use super::services::{
-    BoxFuture, Grants, Member, Presence, RoomPolicy, SignalError, SignalServices, StoredParticipant,
+    BoxFuture, Grants, Member, Presence, Restored, RoomPolicy, SignalError, SignalServices,
+    StoredParticipant,
 };
 use crate::app::AppState;
 use crate::auth::tokens::Expected;
@@ -23,7 +24,7 @@ use crate::store::records::{
     TrackKind, TrackRecord,
 };
 use crate::store::typed::{get_json, list_json_limited, to_json};
-use crate::store::{keys, End, Store, StoreError, TxnWrite};
+use crate::store::{keys, CasOutcome, End, Expect, Store, StoreError, TxnWrite};
 
 pub struct StoreServices {
     state: AppState,
@@ -143,6 +144,52 @@ fn chat_info(c: ChatRecord) -> ChatInfo {
     }
 }
 
+/// The stored record of `member`'s participant; `existing` keeps its join time and the
+/// REST-set video pause.
+fn participant_record(
+    member: &Member,
+    identity: Identity,
+    presence: Presence,
+    node: Option<&str>,
+    tracks: &[TrackInfo],
+    existing: Option<&ParticipantRecord>,
+) -> ParticipantRecord {
+    let g = member.grants;
+    ParticipantRecord {
+        identity,
+        name: member.name.clone(),
+        role: role_of(&member.role),
+        grants: RecordGrants {
+            can_publish: g.can_publish,
+            can_subscribe: g.can_subscribe,
+            can_chat: g.can_chat,
+            room_admin: g.room_admin,
+        },
+        state: match presence {
+            Presence::Waiting => ParticipantState::Waiting,
+            Presence::Joined => ParticipantState::Joined,
+        },
+        node: node.and_then(|n| NodeId::parse(n).ok()),
+        peer: None,
+        tracks: tracks
+            .iter()
+            .filter_map(|t| {
+                Some(TrackRecord {
+                    id: super::messages::track_from_wire(&t.id)?.0,
+                    kind: match t.kind {
+                        MediaKind::Audio => TrackKind::Audio,
+                        MediaKind::Video => TrackKind::Video,
+                    },
+                    muted: t.muted,
+                    rids: t.rids.clone(),
+                })
+            })
+            .collect(),
+        video_paused: existing.is_some_and(|e| e.video_paused),
+        joined_at: existing.map_or_else(crate::services::now_unix_secs, |e| e.joined_at),
+    }
+}
+
 impl SignalServices for StoreServices {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Member, SignalError>> {
         Box::pin(async move {
@@ -234,44 +281,14 @@ impl SignalServices for StoreServices {
             let existing = get_json::<ParticipantRecord>(self.store(), &key)
                 .await
                 .map_err(store_err)?;
-            let joined_at = existing
-                .as_ref()
-                .map(|e| e.value.joined_at)
-                .unwrap_or_else(crate::services::now_unix_secs);
-            let g = member.grants;
-            let record = ParticipantRecord {
-                identity: i,
-                name: member.name.clone(),
-                role: role_of(&member.role),
-                grants: RecordGrants {
-                    can_publish: g.can_publish,
-                    can_subscribe: g.can_subscribe,
-                    can_chat: g.can_chat,
-                    room_admin: g.room_admin,
-                },
-                state: match presence {
-                    Presence::Waiting => ParticipantState::Waiting,
-                    Presence::Joined => ParticipantState::Joined,
-                },
-                node: node.and_then(|n| NodeId::parse(n).ok()),
-                peer: None,
-                tracks: tracks
-                    .iter()
-                    .filter_map(|t| {
-                        Some(TrackRecord {
-                            id: super::messages::track_from_wire(&t.id)?.0,
-                            kind: match t.kind {
-                                MediaKind::Audio => TrackKind::Audio,
-                                MediaKind::Video => TrackKind::Video,
-                            },
-                            muted: t.muted,
-                            rids: t.rids.clone(),
-                        })
-                    })
-                    .collect(),
-                video_paused: existing.map(|e| e.value.video_paused).unwrap_or(false),
-                joined_at,
-            };
+            let record = participant_record(
+                member,
+                i,
+                presence,
+                node,
+                tracks,
+                existing.as_ref().map(|e| &e.value),
+            );
             let value = to_json(&key, &record).map_err(store_err)?;
             // On the instance's lease; a lease lost to a long store outage is replaced once.
             // The room is not empty any more: its expiry marker goes in the same transaction.
@@ -296,6 +313,64 @@ impl SignalServices for StoreServices {
             Err(store_err(StoreError::Backend(
                 "the session lease kept being lost".into(),
             )))
+        })
+    }
+
+    fn record_losses(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.lease.losses())
+    }
+
+    fn confirm_lease(&self) -> BoxFuture<'_, Result<(), SignalError>> {
+        Box::pin(async move { self.lease.confirm().await.map(|_| ()).map_err(store_err) })
+    }
+
+    fn restore_participant<'a>(
+        &'a self,
+        member: &'a Member,
+        presence: Presence,
+        node: Option<&'a str>,
+        tracks: &'a [TrackInfo],
+    ) -> BoxFuture<'a, Result<Restored, SignalError>> {
+        Box::pin(async move {
+            let (t, r, i) = ids(member)?;
+            let key = keys::participant(&t, &r, &i);
+            let record = participant_record(member, i, presence, node, tracks, None);
+            let value = to_json(&key, &record).map_err(store_err)?;
+            for _ in 0..2 {
+                let lease = self.lease.get().await.map_err(store_err)?;
+                // Only where no record is: one there was written since by this session (on
+                // the new lease) or by a newer session of the identity (on any instance).
+                let outcome = self
+                    .store()
+                    .compare_and_swap(&key, Expect::Absent, value.clone(), Some(lease))
+                    .await;
+                match outcome {
+                    Ok(CasOutcome::Swapped { revision }) => {
+                        // A participant left meanwhile may have marked the room empty.
+                        self.store()
+                            .delete(&keys::empty_room(&t, &r))
+                            .await
+                            .map_err(store_err)?;
+                        return Ok(Restored::Written { revision });
+                    }
+                    Ok(CasOutcome::Conflict { .. }) => return Ok(Restored::Present),
+                    Err(StoreError::LeaseNotFound(l)) => self.lease.lost(l),
+                    Err(e) => return Err(store_err(e)),
+                }
+            }
+            Err(store_err(StoreError::Backend(
+                "the session lease kept being lost".into(),
+            )))
+        })
+    }
+
+    fn forget_restored<'a>(&'a self, member: &'a Member, revision: u64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Ok((t, r, i)) = ids(member) else { return };
+            let key = keys::participant(&t, &r, &i);
+            if let Err(e) = self.store().compare_and_delete(&key, revision).await {
+                tracing::warn!(error = %e, "signaling: removing a rewritten record");
+            }
         })
     }
 

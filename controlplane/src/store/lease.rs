@@ -5,13 +5,18 @@
 //! of that instance one ttl later, so ghosts stop counting toward `max_participants`. One
 //! lease for all sessions costs one keep-alive per instance, never a write per session.
 //!
-//! A lease lost while the instance lives (a store outage longer than the ttl) took its
-//! records with it; the next write asks for a new lease ([`InstanceLease::lost`]) and the
-//! sessions' next record writes (a track, a mute, a rejoin) put them back. Must never: block
-//! a caller on keep-alives, or keep a lease alive after the last handle is dropped.
+//! A lease lost while the instance lives (a store outage longer than the ttl: etcd expires
+//! it when it answers again) took its records with it. Whoever finds out — the keep-alive
+//! task, or a write refused with `LeaseNotFound` — calls [`InstanceLease::lost`]: the next
+//! [`InstanceLease::get`] grants a new lease, and [`InstanceLease::losses`] ticks so the
+//! signaling hub rewrites its live sessions' records on the new one (`hub::restore`).
+//! Must never: block a caller on keep-alives, or keep a lease alive after the last handle
+//! is dropped.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::{LeaseId, Store, StoreError};
 
@@ -21,6 +26,8 @@ pub struct InstanceLease {
     current: tokio::sync::Mutex<Option<LeaseId>>,
     /// The lease the keep-alive task refreshes (shared with it, cleared when lost).
     kept: Arc<Mutex<Option<LeaseId>>>,
+    /// How many live leases were found lost so far.
+    losses: watch::Sender<u64>,
 }
 
 impl InstanceLease {
@@ -30,6 +37,7 @@ impl InstanceLease {
             ttl,
             current: tokio::sync::Mutex::new(None),
             kept: Arc::new(Mutex::new(None)),
+            losses: watch::channel(0).0,
         })
     }
 
@@ -52,11 +60,38 @@ impl InstanceLease {
         Ok(lease)
     }
 
-    /// `lease` was refused as unknown: the next [`InstanceLease::get`] grants a new one.
+    /// `lease` was refused as unknown: the next [`InstanceLease::get`] grants a new one, and
+    /// (if it was the live lease, not one replaced already) [`InstanceLease::losses`] ticks.
     pub fn lost(&self, lease: LeaseId) {
         let mut kept = self.kept.lock().unwrap();
         if *kept == Some(lease) {
             *kept = None;
+            drop(kept);
+            tracing::warn!(
+                ?lease,
+                "session lease lost; its records are gone until rewritten"
+            );
+            self.losses.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Ticks once per lease found lost while this instance lived.
+    pub fn losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
+    }
+
+    /// The live lease, checked with the store now (one keep-alive): a lease that etcd has
+    /// expired is reported [`InstanceLease::lost`] and replaced. What a rewrite of the
+    /// records calls first, so it never writes on a lease that is already gone.
+    pub async fn confirm(self: &Arc<Self>) -> Result<LeaseId, StoreError> {
+        let lease = self.get().await?;
+        match self.store.keep_alive(lease).await {
+            Ok(()) => Ok(lease),
+            Err(StoreError::LeaseNotFound(_)) => {
+                self.lost(lease);
+                self.get().await
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -85,10 +120,6 @@ async fn keep_alive(me: Weak<InstanceLease>, lease: LeaseId) {
         match store.keep_alive(lease).await {
             Ok(()) => {}
             Err(StoreError::LeaseNotFound(_)) => {
-                tracing::warn!(
-                    ?lease,
-                    "session lease lost; its records are gone until rewritten"
-                );
                 if let Some(me) = me.upgrade() {
                     me.lost(lease);
                 }
@@ -96,5 +127,33 @@ async fn keep_alive(me: Weak<InstanceLease>, lease: LeaseId) {
             }
             Err(e) => tracing::warn!(error = %e, "session lease: keep-alive failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EmbeddedStore;
+
+    /// A lease revoked behind the instance's back (what etcd does to an expired one) is
+    /// found by `confirm`, replaced, and counted once in `losses`; a write-side report of the
+    /// same (already replaced) lease does not count again.
+    #[tokio::test]
+    async fn a_lost_lease_is_replaced_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+        let lease = InstanceLease::new(store.clone(), Duration::from_secs(30));
+        let losses = lease.losses();
+        let first = lease.get().await.unwrap();
+        assert_eq!(lease.confirm().await.unwrap(), first);
+        assert_eq!(*losses.borrow(), 0);
+
+        store.revoke_lease(first).await.unwrap();
+        let second = lease.confirm().await.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(*losses.borrow(), 1);
+        lease.lost(first);
+        assert_eq!(*losses.borrow(), 1);
+        assert_eq!(lease.get().await.unwrap(), second);
     }
 }

@@ -93,12 +93,14 @@ pub struct BusStats {
     pub duplicates: u64,
     /// Room resyncs, by why: a gap in a sender's numbering (or a new stream without
     /// `bye`), a sender reporting lost events, a sender whose interest vanished without
-    /// `bye`, the inbox being full, or this instance's own interest lease having run out.
+    /// `bye`, the inbox being full, this instance's own interest lease having run out, or a
+    /// peer registering again after its lease ran out (its records rewritten).
     pub resync_gap: u64,
     pub resync_lost: u64,
     pub resync_vanished: u64,
     pub resync_inbox: u64,
     pub resync_lease: u64,
+    pub resync_restored: u64,
     /// Rooms this instance is registered in now; other instances it has links to.
     pub rooms: u64,
     pub peers: u64,
@@ -118,6 +120,7 @@ struct Counters {
     resync_vanished: AtomicU64,
     resync_inbox: AtomicU64,
     resync_lease: AtomicU64,
+    resync_restored: AtomicU64,
     registrations: AtomicU64,
     publish_failures: AtomicU64,
 }
@@ -161,6 +164,11 @@ struct Hello {
     revision: u64,
     /// Where the sender's numbering of the room stands.
     at: Option<Position>,
+    /// The sender registers again after its lease ran out, with its sessions' records
+    /// rewritten: the receiver resyncs the room (what it read while they were gone missed
+    /// them). Absent from older senders: false.
+    #[serde(default)]
+    restored: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -412,19 +420,73 @@ impl DirectBus {
         Ok(l)
     }
 
-    /// Writes the interest key and greets the room's other instances.
-    async fn register(&self, room: &RoomKey) -> Result<(), StoreError> {
+    /// Forgets `lost` if it is still the lease in use (the next `lease()` grants a new one);
+    /// whether it was.
+    async fn forget_lease(&self, lost: LeaseId) -> bool {
+        let mut lease = self.lease.lock().await;
+        if *lease == Some(lost) {
+            *lease = None;
+            return true;
+        }
+        false
+    }
+
+    /// The interest key on a live lease (a lost one is replaced, once).
+    async fn put_interest(&self, room: &RoomKey, value: Vec<u8>) -> Result<u64, StoreError> {
+        let key = interest::key(room, &self.id);
+        let lease = self.lease().await?;
+        match self.store.put(&key, value.clone(), Some(lease)).await {
+            Err(StoreError::LeaseNotFound(l)) => {
+                self.forget_lease(l).await;
+                let lease = self.lease().await?;
+                self.store.put(&key, value, Some(lease)).await
+            }
+            r => r,
+        }
+    }
+
+    /// After a lost lease, once the hub has rewritten its sessions' records: every room
+    /// registered here is registered again on a live lease, its peers told to resync it
+    /// (`restored`), and its local sessions resynced. An error: some room could not be
+    /// registered (the store failed again); the caller tries again.
+    pub async fn reregister(&self) -> Result<(), StoreError> {
+        if let Some(l) = *self.lease.lock().await {
+            if let Err(StoreError::LeaseNotFound(_)) = self.store.keep_alive(l).await {
+                self.forget_lease(l).await;
+            }
+        }
+        let rooms: Vec<RoomKey> = {
+            let st = self.state.lock().unwrap();
+            st.rooms
+                .iter()
+                .filter(|(_, r)| *r.ready.borrow())
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let mut result = Ok(());
+        for room in rooms {
+            if let Err(e) = self.register(&room, true).await {
+                tracing::warn!(error = %e, tenant = %room.0, room = %room.1,
+                    "room bus: registering again failed");
+                result = Err(e);
+            }
+            // Unregistered meanwhile, others stopped sending here: resync.
+            bump(&self.counters.resync_lease);
+            self.inbox.resync(room);
+        }
+        result
+    }
+
+    /// Writes the interest key and greets the room's other instances (`restored`: telling
+    /// them to resync the room, after a lost lease).
+    async fn register(&self, room: &RoomKey, restored: bool) -> Result<(), StoreError> {
         let address = self.address.borrow().clone().unwrap_or_default();
         let value = serde_json::to_vec(&Interest {
             instance: self.id.clone(),
             address: address.clone(),
         })
         .expect("interest encodes");
-        let lease = self.lease().await?;
-        let revision = self
-            .store
-            .put(&interest::key(room, &self.id), value, Some(lease))
-            .await?;
+        let revision = self.put_interest(room, value).await?;
         bump(&self.counters.registrations);
         let peers = self.read_peers(room).await?;
         let at = {
@@ -448,6 +510,7 @@ impl DirectBus {
                     room: room.1.clone(),
                     revision,
                     at,
+                    restored,
                 };
                 async move {
                     let reply = self.hello(instance, &p.address, &hello).await;
@@ -589,6 +652,10 @@ impl DirectBus {
                 },
             );
             st.tracker.expect(&hello.from, &room, hello.at);
+            if hello.restored {
+                bump(&self.counters.resync_restored);
+                self.inbox.resync(room.clone());
+            }
         }
         HelloReply {
             at: st.numbering.current(&room),
@@ -690,6 +757,10 @@ impl RoomBus for DirectBus {
         self.on_local_room((tenant.to_string(), room.to_string()), present)
     }
 
+    fn reregister(&self) -> crate::signaling::services::BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(DirectBus::reregister(self))
+    }
+
     fn stats(&self) -> BusStats {
         let c = &self.counters;
         let l = &self.link_counters;
@@ -706,6 +777,7 @@ impl RoomBus for DirectBus {
             resync_vanished: get(&c.resync_vanished),
             resync_inbox: get(&c.resync_inbox),
             resync_lease: get(&c.resync_lease),
+            resync_restored: get(&c.resync_restored),
             rooms: st.rooms.values().filter(|r| *r.ready.borrow()).count() as u64,
             peers: st.links.len() as u64,
             registrations: get(&c.registrations),
@@ -721,7 +793,7 @@ async fn room_task(bus: Weak<DirectBus>, room: RoomKey, mut wanted: watch::Recei
         // Sessions are here: register (until it works, or they are gone again).
         let Some(b) = bus.upgrade() else { return };
         if *wanted.borrow() {
-            match b.register(&room).await {
+            match b.register(&room, false).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     if let Some(r) = b.state.lock().unwrap().rooms.get(&room) {
@@ -803,8 +875,11 @@ async fn watch_interest(bus: Weak<DirectBus>) {
     }
 }
 
-/// Keeps the bus lease alive; a lease that ran out (a long store outage) is replaced and
-/// every registered room's key written again on the new one.
+/// Keeps the bus lease alive. A lease that ran out (a long store outage) is reported to the
+/// hub through the inbox: it rewrites its sessions' records first (the session lease most
+/// likely ran out too), then has every registered room's key written again on a new lease
+/// ([`DirectBus::reregister`]) — in that order, so that no instance resyncs a room from a
+/// store that lacks this instance's participants.
 async fn keep_lease(bus: Weak<DirectBus>) {
     loop {
         let Some(b) = bus.upgrade() else { return };
@@ -814,23 +889,10 @@ async fn keep_lease(bus: Weak<DirectBus>) {
             match b.store.keep_alive(lease).await {
                 Ok(()) => {}
                 Err(StoreError::LeaseNotFound(_)) => {
-                    tracing::warn!("room bus: the interest lease ran out; registering again");
-                    *b.lease.lock().await = None;
-                    let rooms: Vec<RoomKey> = {
-                        let st = b.state.lock().unwrap();
-                        st.rooms
-                            .iter()
-                            .filter(|(_, r)| *r.ready.borrow())
-                            .map(|(k, _)| k.clone())
-                            .collect()
-                    };
-                    for room in rooms {
-                        if let Err(e) = b.register(&room).await {
-                            tracing::warn!(error = %e, "room bus: re-registration failed");
-                        }
-                        // Unregistered meanwhile, others stopped sending here: resync.
-                        bump(&b.counters.resync_lease);
-                        b.inbox.resync(room);
+                    // Unless replaced meanwhile (a rewrite found it first).
+                    if b.forget_lease(lease).await {
+                        tracing::warn!("room bus: the interest lease ran out; registering again");
+                        b.inbox.lease_lost();
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "room bus: lease keep-alive failed"),

@@ -22,12 +22,17 @@ pub enum Delivery {
         tenant: String,
         room: String,
     },
+    /// The bus's interest lease ran out (its keys are gone, and likely the session lease's
+    /// records too): the hub rewrites its sessions' records, then has the bus register its
+    /// rooms again (`hub::restore`).
+    LeaseLost,
 }
 
 #[derive(Default)]
 struct State {
     queue: VecDeque<RoomEvent>,
     resync: HashSet<RoomKey>,
+    lease_lost: bool,
 }
 
 pub struct Inbox {
@@ -66,7 +71,14 @@ impl Inbox {
         self.notify.notify_one();
     }
 
-    /// The next delivery: queued events first (in order), then rooms to resync.
+    /// Reports the interest lease lost (once, however often before the hub gets to it).
+    pub fn lease_lost(&self) {
+        self.state.lock().unwrap().lease_lost = true;
+        self.notify.notify_one();
+    }
+
+    /// The next delivery: a lost lease first, then queued events (in order), then rooms to
+    /// resync.
     pub async fn next(&self) -> Delivery {
         loop {
             let notified = self.notify.notified();
@@ -79,6 +91,9 @@ impl Inbox {
 
     pub fn try_next(&self) -> Option<Delivery> {
         let mut s = self.state.lock().unwrap();
+        if std::mem::take(&mut s.lease_lost) {
+            return Some(Delivery::LeaseLost);
+        }
         if let Some(e) = s.queue.pop_front() {
             return Some(Delivery::Event(e));
         }

@@ -98,6 +98,10 @@ pub trait RoomBus: Send + Sync + 'static {
     /// This instance holds sessions in the room now (`true`: the first arrived) or no more
     /// (`false`: the last one left). Called under the hub's lock: must not block.
     fn local_room(&self, tenant: &str, room: &str, present: bool);
+    /// After a lost lease, once the sessions' records are rewritten: registers this
+    /// instance's rooms again on a live lease, has the other instances in them resync, and
+    /// resyncs its own sessions of them. An error: some room could not be registered.
+    fn reregister(&self) -> super::services::BoxFuture<'_, Result<(), crate::store::StoreError>>;
     /// Counters for `/metrics`.
     fn stats(&self) -> BusStats;
 }

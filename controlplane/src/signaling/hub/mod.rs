@@ -10,7 +10,8 @@
 //! Files: `session` (per-session state and outbox), `lifecycle` (join, wait, resume, close),
 //! `media` (offers, subscriptions, mutes), `node_events` (the node event pump),
 //! `room_events` (bus events, chat, host controls, resyncs), `index` (sessions by room, and
-//! the room interest they register), `permissions` (live role/grant changes),
+//! the room interest they register), `permissions` (live role/grant changes), `restore`
+//! (records rewritten after a lost lease),
 //! `shutdown` (SIGTERM: tell and close every session, refuse new ones).
 
 mod index;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod media;
 mod node_events;
 mod permissions;
+mod restore;
 mod room_events;
 mod session;
 mod shutdown;
@@ -69,6 +71,10 @@ pub struct Hub {
     stopping: Stopping,
     /// Told of presence and track changes this instance publishes (`set_webhooks`).
     webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
+    /// Wakes the task that rewrites records after a lost lease (`restore`); `restore_pending`
+    /// says a trigger came while it ran.
+    restore: Arc<tokio::sync::Notify>,
+    restore_pending: std::sync::atomic::AtomicBool,
     me: Weak<Hub>,
 }
 
@@ -102,9 +108,12 @@ impl Hub {
             }),
             stopping: Stopping::new(),
             webhooks: std::sync::OnceLock::new(),
+            restore: Arc::new(tokio::sync::Notify::new()),
+            restore_pending: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });
         hub.watch_lost_nodes();
+        hub.watch_lost_leases();
         // Room events in order; the inbox is bounded and turns overflow into resyncs.
         let inbox = bus.inbox();
         let weak = Arc::downgrade(&hub);
@@ -115,6 +124,7 @@ impl Hub {
                 match delivery {
                     Delivery::Event(ev) => hub.on_room_event(ev).await,
                     Delivery::Resync { tenant, room } => hub.resync_room(&tenant, &room).await,
+                    Delivery::LeaseLost => hub.request_restore(),
                 }
             }
         });
