@@ -21,8 +21,8 @@ use shardcast_tests::wait_for;
 const OUTAGE: Duration = Duration::from_secs(10);
 /// The control plane's etcd request timeout in the freeze test (`etcd.request_timeout_ms`,
 /// default 10 s): the longest one store call waits on a frozen etcd. 12 s, so the freeze
-/// also outlasts a 10 s lease (the session and bus leases are 30 s: a freeze longer than
-/// them still costs the sessions their records; docs/OPERATIONS.md).
+/// also outlasts a 10 s lease (the session and bus leases are 30 s; a freeze longer than
+/// them, with the records written again after it, is `faults_lease.rs`).
 const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(12);
 /// A join or REST call that stops at its first failed store call answers within the request
 /// timeout and a little work; one that retried or chained store calls would take a multiple,
