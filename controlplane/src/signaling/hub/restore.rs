@@ -149,7 +149,8 @@ impl Hub {
                     tracing::warn!(code = e.code, tenant = %m.tenant, room = %m.room,
                         identity = %m.identity,
                         "signaling: a session lost its place while its record was gone");
-                    self.close(s, Some(ServerMsg::error(e.code, e.message))).await;
+                    self.close(s, Some(ServerMsg::error(e.code, e.message)))
+                        .await;
                     return Ok(true);
                 }
                 Err(e) => return Err(e),
