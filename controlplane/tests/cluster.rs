@@ -13,124 +13,32 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
-use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
-use shardcast_controlplane::config::SignalingConfig;
-use shardcast_controlplane::ids::{NodeId, RoomName};
-use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
-use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
-use shardcast_controlplane::placement::Placement;
-use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::ids::RoomName;
+use shardcast_controlplane::nodeapi::registry::Registration;
+use shardcast_controlplane::server;
 use shardcast_controlplane::services::events::LocalRoomEvents;
-use shardcast_controlplane::services::{now_unix_secs, rooms};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
+use shardcast_controlplane::services::rooms;
+use shardcast_controlplane::store::records::{ApiKeyRecord, RoomSettings};
 use shardcast_controlplane::store::{nodes, Store};
 use shardcast_controlplane::webhooks;
-use shardcast_dataplane::driver::IoBackend;
-use shardcast_dataplane::{MediaNode, MediaNodeConfig};
 use support::etcd::EtcdProcess;
+use support::inproc::{self, host_token as token, serve};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "cluster-secret-for-tests";
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_on(listener, router)
-}
-
-fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> SocketAddr {
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
 /// A media node process stand-in: the real MediaNode behind the real node API server.
 async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
-    let mut nc = MediaNodeConfig::default();
-    nc.shards.shards = 1;
-    nc.shards.pin = false;
-    nc.shards.backend = IoBackend::Portable;
-    let node: Arc<dyn shardcast_dataplane::node::MediaNodeApi> =
-        Arc::new(MediaNode::start(nc).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (id, url) = (
-        NodeId::parse(id).unwrap(),
-        format!("http://{}", listener.local_addr().unwrap()),
-    );
-    let credentials = Verifier::new(Audience::new(id.clone(), &url), SECRET, None);
-    serve_on(
-        listener,
-        shardcast_controlplane::nodeapi::server::router(node.clone(), credentials),
-    );
     let store: Arc<dyn Store> = Arc::new(etcd.store().await);
-    registry::register(
-        store,
-        node,
-        NodeIdentity {
-            id,
-            api_address: url,
-            capacity: 100,
-        },
-        Duration::from_secs(3),
-    )
-    .await
-    .unwrap()
+    inproc::registered_media_node(store, id, SECRET, Duration::from_secs(3)).await
 }
 
 async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
-    let built = server::build(
-        store.clone(),
-        Arc::new(Placement::cluster(store, SECRET.into())),
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: shardcast_controlplane::signaling::BusOptions {
-                secret: Some(SECRET.into()),
-                ..Default::default()
-            },
-        },
-    )
-    .await;
-    // The room bus must know where the other instance sends this one its events.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    built
-        .bus
-        .advertise(&format!("http://{}", listener.local_addr().unwrap()));
-    serve_on(listener, built.router)
+    inproc::cluster_control_plane(store, SECRET).await
 }
 
-fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
-    let now = now_unix_secs();
-    TokenService::default()
-        .mint(
-            key,
-            &AccessClaims {
-                sub: identity.into(),
-                name: identity.into(),
-                room: RoomName::parse(room).unwrap(),
-                role: ParticipantRole::Host,
-                grants: Grants::for_role(ParticipantRole::Host),
-                exp: now + 600,
-                nbf: now - 5,
-                iat: now,
-                iss: String::new(),
-            },
-        )
-        .unwrap()
-}
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();

@@ -3,21 +3,20 @@
 //! not ready (503, the failing check named, no internal detail); a media node is ready while
 //! its shards answer.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::placement::{NodeHandle, Placement};
-use shardcast_controlplane::server::{self, ServerOptions};
-use shardcast_controlplane::store::{EmbeddedStore, Store};
-use shardcast_dataplane::driver::IoBackend;
+use shardcast_controlplane::server;
+use shardcast_controlplane::store::Store;
 use shardcast_dataplane::node::MediaNodeApi;
-use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::inproc;
 use tower::ServiceExt;
 
 async fn get(router: &axum::Router, path: &str) -> (StatusCode, Value) {
@@ -31,41 +30,21 @@ async fn get(router: &axum::Router, path: &str) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
-fn media_node() -> Arc<MediaNode> {
-    let mut nc = MediaNodeConfig::default();
-    nc.shards.shards = 1;
-    nc.shards.pin = false;
-    nc.shards.backend = IoBackend::Portable;
-    Arc::new(MediaNode::start(nc).unwrap())
-}
-
 /// A control plane on an embedded store in a temporary directory (returned: the store lives
 /// there for as long as the test holds it).
 async fn control_plane(
     placement: impl FnOnce(Arc<dyn Store>) -> Placement,
 ) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let store = inproc::embedded_store(dir.path()).await;
     let placement = Arc::new(placement(store.clone()));
-    let built = server::build(
-        store,
-        placement,
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: Default::default(),
-        },
-    )
-    .await;
+    let built = server::build(store, placement, inproc::options()).await;
     (built.router, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_all_in_one_control_plane_is_alive_and_ready() {
-    let node = media_node();
+    let node = Arc::new(inproc::media_node());
     let (router, _dir) = control_plane(|_| {
         Placement::single(NodeHandle {
             id: Arc::from("local"),
@@ -102,7 +81,7 @@ async fn a_cluster_control_plane_without_media_nodes_is_alive_but_not_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_node_is_ready_while_its_shards_answer() {
-    let node = media_node();
+    let node = Arc::new(inproc::media_node());
     let api: Arc<dyn MediaNodeApi> = node.clone();
     let credentials = Verifier::new(
         Audience::new(NodeId::parse("node-1").unwrap(), "http://127.0.0.1:7881"),

@@ -4,14 +4,14 @@
 //! can parse. A real media node behind the real node API server on TCP, reached by the
 //! control plane's `RemoteNode`.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::NodeId;
 use shardcast_controlplane::logging::{self, Captured, LogFormat};
 use shardcast_controlplane::nodeapi::client::RemoteNode;
@@ -20,11 +20,11 @@ use shardcast_controlplane::nodeapi::server::router;
 use shardcast_controlplane::nodeapi::CALL_PATH;
 use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::request_id;
-use shardcast_controlplane::server::{self, ServerOptions};
-use shardcast_controlplane::store::{EmbeddedStore, Store};
+use shardcast_controlplane::server;
 use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
 use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::inproc;
 use tower::ServiceExt;
 
 const SECRET: &str = "cluster-secret-for-tests";
@@ -52,21 +52,9 @@ async fn request_id_of(router: &axum::Router, sent: Option<&str>) -> (StatusCode
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_carry_the_callers_request_id_or_a_fresh_one() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let store = inproc::embedded_store(dir.path()).await;
     let placement = Arc::new(Placement::cluster(store.clone(), SECRET.into()));
-    let built = server::build(
-        store,
-        placement,
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: Default::default(),
-        },
-    )
-    .await;
+    let built = server::build(store, placement, inproc::options()).await;
     let r = &built.router;
     assert_eq!(
         request_id_of(r, Some("client-7f3a")).await,

@@ -13,17 +13,15 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
-use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{Identity, NodeId, RoomName};
-use shardcast_controlplane::placement::Placement;
-use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::server;
 use shardcast_controlplane::services::chat::{self, ChatLimits, NewMessage};
 use shardcast_controlplane::services::events::LocalRoomEvents;
-use shardcast_controlplane::services::{now_unix_secs, rooms};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
+use shardcast_controlplane::services::rooms;
+use shardcast_controlplane::store::records::{ApiKeyRecord, RoomSettings};
 use shardcast_controlplane::store::{keys, nodes, Store};
 use support::etcd::EtcdProcess;
+use support::inproc::{self, host_token as token};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -32,52 +30,7 @@ type Ws =
 const TIMEOUT_SECS: u32 = 2;
 
 async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
-    let built = server::build(
-        store.clone(),
-        Arc::new(Placement::cluster(store, "cluster-secret-for-tests".into())),
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: Default::default(),
-        },
-    )
-    .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            built
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
-fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
-    let now = now_unix_secs();
-    TokenService::default()
-        .mint(
-            key,
-            &AccessClaims {
-                sub: identity.into(),
-                name: identity.into(),
-                room: RoomName::parse(room).unwrap(),
-                role: ParticipantRole::Host,
-                grants: Grants::for_role(ParticipantRole::Host),
-                exp: now + 600,
-                nbf: now - 5,
-                iat: now,
-                iss: String::new(),
-            },
-        )
-        .unwrap()
+    inproc::cluster_control_plane(store, "cluster-secret-for-tests").await
 }
 
 async fn send(ws: &mut Ws, v: Value) {

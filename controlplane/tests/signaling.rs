@@ -2,6 +2,8 @@
 //! a server built like `shardcast serve` builds it: embedded store, the in-process media node
 //! on loopback, the room bus.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,14 +17,13 @@ use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
 use shardcast_controlplane::auth::TrustedProxies;
 use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{RoomName, TenantId};
-use shardcast_controlplane::placement::{NodeHandle, Placement};
+use shardcast_controlplane::placement::Placement;
 use shardcast_controlplane::server::{self, ServerOptions};
 use shardcast_controlplane::services::events::LocalRoomEvents;
 use shardcast_controlplane::services::{now_unix_secs, rooms};
 use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
-use shardcast_controlplane::store::{EmbeddedStore, Store};
-use shardcast_dataplane::driver::IoBackend;
-use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use shardcast_controlplane::store::Store;
+use support::inproc;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -47,20 +48,11 @@ async fn start_with(api: ApiConfig) -> Harness {
 
 async fn start_full(api: ApiConfig, trusted: TrustedProxies) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
+    let store = inproc::embedded_store(&dir.path().join("store")).await;
     let key = server::ensure_default_tenant(store.as_ref(), dir.path())
         .await
         .unwrap();
-    let mut nc = MediaNodeConfig::default();
-    nc.shards.shards = 1;
-    nc.shards.pin = false;
-    nc.shards.backend = IoBackend::Portable;
-    let node = MediaNode::start(nc).unwrap();
-    let placement = Arc::new(Placement::single(NodeHandle {
-        id: Arc::from("local"),
-        api: Arc::new(node),
-    }));
+    let placement = inproc::single("local", Arc::new(inproc::media_node()));
     let addr = serve_instance(store.clone(), placement.clone(), api.clone(), trusted).await;
     Harness {
         addr,
@@ -90,35 +82,17 @@ async fn serve_instance(
                 join_timeout_secs: 5,
                 ..SignalingConfig::default()
             },
-            dev_key: None,
-            web_dir: None,
             http: server::HttpOptions {
                 trusted_proxies,
                 ..Default::default()
             },
             // Instances on one store share a secret and say where they listen, so room
             // events reach each other (the room bus).
-            bus: shardcast_controlplane::signaling::BusOptions {
-                secret: Some("bus-secret-for-signaling-tests".into()),
-                ..Default::default()
-            },
+            ..inproc::options_with_bus_secret("bus-secret-for-signaling-tests")
         },
     )
     .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    built.bus.advertise(&format!("http://{addr}"));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            built
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
+    inproc::serve_built(built).await
 }
 
 impl Harness {
@@ -1582,8 +1556,7 @@ async fn the_password_limit_keys_on_the_forwarded_client_only_behind_a_trusted_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_no_internal_address() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
+    let store = inproc::embedded_store(&dir.path().join("store")).await;
     let key = server::ensure_default_tenant(store.as_ref(), dir.path())
         .await
         .unwrap();
@@ -1593,10 +1566,7 @@ async fn errors_name_no_internal_address() {
         "http://127.0.0.1:9/internal-node-path",
         "cluster-secret-0123456789",
     );
-    let placement = Arc::new(Placement::single(NodeHandle {
-        id: Arc::from("private-node-7"),
-        api: Arc::new(dead),
-    }));
+    let placement = inproc::single("private-node-7", Arc::new(dead));
     let addr = serve_instance(
         store.clone(),
         placement.clone(),

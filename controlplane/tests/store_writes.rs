@@ -28,23 +28,27 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shardcast_client::{udp, Client, ClientConfig, TimeBase, VideoSpec};
-use shardcast_controlplane::app::ApiConfig;
-use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
-use shardcast_controlplane::config::SignalingConfig;
-use shardcast_controlplane::ids::{NodeId, RoomName};
-use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
-use shardcast_controlplane::nodeapi::registry::{self, NodeIdentity, Registration};
-use shardcast_controlplane::placement::Placement;
-use shardcast_controlplane::server::{self, ServerOptions};
-use shardcast_controlplane::services::{now_unix_secs, rooms};
-use shardcast_controlplane::store::records::{ApiKeyRecord, Grants, ParticipantRole, RoomSettings};
+use shardcast_controlplane::ids::RoomName;
+use shardcast_controlplane::nodeapi::registry::Registration;
+use shardcast_controlplane::server;
+use shardcast_controlplane::services::rooms;
+use shardcast_controlplane::store::records::RoomSettings;
 use shardcast_controlplane::store::{keys, EtcdStore, Store, WatchKind, WatchStream};
-use shardcast_dataplane::driver::IoBackend;
-use shardcast_dataplane::{MediaNode, MediaNodeConfig};
 use support::etcd::EtcdProcess;
+use support::inproc::{self, host_token as token};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "cluster-secret-for-tests";
+
+/// A media node as `shardcast medianode` runs one: the real MediaNode behind the node API.
+async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
+    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
+    inproc::registered_media_node(store, id, SECRET, Duration::from_secs(30)).await
+}
+
+async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
+    inproc::cluster_control_plane(store, SECRET).await
+}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -180,90 +184,6 @@ impl Revisions {
         );
         (writes, out)
     }
-}
-
-fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> SocketAddr {
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
-/// A media node as `shardcast medianode` runs one: the real MediaNode behind the node API.
-async fn media_node(etcd: &EtcdProcess, id: &str) -> Registration {
-    let mut nc = MediaNodeConfig::default();
-    nc.shards.shards = 1;
-    nc.shards.pin = false;
-    nc.shards.backend = IoBackend::Portable;
-    let node: Arc<dyn shardcast_dataplane::node::MediaNodeApi> =
-        Arc::new(MediaNode::start(nc).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (id, url) = (
-        NodeId::parse(id).unwrap(),
-        format!("http://{}", listener.local_addr().unwrap()),
-    );
-    let credentials = Verifier::new(Audience::new(id.clone(), &url), SECRET, None);
-    serve_on(
-        listener,
-        shardcast_controlplane::nodeapi::server::router(node.clone(), credentials),
-    );
-    let store: Arc<dyn Store> = Arc::new(etcd.store().await);
-    registry::register(
-        store,
-        node,
-        NodeIdentity {
-            id,
-            api_address: url,
-            capacity: 100,
-        },
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap()
-}
-
-async fn control_plane(store: Arc<dyn Store>) -> SocketAddr {
-    let built = server::build(
-        store.clone(),
-        Arc::new(Placement::cluster(store, SECRET.into())),
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: Default::default(),
-        },
-    )
-    .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_on(listener, built.router)
-}
-
-fn token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
-    let now = now_unix_secs();
-    TokenService::default()
-        .mint(
-            key,
-            &AccessClaims {
-                sub: identity.into(),
-                name: identity.into(),
-                room: RoomName::parse(room).unwrap(),
-                role: ParticipantRole::Host,
-                grants: Grants::for_role(ParticipantRole::Host),
-                exp: now + 600,
-                nbf: now - 5,
-                iat: now,
-                iss: String::new(),
-            },
-        )
-        .unwrap()
 }
 
 async fn send(ws: &mut Ws, v: Value) {

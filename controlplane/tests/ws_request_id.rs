@@ -5,6 +5,8 @@
 //! node is a real one behind the real node API server on loopback, reached by `RemoteNode`;
 //! the client is tokio-tungstenite with a shardcast-client offer.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,23 +14,18 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
-use shardcast_controlplane::app::ApiConfig;
 use shardcast_controlplane::auth::tokens::{AccessClaims, TokenService};
-use shardcast_controlplane::config::SignalingConfig;
 use shardcast_controlplane::ids::{NodeId, RoomName};
 use shardcast_controlplane::logging::{self, Captured, LogFormat};
 use shardcast_controlplane::nodeapi::client::RemoteNode;
 use shardcast_controlplane::nodeapi::credential::{Audience, Verifier};
 use shardcast_controlplane::nodeapi::server::router;
 use shardcast_controlplane::nodeapi::CALL_PATH;
-use shardcast_controlplane::placement::{NodeHandle, Placement};
-use shardcast_controlplane::server::{self, ServerOptions};
+use shardcast_controlplane::server;
 use shardcast_controlplane::services::now_unix_secs;
 use shardcast_controlplane::store::records::{Grants, ParticipantRole};
-use shardcast_controlplane::store::{EmbeddedStore, Store};
-use shardcast_dataplane::driver::IoBackend;
 use shardcast_dataplane::node::MediaNodeApi;
-use shardcast_dataplane::{MediaNode, MediaNodeConfig};
+use support::inproc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -70,11 +67,7 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
     .expect("this test process's only subscriber");
 
     // The media node, behind its node API server.
-    let mut nc = MediaNodeConfig::default();
-    nc.shards.shards = 1;
-    nc.shards.pin = false;
-    nc.shards.backend = IoBackend::Portable;
-    let node: Arc<dyn MediaNodeApi> = Arc::new(MediaNode::start(nc).unwrap());
+    let node: Arc<dyn MediaNodeApi> = Arc::new(inproc::media_node());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (node_id, base) = (
         NodeId::parse("node-1").unwrap(),
@@ -90,28 +83,12 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
 
     // The control plane, placing every room on that node.
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(dir.path().join("store")).await.unwrap());
+    let store = inproc::embedded_store(&dir.path().join("store")).await;
     let key = server::ensure_default_tenant(store.as_ref(), dir.path())
         .await
         .unwrap();
-    let placement = Arc::new(Placement::single(NodeHandle {
-        id: Arc::from("node-1"),
-        api: Arc::new(remote),
-    }));
-    let built = server::build(
-        store,
-        placement,
-        ServerOptions {
-            api: ApiConfig::default(),
-            signaling: SignalingConfig::default(),
-            dev_key: None,
-            web_dir: None,
-            http: Default::default(),
-            bus: Default::default(),
-        },
-    )
-    .await;
+    let placement = inproc::single("node-1", Arc::new(remote));
+    let built = server::build(store, placement, inproc::options()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cp = tokio::spawn(async move {

@@ -3,4 +3,5 @@
 
 pub mod api;
 pub mod etcd;
+pub mod inproc;
 pub mod serve;
