@@ -43,6 +43,12 @@ pub struct World {
     next_local: u64,
     /// How many times the core's own deadline woke it (`handle_timeout`).
     pub core_wakeups: u64,
+    /// With a clock set (`benches/fanout.rs` sets the thread's CPU time), the time spent
+    /// inside the core's input and output calls — not in the clients, the simulated network
+    /// or the datagram drain — and how many calls were timed.
+    pub core_clock: Option<fn() -> Duration>,
+    pub core_busy: Duration,
+    pub core_timed: u64,
 }
 
 impl World {
@@ -80,6 +86,21 @@ impl World {
             core_deadline: now,
             next_local: 1,
             core_wakeups: 0,
+            core_clock: None,
+            core_busy: Duration::ZERO,
+            core_timed: 0,
+        }
+    }
+
+    /// Start timing a core call (see `core_clock`).
+    fn enter_core(&self) -> Option<Duration> {
+        self.core_clock.map(|c| c())
+    }
+
+    fn leave_core(&mut self, entered: Option<Duration>) {
+        if let (Some(c), Some(t)) = (self.core_clock, entered) {
+            self.core_busy += c().saturating_sub(t);
+            self.core_timed += 1;
         }
     }
 
@@ -240,7 +261,10 @@ impl World {
                 );
             });
             loop {
-                match self.core.poll_output() {
+                let entered = self.enter_core();
+                let out = self.core.poll_output();
+                self.leave_core(entered);
+                match out {
                     Output::Timeout(t) => {
                         self.core_deadline = t;
                         break;
@@ -324,8 +348,10 @@ impl World {
             }
             while let Some(d) = self.net.pop_due(self.now) {
                 if d.destination == self.server {
+                    let entered = self.enter_core();
                     self.core
                         .handle_datagram(self.now, d.source, d.destination, &d.data);
+                    self.leave_core(entered);
                 } else if let Some(m) = self
                     .members
                     .iter_mut()
@@ -335,7 +361,9 @@ impl World {
                 }
             }
             if self.now >= self.core_deadline {
+                let entered = self.enter_core();
                 self.core.handle_timeout(self.now);
+                self.leave_core(entered);
                 self.core_wakeups += 1;
             }
             for m in &mut self.members {
