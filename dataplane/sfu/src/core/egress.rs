@@ -61,7 +61,7 @@ pub(crate) fn send_media(
     now: Instant,
     epoch: Instant,
     tx: &mut TxQueue,
-    vp8_scratch: &mut Vec<u8>,
+    picture_scratch: &mut Vec<u8>,
     peer: &mut Peer,
     sub: &mut Subscription,
     fwd: &Fwd<'_>,
@@ -77,9 +77,9 @@ pub(crate) fn send_media(
         &mut sub.pictures,
         fwd.payload,
         out.new_segment,
-        vp8_scratch,
+        picture_scratch,
     );
-    let vp8_ids = (ids.picture_id, ids.tl0_pic_idx);
+    let picture_ids = (ids.picture_id, ids.tl0_pic_idx);
     let (Some(dest), Some(tp), Some(egress)) =
         (peer.remote, peer.transport.as_mut(), sub.egress.as_mut())
     else {
@@ -118,8 +118,8 @@ pub(crate) fn send_media(
             timestamp: out.ts,
             marker: fwd.marker,
             payload_type: pt,
-            vp8_picture_id: vp8_ids.0,
-            vp8_tl0: vp8_ids.1,
+            picture_id: picture_ids.0,
+            tl0_pic_idx: picture_ids.1,
             twcc: written.twcc,
             abs_send_time: written.abs_send_time,
         });
@@ -143,7 +143,7 @@ impl ShardCore {
             subs,
             tracks,
             tx,
-            vp8_scratch,
+            picture_scratch,
             epoch,
             ..
         } = self;
@@ -174,11 +174,11 @@ impl ShardCore {
             return false;
         };
         let ids = PictureIds {
-            picture_id: sent.vp8_picture_id,
-            tl0_pic_idx: sent.vp8_tl0,
+            picture_id: sent.picture_id,
+            tl0_pic_idx: sent.tl0_pic_idx,
         };
         let codec = t.codec.and_then(|c| video_codec(c.codec));
-        let payload = renumbered(codec, &original, ids, vp8_scratch);
+        let payload = renumbered(codec, &original, ids, picture_scratch);
         let rtx_pt = egress
             .rtx_ssrc
             .and_then(|_| rtx_pt_for(peer, sent.payload_type));

@@ -63,8 +63,11 @@ pub struct ShardCore {
     pub(crate) next_tick: Instant,
     /// Where SRTP/SRTCP is opened into (taken out while a packet is handled).
     pub(crate) scratch: Vec<u8>,
-    /// Where a VP8 payload is copied to have its picture ids patched for one subscriber.
-    pub(crate) vp8_scratch: Vec<u8>,
+    /// Where a VP8/VP9 payload is copied to have its picture ids patched for one subscriber.
+    pub(crate) picture_scratch: Vec<u8>,
+    /// The subscribers of the track being routed, copied out of it so the loop can touch
+    /// the rest of the core (reused: no allocation per packet).
+    pub(crate) route_scratch: Vec<PeerId>,
     /// One transport-cc feedback's results, reused.
     pub(crate) twcc_results: Vec<shardcast_rtp::bwe::PacketResult>,
     /// Our NTP clock (sender reports, RTT from report blocks).
@@ -96,7 +99,8 @@ impl ShardCore {
             next_track: 1,
             next_tick,
             scratch: vec![0; crate::tx_queue::MAX_TX_DATAGRAM + shardcast_rtp::srtp::SEAL_SLACK],
-            vp8_scratch: Vec::with_capacity(crate::tx_queue::MAX_TX_DATAGRAM),
+            picture_scratch: Vec::with_capacity(crate::tx_queue::MAX_TX_DATAGRAM),
+            route_scratch: Vec::new(),
             twcc_results: Vec::new(),
             // Until `set_wall_clock`, NTP time counts from the Unix epoch at `now`: only
             // differences matter to peers (RTT, lip sync), never the absolute value.

@@ -159,12 +159,15 @@ impl ShardCore {
             svc,
         };
         let kind = t.info.kind;
-        // On the stack for typical rooms; the borrow of `tracks` ends before subscribers
-        // are touched.
-        let subscribers: smallvec::SmallVec<[PeerId; 16]> = t.subscribers.iter().copied().collect();
-        for sub in subscribers {
-            self.forward_to(now, sub, kind, &fwd);
+        // Copied out so the borrow of `tracks` ends before subscribers are touched, into a
+        // buffer the core keeps (no allocation per packet, whatever the fan-out).
+        let mut subscribers = std::mem::take(&mut self.route_scratch);
+        subscribers.clear();
+        subscribers.extend_from_slice(&t.subscribers);
+        for sub in &subscribers {
+            self.forward_to(now, *sub, kind, &fwd);
         }
+        self.route_scratch = subscribers;
     }
 
     /// A packet of `track` (source `source`) that is not forwarded: each local subscription
@@ -191,7 +194,7 @@ impl ShardCore {
             peers,
             subs,
             tx,
-            vp8_scratch,
+            picture_scratch,
             epoch,
             stats,
             ..
@@ -263,7 +266,7 @@ impl ShardCore {
                 marked = Fwd { marker, ..*fwd };
                 &marked
             };
-            send_media(now, *epoch, tx, vp8_scratch, peer, sub, fwd, out)
+            send_media(now, *epoch, tx, picture_scratch, peer, sub, fwd, out)
         };
         if forwarded {
             stats.rtp_forwarded += 1;

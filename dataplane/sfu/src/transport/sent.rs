@@ -21,9 +21,9 @@ pub(crate) struct Sent {
     pub timestamp: u32,
     pub marker: bool,
     pub payload_type: u8,
-    /// VP8 picture id and TL0PICIDX as written (None: not VP8, or no such field).
-    pub vp8_picture_id: Option<u16>,
-    pub vp8_tl0: Option<u8>,
+    /// VP8/VP9 picture id and TL0PICIDX as written (None: another codec, or no such field).
+    pub picture_id: Option<u16>,
+    pub tl0_pic_idx: Option<u8>,
     /// The transport-wide sequence number and abs-send-time the original carried: a plain
     /// retransmission (no RTX negotiated) must repeat the original bytes exactly, or
     /// AES-GCM would seal different data under the same nonce.
