@@ -119,7 +119,10 @@ a=rtpmap:96 VP8/90000\r\n";
         // The rtpmap without the format in the m= line (an answer that dropped it).
         let dropped = ANSWER.replace("SAVPF 63 111", "SAVPF 111");
         assert!(red_lines(&dropped).is_empty());
-        let rejected = ANSWER.replace("m=audio 9 UDP/TLS/RTP/SAVPF 63 111", "m=audio 0 UDP/TLS/RTP/SAVPF 63 111");
+        let rejected = ANSWER.replace(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 63 111",
+            "m=audio 0 UDP/TLS/RTP/SAVPF 63 111",
+        );
         assert!(red_lines(&rejected).is_empty());
     }
 
@@ -135,7 +138,12 @@ a=rtpmap:96 VP8/90000\r\n";
 
     #[test]
     fn garbage_yields_nothing() {
-        for s in ["", "m=", "m=audio", "v=0\nm=audio 9 X 63\na=rtpmap:63 red\na=fmtp:63 63/63"] {
+        for s in [
+            "",
+            "m=",
+            "m=audio",
+            "v=0\nm=audio 9 X 63\na=rtpmap:63 red\na=fmtp:63 63/63",
+        ] {
             assert!(red_lines(s).is_empty(), "{s:?}");
         }
     }
