@@ -29,6 +29,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mapped = layout.with_block_pt(payload, sub_pt, &mut scratch).to_vec();
     assert_eq!(mapped.len(), payload.len());
     let again = parse(&mapped, sub_pt).expect("a mapped RED payload parses");
-    assert_eq!((again.primary, again.blocks), (layout.primary, layout.blocks));
+    assert_eq!(
+        (again.primary, again.blocks),
+        (layout.primary, layout.blocks)
+    );
     assert_eq!(again.primary(&mapped), primary);
 });
