@@ -9,8 +9,9 @@
 //! (the per-packet forwarding path), [`demux`], `consent` (STUN a peer's ICE agent must
 //! authenticate first, so rejected checks are counted), [`timers`], `peer` (one str0m `Rtc`),
 //! `track` (tracks and subscriptions), `sdp_fixup` (candidates in every bundled m-section of
-//! the SDP we write), `sdp_red` (which m-lines of an answer negotiated RED), `room` (members, active speaker), [`forward`] (pure
-//! layer/rewrite/keyframe logic), [`api`] (inputs, outputs, events), [`stats`].
+//! the SDP we write), `sdp_red` (which m-lines of an answer negotiated RED), `room` (members,
+//! active speaker), [`forward`] (pure layer/rewrite/keyframe/RED logic), [`api`] (inputs,
+//! outputs, events), [`stats`].
 
 pub mod api;
 pub mod config;
