@@ -193,6 +193,19 @@ write("vp9_payload", "flexible", rec(
     (0 | 4 << 2, bytes([0xF8, 0x80, 8, 0x40, 0x03, 0x04]) + b"\x33" * 4),
     (0 | 4 << 2, bytes([0xD0, 9, 0x02]) + b"\x33" * 4)))
 
+# red_payload: primary payload type, subscriber's payload type, then an RFC 2198 payload
+# (libwebrtc's one redundant block, several blocks, primary only, an empty primary).
+def red(pt, redundant, primary):
+    hdr = b"".join(bytes([0x80 | pt]) + (off << 10 | len(d)).to_bytes(3, "big") for off, d in redundant)
+    return hdr + bytes([pt]) + b"".join(d for _, d in redundant) + primary
+
+
+OPUS_FRAME = bytes([0xFC, 0xFF, 0xFE]) + b"\x55" * 60
+write("red_payload", "one_redundant", bytes([111, 109]) + red(111, [(960, OPUS_FRAME)], OPUS_FRAME))
+write("red_payload", "two_redundant", bytes([111, 111]) + red(111, [(1920, OPUS_FRAME), (960, b"\xfc")], OPUS_FRAME))
+write("red_payload", "primary_only", bytes([100, 96]) + red(100, [], OPUS_FRAME))
+write("red_payload", "dtx_empty_primary", bytes([111, 63]) + red(111, [(960, b"\xf8")], b""))
+
 # ---------------------------------------------------------------- shard datagrams
 # Records: 0/1/2 raw from publisher/subscriber/stranger, 3/4 RTP/RTCP sealed by the publisher,
 # 5/6 by the subscriber, 7 time passes. 0x535355xx: the publisher's xx-th SSRC; 0x535344xx:

@@ -222,6 +222,9 @@ pub struct MediaPacket {
     pub timestamp: u32,
     pub marker: bool,
     pub keyframe: bool,
+    /// RFC 2198 RED: the payload is redundant audio whose blocks are `codec` (checked at
+    /// ingress); `None` for a plain payload.
+    pub red: Option<crate::forward::red::RedLayout>,
     /// RFC 6464 level (-dBov) when the packet carried one.
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,

@@ -152,6 +152,28 @@ impl MidWire {
     }
 }
 
+/// How one format of the publisher's goes out on a subscription's m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    /// The payload as received, under the subscriber's payload type for its codec.
+    Plain(u8),
+    /// RED (RFC 2198) kept: the subscriber's RED payload type on this m-line, and its
+    /// payload type for the primary codec, which every block's header is set to.
+    Red { pt: u8, blocks: u8 },
+    /// RED to a subscriber that did not negotiate it: the primary block alone, under the
+    /// subscriber's payload type for the primary codec.
+    Primary(u8),
+}
+
+impl OutFormat {
+    /// The payload type on the wire.
+    pub fn pt(self) -> u8 {
+        match self {
+            OutFormat::Plain(pt) | OutFormat::Primary(pt) | OutFormat::Red { pt, .. } => pt,
+        }
+    }
+}
+
 /// One subscriber's view of one track.
 pub struct Subscription {
     /// What the subscriber asked for; the selector gets it with each allocation.
@@ -163,8 +185,9 @@ pub struct Subscription {
     pub mid_wire: Option<MidWire>,
     /// How it goes out, once the subscriber answered.
     pub egress: Option<Egress>,
-    /// Publisher pt → subscriber pt, learned per codec.
-    pub pt_map: SmallVec<[(Pt, Pt); 2]>,
+    /// Publisher format (codec, RED or not; see `egress::format_key`) → how it goes out,
+    /// learned on its first packet.
+    pub pt_map: SmallVec<[(Pt, OutFormat); 2]>,
     pub rewriter: Option<StreamRewriter>,
     /// VP8 / VP9 picture id and TL0PICIDX numbering.
     pub pictures: PictureIdRewriter,
@@ -257,6 +280,13 @@ impl Subscription {
                 marker,
             ),
         }
+    }
+
+    /// Whether it forwards RED (about twice the audio bitrate).
+    pub fn sends_red(&self) -> bool {
+        self.pt_map
+            .iter()
+            .any(|(_, f)| matches!(f, OutFormat::Red { .. }))
     }
 
     /// Extend a 16-bit outgoing seq to the 64-bit form str0m takes (ROC in the upper bits).

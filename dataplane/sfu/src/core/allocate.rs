@@ -41,7 +41,9 @@ impl ShardCore {
                 continue;
             };
             let Some(mon) = t.monitor.as_ref() else {
-                audio_bps += AUDIO_RESERVE_BPS;
+                // RED carries each frame twice (libwebrtc's one redundant block).
+                let copies = if sub.sends_red() { 2 } else { 1 };
+                audio_bps += AUDIO_RESERVE_BPS * copies;
                 continue;
             };
             let mut layer_bps = [0u64; MAX_LAYERS];

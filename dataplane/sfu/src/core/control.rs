@@ -55,6 +55,7 @@ impl ShardCore {
             .accept_parsed_offer(parsed)
             .map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
+        peer.learn_red(Some(&offer), &answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
             .entry(req.room.clone())
@@ -94,6 +95,9 @@ impl ShardCore {
         self.drain_all(now);
         let answer = res.map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.learn_red(Some(offer), &answer);
+        }
         // Changes queued during a glare go out in a fresh offer.
         self.maybe_offer(now, id);
         Ok(answer)
@@ -135,6 +139,7 @@ impl ShardCore {
         id: PeerId,
         answer: &str,
     ) -> Result<(), CoreError> {
+        let answer_text = answer;
         let res = self
             .with_peer(
                 id,
@@ -150,6 +155,7 @@ impl ShardCore {
                         .sdp_api()
                         .accept_answer(pending, answer)
                         .map_err(|e| CoreError::BadSdp(e.to_string()))?;
+                    p.learn_red(None, answer_text);
                     Ok(std::mem::take(&mut p.negotiation.in_flight))
                 },
             )

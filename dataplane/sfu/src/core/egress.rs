@@ -27,7 +27,7 @@ use crate::forward::rewrite::Rewritten;
 use crate::ids::{PeerId, TrackId};
 use crate::peer::video_codec;
 use crate::peer::Peer;
-use crate::track::{Egress, MidWire, Subscription};
+use crate::track::{Egress, MidWire, OutFormat, Subscription};
 use crate::transport::sent::Sent;
 use crate::transport::Transport;
 use crate::tx_queue::TxQueue;
@@ -61,24 +61,33 @@ pub(crate) fn send_media(
     now: Instant,
     epoch: Instant,
     tx: &mut TxQueue,
-    picture_scratch: &mut Vec<u8>,
+    payload_scratch: &mut Vec<u8>,
     peer: &mut Peer,
     sub: &mut Subscription,
     fwd: &Fwd<'_>,
+    format: OutFormat,
     out: Rewritten,
 ) -> bool {
-    let Some(pt) = subscriber_pt_cached(peer, sub, &fwd.codec) else {
-        return false;
-    };
+    let pt = format.pt();
     let out_seq = sub.extend_out_seq(out.seq);
-    // VP8/VP9: picture id and TL0PICIDX continue across layer switches for this subscriber.
-    let (ids, payload) = renumber(
-        video_codec(fwd.codec.codec),
-        &mut sub.pictures,
-        fwd.payload,
-        out.new_segment,
-        picture_scratch,
-    );
+    let (ids, payload) = match (format, fwd.red) {
+        // RED cut to its primary block: the payload's tail, no copy.
+        (OutFormat::Primary(_), Some(red)) => (PictureIds::NONE, red.primary(fwd.payload)),
+        // RED kept: its blocks name the subscriber's payload type (a copy only if it differs).
+        (OutFormat::Red { blocks, .. }, Some(red)) => (
+            PictureIds::NONE,
+            red.with_block_pt(fwd.payload, blocks, payload_scratch),
+        ),
+        // VP8/VP9: picture id and TL0PICIDX continue across layer switches for this
+        // subscriber.
+        _ => renumber(
+            video_codec(fwd.codec.codec),
+            &mut sub.pictures,
+            fwd.payload,
+            out.new_segment,
+            payload_scratch,
+        ),
+    };
     let picture_ids = (ids.picture_id, ids.tl0_pic_idx);
     let (Some(dest), Some(tp), Some(egress)) =
         (peer.remote, peer.transport.as_mut(), sub.egress.as_mut())
@@ -143,7 +152,7 @@ impl ShardCore {
             subs,
             tracks,
             tx,
-            picture_scratch,
+            payload_scratch,
             epoch,
             ..
         } = self;
@@ -178,7 +187,7 @@ impl ShardCore {
             tl0_pic_idx: sent.tl0_pic_idx,
         };
         let codec = t.codec.and_then(|c| video_codec(c.codec));
-        let payload = renumbered(codec, &original, ids, picture_scratch);
+        let payload = renumbered(codec, &original, ids, payload_scratch);
         let rtx_pt = egress
             .rtx_ssrc
             .and_then(|_| rtx_pt_for(peer, sent.payload_type));
@@ -266,7 +275,7 @@ impl ShardCore {
         let Some(sub) = subs.get_mut(&(sub_id, track)) else {
             return 0;
         };
-        let Some(pt) = sub.pt_map.first().map(|(_, s)| **s) else {
+        let Some(pt) = sub.pt_map.first().map(|(_, f)| f.pt()) else {
             return 0;
         };
         let Some(rtx_pt) = rtx_pt_for(peer, pt) else {
@@ -379,20 +388,36 @@ fn write_sealed(
     })
 }
 
-/// The subscriber's payload type for `codec`, cached per subscription.
-fn subscriber_pt_cached(peer: &Peer, sub: &mut Subscription, codec: &CodecSpec) -> Option<u8> {
-    let key = pt_key(codec);
-    if let Some((_, pt)) = sub.pt_map.iter().find(|(k, _)| *k == key) {
-        return Some(**pt);
+/// How a publisher's packets of `codec` (`red`: as RFC 2198 RED) go out on subscription
+/// `sub` of `peer`, cached per subscription: RED stays RED where the subscriber negotiated
+/// it on this m-line, else its primary block goes out as plain `codec`; anything else under
+/// the subscriber's payload type for `codec`. `None`: the subscriber has no such codec.
+pub(crate) fn out_format(
+    peer: &Peer,
+    sub: &mut Subscription,
+    codec: &CodecSpec,
+    red: bool,
+) -> Option<OutFormat> {
+    let key = format_key(codec, red);
+    if let Some((_, f)) = sub.pt_map.iter().find(|(k, _)| *k == key) {
+        return Some(*f);
     }
-    let pt = subscriber_pt(peer, sub.mid, codec)?;
-    sub.pt_map.push((key, pt));
-    Some(*pt)
+    let pt = *subscriber_pt(peer, sub.mid, codec)?;
+    let format = match (red, sub.mid.and_then(|mid| peer.red_pt(mid, pt))) {
+        (false, _) => OutFormat::Plain(pt),
+        (true, Some(red_pt)) => OutFormat::Red {
+            pt: red_pt,
+            blocks: pt,
+        },
+        (true, None) => OutFormat::Primary(pt),
+    };
+    sub.pt_map.push((key, format));
+    Some(format)
 }
 
-/// Codec identity used to map a publisher's payload type onto the subscriber's.
-fn pt_key(spec: &CodecSpec) -> Pt {
-    // The codec enum and clock rate identify it well enough; pack them in a Pt-sized key.
+/// Format identity used to map a publisher's payload type onto the subscriber's.
+fn format_key(spec: &CodecSpec, red: bool) -> Pt {
+    // The codec enum identifies it well enough; pack it and RED in a Pt-sized key.
     let c = match spec.codec {
         Codec::Opus => 1,
         Codec::Vp8 => 2,
@@ -400,7 +425,7 @@ fn pt_key(spec: &CodecSpec) -> Pt {
         Codec::H264 => 4,
         _ => 5,
     };
-    Pt::from(c)
+    Pt::from(if red { c | 0x40 } else { c })
 }
 
 /// The subscriber's payload type for `codec` on m-line `mid`.

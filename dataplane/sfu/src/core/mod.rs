@@ -63,8 +63,9 @@ pub struct ShardCore {
     pub(crate) next_tick: Instant,
     /// Where SRTP/SRTCP is opened into (taken out while a packet is handled).
     pub(crate) scratch: Vec<u8>,
-    /// Where a VP8/VP9 payload is copied to have its picture ids patched for one subscriber.
-    pub(crate) picture_scratch: Vec<u8>,
+    /// Where a payload is copied to be patched for one subscriber: VP8/VP9 picture ids, the
+    /// payload types in a RED packet's block headers.
+    pub(crate) payload_scratch: Vec<u8>,
     /// The subscribers of the track being routed, copied out of it so the loop can touch
     /// the rest of the core (reused: no allocation per packet).
     pub(crate) route_scratch: Vec<PeerId>,
@@ -99,7 +100,7 @@ impl ShardCore {
             next_track: 1,
             next_tick,
             scratch: vec![0; crate::tx_queue::MAX_TX_DATAGRAM + shardcast_rtp::srtp::SEAL_SLACK],
-            picture_scratch: Vec::with_capacity(crate::tx_queue::MAX_TX_DATAGRAM),
+            payload_scratch: Vec::with_capacity(crate::tx_queue::MAX_TX_DATAGRAM),
             route_scratch: Vec::new(),
             twcc_results: Vec::new(),
             // Until `set_wall_clock`, NTP time counts from the Unix epoch at `now`: only

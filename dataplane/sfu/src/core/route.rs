@@ -14,12 +14,14 @@ use str0m::format::CodecSpec;
 use tracing::trace;
 
 use crate::api::{LayerIndex, MediaKind, MediaPacket, Output, ShardMessage};
-use crate::core::egress::send_media;
+use crate::core::egress::{out_format, send_media};
 use crate::core::ShardCore;
 use crate::forward::layer::{LayerView, Verdict};
+use crate::forward::red::RedLayout;
 use crate::forward::rewrite::Stale;
 use crate::forward::vp9::SvcPacket;
 use crate::ids::{PeerId, TrackId};
+use crate::track::OutFormat;
 
 /// The fields of one packet the subscriptions need, borrowed from wherever it came from.
 #[derive(Clone, Copy)]
@@ -35,6 +37,8 @@ pub(crate) struct Fwd<'a> {
     pub marker: bool,
     pub keyframe: bool,
     pub codec: CodecSpec,
+    /// RED (RFC 2198): where its blocks are (checked at ingress).
+    pub red: Option<RedLayout>,
     /// Video: the track's layers as the selectors see them now (taken once per packet).
     pub layers: Option<LayerView>,
     pub audio_level: Option<i8>,
@@ -116,6 +120,7 @@ impl ShardCore {
                     timestamp: 0,
                     marker: false,
                     keyframe: false,
+                    red: None,
                     audio_level: None,
                     voice_activity: None,
                     arrival: self.next_tick,
@@ -152,6 +157,7 @@ impl ShardCore {
             marker: m.marker,
             keyframe: m.keyframe,
             codec: m.codec,
+            red: m.red,
             layers: t.monitor.as_ref().map(|mon| mon.view(now)),
             audio_level: m.audio_level,
             voice_activity: m.voice_activity,
@@ -194,7 +200,7 @@ impl ShardCore {
             peers,
             subs,
             tx,
-            picture_scratch,
+            payload_scratch,
             epoch,
             stats,
             ..
@@ -243,6 +249,22 @@ impl ShardCore {
                     }
                 }
             };
+            let Some(peer) = peers.get_mut(&sub_id) else {
+                break 'copy false;
+            };
+            let Some(format) = out_format(peer, sub, &fwd.codec, fwd.red.is_some()) else {
+                break 'copy false;
+            };
+            // RED with no primary data (only redundancy) leaves a subscriber without RED
+            // nothing to play: its slot is closed instead, as for padding.
+            if let (OutFormat::Primary(_), Some(red)) = (format, fwd.red) {
+                if red.primary_is_empty(fwd.payload) {
+                    if let Some(r) = sub.rewriter.as_mut() {
+                        r.skip(fwd.source, fwd.seq as u16);
+                    }
+                    break 'copy false;
+                }
+            }
             let clock_rate = fwd.codec.clock_rate.get();
             let rewriter = sub
                 .rewriter
@@ -255,9 +277,6 @@ impl ShardCore {
                     break 'copy false;
                 }
             };
-            let Some(peer) = peers.get_mut(&sub_id) else {
-                break 'copy false;
-            };
             // SVC: the end of the picture moves to the top layer this subscriber gets.
             let marked;
             let fwd = if marker == fwd.marker {
@@ -266,7 +285,17 @@ impl ShardCore {
                 marked = Fwd { marker, ..*fwd };
                 &marked
             };
-            send_media(now, *epoch, tx, picture_scratch, peer, sub, fwd, out)
+            send_media(
+                now,
+                *epoch,
+                tx,
+                payload_scratch,
+                peer,
+                sub,
+                fwd,
+                format,
+                out,
+            )
         };
         if forwarded {
             stats.rtp_forwarded += 1;

@@ -336,6 +336,14 @@ pub struct PictureIds {
     pub tl0_pic_idx: Option<u8>,
 }
 
+impl PictureIds {
+    /// A packet without picture ids (audio, H.264).
+    pub const NONE: PictureIds = PictureIds {
+        picture_id: None,
+        tl0_pic_idx: None,
+    };
+}
+
 /// The picture ids a forwarded packet carries, as egress sees them: the descriptor of either
 /// codec that has them.
 #[derive(Debug, Clone, Copy)]

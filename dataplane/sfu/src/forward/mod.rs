@@ -14,12 +14,15 @@
 //!                                                  spatial/temporal ceiling, marker bit)
 //!                  ─▶ PictureIdRewriter           (VP8/VP9 picture id, TL0PICIDX)
 //! audio packet     ─▶ ActiveSpeakerDetector::feed (per room); poll() ─▶ speaker event
+//!                  ─▶ red::parse (RED, once) ─▶ per subscription: as RED, or the primary block
 //! ```
 //!
 //! - [`codec`]: keyframe detection (VP8, VP9, H264), the VP8 descriptor,
 //!   [`codec::PictureIdRewriter`] and its egress hooks `renumber` / `renumbered`.
 //! - [`vp9`]: the VP9 descriptor (RFC 9628), [`vp9::SvcTrack`] (per track: its layering) and
 //!   [`vp9::SvcFilter`] (per subscription: which spatial/temporal layers pass, and where).
+//! - [`red`]: RFC 2198 redundant audio: [`red::RedLayout`] (checked once at ingress), the
+//!   primary block for subscribers without RED, block payload types mapped for those with it.
 //! - [`rewrite`]: [`rewrite::StreamRewriter`], one outgoing seq/timestamp space per subscription.
 //! - [`layer`]: [`layer::LayerMonitor`], [`layer::LayerSelector`], [`layer::LayerAllocator`];
 //!   audio is never layer-filtered, and comes off the estimate before video is placed.
@@ -32,6 +35,7 @@
 pub mod codec;
 pub mod keyframe;
 pub mod layer;
+pub mod red;
 pub mod rewrite;
 pub mod speaker;
 pub mod vp9;

@@ -75,10 +75,14 @@ pub struct Peer {
     /// or authenticated SRTP/SRTCP packet, i.e. the pair the client itself sends on.
     pub remote: Option<Remote>,
     pub published: SmallVec<[PublishedMid; 2]>,
-    /// Publisher side: payload type → codec of what this peer sends us.
-    pub pt_codecs: SmallVec<[(Pt, CodecSpec); 4]>,
+    /// Publisher side: payload type → codec of what this peer sends us, and for a RED
+    /// payload type (RFC 2198) the payload type of the codec its blocks carry.
+    pub pt_codecs: SmallVec<[(Pt, CodecSpec, Option<u8>); 4]>,
     /// Publisher side: RTX payload type → the payload type it repairs.
     pub rtx_apt: SmallVec<[(u8, u8); 4]>,
+    /// Subscriber side: the audio m-lines on which the peer's last answer negotiated RED
+    /// (learned from the SDP text: str0m keeps one RED choice per session, not per m-line).
+    pub red_lines: SmallVec<[crate::sdp_red::RedLine; 2]>,
     /// Subscriber side: the subscription behind each sendonly m-line.
     pub sub_by_mid: Map<Mid, TrackId>,
     /// Subscriber side: the subscription behind each SSRC we send on (main and RTX), for the
@@ -130,7 +134,7 @@ impl Peer {
             .set_ice_lite(false)
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, true)
             .enable_vp8(true)
             .enable_h264(true)
             .enable_vp9(true)
@@ -167,6 +171,7 @@ impl Peer {
             remote: None,
             published: SmallVec::new(),
             pt_codecs: SmallVec::new(),
+            red_lines: SmallVec::new(),
             rtx_apt: SmallVec::new(),
             sub_by_mid: Map::default(),
             sub_by_ssrc: Map::default(),
@@ -208,12 +213,47 @@ impl Peer {
 
     /// The codec of an incoming payload type, cached per pt.
     pub fn codec_of(&mut self, pt: Pt) -> Option<CodecSpec> {
-        if let Some((_, spec)) = self.pt_codecs.iter().find(|(p, _)| *p == pt) {
-            return Some(*spec);
+        self.format_of(pt).map(|(spec, _)| spec)
+    }
+
+    /// The codec of an incoming payload type and, when it is the RED payload type negotiated
+    /// for that codec (RFC 2198), the codec's own payload type (what RED's blocks carry);
+    /// cached per pt.
+    pub fn format_of(&mut self, pt: Pt) -> Option<(CodecSpec, Option<u8>)> {
+        if let Some((_, spec, red)) = self.pt_codecs.iter().find(|(p, ..)| *p == pt) {
+            return Some((*spec, *red));
         }
-        let spec = self.rtc.codec_config().find(|p| p.pt() == pt)?.spec();
-        self.pt_codecs.push((pt, spec));
-        Some(spec)
+        let (spec, red) = match self.rtc.codec_config().find(|p| p.pt() == pt) {
+            Some(p) => (p.spec(), None),
+            None => {
+                let p = self.rtc.codec_config().find(|p| p.red() == Some(pt))?;
+                (p.spec(), Some(*p.pt()))
+            }
+        };
+        self.pt_codecs.push((pt, spec, red));
+        Some((spec, red))
+    }
+
+    /// The RED payload type negotiated on the peer's m-line `mid` for the primary codec of
+    /// payload type `primary` (its `a=fmtp:<red> <primary>/<primary>`), if any.
+    pub fn red_pt(&self, mid: Mid, primary: u8) -> Option<u8> {
+        self.red_lines
+            .iter()
+            .find(|l| l.mid == mid && l.primary == primary)
+            .map(|l| l.red)
+    }
+
+    /// Remember which m-lines carry RED once a negotiation concluded with `answer`: the
+    /// peer's answer to our offer (`offer` None) says it per m-line; our answer to the
+    /// peer's `offer` counts only where the offer had RED too (str0m writes the session's
+    /// RED choice on every audio m-line it answers, including ones offered without it).
+    pub fn learn_red(&mut self, offer: Option<&str>, answer: &str) {
+        let mut lines = crate::sdp_red::red_lines(answer);
+        if let Some(offer) = offer {
+            let offered = crate::sdp_red::red_lines(offer);
+            lines.retain(|l| offered.contains(l));
+        }
+        self.red_lines = lines;
     }
 
     /// The payload type an RTX payload type repairs (RFC 4588 `apt`), cached per pt.

@@ -38,10 +38,11 @@ pub(crate) enum Received {
         source: u32,
         seq: u64,
     },
-    /// A packet whose codec payload header is malformed: counted as a drop
-    /// (`DropReason::RtpPayloadMalformed`) and its slot closed like padding's. It was received
-    /// (no NACK upstream); subscribers see no gap for it, and a frame it belonged to is
-    /// incomplete, which their decoders answer with a keyframe request.
+    /// A packet whose codec payload header (a VP9 descriptor, RED's block headers) is
+    /// malformed: counted as a drop (`DropReason::RtpPayloadMalformed`) and its slot closed
+    /// like padding's. It was received (no NACK upstream); subscribers see no gap for it, and
+    /// a frame it belonged to is incomplete, which their decoders answer with a keyframe
+    /// request (audio: their decoder conceals the 20 ms).
     Malformed {
         track: TrackId,
         layer: LayerIndex,
@@ -105,9 +106,17 @@ impl Peer {
                 (main, extend_near(highest, osn), apt, original, true)
             }
         };
-        let codec = self
-            .codec_of(Pt::from(pt))
+        let (codec, red_of) = self
+            .format_of(Pt::from(pt))
             .ok_or(DropReason::RtpUnknownPayloadType)?;
+        // RED (RFC 2198): its blocks are cut apart per subscriber, so a payload whose blocks
+        // do not add up, or carry another codec, is not routed (see `Received::Malformed`).
+        let red = match red_of {
+            Some(primary) if !payload.is_empty() => {
+                crate::forward::red::parse(payload, primary).map(Some)
+            }
+            _ => Ok(None),
+        };
         // A VP9 descriptor steers the layer filter and is rewritten: a malformed one is not
         // routed (see `Received::Malformed`).
         let (keyframe, malformed) = match video_codec(codec.codec) {
@@ -118,7 +127,7 @@ impl Peer {
                 }
             }
             Some(c) => (is_keyframe(c, payload).unwrap_or(false), false),
-            None => (false, false),
+            None => (false, red.is_err()),
         };
         let tp = self.transport.as_mut().ok_or(DropReason::NoSrtpKeys)?;
         let mut keyframe_needed = false;
@@ -158,6 +167,7 @@ impl Peer {
                 timestamp: header.timestamp,
                 marker: header.marker,
                 keyframe,
+                red: red.ok().flatten(),
                 audio_level: audio_level.map(|a| -(a.level.min(127) as i8)),
                 voice_activity: audio_level.map(|a| a.voice),
                 arrival: now,

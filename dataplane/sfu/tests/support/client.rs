@@ -25,6 +25,9 @@ pub struct ClientOptions {
     pub rtx: bool,
     /// VP9 instead of VP8; a publisher sends this layering (one stream, no simulcast).
     pub vp9: Option<SvcMode>,
+    /// Opus RED (RFC 2198) offered and, when negotiated, sent: each packet carries the
+    /// previous frame as a redundant block, as libwebrtc does.
+    pub red: bool,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +36,7 @@ impl Default for ClientOptions {
             transport_cc: true,
             rtx: true,
             vp9: None,
+            red: false,
         }
     }
 }
@@ -94,6 +98,28 @@ pub struct Received {
     /// Every VP9 packet, in arrival order (duplicates included).
     pub vp9: Vec<Vp9Rx>,
     pub audio: bool,
+    /// Every audio packet, in arrival order.
+    pub audio_packets: Vec<AudioRx>,
+}
+
+/// One audio packet a subscriber received.
+#[derive(Debug, Clone)]
+pub struct AudioRx {
+    pub seq: u64,
+    pub ts: u32,
+    pub pt: u8,
+    pub payload: Vec<u8>,
+}
+
+/// The payload of synthetic Opus frame `n` (its number inside, so a receiver can tell
+/// frames apart); `dtx`: the tiny frame an encoder sends during silence.
+pub fn audio_frame(n: u64, dtx: bool) -> Vec<u8> {
+    let mut p = n.to_be_bytes().to_vec();
+    if !dtx {
+        p.resize(80, 0x55);
+    }
+    p.push(AUDIO_TAG);
+    p
 }
 
 #[derive(Debug)]
@@ -121,6 +147,12 @@ pub struct TestClient {
     vp9: Option<SvcMode>,
     audio_seq: u64,
     pub audio_level: i8,
+    /// Opus DTX: only every 20th frame (400 ms) is sent, as a tiny one.
+    pub dtx: bool,
+    /// Audio frames produced so far (sent or left out for DTX).
+    audio_frames: u64,
+    /// The last audio frame sent (RED's redundant block) and its timestamp.
+    last_audio: Option<(Vec<u8>, u32)>,
     next_video: Option<Instant>,
     next_audio: Option<Instant>,
     frame: u32,
@@ -161,7 +193,7 @@ impl TestClient {
         let mut config = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, opts.red)
             .enable_vp8(opts.vp9.is_none())
             .enable_vp9(opts.vp9.is_some())
             .set_stats_interval(None);
@@ -202,6 +234,9 @@ impl TestClient {
             vp9: opts.vp9,
             audio_seq: 1,
             audio_level: 30,
+            dtx: false,
+            audio_frames: 0,
+            last_audio: None,
             next_video: None,
             next_audio: None,
             frame: 0,
@@ -475,7 +510,15 @@ impl TestClient {
                 r.seqs.push(*p.seq_no);
                 r.packets += 1;
                 match p.payload.last() {
-                    Some(&AUDIO_TAG) => r.audio = true,
+                    Some(&AUDIO_TAG) => {
+                        r.audio = true;
+                        r.audio_packets.push(AudioRx {
+                            seq: *p.seq_no,
+                            ts: p.header.timestamp,
+                            pt: *p.header.payload_type,
+                            payload: p.payload.to_vec(),
+                        });
+                    }
                     Some(&VP9_TAG) => r.vp9.push(Vp9Rx {
                         at: now,
                         seq: *p.seq_no,
@@ -520,21 +563,11 @@ impl TestClient {
         if let (Some(mid), Some(at)) = (self.audio_mid, self.next_audio) {
             if now >= at {
                 self.next_audio = Some(at + Duration::from_millis(20));
-                let pt = self.pt_of(Codec::Opus);
-                let mut api = self.rtc.direct_api();
-                if let (Some(pt), Some(tx)) = (pt, api.stream_tx_by_mid(mid, None)) {
-                    let ts = (now - started).as_millis() as u32 * 48;
-                    let mut payload = vec![0x55u8; 80];
-                    payload.push(AUDIO_TAG);
-                    let ext = ExtensionValues {
-                        audio_level: Some(-self.audio_level),
-                        voice_activity: Some(true),
-                        ..Default::default()
-                    };
-                    tx.write_rtp(
-                        RtpWrite::new(pt, self.audio_seq.into(), ts, now, payload).ext_vals(ext),
-                    );
-                    self.audio_seq += 1;
+                let ts = (now - started).as_millis() as u32 * 48;
+                let n = self.audio_frames;
+                self.audio_frames += 1;
+                if !self.dtx || n.is_multiple_of(20) {
+                    self.send_audio_frame(mid, now, ts, audio_frame(n, self.dtx));
                 }
             }
         }
@@ -581,6 +614,58 @@ impl TestClient {
                 }
             }
         }
+    }
+
+    /// One audio frame: as RED (the previous frame as its redundant block) when RED was
+    /// negotiated, else plain Opus.
+    fn send_audio_frame(&mut self, mid: Mid, now: Instant, ts: u32, frame: Vec<u8>) {
+        let opus = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| (p.pt(), p.red()));
+        let Some((pt, red)) = opus else { return };
+        let (pt, payload) = match red {
+            Some(red_pt) => {
+                let previous = self
+                    .last_audio
+                    .as_ref()
+                    .map(|(f, t)| (&f[..], ts.wrapping_sub(*t)));
+                (red_pt, red_payload(*pt, previous, &frame))
+            }
+            None => (pt, frame.clone()),
+        };
+        self.last_audio = Some((frame, ts));
+        self.send_raw_audio(mid, now, ts, pt, payload);
+    }
+
+    /// Send `payload` as the next audio packet, under payload type `pt`, as it is.
+    pub fn send_raw_audio(
+        &mut self,
+        mid: Mid,
+        now: Instant,
+        ts: u32,
+        pt: str0m::media::Pt,
+        payload: Vec<u8>,
+    ) {
+        let mut api = self.rtc.direct_api();
+        if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+            let ext = ExtensionValues {
+                audio_level: Some(-self.audio_level),
+                voice_activity: Some(true),
+                ..Default::default()
+            };
+            tx.write_rtp(RtpWrite::new(pt, self.audio_seq.into(), ts, now, payload).ext_vals(ext));
+            self.audio_seq += 1;
+        }
+    }
+
+    /// The negotiated RED payload type, if any.
+    pub fn red_pt(&self) -> Option<str0m::media::Pt> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .and_then(|p| p.red())
     }
 
     fn send_frame(
@@ -823,6 +908,23 @@ impl TestClient {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
     }
+}
+
+/// An RFC 2198 payload: `previous` (frame, timestamp offset) as one redundant block, if
+/// any, then `primary`; every block of payload type `pt`.
+pub fn red_payload(pt: u8, previous: Option<(&[u8], u32)>, primary: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some((frame, offset)) = previous {
+        out.push(0x80 | pt);
+        let v = (offset & 0x3fff) << 10 | frame.len() as u32;
+        out.extend_from_slice(&v.to_be_bytes()[1..]);
+    }
+    out.push(pt);
+    if let Some((frame, _)) = previous {
+        out.extend_from_slice(frame);
+    }
+    out.extend_from_slice(primary);
+    out
 }
 
 /// A STUN binding request (RFC 7983 first byte 0..=3, then STUN's own parse).
