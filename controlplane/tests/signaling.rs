@@ -519,6 +519,53 @@ async fn waiting_room_and_host_controls() {
     );
 }
 
+/// A host admitting a waiting participant into a room that is full by then: the seat is taken
+/// in the join's own transaction, so the admission is refused (`room_full`) and the
+/// participant keeps waiting; once a seat is free the same admission lets it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitting_into_a_full_room_keeps_the_participant_waiting() {
+    let h = start().await;
+    h.room(
+        "cap",
+        RoomSettings {
+            ask_before_join: true,
+            max_participants: Some(2),
+            ..RoomSettings::default()
+        },
+        None,
+    )
+    .await;
+    let (mut host, _) = h.join("cap", "host", ParticipantRole::Host).await;
+    let mut knockers = Vec::new();
+    for who in ["g1", "g2"] {
+        let mut ws = h.ws().await;
+        let tok = h.token("cap", who, ParticipantRole::Participant);
+        send(&mut ws, json!({"type": "join", "token": tok})).await;
+        assert_eq!(recv(&mut ws).await["type"], "waiting", "{who}");
+        assert_eq!(recv_type(&mut host, "knock").await["identity"], who);
+        knockers.push(ws);
+    }
+    let (mut g1, mut g2) = (knockers.remove(0), knockers.remove(0));
+    send(&mut host, json!({"type": "admit", "identity": "g1"})).await;
+    recv_type(&mut g1, "joined").await;
+    recv_type(&mut host, "participant_joined").await;
+
+    // Host and g1 hold both seats: g2's admission is refused, and g2 is still waiting.
+    send(&mut host, json!({"type": "admit", "identity": "g2"})).await;
+    assert_eq!(recv_type(&mut g2, "error").await["code"], "room_full");
+    send(&mut g2, json!({"type": "chat", "text": "let me in"})).await;
+    assert_eq!(recv_type(&mut g2, "error").await["code"], "not_joined");
+
+    send(&mut g1, json!({"type": "leave"})).await;
+    assert_eq!(
+        recv_type(&mut host, "participant_left").await["identity"],
+        "g1"
+    );
+    send(&mut host, json!({"type": "admit", "identity": "g2"})).await;
+    let joined = recv_type(&mut g2, "joined").await;
+    assert_eq!(joined["participants"][0]["identity"], "host", "{joined}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_within_grace_keeps_the_session() {
     let h = start().await;

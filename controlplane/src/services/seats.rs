@@ -7,8 +7,9 @@
 //! take the last seat: one of them sees a conflict, re-reads, and finds the room full. A
 //! participant that leaves gives its seat back the same way.
 //!
-//! A participant that leaves gives its seat back in the same transaction that deletes its
-//! participant record ([`leave`]: one etcd revision per leave).
+//! A join takes its seat in the same transaction that writes its participant record
+//! ([`take_with`]), and a participant that leaves gives it back in the same transaction that
+//! deletes the record ([`leave`]): one etcd revision per join, one per leave.
 //!
 //! A seat whose holder vanished without leaving (its instance died: its participant records
 //! expire with the instance's lease, `store::lease`) would keep the room full for good, so
@@ -27,10 +28,11 @@ use crate::error::ApiError;
 use crate::ids::{Identity, RoomName, TenantId};
 use crate::store::records::{ParticipantRecord, ParticipantState};
 use crate::store::typed::list_json_limited;
-use crate::store::{keys, CasOutcome, End, Expect, Store, StoreError, TxnWrite};
+use crate::store::{keys, End, Expect, Store, StoreError, TxnWrite};
 
-/// A seat younger than this is never taken back, joined record or not: it covers the few
-/// store round trips between taking a seat and writing the participant record.
+/// A seat younger than this is never taken back, joined record or not: it covers the store
+/// round trips between taking a seat and writing the record where the two are apart (a
+/// session whose record is rewritten after a lost lease, `hub::restore`).
 pub const SEAT_GRACE_MS: u64 = 5_000;
 
 /// Compare-and-swap rounds before giving up (only under a storm of joins to one room).
@@ -60,6 +62,25 @@ pub async fn take(
     max: u32,
     now_ms: u64,
 ) -> Result<(), ApiError> {
+    if take_with(store, tenant, room, identity, max, now_ms, Vec::new()).await? {
+        Ok(())
+    } else {
+        Err(room_full(max))
+    }
+}
+
+/// Takes a seat for `identity` (or finds it held) and makes `then` — the join's participant
+/// record — in the same transaction: one etcd revision for a join, and no record without a
+/// seat. `false`: the room is full. With `then` empty and the seat held, nothing is written.
+pub async fn take_with(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    max: u32,
+    now_ms: u64,
+    then: Vec<TxnWrite>,
+) -> Result<bool, StoreError> {
     let key = keys::seats(tenant, room);
     for _ in 0..MAX_ROUNDS {
         let current = store.get(&key).await?;
@@ -67,36 +88,75 @@ pub async fn take(
             Some(kv) => decode(&key, &kv.value)?,
             None => Seats::default(),
         };
-        if seats.seats.contains_key(identity.as_str()) {
-            return Ok(());
-        }
-        if seats.seats.len() >= max as usize {
-            // Full: give back the seats of holders gone without leaving (written with the
-            // seat taken below, or not at all).
-            let joined = joined_identities(store, tenant, room).await?;
-            seats
-                .seats
-                .retain(|id, at| joined.contains(id) || now_ms < at.saturating_add(SEAT_GRACE_MS));
-            if seats.seats.len() >= max as usize {
-                return Err(room_full(max));
-            }
-        }
-        seats.seats.insert(identity.to_string(), now_ms);
         let expect = match &current {
             None => Expect::Absent,
             Some(kv) => Expect::Revision(kv.mod_revision),
         };
-        let outcome = store
-            .compare_and_swap(&key, expect, encode(&seats), None)
-            .await?;
-        if let CasOutcome::Swapped { .. } = outcome {
-            return Ok(());
+        let mut writes = then.clone();
+        if seats.seats.contains_key(identity.as_str()) {
+            if writes.is_empty() {
+                return Ok(true);
+            }
+            // Held (a rejoin, a replacing session): the record, as long as the seat is
+            // still held when it is written.
+        } else {
+            if seats.seats.len() >= max as usize {
+                // Full: give back the seats of holders gone without leaving (written with
+                // the seat taken below, or not at all).
+                let joined = joined_identities(store, tenant, room).await?;
+                seats.seats.retain(|id, at| {
+                    joined.contains(id) || now_ms < at.saturating_add(SEAT_GRACE_MS)
+                });
+                if seats.seats.len() >= max as usize {
+                    return Ok(false);
+                }
+            }
+            seats.seats.insert(identity.to_string(), now_ms);
+            writes.push(TxnWrite::Put {
+                key: key.clone(),
+                value: encode(&seats),
+                lease: None,
+            });
+        }
+        if store
+            .transaction(vec![(key.clone(), expect)], writes)
+            .await?
+        {
+            return Ok(true);
         }
         // Someone else changed the seats in between: read again.
     }
-    Err(ApiError::Unavailable(format!(
+    Err(StoreError::Backend(format!(
         "seats at {key} kept conflicting"
     )))
+}
+
+/// Whether `identity` could take a seat now, without taking it: a quick refusal of a full
+/// room before a session is made; [`take_with`] decides atomically at the join.
+pub async fn would_fit(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    identity: &Identity,
+    max: u32,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let key = keys::seats(tenant, room);
+    let Some(kv) = store.get(&key).await? else {
+        return Ok(());
+    };
+    let mut seats = decode(&key, &kv.value)?;
+    if seats.seats.contains_key(identity.as_str()) || seats.seats.len() < max as usize {
+        return Ok(());
+    }
+    let joined = joined_identities(store, tenant, room).await?;
+    seats
+        .seats
+        .retain(|id, at| joined.contains(id) || now_ms < at.saturating_add(SEAT_GRACE_MS));
+    if seats.seats.len() >= max as usize {
+        return Err(room_full(max));
+    }
+    Ok(())
 }
 
 /// `identity` leaves: its participant record is deleted and its seat (if it holds one) given

@@ -162,6 +162,15 @@ pub trait SignalServices: Send + Sync + 'static {
     /// instance, so concurrent joins never overfill a room (`room_full` when no seat is
     /// free). A member that holds a seat already keeps it.
     fn take_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>>;
+    /// Whether the member could take a seat now (`room_full` if not), writing nothing: a
+    /// quick refusal before a session is made. [`SignalServices::enter_participant`] decides.
+    fn check_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>>;
+    /// The member joins: its seat (in a room with `max_participants`; `room_full` when none
+    /// is free, kept when it holds one) and its joined record, in one transaction.
+    fn enter_participant<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> BoxFuture<'a, Result<(), SignalError>>;
     /// Remove the participant's record and give back its seat (no error when absent).
     fn remove_participant<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, ()>;
     /// Every stored participant of the room.

@@ -66,6 +66,75 @@ impl StoreServices {
         crate::services::rooms::empty_marker(self.store(), t, r, timeout).await
     }
 
+    /// Writes the participant's record on the instance's lease, with the room's empty
+    /// marker deleted (it is not empty any more) and, with `seat = Some(max)`, its seat
+    /// taken: one transaction. A lease lost to a long store outage is replaced once.
+    async fn write_record(
+        &self,
+        member: &Member,
+        presence: Presence,
+        node: Option<&str>,
+        tracks: &[TrackInfo],
+        seat: Option<u32>,
+    ) -> Result<(), SignalError> {
+        let (t, r, i) = ids(member)?;
+        let key = keys::participant(&t, &r, &i);
+        let existing = get_json::<ParticipantRecord>(self.store(), &key)
+            .await
+            .map_err(store_err)?;
+        let record = participant_record(
+            member,
+            i.clone(),
+            presence,
+            node,
+            tracks,
+            existing.as_ref().map(|e| &e.value),
+        );
+        let value = to_json(&key, &record).map_err(store_err)?;
+        for _ in 0..2 {
+            let lease = self.lease.get().await.map_err(store_err)?;
+            let writes = vec![
+                TxnWrite::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                    lease: Some(lease),
+                },
+                TxnWrite::Delete {
+                    key: keys::empty_room(&t, &r),
+                },
+            ];
+            let outcome = match seat {
+                None => self.store().transaction(Vec::new(), writes).await,
+                Some(max) => {
+                    let now = crate::services::now_unix_ms();
+                    crate::services::seats::take_with(self.store(), &t, &r, &i, max, now, writes)
+                        .await
+                }
+            };
+            match outcome {
+                Ok(true) => return Ok(()),
+                // Only the seat's condition can fail: a full room.
+                Ok(false) => {
+                    let max = seat.unwrap_or_default();
+                    return Err(api_to_signal(crate::services::seats::room_full(max)));
+                }
+                Err(StoreError::LeaseNotFound(l)) => self.lease.lost(l),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(store_err(StoreError::Backend(
+            "the session lease kept being lost".into(),
+        )))
+    }
+
+    async fn max_participants(&self, member: &Member) -> Result<Option<u32>, SignalError> {
+        let (t, r, _) = ids(member)?;
+        let room = crate::services::rooms::get(self.store(), &t, &r)
+            .await
+            .map_err(api_to_signal)?;
+        Ok(room.settings.max_participants)
+    }
+
     fn store(&self) -> &dyn Store {
         self.state.store.as_ref()
     }
@@ -275,45 +344,7 @@ impl SignalServices for StoreServices {
         node: Option<&'a str>,
         tracks: &'a [TrackInfo],
     ) -> BoxFuture<'a, Result<(), SignalError>> {
-        Box::pin(async move {
-            let (t, r, i) = ids(member)?;
-            let key = keys::participant(&t, &r, &i);
-            let existing = get_json::<ParticipantRecord>(self.store(), &key)
-                .await
-                .map_err(store_err)?;
-            let record = participant_record(
-                member,
-                i,
-                presence,
-                node,
-                tracks,
-                existing.as_ref().map(|e| &e.value),
-            );
-            let value = to_json(&key, &record).map_err(store_err)?;
-            // On the instance's lease; a lease lost to a long store outage is replaced once.
-            // The room is not empty any more: its expiry marker goes in the same transaction.
-            for _ in 0..2 {
-                let lease = self.lease.get().await.map_err(store_err)?;
-                let writes = vec![
-                    TxnWrite::Put {
-                        key: key.clone(),
-                        value: value.clone(),
-                        lease: Some(lease),
-                    },
-                    TxnWrite::Delete {
-                        key: keys::empty_room(&t, &r),
-                    },
-                ];
-                match self.store().transaction(Vec::new(), writes).await {
-                    Ok(_) => return Ok(()),
-                    Err(StoreError::LeaseNotFound(l)) => self.lease.lost(l),
-                    Err(e) => return Err(store_err(e)),
-                }
-            }
-            Err(store_err(StoreError::Backend(
-                "the session lease kept being lost".into(),
-            )))
-        })
+        Box::pin(self.write_record(member, presence, node, tracks, None))
     }
 
     fn record_losses(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -377,10 +408,7 @@ impl SignalServices for StoreServices {
     fn take_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>> {
         Box::pin(async move {
             let (t, r, i) = ids(member)?;
-            let room = crate::services::rooms::get(self.store(), &t, &r)
-                .await
-                .map_err(api_to_signal)?;
-            let Some(max) = room.settings.max_participants else {
+            let Some(max) = self.max_participants(member).await? else {
                 return Ok(());
             };
             crate::services::seats::take(
@@ -393,6 +421,36 @@ impl SignalServices for StoreServices {
             )
             .await
             .map_err(api_to_signal)
+        })
+    }
+
+    fn check_seat<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), SignalError>> {
+        Box::pin(async move {
+            let (t, r, i) = ids(member)?;
+            let Some(max) = self.max_participants(member).await? else {
+                return Ok(());
+            };
+            crate::services::seats::would_fit(
+                self.store(),
+                &t,
+                &r,
+                &i,
+                max,
+                crate::services::now_unix_ms(),
+            )
+            .await
+            .map_err(api_to_signal)
+        })
+    }
+
+    fn enter_participant<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> BoxFuture<'a, Result<(), SignalError>> {
+        Box::pin(async move {
+            let max = self.max_participants(member).await?;
+            self.write_record(member, Presence::Joined, None, &[], max)
+                .await
         })
     }
 

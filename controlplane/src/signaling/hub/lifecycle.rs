@@ -45,9 +45,10 @@ impl Hub {
                 }
             }
         } else {
-            // The seat first, before this session exists or replaces anyone: a full room
-            // refuses here, atomically across instances (`services::seats`).
-            self.services.take_seat(&member).await?;
+            // A full room refuses here, before this session exists or replaces anyone; the
+            // seat itself is taken with the record, atomically across instances, at `enter`
+            // (`services::seats`).
+            self.services.check_seat(&member).await?;
         }
         let (role, grants) = (member.role.clone(), member.grants);
         let session = Arc::new(Session {
@@ -117,7 +118,13 @@ impl Hub {
             )
             .await;
         } else if let Err(e) = self.enter(&session).await {
-            self.close(&session, None).await;
+            // Refused (`room_full` when the room filled up since `check_seat`): the caller
+            // answers on the socket, so the session ends without closing it.
+            session.state.lock().unwrap().outbox = None;
+            // A refused seat wrote nothing and joined no one: no record to delete, no
+            // `participant_left` to announce.
+            let announce = e.code != "room_full";
+            self.close_inner(&session, None, announce).await;
             return Err(e);
         }
         Ok((session, must_wait))
@@ -127,12 +134,16 @@ impl Hub {
     /// node is chosen later, at the first offer, so joining never waits on placement.
     pub(super) async fn enter(&self, session: &Arc<Session>) -> Result<(), SignalError> {
         let m = &session.member_now();
-        // Held already when `open` took it; taken here when a host admits a waiting session.
-        self.services.take_seat(m).await?;
-        session.state.lock().unwrap().phase = Phase::Joined;
-        self.services
-            .put_participant(m, Presence::Joined, None, &[])
-            .await?;
+        // Seat and record in one transaction (one etcd revision); `room_full` if the room
+        // filled up since `open` looked, or while this session waited for a host.
+        let was = std::mem::replace(&mut session.state.lock().unwrap().phase, Phase::Joined);
+        if let Err(e) = self.services.enter_participant(m).await {
+            let mut st = session.state.lock().unwrap();
+            if st.phase == Phase::Joined {
+                st.phase = was; // a waiting session keeps waiting
+            }
+            return Err(e);
+        }
         self.publish(
             m,
             Some(&session.id),

@@ -109,10 +109,8 @@ impl Hub {
             .unwrap()
             .by_peer
             .insert((node.id.clone(), created.peer), session.id.clone());
-        let _ = self
-            .services
-            .put_participant(m, Presence::Joined, Some(&node.id), &[])
-            .await;
+        // No record write here (docs/SCALE.md: a peer costs etcd nothing): the record names
+        // the node with the first track it publishes (`node_events`).
         if session.interactive && m.grants.can_subscribe {
             let hub = self.arc();
             let session = session.clone();
