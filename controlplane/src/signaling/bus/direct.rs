@@ -18,14 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::post;
-use axum::{Json, Router};
-use futures_util::StreamExt;
+use axum::Router;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::inbox::Inbox;
@@ -37,6 +33,15 @@ use crate::ids::NodeId;
 use crate::nodeapi::credential::{Audience, CredentialError, Signer, Verifier};
 use crate::store::{LeaseId, Store, StoreError, WatchKind};
 
+mod options;
+mod receive;
+mod tasks;
+
+use options::{bump, Counters};
+pub use options::{BusOptions, BusStats};
+use receive::{receive_batch, receive_hello};
+use tasks::{collect_links, keep_lease, room_task, watch_interest};
+
 /// How long a publisher waits for its room's registration before sending anyway.
 const READY_WAIT: Duration = Duration::from_secs(5);
 /// How long a `hello` may take.
@@ -45,89 +50,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_STREAMS: usize = 10_000;
 /// How long a deregistering room waits for its `bye`s to go out.
 const BYE_FLUSH: Duration = Duration::from_secs(2);
-
-/// The bus's settings (`[cluster]` in the config: `secret`, `previous_secret`,
-/// `bus_lease_secs`; the address comes from `cluster.controlplane_advertise`).
-#[derive(Debug, Clone)]
-pub struct BusOptions {
-    /// Signs and checks the links' tokens. `None`: a random one (a single instance).
-    pub secret: Option<String>,
-    pub previous_secret: Option<String>,
-    /// The interest keys' lease.
-    pub lease: Duration,
-    /// Events one peer's outbox holds before it drops and has the room resynced.
-    pub outbox_events: usize,
-    /// Events the hub's inbox holds before rooms are resynced instead.
-    pub inbox_events: usize,
-    /// How long a room stays registered after its last local session left (a session that
-    /// leaves and rejoins does not re-register; the last leave's events still take the
-    /// registered path).
-    pub linger: Duration,
-}
-
-impl Default for BusOptions {
-    fn default() -> Self {
-        Self {
-            secret: None,
-            previous_secret: None,
-            lease: Duration::from_secs(10),
-            outbox_events: 4096,
-            inbox_events: 4096,
-            linger: Duration::from_secs(2),
-        }
-    }
-}
-
-/// What `/metrics` shows of the bus (docs/API.md, "Metrics").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BusStats {
-    /// Events published by this instance.
-    pub published: u64,
-    /// Events (and `bye`s) received from other instances.
-    pub received: u64,
-    /// Events handed to other instances' links that went out.
-    pub sent: u64,
-    /// Events not sent: an outbox was full, or a batch was given up (their rooms resynced).
-    pub dropped: u64,
-    /// Received again (a retried batch) and dropped.
-    pub duplicates: u64,
-    /// Room resyncs, by why: a gap in a sender's numbering (or a new stream without
-    /// `bye`), a sender reporting lost events, a sender whose interest vanished without
-    /// `bye`, the inbox being full, this instance's own interest lease having run out, or a
-    /// peer registering again after its lease ran out (its records rewritten).
-    pub resync_gap: u64,
-    pub resync_lost: u64,
-    pub resync_vanished: u64,
-    pub resync_inbox: u64,
-    pub resync_lease: u64,
-    pub resync_restored: u64,
-    /// Rooms this instance is registered in now; other instances it has links to.
-    pub rooms: u64,
-    pub peers: u64,
-    /// Interest registrations (store writes) done, and publishes that could not find
-    /// the room's instances (store unreachable).
-    pub registrations: u64,
-    pub publish_failures: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    published: AtomicU64,
-    received: AtomicU64,
-    duplicates: AtomicU64,
-    resync_gap: AtomicU64,
-    resync_lost: AtomicU64,
-    resync_vanished: AtomicU64,
-    resync_inbox: AtomicU64,
-    resync_lease: AtomicU64,
-    resync_restored: AtomicU64,
-    registrations: AtomicU64,
-    publish_failures: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Another instance interested in a room: its address and its key's revision.
 #[derive(Debug, Clone)]
@@ -783,193 +705,5 @@ impl RoomBus for DirectBus {
             registrations: get(&c.registrations),
             publish_failures: get(&c.publish_failures),
         }
-    }
-}
-
-/// Keeps one room's registration in step with its local sessions (module docs).
-async fn room_task(bus: Weak<DirectBus>, room: RoomKey, mut wanted: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        // Sessions are here: register (until it works, or they are gone again).
-        let Some(b) = bus.upgrade() else { return };
-        if *wanted.borrow() {
-            match b.register(&room, false).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    if let Some(r) = b.state.lock().unwrap().rooms.get(&room) {
-                        r.ready.send_replace(true);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, tenant = %room.0, room = %room.1,
-                        "room bus: cannot register interest; retrying");
-                    drop(b);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            }
-        }
-        let linger = b.opts.linger;
-        drop(b);
-        // Until the last session leaves, and stays gone for the linger time.
-        loop {
-            if wanted.wait_for(|w| !*w).await.is_err() {
-                return;
-            }
-            let back = tokio::time::timeout(linger, wanted.wait_for(|w| *w))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !back {
-                break;
-            }
-        }
-        let Some(b) = bus.upgrade() else { return };
-        b.deregister(&room).await;
-        let mut st = b.state.lock().unwrap();
-        let st = &mut *st;
-        let Some(r) = st.rooms.get(&room) else { return };
-        if *r.wanted.borrow() {
-            // Back meanwhile: register again.
-            r.ready.send_replace(false);
-            continue;
-        }
-        st.rooms.remove(&room);
-        st.numbering.forget(&room);
-        st.tracker.forget_room(&room);
-        return;
-    }
-}
-
-/// The watch on every interest key; after a break, the registered rooms are re-read.
-async fn watch_interest(bus: Weak<DirectBus>) {
-    let mut first = true;
-    loop {
-        let Some(b) = bus.upgrade() else { return };
-        let watch = b.store.watch_prefix(&interest::prefix()).await;
-        let mut stream = match watch {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "room bus: interest watch failed, retrying");
-                drop(b);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if !first {
-            b.relist().await;
-        }
-        first = false;
-        drop(b);
-        while let Some(item) = stream.next().await {
-            let Some(b) = bus.upgrade() else { return };
-            match item {
-                Ok(ev) => b.on_interest(ev.kind, &ev.key, &ev.value, ev.revision),
-                Err(e) => {
-                    tracing::warn!(error = %e, "room bus: interest watch broke, re-watching");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Keeps the bus lease alive. A lease that ran out (a long store outage) is reported to the
-/// hub through the inbox: it rewrites its sessions' records first (the session lease most
-/// likely ran out too), then has every registered room's key written again on a new lease
-/// ([`DirectBus::reregister`]) — in that order, so that no instance resyncs a room from a
-/// store that lacks this instance's participants.
-async fn keep_lease(bus: Weak<DirectBus>) {
-    loop {
-        let Some(b) = bus.upgrade() else { return };
-        let every = (b.opts.lease / 3).max(Duration::from_millis(300));
-        let current = *b.lease.lock().await;
-        if let Some(lease) = current {
-            match b.store.keep_alive(lease).await {
-                Ok(()) => {}
-                Err(StoreError::LeaseNotFound(_)) => {
-                    // Unless replaced meanwhile (a rewrite found it first).
-                    if b.forget_lease(lease).await {
-                        tracing::warn!("room bus: the interest lease ran out; registering again");
-                        b.inbox.lease_lost();
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "room bus: lease keep-alive failed"),
-            }
-        }
-        drop(b);
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// Drops links to instances no registered room shares any more, once they are idle.
-async fn collect_links(bus: Weak<DirectBus>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let Some(b) = bus.upgrade() else { return };
-        let mut st = b.state.lock().unwrap();
-        let st = &mut *st;
-        let rooms = &st.rooms;
-        st.links.retain(|instance, link| {
-            let used = rooms.values().any(|r| r.peers.contains_key(instance));
-            let keep = used || !link.idle();
-            if !keep {
-                link.close();
-            }
-            keep
-        });
-    }
-}
-
-/// Why a room-bus request was refused.
-enum Refused {
-    Credential(CredentialError),
-    Body(String),
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            Refused::Credential(e) => (StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
-            Refused::Body(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
-        };
-        (status, Json(json!({"code": code, "message": message}))).into_response()
-    }
-}
-
-/// The body as `T`, once the caller's credential checked out (so an unauthenticated caller
-/// learns nothing from parse errors).
-fn authorized<T: serde::de::DeserializeOwned>(
-    bus: &DirectBus,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<T, Refused> {
-    bus.verify(headers).map_err(Refused::Credential)?;
-    serde_json::from_slice(body).map_err(|e| Refused::Body(crate::error::cut_detail(e.to_string())))
-}
-
-async fn receive_batch(
-    State(bus): State<Arc<DirectBus>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match authorized::<Batch>(&bus, &headers, &body) {
-        Ok(batch) => {
-            bus.receive(batch);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn receive_hello(
-    State(bus): State<Arc<DirectBus>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match authorized::<Hello>(&bus, &headers, &body) {
-        Ok(hello) => Json(bus.receive_hello(hello)).into_response(),
-        Err(r) => r.into_response(),
     }
 }
