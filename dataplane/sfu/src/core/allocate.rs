@@ -20,6 +20,11 @@ use crate::ids::{PeerId, TrackId};
 /// Downlink share set aside per audio subscription before video is placed ("audio first"):
 /// Opus at its usual rates plus RTP/SRTP headers stays under this.
 const AUDIO_RESERVE_BPS: u64 = 50_000;
+/// What RED adds to that: one redundant Opus frame per packet (libwebrtc's default of one
+/// block at Opus's usual 32 kbit/s) in the same packet, so no extra headers. Reserving a
+/// second full audio stream instead (100 kbit/s in all) paused the video of a viewer on a
+/// 300 kbit/s link that carries the quarter layer and RED audio (tests/e2e/downlink.rs).
+const RED_REDUNDANCY_BPS: u64 = 32_000;
 
 impl ShardCore {
     /// Re-choose the layers of every video subscription of `subscriber`: split its downlink
@@ -41,9 +46,10 @@ impl ShardCore {
                 continue;
             };
             let Some(mon) = t.monitor.as_ref() else {
-                // RED carries each frame twice (libwebrtc's one redundant block).
-                let copies = if sub.sends_red() { 2 } else { 1 };
-                audio_bps += AUDIO_RESERVE_BPS * copies;
+                audio_bps += AUDIO_RESERVE_BPS;
+                if sub.sends_red() {
+                    audio_bps += RED_REDUNDANCY_BPS;
+                }
                 continue;
             };
             let mut layer_bps = [0u64; MAX_LAYERS];
