@@ -117,7 +117,8 @@ impl PasswordLimiter {
         refuse_when_used_up: bool,
     ) -> Result<Result<u32, Duration>, StoreError> {
         let key = keys::password_failures(tenant, room, source);
-        for _ in 0..MAX_CAS_ATTEMPTS {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            crate::store::typed::pause_before_retry(attempt).await;
             let current = store.get(&key).await?;
             let live = current.as_ref().and_then(|kv| {
                 let v: PasswordFailures = serde_json::from_slice(&kv.value).ok()?;

@@ -60,7 +60,8 @@ pub async fn post(
     rooms::get(store, tenant, room).await?;
     let seq_key = keys::chat_seq(tenant, room);
     let mut stored = None;
-    for _ in 0..MAX_ROUNDS {
+    for attempt in 0..MAX_ROUNDS {
+        crate::store::typed::pause_before_retry(attempt).await;
         let current = get_json::<u64>(store, &seq_key).await?;
         let (seq, expect) = match current {
             None => (1, Expect::Absent),

@@ -302,7 +302,8 @@ pub async fn deny(
 ) -> Result<(), ApiError> {
     rooms::get(store, tenant, room).await?;
     let key = keys::participant(tenant, room, identity);
-    for _ in 0..16 {
+    for attempt in 0..16 {
+        crate::store::typed::pause_before_retry(attempt).await;
         let Some(current) = get_json::<ParticipantRecord>(store, &key).await? else {
             return Err(ApiError::participant_not_found(identity));
         };

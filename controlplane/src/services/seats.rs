@@ -82,7 +82,8 @@ pub async fn take_with(
     then: Vec<TxnWrite>,
 ) -> Result<bool, StoreError> {
     let key = keys::seats(tenant, room);
-    for _ in 0..MAX_ROUNDS {
+    for attempt in 0..MAX_ROUNDS {
+        crate::store::typed::pause_before_retry(attempt).await;
         let current = store.get(&key).await?;
         let mut seats = match &current {
             Some(kv) => decode(&key, &kv.value)?,
@@ -170,7 +171,8 @@ pub async fn leave(
 ) -> Result<(), StoreError> {
     let key = keys::seats(tenant, room);
     let record = keys::participant(tenant, room, identity);
-    for _ in 0..MAX_ROUNDS {
+    for attempt in 0..MAX_ROUNDS {
+        crate::store::typed::pause_before_retry(attempt).await;
         let held = match store.get(&key).await? {
             Some(kv) => {
                 let mut seats = decode(&key, &kv.value)?;
@@ -214,7 +216,8 @@ pub async fn release(
     identity: &Identity,
 ) -> Result<(), StoreError> {
     let key = keys::seats(tenant, room);
-    for _ in 0..MAX_ROUNDS {
+    for attempt in 0..MAX_ROUNDS {
+        crate::store::typed::pause_before_retry(attempt).await;
         let Some(kv) = store.get(&key).await? else {
             return Ok(());
         };

@@ -109,6 +109,20 @@ pub async fn create_json<T: Serialize + DeserializeOwned>(
     }
 }
 
+/// Before attempt `attempt` (from 0) of a read-modify-write whose compare-and-swap lost:
+/// nothing before the first; then a random moment, up to 0.1 ms doubling to 6.4 ms, so
+/// writers that lost to each other retry apart, not in lockstep (on a busy machine eight
+/// tasks incrementing one counter made one lose 32 times in a row: store_contract, CI
+/// 2026-12-07). Every compare-and-swap retry loop calls this.
+pub async fn pause_before_retry(attempt: usize) {
+    if attempt == 0 {
+        return;
+    }
+    let ceiling = 100u64 << attempt.min(6);
+    let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
+    tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
+}
+
 /// Read-modify-write with compare-and-swap, retried on conflict. `Ok(None)` if the key does
 /// not exist. `edit` may run several times and must only change the value it is given.
 pub async fn update_json<T, E, F>(store: &dyn Store, key: &str, mut edit: F) -> Result<Option<T>, E>
@@ -117,16 +131,9 @@ where
     E: From<StoreError>,
     F: FnMut(&mut T) -> Result<(), E>,
 {
-    const MAX_ATTEMPTS: u32 = 32;
+    const MAX_ATTEMPTS: usize = 32;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            // Writers that lost to each other retry at random moments, not in lockstep: on a
-            // busy machine eight tasks incrementing one counter made one lose 32 times in a
-            // row (store_contract, CI 2026-12-07). Up to 0.1 ms, doubling to 6.4 ms.
-            let ceiling = 100u64 << attempt.min(6);
-            let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
-            tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
-        }
+        pause_before_retry(attempt).await;
         let Some(kv) = store.get(key).await? else {
             return Ok(None);
         };
