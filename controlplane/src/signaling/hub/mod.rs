@@ -139,17 +139,22 @@ impl Hub {
         self.inner.lock().unwrap().sessions.get(id).cloned()
     }
 
-    /// What this instance holds now, for metrics. The hub lock is held only to copy the
-    /// session list (no `.await`, no store), then each session's state lock alone.
-    pub fn census(&self) -> HubCensus {
-        let sessions: Vec<Arc<Session>> = self
-            .inner
+    /// Every session now, taken under the hub lock and released at once (callers then lock
+    /// each session alone, or `.await`).
+    fn session_list(&self) -> Vec<Arc<Session>> {
+        self.inner
             .lock()
             .unwrap()
             .sessions
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// What this instance holds now, for metrics. The hub lock is held only to copy the
+    /// session list (no `.await`, no store), then each session's state lock alone.
+    pub fn census(&self) -> HubCensus {
+        let sessions = self.session_list();
         let mut census = HubCensus::default();
         let mut rooms = HashSet::new();
         for s in &sessions {

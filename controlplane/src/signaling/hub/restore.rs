@@ -108,14 +108,7 @@ impl Hub {
         if let Some(l) = losses {
             l.borrow_and_update();
         }
-        let sessions: Vec<Arc<Session>> = self
-            .inner
-            .lock()
-            .unwrap()
-            .sessions
-            .values()
-            .cloned()
-            .collect();
+        let sessions = self.session_list();
         let mut done = Rewritten::default();
         for s in &sessions {
             if self.restore_session(s, &mut done).await? {

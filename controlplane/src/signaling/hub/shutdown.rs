@@ -5,9 +5,7 @@
 //!
 //! Must never: wait on one session's node call before telling the others.
 
-use std::sync::Arc;
-
-use super::{Hub, Session};
+use super::Hub;
 use crate::shutdown::Stopping;
 use crate::signaling::messages::ServerMsg;
 use crate::signaling::services::SignalError;
@@ -38,14 +36,7 @@ impl Hub {
     /// node call of one must not hold up the others). Returns the sessions closed.
     pub async fn shutdown(&self) -> usize {
         self.stopping.begin();
-        let sessions: Vec<Arc<Session>> = self
-            .inner
-            .lock()
-            .unwrap()
-            .sessions
-            .values()
-            .cloned()
-            .collect();
+        let sessions = self.session_list();
         let n = sessions.len();
         tracing::info!(
             sessions = n,
