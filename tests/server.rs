@@ -134,7 +134,10 @@ impl Server {
             .arg("--web-dir")
             .arg(web_dir())
             .args(["--dev", "--media-ip", &media_ip, "--media-port", "0"])
-            .args(["--log", "info"])
+            // `SHARDCAST_TEST_LOG` overrides the filter when debugging a test (e.g.
+            // `info,shardcast_rtp::bwe=debug`); the log is in the failure report.
+            .arg("--log")
+            .arg(std::env::var("SHARDCAST_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .args(extra)
             .arg("serve");
         let log = data.path().join("server.log");

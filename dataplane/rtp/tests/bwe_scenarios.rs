@@ -175,6 +175,39 @@ fn probes_find_the_capacity_again_when_it_comes_back() {
     assert!(mean > 0.8 * 3.0 * MBIT, "mean {mean}\n{trace}");
 }
 
+/// A shaper with a token bucket (`tc tbf ... burst 10kb`, as tests/e2e/downlink.rs caps a
+/// viewer): a sender below the cap (a lower simulcast layer, 240 kbit/s under 360) keeps
+/// the bucket full, and a short probe passes through it at its own rate, as if the link
+/// were wide. Taken at its word, every periodic probe lifted the estimate to twice the
+/// cap and the SFU switched the viewer up to a layer the link cannot carry (CI,
+/// 2026-12-07). A probe must carry enough to empty the bucket and be measured by what
+/// arrives once it is empty.
+#[test]
+fn a_shapers_burst_does_not_pass_for_capacity() {
+    let cap = 360_000.0;
+    let mut sim = Sim::new(
+        config(300_000),
+        Feedback::TransportCc,
+        cap as u64,
+        1_000_000,
+    );
+    sim.link.burst_bytes = 10_000;
+    sim.fixed_rate = Some(240_000);
+    sim.run_until(60.0);
+    let trace = sim.dump();
+    let worst = sim.window(5.0, 60.0).map(est).fold(0.0, f64::max);
+    assert!(
+        worst <= 1.25 * cap,
+        "estimate reached {worst} over a {cap} bit/s shaper\nprobes: {:?}\n{trace}",
+        sim.probe_targets
+    );
+    assert!(
+        sim.probe_targets.iter().filter(|(t, _)| *t >= 5.0).count() >= 5,
+        "it kept probing (the application wants more): {:?}",
+        sim.probe_targets
+    );
+}
+
 /// Nobody probes for bandwidth the application will not use.
 #[test]
 fn probes_stay_under_what_the_application_wants() {

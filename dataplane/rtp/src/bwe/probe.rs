@@ -25,7 +25,23 @@
 //!
 //! Sizing a cluster: like libwebrtc's pacer, whose clusters count media and padding alike,
 //! the padding is only what the media being sent lacks to make the target over the
-//! cluster's 40 ms (but at least 10% of it, so there is something to measure). With full
+//! cluster's 40 ms (but at least 10% of it, so there is something to measure). At least 5
+//! packets of up to 1200 bytes; a result is awaited 2 s.
+//!
+//! Confirming a result: a shaper with a token bucket (`tc tbf ... burst 10kb`, a
+//! provider's policer) passes a short probe at the probe's own rate when the sender kept
+//! below the cap and let the bucket fill. 40 ms probes at 2x the estimate passed such a
+//! shaper capping a viewer at 360 kbit/s as 700-900 kbit/s, and the SFU switched the viewer
+//! to a layer the link could not carry, every 5 s (CI, 2026-12-07). Libwebrtc's probes
+//! are as short, but its encoder follows the estimate smoothly; an SFU's layer switch
+//! doubles the rate at once and costs a keyframe each way. So a result that found the
+//! link unsaturated and would put the estimate above 1.5x what is being sent (the bound
+//! libwebrtc's AIMD puts on any other rise), from a cluster that carried less than 24 kB of
+//! padding, is held: a second cluster at that rate carries 24 kB (lasting up to 500 ms)
+//! and its result counts instead, measured over its later half once the bucket is empty
+//! ([`super::cluster`]). On a plain bottleneck the short probe measures the capacity (it
+//! saturates) and nothing is held; a held result the link does carry costs one longer
+//! cluster at a rate the link carries. With full
 //! padding on top of the media, every periodic probe at a link near capacity read as
 //! overuse and cut the estimate by 10-15% (tests/bwe_scenarios.rs,
 //! `converges_under_the_capacity_without_loss`). At least 5 packets of up to 1200 bytes;
@@ -33,7 +49,7 @@
 
 use std::time::Duration;
 
-use super::cluster::{Cluster, Outcome, DURATION_US, MIN_PACKETS};
+use super::cluster::{Cluster, Outcome, MIN_DURATION_US, MIN_PACKETS};
 use super::{ProbeCluster, ProbeClusterId};
 
 const PACKET_BYTES: u64 = 1200;
@@ -48,6 +64,13 @@ const MIN_GAP_ON_RISE_US: i64 = 1_000_000;
 const RESULT_TIMEOUT_US: i64 = 2_000_000;
 const MIN_PADDING_SHARE: f64 = 0.1;
 const ABANDONED_RETRY_US: i64 = 250_000;
+/// A confirming cluster's padding is at least this much (its duration grows to carry it,
+/// up to [`MAX_DURATION_US`]): more than a shaper's token bucket passes at once (`tc tbf`
+/// burst 10 kB in tests/e2e/downlink.rs), so its later half meets the bottleneck.
+const CONFIRM_PADDING_BYTES: u64 = 24_000;
+const MAX_DURATION_US: i64 = 500_000;
+/// An unsaturated result above this multiple of the rate being sent is confirmed first.
+const CONFIRM_ABOVE_SENT: f64 = 1.5;
 
 /// Why the cluster in flight was started: what to ask for again if it is abandoned.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +82,10 @@ enum Reason {
         above: f64,
     },
     Periodic,
+    /// Confirms a short cluster's result `bps` with a longer one at that rate.
+    Confirm {
+        bps: f64,
+    },
 }
 
 /// What the estimator knows when deciding on a probe.
@@ -89,6 +116,11 @@ pub(super) struct Prober {
     reason: Option<Reason>,
     /// No probe before this: the last one could not be sent.
     retry_at_us: i64,
+    /// A result held until a longer cluster confirms it.
+    confirm_bps: Option<f64>,
+    /// The media rate when the cluster in flight started, and the padding it carries.
+    cluster_sent_bps: f64,
+    cluster_padding_bytes: u64,
 }
 
 impl Prober {
@@ -113,17 +145,20 @@ impl Prober {
         }
     }
 
-    /// After a feedback: the cluster's outcome once it is known.
+    /// After a feedback: the cluster's outcome once it is known (`None` also when a result
+    /// is held for confirmation).
     pub fn take_outcome(&mut self, now_us: i64) -> Option<Outcome> {
         let outcome = self.cluster.as_ref()?.outcome(now_us)?;
-        Some(self.finish(outcome))
+        self.finish(outcome)
     }
 
     /// A cluster whose result never came ends as failed.
     pub fn expire(&mut self, now_us: i64) -> Option<Outcome> {
         let c = self.cluster.as_ref()?;
-        (now_us.saturating_sub(c.created_us) >= RESULT_TIMEOUT_US)
-            .then(|| self.finish(Outcome::Failed))
+        if now_us.saturating_sub(c.created_us) < RESULT_TIMEOUT_US {
+            return None;
+        }
+        self.finish(Outcome::Failed)
     }
 
     /// The caller could not send any packet of cluster `id`: drop it without a result and
@@ -141,6 +176,7 @@ impl Prober {
                 self.further_above = above;
             }
             Some(Reason::Periodic) => self.next_periodic_us = Some(now_us),
+            Some(Reason::Confirm { bps }) => self.confirm_bps = Some(bps),
             None => {}
         }
         self.retry_at_us = now_us.saturating_add(ABANDONED_RETRY_US);
@@ -148,9 +184,24 @@ impl Prober {
         true
     }
 
-    fn finish(&mut self, outcome: Outcome) -> Outcome {
-        self.reason = None;
+    fn finish(&mut self, outcome: Outcome) -> Option<Outcome> {
+        let reason = self.reason.take();
         let target = self.cluster.take().map_or(0.0, |c| c.target_bps);
+        if let Outcome::Measured {
+            bps,
+            capacity: None,
+        } = outcome
+        {
+            if !matches!(reason, Some(Reason::Confirm { .. }))
+                && self.cluster_padding_bytes < CONFIRM_PADDING_BYTES
+                && bps > CONFIRM_ABOVE_SENT * self.cluster_sent_bps
+            {
+                tracing::debug!(bps, target, "bwe: probe result held for confirmation");
+                self.confirm_bps = Some(bps);
+                self.further_bps = None;
+                return None;
+            }
+        }
         self.further_above = target;
         self.further_bps = match outcome {
             Outcome::Measured { bps, .. } if bps >= FURTHER_IF_REACHED * target => {
@@ -159,7 +210,7 @@ impl Prober {
             _ => None,
         };
         tracing::debug!(?outcome, target, "bwe: probe ended");
-        outcome
+        Some(outcome)
     }
 
     pub fn on_desired(&mut self, now_us: i64, old: f64, new: f64, estimate: f64) {
@@ -182,12 +233,15 @@ impl Prober {
         }
         if !ctx.can_probe || now_us < ctx.not_before_us || !Self::worth_it(&ctx) {
             self.further_bps = None;
+            self.confirm_bps = None;
             return None;
         }
         let cap = ctx.desired.min(ctx.ceiling);
         let above = self.further_above;
         let further = self.further_bps.take().filter(|bps| bps.min(cap) > above);
-        let (wanted, reason) = if let Some(bps) = further {
+        let (wanted, reason) = if let Some(bps) = self.confirm_bps.take() {
+            (bps, Reason::Confirm { bps })
+        } else if let Some(bps) = further {
             (bps, Reason::Further { bps, above })
         } else if !self.initial_done {
             (ctx.estimate * INITIAL_SCALE, Reason::Initial)
@@ -201,16 +255,31 @@ impl Prober {
         if target < ctx.estimate * WORTH_PROBING {
             return None;
         }
+        let min_padding = match reason {
+            Reason::Confirm { .. } => CONFIRM_PADDING_BYTES,
+            _ => 0,
+        };
         self.reason = Some(reason);
-        Some(self.start(now_us, target, ctx.sent_bps))
+        Some(self.start(now_us, target, ctx.sent_bps, min_padding))
     }
 
-    fn start(&mut self, now_us: i64, target_bps: f64, sent_bps: f64) -> ProbeCluster {
+    /// A cluster of `target_bps` over 40 ms, or longer to carry `min_padding` bytes.
+    fn start(
+        &mut self,
+        now_us: i64,
+        target_bps: f64,
+        sent_bps: f64,
+        min_padding: u64,
+    ) -> ProbeCluster {
         self.next_id = self.next_id.wrapping_add(1);
         let padding_bps = (target_bps - sent_bps).max(MIN_PADDING_SHARE * target_bps);
-        let bytes = (padding_bps * DURATION_US as f64 / 8e6).ceil() as u64;
+        let duration_us = ((min_padding as f64 * 8e6 / padding_bps) as i64)
+            .clamp(MIN_DURATION_US, MAX_DURATION_US);
+        let bytes = (padding_bps * duration_us as f64 / 8e6).ceil() as u64;
         let packets = u64::from(MIN_PACKETS).max(bytes.div_ceil(PACKET_BYTES));
-        self.cluster = Some(Cluster::new(self.next_id, target_bps, now_us));
+        self.cluster = Some(Cluster::new(self.next_id, target_bps, now_us, duration_us));
+        self.cluster_sent_bps = sent_bps;
+        self.cluster_padding_bytes = bytes;
         self.last_probe_us = Some(now_us);
         self.next_periodic_us = Some(now_us.saturating_add(PERIODIC_INTERVAL_US));
         tracing::debug!(id = self.next_id, target_bps, bytes, "bwe: probe");
@@ -219,7 +288,7 @@ impl Prober {
             target_bps: target_bps.round() as u64,
             bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
             packets: usize::try_from(packets).unwrap_or(usize::MAX),
-            duration: Duration::from_micros(DURATION_US as u64),
+            duration: Duration::from_micros(duration_us as u64),
         }
     }
 
@@ -231,7 +300,8 @@ impl Prober {
         if !ctx.can_probe || !Self::worth_it(&ctx) {
             return None;
         }
-        let due = if self.further_bps.is_some() || !self.initial_done {
+        let due = if self.further_bps.is_some() || self.confirm_bps.is_some() || !self.initial_done
+        {
             now_us
         } else {
             self.next_periodic_us.unwrap_or(now_us)
@@ -268,7 +338,25 @@ mod tests {
             link_free = t.max(link_free) + (f64::from(size) * 8e6 / capacity) as i64;
             p.on_received(cluster.id.0, t, link_free + 20_000, size);
         }
-        p.take_outcome(200_000)
+        p.take_outcome(cluster.duration.as_micros() as i64 + 200_000)
+    }
+
+    /// [`run_cluster`], and when its result is held, the confirming cluster (asked for at
+    /// `at_us` with `ctx`) through the same bottleneck: the outcome that counts.
+    fn run_confirmed(
+        p: &mut Prober,
+        cluster: &ProbeCluster,
+        capacity: f64,
+        at_us: i64,
+        ctx: ProbeContext,
+    ) -> Option<Outcome> {
+        if let Some(outcome) = run_cluster(p, cluster, capacity) {
+            return Some(outcome);
+        }
+        let held = p.confirm_bps?;
+        let confirm = p.poll(at_us, ctx).expect("the confirming cluster");
+        assert_eq!(confirm.target_bps, held.round() as u64);
+        run_cluster(p, &confirm, capacity)
     }
 
     #[test]
@@ -316,11 +404,58 @@ mod tests {
     fn a_result_near_its_target_searches_further() {
         let mut p = Prober::default();
         let c = p.poll(0, ctx(1e6, 20e6)).unwrap();
-        let Some(Outcome::Measured { bps, .. }) = run_cluster(&mut p, &c, 10e6) else {
+        let outcome = run_confirmed(&mut p, &c, 10e6, 1_000, ctx(1e6, 20e6));
+        let Some(Outcome::Measured { bps, .. }) = outcome else {
             panic!()
         };
-        let next = p.poll(1_000, ctx(bps, 20e6)).unwrap();
+        let next = p.poll(2_000, ctx(bps, 20e6)).unwrap();
         assert!((next.target_bps as f64 - 2.0 * bps).abs() < 1.0);
+    }
+
+    /// Nothing sent yet, a 40 ms cluster at 3 Mbit/s arrives unsaturated: that could be a
+    /// token bucket's burst, so the result is held and a cluster at that rate carrying 24
+    /// kB confirms it; the confirmation's result counts, and is not held again.
+    #[test]
+    fn a_result_far_above_what_is_sent_is_confirmed_by_a_longer_cluster() {
+        let mut p = Prober::default();
+        let c = p.poll(0, ctx(1e6, 20e6)).unwrap();
+        assert_eq!(c.duration, Duration::from_millis(40));
+        assert_eq!(run_cluster(&mut p, &c, 100e6), None, "held");
+        assert!(p.confirm_bps.is_some_and(|b| (b - 3e6).abs() < 0.1e6));
+        assert_eq!(p.next_wake_us(1_000, ctx(1e6, 20e6)), Some(1_000));
+        let confirm = p.poll(1_000, ctx(1e6, 20e6)).unwrap();
+        assert!(confirm.bytes >= 24_000, "{confirm:?}");
+        let ms = confirm.duration.as_secs_f64() * 1e3;
+        assert!((63.0..66.0).contains(&ms), "24 kB at ~3 Mbit/s: {ms} ms");
+        let outcome = run_cluster(&mut p, &confirm, 100e6);
+        assert!(
+            matches!(outcome, Some(Outcome::Measured { bps, capacity: None }) if bps > 2.9e6),
+            "{outcome:?}"
+        );
+        // The search goes on from the confirmed result.
+        assert!(p.poll(2_000, ctx(3e6, 20e6)).unwrap().target_bps > 5_900_000);
+
+        // Media at 2.5 Mbit/s already: 3 is under 1.5x that, nothing is held.
+        let mut p = Prober::default();
+        let busy = ProbeContext {
+            sent_bps: 2.5e6,
+            ..ctx(1e6, 20e6)
+        };
+        let c = p.poll(0, busy).unwrap();
+        assert!(matches!(
+            run_cluster(&mut p, &c, 100e6),
+            Some(Outcome::Measured { .. })
+        ));
+        // A saturated result is a measure of the bottleneck: not held either.
+        let mut p = Prober::default();
+        let c = p.poll(0, ctx(1e6, 20e6)).unwrap();
+        assert!(matches!(
+            run_cluster(&mut p, &c, 1.5e6),
+            Some(Outcome::Measured {
+                capacity: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -431,7 +566,7 @@ mod tests {
 
         // A step of the search that could not be sent is the same step again.
         assert!(matches!(
-            run_cluster(&mut p, &again, 100e6),
+            run_confirmed(&mut p, &again, 100e6, 260_000, ctx(1e6, 10e6)),
             Some(Outcome::Measured { .. })
         ));
         let step = p.poll(300_000, ctx(3e6, 20e6)).unwrap();

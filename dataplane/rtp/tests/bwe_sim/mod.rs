@@ -4,7 +4,8 @@
 //! 30 fps frames sent as one burst each (an SFU forwards frames unpaced), plus the probes
 //! the estimator asks for, spread evenly over their duration. Link: a FIFO queue with a
 //! byte limit that drops at the tail, drained at `capacity_bps`, then a fixed one-way
-//! delay. Receiver: transport-cc feedback every 50/75/100 ms built from what arrived (or a
+//! delay; optionally a token bucket in front of it (`burst_bytes`: a shaper like `tc tbf`
+//! lets that many bytes through at once after a quiet spell). Receiver: transport-cc feedback every 50/75/100 ms built from what arrived (or a
 //! receiver report every second, or nothing), back over an uncongested path with the same
 //! delay. A capacity change applies to packets queued after it.
 
@@ -33,6 +34,11 @@ pub struct Link {
     pub capacity_bps: u64,
     pub queue_limit: usize,
     pub one_way: Duration,
+    /// A token bucket's depth (0: none): tokens accrue at `capacity_bps` up to this many
+    /// bytes, and a packet that finds enough tokens leaves at once.
+    pub burst_bytes: usize,
+    tokens: f64,
+    tokens_at: Option<Instant>,
     queue: VecDeque<(Instant, usize)>,
     queued_bytes: usize,
     last_departure: Option<Instant>,
@@ -50,8 +56,27 @@ impl Link {
             return false;
         }
         let start = self.last_departure.map_or(now, |t| t.max(now));
-        let serialization = Duration::from_secs_f64(bytes as f64 * 8.0 / self.capacity_bps as f64);
-        let departure = start + serialization;
+        let departure = if self.burst_bytes == 0 {
+            start + Duration::from_secs_f64(bytes as f64 * 8.0 / self.capacity_bps as f64)
+        } else {
+            let byte_rate = self.capacity_bps as f64 / 8.0;
+            let accrued = self
+                .tokens_at
+                .map_or(self.burst_bytes as f64, |at| {
+                    self.tokens + start.saturating_duration_since(at).as_secs_f64() * byte_rate
+                })
+                .min(self.burst_bytes as f64);
+            if accrued >= bytes as f64 {
+                self.tokens = accrued - bytes as f64;
+                self.tokens_at = Some(start);
+                start
+            } else {
+                let wait = Duration::from_secs_f64((bytes as f64 - accrued) / byte_rate);
+                self.tokens = 0.0;
+                self.tokens_at = Some(start + wait);
+                start + wait
+            }
+        };
         self.last_departure = Some(departure);
         self.queue.push_back((departure, bytes));
         self.queued_bytes += bytes;
@@ -144,6 +169,9 @@ impl Sim {
                 // 250 ms of the starting capacity: a typical access-link buffer.
                 queue_limit: (capacity_bps / 8 / 4) as usize,
                 one_way,
+                burst_bytes: 0,
+                tokens: 0.0,
+                tokens_at: None,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 last_departure: None,

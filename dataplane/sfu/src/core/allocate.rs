@@ -26,6 +26,11 @@ const AUDIO_RESERVE_BPS: u64 = 50_000;
 /// 300 kbit/s link that carries the quarter layer and RED audio (tests/e2e/downlink.rs).
 const RED_REDUNDANCY_BPS: u64 = 32_000;
 
+/// What the estimator is told the subscriber wants, over what its best layers need
+/// ([`ShardCore::update_bwe_target`]): the estimator's "worth probing" step (10%) and a
+/// little more.
+const PROBE_HEADROOM_PCT: u64 = 115;
+
 impl ShardCore {
     /// Re-choose the layers of every video subscription of `subscriber`: split its downlink
     /// estimate (minus audio) across them with the `LayerAllocator`, hand each selector its
@@ -109,20 +114,33 @@ impl ShardCore {
         for (track, layer) in keyframes {
             self.request_keyframe(now, track, layer, false);
         }
-        self.update_bwe_target(now, subscriber, &demands);
+        self.update_bwe_target(now, subscriber, audio_bps, &demands);
     }
 
     /// Tell the subscriber's estimator what it could use at best (each visible video
-    /// subscription's highest allowed layer with the allocator's margin, plus audio), so it
-    /// probes for that much and no more: probing for bandwidth nobody will use only causes
-    /// loss. Only a change of more than 10% is passed on (the estimator re-plans probes).
-    fn update_bwe_target(&mut self, now: Instant, subscriber: PeerId, demands: &[VideoDemand]) {
+    /// subscription's highest allowed layer with the allocator's margin, plus audio's
+    /// reserve), so it probes for that much and no more: probing for bandwidth nobody will
+    /// use only causes loss. Only a change of more than 10% is passed on (the estimator
+    /// re-plans probes).
+    ///
+    /// Passed on with [`PROBE_HEADROOM_PCT`]: the estimator stops probing once its estimate
+    /// is within 10% of what is wanted, and the selectors switch up (or resume a paused
+    /// video) only when the estimate reaches the layer's need with margin. Without it, a
+    /// subscriber whose paused video needs 550 kbit/s sat at an estimate of 530 (too little to
+    /// resume, too close to probe; sending only audio, the AIMD may not rise above 1.5x
+    /// what is sent), for good (dataplane/sfu/tests/rtcp.rs,
+    /// `video_pauses_while_the_downlink_cannot_carry_the_lowest_layer_and_audio_goes_on`).
+    fn update_bwe_target(
+        &mut self,
+        now: Instant,
+        subscriber: PeerId,
+        audio: u64,
+        demands: &[VideoDemand],
+    ) {
         let margin = u64::from(LayerAllocator::default().margin_pct);
         let Some(peer) = self.peers.get_mut(&subscriber) else {
             return;
         };
-        let audio =
-            peer.subscriptions.len().saturating_sub(demands.len()) as u64 * AUDIO_RESERVE_BPS;
         let video: u64 = demands
             .iter()
             .filter(|d| d.pref.visible)
@@ -131,7 +149,7 @@ impl ShardCore {
                 d.layer_bps.iter().take(cap + 1).max().copied().unwrap_or(0) * margin / 100
             })
             .sum();
-        let desired = video + audio;
+        let desired = (video + audio) * PROBE_HEADROOM_PCT / 100;
         let Some(bwe) = peer.transport.as_mut().and_then(|t| t.bwe.as_mut()) else {
             return;
         };
