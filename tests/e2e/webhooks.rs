@@ -1,7 +1,8 @@
 //! Signed webhooks from a real `shardcast serve` to a real HTTP receiver on loopback:
 //! a scripted call's events arrive once each, in order, signed; a receiver that fails first
 //! gets retries and then the event; a receiver that never answers leaves `failed` in
-//! /metrics and the call undisturbed; bad webhook URLs are refused when set.
+//! /metrics and the call undisturbed; a stopping server delivers what it still holds; bad
+//! webhook URLs are refused when set.
 
 use std::time::{Duration, Instant};
 
@@ -367,6 +368,45 @@ fn a_receiver_that_fails_first_gets_retries_then_the_event() -> anyhow::Result<(
     assert_eq!(s.metric("shardcast_webhooks_retried_total")?, 2);
     assert_eq!(s.metric("shardcast_webhooks_delivered_total")?, 1);
     assert_eq!(s.metric("shardcast_webhooks_failed_total")?, 0);
+    Ok(())
+}
+
+/// SIGTERM while events wait for a retry: the stopping server closes its session, then keeps
+/// delivering (the retry included) before it exits. The receiver fails `room_started` once
+/// and the retry comes 3 s later, after the 1 s linger at which the process used to exit
+/// with `participant_joined` and `participant_left` still queued behind it (in order per
+/// room), lost.
+#[test]
+fn a_stopping_server_delivers_the_events_it_still_holds() -> anyhow::Result<()> {
+    let rx = Receiver::start(Answer::FailFirst(1))?;
+    let mut s = start("max_attempts = 3\nbackoff_initial_ms = 3000\nbackoff_max_ms = 3000\n")?;
+    s.set_webhook(&rx.url)?;
+    let token = s.server.dev_token("closing", "ann")?;
+    wait_requests(&rx, 1, "room_started, answered 500")?;
+    let ann = Participant::join(&s.server.base_url, &token, "ann", false)?;
+    s.server.terminate();
+    let code = s.server.wait_exit(Duration::from_secs(15))?;
+    assert_eq!(code, Some(0), "{}", s.server.log_tail(20));
+    drop(ann);
+    let reqs = rx.requests();
+    let events: Vec<String> = reqs
+        .iter()
+        .map(|r| Ok(r.json()?["event"].as_str().unwrap_or("?").to_string()))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(
+        events,
+        [
+            "room_started",
+            "room_started",
+            "participant_joined",
+            "participant_left"
+        ],
+        "{:?}\n{}",
+        summary(&reqs),
+        s.server.log_tail(20)
+    );
+    let answered: Vec<u16> = reqs.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, [500, 200, 200, 200]);
     Ok(())
 }
 

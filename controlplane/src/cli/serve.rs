@@ -39,6 +39,10 @@ fn api_config(config: &Config) -> ApiConfig {
     }
 }
 
+/// How long a stopping control plane keeps delivering the webhook events still queued (the
+/// sessions' `participant_left` among them), within `shutdown.timeout_secs` (10 s).
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
+
 /// Serves `router` until SIGTERM/Ctrl-C, then stops as `shardcast_controlplane::shutdown`
 /// describes: `stopping` set, `on_stop` run (tell sessions, revoke the lease), the listener
 /// kept for `linger`, then closed; all of it bounded by `shutdown.timeout_secs`. Returns `Ok`
@@ -215,6 +219,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind_http(config.http.listen).await?;
     advertise_bus(&config, &built, &listener)?;
     let (hub, bus) = (built.hub.clone(), built.bus.clone());
+    let webhooks = built.state.webhooks.clone();
     serve_until_stopped(
         listener,
         built.router,
@@ -224,6 +229,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             hub.shutdown().await;
             bus.stop().await;
             reg.stop().await;
+            webhooks.flush(WEBHOOK_FLUSH).await;
         },
     )
     .await
@@ -325,6 +331,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let listener = bind_http(config.http.listen).await?;
     advertise_bus(&config, &built, &listener)?;
     let (hub, bus) = (built.hub.clone(), built.bus.clone());
+    let webhooks = built.state.webhooks.clone();
     serve_until_stopped(
         listener,
         built.router,
@@ -333,6 +340,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         async move {
             hub.shutdown().await;
             bus.stop().await;
+            webhooks.flush(WEBHOOK_FLUSH).await;
         },
     )
     .await

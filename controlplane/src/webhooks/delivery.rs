@@ -5,8 +5,9 @@
 //! At least once: an event is retried (`max_attempts`, back-off doubling from
 //! `backoff_initial_ms` up to `backoff_max_ms`) until the receiver answers 2xx; a receiver
 //! that took it but answered late sees it again, with the same `id`. Bounded: a tenant holds
-//! at most `queue_per_tenant` events here; more are dropped and counted. Events still queued
-//! when the process exits are lost (nothing is persisted).
+//! at most `queue_per_tenant` events here; more are dropped and counted. A stopping process
+//! delivers what is queued for a while (`Webhooks::flush`); events still queued when it
+//! exits are lost (nothing is persisted).
 //!
 //! The tenant's webhook is read from the Store at delivery and kept for `TARGET_TTL`, so a
 //! change made on another instance applies within that time, and a tenant without a webhook

@@ -173,7 +173,28 @@ impl Webhooks {
     pub fn counts(&self) -> WebhookCounts {
         self.inner.counts()
     }
+
+    /// At shutdown, once the sessions are closed (their `participant_left` queued): waits
+    /// until every queued event was delivered or finally failed, or `within` passed.
+    /// Returns how many were still queued then; they are lost when the process exits.
+    pub async fn flush(&self, within: Duration) -> u64 {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let queued = self.counts().queued;
+            if queued == 0 {
+                return 0;
+            }
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(queued, "webhooks: events still queued at shutdown are lost");
+                return queued;
+            }
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
 }
+
+/// How often [`Webhooks::flush`] looks at the queues.
+const FLUSH_POLL: Duration = Duration::from_millis(20);
 
 /// `RoomEvents` that also emits `room_started` and `room_finished` on the instance whose
 /// service created or closed the room, then hands the event on unchanged.
