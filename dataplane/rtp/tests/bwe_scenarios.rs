@@ -201,6 +201,18 @@ fn a_shapers_burst_does_not_pass_for_capacity() {
         "estimate reached {worst} over a {cap} bit/s shaper\nprobes: {:?}\n{trace}",
         sim.probe_targets
     );
+    // What confirming costs on such a link (`--no-capture` shows it): each confirmation
+    // that fails builds a queue past the bucket.
+    eprintln!(
+        "shaper: worst estimate {worst:.0}, dropped {} of {} packets, worst queue {:.0} ms, \
+         {} probes",
+        sim.dropped_packets,
+        sim.sent_packets,
+        sim.window(5.0, 60.0)
+            .map(|s| s.queue_ms)
+            .fold(0.0, f64::max),
+        sim.probe_targets.len(),
+    );
     assert!(
         sim.probe_targets.iter().filter(|(t, _)| *t >= 5.0).count() >= 5,
         "it kept probing (the application wants more): {:?}",
