@@ -381,30 +381,36 @@ function addLocalTracks() {
   const video = S.localStream.getVideoTracks()[0];
   const audio = S.localStream.getAudioTracks()[0];
   if (video) {
-    // Three simulcast layers, quarter / half / full resolution (rids q, h, f).
+    // Three simulcast layers, quarter / half / full resolution (rids q, h, f); or, with
+    // ?svc=MODE (e.g. L3T3_KEY, with ?codec=vp9), one encoding whose layers are SVC.
+    const svc = params.get("svc");
     const tr = S.pc.addTransceiver(video, {
       direction: "sendonly",
       streams: [S.localStream],
-      sendEncodings: [
-        { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
-        { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
-        { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
-      ],
+      sendEncodings: svc
+        ? [{ scalabilityMode: svc, maxBitrate: 1500000 }]
+        : [
+            { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+            { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+            { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+          ],
     });
-    preferVp8(tr);
+    preferCodec(tr, params.get("codec") || "vp8");
   }
   if (audio) S.pc.addTransceiver(audio, { direction: "sendonly", streams: [S.localStream] });
   return Boolean(video || audio);
 }
 
-// The SFU rewrites VP8 picture ids across layer switches: offer VP8 first.
-function preferVp8(transceiver) {
+// Offers `codec` (vp8 by default, ?codec=vp9 or h264) first: the SFU rewrites VP8 and VP9
+// picture ids across layer switches.
+function preferCodec(transceiver, codec) {
   if (!transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
   const caps = RTCRtpSender.getCapabilities("video");
   if (!caps) return;
-  const vp8 = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
-  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== "video/vp8");
-  if (vp8.length) transceiver.setCodecPreferences(vp8.concat(rest));
+  const mime = "video/" + codec.toLowerCase();
+  const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== mime);
+  if (first.length) transceiver.setCodecPreferences(first.concat(rest));
 }
 
 async function sendOffer(iceRestart) {
@@ -607,6 +613,12 @@ function renderKnocks() {
 
 // ---------------------------------------------------------------- statistics
 
+// The mime type (e.g. "video/VP9") of an RTP stats entry's codec, or null.
+function codecOf(report, s) {
+  const c = s.codecId && report.get(s.codecId);
+  return c ? c.mimeType : null;
+}
+
 async function shardcastStats() {
   const out = {
     joined: S.joined, room: S.room, identity: S.identity, session: S.session, nodeLost: S.nodeLost,
@@ -622,7 +634,8 @@ async function shardcastStats() {
   const msids = msidByMid();
   report.forEach((s) => {
     if (s.type === "outbound-rtp") {
-      out.outbound.push({ kind: s.kind, rid: s.rid || null, bytesSent: s.bytesSent || 0, framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0 });
+      out.outbound.push({ kind: s.kind, rid: s.rid || null, bytesSent: s.bytesSent || 0, framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0,
+        codec: codecOf(report, s), scalabilityMode: s.scalabilityMode || null });
     }
     if (s.type !== "inbound-rtp") return;
     const r = S.receivers.get(s.mid) || [...S.receivers.values()].find((x) => x.track.id === s.trackIdentifier);
@@ -632,6 +645,7 @@ async function shardcastStats() {
       bytesReceived: s.bytesReceived || 0, packetsReceived: s.packetsReceived || 0, packetsLost: s.packetsLost || 0,
       framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
       totalSamplesReceived: s.totalSamplesReceived || 0, totalAudioEnergy: s.totalAudioEnergy || 0, audioLevel: s.audioLevel || 0,
+      codec: codecOf(report, s),
     };
     out.tracks.push(t);
     if (!t.identity) return;
@@ -645,6 +659,7 @@ async function shardcastStats() {
     if (t.kind === "video") {
       k.framesDecoded += t.framesDecoded;
       k.frameWidth = Math.max(k.frameWidth, t.frameWidth);
+      if (t.codec) k.codec = t.codec;
     } else {
       k.totalSamplesReceived += t.totalSamplesReceived;
       k.totalAudioEnergy += t.totalAudioEnergy;

@@ -9,7 +9,8 @@
 //! (the per-packet forwarding path), [`demux`], `consent` (STUN a peer's ICE agent must
 //! authenticate first, so rejected checks are counted), [`timers`], `peer` (one str0m `Rtc`),
 //! `track` (tracks and subscriptions), `sdp_fixup` (candidates in every bundled m-section of
-//! the SDP we write), `sdp_red` (which m-lines of an answer negotiated RED), `room` (members,
+//! the SDP we write), `sdp_order` (video codecs in an answer in the offerer's order),
+//! `sdp_red` (which m-lines of an answer negotiated RED), `room` (members,
 //! active speaker), [`forward`] (pure layer/rewrite/keyframe/RED logic), [`api`] (inputs,
 //! outputs, events), [`stats`].
 
@@ -23,6 +24,7 @@ pub mod ids;
 mod peer;
 mod room;
 mod sdp_fixup;
+mod sdp_order;
 mod sdp_red;
 pub mod stats;
 pub mod timers;

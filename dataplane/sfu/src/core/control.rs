@@ -55,6 +55,7 @@ impl ShardCore {
             .accept_parsed_offer(parsed)
             .map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
+        let answer = crate::sdp_order::video_codecs_in_offer_order(&offer, &answer);
         peer.learn_red(Some(&offer), &answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
@@ -95,6 +96,7 @@ impl ShardCore {
         self.drain_all(now);
         let answer = res.map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
+        let answer = crate::sdp_order::video_codecs_in_offer_order(offer, &answer);
         if let Some(p) = self.peers.get_mut(&id) {
             p.learn_red(Some(offer), &answer);
         }
