@@ -39,7 +39,16 @@ pub fn sent_width(s: &Value, rid: &str) -> u64 {
 
 /// The server's log tail and every browser's diagnostics, for a failure message.
 pub fn report(server: &Server, browsers: &[&Browser]) -> String {
-    let mut out = format!("--- server log (last 40):\n{}\n", server.log_tail(40));
+    // With a debug filter (`SHARDCAST_TEST_LOG`) the interesting lines are further back.
+    let lines = if std::env::var_os("SHARDCAST_TEST_LOG").is_some() {
+        3000
+    } else {
+        40
+    };
+    let mut out = format!(
+        "--- server log (last {lines}):\n{}\n",
+        server.log_tail(lines)
+    );
     for b in browsers {
         out.push_str(&b.diagnostics());
         out.push('\n');

@@ -75,8 +75,9 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     );
     assert!(
         s["bandwidthPaused"].as_array().is_none_or(|p| p.is_empty()),
-        "the server paused the video although the quarter layer fits the cap: {}",
-        s["bandwidthPaused"]
+        "the server paused the video although the quarter layer fits the cap: {}\n{}",
+        s["bandwidthPaused"],
+        report(&server, &[&vic, &alice])
     );
     let alice_now = alice.stats()?;
     let top_now = sent_width(&alice_now, "f");
@@ -87,7 +88,8 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     assert!(
         width_later < top_now || top_kbit < u64::from(CAP_KBIT) * 8 / 10,
         "back on the top layer ({width_later} px) while still capped, though it is sent at \
-         {top_kbit} kbit/s"
+         {top_kbit} kbit/s\n{}",
+        report(&server, &[&vic, &alice])
     );
 
     ns.unshape_downlink()?;

@@ -192,10 +192,14 @@ fn a_shapers_burst_does_not_pass_for_capacity() {
         1_000_000,
     );
     sim.link.burst_bytes = 10_000;
+    // `tc tbf ... latency 200ms`: the queue holds 200 ms at the rate.
+    sim.link.queue_limit = (cap / 8.0 * 0.2) as usize;
     sim.fixed_rate = Some(240_000);
     sim.run_until(60.0);
     let trace = sim.dump();
     let worst = sim.window(5.0, 60.0).map(est).fold(0.0, f64::max);
+    let lowest = sim.window(5.0, 60.0).map(est).fold(f64::MAX, f64::min);
+    eprintln!("shaper: lowest estimate {lowest:.0}");
     assert!(
         worst <= 1.25 * cap,
         "estimate reached {worst} over a {cap} bit/s shaper\nprobes: {:?}\n{trace}",

@@ -6,7 +6,8 @@
 //!   bursts, so a forwarded frame is one sample) into delay variations, [`trendline`]
 //!   turns them into overuse / normal / underuse, and [`aimd`] moves the rate from that
 //!   and the [`acked`] (acknowledged) throughput;
-//! - [`loss`]: a loss-based cap, from transport-cc results or, without them, from
+//! - [`loss`]: a loss-based cap, from transport-cc results (of packets sent outside any
+//!   probe's window: a probe's own overflow is its result's business) or, without them, from
 //!   receiver reports;
 //! - [`probe`]: when to send bursts of padding that look for capacity above the estimate,
 //!   up to what the application wants; [`cluster`] measures one burst's delivery rate.
@@ -110,6 +111,19 @@ pub struct BweStats {
     pub probes_abandoned: u64,
 }
 
+/// What one feedback reported, of packets still in the ring.
+struct Counted {
+    received: u32,
+    lost: u32,
+    /// (received, lost) of the packets sent outside any probe's window: the loss-based
+    /// limit's sample. A probe that found the link's capacity overflowed its queue by
+    /// design, and the loss it caused (its padding's and the media's sent meanwhile) says
+    /// nothing the probe's own result does not; counted, a confirming probe on a shaped
+    /// link cut the limit below the layer the link carries, and the video paused (CI,
+    /// tests/e2e/downlink.rs, 2026-12-07).
+    outside_probes: (u32, u32),
+}
+
 /// One received packet of a feedback, before sorting by arrival.
 #[derive(Debug, Clone, Copy)]
 struct Acked {
@@ -195,7 +209,11 @@ impl SendSideBwe {
     /// Results from one transport-cc feedback, in any order.
     pub fn on_transport_feedback(&mut self, now: Instant, results: &[PacketResult]) {
         let now_us = self.micros(now);
-        let (received, lost) = self.match_feedback(now_us, results);
+        let Counted {
+            received,
+            lost,
+            outside_probes,
+        } = self.match_feedback(now_us, results);
         if self.scratch.is_empty() && lost == 0 {
             return;
         }
@@ -227,7 +245,7 @@ impl SendSideBwe {
                 self.stats.delay_resets += 1;
             }
         }
-        if let Some(fraction) = self.feedback_loss.add(received, lost) {
+        if let Some(fraction) = self.feedback_loss.add(outside_probes.0, outside_probes.1) {
             let sent = self.history.sent_bps(now_us);
             self.loss
                 .on_sample(now_us, fraction, sent, self.rtt(), self.floor);
@@ -244,10 +262,11 @@ impl SendSideBwe {
         tracing::trace!(estimate = ?self.estimate(), "bwe: feedback");
     }
 
-    /// Matches results against the ring into `scratch`; returns (received, lost) counts.
-    fn match_feedback(&mut self, now_us: i64, results: &[PacketResult]) -> (u32, u32) {
+    /// Matches results against the ring into `scratch`; returns the counts.
+    fn match_feedback(&mut self, now_us: i64, results: &[PacketResult]) -> Counted {
         self.scratch.clear();
         let (mut received, mut lost) = (0u32, 0u32);
+        let mut outside_probes = (0u32, 0u32);
         for r in results {
             let (packet, late) =
                 match self
@@ -270,8 +289,9 @@ impl SendSideBwe {
                 };
             let Some(arrival) = r.arrival else {
                 lost = lost.saturating_add(1);
-                if let Some(id) = packet.cluster {
-                    self.prober.on_lost(id);
+                match packet.cluster {
+                    Some(id) => self.prober.on_lost(id),
+                    None => outside_probes.1 = outside_probes.1.saturating_add(1),
                 }
                 continue;
             };
@@ -280,6 +300,9 @@ impl SendSideBwe {
                 self.stats.feedback_late += 1;
             } else {
                 received = received.saturating_add(1);
+                if packet.cluster.is_none() {
+                    outside_probes.0 = outside_probes.0.saturating_add(1);
+                }
             }
             // Each packet is fresh once per feedback, so this stays within the ring's size;
             // the check only makes "never reallocates" independent of that argument.
@@ -292,7 +315,11 @@ impl SendSideBwe {
                 });
             }
         }
-        (received, lost)
+        Counted {
+            received,
+            lost,
+            outside_probes,
+        }
     }
 
     fn count_probe(&mut self, outcome: Outcome) -> Option<(f64, Option<f64>)> {
