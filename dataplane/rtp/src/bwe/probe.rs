@@ -13,11 +13,7 @@
 //!   search; it stops when the next target would not exceed the last, e.g. at `desired`);
 //! - every 5 s at 2x the estimate (the capacity may have come back; the cost is one 40 ms
 //!   burst);
-//! - 1 s after the last probe at the latest when `desired` rises by 20% above the estimate;
-//! - soon after the estimate falls to under 66% of its peak of the last 5 s, at 85% of that
-//!   peak (once per fall): a capacity drop's queue drives the delay-based estimate well
-//!   under the new capacity, and a viewer whose quarter layer no longer fitted had its video
-//!   paused until the next periodic probe (tests/e2e/downlink.rs).
+//! - 1 s after the last probe at the latest when `desired` rises by 20% above the estimate.
 //!
 //! A cluster the caller could not send at all (nothing yet to carry its padding: a
 //! subscriber whose video has not started) is abandoned, not failed: it leaves no result,
@@ -72,11 +68,6 @@ const PERIODIC_SCALE: f64 = 2.0;
 const FURTHER_IF_REACHED: f64 = 0.7;
 const WORTH_PROBING: f64 = 1.1;
 const PERIODIC_INTERVAL_US: i64 = 5_000_000;
-/// A fall of the estimate to under this share of its peak of the last [`DROP_WINDOW_US`]
-/// asks for one probe at [`AFTER_DROP_SCALE`] of that peak.
-const DROP_RATIO: f64 = 0.66;
-const DROP_WINDOW_US: i64 = 5_000_000;
-const AFTER_DROP_SCALE: f64 = 0.85;
 /// The periodic interval doubles per failed confirmation in a row, at most this many times.
 const MAX_BACKOFF: u32 = 2;
 const DESIRED_RISE: f64 = 1.2;
@@ -104,10 +95,6 @@ enum Reason {
     Periodic,
     /// Confirms a short cluster's result `bps` with a longer one at that rate.
     Confirm {
-        bps: f64,
-    },
-    /// The estimate fell by more than a third: is the capacity still near where it was?
-    AfterDrop {
         bps: f64,
     },
 }
@@ -149,10 +136,6 @@ pub(super) struct Prober {
     cluster_estimate_bps: f64,
     /// Confirmations in a row that did not confirm (up to [`MAX_BACKOFF`]).
     failed_confirmations: u32,
-    /// The highest estimate since the time given (at most [`DROP_WINDOW_US`] ago).
-    peak: Option<(f64, i64)>,
-    /// A probe asked for after a fall of the estimate, at this rate.
-    after_drop_bps: Option<f64>,
 }
 
 impl Prober {
@@ -209,7 +192,6 @@ impl Prober {
             }
             Some(Reason::Periodic) => self.next_periodic_us = Some(now_us),
             Some(Reason::Confirm { bps }) => self.confirm_bps = Some(bps),
-            Some(Reason::AfterDrop { bps }) => self.after_drop_bps = Some(bps),
             None => {}
         }
         self.retry_at_us = now_us.saturating_add(ABANDONED_RETRY_US);
@@ -255,24 +237,6 @@ impl Prober {
         Some(outcome)
     }
 
-    /// Tracks the estimate's peak over the last [`DROP_WINDOW_US`]; a fall to under
-    /// [`DROP_RATIO`] of it asks for one probe at [`AFTER_DROP_SCALE`] of the peak (as
-    /// libwebrtc's probe controller does after a large drop), and the fall starts a new peak.
-    fn watch_for_drop(&mut self, now_us: i64, estimate: f64) {
-        match self.peak {
-            Some((peak, since))
-                if estimate < peak && now_us.saturating_sub(since) < DROP_WINDOW_US =>
-            {
-                if estimate < DROP_RATIO * peak {
-                    self.after_drop_bps = Some(AFTER_DROP_SCALE * peak);
-                    self.peak = Some((estimate, now_us));
-                    tracing::debug!(peak, estimate, "bwe: the estimate fell: probe soon");
-                }
-            }
-            _ => self.peak = Some((estimate, now_us)),
-        }
-    }
-
     /// 5 s, doubled per failed confirmation in a row (up to 20 s).
     fn periodic_interval(&self) -> i64 {
         PERIODIC_INTERVAL_US << self.failed_confirmations
@@ -293,7 +257,6 @@ impl Prober {
 
     /// The next cluster to send, if one is due.
     pub fn poll(&mut self, now_us: i64, ctx: ProbeContext) -> Option<ProbeCluster> {
-        self.watch_for_drop(now_us, ctx.estimate);
         if self.cluster.is_some() || now_us < self.retry_at_us {
             return None;
         }
@@ -307,8 +270,6 @@ impl Prober {
         let further = self.further_bps.take().filter(|bps| bps.min(cap) > above);
         let (wanted, reason) = if let Some(bps) = self.confirm_bps.take() {
             (bps, Reason::Confirm { bps })
-        } else if let Some(bps) = self.after_drop_bps.take() {
-            (bps, Reason::AfterDrop { bps })
         } else if let Some(bps) = further {
             (bps, Reason::Further { bps, above })
         } else if !self.initial_done {
@@ -369,10 +330,7 @@ impl Prober {
         if !ctx.can_probe || !Self::worth_it(&ctx) {
             return None;
         }
-        let due = if self.further_bps.is_some()
-            || self.confirm_bps.is_some()
-            || self.after_drop_bps.is_some()
-            || !self.initial_done
+        let due = if self.further_bps.is_some() || self.confirm_bps.is_some() || !self.initial_done
         {
             now_us
         } else {
@@ -566,32 +524,6 @@ mod tests {
         assert_eq!(gaps, [10, 20, 20, 20]);
         assert_eq!(p.failed_confirmations, 0, "the last one held: reset");
         assert_eq!(p.periodic_interval(), PERIODIC_INTERVAL_US);
-    }
-
-    /// The estimate falls from 3 to 1 Mbit/s (a capacity drop, or a transient overshoot
-    /// downwards): one probe at 85% of the peak, soon, rather than 5 s of AIMD; a fall of
-    /// under a third asks for nothing.
-    #[test]
-    fn a_large_fall_of_the_estimate_asks_for_one_probe() {
-        let mut p = Prober {
-            initial_done: true,
-            next_periodic_us: Some(60_000_000),
-            ..Prober::default()
-        };
-        assert!(p.poll(0, ctx(3e6, 20e6)).is_none());
-        assert!(
-            p.poll(1_000_000, ctx(2.2e6, 20e6)).is_none(),
-            "a fall of a quarter"
-        );
-        let c = p
-            .poll(2_000_000, ctx(1e6, 20e6))
-            .expect("probe after the fall");
-        assert_eq!(c.target_bps, 2_550_000);
-        assert!(p.expire(2_000_000 + RESULT_TIMEOUT_US).is_some());
-        assert!(
-            p.poll(4_100_000, ctx(0.9e6, 20e6)).is_none(),
-            "one per fall: the fall started a new peak"
-        );
     }
 
     #[test]
