@@ -45,16 +45,15 @@
 //! a 10 kB bucket, once in eight e2e runs). Holding saturated results too was tried and
 //! not kept: it withheld the capacity the estimator anchors its decreases on (a link filled
 //! by lying feedback then kept a full queue 7% over the capacity, `bwe_hostile`) and slowed
-//! a paused video's return (every result of a subscriber sending only audio is "above 1.5x"). A confirmation that fails (under 70% of its target)
-//! has queued its padding past the bucket (≈ 200 ms of queue in the simulated shaper; loss
-//! where the shaper's queue is short), and on a shaped link the next one would fail alike:
-//! the periodic probe then waits twice as long, up to 20 s, until a probe reaches its
-//! target again. The price: once such a link's cap is lifted, the estimate may take up to
-//! 20 s to find out. With full
-//! padding on top of the media, every periodic probe at a link near capacity read as
-//! overuse and cut the estimate by 10-15% (tests/bwe_scenarios.rs,
-//! `converges_under_the_capacity_without_loss`). At least 5 packets of up to 1200 bytes;
-//! a result is awaited 2 s.
+//! a paused video's return (every result of a subscriber sending only audio is "above 1.5x").
+//! A confirmation that fails has queued its padding past the bucket (≈ 200 ms in the
+//! simulated shaper), every periodic probe on such a link. Backing the periodic probe off
+//! after failed confirmations (10, then 20 s) was tried and not kept: once the cap was
+//! lifted, a CI run's viewer was still on the middle layer 30 s later.
+//!
+//! Sizing, continued: with full padding on top of the media, every periodic probe at a link
+//! near capacity read as overuse and cut the estimate by 10-15% (tests/bwe_scenarios.rs,
+//! `converges_under_the_capacity_without_loss`).
 
 use std::time::Duration;
 
@@ -68,8 +67,6 @@ const PERIODIC_SCALE: f64 = 2.0;
 const FURTHER_IF_REACHED: f64 = 0.7;
 const WORTH_PROBING: f64 = 1.1;
 const PERIODIC_INTERVAL_US: i64 = 5_000_000;
-/// The periodic interval doubles per failed confirmation in a row, at most this many times.
-const MAX_BACKOFF: u32 = 2;
 const DESIRED_RISE: f64 = 1.2;
 const MIN_GAP_ON_RISE_US: i64 = 1_000_000;
 const RESULT_TIMEOUT_US: i64 = 2_000_000;
@@ -134,8 +131,6 @@ pub(super) struct Prober {
     cluster_padding_bytes: u64,
     /// The estimate when the cluster in flight started: a result under it is never held.
     cluster_estimate_bps: f64,
-    /// Confirmations in a row that did not confirm (up to [`MAX_BACKOFF`]).
-    failed_confirmations: u32,
 }
 
 impl Prober {
@@ -225,21 +220,8 @@ impl Prober {
             Outcome::Measured { bps, .. } if reached => Some(FURTHER_SCALE * bps),
             _ => None,
         };
-        if reached {
-            self.failed_confirmations = 0;
-        } else if matches!(reason, Some(Reason::Confirm { .. })) {
-            self.failed_confirmations = (self.failed_confirmations + 1).min(MAX_BACKOFF);
-            if let Some(last) = self.last_probe_us {
-                self.next_periodic_us = Some(last.saturating_add(self.periodic_interval()));
-            }
-        }
         tracing::debug!(?outcome, target, "bwe: probe ended");
         Some(outcome)
-    }
-
-    /// 5 s, doubled per failed confirmation in a row (up to 20 s).
-    fn periodic_interval(&self) -> i64 {
-        PERIODIC_INTERVAL_US << self.failed_confirmations
     }
 
     pub fn on_desired(&mut self, now_us: i64, old: f64, new: f64, estimate: f64) {
@@ -311,7 +293,7 @@ impl Prober {
         self.cluster_sent_bps = sent_bps;
         self.cluster_padding_bytes = bytes;
         self.last_probe_us = Some(now_us);
-        self.next_periodic_us = Some(now_us.saturating_add(self.periodic_interval()));
+        self.next_periodic_us = Some(now_us.saturating_add(PERIODIC_INTERVAL_US));
         tracing::debug!(id = self.next_id, target_bps, bytes, "bwe: probe");
         ProbeCluster {
             id: ProbeClusterId(self.next_id),
@@ -486,44 +468,6 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    /// A shaper's bucket: every short probe passes unsaturated, every confirmation finds the
-    /// cap. After each failed one the periodic probe waits 10, then 20 s (not 5); a
-    /// confirmation that holds resets it.
-    #[test]
-    fn failed_confirmations_space_the_periodic_probes() {
-        let mut p = Prober::default();
-        let want = ctx(1e6, 20e6);
-        let mut now = 0;
-        let mut gaps = Vec::new();
-        let mut last_start = None;
-        for round in 0..5 {
-            let short = loop {
-                if let Some(c) = p.poll(now, want) {
-                    break c;
-                }
-                now += 10_000;
-            };
-            if let Some(t) = last_start {
-                gaps.push((now - t) / 1_000_000);
-            }
-            last_start = Some(now);
-            // The bucket passes it: unsaturated, held.
-            assert_eq!(run_cluster(&mut p, &short, 100e6), None, "round {round}");
-            let confirm = p.poll(now + 1_000, want).unwrap();
-            // Past the bucket: 1.2 of its ~2 Mbit/s target, under 70%.
-            let capacity = if round < 4 { 1.2e6 } else { 100e6 };
-            let outcome = run_cluster(&mut p, &confirm, capacity);
-            assert!(
-                matches!(outcome, Some(Outcome::Measured { .. })),
-                "{outcome:?}"
-            );
-            now += 1_000;
-        }
-        assert_eq!(gaps, [10, 20, 20, 20]);
-        assert_eq!(p.failed_confirmations, 0, "the last one held: reset");
-        assert_eq!(p.periodic_interval(), PERIODIC_INTERVAL_US);
     }
 
     #[test]
