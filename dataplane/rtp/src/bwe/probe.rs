@@ -25,8 +25,11 @@
 //!
 //! Sizing a cluster: like libwebrtc's pacer, whose clusters count media and padding alike,
 //! the padding is only what the media being sent lacks to make the target over the
-//! cluster's 40 ms (but at least 10% of it, so there is something to measure). At least 5
-//! packets of up to 1200 bytes; a result is awaited 2 s.
+//! cluster's 40 ms (but at least 10% of it, so there is something to measure). With full
+//! padding on top of the media, every periodic probe at a link near capacity read as
+//! overuse and cut the estimate by 10-15% (tests/bwe_scenarios.rs,
+//! `converges_under_the_capacity_without_loss`). At least 5 packets of up to 1200 bytes; a
+//! result is awaited 2 s.
 //!
 //! Confirming a result: a shaper with a token bucket (`tc tbf ... burst 10kb`, a
 //! provider's policer) passes a short probe at the probe's own rate when the sender kept
@@ -50,10 +53,6 @@
 //! simulated shaper), every periodic probe on such a link. Backing the periodic probe off
 //! after failed confirmations (10, then 20 s) was tried and not kept: once the cap was
 //! lifted, a CI run's viewer was still on the middle layer 30 s later.
-//!
-//! Sizing, continued: with full padding on top of the media, every periodic probe at a link
-//! near capacity read as overuse and cut the estimate by 10-15% (tests/bwe_scenarios.rs,
-//! `converges_under_the_capacity_without_loss`).
 
 use std::time::Duration;
 
@@ -214,10 +213,10 @@ impl Prober {
             }
         }
         self.further_above = target;
-        let reached =
-            matches!(outcome, Outcome::Measured { bps, .. } if bps >= FURTHER_IF_REACHED * target);
         self.further_bps = match outcome {
-            Outcome::Measured { bps, .. } if reached => Some(FURTHER_SCALE * bps),
+            Outcome::Measured { bps, .. } if bps >= FURTHER_IF_REACHED * target => {
+                Some(FURTHER_SCALE * bps)
+            }
             _ => None,
         };
         tracing::debug!(?outcome, target, "bwe: probe ended");
