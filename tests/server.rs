@@ -119,9 +119,15 @@ impl Server {
     pub fn start_split(http_ip: IpAddr, media_ip: IpAddr, extra: &[&str]) -> anyhow::Result<Self> {
         let ip = http_ip;
         let bin = shardcast_bin()?;
-        let data = tempfile::Builder::new()
+        let mut data = tempfile::Builder::new()
             .prefix("shardcast-data-")
             .tempdir()?;
+        // `SHARDCAST_TEST_KEEP_DATA=1` keeps the data directory (and its server.log) of
+        // every server a test starts, passing or not, for reading a run's log afterwards.
+        if std::env::var_os("SHARDCAST_TEST_KEEP_DATA").is_some() {
+            data.disable_cleanup(true);
+            eprintln!("server data kept in {}", data.path().display());
+        }
         let port = free_tcp_port_on(ip)?;
         let listen = SocketAddr::new(ip, port);
         let media_ip = media_ip.to_string();

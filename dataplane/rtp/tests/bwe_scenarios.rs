@@ -224,6 +224,54 @@ fn a_shapers_burst_does_not_pass_for_capacity() {
     );
 }
 
+/// An SFU's viewer whose downlink gets capped under the layer it receives (the e2e
+/// downlink test's `tc tbf rate 360kbit burst 10kb latency 200ms`): the queue overflows
+/// until the switch down takes effect, and that loss must not drive the estimate under
+/// the layer the cap carries (the SFU would pause the video).
+#[test]
+fn a_cap_under_the_forwarded_layer_keeps_the_layer_that_fits() {
+    let cap = 360_000.0;
+    let mut sim = Sim::new(
+        config(300_000),
+        Feedback::TransportCc,
+        10_000_000,
+        1_600_000,
+    );
+    sim.layers = vec![160_000, 500_000, 1_300_000];
+    sim.audio_bps = 80_000;
+    sim.run_until(10.0);
+    let top = sim.window(9.0, 10.0).map(est).fold(f64::MAX, f64::min);
+    assert!(
+        top >= 1_380_000.0,
+        "not on the top layer before the cap: {top}\n{}",
+        sim.dump()
+    );
+    sim.link.capacity_bps = cap as u64;
+    sim.link.burst_bytes = 10_000;
+    sim.link.overhead_bytes = 42;
+    sim.link.queue_limit = (cap / 8.0 * 0.2) as usize;
+    sim.run_until(40.0);
+    let trace = sim.dump();
+    // The SFU pauses video when the estimate stays under the lowest layer plus audio for 1 s.
+    let floor = 240_000.0;
+    let mut below_since: Option<f64> = None;
+    for s in sim.window(10.0, 40.0) {
+        if est(s) < floor {
+            let since = *below_since.get_or_insert(s.t);
+            assert!(
+                s.t - since < 1.0,
+                "estimate under {floor} from {since:.1} s to {:.1} s: the video would pause\n{trace}",
+                s.t
+            );
+        } else {
+            below_since = None;
+        }
+    }
+    let lowest = sim.window(10.0, 40.0).map(est).fold(f64::MAX, f64::min);
+    let worst = sim.window(15.0, 40.0).map(est).fold(0.0, f64::max);
+    eprintln!("cap hit: lowest estimate {lowest:.0}, highest after 15 s {worst:.0}\n{trace}");
+}
+
 /// Nobody probes for bandwidth the application will not use.
 #[test]
 fn probes_stay_under_what_the_application_wants() {

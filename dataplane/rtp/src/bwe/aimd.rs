@@ -134,6 +134,11 @@ impl Aimd {
         (packet_bits / response_s).max(MIN_ADDITIVE_BPS_PER_SECOND)
     }
 
+    /// The upper end (3 sigma) of the link capacity band, while one is known.
+    pub fn capacity_upper(&self) -> Option<f64> {
+        self.capacity.estimate().map(|_| self.capacity.upper())
+    }
+
     /// Whether an overuse may lower the rate again now.
     pub fn time_to_reduce_further(&self, now_us: i64, throughput: f64, rtt_us: i64) -> bool {
         let interval = rtt_us.clamp(REDUCTION_INTERVAL_US.0, REDUCTION_INTERVAL_US.1);

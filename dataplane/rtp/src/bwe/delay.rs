@@ -15,11 +15,16 @@
 //!   the rate crept over the capacity unseen and filled the drop-tail queue; a full queue
 //!   shows no delay gradient, only loss in the 2-10% band the loss-based rule holds in,
 //!   and the estimate stayed above capacity after the lies stopped;
-//! - for 1 s after a probe result raised the rate, the throughput the AIMD works from is at
-//!   least that result: the acknowledged bitrate is smoothed and still shows the rate
-//!   before the probe, so an overuse right after would aim at 0.85x a rate the link has
-//!   just been shown to exceed (seen in the simulated link before group delay moved to
-//!   first packets, which made such overuses rare);
+//! - for 1 s after a probe result raised the rate, or saturated the link, the throughput
+//!   the AIMD works from is at least that result: the acknowledged bitrate is smoothed and
+//!   still shows the rate before the probe (or only the media's, far under the link), so
+//!   an overuse right after — often the probe's own queue — would aim at 0.85x a rate the
+//!   link has just been shown to exceed (seen in the simulated link before group delay
+//!   moved to first packets, and in CI: a viewer's estimate cut under its lowest layer);
+//! - likewise, while a probe is in flight, at least the estimate it started from: a
+//!   confirming probe (24 kB, up to 500 ms) fills a shaper's queue by design, and an
+//!   overuse during it aimed at 0.85x the media alone (a viewer capped at 360 kbit/s on its
+//!   quarter layer: 236 kbit/s acknowledged) cut the estimate to 201 kbit/s;
 //! - a probe only ever raises the rate: one that measured less may just have been mixed
 //!   with little media, and decreases are the detector's business.
 
@@ -37,8 +42,10 @@ pub(super) struct DelayBased {
     trendline: Trendline,
     aimd: Aimd,
     acked: AckedBitrate,
-    /// The last probe result that raised the rate, and when.
+    /// The last probe result that raised the rate or saturated the link, and when.
     probed: Option<(f64, i64)>,
+    /// The estimate when the probe cluster in flight started (see `set_probe_in_flight`).
+    probing_from: Option<f64>,
     last_feedback_us: Option<i64>,
 }
 
@@ -50,12 +57,25 @@ impl DelayBased {
             aimd: Aimd::new(initial, floor, ceiling),
             acked: AckedBitrate::new(),
             probed: None,
+            probing_from: None,
             last_feedback_us: None,
         }
     }
 
     pub fn bps(&self) -> f64 {
         self.aimd.bps()
+    }
+
+    /// A probe cluster is in flight (sent, its result not known yet), started at estimate
+    /// `from`: an overuse meanwhile may be its own queue, and lowers the rate to no less
+    /// than 0.85x `from` until the result is in (then the usual rule applies again).
+    pub fn set_probe_in_flight(&mut self, from: Option<f64>) {
+        self.probing_from = from;
+    }
+
+    /// The upper end of the band where overuse has lately been seen to start, if known.
+    pub fn link_capacity(&self) -> Option<f64> {
+        self.aimd.capacity_upper()
     }
 
     pub fn overusing(&self) -> bool {
@@ -102,18 +122,43 @@ impl DelayBased {
         rtt_us: i64,
     ) -> Option<f64> {
         let usage = self.trendline.usage();
+        // A probe that saturated the link measured what gets through now. The queue it built
+        // often shows as an overuse in the same or the next feedback, and the media alone
+        // may be well under the link (an SFU viewer on its lowest layer): aimed at 0.85x the
+        // media's throughput, such an overuse cut a viewer capped at 360 kbit/s to 196
+        // kbit/s and the SFU paused a video the link carried (CI, tests/e2e/downlink.rs).
+        if let Some((bps, Some(_))) = probe {
+            let held = self
+                .probed
+                .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US);
+            if held.is_none_or(|(b, _)| bps > b) {
+                self.probed = Some((bps, now_us));
+            }
+        }
         let probed = self
             .probed
             .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US)
             .map(|(bps, _)| bps);
-        let throughput = match (self.acked.bps(), probed) {
+        let floor = match (probed, self.probing_from) {
+            (Some(p), Some(f)) => Some(p.max(f)),
+            (p, f) => p.or(f),
+        };
+        let throughput = match (self.acked.bps(), floor) {
             (Some(a), Some(p)) => Some(a.max(p)),
             (a, p) => a.or(p),
         };
         if usage == Usage::Overusing {
             match throughput {
                 Some(t) if self.aimd.time_to_reduce_further(now_us, t, rtt_us) => {
+                    let from = self.aimd.bps();
                     self.aimd.update(usage, Some(t), now_us, rtt_us);
+                    tracing::debug!(
+                        throughput = t,
+                        acked = ?self.acked.bps(),
+                        from,
+                        to = self.aimd.bps(),
+                        "bwe: overuse"
+                    );
                 }
                 Some(_) => {}
                 None => self.aimd.halve_if_due(now_us),
@@ -146,9 +191,20 @@ mod tests {
     /// Frames of four 1250-byte packets every 33 ms (1.2 Mbit/s), arriving 20 ms later
     /// plus `extra(frame)` of queueing; a feedback every three frames.
     fn feed(d: &mut DelayBased, frames: std::ops::Range<i64>, extra: impl Fn(i64) -> i64) {
+        feed_packets(d, frames, 4, 1250, extra);
+    }
+
+    /// As `feed`, with `packets` of `bytes` per frame.
+    fn feed_packets(
+        d: &mut DelayBased,
+        frames: std::ops::Range<i64>,
+        packets: i64,
+        bytes: u32,
+        extra: impl Fn(i64) -> i64,
+    ) {
         for f in frames {
             let sent_us = f * 33_333;
-            for p in 0..4 {
+            for p in 0..packets {
                 let arrival_us = sent_us + 20_000 + extra(f) + p * 1_000;
                 d.on_received(
                     Ack {
@@ -156,7 +212,7 @@ mod tests {
                         arrival_us,
                         feedback_us: sent_us + 60_000,
                     },
-                    1250,
+                    bytes,
                 );
             }
             if f % 3 == 2 {
@@ -200,6 +256,42 @@ mod tests {
         let mut d = DelayBased::new(2e6, 10e3, 10e6);
         assert_eq!(d.update(0, Some((1e6, None)), RTT), Some(1e6));
         assert_eq!(d.bps(), 2e6);
+    }
+
+    #[test]
+    fn an_overuse_after_a_saturating_probe_aims_under_what_the_probe_got_through() {
+        // An SFU viewer's lowest layer and audio, 240 kbit/s, on a link that carries 300.
+        let mut d = DelayBased::new(500e3, 10e3, 10e6);
+        feed_packets(&mut d, 0..60, 1, 1000, |_| 0);
+        // A probe saturated the link at 300 kbit/s; the queue it built reads as overuse.
+        assert_eq!(
+            d.update(2_000_000, Some((300e3, Some(310e3))), RTT),
+            Some(300e3)
+        );
+        assert_eq!(
+            d.bps(),
+            500e3,
+            "a lower result does not lower the rate by itself"
+        );
+        feed_packets(&mut d, 60..75, 1, 1000, |f| (f - 59).max(0) * 5_000);
+        assert!(
+            d.bps() >= 0.85 * 300e3 - 1.0,
+            "aimed at the media's throughput (0.85x 240 kbit/s) instead: {}",
+            d.bps()
+        );
+    }
+
+    #[test]
+    fn an_overuse_while_a_probe_is_in_flight_aims_under_the_estimate_it_started_from() {
+        let mut d = DelayBased::new(300e3, 10e3, 10e6);
+        feed_packets(&mut d, 0..60, 1, 1000, |_| 0);
+        d.set_probe_in_flight(Some(300e3));
+        feed_packets(&mut d, 60..75, 1, 1000, |f| (f - 59).max(0) * 5_000);
+        assert!(d.bps() >= 0.85 * 300e3 - 1.0, "{}", d.bps());
+        // Once its result is in, an overuse aims at the throughput again.
+        d.set_probe_in_flight(None);
+        feed_packets(&mut d, 75..90, 1, 1000, |f| (f - 59).max(0) * 5_000);
+        assert!(d.bps() < 0.85 * 260e3, "{}", d.bps());
     }
 
     #[test]

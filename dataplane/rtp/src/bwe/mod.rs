@@ -250,6 +250,9 @@ impl SendSideBwe {
             self.loss
                 .on_sample(now_us, fraction, sent, self.rtt(), self.floor);
         }
+        // Taken before the outcome: an overuse in the feedback that ends a probe is still
+        // that probe's queue.
+        self.delay.set_probe_in_flight(self.prober.in_flight_from());
         let probe = self
             .prober
             .take_outcome(now_us)
@@ -447,6 +450,7 @@ impl SendSideBwe {
             ceiling: self.ceiling,
             can_probe: (self.feedback_seen || self.transport_cc) && !self.delay.overusing(),
             not_before_us: self.loss.quiet_until_us().unwrap_or(0),
+            link_capacity: self.delay.link_capacity(),
         }
     }
 

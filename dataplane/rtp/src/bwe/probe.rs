@@ -43,11 +43,14 @@
 //! padding, is held: a second cluster at that rate carries 24 kB (lasting up to 500 ms) and
 //! its result counts instead, measured over its later half once the bucket is empty
 //! ([`super::cluster`]). On a plain bottleneck the short probe saturates and measures the
-//! capacity, and nothing is held. Not covered: a short probe the bucket passes only in
-//! part reads as saturated at an inflated rate (873 kbit/s through a 360 kbit/s shaper with
-//! a 10 kB bucket, once in eight e2e runs). Holding saturated results too was tried and
-//! not kept: it withheld the capacity the estimator anchors its decreases on (a link filled
-//! by lying feedback then kept a full queue 7% over the capacity, `bwe_hostile`) and slowed
+//! capacity, and nothing is held. A short probe the bucket passes only in part reads as
+//! saturated at an inflated rate (873 kbit/s through a 360 kbit/s shaper with a 10 kB
+//! bucket, about one e2e run in ten): a saturated result is held the same way only when it
+//! claims more than the link has lately been seen to overuse at (the upper end of the
+//! delay-based estimate's capacity band, `ProbeContext::link_capacity`). Holding every
+//! saturated result was tried and not kept: it withheld the capacity the estimator anchors
+//! its decreases on (a link filled by lying feedback then kept a full queue 7% over the
+//! capacity, `bwe_hostile`) and slowed
 //! a paused video's return (every result of a subscriber sending only audio is "above 1.5x").
 //! A confirmation that fails has queued its padding past the bucket (≈ 200 ms in the
 //! simulated shaper), every periodic probe on such a link. Backing the periodic probe off
@@ -107,6 +110,9 @@ pub(super) struct ProbeContext {
     pub can_probe: bool,
     /// No probe before this (loss was seen recently).
     pub not_before_us: i64,
+    /// Where the link has been seen to overuse (the upper end of the delay-based estimate's
+    /// capacity band), if it has lately.
+    pub link_capacity: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +136,8 @@ pub(super) struct Prober {
     cluster_padding_bytes: u64,
     /// The estimate when the cluster in flight started: a result under it is never held.
     cluster_estimate_bps: f64,
+    /// The context's `link_capacity` when the cluster in flight started.
+    cluster_link_capacity: Option<f64>,
 }
 
 impl Prober {
@@ -152,6 +160,11 @@ impl Prober {
         if let Some(c) = self.cluster(id) {
             c.on_received(sent_us, arrival_us, bytes);
         }
+    }
+
+    /// The estimate the cluster in flight started from, while there is one.
+    pub fn in_flight_from(&self) -> Option<f64> {
+        self.cluster.as_ref().map(|_| self.cluster_estimate_bps)
     }
 
     /// After a feedback: the cluster's outcome once it is known (`None` also when a result
@@ -196,11 +209,21 @@ impl Prober {
     fn finish(&mut self, outcome: Outcome) -> Option<Outcome> {
         let reason = self.reason.take();
         let target = self.cluster.take().map_or(0.0, |c| c.target_bps);
-        if let Outcome::Measured {
-            bps,
-            capacity: None,
-        } = outcome
-        {
+        // Saturated results count at once (they anchor the decreases), unless they claim
+        // more than the link has been seen to carry: a bucket passed part of the cluster at
+        // line rate and the rest at the cap.
+        let suspect = match outcome {
+            Outcome::Measured {
+                bps,
+                capacity: None,
+            } => Some(bps),
+            Outcome::Measured {
+                bps,
+                capacity: Some(_),
+            } if self.cluster_link_capacity.is_some_and(|c| bps > c) => Some(bps),
+            _ => None,
+        };
+        if let Some(bps) = suspect {
             if !matches!(reason, Some(Reason::Confirm { .. }))
                 && self.cluster_padding_bytes < CONFIRM_PADDING_BYTES
                 && bps > CONFIRM_ABOVE_SENT * self.cluster_sent_bps
@@ -271,6 +294,7 @@ impl Prober {
         };
         self.reason = Some(reason);
         self.cluster_estimate_bps = ctx.estimate;
+        self.cluster_link_capacity = ctx.link_capacity;
         Some(self.start(now_us, target, ctx.sent_bps, min_padding))
     }
 
@@ -333,6 +357,7 @@ mod tests {
             ceiling: 100e6,
             can_probe: true,
             not_before_us: 0,
+            link_capacity: None,
         }
     }
 
@@ -457,7 +482,7 @@ mod tests {
             run_cluster(&mut p, &c, 100e6),
             Some(Outcome::Measured { .. })
         ));
-        // Saturated: a measure of the bottleneck, not held.
+        // Saturated: a measure of the bottleneck, not held ...
         let mut p = Prober::default();
         let c = p.poll(0, ctx(1e6, 20e6)).unwrap();
         assert!(matches!(
@@ -467,6 +492,24 @@ mod tests {
                 ..
             })
         ));
+        // ... unless the link has lately been seen to overuse far below what it claims (a
+        // bucket passed part of it): then it is confirmed too.
+        let mut p = Prober::default();
+        let shaped = ProbeContext {
+            link_capacity: Some(400e3),
+            ..ctx(1e6, 20e6)
+        };
+        let c = p.poll(0, shaped).unwrap();
+        assert_eq!(run_cluster(&mut p, &c, 1.5e6), None, "held");
+        assert!(p.poll(1_000, shaped).unwrap().bytes >= 24_000);
+        // Saturating within the band: counts at once.
+        let mut p = Prober::default();
+        let known = ProbeContext {
+            link_capacity: Some(2e6),
+            ..ctx(1e6, 20e6)
+        };
+        let c = p.poll(0, known).unwrap();
+        assert!(run_cluster(&mut p, &c, 1.5e6).is_some());
     }
 
     #[test]

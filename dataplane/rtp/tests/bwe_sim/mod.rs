@@ -37,6 +37,9 @@ pub struct Link {
     /// A token bucket's depth (0: none): tokens accrue at `capacity_bps` up to this many
     /// bytes, and a packet that finds enough tokens leaves at once.
     pub burst_bytes: usize,
+    /// Bytes the link counts per packet beyond what the sender does (IP, UDP and Ethernet
+    /// headers: 42 under `tc` on a veth; the estimator counts RTP packets).
+    pub overhead_bytes: usize,
     tokens: f64,
     tokens_at: Option<Instant>,
     queue: VecDeque<(Instant, usize)>,
@@ -48,6 +51,7 @@ pub struct Link {
 
 impl Link {
     fn send(&mut self, now: Instant, seq: u64, bytes: usize) -> bool {
+        let bytes = bytes + self.overhead_bytes;
         while self.queue.front().is_some_and(|(t, _)| *t <= now) {
             let (_, b) = self.queue.pop_front().unwrap();
             self.queued_bytes -= b;
@@ -110,6 +114,14 @@ pub struct Sim {
     pub desired_bps: u64,
     /// Open loop: send this rate whatever the estimate says.
     pub fixed_rate: Option<u64>,
+    /// An SFU's sender instead of an encoder's (empty: the rate follows the estimate):
+    /// `audio_bps` always, plus the best of these video layers that fits under the estimate
+    /// minus audio (the lowest if none does), switched to 300 ms after it is chosen down
+    /// (the keyframe a switch waits for) and 1 s up.
+    pub layers: Vec<u64>,
+    pub audio_bps: u64,
+    layer_rate: Option<u64>,
+    layer_pending: Option<(u64, Instant)>,
     seq: u64,
     next_frame: Instant,
     probe_packets: VecDeque<(Instant, ProbeClusterId, usize)>,
@@ -170,6 +182,7 @@ impl Sim {
                 queue_limit: (capacity_bps / 8 / 4) as usize,
                 one_way,
                 burst_bytes: 0,
+                overhead_bytes: 0,
                 tokens: 0.0,
                 tokens_at: None,
                 queue: VecDeque::new(),
@@ -180,6 +193,10 @@ impl Sim {
             feedback,
             desired_bps,
             fixed_rate: None,
+            layers: Vec::new(),
+            audio_bps: 0,
+            layer_rate: None,
+            layer_pending: None,
             seq: 0,
             next_frame: start,
             probe_packets: VecDeque::new(),
@@ -280,7 +297,11 @@ impl Sim {
                 .bwe
                 .estimate()
                 .map_or(self.desired_bps, |e| e.min(self.desired_bps));
-            let rate = self.fixed_rate.unwrap_or(allowed);
+            let rate = match self.fixed_rate {
+                Some(r) => r,
+                None if !self.layers.is_empty() => self.layered_rate(now),
+                None => allowed,
+            };
             let frame = (rate as f64 / 30.0 / 8.0) as usize;
             let packets = frame.div_ceil(MTU).max(1);
             for _ in 0..packets {
@@ -299,6 +320,39 @@ impl Sim {
                 dropped: self.dropped_packets,
             });
         }
+    }
+
+    /// The layered sender's rate now (see `layers`).
+    fn layered_rate(&mut self, now: Instant) -> u64 {
+        let budget = self
+            .bwe
+            .estimate()
+            .map_or(u64::MAX, |e| e.saturating_sub(self.audio_bps));
+        let best = self
+            .layers
+            .iter()
+            .copied()
+            .filter(|&l| l <= budget)
+            .max()
+            .unwrap_or(self.layers[0]);
+        let current = *self.layer_rate.get_or_insert(best);
+        if best == current {
+            self.layer_pending = None;
+        } else {
+            let since = match self.layer_pending {
+                Some((l, t)) if l == best => t,
+                _ => {
+                    self.layer_pending = Some((best, now));
+                    now
+                }
+            };
+            let wait = if best < current { 300 } else { 1000 };
+            if now - since >= Duration::from_millis(wait) {
+                self.layer_rate = Some(best);
+                self.layer_pending = None;
+            }
+        }
+        self.layer_rate.unwrap_or(best) + self.audio_bps
     }
 
     fn build_feedback(&mut self) {
