@@ -252,7 +252,8 @@ impl SendSideBwe {
         }
         // Taken before the outcome: an overuse in the feedback that ends a probe is still
         // that probe's queue.
-        self.delay.set_probe_in_flight(self.prober.in_flight_from());
+        self.delay
+            .set_probe_in_flight(self.prober.in_flight_media());
         let probe = self
             .prober
             .take_outcome(now_us)

@@ -162,9 +162,9 @@ impl Prober {
         }
     }
 
-    /// The estimate the cluster in flight started from, while there is one.
-    pub fn in_flight_from(&self) -> Option<f64> {
-        self.cluster.as_ref().map(|_| self.cluster_estimate_bps)
+    /// The media rate when the cluster in flight started, while there is one.
+    pub fn in_flight_media(&self) -> Option<f64> {
+        self.cluster.as_ref().map(|_| self.cluster_sent_bps)
     }
 
     /// After a feedback: the cluster's outcome once it is known (`None` also when a result
