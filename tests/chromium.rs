@@ -52,6 +52,8 @@ pub fn chromium_flags(profile: &std::path::Path) -> Vec<String> {
         "--disable-dev-shm-usage",
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",
+        // getDisplayMedia picks the (fake) screen, with sound, without asking.
+        "--auto-select-desktop-capture-source=Entire",
         "--allow-loopback-in-peer-connection",
         "--autoplay-policy=no-user-gesture-required",
         // Hidden or background pages must keep decoding: the tests read their stats.

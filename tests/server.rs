@@ -195,6 +195,23 @@ impl Server {
         self.process.wait_timeout(timeout)
     }
 
+    /// `GET path` on the REST API as the default tenant (the key pair `serve` wrote into its
+    /// data directory); the JSON body of a 2xx answer.
+    pub fn tenant_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let file = self._data.path().join("default_tenant.json");
+        let creds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        let (key, secret) = (
+            creds["api_key"].as_str().context("api_key")?,
+            creds["api_secret"].as_str().context("api_secret")?,
+        );
+        Ok(reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.base_url))
+            .basic_auth(key, Some(secret))
+            .send()?
+            .error_for_status()?
+            .json()?)
+    }
+
     /// A host token for `identity` in `room` from `/dev/token` (dev mode; creates the room).
     pub fn dev_token(&self, room: &str, identity: &str) -> anyhow::Result<String> {
         let v: serde_json::Value = reqwest::blocking::get(format!(

@@ -18,7 +18,7 @@ use shardcast_controlplane::services::events::{RemoveReason, RoomEvent};
 use shardcast_controlplane::services::{participants, rooms};
 use shardcast_controlplane::store::records::{
     ApiKeyRecord, Grants, NodeRecord, ParticipantRecord, ParticipantRole, ParticipantState,
-    RoomRecord, TrackKind, TrackRecord,
+    RoomRecord, TrackKind, TrackRecord, TrackSource,
 };
 use shardcast_controlplane::store::typed::get_json;
 use shardcast_controlplane::store::{keys, nodes};
@@ -45,12 +45,14 @@ fn participant(identity: &str, state: ParticipantState) -> ParticipantRecord {
                 kind: TrackKind::Audio,
                 muted: false,
                 rids: Vec::new(),
+                source: TrackSource::Microphone,
             },
             TrackRecord {
                 id: 12,
                 kind: TrackKind::Video,
                 muted: false,
                 rids: vec!["q".into(), "h".into(), "f".into()],
+                source: TrackSource::Screen,
             },
         ],
         video_paused: false,
@@ -690,6 +692,9 @@ async fn host_controls_change_the_store_and_publish_events() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(p["tracks"][1]["muted"], true);
     assert_eq!(p["tracks"][0]["muted"], false);
+    // Each track says what it carries.
+    assert_eq!(p["tracks"][0]["source"], "microphone");
+    assert_eq!(p["tracks"][1]["source"], "screen");
     match events.try_recv().unwrap() {
         RoomEvent::TrackMuted {
             identity,

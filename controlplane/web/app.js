@@ -10,6 +10,7 @@
 //   URL parameters  ?room=R&name=N[&identity=I][&token=T][&password=P][&autojoin=1]
 //                   [&width=W&height=H] (camera capture size, default 1280x720)
 //                   [&publish=0] (join receive-only)
+//                   [&screen=1] (share the screen too, once joined)
 //   window.shardcastStats()  -> Promise of a JSON-able summary (per remote track and per
 //                               participant getStats() figures, chat log, participants)
 //   console line every second: "SHARDCAST_STATS {json}"
@@ -32,6 +33,9 @@ const S = {
   knocks: new Map(), // identity -> name (hosts only)
   chat: [], errors: [], events: [],
   localStream: null,
+  screenStream: null, // our shared screen (getDisplayMedia), while sharing
+  screenSenders: [], // its senders on S.pc
+  renegotiate: false, // local tracks changed since our last offer
   sdpChain: Promise.resolve(), // serialises every SDP operation
 };
 
@@ -301,6 +305,7 @@ async function onJoined(msg) {
   const published = await publishLocalMedia();
   if (!published) addReceiveOnly();
   queueSdp(() => sendOffer(false));
+  if (published && params.get("screen") === "1") startScreenShare();
 }
 
 // The first offer creates our peer on the media node, so send one even with nothing to
@@ -320,6 +325,7 @@ function onNodeLost() {
   if (S.pc) S.pc.close();
   S.pc = null;
   S.receivers.clear();
+  endScreenShare();
   renderAll();
   queueSdp(async () => {
     createPeerConnection();
@@ -341,7 +347,7 @@ function createPeerConnection() {
   S.pc = pc;
   pc.ontrack = (ev) => {
     const mid = ev.transceiver.mid;
-    S.receivers.set(mid, { mid, kind: ev.track.kind, track: ev.track });
+    S.receivers.set(mid, { mid, kind: ev.track.kind, track: ev.track, transceiver: ev.transceiver });
     ev.track.onended = () => { S.receivers.delete(mid); renderAll(); };
     renderAll();
   };
@@ -416,10 +422,13 @@ function preferCodec(transceiver, codec) {
 async function sendOffer(iceRestart) {
   const pc = S.pc;
   if (!pc || pc.signalingState !== "stable") return;
+  S.renegotiate = false;
   const offer = await pc.createOffer({ iceRestart });
   await pc.setLocalDescription(offer);
   const msg = { type: "offer", sdp: pc.localDescription.sdp };
   if (iceRestart) msg.ice_restart = true;
+  const sources = sourcesByMid();
+  if (Object.keys(sources).length) msg.sources = sources;
   send(msg);
 }
 
@@ -427,6 +436,71 @@ async function onAnswer(sdp) {
   const pc = S.pc;
   if (!pc || pc.signalingState !== "have-local-offer") return;
   await pc.setRemoteDescription({ type: "answer", sdp });
+  // Tracks added or removed while that offer was out go in the next one.
+  if (S.renegotiate || needsOffer(pc)) queueSdp(() => sendOffer(false));
+}
+
+// ---------------------------------------------------------------- screen share
+
+// Shares a screen (getDisplayMedia) as one more video track, and its sound when the
+// browser gives any; the offer's `sources` names them `screen` and `screen_audio`. One
+// layer, no simulcast: a screen is mostly text, sent whole at a low frame rate.
+async function startScreenShare() {
+  if (S.screenStream || !S.pc || !canPublish()) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 5, max: 15 } }, audio: true });
+  } catch (e) {
+    S.errors.push({ code: "client_screen", message: String(e) });
+    return;
+  }
+  if (!S.pc) { stream.getTracks().forEach((t) => t.stop()); return; }
+  S.screenStream = stream;
+  S.screenSenders = [];
+  for (const track of stream.getTracks()) {
+    if (track.kind === "video") track.contentHint = "detail";
+    const tr = S.pc.addTransceiver(track, {
+      direction: "sendonly",
+      streams: [stream],
+      sendEncodings: track.kind === "video" ? [{ maxBitrate: 1500000, maxFramerate: 15 }] : undefined,
+    });
+    if (track.kind === "video") preferCodec(tr, params.get("codec") || "vp8");
+    S.screenSenders.push(tr.sender);
+    // The browser's own "Stop sharing" ends the track.
+    track.onended = stopScreenShare;
+  }
+  S.renegotiate = true;
+  renderAll();
+  queueSdp(() => sendOffer(false));
+}
+
+// Stops sharing: the m-lines go inactive in the next offer and the server unpublishes them.
+function stopScreenShare() {
+  if (!S.screenStream) return;
+  if (S.pc) for (const s of S.screenSenders) S.pc.removeTrack(s);
+  endScreenShare();
+  S.renegotiate = true;
+  renderAll();
+  if (S.pc) queueSdp(() => sendOffer(false));
+}
+
+function endScreenShare() {
+  if (S.screenStream) S.screenStream.getTracks().forEach((t) => { t.onended = null; t.stop(); });
+  S.screenStream = null;
+  S.screenSenders = [];
+}
+
+// The offer's `sources` (docs/PROTOCOL.md): what our send m-lines carry, by mid, where it
+// is not camera or microphone.
+function sourcesByMid() {
+  const out = {};
+  if (!S.pc || !S.screenStream) return out;
+  const screen = S.screenStream.getTracks();
+  for (const tr of S.pc.getTransceivers()) {
+    const t = tr.sender && tr.sender.track;
+    if (tr.mid && t && screen.includes(t)) out[tr.mid] = t.kind === "video" ? "screen" : "screen_audio";
+  }
+  return out;
 }
 
 // The client is polite: a server offer during our own offer rolls ours back, then we
@@ -443,7 +517,7 @@ async function onServerOffer(sdp) {
   await pc.setLocalDescription(await pc.createAnswer());
   send({ type: "answer", sdp: pc.localDescription.sdp });
   renderAll();
-  if (reoffer || needsOffer(pc)) queueSdp(() => sendOffer(false));
+  if (reoffer || S.renegotiate || needsOffer(pc)) queueSdp(() => sendOffer(false));
 }
 
 // True when a local track has not been negotiated yet (e.g. after a rollback).
@@ -489,9 +563,16 @@ function addChat(m) {
 
 // ---------------------------------------------------------------- local controls
 
+// Our camera's or microphone's track id (not the screen's).
 function ownTrackId(kind) {
-  for (const t of S.tracks.values()) if (t.identity === S.identity && t.kind === kind) return t.id;
+  for (const t of S.tracks.values()) {
+    if (t.identity === S.identity && t.kind === kind && !isScreen(t)) return t.id;
+  }
   return null;
+}
+
+function isScreen(t) {
+  return Boolean(t) && (t.source === "screen" || t.source === "screen_audio");
 }
 
 function toggleLocal(kind) {
@@ -509,6 +590,7 @@ function renderControls() {
   const v = S.localStream ? S.localStream.getVideoTracks()[0] : null;
   $("#mic-btn").textContent = a && !a.enabled ? "Unmute mic" : "Mute mic";
   $("#cam-btn").textContent = v && !v.enabled ? "Start camera" : "Stop camera";
+  $("#screen-btn").textContent = S.screenStream ? "Stop sharing" : "Share screen";
 }
 
 function setHidden(identity, hidden) {
@@ -525,26 +607,55 @@ function setHidden(identity, hidden) {
 function renderAll() {
   renderTiles();
   renderParticipants();
+  renderControls();
 }
 
+// A tile per participant (camera and microphone), and one per shared screen, shown first
+// and larger.
 function renderTiles() {
   const grid = $("#grid");
-  const want = new Map(); // identity -> tile element
+  const want = new Map(); // tile key -> tile element
   if (S.joined) {
+    const sharing = new Set([...S.tracks.values()].filter((t) => t.source === "screen").map((t) => t.identity));
+    if (S.screenStream) sharing.add(S.identity);
+    for (const identity of sharing) {
+      const p = S.participants.get(identity);
+      if (p) want.set(screenKey(identity), screenTileFor(p));
+    }
     for (const p of S.participants.values()) want.set(p.identity, tileFor(p));
   }
-  for (const t of [...grid.children]) if (!want.has(t.dataset.identity)) t.remove();
-  for (const t of want.values()) if (!t.isConnected) grid.append(t);
+  for (const t of [...grid.children]) if (!want.has(t.dataset.key)) t.remove();
+  let i = 0;
+  for (const t of want.values()) {
+    if (grid.children[i] !== t) grid.insertBefore(t, grid.children[i] || null);
+    i += 1;
+  }
   attachMedia();
 }
 
+function screenKey(identity) {
+  return identity + "#screen";
+}
+
+function screenTileFor(p) {
+  const key = screenKey(p.identity);
+  let tile = document.querySelector('.tile[data-key="' + CSS.escape(key) + '"]');
+  if (!tile) {
+    const video = el("video", { autoplay: true, playsInline: true, muted: p.identity === S.identity });
+    tile = el("div", { class: "tile screen", "data-key": key, "data-identity": p.identity, "data-source": "screen" }, video,
+      el("div", { class: "label" }, el("span", { class: "name" })));
+  }
+  tile.querySelector(".name").textContent = (p.name || p.identity) + (p.identity === S.identity ? " (you)" : "") + ": screen";
+  return tile;
+}
+
 function tileFor(p) {
-  let tile = document.querySelector('.tile[data-identity="' + CSS.escape(p.identity) + '"]');
+  let tile = document.querySelector('.tile[data-key="' + CSS.escape(p.identity) + '"]');
   const mine = p.identity === S.identity;
   if (!tile) {
     const video = el("video", { autoplay: true, playsInline: true, muted: mine });
     const hideBtn = el("button", { class: "secondary hide-btn", type: "button", onclick: () => setHidden(p.identity, !S.hidden.has(p.identity)) });
-    tile = el("div", { class: "tile", "data-identity": p.identity }, video,
+    tile = el("div", { class: "tile", "data-key": p.identity, "data-identity": p.identity }, video,
       el("div", { class: "label" }, el("span", { class: "name" }), el("span", { class: "muted-flag" }),
         el("span", { class: "bandwidth-flag" }), mine ? "" : hideBtn));
   }
@@ -553,7 +664,7 @@ function tileFor(p) {
   tile.querySelector(".name").textContent = (p.name || p.identity) + (mine ? " (you)" : "");
   const hb = tile.querySelector(".hide-btn");
   if (hb) hb.textContent = hidden ? "Show" : "Hide";
-  const muted = [...S.tracks.values()].filter((t) => t.identity === p.identity && t.muted).map((t) => t.kind);
+  const muted = [...S.tracks.values()].filter((t) => t.identity === p.identity && t.muted && !isScreen(t)).map((t) => t.kind);
   tile.querySelector(".muted-flag").textContent = muted.length ? "muted " + muted.join("+") : "";
   const starved = [...S.tracks.values()].some((t) => t.identity === p.identity && S.bandwidthPaused.has(t.id));
   tile.querySelector(".bandwidth-flag").textContent = starved ? "video paused: low bandwidth" : "";
@@ -562,18 +673,22 @@ function tileFor(p) {
 
 // Put each participant's received tracks (or our own camera) into their tile's <video>.
 function attachMedia() {
-  const byIdentity = new Map();
+  const byKey = new Map();
   const msids = msidByMid();
   for (const r of S.receivers.values()) {
+    // An m-line the server stopped sending on (its track was unpublished) shows nothing.
+    if (r.transceiver && (r.transceiver.stopped || r.transceiver.currentDirection === "inactive")) continue;
     const info = describeReceiver(r, msids);
     if (!info) continue;
-    if (!byIdentity.has(info.identity)) byIdentity.set(info.identity, []);
-    byIdentity.get(info.identity).push(r.track);
+    const key = isScreen(info) ? screenKey(info.identity) : info.identity;
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push(r.track);
   }
-  if (S.localStream) byIdentity.set(S.identity, S.localStream.getVideoTracks());
+  if (S.localStream) byKey.set(S.identity, S.localStream.getVideoTracks());
+  if (S.screenStream) byKey.set(screenKey(S.identity), S.screenStream.getVideoTracks());
   for (const tile of document.querySelectorAll(".tile")) {
     const video = tile.querySelector("video");
-    const tracks = byIdentity.get(tile.dataset.identity) || [];
+    const tracks = byKey.get(tile.dataset.key) || [];
     const current = video.srcObject ? video.srcObject.getTracks() : [];
     const same = current.length === tracks.length && tracks.every((t) => current.includes(t));
     if (same) continue;
@@ -627,6 +742,17 @@ async function shardcastStats() {
     chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],
     bandwidthPaused: [...S.bandwidthPaused],
     tracks: [], remote: {}, outbound: [],
+    // What each tile shows: the size of the video its <video> element plays.
+    tiles: [...document.querySelectorAll("#grid .tile")].map((t) => {
+      const v = t.querySelector("video");
+      return { identity: t.dataset.identity, source: t.dataset.source || "camera", videoWidth: v.videoWidth, videoHeight: v.videoHeight };
+    }),
+    // Our shared screen's capture size (and whether its sound is shared), while sharing.
+    screen: S.screenStream ? {
+      width: S.screenStream.getVideoTracks()[0].getSettings().width,
+      height: S.screenStream.getVideoTracks()[0].getSettings().height,
+      audio: S.screenStream.getAudioTracks().length > 0,
+    } : null,
     connectionState: S.pc ? S.pc.connectionState : "none",
   };
   if (!S.pc) return out;
@@ -642,6 +768,7 @@ async function shardcastStats() {
     const info = r ? describeReceiver(r, msids) : undefined;
     const t = {
       mid: s.mid, kind: s.kind, track: info ? info.id : null, identity: info ? info.identity : null,
+      source: info && info.source ? info.source : null,
       bytesReceived: s.bytesReceived || 0, packetsReceived: s.packetsReceived || 0, packetsLost: s.packetsLost || 0,
       framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
       totalSamplesReceived: s.totalSamplesReceived || 0, totalAudioEnergy: s.totalAudioEnergy || 0, audioLevel: s.audioLevel || 0,
@@ -700,6 +827,7 @@ $("#chat-form").addEventListener("submit", (ev) => {
 });
 $("#mic-btn").addEventListener("click", () => toggleLocal("audio"));
 $("#cam-btn").addEventListener("click", () => toggleLocal("video"));
+$("#screen-btn").addEventListener("click", () => (S.screenStream ? stopScreenShare() : startScreenShare()));
 $("#leave-btn").addEventListener("click", leave);
 window.addEventListener("beforeunload", () => send({ type: "leave" }));
 

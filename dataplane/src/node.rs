@@ -121,6 +121,7 @@ pub fn follow_peers(
             track,
             kind,
             rids,
+            mid,
         } => {
             let p = peers
                 .entry(*peer)
@@ -131,6 +132,7 @@ pub fn follow_peers(
                     track: *track,
                     kind: *kind,
                     rids: rids.clone(),
+                    mid: mid.clone(),
                 });
             }
         }
@@ -159,6 +161,8 @@ pub struct TrackSnapshot {
     pub track: TrackId,
     pub kind: MediaKind,
     pub rids: Vec<String>,
+    #[serde(default)]
+    pub mid: String,
 }
 
 /// A room's current active speaker (the fields of `NodeEvent::ActiveSpeaker`).
@@ -204,6 +208,9 @@ pub enum NodeEvent {
         kind: MediaKind,
         /// Simulcast rids the publisher declared; empty for a single-layer track.
         rids: Vec<String>,
+        /// The publisher's m-line (`a=mid`; empty from a node before this field).
+        #[serde(default)]
+        mid: String,
     },
     TrackUnpublished {
         peer: PeerId,

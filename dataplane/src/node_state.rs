@@ -116,6 +116,7 @@ mod tests {
             track: crate::node::TrackId(10),
             kind: MediaKind::Audio,
             rids: vec![],
+            mid: "0".into(),
         };
         s1.sent(&published, t0);
         s1.sent(

@@ -112,6 +112,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
             track,
             kind,
             rids,
+            mid,
             ..
         } => NodeEvent::TrackPublished {
             peer,
@@ -119,6 +120,7 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
             track,
             kind,
             rids,
+            mid,
         },
         CoreEvent::TrackUnpublished { peer, room, track } => {
             NodeEvent::TrackUnpublished { peer, room, track }

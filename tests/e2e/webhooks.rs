@@ -270,12 +270,17 @@ fn a_call_sends_each_event_once_in_order_and_signed() -> anyhow::Result<()> {
         summary(&reqs)
     );
     assert_eq!(bodies[1]["payload"]["participant"]["identity"], "ann");
-    let mut kinds: Vec<&str> = bodies[2..4]
+    let mut kinds: Vec<String> = bodies[2..4]
         .iter()
-        .map(|b| b["payload"]["track"]["kind"].as_str().unwrap())
+        .map(|b| {
+            format!(
+                "{} {}",
+                b["payload"]["track"]["kind"], b["payload"]["track"]["source"]
+            )
+        })
         .collect();
     kinds.sort();
-    assert_eq!(kinds, ["audio", "video"]);
+    assert_eq!(kinds, [r#""audio" "microphone""#, r#""video" "camera""#]);
     assert!(bodies[2..4]
         .iter()
         .all(|b| b["payload"]["track"]["identity"] == "ann"));

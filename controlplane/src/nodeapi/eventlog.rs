@@ -277,6 +277,7 @@ mod tests {
             track: TrackId(track),
             kind: MediaKind::Audio,
             rids: vec![],
+            mid: "0".into(),
         }
     }
 
@@ -394,6 +395,7 @@ mod tests {
                     track: TrackId(11),
                     kind: MediaKind::Audio,
                     rids: vec![],
+                    mid: "0".into(),
                 }],
                 pending_offer: None,
             }],

@@ -113,6 +113,7 @@ impl KnownState {
                         track: t.track,
                         kind: t.kind,
                         rids: t.rids.clone(),
+                        mid: t.mid.clone(),
                     });
                 }
             }
@@ -171,6 +172,7 @@ mod tests {
             track: TrackId(id),
             kind: MediaKind::Video,
             rids: vec!["h".into()],
+            mid: "1".into(),
         }
     }
 
@@ -182,6 +184,7 @@ mod tests {
             track: t.track,
             kind: t.kind,
             rids: t.rids,
+            mid: t.mid,
         }
     }
 

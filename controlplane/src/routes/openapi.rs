@@ -258,6 +258,8 @@ fn schemas() -> Value {
         }
     });
     let role = json!({ "type": "string", "enum": ["host", "participant", "viewer"] });
+    let source = json!({ "type": "string", "enum": ["camera", "microphone", "screen", "screen_audio"],
+        "description": "what the track carries, as its publisher said in its signaling offer's `sources`; camera or microphone by default" });
     json!({
         "Error": { "type": "object", "required": ["code", "message"], "properties": {
             "code": { "type": "string" }, "message": { "type": "string" } } },
@@ -290,6 +292,7 @@ fn schemas() -> Value {
             "canChat": { "type": "boolean" }, "roomAdmin": { "type": "boolean" } } },
         "Track": { "type": "object", "properties": {
             "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["audio", "video"] }, "muted": { "type": "boolean" },
+            "source": source,
             "rids": { "type": "array", "items": { "type": "string" }, "description": "simulcast rids the publisher declared; empty for a single-layer track" } } },
         "Participant": { "type": "object", "properties": {
             "identity": { "type": "string" }, "name": { "type": "string" }, "role": role,
@@ -336,6 +339,7 @@ fn schemas() -> Value {
         "WireTrack": { "type": "object", "properties": {
             "id": { "type": "string", "description": "lower-case hex, as in the signaling protocol" },
             "identity": { "type": "string" }, "kind": { "type": "string", "enum": ["audio", "video"] },
+            "source": source,
             "rids": { "type": "array", "items": { "type": "string" } }, "muted": { "type": "boolean" } } },
         "ParticipantJoinedPayload": { "type": "object", "required": ["participant"], "properties": { "participant": schema("WireParticipant") } },
         "ParticipantLeftPayload": { "type": "object", "required": ["identity"], "properties": { "identity": { "type": "string" } } },

@@ -3,8 +3,12 @@
 //!
 //! Must never: carry logic — only shapes and (de)serialization.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use shardcast_dataplane::node::{MediaKind, TrackId};
+
+pub use crate::store::records::TrackSource;
 
 /// Messages a client sends.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -21,6 +25,10 @@ pub enum ClientMsg {
         sdp: String,
         #[serde(default)]
         ice_restart: bool,
+        /// What the offer's send m-lines carry, by `a=mid` (at most `MAX_SOURCES`); a
+        /// track whose mid is not here is `camera` (video) or `microphone` (audio).
+        #[serde(default)]
+        sources: BTreeMap<String, TrackSource>,
     },
     Answer {
         sdp: String,
@@ -71,15 +79,57 @@ pub struct ParticipantInfo {
     pub grants: serde_json::Value,
 }
 
+/// Most entries in an `offer`'s `sources`, and the longest mid in it.
+pub const MAX_SOURCES: usize = 16;
+pub const MAX_MID_LEN: usize = 32;
+
 /// A published track as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "WireTrack")]
 pub struct TrackInfo {
     /// `TrackId` in lower-case hex (also the msid track id in server offers).
     pub id: String,
     pub identity: String,
     pub kind: MediaKind,
+    pub source: TrackSource,
     pub rids: Vec<String>,
     pub muted: bool,
+}
+
+/// A `TrackInfo` as read from another control-plane instance's room bus: one from before
+/// sources existed has none (the default for the kind).
+#[derive(Deserialize)]
+struct WireTrack {
+    id: String,
+    identity: String,
+    kind: MediaKind,
+    #[serde(default)]
+    source: Option<TrackSource>,
+    rids: Vec<String>,
+    muted: bool,
+}
+
+impl From<WireTrack> for TrackInfo {
+    fn from(t: WireTrack) -> Self {
+        TrackInfo {
+            source: t
+                .source
+                .unwrap_or(TrackSource::default_for(kind_of(t.kind))),
+            id: t.id,
+            identity: t.identity,
+            kind: t.kind,
+            rids: t.rids,
+            muted: t.muted,
+        }
+    }
+}
+
+/// The store's name for a media kind.
+pub fn kind_of(kind: MediaKind) -> crate::store::records::TrackKind {
+    match kind {
+        MediaKind::Audio => crate::store::records::TrackKind::Audio,
+        MediaKind::Video => crate::store::records::TrackKind::Video,
+    }
 }
 
 /// A chat message as clients see it.
@@ -286,6 +336,33 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope"}"#).is_err());
+        let m: ClientMsg = serde_json::from_str(
+            r#"{"type":"offer","sdp":"v=0","sources":{"2":"screen","3":"screen_audio"}}"#,
+        )
+        .unwrap();
+        let ClientMsg::Offer { sources, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(sources.get("2"), Some(&TrackSource::Screen));
+        assert_eq!(sources.get("3"), Some(&TrackSource::ScreenAudio));
+        let bad = r#"{"type":"offer","sdp":"v=0","sources":{"2":"window"}}"#;
+        assert!(ClientMsg::parse(bad).is_err_and(|e| e.contains("unknown variant")));
+    }
+
+    #[test]
+    fn a_track_from_an_instance_without_sources_gets_its_kinds_default() {
+        let t: TrackInfo = serde_json::from_str(
+            r#"{"id":"1","identity":"a","kind":"audio","rids":[],"muted":false}"#,
+        )
+        .unwrap();
+        assert_eq!(t.source, TrackSource::Microphone);
+        let v = serde_json::to_value(TrackInfo {
+            source: TrackSource::Screen,
+            kind: MediaKind::Video,
+            ..t
+        })
+        .unwrap();
+        assert_eq!(v["source"], "screen");
     }
 
     #[test]

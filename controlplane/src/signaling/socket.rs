@@ -31,7 +31,7 @@ use tracing::Instrument;
 use super::bus::RoomEventKind;
 use super::hub::{CloseReason, Hub, Outbox, Outgoing, Phase, Session};
 use super::limits::{SocketLimits, Verdict};
-use super::messages::{ClientMsg, ServerMsg};
+use super::messages::{ClientMsg, ServerMsg, MAX_MID_LEN, MAX_SOURCES};
 use super::services::SignalError;
 use crate::auth::TrustedProxies;
 
@@ -373,8 +373,15 @@ async fn handle(hub: &Arc<Hub>, s: &Arc<Session>, msg: ClientMsg) -> Result<(), 
         ));
     }
     match msg {
-        ClientMsg::Offer { sdp, .. } => {
+        ClientMsg::Offer { sdp, sources, .. } => {
+            if sources.len() > MAX_SOURCES || sources.keys().any(|m| m.len() > MAX_MID_LEN) {
+                return Err(SignalError::new(
+                    "invalid_message",
+                    "sources: at most 16 mids of at most 32 bytes",
+                ));
+            }
             let _guard = s.sdp.lock().await;
+            s.set_sources(sources);
             let role = if s.grants().can_publish {
                 PeerRole::Both
             } else {

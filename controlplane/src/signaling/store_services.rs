@@ -245,12 +245,10 @@ fn participant_record(
             .filter_map(|t| {
                 Some(TrackRecord {
                     id: super::messages::track_from_wire(&t.id)?.0,
-                    kind: match t.kind {
-                        MediaKind::Audio => TrackKind::Audio,
-                        MediaKind::Video => TrackKind::Video,
-                    },
+                    kind: super::messages::kind_of(t.kind),
                     muted: t.muted,
                     rids: t.rids.clone(),
+                    source: t.source,
                 })
             })
             .collect(),
@@ -518,6 +516,7 @@ impl SignalServices for StoreServices {
                                     TrackKind::Audio => MediaKind::Audio,
                                     TrackKind::Video => MediaKind::Video,
                                 },
+                                source: t.source,
                                 rids: t.rids,
                                 muted: t.muted,
                             })

@@ -117,7 +117,41 @@ pub enum TrackKind {
     Video,
 }
 
+/// What a published track carries, as its publisher said (signaling `offer` `sources`):
+/// by default `microphone` for audio and `camera` for video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    Screen,
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// The source a track of `kind` has when its publisher named none.
+    pub fn default_for(kind: TrackKind) -> Self {
+        match kind {
+            TrackKind::Audio => TrackSource::Microphone,
+            TrackKind::Video => TrackSource::Camera,
+        }
+    }
+
+    /// Whether a track of `kind` can carry this source (a screen is video, its sound audio).
+    pub fn fits(self, kind: TrackKind) -> bool {
+        matches!(
+            (self, kind),
+            (TrackSource::Camera | TrackSource::Screen, TrackKind::Video)
+                | (
+                    TrackSource::Microphone | TrackSource::ScreenAudio,
+                    TrackKind::Audio
+                )
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredTrack")]
 pub struct TrackRecord {
     /// The media node's `TrackId`.
     pub id: u64,
@@ -128,6 +162,32 @@ pub struct TrackRecord {
     /// empty for a single-layer track.
     #[serde(default)]
     pub rids: Vec<String>,
+    pub source: TrackSource,
+}
+
+/// A `TrackRecord` as stored: records written before sources existed have none (the
+/// default for the kind).
+#[derive(Deserialize)]
+struct StoredTrack {
+    id: u64,
+    kind: TrackKind,
+    muted: bool,
+    #[serde(default)]
+    rids: Vec<String>,
+    #[serde(default)]
+    source: Option<TrackSource>,
+}
+
+impl From<StoredTrack> for TrackRecord {
+    fn from(t: StoredTrack) -> Self {
+        TrackRecord {
+            id: t.id,
+            kind: t.kind,
+            muted: t.muted,
+            rids: t.rids,
+            source: t.source.unwrap_or(TrackSource::default_for(t.kind)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,4 +248,28 @@ pub struct DrainRecord {
 pub struct RoomBinding {
     pub node: NodeId,
     pub bound_at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_track_stored_before_sources_gets_its_kinds_default() {
+        let old: TrackRecord =
+            serde_json::from_str(r#"{"id":1,"kind":"audio","muted":false,"rids":[]}"#).unwrap();
+        assert_eq!(old.source, TrackSource::Microphone);
+        let old: TrackRecord =
+            serde_json::from_str(r#"{"id":2,"kind":"video","muted":true}"#).unwrap();
+        assert_eq!(old.source, TrackSource::Camera);
+        let screen = TrackRecord {
+            source: TrackSource::Screen,
+            ..old
+        };
+        let json = serde_json::to_string(&screen).unwrap();
+        assert!(json.contains(r#""source":"screen""#), "{json}");
+        assert_eq!(serde_json::from_str::<TrackRecord>(&json).unwrap(), screen);
+        assert!(TrackSource::ScreenAudio.fits(TrackKind::Audio));
+        assert!(!TrackSource::Screen.fits(TrackKind::Audio));
+    }
 }

@@ -155,6 +155,9 @@ pub enum CoreEvent {
         kind: MediaKind,
         identity: String,
         rids: Vec<String>,
+        /// The publisher's m-line (`a=mid`): what a client names the track by before it
+        /// knows the track id (e.g. to say it carries a screen).
+        mid: String,
     },
     TrackUnpublished {
         peer: PeerId,

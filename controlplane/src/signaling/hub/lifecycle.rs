@@ -68,6 +68,7 @@ impl Hub {
                 subscribed: HashSet::new(),
                 tracks: Vec::new(),
                 withheld: Vec::new(),
+                sources: std::collections::BTreeMap::new(),
                 server_offer_pending: false,
                 held_offers: None,
                 player: None,

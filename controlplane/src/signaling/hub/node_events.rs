@@ -13,7 +13,7 @@ use shardcast_dataplane::node::{NodeEvent, PeerId};
 use super::{Hub, Phase, Session};
 use crate::placement::NodeHandle;
 use crate::signaling::bus::RoomEventKind;
-use crate::signaling::messages::{track_to_wire, ServerMsg, TrackInfo};
+use crate::signaling::messages::{kind_of, track_to_wire, ServerMsg, TrackInfo, TrackSource};
 use crate::signaling::services::Presence;
 
 impl Hub {
@@ -146,15 +146,22 @@ impl Hub {
                 track,
                 kind,
                 rids,
+                mid,
                 ..
             } => {
                 let Some(s) = self.session_of_peer(node, peer) else {
                     return;
                 };
+                let named = s.state.lock().unwrap().sources.get(&mid).copied();
+                let kind_ = kind_of(kind);
                 let info = TrackInfo {
                     id: track_to_wire(track),
                     identity: s.member.identity.clone(),
                     kind,
+                    // A source that cannot be this kind's (a `screen` audio m-line) is ignored.
+                    source: named
+                        .filter(|src| src.fits(kind_))
+                        .unwrap_or(TrackSource::default_for(kind_)),
                     rids,
                     muted: false,
                 };

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::placement::NodeHandle;
 use crate::signaling::limits::TokenBucket;
-use crate::signaling::messages::{ServerMsg, TrackInfo};
+use crate::signaling::messages::{ServerMsg, TrackInfo, TrackSource};
 use crate::signaling::services::{Grants, Member};
 
 /// What a session's socket task receives. (Messages are not boxed: they are built once and
@@ -110,6 +110,8 @@ pub(super) struct SessionState {
     /// Tracks the peer publishes while the session lacks canPublish: stopped on the node,
     /// unknown to the room (see `permissions`).
     pub(super) withheld: Vec<TrackInfo>,
+    /// What the client's last `offer` said its send m-lines carry, by mid.
+    pub(super) sources: std::collections::BTreeMap<String, TrackSource>,
     pub(super) server_offer_pending: bool,
     /// While the client's own offer is being answered (`Some`), server offers wait here, so
     /// the client never gets an offer before the answer to its own (see `hold_server_offers`).
@@ -148,6 +150,11 @@ impl Session {
     pub fn peer(&self) -> Option<(NodeHandle, PeerId)> {
         let s = self.state.lock().unwrap();
         Some((s.node.clone()?, s.peer?))
+    }
+
+    /// What the client's latest offer says its send m-lines carry (replaces the last).
+    pub fn set_sources(&self, sources: std::collections::BTreeMap<String, TrackSource>) {
+        self.state.lock().unwrap().sources = sources;
     }
 
     pub fn tracks(&self) -> Vec<TrackInfo> {
@@ -318,6 +325,7 @@ mod tests {
             subscribed: HashSet::new(),
             tracks: Vec::new(),
             withheld: Vec::new(),
+            sources: std::collections::BTreeMap::new(),
             server_offer_pending: false,
             held_offers: None,
             player: None,

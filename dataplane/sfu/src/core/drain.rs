@@ -249,6 +249,7 @@ impl ShardCore {
             kind,
             identity: info.publisher_identity.clone(),
             rids: info.rids.clone(),
+            mid: m.mid.to_string(),
         }));
         self.tracks
             .insert(track, PublishedTrack::new(info, Some(id)));
