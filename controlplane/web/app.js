@@ -30,6 +30,7 @@ const S = {
   receivers: new Map(), // mid -> { mid, kind, track (MediaStreamTrack) }
   hidden: new Set(), // identities whose video we asked the server to pause
   bandwidthPaused: new Set(), // track ids whose video the server paused: our downlink is too thin
+  codecMissing: new Set(), // track ids whose codec we did not negotiate: no video from them
   knocks: new Map(), // identity -> name (hosts only)
   chat: [], errors: [], events: [],
   localStream: null,
@@ -235,9 +236,11 @@ function handleMessage(msg) {
     case "track_unpublished": S.tracks.delete(msg.id); return renderAll();
     case "muted": return onMuted(msg);
     case "active_speaker": return onActiveSpeaker(msg.identity);
-    case "video_paused":
-      if (msg.paused) S.bandwidthPaused.add(msg.track); else S.bandwidthPaused.delete(msg.track);
+    case "video_paused": {
+      const set = msg.reason === "codec" ? S.codecMissing : S.bandwidthPaused;
+      if (msg.paused) set.add(msg.track); else set.delete(msg.track);
       return renderAll();
+    }
     case "chat": return addChat(msg.message);
     case "resync": return onResync(msg);
     case "error": return onError(msg);
@@ -666,8 +669,11 @@ function tileFor(p) {
   if (hb) hb.textContent = hidden ? "Show" : "Hide";
   const muted = [...S.tracks.values()].filter((t) => t.identity === p.identity && t.muted && !isScreen(t)).map((t) => t.kind);
   tile.querySelector(".muted-flag").textContent = muted.length ? "muted " + muted.join("+") : "";
-  const starved = [...S.tracks.values()].some((t) => t.identity === p.identity && S.bandwidthPaused.has(t.id));
-  tile.querySelector(".bandwidth-flag").textContent = starved ? "video paused: low bandwidth" : "";
+  const own = [...S.tracks.values()].filter((t) => t.identity === p.identity && !isScreen(t));
+  const starved = own.some((t) => S.bandwidthPaused.has(t.id));
+  const noCodec = own.some((t) => S.codecMissing.has(t.id));
+  tile.querySelector(".bandwidth-flag").textContent =
+    noCodec ? "no video: its codec is not one this browser offered" : starved ? "video paused: low bandwidth" : "";
   return tile;
 }
 
@@ -740,7 +746,7 @@ async function shardcastStats() {
     status: $("#status").textContent,
     participants: [...S.participants.values()].map((p) => ({ identity: p.identity, name: p.name, role: p.role })),
     chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],
-    bandwidthPaused: [...S.bandwidthPaused],
+    bandwidthPaused: [...S.bandwidthPaused], codecMissing: [...S.codecMissing],
     tracks: [], remote: {}, outbound: [],
     // What each tile shows: the size of the video its <video> element plays.
     tiles: [...document.querySelectorAll("#grid .tile")].map((t) => {

@@ -16,7 +16,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-pub use shardcast_sfu::api::{LayerIndex, LayerPreference, MediaKind, PeerRole};
+pub use shardcast_sfu::api::{LayerIndex, LayerPreference, MediaKind, PauseReason, PeerRole};
 pub use shardcast_sfu::ids::{PeerId, RoomId, TrackId};
 
 /// What `create_peer` is asked: the tracks to bind named by id; the media node looks them up
@@ -226,12 +226,14 @@ pub enum NodeEvent {
         peer: PeerId,
         sdp: String,
     },
-    /// `peer`'s video of `track` paused because its downlink estimate cannot carry the
-    /// track's lowest layer (audio goes on), or resumed (`paused: false`).
+    /// `peer`'s video of `track` paused (audio goes on), or resumed (`paused: false`), for
+    /// `reason` (`bandwidth` from a node before this field).
     VideoPaused {
         peer: PeerId,
         track: TrackId,
         paused: bool,
+        #[serde(default)]
+        reason: PauseReason,
     },
 }
 

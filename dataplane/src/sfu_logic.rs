@@ -131,10 +131,12 @@ pub(crate) fn map_event(e: CoreEvent) -> NodeEvent {
             peer,
             track,
             paused,
+            reason,
         } => NodeEvent::VideoPaused {
             peer,
             track,
             paused,
+            reason,
         },
     }
 }

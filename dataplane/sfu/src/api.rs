@@ -168,18 +168,31 @@ pub enum CoreEvent {
         room: RoomId,
         peer: PeerId,
     },
-    /// A subscriber's video of `track` paused because its downlink estimate cannot carry
-    /// the track's lowest layer (audio goes on), or resumed (`paused: false`).
+    /// A subscriber's video of `track` paused (audio goes on), or resumed (`paused: false`),
+    /// for `reason`.
     VideoPaused {
         peer: PeerId,
         track: TrackId,
         paused: bool,
+        reason: PauseReason,
     },
     /// A server-initiated offer; answer with `ShardCore::accept_answer`.
     Offer {
         peer: PeerId,
         sdp: String,
     },
+}
+
+/// Why a subscription's video is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The subscriber's downlink estimate cannot carry the track's lowest layer.
+    #[default]
+    Bandwidth,
+    /// The subscriber did not negotiate the publisher's codec (e.g. an H.264-only client and
+    /// a VP8 publisher): nothing of this track can reach it until a renegotiation adds it.
+    Codec,
 }
 
 /// Why a peer went away.

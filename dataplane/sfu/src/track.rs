@@ -203,6 +203,8 @@ pub struct Subscription {
     pub resume_pending: bool,
     /// Video: whether the subscriber was last told its video is paused for bandwidth.
     pub told_paused: bool,
+    /// The node was told this subscriber cannot get the track's codec (see `route`).
+    pub told_codec_missing: bool,
 }
 
 impl Subscription {
@@ -230,6 +232,7 @@ impl Subscription {
             },
             resume_pending: true,
             told_paused: false,
+            told_codec_missing: false,
         }
     }
 

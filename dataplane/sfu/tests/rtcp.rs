@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use shardcast_rtp::rtcp::{parse_compound, RtcpPacket};
+use shardcast_sfu::api::PauseReason;
 use shardcast_sfu::CoreEvent;
 use support::{ClientOptions, World};
 
@@ -195,7 +196,7 @@ fn video_pauses_while_the_downlink_cannot_carry_the_lowest_layer_and_audio_goes_
     let peer = w.members[bob].peer;
     let paused = |w: &World, want: bool| {
         w.events.iter().any(|(_, e)| {
-            matches!(e, CoreEvent::VideoPaused { peer: p, track: t, paused } if *p == peer && *t == track && *paused == want)
+            matches!(e, CoreEvent::VideoPaused { peer: p, track: t, paused, reason: PauseReason::Bandwidth } if *p == peer && *t == track && *paused == want)
         })
     };
     assert!(!paused(&w, true), "a clean link carries the video");

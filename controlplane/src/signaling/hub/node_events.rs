@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use shardcast_dataplane::node::{NodeEvent, PeerId};
+use shardcast_dataplane::node::{NodeEvent, PauseReason, PeerId};
 
 use super::{Hub, Phase, Session};
 use crate::placement::NodeHandle;
@@ -269,12 +269,17 @@ impl Hub {
                 peer,
                 track,
                 paused,
+                reason,
             } => {
                 if let Some(s) = self.session_of_peer(node, peer) {
                     s.send(ServerMsg::VideoPaused {
                         track: track_to_wire(track),
                         paused,
-                        reason: "bandwidth".into(),
+                        reason: match reason {
+                            PauseReason::Bandwidth => "bandwidth",
+                            PauseReason::Codec => "codec",
+                        }
+                        .into(),
                     });
                 }
             }

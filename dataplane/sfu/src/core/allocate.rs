@@ -13,7 +13,7 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use super::ShardCore;
-use crate::api::{CoreEvent, Output};
+use crate::api::{CoreEvent, Output, PauseReason};
 use crate::forward::layer::{LayerAllocator, VideoDemand, MAX_LAYERS};
 use crate::ids::{PeerId, TrackId};
 
@@ -109,6 +109,7 @@ impl ShardCore {
                 peer: subscriber,
                 track,
                 paused,
+                reason: PauseReason::Bandwidth,
             }));
         }
         for (track, layer) in keyframes {

@@ -13,7 +13,9 @@ use std::time::Instant;
 use str0m::format::CodecSpec;
 use tracing::trace;
 
-use crate::api::{LayerIndex, MediaKind, MediaPacket, Output, ShardMessage};
+use crate::api::{
+    CoreEvent, LayerIndex, MediaKind, MediaPacket, Output, PauseReason, ShardMessage,
+};
 use crate::core::egress::{out_format, send_media};
 use crate::core::ShardCore;
 use crate::forward::layer::{LayerView, Verdict};
@@ -203,6 +205,7 @@ impl ShardCore {
             payload_scratch,
             epoch,
             stats,
+            out,
             ..
         } = self;
         let Some(sub) = subs.get_mut(&(sub_id, fwd.track)) else {
@@ -253,8 +256,27 @@ impl ShardCore {
                 break 'copy false;
             };
             let Some(format) = out_format(peer, sub, &fwd.codec, fwd.red.is_some()) else {
+                // The subscriber did not negotiate this codec: tell once (until it does).
+                if !sub.told_codec_missing {
+                    sub.told_codec_missing = true;
+                    out.push_back(Output::Event(CoreEvent::VideoPaused {
+                        peer: sub_id,
+                        track: fwd.track,
+                        paused: true,
+                        reason: PauseReason::Codec,
+                    }));
+                }
                 break 'copy false;
             };
+            if sub.told_codec_missing {
+                sub.told_codec_missing = false;
+                out.push_back(Output::Event(CoreEvent::VideoPaused {
+                    peer: sub_id,
+                    track: fwd.track,
+                    paused: false,
+                    reason: PauseReason::Codec,
+                }));
+            }
             // RED with no primary data (only redundancy) leaves a subscriber without RED
             // nothing to play: its slot is closed instead, as for padding.
             if let (OutFormat::Primary(_), Some(red)) = (format, fwd.red) {
