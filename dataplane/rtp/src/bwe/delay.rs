@@ -132,18 +132,16 @@ impl DelayBased {
         // may be well under the link (an SFU viewer on its lowest layer): aimed at 0.85x the
         // media's throughput, such an overuse cut a viewer capped at 360 kbit/s to 196
         // kbit/s and the SFU paused a video the link carried (CI, tests/e2e/downlink.rs).
+        let mut held = self
+            .probed
+            .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US);
         if let Some((bps, Some(_))) = probe {
-            let held = self
-                .probed
-                .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US);
             if held.is_none_or(|(b, _)| bps > b) {
-                self.probed = Some((bps, now_us));
+                held = Some((bps, now_us));
+                self.probed = held;
             }
         }
-        let probed = self
-            .probed
-            .filter(|(_, at)| now_us.saturating_sub(*at) < PROBE_THROUGHPUT_HOLD_US)
-            .map(|(bps, _)| bps);
+        let probed = held.map(|(bps, _)| bps);
         let throughput = match (self.acked.bps(), probed) {
             (Some(a), Some(p)) => Some(a.max(p)),
             (a, p) => a.or(p),

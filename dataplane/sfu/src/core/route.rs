@@ -255,28 +255,21 @@ impl ShardCore {
             let Some(peer) = peers.get_mut(&sub_id) else {
                 break 'copy false;
             };
-            let Some(format) = out_format(peer, sub, &fwd.codec, fwd.red.is_some()) else {
-                // The subscriber did not negotiate this codec: tell once (until it does).
-                if !sub.told_codec_missing {
-                    sub.told_codec_missing = true;
-                    out.push_back(Output::Event(CoreEvent::VideoPaused {
-                        peer: sub_id,
-                        track: fwd.track,
-                        paused: true,
-                        reason: PauseReason::Codec,
-                    }));
-                }
-                break 'copy false;
-            };
-            if sub.told_codec_missing {
-                sub.told_codec_missing = false;
+            let format = out_format(peer, sub, &fwd.codec, fwd.red.is_some());
+            // The subscriber did not negotiate this codec: tell once, and again once a
+            // renegotiation adds it.
+            if format.is_none() != sub.told_codec_missing {
+                sub.told_codec_missing = format.is_none();
                 out.push_back(Output::Event(CoreEvent::VideoPaused {
                     peer: sub_id,
                     track: fwd.track,
-                    paused: false,
+                    paused: sub.told_codec_missing,
                     reason: PauseReason::Codec,
                 }));
             }
+            let Some(format) = format else {
+                break 'copy false;
+            };
             // RED with no primary data (only redundancy) leaves a subscriber without RED
             // nothing to play: its slot is closed instead, as for padding.
             if let (OutFormat::Primary(_), Some(red)) = (format, fwd.red) {
