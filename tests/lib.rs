@@ -54,16 +54,39 @@ pub fn web_dir() -> PathBuf {
     repo_root().join("controlplane").join("web")
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1; see [`free_tcp_port_on`].
 pub fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    free_tcp_port_on(std::net::Ipv4Addr::LOCALHOST.into()).expect("a free loopback TCP port")
 }
 
-/// A UDP port that was free a moment ago on 127.0.0.1.
+/// A UDP port that was free a moment ago on 127.0.0.1; see [`free_tcp_port_on`].
 pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    s.local_addr().expect("local addr").port()
+    port_below_ephemeral(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free loopback UDP port")
+}
+
+/// A TCP port that was free a moment ago on `ip`, for a process the test starts next.
+///
+/// Drawn at random from 20000–32767, below the kernel's ephemeral range (32768–60999 on
+/// Debian): a port from `bind(0)` lies in that range, where any outgoing connection or
+/// another test's `bind(0)` may take it before the process meant for it binds it — CI saw
+/// an etcd exit at start-up that way.
+pub fn free_tcp_port_on(ip: std::net::IpAddr) -> anyhow::Result<u16> {
+    port_below_ephemeral(|p| std::net::TcpListener::bind((ip, p)).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("no free TCP port on {ip} in 20000-32767"))
+}
+
+fn port_below_ephemeral(free: impl Fn(u16) -> bool) -> Option<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    const FIRST: u16 = 20_000;
+    const COUNT: u64 = 12_768;
+    // RandomState is seeded afresh per call: parallel test processes draw different ports.
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (0..2_000u64)
+        .map(|i| FIRST + (start.wrapping_add(i * 7_919) % COUNT) as u16)
+        .find(|&p| free(p))
 }
 
 /// Polls `probe` every 100 ms until it yields `Some`, or fails after `timeout` with the

@@ -7,7 +7,7 @@
 //! is up to date), then uses `<target>/<profile>/shardcast`. `$SHARDCAST_BIN` overrides
 //! this (e.g. to test a release build). Never: pick up a stale binary from another tree.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::process::ChildGuard;
-use crate::{repo_root, wait_for, web_dir};
+use crate::{free_tcp_port_on, repo_root, wait_for, web_dir};
 
 /// The `shardcast` binary, built on first use.
 pub fn shardcast_bin() -> anyhow::Result<PathBuf> {
@@ -222,10 +222,4 @@ impl Server {
         .json()?;
         Ok(v["token"].as_str().context("token field")?.to_string())
     }
-}
-
-/// A TCP port that was free a moment ago on `ip`.
-fn free_tcp_port_on(ip: IpAddr) -> anyhow::Result<u16> {
-    let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind a port on {ip}"))?;
-    Ok(l.local_addr()?.port())
 }

@@ -2,22 +2,18 @@
 //! own users. A real etcd with certificates made by the openssl command line; the store must
 //! work with the right CA, certificate and password, and fail clearly without them.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardcast_controlplane::config::{Config, ConfigError, EtcdConfig, ProcessRole};
 use shardcast_controlplane::store::{EtcdStore, Store};
+use support::ports::free_tcp_port;
 
 const ETCD: &str = "/usr/bin/etcd";
 const OPENSSL: &str = "/usr/bin/openssl";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new(OPENSSL)
@@ -114,8 +110,8 @@ impl Etcd {
     fn start(certs: Option<&Path>) -> Etcd {
         let data = tempfile::tempdir().unwrap();
         let scheme = if certs.is_some() { "https" } else { "http" };
-        let endpoint = format!("{scheme}://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
+        let endpoint = format!("{scheme}://127.0.0.1:{}", free_tcp_port());
+        let peer = format!("http://127.0.0.1:{}", free_tcp_port());
         let mut cmd = Command::new(ETCD);
         cmd.arg("--data-dir")
             .arg(data.path().join("etcd"))

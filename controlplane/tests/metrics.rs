@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use shardcast_client::{Client, ClientConfig, TimeBase, VideoSpec};
+use support::ports::free_tcp_port;
 use support::serve::{spawn, Server};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -484,14 +485,6 @@ fn metrics_listener_is_off_by_default_and_on_with_the_env_variable() {
     drop(server);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The distributed roles as real processes on a real etcd: the control plane exports the
 /// node registry (registered, then draining after the REST drain) and its requests; the
 /// media node exports its shards; neither exports what it does not run.
@@ -501,7 +494,7 @@ fn controlplane_and_medianode_export_their_own_parts() {
     let etcd = rt.block_on(support::etcd::EtcdProcess::start());
     let dir = tempfile::tempdir().unwrap();
     let secret = "metrics-cluster-secret-0123456789";
-    let node_listen = format!("127.0.0.1:{}", free_port());
+    let node_listen = format!("127.0.0.1:{}", free_tcp_port());
     let node_data = dir.path().join("node");
     let (node, _, node_metrics) = spawn(
         &[

@@ -1,33 +1,27 @@
 //! A real etcd for tests: `/usr/bin/etcd` on free loopback ports with a temporary data dir,
 //! killed by PID when dropped. A missing binary fails the test: these tests never skip.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardcast_controlplane::store::EtcdStore;
+
+use super::ports::free_tcp_port;
 
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 
 pub struct EtcdProcess {
     child: Child,
     pub endpoint: String,
-    _data: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    data: tempfile::TempDir,
 }
 
 impl EtcdProcess {
     /// Starts etcd and waits until it answers. Panics (fails the test) if it cannot.
     pub async fn start() -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let client = free_port();
-        let peer = free_port();
+        let client = free_tcp_port();
+        let peer = free_tcp_port();
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(data.path().join("etcd.log")).expect("log file");
@@ -47,7 +41,7 @@ impl EtcdProcess {
         let mut process = Self {
             child,
             endpoint,
-            _data: data,
+            data,
         };
         process.wait_healthy().await;
         process
@@ -57,7 +51,14 @@ impl EtcdProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("etcd exited during start-up: {status}");
+                let log = std::fs::read_to_string(self.data.path().join("etcd.log"));
+                let log = log.unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "etcd exited during start-up: {status}; log tail:\n{}",
+                    tail.join("\n")
+                );
             }
             if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&self.endpoint)).await {
                 if store.status_revision().await.is_ok() {

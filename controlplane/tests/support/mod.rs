@@ -4,4 +4,5 @@
 pub mod api;
 pub mod etcd;
 pub mod inproc;
+pub mod ports;
 pub mod serve;
