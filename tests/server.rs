@@ -198,18 +198,30 @@ impl Server {
     /// `GET path` on the REST API as the default tenant (the key pair `serve` wrote into its
     /// data directory); the JSON body of a 2xx answer.
     pub fn tenant_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.tenant_request(reqwest::Method::GET, path, None)
+    }
+
+    /// `method path` with a JSON `body` on the REST API as the default tenant; the JSON body
+    /// of a 2xx answer.
+    pub fn tenant_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
         let file = self._data.path().join("default_tenant.json");
         let creds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
         let (key, secret) = (
             creds["api_key"].as_str().context("api_key")?,
             creds["api_secret"].as_str().context("api_secret")?,
         );
-        Ok(reqwest::blocking::Client::new()
-            .get(format!("{}{path}", self.base_url))
-            .basic_auth(key, Some(secret))
-            .send()?
-            .error_for_status()?
-            .json()?)
+        let mut request = reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.base_url))
+            .basic_auth(key, Some(secret));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Ok(request.send()?.error_for_status()?.json()?)
     }
 
     /// A host token for `identity` in `room` from `/dev/token` (dev mode; creates the room).

@@ -68,6 +68,7 @@ async fn a_lagging_event_log_resyncs_from_the_node() {
                 role: PeerRole::Both,
                 offer: offer(i, sock),
                 bind_tracks: vec![],
+                can_send_data: true,
             })
             .await
             .unwrap()

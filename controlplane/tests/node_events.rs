@@ -161,6 +161,7 @@ impl Publisher {
                 role: PeerRole::Both,
                 offer,
                 bind_tracks: vec![],
+                can_send_data: true,
             })
             .await
             .unwrap();

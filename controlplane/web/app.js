@@ -12,7 +12,9 @@
 //                   [&publish=0] (join receive-only)
 //                   [&screen=1] (share the screen too, once joined)
 //   window.shardcastStats()  -> Promise of a JSON-able summary (per remote track and per
-//                               participant getStats() figures, chat log, participants)
+//                               participant getStats() figures, chat log, room data
+//                               received, participants)
+//   window.shardcastSendData(text, lossy) -> whether it went out on the room-data channel
 //   console line every second: "SHARDCAST_STATS {json}"
 "use strict";
 
@@ -33,6 +35,8 @@ const S = {
   codecMissing: new Set(), // track ids whose codec we did not negotiate: no video from them
   knocks: new Map(), // identity -> name (hosts only)
   chat: [], errors: [], events: [],
+  data: [], // room data received: { from, label, text } (docs/PROTOCOL.md, "Data channels")
+  channels: {}, // label -> our RTCDataChannel ("shardcast", "shardcast-lossy")
   localStream: null,
   screenStream: null, // our shared screen (getDisplayMedia), while sharing
   screenSenders: [], // its senders on S.pc
@@ -355,7 +359,59 @@ function createPeerConnection() {
     renderAll();
   };
   pc.onconnectionstatechange = () => console.log("pc connection", pc.connectionState);
+  openDataChannels(pc);
   trickle(pc);
+}
+
+// ---------------------------------------------------------------- room data
+
+// The two room-data channels, opened before the first offer so it negotiates SCTP: what
+// we send on one reaches everyone else in the room who opened the same label, each
+// message wrapped in an envelope naming its sender (docs/PROTOCOL.md, "Data channels").
+function openDataChannels(pc) {
+  S.channels = {
+    shardcast: pc.createDataChannel("shardcast"),
+    "shardcast-lossy": pc.createDataChannel("shardcast-lossy", { ordered: false, maxRetransmits: 0 }),
+  };
+  for (const [label, ch] of Object.entries(S.channels)) {
+    ch.binaryType = "arraybuffer";
+    ch.onmessage = (ev) => onRoomData(label, ev.data);
+  }
+}
+
+// An envelope: version 1 | flags (bit 0: text) | identity length (u16, big endian) |
+// identity | payload.
+function onRoomData(label, buf) {
+  const b = new Uint8Array(buf);
+  if (b.length < 4 || b[0] !== 1) return;
+  const len = (b[2] << 8) | b[3];
+  if (b.length < 4 + len) return;
+  const dec = new TextDecoder();
+  const from = dec.decode(b.subarray(4, 4 + len));
+  const payload = b.subarray(4 + len);
+  const text = b[1] & 1 ? dec.decode(payload) : null;
+  S.data.push({ from, label, text, bytes: payload.length });
+  if (S.data.length > 200) S.data.shift();
+  let reaction = null;
+  try { reaction = text && JSON.parse(text).reaction; } catch (e) { /* not ours */ }
+  if (typeof reaction === "string") showReaction(from, reaction.slice(0, 8));
+}
+
+function sendRoomData(text, lossy) {
+  const ch = S.channels[lossy ? "shardcast-lossy" : "shardcast"];
+  if (!ch || ch.readyState !== "open") return false;
+  ch.send(text);
+  return true;
+}
+window.shardcastSendData = sendRoomData;
+
+// A reaction floats over the sender's tile for two seconds.
+function showReaction(identity, emoji) {
+  const tile = [...document.querySelectorAll("#grid .tile")].find((t) => t.dataset.identity === identity);
+  if (!tile) return;
+  const badge = el("span", { class: "reaction", textContent: emoji });
+  tile.append(badge);
+  setTimeout(() => badge.remove(), 2000);
 }
 
 function canPublish() {
@@ -745,7 +801,8 @@ async function shardcastStats() {
     joined: S.joined, room: S.room, identity: S.identity, session: S.session, nodeLost: S.nodeLost,
     status: $("#status").textContent,
     participants: [...S.participants.values()].map((p) => ({ identity: p.identity, name: p.name, role: p.role })),
-    chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden],
+    chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden], data: S.data.slice(),
+    dataChannels: Object.fromEntries(Object.entries(S.channels).map(([l, c]) => [l, c.readyState])),
     bandwidthPaused: [...S.bandwidthPaused], codecMissing: [...S.codecMissing],
     tracks: [], remote: {}, outbound: [],
     // What each tile shows: the size of the video its <video> element plays.
@@ -834,6 +891,9 @@ $("#chat-form").addEventListener("submit", (ev) => {
 $("#mic-btn").addEventListener("click", () => toggleLocal("audio"));
 $("#cam-btn").addEventListener("click", () => toggleLocal("video"));
 $("#screen-btn").addEventListener("click", () => (S.screenStream ? stopScreenShare() : startScreenShare()));
+$("#react-btn").addEventListener("click", () => {
+  if (sendRoomData(JSON.stringify({ reaction: "\u{1F44D}" }), true)) showReaction(S.identity, "\u{1F44D}");
+});
 $("#leave-btn").addEventListener("click", leave);
 window.addEventListener("beforeunload", () => send({ type: "leave" }));
 

@@ -17,4 +17,5 @@ pub mod tcp;
 
 pub use media_node::{MediaNode, MediaNodeConfig};
 /// The core's counters, as `MediaNode::shard_snapshots` carries them (for metrics exporters).
+pub use shardcast_sfu::data::DataDrop;
 pub use shardcast_sfu::{DropReason, ShardStats};

@@ -176,6 +176,7 @@ impl MediaNode {
             role,
             offer,
             bind_tracks,
+            can_send_data,
         } = request;
         // Tracks to bind into the answer (WHEP), looked up by id. A track that is gone is
         // simply not bound; a track on another shard gets its fan-out first, so its first
@@ -218,6 +219,7 @@ impl MediaNode {
             role,
             offer,
             bind_tracks: bind,
+            can_send_data,
         };
         self.peers_on_shard[shard.0 as usize].fetch_add(1, Ordering::Relaxed);
         let answer = self
@@ -439,6 +441,18 @@ impl MediaNodeApi for MediaNode {
             self.call(shard, |reply| NodeCommand::SetTrackMuted {
                 track,
                 muted,
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn set_can_send_data(&self, peer: PeerId, allowed: bool) -> NodeFuture<'_, ()> {
+        Box::pin(async move {
+            let shard = self.check_peer(peer)?;
+            self.call(shard, |reply| NodeCommand::SetCanSendData {
+                peer,
+                allowed,
                 reply,
             })
             .await

@@ -50,6 +50,9 @@ pub trait MediaNodeApi: Send + Sync + 'static {
     ) -> NodeFuture<'_, ()>;
     /// Host control: stop (muted = true) or resume forwarding a published track to everyone.
     fn set_track_muted(&self, track: TrackId, muted: bool) -> NodeFuture<'_, ()>;
+    /// Grant or revoke a peer's right to send room data on its data channels (the control
+    /// plane's `canChat`; `CreatePeer::can_send_data` sets it at creation).
+    fn set_can_send_data(&self, peer: PeerId, allowed: bool) -> NodeFuture<'_, ()>;
     /// Close a peer and free all its state. Unknown peers are not an error.
     fn close_peer(&self, peer: PeerId) -> NodeFuture<'_, ()>;
     /// Current load, for placement.

@@ -79,6 +79,11 @@ pub enum NodeCommand {
         muted: bool,
         reply: Reply<()>,
     },
+    SetCanSendData {
+        peer: PeerId,
+        allowed: bool,
+        reply: Reply<()>,
+    },
     ClosePeer {
         peer: PeerId,
         reply: Reply<()>,
@@ -309,6 +314,13 @@ impl ShardLogic for SfuLogic {
             } => {
                 let _ = reply.send(core.set_track_muted(now, track, muted).map_err(map_error));
             }
+            NodeCommand::SetCanSendData {
+                peer,
+                allowed,
+                reply,
+            } => {
+                let _ = reply.send(core.set_can_send_data(peer, allowed).map_err(map_error));
+            }
             NodeCommand::ClosePeer { peer, reply } => {
                 core.close_peer(now, peer);
                 let _ = reply.send(Ok(()));
@@ -334,6 +346,15 @@ impl ShardLogic for SfuLogic {
             match self.core.poll_output() {
                 Output::ToShard { shard, msg } => {
                     out.to_shard(shard, msg);
+                }
+                Output::ToEveryShard { msg } => {
+                    // Only shards with peers can have members of a room.
+                    for (i, peers) in self.peers_on_shard.iter().enumerate() {
+                        let shard = ShardId(i as u16);
+                        if shard != self.shard && peers.load(Ordering::Relaxed) > 0 {
+                            out.to_shard(shard, msg.clone());
+                        }
+                    }
                 }
                 Output::Event(e) => self.emit(now, e),
                 Output::Timeout(at) => return Some(at),

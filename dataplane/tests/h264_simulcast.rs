@@ -48,6 +48,7 @@ fn h264_simulcast_layers_switch_on_keyframes() {
             role: PeerRole::Both,
             offer,
             bind_tracks: Vec::new(),
+            can_send_data: true,
         }))
         .expect("create_peer");
     client

@@ -119,6 +119,7 @@ fn node_api_replies_and_events() {
             role: shardcast_dataplane::node::PeerRole::Both,
             offer: "not sdp".into(),
             bind_tracks: Vec::new(),
+            can_send_data: true,
         }));
     assert!(matches!(bad, Err(NodeError::BadSdp(_))), "{bad:?}");
     let ghost = PeerId(0x0000_0000_0000_0042);

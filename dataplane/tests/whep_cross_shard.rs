@@ -36,6 +36,7 @@ fn a_whep_viewer_on_another_shard_gets_the_bound_tracks() {
                 role: PeerRole::Subscribe,
                 offer,
                 bind_tracks: c.published(alice),
+                can_send_data: true,
             }))
             .expect("create_peer");
         assert_ne!(

@@ -52,6 +52,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             role: ROLES[data.len() % ROLES.len()],
             offer: offer.to_string(),
             bind_tracks: Vec::new(),
+            can_send_data: true,
         };
         if let Ok(answer) = node.core.create_peer(node.now, id, req) {
             if let Err(e) = SdpAnswer::from_sdp_string(&answer) {

@@ -67,6 +67,7 @@ fn session() -> Session {
         role: PeerRole::Publish,
         offer: offer.clone(),
         bind_tracks: Vec::new(),
+        can_send_data: true,
     };
     core.create_peer(now, peer, req)
         .expect("WHIP offer accepted");

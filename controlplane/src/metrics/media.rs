@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use shardcast_dataplane::shard::ShardSnapshot;
-use shardcast_dataplane::{DropReason, ShardStats};
+use shardcast_dataplane::{DataDrop, DropReason, ShardStats};
 
 use super::text::{Encoder, Kind};
 
@@ -104,6 +104,21 @@ const CORE_COUNTERS: &[Field] = &[
         "shardcast_str0m_srtp_suppressed_total",
         "SRTP/SRTCP str0m produced by itself and the transport dropped unsent.",
         |s| s.logic.str0m_srtp_suppressed,
+    ),
+    (
+        "shardcast_data_messages_in_total",
+        "Room-data messages received on peers' data channels.",
+        |s| s.logic.data_in,
+    ),
+    (
+        "shardcast_data_messages_out_total",
+        "Room-data messages written to receivers' data channels (one per receiver).",
+        |s| s.logic.data_out,
+    ),
+    (
+        "shardcast_data_messages_to_shards_total",
+        "Room-data messages handed to the node's other shards (one per message).",
+        |s| s.logic.data_to_shards,
     ),
     (
         "shardcast_peer_panics_total",
@@ -365,6 +380,21 @@ pub fn encode(e: &mut Encoder, snaps: &[Snap], now: Instant) {
                 f.int(
                     &[("shard", id), ("reason", reason.as_str())],
                     s.logic.drops_for(reason),
+                );
+            }
+        }
+    }
+    {
+        let mut f = e.family(
+            "shardcast_data_dropped_total",
+            Kind::Counter,
+            "Room-data messages not delivered, by reason (per receiver for receiver_behind).",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            for reason in DataDrop::ALL {
+                f.int(
+                    &[("shard", id), ("reason", reason.as_str())],
+                    s.logic.data_drops_for(reason),
                 );
             }
         }

@@ -375,6 +375,9 @@ impl MediaNodeApi for RemoteNode {
     fn set_track_muted(&self, track: TrackId, muted: bool) -> NodeFuture<'_, ()> {
         Box::pin(self.call(NodeCall::SetTrackMuted { track, muted }))
     }
+    fn set_can_send_data(&self, peer: PeerId, allowed: bool) -> NodeFuture<'_, ()> {
+        Box::pin(self.call(NodeCall::SetCanSendData { peer, allowed }))
+    }
     fn close_peer(&self, peer: PeerId) -> NodeFuture<'_, ()> {
         Box::pin(self.call(NodeCall::ClosePeer { peer }))
     }

@@ -74,6 +74,10 @@ pub enum NodeCall {
         track: TrackId,
         muted: bool,
     },
+    SetCanSendData {
+        peer: PeerId,
+        allowed: bool,
+    },
     ClosePeer {
         peer: PeerId,
     },

@@ -182,6 +182,9 @@ async fn call(
             .await
             .map(ok),
         NodeCall::SetTrackMuted { track, muted } => n.set_track_muted(track, muted).await.map(ok),
+        NodeCall::SetCanSendData { peer, allowed } => {
+            n.set_can_send_data(peer, allowed).await.map(ok)
+        }
         NodeCall::ClosePeer { peer } => n.close_peer(peer).await.map(ok),
         NodeCall::Load => n.load().await.map(ok),
         NodeCall::Snapshot => n.snapshot().await.map(ok),

@@ -52,6 +52,7 @@ fn create_peer(c: &mut Criterion) {
                 role: PeerRole::Both,
                 offer: offer.clone(),
                 bind_tracks: Vec::new(),
+                can_send_data: true,
             };
             let answer = core.create_peer(now, id, req).expect("an answer");
             black_box(answer);

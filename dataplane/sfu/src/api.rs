@@ -104,6 +104,14 @@ pub struct CreatePeer<T> {
     /// offer. m-lines left over are answered `inactive`; tracks left over are not bound.
     #[serde(default)]
     pub bind_tracks: Vec<T>,
+    /// Whether what the peer sends on its room-data channels reaches the room (the control
+    /// plane's `canChat`); receiving needs no grant. Absent on the wire: allowed.
+    #[serde(default = "allowed")]
+    pub can_send_data: bool,
+}
+
+fn allowed() -> bool {
+    true
 }
 
 /// Everything a subscriber's shard must know about a published track to subscribe to it.
@@ -277,6 +285,14 @@ pub enum ShardMessage {
     TrackEnded {
         track: TrackId,
     },
+    /// A room-data message for the room's members on the receiving shard: `envelope` as
+    /// they get it (`data::envelope`), on their channel of `kind`; `from` is not among them.
+    Data {
+        room: RoomId,
+        kind: crate::data::DataKind,
+        from: PeerId,
+        envelope: Arc<[u8]>,
+    },
 }
 
 /// What the shard must do next (datagrams come out of `ShardCore::drain_datagrams`).
@@ -285,6 +301,11 @@ pub enum Output {
     /// Hand a message to another shard (drop and count if its queue is full).
     ToShard {
         shard: ShardId,
+        msg: ShardMessage,
+    },
+    /// Hand a copy of the message to every other shard of the node that has peers (a room's
+    /// members may be on any of them; the core does not know which).
+    ToEveryShard {
         msg: ShardMessage,
     },
     Event(CoreEvent),

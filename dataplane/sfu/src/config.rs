@@ -25,6 +25,8 @@ pub struct CoreConfig {
     /// Peers' timers that are not due at once are rounded up to this grid so many peers
     /// share a shard wake-up (`timers::TimerGrid`); zero keeps them exact.
     pub timer_granularity: Duration,
+    /// How much room data one peer may send (data channels; docs/PROTOCOL.md).
+    pub data_limits: crate::data::DataLimits,
 }
 
 impl Default for CoreConfig {
@@ -39,6 +41,7 @@ impl Default for CoreConfig {
             tick: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(30),
             timer_granularity: Duration::from_millis(1),
+            data_limits: crate::data::DataLimits::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod api;
 pub mod config;
 mod consent;
 pub mod core;
+pub mod data;
 pub mod demux;
 pub mod forward;
 pub mod ids;

@@ -121,6 +121,14 @@ pub struct ShardStats {
     /// Peer timers that fired (str0m's and the transport's), stale heap entries not counted.
     pub peer_timeouts: u64,
     pub keyframe_requests_sent: u64,
+    /// Room-data messages received on peers' room-data channels.
+    pub data_in: u64,
+    /// Room-data messages written to receivers' channels (one per receiver).
+    pub data_out: u64,
+    /// Room-data messages handed to other shards (one per message, whatever the shards).
+    pub data_to_shards: u64,
+    /// Room-data messages not delivered, by reason (`crate::data::DataDrop`).
+    pub data_drops: [u64; crate::data::DataDrop::ALL.len()],
     pub drops: [u64; DropReason::ALL.len()],
     pub peer_panics: u64,
     pub peers_closed: u64,
@@ -142,6 +150,14 @@ impl ShardStats {
 
     pub fn drops_for(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
+    }
+
+    pub fn data_drop(&mut self, reason: crate::data::DataDrop) {
+        self.data_drops[reason as usize] += 1;
+    }
+
+    pub fn data_drops_for(&self, reason: crate::data::DataDrop) -> u64 {
+        self.data_drops[reason as usize]
     }
 
     pub fn drops_total(&self) -> u64 {

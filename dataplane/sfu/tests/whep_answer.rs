@@ -53,6 +53,7 @@ fn unbound_recvonly_lines_are_answered_inactive() {
                 role: PeerRole::Subscribe,
                 offer: offer.to_sdp_string(),
                 bind_tracks: tracks,
+                can_send_data: true,
             },
         )
         .expect("answer");

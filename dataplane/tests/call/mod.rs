@@ -159,6 +159,7 @@ impl Call {
                 },
                 offer,
                 bind_tracks: Vec::new(),
+                can_send_data: true,
             }))
             .expect("create_peer");
         client

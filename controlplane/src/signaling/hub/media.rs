@@ -96,6 +96,8 @@ impl Hub {
                 role,
                 offer: sdp,
                 bind_tracks: bind_tracks.clone(),
+                // Room data over data channels is chat's sibling: one grant for both.
+                can_send_data: session.grants().can_chat,
             })
             .await
             .map_err(node_err)?;

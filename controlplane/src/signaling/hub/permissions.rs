@@ -8,7 +8,9 @@
 //!   again: withheld tracks are restored (their earlier mute state kept) and published anew.
 //! - canSubscribe revoked: every subscription of the session ends (the node renegotiates the
 //!   m-lines away); granted again: it is subscribed to the room's tracks.
-//! - canChat, roomAdmin and role are read live by chat and host controls.
+//! - canChat: read live by chat; the node is told at once whether the session's
+//!   data-channel messages still reach the room (`set_can_send_data`).
+//! - roomAdmin and role are read live by host controls.
 //!
 //! Must never: consult the token's grants after a change — `Session::grants()` is the truth
 //! for a live session.
@@ -45,6 +47,23 @@ impl Hub {
             self.enforce_publish(s).await;
             if before.can_subscribe != grants.can_subscribe {
                 self.enforce_subscribe(s).await;
+            }
+            if before.can_chat != grants.can_chat {
+                self.enforce_data(s).await;
+            }
+        }
+    }
+
+    /// Whether the session's data-channel messages reach the room follows its canChat.
+    async fn enforce_data(&self, s: &Arc<Session>) {
+        let (peer, node) = {
+            let st = s.state.lock().unwrap();
+            (st.peer, st.node.clone())
+        };
+        if let (Some(peer), Some(node)) = (peer, node) {
+            let allowed = s.grants().can_chat;
+            if let Err(e) = node.api.set_can_send_data(peer, allowed).await {
+                tracing::debug!(error = %e, %peer, "permissions: set_can_send_data");
             }
         }
     }

@@ -51,6 +51,7 @@ impl ShardCore {
             now,
         )
         .map_err(CoreError::BadState)?;
+        peer.data.allowed = req.can_send_data;
         let answer = peer
             .accept_parsed_offer(parsed)
             .map_err(CoreError::BadSdp)?;

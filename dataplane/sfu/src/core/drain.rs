@@ -204,6 +204,9 @@ impl ShardCore {
                     }
                 }
             }
+            Event::ChannelOpen(channel, label) => self.on_channel_open(id, channel, &label),
+            Event::ChannelData(data) => self.on_channel_data(now, id, data),
+            Event::ChannelClose(channel) => self.on_channel_close(id, channel),
             other => trace!(peer = %id, "event {:?}", std::mem::discriminant(&other)),
         }
     }

@@ -248,6 +248,12 @@ impl ShardCore {
                 self.tracks.remove(&track);
                 self.stats.tracks = self.local_track_count();
             }
+            ShardMessage::Data {
+                room,
+                kind,
+                from,
+                envelope,
+            } => self.deliver_data(&room, kind, from, &envelope),
         }
         self.drain_all(now);
     }

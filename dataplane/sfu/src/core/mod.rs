@@ -173,6 +173,7 @@ impl ShardCore {
 mod allocate;
 mod bind;
 mod control;
+mod data;
 mod drain;
 mod egress;
 mod feedback;
@@ -206,6 +207,7 @@ mod tests {
                 role: PeerRole::Both,
                 offer: client_offer(now),
                 bind_tracks: Vec::new(),
+                can_send_data: true,
             };
             core.create_peer(now, id, req).expect("answer");
         }
@@ -242,6 +244,7 @@ mod tests {
             role: PeerRole::Both,
             offer: "v=0 nonsense".into(),
             bind_tracks: Vec::new(),
+            can_send_data: true,
         };
         let err = core.create_peer(now, PeerId(1), req).unwrap_err();
         assert!(matches!(err, CoreError::BadSdp(_)));

@@ -103,6 +103,8 @@ pub struct Peer {
     pub downlink_estimate: Option<Bitrate>,
     /// The desired bitrate last given to the estimator (bits/s).
     pub bwe_desired: u64,
+    /// Room data: its grant, its room-data channels, its sending budget.
+    pub data: crate::data::PeerData,
     /// Set while the peer is in the core's to-drain list.
     pub dirty: bool,
 }
@@ -181,6 +183,7 @@ impl Peer {
             negotiation: Negotiation::default(),
             downlink_estimate: None,
             bwe_desired: config.bwe_desired_kbps * 1000,
+            data: crate::data::PeerData::new(true, &config.data_limits),
             dirty: false,
         })
     }

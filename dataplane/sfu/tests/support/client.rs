@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{
     Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
@@ -173,6 +174,10 @@ pub struct TestClient {
     pub checks_suppressed: u64,
     /// The server's answer to our first offer.
     pub answer: Option<String>,
+    /// Data channels open on this client, by label.
+    pub channels: HashMap<String, ChannelId>,
+    /// Every data-channel message received: (channel label, binary, bytes).
+    pub channel_data: Vec<(String, bool, Vec<u8>)>,
     /// Datagrams str0m produced while handling input, until the world's next `poll`.
     queued: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     keys: std::sync::Arc<shardcast_rtp::srtp::tap::KeySlot>,
@@ -250,6 +255,8 @@ impl TestClient {
             consent_checks: true,
             checks_suppressed: 0,
             answer: None,
+            channels: HashMap::new(),
+            channel_data: Vec::new(),
             queued: Vec::new(),
             keys,
             srtp: None,
@@ -403,6 +410,42 @@ impl TestClient {
             .to_sdp_string()
     }
 
+    /// Open a data channel labelled `label` (in-band, DCEP) on the client's SCTP association
+    /// (its offer must have negotiated one); `lossy`: unordered, no retransmissions.
+    pub fn open_channel(&mut self, label: &str, lossy: bool) {
+        let config = str0m::channel::ChannelConfig {
+            label: label.into(),
+            ordered: !lossy,
+            reliability: if lossy {
+                str0m::channel::Reliability::MaxRetransmits { retransmits: 0 }
+            } else {
+                str0m::channel::Reliability::Reliable
+            },
+            ..Default::default()
+        };
+        let id = self.rtc.direct_api().create_data_channel(config);
+        self.channels.insert(label.into(), id);
+    }
+
+    /// Send one message on the channel labelled `label`; whether str0m took it.
+    pub fn send_on_channel(&mut self, label: &str, binary: bool, bytes: &[u8]) -> bool {
+        let Some(&id) = self.channels.get(label) else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .is_some_and(|mut c| c.write(binary, bytes).unwrap_or(false))
+    }
+
+    /// The messages received on the channel labelled `label`, in order.
+    pub fn received_on(&self, label: &str) -> Vec<&[u8]> {
+        self.channel_data
+            .iter()
+            .filter(|(l, _, _)| l == label)
+            .map(|(_, _, b)| b.as_slice())
+            .collect()
+    }
+
     /// Stop or resume sending one simulcast layer.
     pub fn set_layer_enabled(&mut self, layer: usize, enabled: bool) {
         self.layers[layer].enabled = enabled;
@@ -487,6 +530,18 @@ impl TestClient {
                 self.started = Some(now);
                 self.next_video = self.video_mid.map(|_| now);
                 self.next_audio = self.audio_mid.map(|_| now);
+            }
+            Event::ChannelOpen(id, label) => {
+                self.channels.insert(label, id);
+            }
+            Event::ChannelData(d) => {
+                let label = self
+                    .channels
+                    .iter()
+                    .find(|(_, id)| **id == d.id)
+                    .map(|(l, _)| l.clone())
+                    .unwrap_or_default();
+                self.channel_data.push((label, d.binary, d.data));
             }
             Event::KeyframeRequest(req) => {
                 self.keyframe_requests += 1;

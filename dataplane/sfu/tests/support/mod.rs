@@ -39,6 +39,8 @@ pub struct World {
     pub events: Vec<(Instant, CoreEvent)>,
     /// Cross-shard messages the core emitted, for a test to hand to another core.
     pub to_shards: Vec<(ShardId, shardcast_sfu::ShardMessage)>,
+    /// Messages the core handed to every other shard (`Output::ToEveryShard`).
+    pub to_every_shard: Vec<shardcast_sfu::ShardMessage>,
     core_deadline: Instant,
     next_local: u64,
     /// How many times the core's own deadline woke it (`handle_timeout`).
@@ -83,6 +85,7 @@ impl World {
             net: Net::new(seed),
             events: Vec::new(),
             to_shards: Vec::new(),
+            to_every_shard: Vec::new(),
             core_deadline: now,
             next_local: 1,
             core_wakeups: 0,
@@ -132,6 +135,7 @@ impl World {
                     role,
                     offer,
                     bind_tracks: Vec::new(),
+                    can_send_data: true,
                 },
             )
             .expect("create_peer");
@@ -270,6 +274,7 @@ impl World {
                         break;
                     }
                     Output::ToShard { shard, msg } => self.to_shards.push((shard, msg)),
+                    Output::ToEveryShard { msg } => self.to_every_shard.push(msg),
                     Output::Event(e) => {
                         progressed = true;
                         self.on_core_event(e);
