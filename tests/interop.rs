@@ -2,8 +2,9 @@
 //! `shardcast serve`: the scripts in `tests/interop/` (GStreamer webrtcbin through Debian's
 //! python3, aiortc through the venv of `scripts/install-python`), each a child process whose
 //! JSON-lines report (one `tick` a second: frames decoded or sent, connection states) the
-//! test reads from its log; and what a test needs around them (dev tokens, a WHIP/WHEP POST,
-//! the server's /metrics).
+//! test reads from its log; aiortc also as a signaling room member with only data channels
+//! ([`StackPeer::aiortc_room_data`]); and what a test needs around them (dev tokens, a
+//! WHIP/WHEP POST, the server's /metrics).
 //!
 //! Never: skip when a stack is missing (a missing package or venv is an error naming the
 //! install step), or let a client reach anything but 127.0.0.1 (the scripts gather loopback
@@ -111,6 +112,31 @@ impl StackPeer {
             }
         }
         let log = dir.join(format!("{stack:?}-{mode}.log"));
+        let process = ChildGuard::spawn(&name, cmd, &log)?;
+        Ok(Self { name, process, log })
+    }
+
+    /// aiortc as a room member on the signaling WebSocket `ws_url` whose peer connection
+    /// carries only the `shardcast` data channel (`tests/interop/aiortc_room_data.py`): it
+    /// sends `text` once the channel opens and reports every room-data message it gets
+    /// (`{"event": "data", "from", "text", "binary"}`), for `seconds`.
+    pub fn aiortc_room_data(
+        ws_url: &str,
+        token: &str,
+        seconds: u64,
+        text: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let name = "aiortc room data".to_string();
+        let script = repo_root()
+            .join("tests")
+            .join("interop")
+            .join("aiortc_room_data.py");
+        let mut cmd = Command::new(venv_python()?);
+        cmd.arg("-u")
+            .arg(script)
+            .args([ws_url, token, &seconds.to_string(), text]);
+        let log = dir.join("aiortc-room-data.log");
         let process = ChildGuard::spawn(&name, cmd, &log)?;
         Ok(Self { name, process, log })
     }

@@ -3,11 +3,14 @@
 //! before its first offer; what one participant sends reaches the other with the sender's
 //! identity, over Chromium's SCTP/DCEP against the server's (str0m's). Revoking `canChat`
 //! over REST stops a participant's messages at the node; granting it again lets them through.
+//! A second stack: aiortc (its SCTP in Python) joins over the signaling WebSocket with only a
+//! data channel and exchanges room data with a Chromium page.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use shardcast_tests::chromium::Browser;
+use shardcast_tests::interop::StackPeer;
 use shardcast_tests::layers::report;
 use shardcast_tests::server::Server;
 
@@ -118,6 +121,77 @@ fn room_data_reaches_the_other_page_with_its_sender_and_follows_can_chat() -> an
         !has(&s, "bob", "shardcast", "while revoked"),
         "a message sent without canChat reached the room: {:?}",
         received(&s)
+    );
+    Ok(())
+}
+
+#[test]
+fn aiortc_and_chromium_exchange_room_data() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let room = "data-interop";
+    let mut alice = Browser::launch("alice", &server.page_url(room, "alice", "Alice"))?;
+    alice
+        .wait_stats(
+            "both room-data channels open",
+            Duration::from_secs(30),
+            channels_open,
+        )
+        .map_err(|e| e.context(server.log_tail(40)))?;
+
+    // bob: a viewer that receives no media (no canSubscribe: no server offers), chat allowed.
+    let token = server.tenant_request(
+        reqwest::Method::POST,
+        &format!("/v1/rooms/{room}/tokens"),
+        Some(json!({ "identity": "bob", "role": "viewer", "grants": {
+            "canPublish": false, "canSubscribe": false, "canChat": true, "roomAdmin": false } })),
+    )?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let dir = tempfile::tempdir()?;
+    let ws_url = format!("{}/v1/rtc", server.base_url.replacen("http", "ws", 1));
+    let mut bob =
+        StackPeer::aiortc_room_data(&ws_url, &token, 60, "hello from aiortc", dir.path())?;
+    let fail = |what: &str, bob: &StackPeer| {
+        anyhow::anyhow!(
+            "{what}\n{}\n--- server ---\n{}",
+            bob.log_tail(30),
+            server.log_tail(30)
+        )
+    };
+    shardcast_tests::wait_for("aiortc's channel to open", Duration::from_secs(30), || {
+        bob.check_running()?;
+        Ok(bob
+            .reports()
+            .iter()
+            .any(|r| r["event"] == "open")
+            .then_some(()))
+    })
+    .map_err(|e| fail(&format!("{e:#}"), &bob))?;
+
+    alice
+        .wait_stats("aiortc's message", Duration::from_secs(10), |s| {
+            has(s, "bob", "shardcast", "hello from aiortc")
+        })
+        .map_err(|e| e.context(fail("", &bob)))?;
+    send(&mut alice, "hello from chromium", false)?;
+    let got = shardcast_tests::wait_for(
+        "chromium's message at aiortc",
+        Duration::from_secs(10),
+        || {
+            Ok(bob
+                .reports()
+                .into_iter()
+                .find(|r| r["event"] == "data" && r["from"] == "alice"))
+        },
+    )
+    .map_err(|e| fail(&format!("{e:#}"), &bob))?;
+    assert_eq!(got["text"], "hello from chromium", "{got}");
+    assert_eq!(got["binary"], true, "delivered as a binary envelope: {got}");
+    assert!(
+        !bob.reports().iter().any(|r| r["event"] == "garbage"),
+        "{}",
+        bob.log_tail(20)
     );
     Ok(())
 }
