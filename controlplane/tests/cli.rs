@@ -159,6 +159,8 @@ fn serve_zero_config_then_token_and_room_list() {
             "standup",
             "--password",
             "pw",
+            "--video-codecs",
+            "vp9,vp8",
             "--url",
             &url,
         ])
@@ -171,6 +173,9 @@ fn serve_zero_config_then_token_and_room_list() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let room: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(room["has_password"], true);
+    assert_eq!(room["video_codecs"], serde_json::json!(["vp9", "vp8"]));
     drop(server);
     std::thread::sleep(Duration::from_millis(100));
 }

@@ -69,6 +69,7 @@ async fn a_lagging_event_log_resyncs_from_the_node() {
                 offer: offer(i, sock),
                 bind_tracks: vec![],
                 can_send_data: true,
+                video_codecs: Vec::new(),
             })
             .await
             .unwrap()

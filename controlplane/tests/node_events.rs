@@ -162,6 +162,7 @@ impl Publisher {
                 offer,
                 bind_tracks: vec![],
                 can_send_data: true,
+                video_codecs: Vec::new(),
             })
             .await
             .unwrap();

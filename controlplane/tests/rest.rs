@@ -290,6 +290,11 @@ async fn room_lifecycle_and_settings() {
     assert_eq!(created["max_participants"], 10);
     assert_eq!(created["ask_before_join"], true);
     assert_eq!(created["empty_timeout_secs"], 300);
+    assert_eq!(
+        created["video_codecs"],
+        json!([]),
+        "no codec preference by default"
+    );
     assert!(
         !created.to_string().contains("argon2"),
         "no hash in responses"
@@ -323,6 +328,17 @@ async fn room_lifecycle_and_settings() {
     assert_eq!(updated["max_participants"], Value::Null);
     assert_eq!(updated["ask_before_join"], true, "absent fields are kept");
     assert_eq!(updated["empty_timeout_secs"], 60);
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            "/v1/rooms/board",
+            &t.auth(),
+            Some(json!({ "video_codecs": ["vp9", "h264"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["video_codecs"], json!(["vp9", "h264"]));
+    assert_eq!(updated["empty_timeout_secs"], 60, "absent fields are kept");
 
     let (_, list) = app.call(Method::GET, "/v1/rooms", &t.auth(), None).await;
     assert_eq!(list["rooms"].as_array().unwrap().len(), 1);
@@ -366,6 +382,18 @@ async fn bad_bodies_are_rejected_and_change_nothing() {
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request");
     let got = room(&app, &t, json!({ "name": "zero", "max_participants": 0 })).await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request");
+    let twice = json!({ "name": "twice", "video_codecs": ["vp8", "vp8"] });
+    assert_error(
+        &room(&app, &t, twice).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let unknown = json!({ "name": "av1", "video_codecs": ["av1"] });
+    assert_error(
+        &room(&app, &t, unknown).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    );
     let huge = json!({ "name": "big", "password": "p".repeat(70 * 1024) }).to_string();
     let got = app
         .raw(TestApp::request(

@@ -177,6 +177,7 @@ impl MediaNode {
             offer,
             bind_tracks,
             can_send_data,
+            video_codecs,
         } = request;
         // Tracks to bind into the answer (WHEP), looked up by id. A track that is gone is
         // simply not bound; a track on another shard gets its fan-out first, so its first
@@ -220,6 +221,7 @@ impl MediaNode {
             offer,
             bind_tracks: bind,
             can_send_data,
+            video_codecs,
         };
         self.peers_on_shard[shard.0 as usize].fetch_add(1, Ordering::Relaxed);
         let answer = self

@@ -49,6 +49,7 @@ fn h264_simulcast_layers_switch_on_keyframes() {
             offer,
             bind_tracks: Vec::new(),
             can_send_data: true,
+            video_codecs: Vec::new(),
         }))
         .expect("create_peer");
     client

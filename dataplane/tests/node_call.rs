@@ -120,6 +120,7 @@ fn node_api_replies_and_events() {
             offer: "not sdp".into(),
             bind_tracks: Vec::new(),
             can_send_data: true,
+            video_codecs: Vec::new(),
         }));
     assert!(matches!(bad, Err(NodeError::BadSdp(_))), "{bad:?}");
     let ghost = PeerId(0x0000_0000_0000_0042);

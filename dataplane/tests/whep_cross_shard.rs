@@ -37,6 +37,7 @@ fn a_whep_viewer_on_another_shard_gets_the_bound_tracks() {
                 offer,
                 bind_tracks: c.published(alice),
                 can_send_data: true,
+                video_codecs: Vec::new(),
             }))
             .expect("create_peer");
         assert_ne!(

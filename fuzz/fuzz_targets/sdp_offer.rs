@@ -53,6 +53,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             offer: offer.to_string(),
             bind_tracks: Vec::new(),
             can_send_data: true,
+            video_codecs: Vec::new(),
         };
         if let Ok(answer) = node.core.create_peer(node.now, id, req) {
             if let Err(e) = SdpAnswer::from_sdp_string(&answer) {

@@ -68,6 +68,7 @@ fn session() -> Session {
         offer: offer.clone(),
         bind_tracks: Vec::new(),
         can_send_data: true,
+        video_codecs: Vec::new(),
     };
     core.create_peer(now, peer, req)
         .expect("WHIP offer accepted");

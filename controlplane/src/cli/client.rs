@@ -38,6 +38,10 @@ pub struct RoomCreateArgs {
     /// Seconds an empty room lives on.
     #[arg(long)]
     pub empty_timeout_secs: Option<u64>,
+    /// Video codecs the room prefers, most preferred first (e.g. `vp9,vp8`; of vp8, vp9,
+    /// h264): publishers send the first of them they offer.
+    #[arg(long, value_delimiter = ',')]
+    pub video_codecs: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -83,6 +87,9 @@ pub async fn room_create(config: &Config, args: RoomCreateArgs) -> anyhow::Resul
     }
     if let Some(t) = args.empty_timeout_secs {
         body["empty_timeout_secs"] = json!(t);
+    }
+    if !args.video_codecs.is_empty() {
+        body["video_codecs"] = json!(args.video_codecs);
     }
     let url = format!("{}/v1/rooms", args.client.url.trim_end_matches('/'));
     let room = send(

@@ -258,6 +258,9 @@ fn schemas() -> Value {
         }
     });
     let role = json!({ "type": "string", "enum": ["host", "participant", "viewer"] });
+    let video_codecs = json!({ "type": "array", "uniqueItems": true,
+        "items": { "type": "string", "enum": ["vp8", "vp9", "h264"] },
+        "description": "video codecs the room prefers, most preferred first; publishers send the first of them they offered" });
     let source = json!({ "type": "string", "enum": ["camera", "microphone", "screen", "screen_audio"],
         "description": "what the track carries, as its publisher said in its signaling offer's `sources`; camera or microphone by default" });
     json!({
@@ -276,14 +279,16 @@ fn schemas() -> Value {
         "CreateRoom": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": { "type": "string" }, "password": { "type": "string" },
             "max_participants": { "type": "integer", "minimum": 1 }, "ask_before_join": { "type": "boolean" },
-            "empty_timeout_secs": { "type": "integer" } } },
+            "empty_timeout_secs": { "type": "integer" }, "video_codecs": video_codecs } },
         "UpdateRoom": { "type": "object", "additionalProperties": false, "properties": {
             "password": { "type": ["string", "null"] }, "max_participants": { "type": ["integer", "null"] },
-            "ask_before_join": { "type": "boolean" }, "empty_timeout_secs": { "type": "integer" } } },
+            "ask_before_join": { "type": "boolean" }, "empty_timeout_secs": { "type": "integer" },
+            "video_codecs": video_codecs } },
         "Room": { "type": "object", "properties": {
             "name": { "type": "string" }, "has_password": { "type": "boolean" },
             "max_participants": { "type": ["integer", "null"] }, "ask_before_join": { "type": "boolean" },
-            "empty_timeout_secs": { "type": "integer" }, "created_at": { "type": "integer" } } },
+            "empty_timeout_secs": { "type": "integer" }, "video_codecs": video_codecs,
+            "created_at": { "type": "integer" } } },
         "RoomList": { "type": "object", "properties": { "rooms": { "type": "array", "items": schema("Room") } } },
         "Grants": grants,
         "GrantsUpdate": { "type": "object", "additionalProperties": false, "properties": {

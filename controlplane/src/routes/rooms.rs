@@ -11,7 +11,7 @@ use crate::auth::TenantAuth;
 use crate::error::ApiError;
 use crate::ids::RoomName;
 use crate::services::rooms::{self, CreateRoom, UpdateRoom};
-use crate::store::records::{RoomRecord, RoomSettings};
+use crate::store::records::{RoomRecord, RoomSettings, VideoCodec};
 
 pub fn routes() -> Vec<RouteSpec> {
     vec![
@@ -32,6 +32,8 @@ pub struct CreateRoomBody {
     #[serde(default)]
     pub ask_before_join: bool,
     pub empty_timeout_secs: Option<u32>,
+    #[serde(default)]
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 /// Present-and-null is "clear", absent is "keep".
@@ -52,6 +54,7 @@ pub struct UpdateRoomBody {
     pub max_participants: Option<Option<u32>>,
     pub ask_before_join: Option<bool>,
     pub empty_timeout_secs: Option<u32>,
+    pub video_codecs: Option<Vec<VideoCodec>>,
 }
 
 /// A room as the API shows it: whether it has a password, never the hash.
@@ -62,6 +65,9 @@ pub struct RoomView {
     pub max_participants: Option<u32>,
     pub ask_before_join: bool,
     pub empty_timeout_secs: u32,
+    /// Empty: no preference.
+    #[serde(default)]
+    pub video_codecs: Vec<VideoCodec>,
     pub created_at: u64,
 }
 
@@ -73,6 +79,7 @@ impl From<RoomRecord> for RoomView {
             max_participants: r.settings.max_participants,
             ask_before_join: r.settings.ask_before_join,
             empty_timeout_secs: r.settings.empty_timeout_secs,
+            video_codecs: r.settings.video_codecs,
             created_at: r.created_at,
         }
     }
@@ -98,6 +105,7 @@ async fn create(
             empty_timeout_secs: body
                 .empty_timeout_secs
                 .unwrap_or(defaults.empty_timeout_secs),
+            video_codecs: body.video_codecs,
         },
     };
     let room = rooms::create(
@@ -147,6 +155,7 @@ async fn update(
         max_participants: body.max_participants,
         ask_before_join: body.ask_before_join,
         empty_timeout_secs: body.empty_timeout_secs,
+        video_codecs: body.video_codecs,
     };
     let updated = rooms::update(state.store.as_ref(), &auth.tenant, &room, req).await?;
     Ok(Json(updated.into()))

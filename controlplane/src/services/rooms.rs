@@ -21,7 +21,7 @@ use super::now_unix_secs;
 use crate::auth::{password, PasswordLimiter};
 use crate::error::ApiError;
 use crate::ids::{RoomName, TenantId};
-use crate::store::records::{ParticipantRecord, RoomRecord, RoomSettings};
+use crate::store::records::{ParticipantRecord, RoomRecord, RoomSettings, VideoCodec};
 use crate::store::typed::{get_json, list_json, list_json_limited, to_json, update_json};
 use crate::store::{keys, End, Expect, Store, StoreError, TxnWrite, WatchKind};
 
@@ -44,12 +44,23 @@ pub struct UpdateRoom {
     pub max_participants: Option<Option<u32>>,
     pub ask_before_join: Option<bool>,
     pub empty_timeout_secs: Option<u32>,
+    pub video_codecs: Option<Vec<VideoCodec>>,
 }
 
 fn validate(settings: &RoomSettings) -> Result<(), ApiError> {
     if settings.max_participants == Some(0) {
         return Err(ApiError::InvalidRequest(
             "max_participants must be at least 1 (omit it for no limit)".into(),
+        ));
+    }
+    let codecs = &settings.video_codecs;
+    if codecs
+        .iter()
+        .enumerate()
+        .any(|(i, c)| codecs[..i].contains(c))
+    {
+        return Err(ApiError::InvalidRequest(
+            "video_codecs names a codec twice".into(),
         ));
     }
     Ok(())
@@ -263,6 +274,9 @@ pub async fn update(
         }
         if let Some(t) = req.empty_timeout_secs {
             settings.empty_timeout_secs = t;
+        }
+        if let Some(v) = &req.video_codecs {
+            settings.video_codecs = v.clone();
         }
         validate(&settings)?;
         r.settings = settings;

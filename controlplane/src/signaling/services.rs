@@ -85,10 +85,13 @@ impl Member {
 }
 
 /// Room settings that matter at join time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoomPolicy {
     pub ask_before_join: bool,
     pub max_participants: Option<u32>,
+    /// The room's video codec preference as the media node takes it (lower-case encoding
+    /// names, most preferred first), for the session's peer.
+    pub video_codecs: Vec<String>,
 }
 
 /// Where a participant is in the join flow.

@@ -323,6 +323,12 @@ impl SignalServices for StoreServices {
             Ok(RoomPolicy {
                 ask_before_join: room.settings.ask_before_join,
                 max_participants: room.settings.max_participants,
+                video_codecs: room
+                    .settings
+                    .video_codecs
+                    .iter()
+                    .map(|c| c.as_str().to_string())
+                    .collect(),
             })
         })
     }

@@ -33,6 +33,30 @@ pub struct RoomSettings {
     pub ask_before_join: bool,
     /// Close the room after it has been empty this long.
     pub empty_timeout_secs: u32,
+    /// The video codecs the room prefers, most preferred first (empty: each publisher's
+    /// own choice). Publishers send the first of these they offer.
+    #[serde(default)]
+    pub video_codecs: Vec<VideoCodec>,
+}
+
+/// A video codec a room may prefer (`"vp8"`, `"vp9"`, `"h264"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoCodec {
+    Vp8,
+    Vp9,
+    H264,
+}
+
+impl VideoCodec {
+    /// The SDP encoding name, in lower case: what the media node matches.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::Vp9 => "vp9",
+            VideoCodec::H264 => "h264",
+        }
+    }
 }
 
 impl Default for RoomSettings {
@@ -41,6 +65,7 @@ impl Default for RoomSettings {
             max_participants: None,
             ask_before_join: false,
             empty_timeout_secs: 300,
+            video_codecs: Vec::new(),
         }
     }
 }

@@ -53,6 +53,7 @@ fn create_peer(c: &mut Criterion) {
                 offer: offer.clone(),
                 bind_tracks: Vec::new(),
                 can_send_data: true,
+                video_codecs: Vec::new(),
             };
             let answer = core.create_peer(now, id, req).expect("an answer");
             black_box(answer);

@@ -108,6 +108,11 @@ pub struct CreatePeer<T> {
     /// plane's `canChat`); receiving needs no grant. Absent on the wire: allowed.
     #[serde(default = "allowed")]
     pub can_send_data: bool,
+    /// The room's video codecs, most preferred first, as lower-case encoding names (`"vp9"`,
+    /// `"vp8"`, `"h264"`): the answers to this peer's offers list those first, so a publisher
+    /// sends the first of them it offered. Empty: the offer's own order.
+    #[serde(default)]
+    pub video_codecs: Vec<String>,
 }
 
 fn allowed() -> bool {

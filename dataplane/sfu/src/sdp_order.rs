@@ -1,4 +1,4 @@
-//! The order of video codecs in our answers: the offerer's.
+//! The order of video codecs in our answers: the room's preference, then the offerer's.
 //!
 //! str0m 0.25 writes an answer's formats in the order of its own codec configuration (VP8,
 //! H.264, VP9), and an offerer sends with the first codec of the answer it can send: a
@@ -8,15 +8,27 @@
 //! order in which the offer's section with the same mid lists those codecs (matched by
 //! encoding name, and for VP9 and H.264 by the profile in `a=fmtp`, since the answer may
 //! number them differently); an RTX format follows the codec it repairs (`apt`); a format
-//! the offer does not name keeps its place after the others. Audio is left alone: there the
-//! answer's order (RED before Opus) is what makes libwebrtc send RED (`sdp_red`).
+//! the offer does not name keeps its place after the others. A room that prefers codecs
+//! (`CreatePeer::video_codecs`, e.g. `["vp9", "vp8"]`) puts those first, in its order, and
+//! the offer's order decides among the rest and among a codec's profiles: a publisher that
+//! offers VP8 first sends VP9 in a room that prefers VP9, if it offered VP9 at all. Audio is
+//! left alone: there the answer's order (RED before Opus) is what makes libwebrtc send RED
+//! (`sdp_red`).
 //!
 //! Owns nothing. Must never add, drop or change a format, touch any other line, or fail:
 //! SDP it cannot read comes back unchanged.
 
 /// `answer` with each accepted video m-section's formats in `offer`'s order (see the module
 /// documentation). Idempotent.
+#[cfg(test)]
 pub fn video_codecs_in_offer_order(offer: &str, answer: &str) -> String {
+    order_video_codecs(offer, answer, &[])
+}
+
+/// `answer` with each accepted video m-section's formats ordered by `preferred` (lower-case
+/// encoding names, most preferred first), then by `offer` (see the module documentation).
+/// Idempotent.
+pub fn order_video_codecs(offer: &str, answer: &str, preferred: &[String]) -> String {
     let offered = sections(offer);
     let mut out = String::with_capacity(answer.len());
     let mut rest = answer;
@@ -27,7 +39,7 @@ pub fn video_codecs_in_offer_order(offer: &str, answer: &str) -> String {
         let section = &rest[at..section_end];
         let line_end = section.find('\n').map_or(section.len(), |n| n + 1);
         let mline = &section[..line_end];
-        match reordered(mline, section, &offered) {
+        match reordered(mline, section, &offered, preferred) {
             Some(new_mline) => out.push_str(&new_mline),
             None => out.push_str(mline),
         }
@@ -73,7 +85,12 @@ fn sections(sdp: &str) -> Vec<Offered> {
 
 /// The new m-line of an answer section, when it is an accepted video section whose mid the
 /// offer has and whose formats the offer orders differently.
-fn reordered(mline: &str, section: &str, offered: &[Offered]) -> Option<String> {
+fn reordered(
+    mline: &str,
+    section: &str,
+    offered: &[Offered],
+    preferred: &[String],
+) -> Option<String> {
     let text = mline.trim_end_matches(['\r', '\n']);
     let mut fields = text.split(' ');
     let (Some("m=video"), Some(port)) = (fields.next(), fields.next()) else {
@@ -85,24 +102,28 @@ fn reordered(mline: &str, section: &str, offered: &[Offered]) -> Option<String> 
     let mid = attr(section, "a=mid:").next()?;
     let order = &offered.iter().find(|o| o.mid == mid)?.keys;
     let formats = formats(text);
+    // (room preference, offer order): a codec the offer does not name stays behind every
+    // named one, even one the room prefers (its place in the offer is unknown).
     let rank_of = |pt: &str| {
         let k = key(section, pt);
-        order
+        let name = k.split(';').next().unwrap_or("");
+        let offered = order
             .iter()
             .position(|o| *o == k)
-            .or_else(|| {
-                let name = k.split(';').next().unwrap_or("");
-                order.iter().position(|o| o.split(';').next() == Some(name))
-            })
-            .unwrap_or(usize::MAX)
+            .or_else(|| order.iter().position(|o| o.split(';').next() == Some(name)));
+        let room = preferred
+            .iter()
+            .position(|p| p == name)
+            .unwrap_or(preferred.len());
+        offered.map_or((usize::MAX, usize::MAX), |o| (room, o))
     };
-    let mut ranked: Vec<((usize, u8, usize), &str)> = formats
+    let mut ranked: Vec<(FormatRank, &str)> = formats
         .iter()
         .enumerate()
         .map(|(i, pt)| {
             let rank = if key(section, pt) == "rtx" {
                 let apt = fmtp(section, pt).and_then(|f| param(f, "apt"));
-                (apt.map_or(usize::MAX, rank_of), 1, i)
+                (apt.map_or((usize::MAX, usize::MAX), rank_of), 1, i)
             } else {
                 (rank_of(pt), 0, i)
             };
@@ -118,6 +139,10 @@ fn reordered(mline: &str, section: &str, offered: &[Offered]) -> Option<String> 
     let eol = &mline[text.len()..];
     Some(format!("{} {}{eol}", head.join(" "), sorted.join(" ")))
 }
+
+/// Where a format goes: its codec's (room preference, offer order), 1 for an RTX format
+/// (after its codec), its place in the answer.
+type FormatRank = ((usize, usize), u8, usize);
 
 /// The payload types of an m-line (`m=<media> <port> <proto> <fmt>...`).
 fn formats(mline: &str) -> Vec<&str> {
@@ -296,6 +321,34 @@ mod tests {
             assert_eq!(video_codecs_in_offer_order(&offer(), junk), junk);
             assert_eq!(video_codecs_in_offer_order(junk, &a), a);
         }
+    }
+
+    #[test]
+    fn a_room_preference_comes_before_the_offers_order() {
+        let a = answer("96 97 109 45 46");
+        let prefer =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|s| s.to_string()).collect() };
+        // The offer puts VP9 first; a room that prefers H.264 then VP8 gets those first.
+        let out = order_video_codecs(&offer(), &a, &prefer(&["h264", "vp8"]));
+        assert_eq!(
+            video_mline(&out),
+            "m=video 9 UDP/TLS/RTP/SAVPF 109 96 97 45 46"
+        );
+        assert_eq!(
+            order_video_codecs(&offer(), &out, &prefer(&["h264", "vp8"])),
+            out
+        );
+        // A preference for what the offer has first changes nothing; none is the offer's order.
+        assert_eq!(
+            order_video_codecs(&offer(), &a, &prefer(&["vp9"])),
+            video_codecs_in_offer_order(&offer(), &a)
+        );
+        // Names the answer lacks are skipped.
+        let out = order_video_codecs(&offer(), &a, &prefer(&["av1", "vp8"]));
+        assert_eq!(
+            video_mline(&out),
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97 45 46 109"
+        );
     }
 
     /// A format the offer does not name, and an RTX whose codec is unknown, stay behind.

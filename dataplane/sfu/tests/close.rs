@@ -82,6 +82,7 @@ fn a_peer_whose_ice_never_starts_is_closed_and_freed() {
             offer: offer_without_candidates(start),
             bind_tracks: Vec::new(),
             can_send_data: true,
+            video_codecs: Vec::new(),
         },
     )
     .expect("answer");

@@ -54,6 +54,7 @@ fn unbound_recvonly_lines_are_answered_inactive() {
                 offer: offer.to_sdp_string(),
                 bind_tracks: tracks,
                 can_send_data: true,
+                video_codecs: Vec::new(),
             },
         )
         .expect("answer");

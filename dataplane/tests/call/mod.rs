@@ -160,6 +160,7 @@ impl Call {
                 offer,
                 bind_tracks: Vec::new(),
                 can_send_data: true,
+                video_codecs: Vec::new(),
             }))
             .expect("create_peer");
         client

@@ -55,6 +55,7 @@ impl Hub {
             id: uuid::Uuid::new_v4().simple().to_string(),
             member,
             interactive: outbox.is_some(),
+            video_codecs: policy.video_codecs.clone(),
             state: Mutex::new(SessionState {
                 phase: if must_wait {
                     Phase::Waiting

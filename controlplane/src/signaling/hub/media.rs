@@ -98,6 +98,7 @@ impl Hub {
                 bind_tracks: bind_tracks.clone(),
                 // Room data over data channels is chat's sibling: one grant for both.
                 can_send_data: session.grants().can_chat,
+                video_codecs: session.video_codecs.clone(),
             })
             .await
             .map_err(node_err)?;

@@ -137,6 +137,9 @@ pub struct Session {
     /// A WebSocket session (renegotiates, gets auto-subscribed); false for WHIP/WHEP, whose
     /// m-lines are fixed by their one offer.
     pub interactive: bool,
+    /// The room's video codec preference when the session opened (`RoomPolicy`), handed to
+    /// the media node with its peer.
+    pub video_codecs: Vec<String>,
     pub(super) state: Mutex<SessionState>,
     /// Serializes SDP work of this session so an offer never overtakes an answer.
     pub(crate) sdp: tokio::sync::Mutex<()>,
@@ -338,6 +341,7 @@ mod tests {
             id: "s".into(),
             member,
             interactive: true,
+            video_codecs: Vec::new(),
             state: Mutex::new(state),
             sdp: tokio::sync::Mutex::new(()),
         };

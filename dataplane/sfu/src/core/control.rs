@@ -52,11 +52,12 @@ impl ShardCore {
         )
         .map_err(CoreError::BadState)?;
         peer.data.allowed = req.can_send_data;
+        peer.video_codecs = req.video_codecs.clone();
         let answer = peer
             .accept_parsed_offer(parsed)
             .map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
-        let answer = crate::sdp_order::video_codecs_in_offer_order(&offer, &answer);
+        let answer = crate::sdp_order::order_video_codecs(&offer, &answer, &req.video_codecs);
         peer.learn_red(Some(&offer), &answer);
         self.demux.add_peer(id, peer.local_ufrag.clone());
         self.rooms
@@ -97,7 +98,12 @@ impl ShardCore {
         self.drain_all(now);
         let answer = res.map_err(CoreError::BadSdp)?;
         let answer = crate::sdp_fixup::candidates_in_every_bundled_section(&answer);
-        let answer = crate::sdp_order::video_codecs_in_offer_order(offer, &answer);
+        let preferred = self
+            .peers
+            .get(&id)
+            .map(|p| p.video_codecs.clone())
+            .unwrap_or_default();
+        let answer = crate::sdp_order::order_video_codecs(offer, &answer, &preferred);
         if let Some(p) = self.peers.get_mut(&id) {
             p.learn_red(Some(offer), &answer);
         }

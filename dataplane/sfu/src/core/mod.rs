@@ -208,6 +208,7 @@ mod tests {
                 offer: client_offer(now),
                 bind_tracks: Vec::new(),
                 can_send_data: true,
+                video_codecs: Vec::new(),
             };
             core.create_peer(now, id, req).expect("answer");
         }
@@ -245,6 +246,7 @@ mod tests {
             offer: "v=0 nonsense".into(),
             bind_tracks: Vec::new(),
             can_send_data: true,
+            video_codecs: Vec::new(),
         };
         let err = core.create_peer(now, PeerId(1), req).unwrap_err();
         assert!(matches!(err, CoreError::BadSdp(_)));

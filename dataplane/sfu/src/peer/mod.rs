@@ -103,6 +103,8 @@ pub struct Peer {
     pub downlink_estimate: Option<Bitrate>,
     /// The desired bitrate last given to the estimator (bits/s).
     pub bwe_desired: u64,
+    /// The room's video codec preference (`CreatePeer::video_codecs`), for every answer.
+    pub video_codecs: Vec<String>,
     /// Room data: its grant, its room-data channels, its sending budget.
     pub data: crate::data::PeerData,
     /// Set while the peer is in the core's to-drain list.
@@ -183,6 +185,7 @@ impl Peer {
             negotiation: Negotiation::default(),
             downlink_estimate: None,
             bwe_desired: config.bwe_desired_kbps * 1000,
+            video_codecs: Vec::new(),
             data: crate::data::PeerData::new(true, &config.data_limits),
             dirty: false,
         })

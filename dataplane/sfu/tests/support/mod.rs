@@ -136,6 +136,7 @@ impl World {
                     offer,
                     bind_tracks: Vec::new(),
                     can_send_data: true,
+                    video_codecs: Vec::new(),
                 },
             )
             .expect("create_peer");
