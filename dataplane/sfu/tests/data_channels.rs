@@ -174,6 +174,31 @@ fn a_receiver_that_stops_reading_is_skipped_and_costs_the_others_nothing() {
 }
 
 #[test]
+fn a_lossy_message_never_waits_behind_more_than_the_lossy_backlog() {
+    let mut w = room(5, &["alice", "bob", "carol"], |_| (false, true));
+    let (alice, bob, carol) = (0, 1, 2);
+    w.members[bob].client.alive = false;
+    // Twenty 2-KiB messages, one per 20 ms (cursor updates, say). bob acknowledges nothing,
+    // so his lossy channel's buffer keeps what went out for him: once it holds more than
+    // 16 KiB, the rest are dropped for him at once — a reliable message would still fit his
+    // 128-KiB SCTP buffer — while carol, who acknowledges, gets every one.
+    let payload = vec![b'y'; 2 * 1024];
+    for _ in 0..20 {
+        assert!(w.members[alice]
+            .client
+            .send_on_channel(LOSSY_LABEL, true, &payload));
+        w.run_for(Duration::from_millis(20));
+    }
+    w.run_for(Duration::from_millis(200));
+    let behind = w.core.stats().data_drops_for(DataDrop::ReceiverBehind);
+    assert!(
+        (10..=12).contains(&behind),
+        "bob's channel takes 16 KiB, the rest wait for no one: {behind} dropped"
+    );
+    assert_eq!(got(&w, carol, LOSSY_LABEL).len(), 20, "carol gets them all");
+}
+
+#[test]
 fn members_on_another_shard_get_the_message_through_the_shard_message() {
     let start = std::time::Instant::now();
     let mut a = World::with_shard(
