@@ -34,6 +34,21 @@ pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
     CURRENT.scope(id, fut).await
 }
 
+/// Spawns `fut` as part of the current request — its id and its span — for work a request
+/// hands to a task of its own (a session's subscriptions after its answer, its expiry after
+/// a dropped socket): that task's log lines and node API calls carry the request's id.
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let span = tracing::Span::current();
+    match current() {
+        Some(id) => tokio::spawn(CURRENT.scope(id, fut).instrument(span)),
+        None => tokio::spawn(fut.instrument(span)),
+    }
+}
+
 /// A caller's id when it is 1–64 characters of `[A-Za-z0-9._:-]`.
 fn accepted(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;

@@ -1,13 +1,16 @@
 //! A WebSocket signaling session carries one request id — the upgrade request's
 //! `X-Request-Id`, echoed on the `101` — on every log line about it (socket open, join, leave)
 //! and on the node API calls made for it, so the media node logs the session's `create_peer`
-//! under the same id. JSON logs captured from a control plane (embedded store) whose media
+//! under the same id — including the calls a task of the session makes after the answer (a
+//! second session's subscriptions to the first one's tracks). JSON logs captured from a
+//! control plane (embedded store) whose media
 //! node is a real one behind the real node API server on loopback, reached by `RemoteNode`;
 //! the client is tokio-tungstenite with a shardcast-client offer.
 
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "cluster-secret-for-tests";
 const ID: &str = "ws-session-7f3a";
+const VIEWER_ID: &str = "ws-viewer-51c0";
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -108,22 +112,25 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], ID);
     let now = now_unix_secs();
-    let token = TokenService::default()
-        .mint(
-            &key,
-            &AccessClaims {
-                sub: "cam".into(),
-                name: "cam".into(),
-                room: RoomName::parse("traced").unwrap(),
-                role: ParticipantRole::Participant,
-                grants: Grants::for_role(ParticipantRole::Participant),
-                exp: now + 600,
-                nbf: now - 5,
-                iat: now,
-                iss: String::new(),
-            },
-        )
-        .unwrap();
+    let token_for = |identity: &str| {
+        TokenService::default()
+            .mint(
+                &key,
+                &AccessClaims {
+                    sub: identity.into(),
+                    name: identity.into(),
+                    room: RoomName::parse("traced").unwrap(),
+                    role: ParticipantRole::Participant,
+                    grants: Grants::for_role(ParticipantRole::Participant),
+                    exp: now + 600,
+                    nbf: now - 5,
+                    iat: now,
+                    iss: String::new(),
+                },
+            )
+            .unwrap()
+    };
+    let token = token_for("cam");
     send(&mut ws, json!({"type": "join", "token": token})).await;
     recv_type(&mut ws, "joined").await;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -137,7 +144,48 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
     .unwrap();
     let offer = client.create_offer(Instant::now()).unwrap();
     send(&mut ws, json!({"type": "offer", "sdp": offer})).await;
-    recv_type(&mut ws, "answer").await;
+    let answer = recv_type(&mut ws, "answer").await;
+    // cam connects and sends media, so its tracks are published.
+    client
+        .accept_answer(Instant::now(), answer["sdp"].as_str().unwrap())
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = shardcast_client::udp::spawn_driver(
+        Arc::new(std::sync::Mutex::new(client)),
+        sock,
+        stop.clone(),
+    );
+
+    // A viewer with its own id joins once cam's tracks are known; after its answer the hub
+    // subscribes it to them in a task of its own, whose node calls must carry its id.
+    let mut req = format!("ws://{addr}/v1/rtc").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("x-request-id", VIEWER_ID.parse().unwrap());
+    let (mut viewer, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    send(
+        &mut viewer,
+        json!({"type": "join", "token": token_for("view")}),
+    )
+    .await;
+    let joined = recv_type(&mut viewer, "joined").await;
+    if joined["tracks"].as_array().is_none_or(|t| t.is_empty()) {
+        recv_type(&mut viewer, "track_published").await;
+    }
+    let vsock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut view = Client::new(
+        ClientConfig::new("view", 2, TimeBase::real()).with_receive_offer(),
+        vsock.local_addr().unwrap(),
+        Instant::now(),
+    )
+    .unwrap();
+    let offer = view.create_offer(Instant::now()).unwrap();
+    send(&mut viewer, json!({"type": "offer", "sdp": offer})).await;
+    recv_type(&mut viewer, "answer").await;
+    // The server's offer follows the subscriptions.
+    recv_type(&mut viewer, "offer").await;
+    stop.store(true, Ordering::Relaxed);
+    driver.join().unwrap();
+
     send(&mut ws, json!({"type": "leave"})).await;
     // The server closes the socket once the leave is done.
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -193,5 +241,18 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
     assert!(
         node_calls >= 2,
         "the node logged {node_calls} calls under the session's id; lines:\n{text}"
+    );
+    // The viewer's create_peer, then its subscriptions, made by the hub's task.
+    let viewer_calls = lines
+        .iter()
+        .filter(|l| {
+            l["message"] == "request done"
+                && l["span"]["request_id"] == VIEWER_ID
+                && l["span"]["path"] == CALL_PATH
+        })
+        .count();
+    assert!(
+        viewer_calls >= 3,
+        "the node logged {viewer_calls} calls under the viewer's id; lines:\n{text}"
     );
 }

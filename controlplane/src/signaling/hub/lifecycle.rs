@@ -224,7 +224,7 @@ impl Hub {
         let hub = self.arc();
         let session = session.clone();
         let grace = std::time::Duration::from_secs(self.config.reconnect_grace_secs);
-        tokio::spawn(async move {
+        crate::request_id::spawn(async move {
             tokio::time::sleep(grace).await;
             let expired = {
                 let s = session.state.lock().unwrap();

@@ -118,7 +118,7 @@ impl Hub {
             let hub = self.arc();
             let session = session.clone();
             // After the answer is on its way: subscriptions lead to server offers.
-            tokio::spawn(async move { hub.subscribe_existing(&session).await });
+            crate::request_id::spawn(async move { hub.subscribe_existing(&session).await });
         }
         Ok(created.answer)
     }
