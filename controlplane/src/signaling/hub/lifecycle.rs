@@ -72,6 +72,8 @@ impl Hub {
                 sources: std::collections::BTreeMap::new(),
                 server_offer_pending: false,
                 held_offers: None,
+                // An entering session's messages wait for its `joined` (`send_joined`).
+                held_events: (!must_wait).then(Vec::new),
                 player: None,
                 resource: None,
                 role,
@@ -138,9 +140,14 @@ impl Hub {
         let m = &session.member_now();
         // Seat and record in one transaction (one etcd revision); `room_full` if the room
         // filled up since `open` looked, or while this session waited for a host.
-        let was = std::mem::replace(&mut session.state.lock().unwrap().phase, Phase::Joined);
+        let was = {
+            let mut st = session.state.lock().unwrap();
+            Session::hold_messages(&mut st);
+            std::mem::replace(&mut st.phase, Phase::Joined)
+        };
         if let Err(e) = self.services.enter_participant(m).await {
             let mut st = session.state.lock().unwrap();
+            st.held_events = None; // the room's events since were never this session's
             if st.phase == Phase::Joined {
                 st.phase = was; // a waiting session keeps waiting
             }
@@ -159,8 +166,24 @@ impl Hub {
         self.send_joined(session).await
     }
 
-    /// The `joined` message with the room's current state.
+    /// The `joined` message with the room's current state, then the messages held for the
+    /// session since it entered (or resumed): events of the room never reach a client before
+    /// the state they change. An event may also be in that state already; the client takes
+    /// both (docs/PROTOCOL.md, "Several control-plane instances").
     pub async fn send_joined(&self, session: &Session) -> Result<(), SignalError> {
+        match self.joined(session).await {
+            Ok(joined) => {
+                session.release_held(Some(joined));
+                Ok(())
+            }
+            Err(e) => {
+                session.release_held(None);
+                Err(e)
+            }
+        }
+    }
+
+    async fn joined(&self, session: &Session) -> Result<ServerMsg, SignalError> {
         let m = &session.member_now();
         let stored = self.services.participants(&m.tenant, &m.room).await?;
         let chat = self
@@ -176,7 +199,7 @@ impl Hub {
             tracks.extend(p.tracks);
             participants.push(p.info);
         }
-        session.send(ServerMsg::Joined {
+        Ok(ServerMsg::Joined {
             session: session.id.clone(),
             room: m.room.clone(),
             me: m.info(),
@@ -184,8 +207,7 @@ impl Hub {
             tracks,
             chat,
             ice_servers: self.services.ice_servers(m),
-        });
-        Ok(())
+        })
     }
 
     /// Re-attach a detached (or still attached) session to a new socket.
@@ -208,6 +230,9 @@ impl Hub {
         }
         if let Some(old) = s.outbox.replace(outbox) {
             old.push(Outgoing::Close(None));
+        }
+        if s.phase == Phase::Joined {
+            Session::hold_messages(&mut s); // until the caller's `send_joined`
         }
         s.attach_gen += 1;
         drop(s);

@@ -89,6 +89,16 @@ impl Outbox {
     pub fn overflowed(&self) -> bool {
         *self.overflow.borrow()
     }
+
+    /// How many messages the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// A message was dropped for want of room elsewhere: the outbox counts as overflowed.
+    fn set_overflowed(&self) {
+        self.overflow.send_replace(true);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +126,10 @@ pub(super) struct SessionState {
     /// While the client's own offer is being answered (`Some`), server offers wait here, so
     /// the client never gets an offer before the answer to its own (see `hold_server_offers`).
     pub(super) held_offers: Option<Vec<ServerMsg>>,
+    /// From the moment the session is in the room until its client has `joined` (the room as
+    /// it was then), messages to it wait here: an event is never seen before the state it
+    /// changes (see `release_held`). At most the outbox's capacity.
+    pub(super) held_events: Option<Vec<ServerMsg>>,
     /// A WHEP player: plays every track published in the room (only those of this identity
     /// when `Some(Some(identity))`), including tracks published after its POST.
     pub(super) player: Option<Option<String>>,
@@ -228,10 +242,36 @@ impl Session {
         std::mem::replace(&mut s.grants, grants)
     }
 
-    /// Queue a message to the client; dropped when detached.
+    /// Queue a message to the client (held until `joined` while `held_events` is on);
+    /// dropped when detached.
     pub fn send(&self, msg: ServerMsg) {
-        let s = self.state.lock().unwrap();
-        push(&s, msg);
+        let mut s = self.state.lock().unwrap();
+        let cap = s.outbox.as_ref().map_or(0, Outbox::capacity);
+        match s.held_events.as_mut() {
+            Some(held) if held.len() < cap => held.push(msg),
+            // More than the outbox could take at once: the client is as good as a slow reader.
+            Some(_) => {
+                if let Some(tx) = &s.outbox {
+                    tx.set_overflowed();
+                }
+            }
+            None => push(&s, msg),
+        }
+    }
+
+    /// Messages to this session wait from now until `release_held` (the `joined` of a
+    /// session entering the room, or of one resuming on a new socket).
+    pub(super) fn hold_messages(st: &mut SessionState) {
+        st.held_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends `first` (the `joined`), then the messages held since `hold_messages`.
+    pub(super) fn release_held(&self, first: Option<ServerMsg>) {
+        let mut s = self.state.lock().unwrap();
+        let held = s.held_events.take().unwrap_or_default();
+        for msg in first.into_iter().chain(held) {
+            push(&s, msg);
+        }
     }
 
     /// The client's offer is being answered: server offers (renegotiations the media node
@@ -331,6 +371,7 @@ mod tests {
             sources: std::collections::BTreeMap::new(),
             server_offer_pending: false,
             held_offers: None,
+            held_events: None,
             player: None,
             resource: None,
             role: member.role.clone(),
@@ -353,6 +394,10 @@ mod tests {
             .map(|o| match o {
                 Outgoing::Msg(ServerMsg::Offer { sdp }) => format!("offer {sdp}"),
                 Outgoing::Msg(ServerMsg::Answer { sdp }) => format!("answer {sdp}"),
+                Outgoing::Msg(ServerMsg::Joined { .. }) => "joined".into(),
+                Outgoing::Msg(ServerMsg::ParticipantLeft { identity }) => {
+                    format!("left {identity}")
+                }
                 other => format!("{other:?}"),
             })
             .collect()
@@ -382,6 +427,47 @@ mod tests {
             ]
         );
         assert!(s.state.lock().unwrap().server_offer_pending);
+    }
+
+    #[test]
+    fn room_events_before_joined_follow_it() {
+        let (s, mut rx) = session();
+        let left = |who: &str| ServerMsg::ParticipantLeft {
+            identity: who.into(),
+        };
+        Session::hold_messages(&mut s.state.lock().unwrap());
+        s.send(left("b"));
+        s.send(left("c"));
+        assert!(sent(&mut rx).is_empty(), "held until joined");
+        s.release_held(Some(ServerMsg::Joined {
+            session: s.id.clone(),
+            room: "r".into(),
+            me: s.member.info(),
+            participants: Vec::new(),
+            tracks: Vec::new(),
+            chat: Vec::new(),
+            ice_servers: Vec::new(),
+        }));
+        s.send(left("d"));
+        assert_eq!(sent(&mut rx), ["joined", "left b", "left c", "left d"]);
+    }
+
+    #[test]
+    fn more_held_messages_than_the_outbox_takes_overflow_it() {
+        let (outbox, _rx, overflowed) = Outbox::new(2);
+        let (s, _) = session();
+        s.state.lock().unwrap().outbox = Some(outbox);
+        Session::hold_messages(&mut s.state.lock().unwrap());
+        for _ in 0..2 {
+            s.send(ServerMsg::Pong);
+        }
+        assert!(!*overflowed.borrow());
+        s.send(ServerMsg::Pong);
+        assert!(*overflowed.borrow(), "a third message finds no room");
+        assert_eq!(
+            s.state.lock().unwrap().held_events.as_ref().unwrap().len(),
+            2
+        );
     }
 
     #[test]
