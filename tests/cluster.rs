@@ -325,6 +325,15 @@ impl Rest {
         }
     }
 
+    /// `GET /v1/nodes`: the node `id` as listed (`None` if it is not).
+    pub fn node(&self, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let r = self.admin(reqwest::Method::GET, "/v1/nodes").send()?;
+        let v = Self::check(r, "list nodes")?;
+        Ok(v["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["id"] == id).cloned()))
+    }
+
     /// `GET /v1/nodes`: the live nodes' ids and whether each is draining.
     pub fn nodes(&self) -> anyhow::Result<Vec<(String, bool)>> {
         let r = self.admin(reqwest::Method::GET, "/v1/nodes").send()?;

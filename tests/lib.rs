@@ -27,6 +27,7 @@ pub mod cdp;
 pub mod chromium;
 pub mod cluster;
 pub mod cluster_call;
+pub mod cluster_pages;
 pub mod etcd;
 pub mod interop;
 pub mod layers;

@@ -31,6 +31,8 @@ pub struct Participant {
     pub joined: Value,
     /// When each `node_lost` arrived.
     pub node_lost_at: Vec<Instant>,
+    /// Each `node_lost`'s `reason` (`lost`, `draining`).
+    pub node_lost_reasons: Vec<String>,
     /// When each media restart after `node_lost` got its answer.
     pub media_restarted_at: Vec<Instant>,
     /// Packets the clients replaced by a media restart had received.
@@ -108,6 +110,7 @@ impl Participant {
             tracks_seen: Vec::new(),
             joined: Value::Null,
             node_lost_at: Vec::new(),
+            node_lost_reasons: Vec::new(),
             media_restarted_at: Vec::new(),
             received_before: 0,
         };
@@ -214,6 +217,8 @@ impl Participant {
             Some("track_published") => self.tracks_seen.push(v["track"].clone()),
             Some("node_lost") => {
                 self.node_lost_at.push(Instant::now());
+                let reason = v["reason"].as_str().unwrap_or_default();
+                self.node_lost_reasons.push(reason.to_string());
                 self.restart_media()?;
             }
             Some("error") => bail!("{}: server error: {v}", self.identity),

@@ -278,21 +278,42 @@ impl Placement {
         let t = TenantId::parse(tenant).map_err(|e| PlacementError::BadName(e.to_string()))?;
         let r = RoomName::parse(room).map_err(|e| PlacementError::BadName(e.to_string()))?;
         for _ in 0..3 {
-            if let Some(b) = nodes::binding(store, &t, &r).await? {
-                match nodes::get(store, &b.node).await? {
-                    Some(view) if !cluster.is_dead(&view.record) => {
-                        return Ok(cluster.handle(&view.record))
-                    }
-                    _ => {
-                        // The node's lease expired, or this instance found it lost: forget
-                        // the binding and place again.
-                        tracing::info!(node = %b.node, %room, "bound node is gone; re-placing");
-                        nodes::unbind_room(store, &t, &r).await?;
+            let (bound, chosen) = match nodes::binding_versioned(store, &t, &r).await? {
+                None => {
+                    let chosen = Self::choose(cluster, store).await?;
+                    let bound = nodes::bind_room(store, &t, &r, &chosen.id, now_ms()).await?;
+                    (bound, chosen)
+                }
+                Some(b) => {
+                    let view = nodes::get(store, &b.value.node).await?;
+                    let live = view.filter(|v| !cluster.is_dead(&v.record));
+                    match live {
+                        Some(v) if !v.draining => return Ok(cluster.handle(&v.record)),
+                        // Draining: the room moves if another node takes it, else stays.
+                        Some(v) => match Self::choose(cluster, store).await {
+                            Err(PlacementError::NoNode) => return Ok(cluster.handle(&v.record)),
+                            Err(e) => return Err(e),
+                            Ok(chosen) => {
+                                tracing::info!(node = %b.value.node, to = %chosen.id, %room, "bound node is draining; moving the room");
+                                let to = &chosen.id;
+                                let bound =
+                                    nodes::rebind_room(store, &t, &r, b.revision, to, now_ms())
+                                        .await?;
+                                (bound, chosen)
+                            }
+                        },
+                        // The node's lease expired, or this instance found it lost.
+                        None => {
+                            tracing::info!(node = %b.value.node, %room, "bound node is gone; re-placing");
+                            let chosen = Self::choose(cluster, store).await?;
+                            let to = &chosen.id;
+                            let bound =
+                                nodes::rebind_room(store, &t, &r, b.revision, to, now_ms()).await?;
+                            (bound, chosen)
+                        }
                     }
                 }
-            }
-            let chosen = Self::choose(cluster, store).await?;
-            let bound = nodes::bind_room(store, &t, &r, &chosen.id, now_ms()).await?;
+            };
             if bound.node == chosen.id {
                 cluster.placed_on(&chosen);
             }
@@ -322,6 +343,25 @@ impl Placement {
         }
         nodes::bind_room(store, &t, &r, id, now_ms()).await?;
         Ok(node.clone())
+    }
+
+    /// Cluster mode: the nodes an operator marks draining, from now on (`nodes::drain_marks`);
+    /// `None` in the all-in-one modes, whose one node has nowhere to move rooms to.
+    pub fn drain_marks(&self) -> Option<tokio::sync::mpsc::Receiver<NodeId>> {
+        match &self.mode {
+            Mode::Cluster(c) => Some(nodes::drain_marks(c.store.clone())),
+            _ => None,
+        }
+    }
+
+    /// Whether a room could be placed on a node other than `node` now (cluster mode).
+    pub async fn takes_rooms_besides(&self, node: &str) -> bool {
+        match &self.mode {
+            Mode::Cluster(c) => Self::choose(c, c.store.as_ref())
+                .await
+                .is_ok_and(|n| n.id.as_str() != node),
+            _ => false,
+        }
     }
 
     /// The least-loaded live node that takes new rooms.

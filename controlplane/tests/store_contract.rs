@@ -72,6 +72,8 @@ backends!(
     contract_watch,
     contract_typed_update_is_atomic,
     contract_room_binding_first_wins,
+    contract_rebinding_a_room_moves_it_once,
+    contract_drain_marks_are_seen,
     contract_password_limit_is_shared,
     contract_seats_admit_exactly_max_under_concurrent_joins,
     contract_transactions_are_all_or_nothing,
@@ -349,6 +351,77 @@ async fn contract_room_binding_first_wins(store: Arc<dyn Store>) {
             .unwrap(),
         None
     );
+}
+
+/// Instances that re-place one room (its node drained or gone) from the binding they read
+/// all end up on the node the first of them chose: the room is never split.
+async fn contract_rebinding_a_room_moves_it_once(store: Arc<dyn Store>) {
+    let tenant = TenantId::parse("acme").unwrap();
+    let room = RoomName::parse("moving").unwrap();
+    let old = NodeId::parse("node-old").unwrap();
+    nodes::bind_room(store.as_ref(), &tenant, &room, &old, 0)
+        .await
+        .unwrap();
+    let read = nodes::binding_versioned(store.as_ref(), &tenant, &room)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.value.node, old);
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (s, t, r) = (store.clone(), tenant.clone(), room.clone());
+        let revision = read.revision;
+        tasks.push(tokio::spawn(async move {
+            let node = NodeId::parse(format!("node-{n}")).unwrap();
+            nodes::rebind_room(s.as_ref(), &t, &r, revision, &node, 1)
+                .await
+                .unwrap()
+                .node
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.push(t.await.unwrap());
+    }
+    winners.dedup();
+    assert_eq!(winners.len(), 1, "one node for the room: {winners:?}");
+    assert_ne!(winners[0], old);
+    let stored = nodes::binding(store.as_ref(), &tenant, &room)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.node, winners[0]);
+    // A rebind from a revision that no longer holds leaves the binding as it is.
+    let late = NodeId::parse("node-late").unwrap();
+    let held = nodes::rebind_room(store.as_ref(), &tenant, &room, read.revision, &late, 2)
+        .await
+        .unwrap();
+    assert_eq!(held.node, winners[0]);
+}
+
+/// A node marked draining before the watch starts, and one marked after, both come out of
+/// `drain_marks`; an undrain does not.
+async fn contract_drain_marks_are_seen(store: Arc<dyn Store>) {
+    let before = NodeId::parse("node-before").unwrap();
+    let after = NodeId::parse("node-after").unwrap();
+    nodes::set_draining(store.as_ref(), &before, true, 1)
+        .await
+        .unwrap();
+    let mut marks = nodes::drain_marks(store.clone());
+    async fn next(marks: &mut tokio::sync::mpsc::Receiver<NodeId>) -> NodeId {
+        tokio::time::timeout(Duration::from_secs(10), marks.recv())
+            .await
+            .expect("a drain mark within 10 s")
+            .unwrap()
+    }
+    assert_eq!(next(&mut marks).await, before);
+    nodes::set_draining(store.as_ref(), &before, false, 2)
+        .await
+        .unwrap();
+    nodes::set_draining(store.as_ref(), &after, true, 3)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut marks).await, after);
 }
 
 // ---- embedded only: persistence across restarts ----

@@ -26,7 +26,7 @@ const S = {
   room: "", name: "", identity: "", token: "", password: "",
   ws: null, pc: null, session: null, me: null, joined: false, leaving: false,
   reconnects: 0,
-  nodeLost: 0, // times the media node under our peer connection died (node_lost)
+  nodeLost: 0, // times the media node under our peer connection died or was drained (node_lost)
   participants: new Map(), // identity -> participant object
   tracks: new Map(), // track id -> { id, identity, kind, rids, muted }
   receivers: new Map(), // mid -> { mid, kind, track (MediaStreamTrack) }
@@ -227,7 +227,7 @@ function handleMessage(msg) {
     case "waiting": return setStatus("waiting for a host to let you in…");
     case "denied": S.leaving = true; return teardown("a host denied entry" + (msg.reason ? ": " + msg.reason : ""));
     case "kicked": S.leaving = true; return teardown("removed from the room" + (msg.reason ? ": " + msg.reason : ""));
-    case "node_lost": return onNodeLost();
+    case "node_lost": return onNodeLost(msg.reason);
     // The instance is stopping and closes the socket; onclose joins again (through another
     // instance behind the load balancer) as a new session.
     case "server_shutdown": return setStatus("server restarting, rejoining…", "error");
@@ -322,12 +322,13 @@ function addReceiveOnly() {
   S.pc.addTransceiver("video", { direction: "recvonly" });
 }
 
-// The media node under our peer connection died (docs/PROTOCOL.md, node_lost). We are still
-// in the room: a fresh peer connection with the same camera and microphone offers again,
-// and the server places it on a live node.
-function onNodeLost() {
+// The media node under our peer connection died, or is drained and the room moves
+// (docs/PROTOCOL.md, node_lost). We are still in the room: a fresh peer connection with the
+// same camera and microphone offers again, and the server places it on a live node.
+function onNodeLost(reason) {
   S.nodeLost += 1;
-  setStatus("media server lost, reconnecting media…", "error");
+  if (reason === "draining") setStatus("moving to another media server…", "joined");
+  else setStatus("media server lost, reconnecting media…", "error");
   // The old peer goes now, so nothing (stats included) reads it any more.
   if (S.pc) S.pc.close();
   S.pc = null;

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use shardcast_tests::cluster::{ControlPlane, MediaNodeProcess, Rest};
+use shardcast_tests::cluster::MediaNodeProcess;
 use shardcast_tests::cluster_call::ClusterCall;
-use shardcast_tests::etcd::Etcd;
+use shardcast_tests::cluster_pages::PageCall;
 
 const LEASE_SECS: u64 = 60;
 /// The targets of issue 14: clients told within 2 s, media back within 5 s.
@@ -57,60 +57,11 @@ fn a_killed_media_nodes_clients_are_told_and_resume_on_the_survivor() -> anyhow:
     Ok(())
 }
 
-fn frames(s: &serde_json::Value, who: &str) -> u64 {
-    s["remote"][who]["video"]["framesDecoded"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// The demo page in Chromium: told `node_lost`, it shows it, builds a fresh peer connection
 /// by itself and the call goes on through the surviving node, in both directions.
 #[test]
 fn the_demo_page_rejoins_by_itself_when_its_media_node_dies() -> anyhow::Result<()> {
-    use shardcast_tests::chromium::Browser;
-    let etcd = Etcd::start()?;
-    let mut node_a = MediaNodeProcess::start(&etcd, "node-a", LEASE_SECS)?;
-    let cp = ControlPlane::start(&etcd)?;
-    let mut rest = Rest::new(&cp.base_url)?;
-    rest.create_tenant("acme")?;
-    rest.create_room("page")?;
-    let url = |who: &str, name: &str| -> anyhow::Result<String> {
-        Ok(format!(
-            "{}/?room=page&identity={who}&name={name}&token={}&autojoin=1&width=640&height=360",
-            cp.base_url,
-            rest.token("page", who)?
-        ))
-    };
-    let mut alice = Browser::launch("alice", &url("alice", "Alice")?)?;
-    let mut bob = Browser::launch("bob", &url("bob", "Bob")?)?;
-    alice.wait_stats("bob's video", Duration::from_secs(30), |s| {
-        frames(s, "bob") > 30
-    })?;
-    assert_eq!(rest.room_node("page")?.as_deref(), Some("node-a"));
-    let node_b = MediaNodeProcess::start(&etcd, "node-b", LEASE_SECS)?;
-
-    node_a.kill();
-    let r = alice.wait_stats("the page to see node_lost", Duration::from_secs(5), |s| {
-        s["nodeLost"] == 1
-    });
-    r.map_err(|e| e.context(format!("{}\n{}", cp.log_tail(30), alice.diagnostics())))?;
-    // A fresh peer connection: its counters start again from zero.
-    let r = alice.wait_stats("bob's video again", Duration::from_secs(20), |s| {
-        frames(s, "bob") > 30 && s["connectionState"] == "connected"
-    });
-    r.map_err(|e| e.context(format!("{}\n{}", cp.log_tail(30), alice.diagnostics())))?;
-    bob.wait_stats("alice's video again", Duration::from_secs(20), |s| {
-        s["nodeLost"] == 1 && frames(s, "alice") > 30
-    })?;
-    assert_eq!(rest.room_node("page")?.as_deref(), Some(node_b.id.as_str()));
-    // Still the same session, still in the room.
-    let s = alice.stats()?;
-    assert_eq!(s["joined"], true, "{s}");
-    assert!(
-        s["status"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("in room")),
-        "{s}"
-    );
-    Ok(())
+    let mut call = PageCall::start(LEASE_SECS)?;
+    call.node_a.kill();
+    call.expect_rejoin_on_node_b(Duration::from_secs(5))
 }

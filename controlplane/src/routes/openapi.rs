@@ -166,7 +166,7 @@ pub fn document() -> Value {
             "get": op("List live media nodes", Auth::Admin, None, ("200", Some("NodeList")), &[])
         },
         "/v1/nodes/{node}/drain": {
-            "post": with_params(op("Drain a node: no new rooms", Auth::Admin, None, ("200", Some("Node")), &["node_not_found"]), &[&node]),
+            "post": with_params(op("Drain a node: no new rooms; its WebSocket sessions move to another node when one takes rooms", Auth::Admin, None, ("200", Some("Node")), &["node_not_found"]), &[&node]),
             "delete": with_params(op("Stop draining a node", Auth::Admin, None, ("200", Some("Node")), &["node_not_found"]), &[&node])
         }
     });

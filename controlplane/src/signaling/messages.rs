@@ -143,6 +143,16 @@ pub struct ChatInfo {
     pub ts: u64,
 }
 
+/// Why a session's media node went away (`node_lost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeLostReason {
+    /// The node died or stopped.
+    Lost,
+    /// An operator drains the node (`POST /v1/nodes/{node}/drain`); its peers move.
+    Draining,
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -219,11 +229,14 @@ pub enum ServerMsg {
     /// room saw the participant leave) and the socket closes. Connect again (a load balancer
     /// sends you to another instance) and join as new.
     ServerShutdown,
-    /// The media node carrying this session's peer connection is gone (killed, or stopped).
-    /// The session stays joined; the client drops its peer connection and sends a new
-    /// `offer` from a fresh one, which is placed on a live node. Tracks it published are
-    /// unpublished (the room saw `track_unpublished`) and come back as new tracks.
-    NodeLost,
+    /// The media node carrying this session's peer connection is gone (killed, or stopped),
+    /// or is being drained and its rooms move to another node (`reason`). The session stays
+    /// joined; the client drops its peer connection and sends a new `offer` from a fresh
+    /// one, which is placed on a live node. Tracks it published are unpublished (the room saw
+    /// `track_unpublished`) and come back as new tracks.
+    NodeLost {
+        reason: NodeLostReason,
+    },
     /// A participant's role or grants changed (REST API); when it is the receiver's own
     /// identity, its session now works under them.
     PermissionsChanged {

@@ -9,9 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
 use super::records::{DrainRecord, NodeRecord, RoomBinding};
-use super::typed::{create_json, get_json, list_json, put_json};
-use super::{keys, LeaseId, Store, StoreError};
+use super::typed::{create_json, get_json, list_json, put_json, to_json, Versioned};
+use super::{keys, CasOutcome, Expect, LeaseId, Store, StoreError, WatchKind};
 use crate::ids::{NodeId, RoomName, TenantId};
 
 /// A live node as placement and the nodes API see it.
@@ -119,6 +124,96 @@ pub async fn binding(
     Ok(get_json(store, &keys::binding(tenant, room))
         .await?
         .map(|b| b.value))
+}
+
+/// The room's binding with its revision, for [`rebind_room`].
+pub async fn binding_versioned(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<Option<Versioned<RoomBinding>>, StoreError> {
+    get_json(store, &keys::binding(tenant, room)).await
+}
+
+/// Moves `room` to `node` if its binding is still the one read at `revision` (a gone or
+/// draining node's); returns the binding that holds — another instance's, if it moved the
+/// room first. Two instances re-placing one room never split it.
+pub async fn rebind_room(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+    revision: u64,
+    node: &NodeId,
+    now_ms: u64,
+) -> Result<RoomBinding, StoreError> {
+    let key = keys::binding(tenant, room);
+    let wanted = RoomBinding {
+        node: node.clone(),
+        bound_at_ms: now_ms,
+    };
+    let value = to_json(&key, &wanted)?;
+    match store
+        .compare_and_swap(&key, Expect::Revision(revision), value, None)
+        .await?
+    {
+        CasOutcome::Swapped { .. } => Ok(wanted),
+        CasOutcome::Conflict { current: Some(kv) } => {
+            serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt {
+                key,
+                detail: e.to_string(),
+            })
+        }
+        // Unbound meanwhile (the room ended): bind it afresh.
+        CasOutcome::Conflict { current: None } => {
+            bind_room(store, tenant, room, node, now_ms).await
+        }
+    }
+}
+
+/// Ids of the nodes an operator marks draining, as the marks are written (and, at start and
+/// after each lost watch, every node marked now: acting twice on a mark must be harmless).
+/// Ends when the receiver is dropped.
+pub fn drain_marks(store: Arc<dyn Store>) -> tokio::sync::mpsc::Receiver<NodeId> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            // Watch first, then read, so a mark written in between is seen at least once.
+            let watch = store.watch_prefix(&keys::drain_prefix()).await;
+            let marked = store.list_prefix(&keys::drain_prefix()).await;
+            for kv in marked.unwrap_or_default() {
+                if let Some(id) = drain_mark(&kv.key, &kv.value) {
+                    if tx.send(id).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if let Ok(mut watch) = watch {
+                while let Some(Ok(ev)) = watch.next().await {
+                    let Some(id) = (ev.kind == WatchKind::Put)
+                        .then(|| drain_mark(&ev.key, &ev.value))
+                        .flatten()
+                    else {
+                        continue;
+                    };
+                    if tx.send(id).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    rx
+}
+
+/// The node a drain key marks draining, if its record says so.
+fn drain_mark(key: &str, value: &[u8]) -> Option<NodeId> {
+    let record: DrainRecord = serde_json::from_slice(value).ok()?;
+    let id = NodeId::parse(key.strip_prefix(&keys::drain_prefix())?).ok()?;
+    record.draining.then_some(id)
 }
 
 pub async fn unbind_room(

@@ -74,6 +74,7 @@ impl Hub {
                 held_offers: None,
                 // An entering session's messages wait for its `joined` (`send_joined`).
                 held_events: (!must_wait).then(Vec::new),
+                peer_lost: false,
                 player: None,
                 resource: None,
                 role,

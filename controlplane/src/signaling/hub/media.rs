@@ -105,6 +105,7 @@ impl Hub {
         {
             let mut s = session.state.lock().unwrap();
             s.peer = Some(created.peer);
+            s.peer_lost = false;
             s.subscribed.extend(bind_tracks);
         }
         self.inner
@@ -184,9 +185,9 @@ impl Hub {
         session: &Arc<Session>,
         candidates: Vec<String>,
     ) -> Result<(), SignalError> {
-        let (node, peer) = session
-            .peer()
-            .ok_or_else(|| SignalError::new("invalid_message", "no peer connection yet"))?;
+        let Some((node, peer)) = session.peer() else {
+            return session.stale_after_node_lost();
+        };
         node.api
             .add_candidates(peer, candidates)
             .await
@@ -194,9 +195,9 @@ impl Hub {
     }
 
     pub async fn answer(&self, session: &Arc<Session>, sdp: String) -> Result<(), SignalError> {
-        let (node, peer) = session
-            .peer()
-            .ok_or_else(|| SignalError::new("invalid_message", "no peer connection yet"))?;
+        let Some((node, peer)) = session.peer() else {
+            return session.stale_after_node_lost();
+        };
         node.api.accept_answer(peer, sdp).await.map_err(node_err)?;
         session.state.lock().unwrap().server_offer_pending = false;
         Ok(())

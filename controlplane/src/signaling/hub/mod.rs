@@ -113,6 +113,7 @@ impl Hub {
             me: me.clone(),
         });
         hub.watch_lost_nodes();
+        hub.watch_drained_nodes();
         hub.watch_lost_leases();
         // Room events in order; the inbox is bounded and turns overflow into resyncs.
         let inbox = bus.inbox();

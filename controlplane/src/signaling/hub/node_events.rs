@@ -2,7 +2,8 @@
 //! sessions (server offers, tracks published/unpublished, active speaker, peer closed); and
 //! node loss (`Placement::lost_nodes`): every session whose peer was on the lost node is told
 //! `node_lost` and left joined without media, its tracks unpublished, so its client offers
-//! again from a fresh peer connection and placement puts the room on a live node.
+//! again from a fresh peer connection and placement puts the room on a live node; and node
+//! drains (`Placement::drain_marks`): the same move, off a node that lives on.
 //!
 //! Must never: act on a peer it did not create (events of other instances' peers are ignored).
 
@@ -13,7 +14,9 @@ use shardcast_dataplane::node::{NodeEvent, PauseReason, PeerId};
 use super::{Hub, Phase, Session};
 use crate::placement::NodeHandle;
 use crate::signaling::bus::RoomEventKind;
-use crate::signaling::messages::{kind_of, track_to_wire, ServerMsg, TrackInfo, TrackSource};
+use crate::signaling::messages::{
+    kind_of, track_to_wire, NodeLostReason, ServerMsg, TrackInfo, TrackSource,
+};
 use crate::signaling::services::Presence;
 
 impl Hub {
@@ -77,35 +80,101 @@ impl Hub {
     /// the room but loses its media; WebSocket sessions are told `node_lost` (they offer again),
     /// WHIP/WHEP sessions, whose resource was that peer, are closed.
     pub(super) async fn on_node_lost(&self, node: &Arc<str>) {
-        let sessions: Vec<Arc<Session>> = {
+        {
             let mut inner = self.inner.lock().unwrap();
             inner.pumped_nodes.remove(node);
             inner.by_peer.retain(|(n, _), _| n != node);
-            inner.sessions.values().cloned().collect()
+        }
+        let told = self.move_off(node, NodeLostReason::Lost).await;
+        tracing::warn!(node = %node, sessions = told, "signaling: media node lost; sessions told node_lost");
+    }
+
+    /// Starts the task that moves this hub's sessions off the nodes an operator drains
+    /// (cluster mode: `Placement::drain_marks`).
+    pub(super) fn watch_drained_nodes(&self) {
+        let Some(mut marks) = self.placement.drain_marks() else {
+            return;
         };
-        let mut told = 0;
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            while let Some(node) = marks.recv().await {
+                let Some(hub) = weak.upgrade() else { return };
+                hub.on_node_draining(&Arc::from(node.as_str())).await;
+            }
+        });
+    }
+
+    /// An operator drains `node`: when another node takes rooms, each WebSocket session on it
+    /// is told `node_lost` (reason `draining`) and its peer there is closed; its fresh offer
+    /// lands on the node its room moved to (placement moves a room off a draining node).
+    /// WHIP/WHEP resources there end, as on a lost node: left behind they would be cut off
+    /// from their room, which moves. With no other node nothing moves (the mark still keeps
+    /// new rooms away).
+    pub(super) async fn on_node_draining(&self, node: &Arc<str>) {
+        if !self.placement.takes_rooms_besides(node).await {
+            tracing::warn!(node = %node, "signaling: node draining, but no other node takes rooms; its sessions stay");
+            return;
+        }
+        let told = self.move_off(node, NodeLostReason::Draining).await;
+        tracing::info!(node = %node, sessions = told, "signaling: node draining; sessions moved off it");
+    }
+
+    /// Takes the media of the sessions whose peer is on `node`: WebSocket sessions stay in
+    /// the room without a peer, their tracks unpublished, told `node_lost`; WHIP/WHEP
+    /// sessions end. Returns how many were told. All are
+    /// detached before any is told or any peer closed, so the renegotiations that closing one
+    /// peer starts on a living node reach none of the others.
+    async fn move_off(&self, node: &Arc<str>, reason: NodeLostReason) -> usize {
+        let sessions: Vec<Arc<Session>> = self
+            .inner
+            .lock()
+            .unwrap()
+            .sessions
+            .values()
+            .cloned()
+            .collect();
+        let mut moved = Vec::new();
         for s in sessions {
-            let tracks = {
-                let mut st = s.state.lock().unwrap();
-                if st.phase == Phase::Closed || st.node.as_ref().is_none_or(|n| &n.id != node) {
-                    continue;
+            let mut st = s.state.lock().unwrap();
+            if st.phase == Phase::Closed || st.node.as_ref().is_none_or(|n| &n.id != node) {
+                continue;
+            }
+            let old_peer = st.node.take().zip(st.peer.take());
+            st.peer_lost = true;
+            st.subscribed.clear();
+            st.withheld.clear();
+            st.server_offer_pending = false;
+            if let Some(held) = st.held_offers.as_mut() {
+                held.clear(); // offers of the old node's peer
+            }
+            let tracks = std::mem::take(&mut st.tracks);
+            drop(st);
+            if let Some((old, peer)) = &old_peer {
+                self.inner
+                    .lock()
+                    .unwrap()
+                    .by_peer
+                    .remove(&(old.id.clone(), *peer));
+            }
+            moved.push((s, tracks, old_peer));
+        }
+        let mut told = 0;
+        for (s, tracks, old_peer) in moved {
+            if s.interactive {
+                told += 1;
+                s.send(ServerMsg::NodeLost { reason });
+            }
+            if let (NodeLostReason::Draining, Some((old, peer))) = (reason, old_peer) {
+                // The node lives on: close the peer there.
+                if let Err(e) = old.api.close_peer(peer).await {
+                    tracing::debug!(error = %e, %peer, "closing a moved peer");
                 }
-                st.node = None;
-                st.peer = None;
-                st.subscribed.clear();
-                st.withheld.clear();
-                st.server_offer_pending = false;
-                if let Some(held) = st.held_offers.as_mut() {
-                    held.clear(); // offers of the lost node's peer
-                }
-                std::mem::take(&mut st.tracks)
-            };
+            }
             if !s.interactive {
+                // A WHIP/WHEP resource is its peer: it ends (its client posts again).
                 self.close(&s, None).await;
                 continue;
             }
-            told += 1;
-            s.send(ServerMsg::NodeLost);
             let m = s.member_now();
             let _ = self
                 .services
@@ -125,7 +194,7 @@ impl Hub {
                 .await;
             }
         }
-        tracing::warn!(node = %node, sessions = told, "signaling: media node lost; sessions told node_lost");
+        told
     }
 
     pub(super) fn session_of_peer(&self, node: &Arc<str>, peer: PeerId) -> Option<Arc<Session>> {
@@ -138,7 +207,7 @@ impl Hub {
         match ev {
             NodeEvent::Offer { peer, sdp } => {
                 if let Some(s) = self.session_of_peer(node, peer) {
-                    s.send_offer(sdp);
+                    s.send_offer(peer, sdp);
                 }
             }
             NodeEvent::TrackPublished {

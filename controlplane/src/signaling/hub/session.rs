@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::placement::NodeHandle;
 use crate::signaling::limits::TokenBucket;
 use crate::signaling::messages::{ServerMsg, TrackInfo, TrackSource};
-use crate::signaling::services::{Grants, Member};
+use crate::signaling::services::{Grants, Member, SignalError};
 
 /// What a session's socket task receives. (Messages are not boxed: they are built once and
 /// moved through the channel; the size difference is harmless here.)
@@ -130,6 +130,10 @@ pub(super) struct SessionState {
     /// it was then), messages to it wait here: an event is never seen before the state it
     /// changes (see `release_held`). At most the outbox's capacity.
     pub(super) held_events: Option<Vec<ServerMsg>>,
+    /// Its peer went with its node (`node_lost`) and no new one exists yet: what the client
+    /// still sends about the old one (an answer to an offer made before, trickled candidates)
+    /// is dropped rather than answered with an error.
+    pub(super) peer_lost: bool,
     /// A WHEP player: plays every track published in the room (only those of this identity
     /// when `Some(Some(identity))`), including tracks published after its POST.
     pub(super) player: Option<Option<String>>,
@@ -242,6 +246,19 @@ impl Session {
         std::mem::replace(&mut s.grants, grants)
     }
 
+    /// For a message about the session's peer when it has none: fine (dropped) if the peer
+    /// went with its node and the client had not yet seen `node_lost`, else an error.
+    pub(super) fn stale_after_node_lost(&self) -> Result<(), SignalError> {
+        if self.state.lock().unwrap().peer_lost {
+            tracing::debug!("signaling: dropped a message about a peer lost with its node");
+            return Ok(());
+        }
+        Err(SignalError::new(
+            "invalid_message",
+            "no peer connection yet",
+        ))
+    }
+
     /// Queue a message to the client (held until `joined` while `held_events` is on);
     /// dropped when detached.
     pub fn send(&self, msg: ServerMsg) {
@@ -296,9 +313,14 @@ impl Session {
         }
     }
 
-    /// A server offer: sent now, or held while the client's own offer is being answered.
-    pub(super) fn send_offer(&self, sdp: String) {
+    /// A server offer of `from`: sent now, or held while the client's own offer is being
+    /// answered; dropped if `from` is no longer the session's peer (its node was lost or
+    /// drained: the client is told `node_lost` and never sees that peer's offers after it).
+    pub(super) fn send_offer(&self, from: PeerId, sdp: String) {
         let mut s = self.state.lock().unwrap();
+        if s.peer != Some(from) {
+            return;
+        }
         s.server_offer_pending = true;
         let msg = ServerMsg::Offer { sdp };
         match s.held_offers.as_mut() {
@@ -343,6 +365,8 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    const PEER: PeerId = PeerId(7);
+
     fn session() -> (Session, mpsc::Receiver<Outgoing>) {
         let (outbox, rx, _) = Outbox::new(16);
         let grants = Grants {
@@ -364,7 +388,7 @@ mod tests {
             outbox: Some(outbox),
             attach_gen: 0,
             node: None,
-            peer: None,
+            peer: Some(PEER),
             subscribed: HashSet::new(),
             tracks: Vec::new(),
             withheld: Vec::new(),
@@ -372,6 +396,7 @@ mod tests {
             server_offer_pending: false,
             held_offers: None,
             held_events: None,
+            peer_lost: false,
             player: None,
             resource: None,
             role: member.role.clone(),
@@ -406,17 +431,17 @@ mod tests {
     #[test]
     fn server_offers_made_while_a_client_offer_is_answered_follow_the_answer() {
         let (s, mut rx) = session();
-        s.send_offer("before".into());
+        s.send_offer(PEER, "before".into());
         let hold = s.hold_server_offers();
-        s.send_offer("during-1".into());
-        s.send_offer("during-2".into());
+        s.send_offer(PEER, "during-1".into());
+        s.send_offer(PEER, "during-2".into());
         assert_eq!(
             sent(&mut rx),
             ["offer before"],
             "held while the offer is open"
         );
         hold.answer("ours".into());
-        s.send_offer("after".into());
+        s.send_offer(PEER, "after".into());
         assert_eq!(
             sent(&mut rx),
             [
@@ -471,15 +496,25 @@ mod tests {
     }
 
     #[test]
+    fn offers_of_a_peer_the_session_no_longer_has_are_dropped() {
+        let (s, mut rx) = session();
+        s.send_offer(PeerId(8), "other".into());
+        s.state.lock().unwrap().peer = None; // moved off its node
+        s.send_offer(PEER, "old".into());
+        assert!(sent(&mut rx).is_empty());
+        assert!(!s.state.lock().unwrap().server_offer_pending);
+    }
+
+    #[test]
     fn a_failed_client_offer_releases_the_held_server_offers() {
         let (s, mut rx) = session();
         {
             let _hold = s.hold_server_offers();
-            s.send_offer("during".into());
+            s.send_offer(PEER, "during".into());
             assert!(sent(&mut rx).is_empty());
         } // the offer failed: `?` dropped the hold
         assert_eq!(sent(&mut rx), ["offer during"]);
-        s.send_offer("after".into());
+        s.send_offer(PEER, "after".into());
         assert_eq!(sent(&mut rx), ["offer after"]);
     }
 }
