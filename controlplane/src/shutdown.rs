@@ -3,9 +3,12 @@
 //! 1. [`Stopping`] is set: `/readyz` answers 503 with `"shutdown": "shutting down"`, joins are
 //!    refused with `server_shutdown`, a media node refuses new peers;
 //! 2. the control plane tells every session `server_shutdown` and closes it (`Hub::shutdown`);
-//!    a media node revokes its registration lease (its key disappears at once, not after the
-//!    lease's ttl), so control planes stop placing rooms on it; a control plane then delivers
-//!    the webhook events still queued, for up to 5 s (`Webhooks::flush`);
+//!    a media node first marks itself draining, so the control planes move its calls to other
+//!    nodes while it still forwards (`Registration::move_calls_off`, at most half of
+//!    `shutdown.timeout_secs`), then ends its event streams and revokes its registration lease
+//!    (its key disappears at once, not after the lease's ttl), so control planes stop placing
+//!    rooms on it and tell whoever is left `node_lost`; a control plane then delivers the
+//!    webhook events still queued, for up to 5 s (`Webhooks::flush`);
 //! 3. the listener keeps answering for `shutdown.linger_ms`, then stops;
 //! 4. the process exits 0, at the latest after `shutdown.timeout_secs` (below systemd's
 //!    `TimeoutStopSec`).

@@ -74,6 +74,7 @@ backends!(
     contract_room_binding_first_wins,
     contract_rebinding_a_room_moves_it_once,
     contract_drain_marks_are_seen,
+    contract_a_stopping_mark_never_takes_an_operators,
     contract_password_limit_is_shared,
     contract_seats_admit_exactly_max_under_concurrent_joins,
     contract_transactions_are_all_or_nothing,
@@ -422,6 +423,34 @@ async fn contract_drain_marks_are_seen(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(next(&mut marks).await, after);
+}
+
+/// A stopping node's own drain mark goes when it clears it; an operator's mark, rewritten by a
+/// stopping node, stays the operator's and survives that clearing.
+async fn contract_a_stopping_mark_never_takes_an_operators(store: Arc<dyn Store>) {
+    let own = NodeId::parse("node-own").unwrap();
+    let drained = NodeId::parse("node-drained").unwrap();
+    nodes::mark_stopping(store.as_ref(), &own, 1).await.unwrap();
+    assert!(nodes::is_draining(store.as_ref(), &own).await.unwrap());
+    nodes::clear_stopping(store.as_ref(), &own).await.unwrap();
+    assert!(!nodes::is_draining(store.as_ref(), &own).await.unwrap());
+
+    nodes::set_draining(store.as_ref(), &drained, true, 1)
+        .await
+        .unwrap();
+    let mut marks = nodes::drain_marks(store.clone());
+    let first = tokio::time::timeout(Duration::from_secs(10), marks.recv()).await;
+    assert_eq!(first.unwrap().unwrap(), drained);
+    nodes::mark_stopping(store.as_ref(), &drained, 2)
+        .await
+        .unwrap();
+    // Rewritten, so watchers see it again.
+    let again = tokio::time::timeout(Duration::from_secs(10), marks.recv()).await;
+    assert_eq!(again.unwrap().unwrap(), drained);
+    nodes::clear_stopping(store.as_ref(), &drained)
+        .await
+        .unwrap();
+    assert!(nodes::is_draining(store.as_ref(), &drained).await.unwrap());
 }
 
 // ---- embedded only: persistence across restarts ----

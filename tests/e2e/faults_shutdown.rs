@@ -1,7 +1,8 @@
 //! SIGTERM on each role, as systemd stops a service (`TimeoutStopSec=15s` for serve and
 //! controlplane, 30 s for medianode, in systemd/): the process stops taking new work
 //! (`/readyz` 503 with `shutdown`, joins refused with `server_shutdown`), tells its clients
-//! (`server_shutdown`; a media node's sessions get `node_lost` and move to another node),
+//! (`server_shutdown`; a media node first marks itself draining, so its sessions get
+//! `node_lost` with reason `draining` and move to another node while it still forwards),
 //! a media node revokes its lease (its key leaves `/v1/nodes` at once, long before its ttl),
 //! and the process exits 0 within `shutdown.timeout_secs`, below the stop timeout.
 
@@ -127,15 +128,24 @@ fn medianode_on_sigterm_revokes_its_lease_and_its_sessions_move() -> anyhow::Res
     wait_for("node-a to leave /v1/nodes", Duration::from_secs(3), || {
         let ids: Vec<String> = c.rest.nodes()?.into_iter().map(|(id, _)| id).collect();
         Ok((ids == [node_b.id.clone()]).then_some(()))
-    })?;
+    })
+    .map_err(|e| e.context(format!("{}\n{}", c.node_a.log_tail(20), c.cp.log_tail(20))))?;
     println!("medianode: left /v1/nodes after {:?}", sent.elapsed());
     assert_stopping_readyz(&c.node_a.api_url)?;
-    // Its sessions are told and rejoin on node-b; media flows again.
+    // Its sessions moved before it went (its own drain mark: told `draining`, not `lost`)
+    // and media flows through node-b.
     c.pump_until("media through node-b", Duration::from_secs(15), |_, sub| {
         sub.media_restarted_at.len() == 1 && sub.received_by_current_client() > 50
     })
     .map_err(|e| e.context(c.cp.log_tail(30)))?;
+    assert_eq!(c.publ.node_lost_reasons, ["draining"]);
+    assert_eq!(c.sub.node_lost_reasons, ["draining"]);
+    let moved = c.sub.media_restarted_at[0] - sent;
+    println!("medianode: its calls moved {moved:?} after SIGTERM");
     assert_eq!(c.rest.room_node("room")?.as_deref(), Some("node-b"));
+    // Its own drain mark went before its key: started again under this id, it takes rooms.
+    let (_, mark) = c.etcd.revision_and("/shardcast/drain/node-a")?;
+    assert_eq!(mark, 0, "node-a's stopping mark is gone");
     let code = c
         .node_a
         .wait_exit(Duration::from_secs(30).saturating_sub(sent.elapsed()))?;

@@ -368,11 +368,12 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
         &secret,
         config.cluster.previous_secret.as_deref(),
     );
-    let stopping = Stopping::new();
+    let (stopping, streams_end) = (Stopping::new(), Stopping::new());
     let router = shardcast_controlplane::nodeapi::server::router_stopping(
         node.clone(),
         credentials,
         stopping.clone(),
+        streams_end.clone(),
     )
     .merge(shardcast_controlplane::health::media_node(
         node.clone(),
@@ -398,11 +399,16 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("registering in etcd")?;
+    let moving = media.clone();
     start_metrics(&config, Metrics::new("medianode").with_media(media)).await?;
     println!("shardcast: media node {id} serving the node API on {url}");
+    let within = config.shutdown.timeout() / 2;
     serve_until_stopped(listener, router, &config, stopping, async move {
-        // The key goes now, not after the lease's ttl: no control plane places a room here
-        // from this moment; the event streams end, so they move this node's sessions.
+        // The calls move first, to other nodes, while this one still forwards (as for an
+        // operator's drain); then the key goes, not after the lease's ttl, and the event
+        // streams end, so control planes tell whoever is left `node_lost`.
+        reg.move_calls_off(moving.as_ref(), within).await;
+        streams_end.begin();
         reg.stop().await;
     })
     .await

@@ -27,12 +27,42 @@ pub struct NodeIdentity {
 
 /// A running registration; `stop` revokes the lease so the node disappears at once.
 pub struct Registration {
+    id: NodeId,
     task: tokio::task::JoinHandle<()>,
     lease: Arc<std::sync::Mutex<Option<LeaseId>>>,
     store: Arc<dyn Store>,
 }
 
 impl Registration {
+    /// A stopping node's calls move before it goes: it marks itself draining (its own mark,
+    /// `nodes::mark_stopping`), the control planes move its sessions to other nodes as for an
+    /// operator's drain, and this waits until `node` has no peer left, at most `within` (with
+    /// no other node to go to nobody moves, and the calls end with the node). The mark goes
+    /// again once they moved: the node's key goes with `stop`, so nothing is placed here.
+    pub async fn move_calls_off(&self, node: &dyn MediaNodeApi, within: Duration) {
+        let store = self.store.as_ref();
+        if let Err(e) = nodes::mark_stopping(store, &self.id, now_unix_ms()).await {
+            tracing::warn!(error = %e, "stopping: cannot mark the node draining; its calls end with it");
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let peers = node.load().await.map(|l| l.peers).unwrap_or(0);
+            if peers == 0 {
+                tracing::info!("stopping: no call left on the node");
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(peers, "stopping: peers still on the node; they end with it");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Err(e) = nodes::clear_stopping(store, &self.id).await {
+            tracing::warn!(error = %e, "stopping: cannot remove the node's drain mark");
+        }
+    }
+
     pub async fn stop(self) {
         self.task.abort();
         let lease = *self.lease.lock().unwrap();
@@ -62,8 +92,11 @@ pub async fn register(
     who: NodeIdentity,
     ttl: Duration,
 ) -> Result<Registration, StoreError> {
+    // A mark left by this node's last stop (it died before removing it) is not an operator's.
+    nodes::clear_stopping(store.as_ref(), &who.id).await?;
     let lease = store.grant_lease(ttl).await?;
     nodes::register(store.as_ref(), &record(node.as_ref(), &who).await, lease).await?;
+    let id = who.id.clone();
     let shared = Arc::new(std::sync::Mutex::new(Some(lease)));
     let task = {
         let store = store.clone();
@@ -102,6 +135,7 @@ pub async fn register(
         })
     };
     Ok(Registration {
+        id,
         task,
         lease: shared,
         store,

@@ -28,9 +28,11 @@ struct NodeServer {
     node: Arc<dyn MediaNodeApi>,
     credentials: Arc<Verifier>,
     log: Arc<EventLog>,
-    /// Set on SIGTERM: no new peers, event streams end (control planes then see the node
-    /// lost and move its sessions).
+    /// Set on SIGTERM: no new peers.
     stopping: Stopping,
+    /// Set once the stopping node's calls moved (or could not): event streams end and are
+    /// refused, so control planes see the node lost and tell whoever is left.
+    streams_end: Stopping,
 }
 
 /// The node API router for `node`, requiring `Authorization: Bearer <token>` that
@@ -46,16 +48,19 @@ pub fn router_with_replay(
     credentials: Verifier,
     replay: usize,
 ) -> Router {
-    router_full(node, credentials, replay, Stopping::new())
+    let never = Stopping::new();
+    router_full(node, credentials, replay, never.clone(), never)
 }
 
-/// As [`router`], refusing new peers and ending the event streams once `stopping` is set.
+/// As [`router`], refusing new peers once `stopping` is set, and ending the event streams
+/// once `streams_end` is (a stopping node keeps them while its calls move elsewhere).
 pub fn router_stopping(
     node: Arc<dyn MediaNodeApi>,
     credentials: Verifier,
     stopping: Stopping,
+    streams_end: Stopping,
 ) -> Router {
-    router_full(node, credentials, DEFAULT_REPLAY, stopping)
+    router_full(node, credentials, DEFAULT_REPLAY, stopping, streams_end)
 }
 
 fn router_full(
@@ -63,6 +68,7 @@ fn router_full(
     credentials: Verifier,
     replay: usize,
     stopping: Stopping,
+    streams_end: Stopping,
 ) -> Router {
     let log = EventLog::start(node.clone(), replay);
     Router::new()
@@ -75,6 +81,7 @@ fn router_full(
             credentials: Arc::new(credentials),
             log,
             stopping,
+            streams_end,
         })
 }
 
@@ -213,7 +220,7 @@ async fn events(
         Ok(Query(from)) => from,
         Err(rejection) => return bad_query(rejection),
     };
-    if s.stopping.is_set() {
+    if s.streams_end.is_set() {
         return error_response(NodeError::Unavailable("the node is shutting down".into()));
     }
     let opened = s.log.open(&from);
@@ -229,7 +236,7 @@ async fn events(
         tokio::time::Instant::now() + Duration::from_secs(10),
         Duration::from_secs(10),
     );
-    let stop = s.stopping.clone();
+    let stop = s.streams_end.clone();
     // The stream ends when the token that opened it would no longer verify: the control
     // plane reconnects with a fresh one and resumes from its last seq (nothing is lost), and
     // a retired secret cannot keep a stream open.

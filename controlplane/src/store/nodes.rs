@@ -90,10 +90,39 @@ pub async fn set_draining(
         let record = DrainRecord {
             draining,
             since_ms: now_ms,
+            stopping: false,
         };
         put_json(store, &keys::drain(id), &record, None).await?;
     } else {
         store.delete(&keys::drain(id)).await?;
+    }
+    Ok(())
+}
+
+/// A stopping node asks the control planes to move its calls: a drain mark of its own (an
+/// operator's mark, if there is one, is written again instead, so watchers see it anew and
+/// it stays the operator's).
+pub async fn mark_stopping(store: &dyn Store, id: &NodeId, now_ms: u64) -> Result<(), StoreError> {
+    let operator = get_json::<DrainRecord>(store, &keys::drain(id))
+        .await?
+        .is_some_and(|d| d.value.draining && !d.value.stopping);
+    let record = DrainRecord {
+        draining: true,
+        since_ms: now_ms,
+        stopping: !operator,
+    };
+    put_json(store, &keys::drain(id), &record, None).await?;
+    Ok(())
+}
+
+/// Removes the node's own stopping mark (never an operator's).
+pub async fn clear_stopping(store: &dyn Store, id: &NodeId) -> Result<(), StoreError> {
+    if let Some(d) = get_json::<DrainRecord>(store, &keys::drain(id)).await? {
+        if d.value.stopping {
+            store
+                .compare_and_delete(&keys::drain(id), d.revision)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -266,6 +266,10 @@ pub struct NodeRecord {
 pub struct DrainRecord {
     pub draining: bool,
     pub since_ms: u64,
+    /// Written by the node itself as it stops (SIGTERM), not by an operator: removed once its
+    /// calls moved, and at its next start if it died before that.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// Which node a room lives on. Created if absent; deleted when the room closes.

@@ -158,12 +158,13 @@ impl Hub {
             }
             moved.push((s, tracks, old_peer));
         }
+        // Everyone hears first; the calls to the node and the store follow.
         let mut told = 0;
+        for (s, _, _) in moved.iter().filter(|(s, _, _)| s.interactive) {
+            told += 1;
+            s.send(ServerMsg::NodeLost { reason });
+        }
         for (s, tracks, old_peer) in moved {
-            if s.interactive {
-                told += 1;
-                s.send(ServerMsg::NodeLost { reason });
-            }
             if let (NodeLostReason::Draining, Some((old, peer))) = (reason, old_peer) {
                 // The node lives on: close the peer there.
                 if let Err(e) = old.api.close_peer(peer).await {
