@@ -58,6 +58,10 @@ impl Setup {
         Ok(Setup {
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // The server closes a connection idle for `http.header_read_timeout_secs`
+                // (10 s by default); one reused just as it closes fails ("error sending
+                // request"), which is how the end-of-run participant count went missing.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()?,
             base_url: base_url.trim_end_matches('/').to_string(),
             credentials,
@@ -133,8 +137,12 @@ impl Setup {
                 .get(format!("{}/v1/rooms/{room}/participants", self.base_url))
                 .basic_auth(id, Some(secret))
                 .send()
+                .map_err(
+                    |e| tracing::warn!(error = ?e, room, "cannot count the server's participants"),
+                )
                 .ok()?;
             if !r.status().is_success() {
+                tracing::warn!(status = %r.status(), room, "cannot count the server's participants");
                 return None;
             }
             let list: Participants = r.json().ok()?;
