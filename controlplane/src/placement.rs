@@ -285,33 +285,26 @@ impl Placement {
                     (bound, chosen)
                 }
                 Some(b) => {
-                    let view = nodes::get(store, &b.value.node).await?;
-                    let live = view.filter(|v| !cluster.is_dead(&v.record));
-                    match live {
-                        Some(v) if !v.draining => return Ok(cluster.handle(&v.record)),
-                        // Draining: the room moves if another node takes it, else stays.
-                        Some(v) => match Self::choose(cluster, store).await {
-                            Err(PlacementError::NoNode) => return Ok(cluster.handle(&v.record)),
-                            Err(e) => return Err(e),
-                            Ok(chosen) => {
-                                tracing::info!(node = %b.value.node, to = %chosen.id, %room, "bound node is draining; moving the room");
-                                let to = &chosen.id;
-                                let bound =
-                                    nodes::rebind_room(store, &t, &r, b.revision, to, now_ms())
-                                        .await?;
-                                (bound, chosen)
-                            }
-                        },
-                        // The node's lease expired, or this instance found it lost.
-                        None => {
-                            tracing::info!(node = %b.value.node, %room, "bound node is gone; re-placing");
-                            let chosen = Self::choose(cluster, store).await?;
-                            let to = &chosen.id;
-                            let bound =
-                                nodes::rebind_room(store, &t, &r, b.revision, to, now_ms()).await?;
-                            (bound, chosen)
-                        }
+                    // None when the node is gone: its lease expired, or this instance found
+                    // it lost.
+                    let live = nodes::get(store, &b.value.node)
+                        .await?
+                        .filter(|v| !cluster.is_dead(&v.record));
+                    if let Some(v) = live.as_ref().filter(|v| !v.draining) {
+                        return Ok(cluster.handle(&v.record));
                     }
+                    let chosen = match (Self::choose(cluster, store).await, &live) {
+                        // Draining, and no other node takes the room: it stays.
+                        (Err(PlacementError::NoNode), Some(v)) => {
+                            return Ok(cluster.handle(&v.record))
+                        }
+                        (chosen, _) => chosen?,
+                    };
+                    let why = if live.is_some() { "draining" } else { "gone" };
+                    tracing::info!(node = %b.value.node, to = %chosen.id, %room, why, "moving a room off its node");
+                    let to = &chosen.id;
+                    let bound = nodes::rebind_room(store, &t, &r, b.revision, to, now_ms()).await?;
+                    (bound, chosen)
                 }
             };
             if bound.node == chosen.id {

@@ -7,15 +7,14 @@
 //!
 //! Choosing a node (placement policy) is not here; this is only the stored facts.
 
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::records::{DrainRecord, NodeRecord, RoomBinding};
-use super::typed::{create_json, get_json, list_json, put_json, to_json, Versioned};
+use super::typed::{create_json, decode, get_json, list_json, put_json, to_json, Versioned};
 use super::{keys, CasOutcome, Expect, LeaseId, Store, StoreError, WatchKind};
 use crate::ids::{NodeId, RoomName, TenantId};
 
@@ -186,12 +185,7 @@ pub async fn rebind_room(
         .await?
     {
         CasOutcome::Swapped { .. } => Ok(wanted),
-        CasOutcome::Conflict { current: Some(kv) } => {
-            serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt {
-                key,
-                detail: e.to_string(),
-            })
-        }
+        CasOutcome::Conflict { current: Some(kv) } => decode(&key, &kv.value),
         // Unbound meanwhile (the room ended): bind it afresh.
         CasOutcome::Conflict { current: None } => {
             bind_room(store, tenant, room, node, now_ms).await

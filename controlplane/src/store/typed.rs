@@ -14,7 +14,8 @@ pub struct Versioned<T> {
     pub revision: u64,
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+/// A record's JSON, or `Corrupt` naming its key.
+pub(super) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_owned(),
         detail: e.to_string(),

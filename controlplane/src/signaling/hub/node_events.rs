@@ -121,9 +121,9 @@ impl Hub {
 
     /// Takes the media of the sessions whose peer is on `node`: WebSocket sessions stay in
     /// the room without a peer, their tracks unpublished, told `node_lost`; WHIP/WHEP
-    /// sessions end. Returns how many were told. All are
-    /// detached before any is told or any peer closed, so the renegotiations that closing one
-    /// peer starts on a living node reach none of the others.
+    /// sessions end. Returns how many were told. All are detached before any is told or any
+    /// peer closed, so the renegotiations that closing one peer starts on a living node reach
+    /// none of the others.
     async fn move_off(&self, node: &Arc<str>, reason: NodeLostReason) -> usize {
         let sessions: Vec<Arc<Session>> = self
             .inner

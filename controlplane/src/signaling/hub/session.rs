@@ -91,7 +91,7 @@ impl Outbox {
     }
 
     /// How many messages the queue holds at most.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.tx.max_capacity()
     }
 
