@@ -291,12 +291,25 @@ impl Rest {
 
     /// An access token for `identity` in `room` (host role).
     pub fn token(&self, room: &str, identity: &str) -> anyhow::Result<String> {
+        self.token_with(room, json!({ "identity": identity, "role": "host" }))
+    }
+
+    /// An access token minted from `request` (`POST /v1/rooms/{room}/tokens`'s body).
+    pub fn token_with(&self, room: &str, request: Value) -> anyhow::Result<String> {
         let r = self
             .tenant(reqwest::Method::POST, &format!("/v1/rooms/{room}/tokens"))?
-            .json(&json!({ "identity": identity, "role": "host" }))
+            .json(&request)
             .send()?;
         let v = Self::check(r, "mint token")?;
         Ok(v["token"].as_str().context("token field")?.to_string())
+    }
+
+    /// `GET /v1/rooms/{room}`.
+    pub fn room(&self, room: &str) -> anyhow::Result<Value> {
+        let r = self
+            .tenant(reqwest::Method::GET, &format!("/v1/rooms/{room}"))?
+            .send()?;
+        Self::check(r, "get room")
     }
 
     pub fn participants(&self, room: &str) -> anyhow::Result<Vec<Value>> {

@@ -187,6 +187,10 @@ pub struct ClusterConfig {
     /// `session_lease_secs`, also how long an etcd outage may last before the instance's
     /// rooms resync).
     pub bus_lease_secs: u64,
+    /// Where this process runs (`eu-west`; the alphabet of ids): a media node registers with
+    /// it, and a control plane places a room whose token names no region on a node of its
+    /// own region when one has room (docs/OPERATIONS.md, "Regions"). None: unlabelled.
+    pub region: Option<String>,
 }
 
 /// What SIGTERM (or Ctrl-C) does, on every role (`shutdown` module docs).
@@ -443,6 +447,7 @@ impl Default for ClusterConfig {
             node_lost_ms: 1000,
             controlplane_advertise: None,
             bus_lease_secs: 30,
+            region: None,
         }
     }
 }
@@ -507,6 +512,12 @@ impl Config {
 
     pub fn reconnect_grace(&self) -> Duration {
         Duration::from_secs(self.signaling.reconnect_grace_secs)
+    }
+
+    /// `cluster.region`, checked by [`Config::validate`] (a bad label is None here).
+    pub fn region(&self) -> Option<crate::ids::Region> {
+        let label = self.cluster.region.as_ref()?;
+        crate::ids::Region::parse(label.clone()).ok()
     }
 
     /// The URL control planes use to reach this media node.
@@ -690,6 +701,11 @@ impl Config {
                 return Err(invalid("cluster.previous_secret", "at least 16 characters"));
             }
         }
+        if let Some(label) = &self.cluster.region {
+            if let Err(e) = crate::ids::Region::parse(label.clone()) {
+                return Err(invalid("cluster.region", e.to_string()));
+            }
+        }
         if self.cluster.session_lease_secs < 2 {
             return Err(invalid("cluster.session_lease_secs", "at least 2"));
         }
@@ -815,6 +831,17 @@ mod tests {
         let c = Config::default();
         let e = c.validate(ProcessRole::ControlPlane).unwrap_err();
         assert!(e.to_string().starts_with("cluster.secret:"), "{e}");
+    }
+
+    #[test]
+    fn a_region_is_a_label() {
+        let mut c: Config = toml::from_str("[cluster]\nregion = \"eu-west\"").unwrap();
+        c.validate(ProcessRole::Serve).unwrap();
+        assert_eq!(c.region().unwrap().as_str(), "eu-west");
+        c.cluster.region = Some("eu west".into());
+        let e = c.validate(ProcessRole::Serve).unwrap_err();
+        assert!(e.to_string().starts_with("cluster.region:"), "{e}");
+        assert_eq!(Config::default().region(), None);
     }
 
     #[test]

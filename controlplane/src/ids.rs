@@ -93,6 +93,12 @@ name_id!(
     NodeId,
     "node id"
 );
+name_id!(
+    /// Where a process runs (`eu-west`, `us-east-1`): an operator's label on media nodes and
+    /// control planes, and a token's hint for where its participant's room should go.
+    Region,
+    "region"
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,13 @@
 //! binding (two instances placing the same room at once agree without a lock). A binding to a
 //! node whose lease expired is removed and the room placed again.
 //!
-//! Load order: utilization (the fullest shard, in 5 % steps so noise does not flap), then the
+//! Regions: nodes and control planes carry an operator's label (`cluster.region`). A room is
+//! wanted in the region its token names (the participant whose offer places it), else in this
+//! instance's own; a node of that region is chosen when one takes rooms, any other otherwise
+//! (a call across an ocean beats no call). A room lives on one node, so the region is decided
+//! by whoever places it; later participants from elsewhere join it there.
+//!
+//! Load order, within the wanted region first: utilization (the fullest shard, in 5 % steps so noise does not flap), then the
 //! node's rooms, then peers. A node's rooms are what its own record reports (its load
 //! report, refreshed every third of its lease) plus the rooms this instance placed on it since
 //! that report (instant feedback: a heartbeat lags the last placement). Placement reads the
@@ -27,7 +33,7 @@ use std::time::Duration;
 
 use shardcast_dataplane::node::MediaNodeApi;
 
-use crate::ids::{NodeId, RoomName, TenantId};
+use crate::ids::{NodeId, Region, RoomName, TenantId};
 use crate::nodeapi::client::RemoteNode;
 use crate::store::records::NodeRecord;
 use crate::store::{nodes, Store};
@@ -181,6 +187,8 @@ pub struct Placement {
     mode: Mode,
     /// Lost nodes' ids (cluster mode only sends).
     lost_tx: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// This instance's region: where a room goes whose token names none (cluster mode).
+    region: Option<Region>,
 }
 
 fn now_ms() -> u64 {
@@ -196,6 +204,7 @@ impl Placement {
         Self {
             mode: Mode::Single(node),
             lost_tx: tokio::sync::broadcast::channel(64).0,
+            region: None,
         }
     }
 
@@ -206,6 +215,7 @@ impl Placement {
         Self {
             mode: Mode::Local { node, id, store },
             lost_tx: tokio::sync::broadcast::channel(64).0,
+            region: None,
         }
     }
 
@@ -232,7 +242,15 @@ impl Placement {
                 placed: Mutex::new(HashMap::new()),
             })),
             lost_tx,
+            region: None,
         }
+    }
+
+    /// Cluster mode: rooms whose token names no region are placed in `region` when a node
+    /// there takes them (see the module notes). Call before sharing the placement.
+    pub fn in_region(mut self, region: Option<Region>) -> Self {
+        self.region = region;
+        self
     }
 
     /// The ids of nodes found lost from now on (cluster mode).
@@ -261,11 +279,14 @@ impl Placement {
         }
     }
 
-    /// The node carrying `room`, placing the room first if it has no live binding.
+    /// The node carrying `room`, placing the room first if it has no live binding: in
+    /// `region` (the token's hint) when given, else in this instance's region, when a node
+    /// there takes rooms.
     pub async fn node_for_room(
         &self,
         tenant: &str,
         room: &str,
+        region: Option<&Region>,
     ) -> Result<NodeHandle, PlacementError> {
         let cluster = match &self.mode {
             Mode::Single(n) => return Ok(n.clone()),
@@ -277,10 +298,11 @@ impl Placement {
         let store: &dyn Store = cluster.store.as_ref();
         let t = TenantId::parse(tenant).map_err(|e| PlacementError::BadName(e.to_string()))?;
         let r = RoomName::parse(room).map_err(|e| PlacementError::BadName(e.to_string()))?;
+        let wanted = region.or(self.region.as_ref());
         for _ in 0..3 {
             let (bound, chosen) = match nodes::binding_versioned(store, &t, &r).await? {
                 None => {
-                    let chosen = Self::choose(cluster, store).await?;
+                    let chosen = Self::choose(cluster, store, wanted).await?;
                     let bound = nodes::bind_room(store, &t, &r, &chosen.id, now_ms()).await?;
                     (bound, chosen)
                 }
@@ -293,7 +315,7 @@ impl Placement {
                     if let Some(v) = live.as_ref().filter(|v| !v.draining) {
                         return Ok(cluster.handle(&v.record));
                     }
-                    let chosen = match (Self::choose(cluster, store).await, &live) {
+                    let chosen = match (Self::choose(cluster, store, wanted).await, &live) {
                         // Draining, and no other node takes the room: it stays.
                         (Err(PlacementError::NoNode), Some(v)) => {
                             return Ok(cluster.handle(&v.record))
@@ -350,22 +372,29 @@ impl Placement {
     /// Whether a room could be placed on a node other than `node` now (cluster mode).
     pub async fn takes_rooms_besides(&self, node: &str) -> bool {
         match &self.mode {
-            Mode::Cluster(c) => Self::choose(c, c.store.as_ref())
+            Mode::Cluster(c) => Self::choose(c, c.store.as_ref(), None)
                 .await
                 .is_ok_and(|n| n.id.as_str() != node),
             _ => false,
         }
     }
 
-    /// The least-loaded live node that takes new rooms.
-    async fn choose(cluster: &Cluster, store: &dyn Store) -> Result<NodeRecord, PlacementError> {
+    /// The least-loaded live node that takes new rooms, in the `wanted` region when one there
+    /// does.
+    async fn choose(
+        cluster: &Cluster,
+        store: &dyn Store,
+        wanted: Option<&Region>,
+    ) -> Result<NodeRecord, PlacementError> {
         let live = nodes::list(store).await?;
-        live.into_iter()
+        let chosen = live
+            .into_iter()
             .filter(|n| !n.draining && !cluster.is_dead(&n.record))
             .filter(|n| n.record.utilization < FULL_UTILIZATION)
             .filter(|n| n.record.capacity == 0 || n.record.peers < n.record.capacity)
             .min_by_key(|n| {
                 (
+                    wanted.is_some() && n.record.region.as_ref() != wanted,
                     (n.record.utilization * 20.0) as u32,
                     cluster.rooms_of(&n.record),
                     n.record.peers,
@@ -373,6 +402,10 @@ impl Placement {
                 )
             })
             .map(|n| n.record)
-            .ok_or(PlacementError::NoNode)
+            .ok_or(PlacementError::NoNode)?;
+        if let Some(w) = wanted.filter(|w| chosen.region.as_ref() != Some(*w)) {
+            tracing::info!(wanted = %w, node = %chosen.id, region = ?chosen.region, "placement: no node of the wanted region takes rooms; using another region's");
+        }
+        Ok(chosen)
     }
 }

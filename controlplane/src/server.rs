@@ -336,6 +336,7 @@ async fn dev_token(State(dev): State<DevState>, ApiQuery(q): ApiQuery<DevQuery>)
         nbf: now.saturating_sub(5),
         iat: now,
         iss: dev.key.id.to_string(),
+        region: None,
     };
     match dev.state.tokens.mint(&dev.key, &claims) {
         Ok(token) => Json(json!({ "token": token })).into_response(),

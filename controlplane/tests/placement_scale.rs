@@ -29,6 +29,7 @@ async fn node(store: &dyn Store, id: &str, rooms: u32) {
         rooms,
         utilization: 0.1,
         updated_at_ms: 1,
+        region: None,
     };
     nodes::register(store, &record, lease).await.unwrap();
 }
@@ -73,12 +74,18 @@ async fn placement_answers_with_100k_rooms_bound() {
     );
 
     let placement = Placement::cluster(store.clone(), "secret-secret-secret".into());
-    let h = placement.node_for_room("t", "a-new-room").await.unwrap();
+    let h = placement
+        .node_for_room("t", "a-new-room", None)
+        .await
+        .unwrap();
     assert_eq!(
         &*h.id, "fresh",
         "the node with fewer rooms takes the new room"
     );
     // Bound rooms stay where they are.
-    let old = placement.node_for_room("t", "room-000042").await.unwrap();
+    let old = placement
+        .node_for_room("t", "room-000042", None)
+        .await
+        .unwrap();
     assert_eq!(&*old.id, "full-of-rooms");
 }

@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use shardcast_controlplane::auth::tokens::{AccessClaims, Expected};
 use shardcast_controlplane::auth::PasswordLimiter;
-use shardcast_controlplane::ids::{ApiKeyId, Identity, NodeId, RoomName, TenantId};
+use shardcast_controlplane::ids::{ApiKeyId, Identity, NodeId, Region, RoomName, TenantId};
 use shardcast_controlplane::routes;
 use shardcast_controlplane::services::chat::{self, NewMessage};
 use shardcast_controlplane::services::events::{RemoveReason, RoomEvent};
@@ -512,6 +512,29 @@ async fn minted_tokens_verify_with_their_claims() {
     assert_eq!(verified.claims.iss, t.key);
     assert_eq!(verified.claims.exp, minted["expires_at"].as_u64().unwrap());
     assert_eq!(verified.claims.exp - verified.claims.nbf, 600);
+    assert_eq!(verified.claims.region, None);
+
+    // A region hint travels in the token.
+    let (status, minted) = app
+        .call(
+            Method::POST,
+            "/v1/rooms/standup/tokens",
+            &t.auth(),
+            Some(json!({ "identity": "bo", "region": "us-east-1" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let verified = app
+        .state
+        .tokens
+        .verify(
+            app.state.store.as_ref(),
+            minted["token"].as_str().unwrap(),
+            Expected::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(verified.claims.region.unwrap().as_str(), "us-east-1");
 
     let other = RoomName::parse("other").unwrap();
     let err = app
@@ -533,6 +556,8 @@ async fn minted_tokens_verify_with_their_claims() {
         json!({ "identity": "bad id" }),
         json!({ "identity": "ann", "ttl_secs": 0 }),
         json!({ "identity": "ann", "ttl_secs": 10_000_000 }),
+        json!({ "identity": "ann", "region": "eu west" }),
+        json!({ "identity": "ann", "region": "" }),
     ] {
         let got = app
             .call(
@@ -585,6 +610,7 @@ async fn bad_tokens_get_stable_codes() {
         nbf: now,
         iat: now,
         iss: t.key.clone(),
+        region: None,
     };
     let tokens = &app.state.tokens;
     let verify =
@@ -1033,12 +1059,39 @@ async fn nodes_list_and_drain() {
         rooms: 1,
         utilization: 0.25,
         updated_at_ms: 1,
+        region: Some(Region::parse("eu-west").unwrap()),
     };
     nodes::register(store, &record, lease).await.unwrap();
     let (status, list) = app.call(Method::GET, "/v1/nodes", &Auth::Admin, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["nodes"][0]["id"], "node-a");
     assert_eq!(list["nodes"][0]["draining"], false);
+    assert_eq!(list["nodes"][0]["region"], "eu-west");
+
+    // A room shows the node it is on (none before it is placed), with the node's region.
+    let t = app.tenant("acme").await;
+    room(&app, &t, json!({ "name": "standup" })).await;
+    let (status, got) = app
+        .call(Method::GET, "/v1/rooms/standup", &t.auth(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["nodes"], json!([]));
+    let (_, listed) = app.call(Method::GET, "/v1/rooms", &t.auth(), None).await;
+    assert!(listed["rooms"][0].get("nodes").is_none(), "{listed}");
+    let (acme, standup) = (
+        TenantId::parse("acme").unwrap(),
+        RoomName::parse("standup").unwrap(),
+    );
+    nodes::bind_room(store, &acme, &standup, &record.id, 1)
+        .await
+        .unwrap();
+    let (_, got) = app
+        .call(Method::GET, "/v1/rooms/standup", &t.auth(), None)
+        .await;
+    assert_eq!(
+        got["nodes"],
+        json!([{ "id": "node-a", "region": "eu-west", "live": true }])
+    );
     let (status, n) = app
         .call(Method::POST, "/v1/nodes/node-a/drain", &Auth::Admin, None)
         .await;
@@ -1059,6 +1112,13 @@ async fn nodes_list_and_drain() {
     store.revoke_lease(lease).await.unwrap();
     let (_, list) = app.call(Method::GET, "/v1/nodes", &Auth::Admin, None).await;
     assert_eq!(list["nodes"], json!([]), "a node whose lease ended is gone");
+    let (_, got) = app
+        .call(Method::GET, "/v1/rooms/standup", &t.auth(), None)
+        .await;
+    assert_eq!(
+        got["nodes"],
+        json!([{ "id": "node-a", "region": null, "live": false }])
+    );
 }
 
 // ---------------------------------------------------------------- passwords

@@ -130,6 +130,7 @@ impl Harness {
                     nbf: now - 5,
                     iat: now,
                     iss: String::new(),
+                    region: None,
                 },
             )
             .unwrap()

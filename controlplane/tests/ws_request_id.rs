@@ -126,6 +126,7 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
                     nbf: now - 5,
                     iat: now,
                     iss: String::new(),
+                    region: None,
                 },
             )
             .unwrap()

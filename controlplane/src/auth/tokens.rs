@@ -1,7 +1,7 @@
 //! Access tokens: JWT HS256 signed with a tenant API key's secret.
 //!
 //! Header `kid` = the API key id; claims `iss` = the same key id, `sub` = identity, `name`,
-//! `room`, `role`, `grants`, `exp`, `nbf`, `iat`. Verification looks the key up by `kid`,
+//! `room`, `role`, `grants`, `exp`, `nbf`, `iat`, optionally `region`. Verification looks the key up by `kid`,
 //! checks the signature with HS256 only (so `alg: none` or any other algorithm is refused),
 //! then time bounds, issuer, and what the caller expects (tenant, room). Every failure maps
 //! to a stable `ApiError` code.
@@ -13,7 +13,7 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{cut_detail, ApiError};
-use crate::ids::{ApiKeyId, Identity, RoomName, TenantId};
+use crate::ids::{ApiKeyId, Identity, Region, RoomName, TenantId};
 use crate::store::records::{ApiKeyRecord, Grants, ParticipantRole};
 use crate::store::typed::get_json;
 use crate::store::{keys, Store};
@@ -32,6 +32,10 @@ pub struct AccessClaims {
     pub iat: u64,
     /// The API key id that signed it.
     pub iss: String,
+    /// Where the participant's room should be placed if this participant places it (its
+    /// region, as the application knows it); absent: the control plane's own region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 /// A token that passed every check.

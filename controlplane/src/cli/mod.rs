@@ -160,6 +160,9 @@ pub struct Overrides {
     /// Stable media node id [cluster.node_id].
     #[arg(long, global = true, env = "SHARDCAST_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
+    /// Where this process runs, e.g. eu-west [cluster.region].
+    #[arg(long, global = true, env = "SHARDCAST_REGION", value_name = "LABEL")]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -263,6 +266,9 @@ impl Overrides {
         }
         if let Some(v) = &self.node_id {
             c.cluster.node_id = Some(v.clone());
+        }
+        if let Some(v) = &self.region {
+            c.cluster.region = Some(v.clone());
         }
         if let Some(v) = self.metrics_listen {
             c.metrics.listen = Some(v);

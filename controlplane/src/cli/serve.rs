@@ -175,6 +175,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             id: id.clone(),
             api_address: "in-process".into(),
             capacity: 0,
+            region: config.region(),
         },
         Duration::from_secs(config.cluster.node_lease_secs.max(2)),
     )
@@ -299,11 +300,14 @@ async fn etcd(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let store = etcd(&config).await?;
     let secret = config.cluster.secret.clone().unwrap_or_default();
-    let placement = Arc::new(Placement::cluster_with_lost_after(
-        store.clone(),
-        secret,
-        Duration::from_millis(config.cluster.node_lost_ms),
-    ));
+    let placement = Arc::new(
+        Placement::cluster_with_lost_after(
+            store.clone(),
+            secret,
+            Duration::from_millis(config.cluster.node_lost_ms),
+        )
+        .in_region(config.region()),
+    );
     warn_dev(config.dev);
     let dev_key = if config.dev {
         std::fs::create_dir_all(&config.data_dir)?;
@@ -394,6 +398,7 @@ pub async fn medianode(config: Config) -> anyhow::Result<()> {
             id: id.clone(),
             api_address: url.clone(),
             capacity: config.cluster.node_capacity,
+            region: config.region(),
         },
         Duration::from_secs(config.cluster.node_lease_secs),
     )

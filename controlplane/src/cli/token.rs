@@ -72,6 +72,7 @@ pub fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<()> {
         nbf: now.saturating_sub(5),
         iat: now,
         iss: key.id.to_string(),
+        region: None,
     };
     let token = TokenService::default()
         .mint(&key, &claims)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shardcast_dataplane::node::MediaNodeApi;
 
-use crate::ids::NodeId;
+use crate::ids::{NodeId, Region};
 use crate::services::now_unix_ms;
 use crate::store::records::NodeRecord;
 use crate::store::{nodes, LeaseId, Store, StoreError};
@@ -23,6 +23,8 @@ pub struct NodeIdentity {
     pub api_address: String,
     /// Maximum peers.
     pub capacity: u32,
+    /// The operator's label for where the node runs (`cluster.region`).
+    pub region: Option<Region>,
 }
 
 /// A running registration; `stop` revokes the lease so the node disappears at once.
@@ -82,6 +84,7 @@ async fn record(node: &dyn MediaNodeApi, who: &NodeIdentity) -> NodeRecord {
         rooms: load.rooms,
         utilization: load.utilization,
         updated_at_ms: now_unix_ms(),
+        region: who.region.clone(),
     }
 }
 

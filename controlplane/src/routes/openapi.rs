@@ -258,12 +258,20 @@ fn schemas() -> Value {
         }
     });
     let role = json!({ "type": "string", "enum": ["host", "participant", "viewer"] });
+    let node = json!({ "type": "object", "properties": {
+        "id": { "type": "string" }, "api_address": { "type": "string" }, "capacity": { "type": "integer" },
+        "peers": { "type": "integer" }, "rooms": { "type": "integer" }, "utilization": { "type": "number" },
+        "updated_at_ms": { "type": "integer" }, "draining": { "type": "boolean" },
+        "region": { "type": "string", "description": "the node's cluster.region; absent when unlabelled" } } });
+    let room_node = json!({ "type": "object", "required": ["id", "region", "live"], "properties": {
+        "id": { "type": "string" }, "region": { "type": ["string", "null"] },
+        "live": { "type": "boolean", "description": "false: the node's registration is gone; the room moves at its next offer" } } });
     let video_codecs = json!({ "type": "array", "uniqueItems": true,
         "items": { "type": "string", "enum": ["vp8", "vp9", "h264"] },
         "description": "video codecs the room prefers, most preferred first; publishers send the first of them they offered" });
     let source = json!({ "type": "string", "enum": ["camera", "microphone", "screen", "screen_audio"],
         "description": "what the track carries, as its publisher said in its signaling offer's `sources`; camera or microphone by default" });
-    json!({
+    let mut schemas = json!({
         "Error": { "type": "object", "required": ["code", "message"], "properties": {
             "code": { "type": "string" }, "message": { "type": "string" } } },
         "CreateTenant": { "type": "object", "required": ["id"], "additionalProperties": false, "properties": {
@@ -288,7 +296,10 @@ fn schemas() -> Value {
             "name": { "type": "string" }, "has_password": { "type": "boolean" },
             "max_participants": { "type": ["integer", "null"] }, "ask_before_join": { "type": "boolean" },
             "empty_timeout_secs": { "type": "integer" }, "video_codecs": video_codecs,
-            "created_at": { "type": "integer" } } },
+            "created_at": { "type": "integer" },
+            "nodes": { "type": "array", "items": schema("RoomNode"),
+                "description": "GET /v1/rooms/{room} only: the media nodes carrying the room (empty until it is placed)" } } },
+        "RoomNode": room_node,
         "RoomList": { "type": "object", "properties": { "rooms": { "type": "array", "items": schema("Room") } } },
         "Grants": grants,
         "GrantsUpdate": { "type": "object", "additionalProperties": false, "properties": {
@@ -311,18 +322,19 @@ fn schemas() -> Value {
         "TokenRequest": { "type": "object", "required": ["identity"], "additionalProperties": false, "properties": {
             "identity": { "type": "string" }, "name": { "type": "string" },
             "role": { "type": "string", "enum": ["host", "participant", "viewer"] },
-            "grants": schema("Grants"), "ttl_secs": { "type": "integer", "minimum": 1 } } },
+            "grants": schema("Grants"), "ttl_secs": { "type": "integer", "minimum": 1 },
+            "region": { "type": "string", "description": "where the room is placed if this participant places it (a node of this region when one takes rooms); default: the control plane's cluster.region" } } },
         "Token": { "type": "object", "properties": {
             "token": { "type": "string" }, "identity": { "type": "string" }, "room": { "type": "string" }, "expires_at": { "type": "integer" } } },
         "ChatMessage": { "type": "object", "properties": {
             "seq": { "type": "integer" }, "from": { "type": "string" }, "name": { "type": "string" },
             "text": { "type": "string" }, "sent_at_ms": { "type": "integer" } } },
         "ChatHistory": { "type": "object", "properties": { "messages": { "type": "array", "items": schema("ChatMessage") } } },
-        "Node": { "type": "object", "properties": {
-            "id": { "type": "string" }, "api_address": { "type": "string" }, "capacity": { "type": "integer" },
-            "peers": { "type": "integer" }, "rooms": { "type": "integer" }, "utilization": { "type": "number" },
-            "updated_at_ms": { "type": "integer" }, "draining": { "type": "boolean" } } },
-        "NodeList": { "type": "object", "properties": { "nodes": { "type": "array", "items": schema("Node") } } },
+        "Node": node,
+        "NodeList": { "type": "object", "properties": { "nodes": { "type": "array", "items": schema("Node") } } }
+    });
+    // Two maps: one is past what `json!` expands within the default recursion limit.
+    let webhooks = json!({
         "SetWebhook": { "type": "object", "required": ["url"], "additionalProperties": false, "properties": {
             "url": { "type": "string", "description": "http:// or https://, no credentials, at most 2048 bytes" },
             "secret": { "type": "string", "minLength": 16, "maxLength": 256,
@@ -351,5 +363,9 @@ fn schemas() -> Value {
         "TrackPublishedPayload": { "type": "object", "required": ["track"], "properties": { "track": schema("WireTrack") } },
         "TrackUnpublishedPayload": { "type": "object", "required": ["identity", "track_id"], "properties": {
             "identity": { "type": "string" }, "track_id": { "type": "string" } } }
-    })
+    });
+    if let (Some(all), serde_json::Value::Object(more)) = (schemas.as_object_mut(), webhooks) {
+        all.extend(more);
+    }
+    schemas
 }

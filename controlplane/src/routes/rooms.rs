@@ -9,8 +9,9 @@ use super::{route, ApiJson, ApiPath, RouteSpec, Verb};
 use crate::app::AppState;
 use crate::auth::TenantAuth;
 use crate::error::ApiError;
-use crate::ids::RoomName;
+use crate::ids::{NodeId, Region, RoomName};
 use crate::services::rooms::{self, CreateRoom, UpdateRoom};
+use crate::store::nodes as store_nodes;
 use crate::store::records::{RoomRecord, RoomSettings, VideoCodec};
 
 pub fn routes() -> Vec<RouteSpec> {
@@ -69,6 +70,20 @@ pub struct RoomView {
     #[serde(default)]
     pub video_codecs: Vec<VideoCodec>,
     pub created_at: u64,
+    /// `GET /v1/rooms/{room}` only: the media nodes carrying the room (one today; none
+    /// until its first participant's offer places it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<RoomNode>>,
+}
+
+/// A media node a room is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomNode {
+    pub id: NodeId,
+    pub region: Option<Region>,
+    /// False when the node's registration is gone (it died or stopped): the room moves to
+    /// another node at its next participant's offer.
+    pub live: bool,
 }
 
 impl From<RoomRecord> for RoomView {
@@ -81,6 +96,7 @@ impl From<RoomRecord> for RoomView {
             empty_timeout_secs: r.settings.empty_timeout_secs,
             video_codecs: r.settings.video_codecs,
             created_at: r.created_at,
+            nodes: None,
         }
     }
 }
@@ -136,11 +152,19 @@ async fn get(
     ApiPath(room): ApiPath<String>,
 ) -> Result<Json<RoomView>, ApiError> {
     let room = room_name(room)?;
-    Ok(Json(
-        rooms::get(state.store.as_ref(), &auth.tenant, &room)
-            .await?
-            .into(),
-    ))
+    let store = state.store.as_ref();
+    let mut view = RoomView::from(rooms::get(store, &auth.tenant, &room).await?);
+    let mut on = Vec::new();
+    if let Some(b) = store_nodes::binding(store, &auth.tenant, &room).await? {
+        let node = store_nodes::get(store, &b.node).await?;
+        on.push(RoomNode {
+            id: b.node,
+            live: node.is_some(),
+            region: node.and_then(|n| n.record.region),
+        });
+    }
+    view.nodes = Some(on);
+    Ok(Json(view))
 }
 
 async fn update(

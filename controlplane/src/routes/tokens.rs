@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::tokens::AccessClaims;
 use crate::auth::TenantAuth;
 use crate::error::ApiError;
-use crate::ids::{Identity, RoomName};
+use crate::ids::{Identity, Region, RoomName};
 use crate::services::{now_unix_secs, rooms};
 use crate::store::records::{Grants, ParticipantRole};
 
@@ -33,6 +33,8 @@ pub struct TokenRequest {
     /// Defaults follow the role.
     pub grants: Option<Grants>,
     pub ttl_secs: Option<u64>,
+    /// Where the room should be placed if this participant is the one who places it.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,6 +67,7 @@ async fn mint(
         )));
     }
     rooms::get(state.store.as_ref(), &auth.tenant, &room).await?;
+    let region = body.region.map(Region::parse).transpose()?;
     let role = body.role.unwrap_or(ParticipantRole::Participant);
     let now = now_unix_secs();
     let claims = AccessClaims {
@@ -77,6 +80,7 @@ async fn mint(
         nbf: now,
         iat: now,
         iss: auth.key.id.to_string(),
+        region,
     };
     let token = state.tokens.mint(&auth.key, &claims)?;
     Ok((

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 use super::messages::{ChatInfo, ParticipantInfo, TrackInfo};
+use crate::ids::Region;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -61,6 +62,8 @@ pub struct Member {
     /// `host`, `participant` or `viewer`.
     pub role: String,
     pub grants: Grants,
+    /// The token's region hint: where the room goes if this member's offer places it.
+    pub region: Option<Region>,
 }
 
 impl Member {

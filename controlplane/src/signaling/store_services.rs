@@ -279,6 +279,7 @@ impl SignalServices for StoreServices {
                     can_chat: g.can_chat,
                     room_admin: g.room_admin,
                 },
+                region: v.claims.region.clone(),
             })
         })
     }

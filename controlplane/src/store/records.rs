@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ApiKeyId, Identity, NodeId, RoomName, TenantId};
+use crate::ids::{ApiKeyId, Identity, NodeId, Region, RoomName, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -260,6 +260,10 @@ pub struct NodeRecord {
     pub utilization: f32,
     /// Unix milliseconds of the last report.
     pub updated_at_ms: u64,
+    /// The operator's region label (`cluster.region`); placement prefers nodes in the
+    /// region a room is wanted in. None: unlabelled (a record written before regions, too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,6 +141,7 @@ pub async fn registered_media_node(
             id,
             api_address: url,
             capacity: 100,
+            region: None,
         },
         lease,
     )
@@ -164,6 +165,7 @@ pub fn host_token(key: &ApiKeyRecord, room: &str, identity: &str) -> String {
                 nbf: now - 5,
                 iat: now,
                 iss: String::new(),
+                region: None,
             },
         )
         .unwrap()

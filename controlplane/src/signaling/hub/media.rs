@@ -38,7 +38,7 @@ impl Hub {
         let m = &session.member;
         let node = self
             .placement
-            .node_for_room(&m.tenant, &m.room)
+            .node_for_room(&m.tenant, &m.room, m.region.as_ref())
             .await
             .map_err(placement_err)?;
         self.ensure_pump(&node);

@@ -382,6 +382,7 @@ mod tests {
             name: "a".into(),
             role: "participant".into(),
             grants,
+            region: None,
         };
         let state = SessionState {
             phase: Phase::Joined,
