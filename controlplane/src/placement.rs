@@ -14,7 +14,8 @@
 //! (a call across an ocean beats no call). A room lives on one node, so the region is decided
 //! by whoever places it; later participants from elsewhere join it there.
 //!
-//! Load order, within the wanted region first: utilization (the fullest shard, in 5 % steps so noise does not flap), then the
+//! Load order, within the wanted region first: utilization (measured: the larger of the shards'
+//! CPU share and the fullest shard's peer share, in 5 % steps so noise does not flap), then the
 //! node's rooms, then peers. A node's rooms are what its own record reports (its load
 //! report, refreshed every third of its lease) plus the rooms this instance placed on it since
 //! that report (instant feedback: a heartbeat lags the last placement). Placement reads the

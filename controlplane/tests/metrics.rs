@@ -406,6 +406,7 @@ fn serve_exports_requests_media_sessions_and_process_metrics() {
         assert!(s.sum("shardcast_driver_tx_datagrams_total", &[("shard", "0")]) > 0.0);
         assert_eq!(s.sum("shardcast_peers", &[("shard", "0")]), 2.0);
         assert!(s.sum("shardcast_shard_snapshot_age_seconds", &[("shard", "0")]) >= 0.0);
+        assert!(s.sum("shardcast_shard_cpu_seconds_total", &[("shard", "0")]) > 0.0);
         assert_eq!(
             s.sum("shardcast_signaling_participants", &[("state", "joined")]),
             2.0

@@ -20,6 +20,7 @@ async fn node(store: &dyn Store, id: &str, peers: u32, utilization: f32) -> Leas
         peers,
         rooms: 0,
         utilization,
+        cpu: 0.0,
         updated_at_ms: 0,
         region: None,
     };
@@ -101,6 +102,7 @@ async fn node_in(store: &dyn Store, id: &str, region: Option<&str>, utilization:
         peers: 0,
         rooms: 0,
         utilization,
+        cpu: 0.0,
         updated_at_ms: 0,
         region: region.map(|r| Region::parse(r).unwrap()),
     };

@@ -28,6 +28,7 @@ async fn node(store: &dyn Store, id: &str, rooms: u32) {
         peers: 0,
         rooms,
         utilization: 0.1,
+        cpu: 0.0,
         updated_at_ms: 1,
         region: None,
     };

@@ -1058,6 +1058,7 @@ async fn nodes_list_and_drain() {
         peers: 3,
         rooms: 1,
         utilization: 0.25,
+        cpu: 0.0,
         updated_at_ms: 1,
         region: Some(Region::parse("eu-west").unwrap()),
     };

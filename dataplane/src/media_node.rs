@@ -342,7 +342,9 @@ impl MediaNode {
             ..NodeLoad::default()
         };
         let mut forwarded = 0;
+        let mut cpu = 0.0;
         for s in &snaps {
+            cpu += s.cpu;
             load.peers += s.logic.peers as u32;
             load.tracks += s.logic.tracks as u32;
             load.subscriptions += s.logic.subscriptions as u32;
@@ -365,7 +367,9 @@ impl MediaNode {
             .map(|c| c.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
-        load.utilization = (fullest as f32 / self.max_peers_per_shard as f32).min(1.0);
+        load.cpu = (cpu / snaps.len().max(1) as f32).min(1.0);
+        let peers = (fullest as f32 / self.max_peers_per_shard as f32).min(1.0);
+        load.utilization = peers.max(load.cpu);
         load
     }
 }

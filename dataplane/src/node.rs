@@ -190,8 +190,12 @@ pub struct NodeLoad {
     pub subscriptions: u32,
     /// Forwarded RTP packets per second over the last report interval, all shards.
     pub forwarded_pps: u64,
-    /// 0.0 ..= 1.0: the fullest shard's share of its capacity.
+    /// 0.0 ..= 1.0: the larger of the fullest shard's share of its peer capacity and `cpu`.
     pub utilization: f32,
+    /// 0.0 ..= 1.0: the shard threads' CPU time over wall time in their last second, averaged
+    /// over the shards (measured load: what a room's peers cost, not how many they are).
+    #[serde(default)]
+    pub cpu: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

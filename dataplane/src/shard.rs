@@ -91,6 +91,9 @@ pub struct ShardCounters {
     /// Panics caught at the shard level (the logic catches per-peer panics itself).
     pub panics: u64,
     pub driver_errors: u64,
+    /// CPU time the shard thread used since it started, in microseconds.
+    #[serde(default)]
+    pub cpu_us: u64,
 }
 
 /// What a shard last published about itself.
@@ -108,6 +111,9 @@ pub struct ShardSnapshot<S> {
     pub logic: S,
     /// When the snapshot was taken (None before the first flush).
     pub at: Option<Instant>,
+    /// The shard thread's CPU time over wall time between its last two flushes (about a
+    /// second), 0.0 ..= 1.0: how busy the shard is, measured, whatever its peers carry.
+    pub cpu: f32,
 }
 
 /// Start-up parameters of a set of shards.
@@ -410,6 +416,7 @@ impl<L: ShardLogic> ShardSet<L> {
                 counters: ShardCounters::default(),
                 logic: L::Stats::default(),
                 at: None,
+                cpu: 0.0,
             }));
             let cpu = if !config.pin {
                 None
@@ -516,6 +523,22 @@ struct ShardThread<L: ShardLogic> {
     cpu: Option<core_affinity::CoreId>,
 }
 
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`; zero if unavailable).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Inputs drained per turn from each queue, so one busy source cannot starve the socket.
 const QUEUE_BUDGET: usize = 1024;
 
@@ -568,6 +591,7 @@ impl<L: ShardLogic> ShardThread<L> {
         let mut counters = ShardCounters::default();
         let mut deadline: Option<Instant> = None;
         let mut last_flush = Instant::now();
+        let mut last_cpu = thread_cpu_time();
         while !self.stop.load(Ordering::Relaxed) {
             counters.turns += 1;
             let now = Instant::now();
@@ -626,6 +650,11 @@ impl<L: ShardLogic> ShardThread<L> {
             let after = Instant::now();
             if after.duration_since(last_flush) >= STATS_INTERVAL {
                 if let Ok(mut s) = self.snapshot.try_lock() {
+                    let cpu = thread_cpu_time();
+                    let wall = after.duration_since(last_flush).as_secs_f64();
+                    s.cpu = (cpu.saturating_sub(last_cpu).as_secs_f64() / wall).min(1.0) as f32;
+                    counters.cpu_us = cpu.as_micros() as u64;
+                    last_cpu = cpu;
                     s.driver = driver.stats();
                     s.tcp = tcp.as_ref().map(TcpPort::stats).unwrap_or_default();
                     s.counters = counters;

@@ -421,6 +421,16 @@ pub fn encode(e: &mut Encoder, snaps: &[Snap], now: Instant) {
             }
         }
     }
+    {
+        let mut f = e.family(
+            "shardcast_shard_cpu_seconds_total",
+            Kind::Counter,
+            "CPU time the shard thread used (user and system), as of its last snapshot.",
+        );
+        for (s, id) in snaps.iter().zip(&shard_ids) {
+            f.float(&[("shard", id)], s.counters.cpu_us as f64 / 1e6);
+        }
+    }
     let mut f = e.family(
         "shardcast_shard_snapshot_age_seconds",
         Kind::Gauge,

@@ -83,6 +83,7 @@ async fn record(node: &dyn MediaNodeApi, who: &NodeIdentity) -> NodeRecord {
         peers: load.peers,
         rooms: load.rooms,
         utilization: load.utilization,
+        cpu: load.cpu,
         updated_at_ms: now_unix_ms(),
         region: who.region.clone(),
     }

@@ -262,6 +262,7 @@ fn schemas() -> Value {
         "id": { "type": "string" }, "api_address": { "type": "string" }, "capacity": { "type": "integer" },
         "peers": { "type": "integer" }, "rooms": { "type": "integer" }, "utilization": { "type": "number" },
         "updated_at_ms": { "type": "integer" }, "draining": { "type": "boolean" },
+        "cpu": { "type": "number", "description": "the shards' measured CPU share in their last second, averaged; utilization is the larger of it and the fullest shard's peer share" },
         "region": { "type": "string", "description": "the node's cluster.region; absent when unlabelled" } } });
     let room_node = json!({ "type": "object", "required": ["id", "region", "live"], "properties": {
         "id": { "type": "string" }, "region": { "type": ["string", "null"] },

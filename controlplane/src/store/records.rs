@@ -256,8 +256,11 @@ pub struct NodeRecord {
     pub capacity: u32,
     pub peers: u32,
     pub rooms: u32,
-    /// 0.0 ..= 1.0, the fullest shard's share of its capacity.
+    /// 0.0 ..= 1.0: the larger of the fullest shard's share of its peer capacity and `cpu`.
     pub utilization: f32,
+    /// 0.0 ..= 1.0: the shard threads' measured CPU share in their last second, averaged.
+    #[serde(default)]
+    pub cpu: f32,
     /// Unix milliseconds of the last report.
     pub updated_at_ms: u64,
     /// The operator's region label (`cluster.region`); placement prefers nodes in the
