@@ -388,7 +388,7 @@ async fn bad_bodies_are_rejected_and_change_nothing() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
-    let unknown = json!({ "name": "av1", "video_codecs": ["av1"] });
+    let unknown = json!({ "name": "h265", "video_codecs": ["h265"] });
     assert_error(
         &room(&app, &t, unknown).await,
         StatusCode::BAD_REQUEST,

@@ -33,7 +33,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for (tag, bytes) in records(data) {
         match tag & 3 {
             0 => {
-                for codec in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264] {
+                for codec in [
+                    VideoCodec::Vp8,
+                    VideoCodec::Vp9,
+                    VideoCodec::H264,
+                    VideoCodec::Av1,
+                ] {
                     let _ = is_keyframe(codec, bytes);
                 }
             }

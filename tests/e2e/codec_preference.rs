@@ -1,7 +1,8 @@
 //! A room's video codec preference (issue 17, point 7). The demo page offers VP8 first (its
 //! default `?codec=vp8`); in a room created over REST with `video_codecs: ["vp9", "vp8"]`
 //! the server's answer lists VP9 first, so the same page publishes VP9, and a receive-only
-//! viewer decodes VP9. In a room without a preference the page's own order stands: VP8.
+//! viewer decodes VP9; likewise AV1 in a room that prefers it. In a room without a
+//! preference the page's own order stands: VP8.
 
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ fn call_codec(server: &Server, room: &str) -> anyhow::Result<(String, String)> {
 }
 
 #[test]
-fn a_room_that_prefers_vp9_gets_vp9_from_a_page_that_offers_vp8_first() -> anyhow::Result<()> {
+fn a_room_that_prefers_vp9_or_av1_gets_it_from_a_vp8_first_page() -> anyhow::Result<()> {
     let server = Server::start()?;
     let created = server.tenant_request(
         reqwest::Method::POST,
@@ -69,6 +70,18 @@ fn a_room_that_prefers_vp9_gets_vp9_from_a_page_that_offers_vp8_first() -> anyho
         (sent.as_str(), decoded.as_str()),
         ("video/VP9", "video/VP9"),
         "the room's first codec"
+    );
+    // AV1: a room that prefers it gets it from the same page, and the viewer decodes it.
+    server.tenant_request(
+        reqwest::Method::POST,
+        "/v1/rooms",
+        Some(json!({ "name": "prefers-av1", "video_codecs": ["av1"] })),
+    )?;
+    let (sent, decoded) = call_codec(&server, "prefers-av1")?;
+    assert_eq!(
+        (sent.as_str(), decoded.as_str()),
+        ("video/AV1", "video/AV1"),
+        "the room's AV1"
     );
     // The same page in a room without a preference: its own order, VP8 first.
     let (sent, decoded) = call_codec(&server, "no-preference")?;

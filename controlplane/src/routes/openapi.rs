@@ -268,7 +268,7 @@ fn schemas() -> Value {
         "id": { "type": "string" }, "region": { "type": ["string", "null"] },
         "live": { "type": "boolean", "description": "false: the node's registration is gone; the room moves at its next offer" } } });
     let video_codecs = json!({ "type": "array", "uniqueItems": true,
-        "items": { "type": "string", "enum": ["vp8", "vp9", "h264"] },
+        "items": { "type": "string", "enum": ["vp8", "vp9", "h264", "av1"] },
         "description": "video codecs the room prefers, most preferred first; publishers send the first of them they offered" });
     let source = json!({ "type": "string", "enum": ["camera", "microphone", "screen", "screen_audio"],
         "description": "what the track carries, as its publisher said in its signaling offer's `sources`; camera or microphone by default" });

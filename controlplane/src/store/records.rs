@@ -39,13 +39,14 @@ pub struct RoomSettings {
     pub video_codecs: Vec<VideoCodec>,
 }
 
-/// A video codec a room may prefer (`"vp8"`, `"vp9"`, `"h264"`).
+/// A video codec a room may prefer (`"vp8"`, `"vp9"`, `"h264"`, `"av1"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VideoCodec {
     Vp8,
     Vp9,
     H264,
+    Av1,
 }
 
 impl VideoCodec {
@@ -55,6 +56,7 @@ impl VideoCodec {
             VideoCodec::Vp8 => "vp8",
             VideoCodec::Vp9 => "vp9",
             VideoCodec::H264 => "h264",
+            VideoCodec::Av1 => "av1",
         }
     }
 }

@@ -423,6 +423,7 @@ fn format_key(spec: &CodecSpec, red: bool) -> Pt {
         Codec::Vp8 => 2,
         Codec::Vp9 => 3,
         Codec::H264 => 4,
+        Codec::Av1 => 6,
         _ => 5,
     };
     Pt::from(if red { c | 0x40 } else { c })

@@ -1,4 +1,4 @@
-//! Codec-aware peeks into RTP payloads: keyframe detection (VP8, VP9, H264), the VP8 payload
+//! Codec-aware peeks into RTP payloads: keyframe detection (VP8, VP9, H264, AV1), the VP8 payload
 //! descriptor (RFC 7741) and its in-place rewrite, and [`PictureIdRewriter`], which keeps the
 //! VP8 or VP9 picture id and TL0PICIDX continuous when the forwarded simulcast layer changes
 //! ([`renumber`] and [`renumbered`] apply it on egress). The VP9 descriptor is in `vp9.rs`.
@@ -28,6 +28,8 @@ pub enum VideoCodec {
     Vp8,
     Vp9,
     H264,
+    /// Forwarded as one layer (or simulcast); its dependency descriptor (SVC) is not read yet.
+    Av1,
 }
 
 /// Does this RTP payload start a keyframe? Only the packet that begins the frame says yes,
@@ -37,6 +39,7 @@ pub fn is_keyframe(codec: VideoCodec, payload: &[u8]) -> Result<bool, CodecError
         VideoCodec::Vp8 => vp8_is_keyframe(payload),
         VideoCodec::Vp9 => vp9_is_keyframe(payload),
         VideoCodec::H264 => h264_is_keyframe(payload),
+        VideoCodec::Av1 => av1_is_keyframe(payload),
     }
 }
 
@@ -186,6 +189,18 @@ fn vp8_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
 /// indices are present, spatial layer 0. A malformed descriptor is an error.
 fn vp9_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
     Ok(Vp9Descriptor::parse(payload)?.is_keyframe())
+}
+
+/// AV1 (the AV1 RTP payload format, §4.4): the aggregation header's N bit (the packet starts
+/// a coded video sequence, which begins with a keyframe) with Z clear (the packet does not
+/// continue an OBU from the previous one). An aggregation header alone is truncated.
+fn av1_is_keyframe(payload: &[u8]) -> Result<bool, CodecError> {
+    let header = *payload.first().ok_or(CodecError::Empty)?;
+    if payload.len() < 2 {
+        return Err(CodecError::Truncated);
+    }
+    let (z, n) = (header & 0x80 != 0, header & 0x08 != 0);
+    Ok(n && !z)
 }
 
 const NAL_IDR: u8 = 5;
@@ -357,7 +372,7 @@ impl Ids {
         match codec? {
             VideoCodec::Vp8 => Vp8Descriptor::parse(payload).ok().map(Ids::Vp8),
             VideoCodec::Vp9 => Vp9Descriptor::parse(payload).ok().map(Ids::Vp9),
-            VideoCodec::H264 => None,
+            VideoCodec::H264 | VideoCodec::Av1 => None,
         }
     }
 
@@ -556,6 +571,19 @@ mod tests {
     }
 
     #[test]
+    fn av1_keyframe() {
+        let av1 = VideoCodec::Av1;
+        // N=1, W=1 (one OBU): a sequence header OBU (type 1) begins the keyframe.
+        assert_eq!(is_keyframe(av1, &[0x18, 0x0a, 0x0b]), Ok(true));
+        // N=0: a delta frame.
+        assert_eq!(is_keyframe(av1, &[0x10, 0x32, 0x00]), Ok(false));
+        // Z=1: continues an OBU of the previous packet, never a start.
+        assert_eq!(is_keyframe(av1, &[0x88, 0x0a, 0x0b]), Ok(false));
+        assert_eq!(is_keyframe(av1, &[0x18]), Err(CodecError::Truncated));
+        assert_eq!(is_keyframe(av1, &[]), Err(CodecError::Empty));
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut buf = [0u8; 24];
@@ -564,7 +592,12 @@ mod tests {
             let len = rng.usize(0..buf.len());
             rng.fill(&mut buf[..len]);
             let p = &mut buf[..len];
-            for c in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264] {
+            for c in [
+                VideoCodec::Vp8,
+                VideoCodec::Vp9,
+                VideoCodec::H264,
+                VideoCodec::Av1,
+            ] {
                 let _ = is_keyframe(c, p);
             }
             if let Ok(d) = Vp8Descriptor::parse(p) {

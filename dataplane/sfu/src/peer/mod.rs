@@ -142,6 +142,7 @@ impl Peer {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_vp9(true)
+            .enable_av1(true)
             .set_stats_interval(None)
             // str0m never sends media here: keep its per-stream buffers minimal.
             .set_send_buffer_video(1)

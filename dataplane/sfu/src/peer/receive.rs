@@ -59,6 +59,7 @@ pub(crate) fn video_codec(codec: str0m::format::Codec) -> Option<VideoCodec> {
         str0m::format::Codec::Vp8 => Some(VideoCodec::Vp8),
         str0m::format::Codec::Vp9 => Some(VideoCodec::Vp9),
         str0m::format::Codec::H264 => Some(VideoCodec::H264),
+        str0m::format::Codec::Av1 => Some(VideoCodec::Av1),
         _ => None,
     }
 }
