@@ -19,6 +19,15 @@ pub fn viewer_video(s: &Value, who: &str) -> (u64, u64) {
     )
 }
 
+/// The publisher's page's one video encoding (an SVC publisher sends one), from its
+/// `shardcastStats()`; `Null` before it sends any.
+pub fn video_encoding(s: &Value) -> Value {
+    s["outbound"]
+        .as_array()
+        .and_then(|o| o.iter().find(|e| e["kind"] == "video").cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// One number the publisher's page reports about its simulcast layer `rid` (0 while it is
 /// not being sent).
 pub fn sent(s: &Value, rid: &str, field: &str) -> u64 {

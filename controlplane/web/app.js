@@ -662,6 +662,18 @@ function setHidden(identity, hidden) {
   renderAll();
 }
 
+// Caps the layer of `identity`'s video (`set_subscription` with `max_layer`: a simulcast
+// layer, or an SVC track's spatial layer or, with one spatial layer, its frame rate).
+// For automation: window.shardcastSetMaxLayer("alice", 0).
+function setMaxLayer(identity, maxLayer) {
+  for (const t of S.tracks.values()) {
+    if (t.identity === identity && t.kind === "video") {
+      send({ type: "set_subscription", track: t.id, visible: !S.hidden.has(identity), max_layer: maxLayer });
+    }
+  }
+}
+window.shardcastSetMaxLayer = setMaxLayer;
+
 // ---------------------------------------------------------------- rendering
 
 function renderAll() {

@@ -1,15 +1,17 @@
 //! The codec and rewrite parsers on the forwarding path: keyframe detection (VP8, VP9,
-//! H.264), the VP8 payload descriptor and its in-place rewrite, and one subscription's
+//! H.264, AV1), the VP8 payload descriptor and its in-place rewrite, and one subscription's
 //! sequence/timestamp rewriter fed a publisher's (hostile) sequence numbers, timestamps and
 //! SSRCs. Records (see `shardcast_fuzz::records`), tag low two bits:
-//! 0 keyframe detection under each codec, 1 a VP8 payload through the descriptor parser and
-//! the picture-id rewriter, 2 a packet header for the stream rewriter (ssrc index, seq, ts;
+//! 0 keyframe detection under each codec and the bytes as an AV1 dependency descriptor of one
+//! stream (whose template structure earlier records may have set), 1 a VP8 payload through
+//! the descriptor parser and the picture-id rewriter, 2 a packet header for the stream rewriter (ssrc index, seq, ts;
 //! tag bit 2: a layer switch), 3 a skipped packet.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use shardcast_fuzz::records;
+use shardcast_sfu::forward::av1::Av1Stream;
 use shardcast_sfu::forward::codec::{
     is_keyframe, vp8_write, PictureIdRewriter, VideoCodec, Vp8Descriptor,
 };
@@ -30,6 +32,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut stream = StreamRewriter::with_start(90_000, 1000, 5000);
     let mut vp8 = PictureIdRewriter::new();
     let mut scratch = Vec::new();
+    let mut av1 = Av1Stream::default();
     for (tag, bytes) in records(data) {
         match tag & 3 {
             0 => {
@@ -40,6 +43,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     VideoCodec::Av1,
                 ] {
                     let _ = is_keyframe(codec, bytes);
+                }
+                if let Some(f) = av1.on_descriptor(bytes) {
+                    assert!(f.sid < f.spatial_layers && f.tid < f.temporal_layers);
                 }
             }
             1 => {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardcast_tests::chromium::Browser;
-use shardcast_tests::layers::{report, viewer_video};
+use shardcast_tests::layers::{report, video_encoding, viewer_video};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 use shardcast_tests::wait_for;
@@ -24,10 +24,7 @@ const CAP_KBIT: u32 = 360;
 
 /// The publisher's one video encoding: (codec, scalability mode, frame width).
 fn svc_sent(s: &Value) -> (String, String, u64) {
-    let o = s["outbound"]
-        .as_array()
-        .and_then(|o| o.iter().find(|e| e["kind"] == "video").cloned())
-        .unwrap_or(Value::Null);
+    let o = video_encoding(s);
     (
         o["codec"].as_str().unwrap_or("").to_string(),
         o["scalabilityMode"].as_str().unwrap_or("").to_string(),

@@ -257,6 +257,9 @@ pub struct MediaPacket {
     /// RFC 6464 level (-dBov) when the packet carried one.
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,
+    /// AV1: the frame's layers from its dependency descriptor (None without one, or before
+    /// the stream's first template structure).
+    pub av1: Option<crate::forward::av1::FrameLayers>,
     /// Arrival time on the publisher's shard.
     pub arrival: Instant,
     pub payload: Arc<[u8]>,

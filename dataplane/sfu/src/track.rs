@@ -105,21 +105,23 @@ impl PublishedTrack {
         }
     }
 
-    /// A VP9 packet of a track without simulcast, with layer indices: what every
-    /// subscription's `SvcFilter` reads of it (parsed once per packet). The monitor then
-    /// counts it under its layer choice, cumulatively. `None` for anything else.
-    pub fn svc_packet(
-        &mut self,
-        codec: &str0m::format::CodecSpec,
-        payload: &[u8],
-        timestamp: u32,
-    ) -> Option<SvcPacket> {
-        if codec.codec != str0m::format::Codec::Vp9 || self.info.rids.len() > 1 {
+    /// A VP9 packet of a track without simulcast, with layer indices, or an AV1 one whose
+    /// dependency descriptor named its layers: what every subscription's `SvcFilter` reads
+    /// of it (parsed once per packet). The monitor then counts it under its layer choice,
+    /// cumulatively. `None` for anything else.
+    pub fn svc_packet(&mut self, m: &crate::api::MediaPacket) -> Option<SvcPacket> {
+        if self.info.rids.len() > 1 {
             return None;
         }
-        // Ingress dropped (and counted) packets whose descriptor does not parse.
-        let d = Vp9Descriptor::parse(payload).ok()?;
-        let p = self.svc.on_packet(&d, timestamp)?;
+        let p = match (m.codec.codec, m.av1) {
+            (str0m::format::Codec::Vp9, _) => {
+                // Ingress dropped (and counted) packets whose descriptor does not parse.
+                let d = Vp9Descriptor::parse(&m.payload).ok()?;
+                self.svc.on_packet(&d, m.timestamp)?
+            }
+            (str0m::format::Codec::Av1, Some(l)) => self.svc.on_av1(&l, m.keyframe, m.timestamp)?,
+            _ => return None,
+        };
         if let Some(m) = self.monitor.as_mut() {
             m.set_cumulative(true);
         }

@@ -125,6 +125,7 @@ impl ShardCore {
                     red: None,
                     audio_level: None,
                     voice_activity: None,
+                    av1: None,
                     arrival: self.next_tick,
                     payload: Arc::from(&[][..]),
                 }),
@@ -137,7 +138,7 @@ impl ShardCore {
         let Some(t) = self.tracks.get_mut(&m.track) else {
             return;
         };
-        let svc = t.svc_packet(&m.codec, &m.payload, m.timestamp);
+        let svc = t.svc_packet(m);
         t.on_packet(now, svc.map_or(m.layer, |p| p.choice), m.payload.len());
         t.codec = Some(m.codec);
         if t.muted {

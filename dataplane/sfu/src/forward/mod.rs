@@ -10,7 +10,7 @@
 //!                  ─▶ LayerSelector::on_packet ─▶ Drop | Forward | ForwardSwitched
 //!                       └ keyframe_needed() ─▶ KeyframeRequestCoalescer::should_send ─▶ PLI
 //!                  ─▶ StreamRewriter::rewrite   (seq, ts; new_segment)
-//!                  ─▶ SvcFilter::on_packet        (VP9 SVC instead of the selector's verdict:
+//!                  ─▶ SvcFilter::on_packet        (VP9/AV1 SVC instead of the selector's verdict:
 //!                                                  spatial/temporal ceiling, marker bit)
 //!                  ─▶ PictureIdRewriter           (VP8/VP9 picture id, TL0PICIDX)
 //! audio packet     ─▶ ActiveSpeakerDetector::feed (per room); poll() ─▶ speaker event
@@ -21,6 +21,8 @@
 //!   [`codec::PictureIdRewriter`] and its egress hooks `renumber` / `renumbered`.
 //! - [`vp9`]: the VP9 descriptor (RFC 9628), [`vp9::SvcTrack`] (per track: its layering) and
 //!   [`vp9::SvcFilter`] (per subscription: which spatial/temporal layers pass, and where).
+//! - [`av1`]: AV1's dependency descriptor, read per stream against its template structure
+//!   into the layers [`vp9::SvcTrack::on_av1`] and the same `SvcFilter` use.
 //! - [`red`]: RFC 2198 redundant audio: [`red::RedLayout`] (checked once at ingress), the
 //!   primary block for subscribers without RED, block payload types mapped for those with it.
 //! - [`rewrite`]: [`rewrite::StreamRewriter`], one outgoing seq/timestamp space per subscription.
@@ -32,6 +34,7 @@
 //!
 //! Must never: allocate per packet, read the clock, or panic on any packet bytes.
 
+pub mod av1;
 pub mod codec;
 pub mod keyframe;
 pub mod layer;

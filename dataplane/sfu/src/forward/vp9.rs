@@ -312,6 +312,33 @@ impl SvcTrack {
         })
     }
 
+    /// Learn from one AV1 packet's layers (its dependency descriptor, `forward::av1`); the
+    /// descriptor's structure is authoritative for the layering. `None` for a stream of one
+    /// layer (then it is not layer-filtered).
+    pub fn on_av1(
+        &mut self,
+        l: &super::av1::FrameLayers,
+        keyframe: bool,
+        timestamp: u32,
+    ) -> Option<SvcPacket> {
+        self.spatial = l.spatial_layers;
+        self.temporal = l.temporal_layers;
+        if !self.is_layered() {
+            return None;
+        }
+        let shape = self.shape();
+        Some(SvcPacket {
+            sid: l.sid,
+            tid: l.tid,
+            switch_up: l.switch_up,
+            ends_frame: l.end_of_frame,
+            keyframe,
+            timestamp,
+            shape,
+            choice: shape.choice_of(l.sid, l.tid),
+        })
+    }
+
     pub fn shape(&self) -> SvcShape {
         SvcShape {
             spatial: self.spatial.max(1),

@@ -21,6 +21,33 @@ use str0m::media::{Mid, Pt};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::api::{LayerIndex, MediaKind, PeerRole};
+
+/// Our id for the AV1 dependency descriptor in offers we make (str0m's standard map leaves
+/// 12 free); an offer's own id is kept in answers.
+const DEPENDENCY_DESCRIPTOR_ID: u8 = 12;
+
+/// A header extension str0m negotiates but never reads or writes: Shardcast owns RTP and
+/// reads the value itself (`shardcast_rtp::rtp::read_extensions`).
+#[derive(Debug)]
+struct NegotiatedOnly;
+
+impl str0m::rtp::ExtensionSerializer for NegotiatedOnly {
+    fn write_to(&self, _buf: &mut [u8], _ev: &str0m::rtp::ExtensionValues) -> usize {
+        0
+    }
+    fn parse_value(&self, _buf: &[u8], _ev: &mut str0m::rtp::ExtensionValues) -> bool {
+        false
+    }
+    fn is_video(&self) -> bool {
+        true
+    }
+    fn is_audio(&self) -> bool {
+        false
+    }
+    fn requires_two_byte_form(&self, _ev: &str0m::rtp::ExtensionValues) -> bool {
+        true
+    }
+}
 use crate::config::CoreConfig;
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::transport::Transport;
@@ -143,6 +170,14 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
+            // AV1 SVC layers are read from it (`forward::av1`); str0m only negotiates it.
+            .set_extension(
+                DEPENDENCY_DESCRIPTOR_ID,
+                str0m::rtp::Extension::with_serializer(
+                    shardcast_rtp::rtp::DEPENDENCY_DESCRIPTOR_URI,
+                    NegotiatedOnly,
+                ),
+            )
             .set_stats_interval(None)
             // str0m never sends media here: keep its per-stream buffers minimal.
             .set_send_buffer_video(1)

@@ -132,6 +132,7 @@ impl Peer {
         };
         let tp = self.transport.as_mut().ok_or(DropReason::NoSrtpKeys)?;
         let mut keyframe_needed = false;
+        let mut av1 = None;
         if let Some(RxKind::Main(m)) = tp.rx.get_mut(&source).map(|s| &mut s.kind) {
             m.stats
                 .on_packet(ext_seq, header.timestamp, now, retransmit);
@@ -140,6 +141,10 @@ impl Peer {
                     return Err(DropReason::RtpDuplicate);
                 }
                 keyframe_needed = nack.take_keyframe_needed();
+            }
+            if let (str0m::format::Codec::Av1, Some(dd)) = (codec.codec, ext.dependency_descriptor)
+            {
+                av1 = m.av1.get_or_insert_with(Default::default).on_descriptor(dd);
             }
         }
         if malformed {
@@ -171,6 +176,7 @@ impl Peer {
                 red: red.ok().flatten(),
                 audio_level: audio_level.map(|a| -(a.level.min(127) as i8)),
                 voice_activity: audio_level.map(|a| a.voice),
+                av1,
                 arrival: now,
                 payload: Arc::from(payload),
             },
@@ -278,6 +284,7 @@ impl Peer {
         Some(Box::new(MainRx {
             stats: ReceiveStats::new(ssrc, clock_rate),
             nack: video.then(NackGenerator::new),
+            av1: None,
         }))
     }
 }

@@ -97,6 +97,9 @@ pub(crate) struct MainRx {
     pub stats: ReceiveStats,
     /// Video only: browsers do not NACK or retransmit Opus.
     pub nack: Option<NackGenerator>,
+    /// AV1 with a dependency descriptor: the stream's last template structure (made on the
+    /// first such packet).
+    pub av1: Option<Box<crate::forward::av1::Av1Stream>>,
 }
 
 pub(crate) struct Transport {
