@@ -1,10 +1,10 @@
 //! Access tokens: JWT HS256 signed with a tenant API key's secret.
 //!
 //! Header `kid` = the API key id; claims `iss` = the same key id, `sub` = identity, `name`,
-//! `room`, `role`, `grants`, `exp`, `nbf`, `iat`, optionally `region`. Verification looks the key up by `kid`,
-//! checks the signature with HS256 only (so `alg: none` or any other algorithm is refused),
-//! then time bounds, issuer, and what the caller expects (tenant, room). Every failure maps
-//! to a stable `ApiError` code.
+//! `room`, `role`, `grants`, `exp`, `nbf`, `iat`, optionally `region`. Verification looks the
+//! key up by `kid`, checks the signature with HS256 only (so `alg: none` or any other
+//! algorithm is refused), then time bounds, issuer, and what the caller expects (tenant,
+//! room). Every failure maps to a stable `ApiError` code.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{

@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::auth::TenantAuth;
 use crate::error::ApiError;
 use crate::ids::{NodeId, Region, RoomName};
+use crate::services::nodes;
 use crate::services::rooms::{self, CreateRoom, UpdateRoom};
-use crate::store::nodes as store_nodes;
 use crate::store::records::{RoomRecord, RoomSettings, VideoCodec};
 
 pub fn routes() -> Vec<RouteSpec> {
@@ -154,16 +154,16 @@ async fn get(
     let room = room_name(room)?;
     let store = state.store.as_ref();
     let mut view = RoomView::from(rooms::get(store, &auth.tenant, &room).await?);
-    let mut on = Vec::new();
-    if let Some(b) = store_nodes::binding(store, &auth.tenant, &room).await? {
-        let node = store_nodes::get(store, &b.node).await?;
-        on.push(RoomNode {
-            id: b.node,
-            live: node.is_some(),
-            region: node.and_then(|n| n.record.region),
-        });
-    }
-    view.nodes = Some(on);
+    let on = nodes::of_room(store, &auth.tenant, &room).await?;
+    view.nodes = Some(
+        on.into_iter()
+            .map(|(id, node)| RoomNode {
+                id,
+                live: node.is_some(),
+                region: node.and_then(|n| n.record.region),
+            })
+            .collect(),
+    );
     Ok(Json(view))
 }
 

@@ -1,11 +1,11 @@
-//! Media nodes as operators see them: list and drain.
+//! Media nodes as operators see them: list, drain, and the node a room is on.
 //!
 //! Registration (on a lease) and room bindings are in `store::nodes`; choosing a node for a
 //! room is placement's job, not this module's.
 
 use super::now_unix_ms;
 use crate::error::ApiError;
-use crate::ids::NodeId;
+use crate::ids::{NodeId, RoomName, TenantId};
 use crate::store::nodes::{self, NodeView};
 use crate::store::Store;
 
@@ -26,4 +26,18 @@ pub async fn set_draining(
     nodes::get(store, id)
         .await?
         .ok_or_else(|| ApiError::node_not_found(id))
+}
+
+/// The node `room` is bound to, with its registration (`None`: the node is gone), or `None`
+/// when the room is not placed.
+pub async fn of_room(
+    store: &dyn Store,
+    tenant: &TenantId,
+    room: &RoomName,
+) -> Result<Option<(NodeId, Option<NodeView>)>, ApiError> {
+    let Some(b) = nodes::binding(store, tenant, room).await? else {
+        return Ok(None);
+    };
+    let view = nodes::get(store, &b.node).await?;
+    Ok(Some((b.node, view)))
 }

@@ -31,7 +31,6 @@ pub struct FrameLayers {
     /// A decode target with a higher temporal layer may be switched to from the next frame
     /// on (VP9's U bit).
     pub switch_up: bool,
-    pub start_of_frame: bool,
     pub end_of_frame: bool,
     /// Layers in the structure: spatial, temporal (each at least 1).
     pub spatial_layers: u8,
@@ -90,7 +89,7 @@ impl Av1Stream {
     /// Reads one packet's descriptor; a structure in it replaces the stream's.
     pub fn on_descriptor(&mut self, dd: &[u8]) -> Option<FrameLayers> {
         let mut b = Bits { data: dd, at: 0 };
-        let start_of_frame = b.read(1)? == 1;
+        let _start_of_frame = b.read(1)?;
         let end_of_frame = b.read(1)? == 1;
         let template_id = b.read(6)? as u8;
         let _frame_number = b.read(16)?;
@@ -116,7 +115,6 @@ impl Av1Stream {
             sid: t.sid,
             tid: t.tid,
             switch_up: t.switch_up,
-            start_of_frame,
             end_of_frame,
             spatial_layers: self.spatial_layers,
             temporal_layers: self.temporal_layers,
@@ -205,8 +203,9 @@ mod tests {
         let mut w = W::default();
         w.put(1, 1).put(1, 1).put(6, template_id).put(16, 100);
         w.put(1, 1).put(1, 0).put(1, 0).put(1, 0).put(1, 0); // structure present
-        w.put(6, 0).put(5, 2); // offset 0, 3 decode targets
-                               // Layers: T0, T0, (next temporal) T1, (next temporal) T2, T2, end.
+                                                             // Offset 0, 3 decode targets; layers T0, T0, (next temporal) T1, (next temporal) T2,
+                                                             // T2, end.
+        w.put(6, 0).put(5, 2);
         w.put(2, 0).put(2, 1).put(2, 1).put(2, 0).put(2, 3);
         for dtis in [[2, 2, 2], [2, 2, 2], [0, 1, 2], [0, 0, 1], [0, 0, 1]] {
             for d in dtis {
@@ -238,10 +237,7 @@ mod tests {
         assert_eq!((key.sid, key.tid, key.switch_up), (0, 0, true));
         assert_eq!((key.spatial_layers, key.temporal_layers), (1, 3));
         let t1 = s.on_descriptor(&frame(2, true, false)).unwrap();
-        assert_eq!(
-            (t1.tid, t1.switch_up, t1.start_of_frame, t1.end_of_frame),
-            (1, true, true, false)
-        );
+        assert_eq!((t1.tid, t1.switch_up, t1.end_of_frame), (1, true, false));
         let t2 = s.on_descriptor(&frame(3, false, true)).unwrap();
         assert_eq!((t2.tid, t2.switch_up, t2.end_of_frame), (2, false, true));
         assert_eq!(s.on_descriptor(&frame(4, true, true)).unwrap().tid, 2);

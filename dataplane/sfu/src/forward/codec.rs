@@ -1,7 +1,8 @@
-//! Codec-aware peeks into RTP payloads: keyframe detection (VP8, VP9, H264, AV1), the VP8 payload
-//! descriptor (RFC 7741) and its in-place rewrite, and [`PictureIdRewriter`], which keeps the
-//! VP8 or VP9 picture id and TL0PICIDX continuous when the forwarded simulcast layer changes
-//! ([`renumber`] and [`renumbered`] apply it on egress). The VP9 descriptor is in `vp9.rs`.
+//! Codec-aware peeks into RTP payloads: keyframe detection (VP8, VP9, H264, AV1), the VP8
+//! payload descriptor (RFC 7741) and its in-place rewrite, and [`PictureIdRewriter`], which
+//! keeps the VP8 or VP9 picture id and TL0PICIDX continuous when the forwarded simulcast layer
+//! changes ([`renumber`] and [`renumbered`] apply it on egress). The VP9 descriptor is in
+//! `vp9.rs`, AV1's dependency descriptor in `av1.rs`.
 //!
 //! Owns: byte-level parsing of the few header fields the SFU needs to route and rewrite.
 //! Must never: allocate, panic on any input, or reassemble frames. A malformed payload is an
@@ -28,7 +29,8 @@ pub enum VideoCodec {
     Vp8,
     Vp9,
     H264,
-    /// Forwarded as one layer (or simulcast); its dependency descriptor (SVC) is not read yet.
+    /// One layer or simulcast from the payload; SVC layers from the dependency descriptor
+    /// (`av1.rs`), not the payload.
     Av1,
 }
 

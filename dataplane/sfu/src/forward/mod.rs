@@ -10,8 +10,8 @@
 //!                  ─▶ LayerSelector::on_packet ─▶ Drop | Forward | ForwardSwitched
 //!                       └ keyframe_needed() ─▶ KeyframeRequestCoalescer::should_send ─▶ PLI
 //!                  ─▶ StreamRewriter::rewrite   (seq, ts; new_segment)
-//!                  ─▶ SvcFilter::on_packet        (VP9/AV1 SVC instead of the selector's verdict:
-//!                                                  spatial/temporal ceiling, marker bit)
+//!                  ─▶ SvcFilter::on_packet        (VP9/AV1 SVC instead of the selector's
+//!                                                  verdict: spatial/temporal ceiling, marker)
 //!                  ─▶ PictureIdRewriter           (VP8/VP9 picture id, TL0PICIDX)
 //! audio packet     ─▶ ActiveSpeakerDetector::feed (per room); poll() ─▶ speaker event
 //!                  ─▶ red::parse (RED, once) ─▶ per subscription: as RED, or the primary block

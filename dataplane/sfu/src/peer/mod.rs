@@ -21,6 +21,10 @@ use str0m::media::{Mid, Pt};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use crate::api::{LayerIndex, MediaKind, PeerRole};
+use crate::config::CoreConfig;
+use crate::ids::{PeerId, RoomId, TrackId};
+use crate::transport::Transport;
+use crate::tx_queue::Remote;
 
 /// Our id for the AV1 dependency descriptor in offers we make (str0m's standard map leaves
 /// 12 free); an offer's own id is kept in answers.
@@ -48,10 +52,6 @@ impl str0m::rtp::ExtensionSerializer for NegotiatedOnly {
         true
     }
 }
-use crate::config::CoreConfig;
-use crate::ids::{PeerId, RoomId, TrackId};
-use crate::transport::Transport;
-use crate::tx_queue::Remote;
 
 mod receive;
 pub(crate) use receive::{video_codec, Received};
