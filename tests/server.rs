@@ -209,6 +209,22 @@ impl Server {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self.tenant_call(method.clone(), path, body)?;
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: HTTP {status} {body}"
+        );
+        Ok(body)
+    }
+
+    /// As [`Server::tenant_request`], whatever the status: `(status, JSON body)` (an error's
+    /// `{code, message}`).
+    pub fn tenant_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let file = self._data.path().join("default_tenant.json");
         let creds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
         let (key, secret) = (
@@ -221,7 +237,10 @@ impl Server {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        Ok(request.send()?.error_for_status()?.json()?)
+        // Long enough for a DELETE that waits for a recording's file to be finished.
+        let response = request.timeout(Duration::from_secs(30)).send()?;
+        let status = response.status().as_u16();
+        Ok((status, response.json()?))
     }
 
     /// A host token for `identity` in `room` from `/dev/token` (dev mode; creates the room).

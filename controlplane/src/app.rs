@@ -125,6 +125,9 @@ pub struct AppState {
     pub nodes: NodeHandles,
     /// This instance's webhook sender (`crate::webhooks`).
     pub webhooks: Webhooks,
+    /// This instance's egresses, once `server::build` made them (empty in an `app()` built
+    /// without a hub: the egress routes then answer `503 egress_unavailable`).
+    pub egress: crate::egress::EgressSlot,
 }
 
 impl AppState {
@@ -146,6 +149,7 @@ impl AppState {
             password_limiter,
             nodes: NodeHandles::default(),
             webhooks,
+            egress: Default::default(),
         }
     }
 

@@ -57,6 +57,48 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Delivery of tenants' webhooks (the URL and secret are per tenant, set over REST).
     pub webhooks: crate::webhooks::WebhookSettings,
+    pub egress: EgressConfig,
+}
+
+/// `[egress]`: recordings (`crate::egress`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Where recordings are written (`{dir}/{tenant}/{room}/{egress id}.webm|mp4`). Default:
+    /// `recordings` in the data directory.
+    pub dir: Option<PathBuf>,
+    /// GStreamer's launcher (Debian: gstreamer1.0-tools), found on `PATH` unless absolute.
+    pub gst_launch: PathBuf,
+    /// How long a stopping recording may take to finish its file before it is killed.
+    pub finish_timeout_secs: u64,
+    /// Recordings one instance runs at once; more are refused (`503 egress_unavailable`).
+    pub max_active: usize,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            gst_launch: PathBuf::from("gst-launch-1.0"),
+            finish_timeout_secs: 10,
+            max_active: 16,
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The settings `crate::egress` runs with, the directory defaulted from `data_dir`.
+    pub fn settings(&self, data_dir: &Path) -> crate::egress::EgressSettings {
+        crate::egress::EgressSettings {
+            dir: self
+                .dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("recordings")),
+            gst_launch: self.gst_launch.clone(),
+            finish_timeout: std::time::Duration::from_secs(self.finish_timeout_secs.max(1)),
+            max_active: self.max_active,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +369,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
             webhooks: crate::webhooks::WebhookSettings::default(),
+            egress: EgressConfig::default(),
         }
     }
 }

@@ -79,6 +79,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// 503 with a specific code (`egress_unavailable`, `room_full`, ...).
+    #[error("{message}")]
+    ServiceUnavailable { code: &'static str, message: String },
     /// 503: the store could not be reached. Detail is logged, not returned.
     #[error("the store is unavailable")]
     Unavailable(String),
@@ -155,7 +158,9 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ServiceUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,7 +177,8 @@ impl ApiError {
             Self::WrongPassword => "wrong_password",
             Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
-            | Self::BadRequest { code, .. } => code,
+            | Self::BadRequest { code, .. }
+            | Self::ServiceUnavailable { code, .. } => code,
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidRequest(_) => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",

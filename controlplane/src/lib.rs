@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod egress;
 pub mod error;
 pub mod health;
 pub mod ids;

@@ -46,6 +46,9 @@ pub struct ServerOptions {
     pub http: HttpOptions,
     /// The room bus between control-plane instances (secret, lease).
     pub bus: BusOptions,
+    /// Recordings (`crate::egress`); `None`: the egress routes answer `503
+    /// egress_unavailable`.
+    pub egress: Option<crate::egress::EgressSettings>,
 }
 
 /// What the `[http]` section sets for requests (the listener's own limits are `serve`'s).
@@ -76,6 +79,8 @@ pub struct Server {
     pub bus: Arc<DirectBus>,
     /// Request counters of this instance (`metrics::Metrics::with_control_plane`).
     pub http_metrics: Arc<HttpMetrics>,
+    /// This instance's egresses (stopped, their files finished, before the hub shuts down).
+    pub egresses: Option<crate::egress::Egresses>,
 }
 
 pub async fn build(
@@ -90,6 +95,12 @@ pub async fn build(
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
     let hub = Hub::new(services, placement.clone(), bus, opts.signaling);
     hub.set_webhooks(state.webhooks.clone());
+    let egresses = opts
+        .egress
+        .map(|settings| crate::egress::Egresses::new(hub.clone(), settings));
+    if let Some(e) = &egresses {
+        let _ = state.egress.set(e.clone());
+    }
     let mut router = app(state.clone())
         .merge({
             let whip = crate::whip::router(hub.clone()).layer(
@@ -141,6 +152,7 @@ pub async fn build(
         hub,
         bus: direct,
         http_metrics,
+        egresses,
     }
 }
 

@@ -159,7 +159,8 @@ fn created(
 }
 
 /// Opens a hub session without a socket and creates its peer; closes it again on failure.
-async fn start(
+/// Also how an egress subscribes (`crate::egress`): `(session id, answer, ETag)`.
+pub(crate) async fn start(
     hub: &Arc<Hub>,
     member: Member,
     source: std::net::IpAddr,

@@ -463,10 +463,42 @@ async fn unknown_rooms_are_room_not_found_everywhere() {
         ),
         (Method::GET, "/v1/rooms/ghost/chat", None),
         (Method::GET, "/v1/rooms/not%20valid", None),
+        (
+            Method::POST,
+            "/v1/rooms/ghost/egress",
+            Some(json!({ "kind": "record", "participant": "ann" })),
+        ),
+        (Method::GET, "/v1/rooms/ghost/egress", None),
+        (Method::DELETE, "/v1/rooms/ghost/egress/e1", None),
     ] {
         let got = app.call(method.clone(), path, &a, body).await;
         assert_error(&got, StatusCode::NOT_FOUND, "room_not_found");
     }
+}
+
+/// Egress requests are checked before anything starts; an app built without a hub (no
+/// signaling, hence no recorder) says so rather than failing later.
+#[tokio::test]
+async fn egress_requests_are_checked_and_need_an_instance_that_records() {
+    let app = TestApp::new().await;
+    let t = app.tenant("acme").await;
+    let a = t.auth();
+    room(&app, &t, json!({ "name": "r1" })).await;
+    let post = |body: Value| app.call(Method::POST, "/v1/rooms/r1/egress", &a, Some(body));
+    let got = post(json!({ "kind": "stream", "participant": "ann" })).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_json");
+    let got = post(json!({ "kind": "record", "participant": "ann", "x": 1 })).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_json");
+    let got = post(json!({ "kind": "record", "participant": "not valid/" })).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request");
+    let got = post(json!({ "kind": "record", "participant": "ann" })).await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "egress_unavailable");
+    let got = app.call(Method::GET, "/v1/rooms/r1/egress", &a, None).await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "egress_unavailable");
+    let got = app
+        .call(Method::GET, "/v1/rooms/r1/egress", &Auth::None, None)
+        .await;
+    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{:?}", got.1);
 }
 
 // ---------------------------------------------------------------- tokens

@@ -201,6 +201,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             web_dir: config.http.web_dir.clone(),
             http: http_options(&config)?,
             bus: bus_options(&config),
+            egress: Some(config.egress.settings(&config.data_dir)),
         },
     )
     .await;
@@ -220,6 +221,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind_http(config.http.listen).await?;
     advertise_bus(&config, &built, &listener)?;
     let (hub, bus) = (built.hub.clone(), built.bus.clone());
+    let egresses = built.egresses.clone();
     let webhooks = built.state.webhooks.clone();
     serve_until_stopped(
         listener,
@@ -227,6 +229,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config,
         hub.stopping(),
         async move {
+            if let Some(e) = egresses {
+                e.stop_all().await;
+            }
             hub.shutdown().await;
             bus.stop().await;
             reg.stop().await;
@@ -325,6 +330,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
             web_dir: config.http.web_dir.clone(),
             http: http_options(&config)?,
             bus: bus_options(&config),
+            egress: Some(config.egress.settings(&config.data_dir)),
         },
     )
     .await;
@@ -335,6 +341,7 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
     let listener = bind_http(config.http.listen).await?;
     advertise_bus(&config, &built, &listener)?;
     let (hub, bus) = (built.hub.clone(), built.bus.clone());
+    let egresses = built.egresses.clone();
     let webhooks = built.state.webhooks.clone();
     serve_until_stopped(
         listener,
@@ -342,6 +349,9 @@ pub async fn controlplane(config: Config) -> anyhow::Result<()> {
         &config,
         hub.stopping(),
         async move {
+            if let Some(e) = egresses {
+                e.stop_all().await;
+            }
             hub.shutdown().await;
             bus.stop().await;
             webhooks.flush(WEBHOOK_FLUSH).await;

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::error::{cut_detail, ApiError};
 
 pub mod chat;
+pub mod egress;
 pub mod nodes;
 pub mod openapi;
 pub mod participants;
@@ -87,6 +88,7 @@ pub fn table() -> Vec<RouteSpec> {
     routes.extend(participants::routes());
     routes.extend(tokens::routes());
     routes.extend(chat::routes());
+    routes.extend(egress::routes());
     routes.extend(nodes::routes());
     routes
 }

@@ -171,6 +171,23 @@ pub fn document() -> Value {
         }
     });
 
+    // A map of its own: one is past what `json!` expands within the default recursion limit.
+    let eg = param("egress", "egress id");
+    let egress = json!({
+        "/v1/rooms/{room}/egress": {
+            "post": with_params(op("Start recording a participant (answers at once, state starting)", Auth::Tenant, Some("StartEgress"), ("201", Some("Egress")), &["room_not_found", "nothing_to_record", "room_full", "room_closed_to_egress", "egress_unavailable", "invalid_request", "invalid_json"]), &rp),
+            "get": with_params(op("List the room's egresses this instance started, oldest first", Auth::Tenant, None, ("200", Some("EgressList")), &["room_not_found", "egress_unavailable"]), &rp)
+        },
+        "/v1/rooms/{room}/egress/{egress}": {
+            "get": with_params(op("Get an egress", Auth::Tenant, None, ("200", Some("Egress")), &["room_not_found", "egress_not_found"]), &[&room, &eg]),
+            "delete": with_params(op("Stop an egress; answers once its file is finished", Auth::Tenant, None, ("200", Some("Egress")), &["room_not_found", "egress_not_found"]), &[&room, &eg])
+        }
+    });
+    let mut paths = paths;
+    if let (Some(all), Value::Object(more)) = (paths.as_object_mut(), egress) {
+        all.extend(more);
+    }
+
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -366,6 +383,28 @@ fn schemas() -> Value {
             "identity": { "type": "string" }, "track_id": { "type": "string" } } }
     });
     if let (Some(all), serde_json::Value::Object(more)) = (schemas.as_object_mut(), webhooks) {
+        all.extend(more);
+    }
+    let state = json!({ "type": "string", "enum": ["starting", "active", "ending", "complete", "failed"],
+        "description": "starting: connecting, waiting for media; active: the file is being written; ending: asked to stop; complete: the file is finished; failed: see error" });
+    let egress = json!({
+        "StartEgress": { "type": "object", "required": ["kind", "participant"], "additionalProperties": false, "properties": {
+            "kind": { "type": "string", "enum": ["record"] },
+            "participant": { "type": "string", "description": "the identity whose audio and video are recorded" } } },
+        "Egress": { "type": "object", "required": ["id", "room", "kind", "participant", "state", "started_at", "bytes", "dropped_packets"], "properties": {
+            "id": { "type": "string" }, "room": { "type": "string" },
+            "kind": { "type": "string", "enum": ["record"] }, "participant": { "type": "string" },
+            "state": state,
+            "started_at": { "type": "integer", "description": "Unix seconds" },
+            "ended_at": { "type": ["integer", "null"] },
+            "file": { "type": ["string", "null"], "description": "absolute path on the control plane's host: .webm (VP8/VP9, Opus) or .mp4 (H.264)" },
+            "bytes": { "type": "integer", "description": "the file's size" },
+            "dropped_packets": { "type": "integer", "description": "packets the pipeline could not take in time" },
+            "end_reason": { "type": ["string", "null"], "enum": ["stopped", "participant_left", "server_shutdown", "error", null] },
+            "error": { "type": ["string", "null"] } } },
+        "EgressList": { "type": "object", "properties": { "egresses": { "type": "array", "items": schema("Egress") } } }
+    });
+    if let (Some(all), serde_json::Value::Object(more)) = (schemas.as_object_mut(), egress) {
         all.extend(more);
     }
     schemas

@@ -36,6 +36,7 @@ pub fn options() -> ServerOptions {
         web_dir: None,
         http: Default::default(),
         bus: Default::default(),
+        egress: None,
     }
 }
 

@@ -1,0 +1,459 @@
+//! Egress: media leaving a room other than to its participants. Today one kind, `record`: a
+//! participant's audio and video written to a file (issue 18; HLS is the next kind).
+//!
+//! An egress subscribes like any WHEP player — a hub session of its own (identity
+//! `egress-…`, shown in the room as "Recording"), a `Play` peer on the room's media node —
+//! through a str0m subscriber in this process (`receiver`), and hands the RTP to GStreamer
+//! (`pipeline`), which muxes it into `{egress.dir}/{tenant}/{room}/{id}.webm|mp4`.
+//!
+//! Life of one: `starting` (connecting, waiting for the first media) → `active` (the
+//! pipeline writes) → `ending` (asked to stop: `DELETE`, the participant left, the process
+//! stops) → `complete` (the file is finished) or `failed` (with `error`). Egresses are kept
+//! by the control-plane instance that started them (listed by it alone), the ended ones
+//! up to [`KEEP_ENDED`].
+//!
+//! Must never: leave a file unfinished when it could finish it (every stop path ends the
+//! streams and waits for the muxer), or run media on the async runtime's threads.
+
+pub mod pipeline;
+pub mod receiver;
+mod record;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shardcast_dataplane::node::{MediaKind, PeerRole};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::services::now_unix_secs;
+use crate::signaling::hub::Hub;
+use crate::signaling::messages::track_from_wire;
+use crate::signaling::services::{Grants, Member, SignalError};
+
+/// Ended egresses kept for `GET` per instance (the oldest go first).
+pub const KEEP_ENDED: usize = 256;
+/// How often a recording checks that its participant still publishes.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
+/// `[egress]`: where recordings go and what runs them.
+#[derive(Debug, Clone)]
+pub struct EgressSettings {
+    /// Recordings are written under this directory.
+    pub dir: PathBuf,
+    /// The `gst-launch-1.0` program.
+    pub gst_launch: PathBuf,
+    /// How long a stopping pipeline may take to finish its file before it is killed.
+    pub finish_timeout: Duration,
+    /// Recordings this instance runs at once (each is a thread, a socket and a child
+    /// process); more are refused with `503 egress_unavailable`.
+    pub max_active: usize,
+}
+
+impl EgressSettings {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            gst_launch: PathBuf::from("gst-launch-1.0"),
+            finish_timeout: Duration::from_secs(10),
+            max_active: 16,
+        }
+    }
+}
+
+/// What an egress makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressKind {
+    /// A file of one participant's audio and video.
+    Record,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressState {
+    Starting,
+    Active,
+    Ending,
+    Complete,
+    Failed,
+}
+
+impl EgressState {
+    pub fn ended(self) -> bool {
+        matches!(self, EgressState::Complete | EgressState::Failed)
+    }
+}
+
+/// An egress as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EgressView {
+    pub id: String,
+    pub room: String,
+    pub kind: EgressKind,
+    pub participant: String,
+    pub state: EgressState,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    /// The file being written (absolute), once the pipeline started.
+    pub file: Option<String>,
+    /// The file's size.
+    pub bytes: u64,
+    /// Packets the pipeline could not take in time (dropped, not waited for).
+    pub dropped_packets: u64,
+    /// Why it ended: `stopped` (`DELETE`), `participant_left`, `server_shutdown`, `error`.
+    pub end_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One egress: its view, and the flag that stops it.
+struct Egress {
+    tenant: String,
+    view: Mutex<EgressView>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    /// True once the egress ended (its file finished, its session closed).
+    done: watch::Sender<bool>,
+}
+
+impl Egress {
+    fn view(&self) -> EgressView {
+        let mut v = self.view.lock().unwrap().clone();
+        if let Some(f) = &v.file {
+            v.bytes = std::fs::metadata(f).map_or(v.bytes, |m| m.len());
+        }
+        v.dropped_packets = self.dropped.load(Ordering::Relaxed);
+        v
+    }
+
+    fn set(&self, f: impl FnOnce(&mut EgressView)) {
+        f(&mut self.view.lock().unwrap());
+    }
+
+    /// Asks it to stop for `reason` (the first reason given wins).
+    fn request_stop(&self, reason: &str) {
+        self.set(|v| {
+            if !v.state.ended() && v.end_reason.is_none() {
+                v.end_reason = Some(reason.into());
+                v.state = EgressState::Ending;
+            }
+        });
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    async fn ended(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+/// A room's egresses on this instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Egresses {
+    hub: Arc<Hub>,
+    settings: Arc<EgressSettings>,
+    all: Arc<Mutex<HashMap<String, Arc<Egress>>>>,
+}
+
+/// Set once the hub exists (`server::build`); REST handlers read it through `AppState`.
+pub type EgressSlot = Arc<OnceLock<Egresses>>;
+
+/// What `POST /v1/rooms/{room}/egress` asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartEgress {
+    pub kind: EgressKind,
+    /// The identity of the participant to record.
+    pub participant: String,
+}
+
+fn signal_to_api(e: SignalError) -> ApiError {
+    match e.code {
+        "room_not_found" => ApiError::room_not_found(e.message),
+        "room_full" => ApiError::conflict("room_full", e.message),
+        "password_required" | "password_wrong" | "forbidden" => {
+            ApiError::conflict("room_closed_to_egress", e.message)
+        }
+        "store_unavailable" => ApiError::Unavailable(e.message),
+        code => ApiError::ServiceUnavailable {
+            code: if code == "server_shutdown" {
+                "server_shutdown"
+            } else {
+                "egress_unavailable"
+            },
+            message: e.message,
+        },
+    }
+}
+
+impl Egresses {
+    pub fn new(hub: Arc<Hub>, settings: EgressSettings) -> Self {
+        Self {
+            hub,
+            settings: Arc::new(settings),
+            all: Arc::default(),
+        }
+    }
+
+    /// The tenant's egresses of `room`, oldest first.
+    pub fn list(&self, tenant: &str, room: &str) -> Vec<EgressView> {
+        let mut out: Vec<EgressView> = self
+            .all
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.tenant == tenant && e.view.lock().unwrap().room == room)
+            .map(|e| e.view())
+            .collect();
+        out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        out
+    }
+
+    fn find(&self, tenant: &str, room: &str, id: &str) -> Result<Arc<Egress>, ApiError> {
+        self.all
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|e| e.tenant == tenant && e.view.lock().unwrap().room == room)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound {
+                code: "egress_not_found",
+                message: format!("no egress {id} in this room"),
+            })
+    }
+
+    pub fn get(&self, tenant: &str, room: &str, id: &str) -> Result<EgressView, ApiError> {
+        Ok(self.find(tenant, room, id)?.view())
+    }
+
+    /// Stops an egress and waits until its file is finished; the final view.
+    pub async fn stop(&self, tenant: &str, room: &str, id: &str) -> Result<EgressView, ApiError> {
+        let e = self.find(tenant, room, id)?;
+        e.request_stop("stopped");
+        e.ended().await;
+        Ok(e.view())
+    }
+
+    /// Stops every egress (the process is stopping) and waits for their files.
+    pub async fn stop_all(&self) {
+        let all: Vec<Arc<Egress>> = self.all.lock().unwrap().values().cloned().collect();
+        for e in &all {
+            e.request_stop("server_shutdown");
+        }
+        for e in &all {
+            e.ended().await;
+        }
+    }
+
+    /// Starts recording `req.participant` of `room`: connects a subscriber to the room's
+    /// media node; media and the file follow in the background.
+    pub async fn start(
+        &self,
+        tenant: &str,
+        room: &str,
+        req: StartEgress,
+    ) -> Result<EgressView, ApiError> {
+        let active = self
+            .all
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| !e.view.lock().unwrap().state.ended())
+            .count();
+        if active >= self.settings.max_active {
+            return Err(ApiError::ServiceUnavailable {
+                code: "egress_unavailable",
+                message: format!(
+                    "this instance runs its most recordings at once ({})",
+                    self.settings.max_active
+                ),
+            });
+        }
+        let tracks = self
+            .hub
+            .room_tracks(tenant, room)
+            .await
+            .map_err(signal_to_api)?;
+        let bind: Vec<_> = tracks
+            .iter()
+            .filter(|t| t.identity == req.participant)
+            .filter(|t| matches!(t.kind, MediaKind::Audio | MediaKind::Video))
+            .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
+            .collect();
+        if bind.is_empty() {
+            return Err(ApiError::conflict(
+                "nothing_to_record",
+                format!("{} publishes no audio or video", req.participant),
+            ));
+        }
+        let expected = (
+            bind.iter().any(|(_, k)| *k == MediaKind::Video),
+            bind.iter().any(|(_, k)| *k == MediaKind::Audio),
+        );
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let member = Member {
+            tenant: tenant.to_string(),
+            room: room.to_string(),
+            identity: format!("egress-{id}"),
+            name: "Recording".into(),
+            role: "viewer".into(),
+            // room_admin: past a waiting room, as a host's recording would be.
+            grants: Grants {
+                can_publish: false,
+                can_subscribe: true,
+                can_chat: false,
+                room_admin: true,
+            },
+            region: None,
+        };
+        let (offered, offer) = receiver::offer(Instant::now());
+        let source = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
+        let (session, answer, _) = crate::whip::start(
+            &self.hub,
+            member,
+            source,
+            offer,
+            PeerRole::Play,
+            bind.iter().map(|(id, _)| *id).collect(),
+            Some(Some(req.participant.clone())),
+        )
+        .await
+        .map_err(signal_to_api)?;
+        let running = match offered.accept(&answer) {
+            Ok(r) => r,
+            Err(e) => {
+                self.close_session(&session).await;
+                return Err(ApiError::ServiceUnavailable {
+                    code: "egress_unavailable",
+                    message: e.to_string(),
+                });
+            }
+        };
+        let egress = Arc::new(Egress {
+            tenant: tenant.to_string(),
+            view: Mutex::new(EgressView {
+                id: id.clone(),
+                room: room.to_string(),
+                kind: req.kind,
+                participant: req.participant.clone(),
+                state: EgressState::Starting,
+                started_at: now_unix_secs(),
+                ended_at: None,
+                file: None,
+                bytes: 0,
+                dropped_packets: 0,
+                end_reason: None,
+                error: None,
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            done: watch::channel(false).0,
+        });
+        self.keep(egress.clone());
+        let file = self.settings.dir.join(tenant).join(room).join(&id);
+        let worker = {
+            let (egress, settings) = (egress.clone(), self.settings.clone());
+            std::thread::Builder::new()
+                .name(format!("egress-{id}"))
+                .spawn(move || record::record(running, &egress, &settings, file, expected))
+        };
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                self.close_session(&session).await;
+                egress.set(|v| {
+                    v.state = EgressState::Failed;
+                    v.error = Some(e.to_string());
+                });
+                let _ = egress.done.send(true);
+                return Ok(egress.view());
+            }
+        };
+        tracing::info!(egress = %id, room, participant = %req.participant, "egress: started");
+        tokio::spawn(self.clone().supervise(egress.clone(), session, worker));
+        Ok(egress.view())
+    }
+
+    /// Stops the egress when its participant stops publishing; when its worker ends, closes
+    /// its session and marks it ended.
+    async fn supervise(
+        self,
+        egress: Arc<Egress>,
+        session: String,
+        worker: std::thread::JoinHandle<Result<(), String>>,
+    ) {
+        let (tenant, room, participant) = {
+            let v = egress.view.lock().unwrap();
+            (egress.tenant.clone(), v.room.clone(), v.participant.clone())
+        };
+        let mut missing = 0;
+        while !worker.is_finished() {
+            tokio::time::sleep(PRESENCE_EVERY).await;
+            if egress.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            // Gone twice in a row (a store blip counts as present).
+            let present = match self.hub.room_tracks(&tenant, &room).await {
+                Ok(tracks) => tracks.iter().any(|t| t.identity == participant),
+                Err(_) => true,
+            };
+            missing = if present { 0 } else { missing + 1 };
+            if missing >= 2 {
+                egress.request_stop("participant_left");
+            }
+        }
+        let result = tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|joined| joined.map_err(|_| "the egress worker panicked".to_string()))
+            .and_then(|r| r);
+        self.close_session(&session).await;
+        egress.set(|v| {
+            v.ended_at = Some(now_unix_secs());
+            match result {
+                Ok(()) => v.state = EgressState::Complete,
+                Err(e) => {
+                    v.state = EgressState::Failed;
+                    v.end_reason.get_or_insert_with(|| "error".into());
+                    v.error = Some(e);
+                }
+            }
+        });
+        let v = egress.view();
+        tracing::info!(egress = %v.id, state = ?v.state, bytes = v.bytes, file = ?v.file, error = ?v.error, "egress: ended");
+        let _ = egress.done.send(true);
+    }
+
+    async fn close_session(&self, id: &str) {
+        if let Some(s) = self.hub.session(id) {
+            self.hub.close(&s, None).await;
+        }
+    }
+
+    /// Adds `e`, forgetting the oldest ended egresses past [`KEEP_ENDED`].
+    fn keep(&self, e: Arc<Egress>) {
+        let mut all = self.all.lock().unwrap();
+        let id = e.view.lock().unwrap().id.clone();
+        all.insert(id, e);
+        let mut ended: Vec<(u64, String)> = all
+            .iter()
+            .filter_map(|(id, e)| {
+                let v = e.view.lock().unwrap();
+                v.state
+                    .ended()
+                    .then(|| (v.ended_at.unwrap_or(0), id.clone()))
+            })
+            .collect();
+        if ended.len() > KEEP_ENDED {
+            ended.sort();
+            for (_, id) in &ended[..ended.len() - KEEP_ENDED] {
+                all.remove(id);
+            }
+        }
+    }
+}

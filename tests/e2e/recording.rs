@@ -1,0 +1,273 @@
+//! Recording (issue 18): a Chromium participant publishes VP8 and Opus (the demo page's fake
+//! camera and microphone) through a real `shardcast serve`; `POST /v1/rooms/{room}/egress`
+//! records it with GStreamer (`gst-launch-1.0`, Debian's packages) and `ffprobe` reads what
+//! was written:
+//!
+//! - a 10 s recording stopped over REST is a WebM with VP8 video of the camera's size and
+//!   Opus audio, as long as it was recorded (within 0.5 s), and every video frame decodes;
+//! - the participant leaving ends its recording by itself (`participant_left`), finished;
+//! - stopping the server (SIGTERM) mid-recording still leaves a finished, playable file.
+//!
+//! Also what a REST client gets wrong: a participant that publishes nothing (409
+//! `nothing_to_record`), a kind that does not exist (400), an unknown egress (404).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::{json, Value};
+use shardcast_tests::chromium::Browser;
+use shardcast_tests::server::Server;
+use shardcast_tests::wait_for;
+
+const ROOM: &str = "rec";
+
+/// What ffprobe reads from a recording: each stream's codec and size, the container's
+/// duration, and how many video frames decode.
+#[derive(Debug)]
+struct Probe {
+    codecs: Vec<String>,
+    /// The last video frame's size (a recording starts with the layer the publisher sends,
+    /// and goes up with it).
+    width: u64,
+    height: u64,
+    duration: f64,
+    video_frames: u64,
+}
+
+fn probe(file: &str) -> anyhow::Result<Probe> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-of", "json"])
+        .args([
+            "-show_entries",
+            "format=duration:stream=codec_name,codec_type,nb_read_frames",
+        ])
+        .args(["-show_entries", "frame=media_type,width,height"])
+        .arg(file)
+        .output()
+        .context("running ffprobe")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ffprobe {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let streams = v["streams"].as_array().context("streams")?;
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let frames = v["frames"].as_array().context("frames")?;
+    let last = frames.iter().rev().find(|f| f["media_type"] == "video");
+    let num = |s: &Value| s.as_str().and_then(|t| t.parse::<f64>().ok());
+    Ok(Probe {
+        codecs: streams
+            .iter()
+            .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
+            .collect(),
+        width: last.and_then(|f| f["width"].as_u64()).unwrap_or(0),
+        height: last.and_then(|f| f["height"].as_u64()).unwrap_or(0),
+        duration: num(&v["format"]["duration"]).unwrap_or(0.0),
+        video_frames: video.and_then(|s| num(&s["nb_read_frames"])).unwrap_or(0.0) as u64,
+    })
+}
+
+fn egress_path(id: &str) -> String {
+    format!("/v1/rooms/{ROOM}/egress/{id}")
+}
+
+/// Starts recording `who`; the egress as `POST` answered it.
+fn start(server: &Server, who: &str) -> anyhow::Result<Value> {
+    let (status, body) = server.tenant_call(
+        Method::POST,
+        &format!("/v1/rooms/{ROOM}/egress"),
+        Some(json!({"kind": "record", "participant": who})),
+    )?;
+    anyhow::ensure!(status == 201, "POST egress: {status} {body}");
+    Ok(body)
+}
+
+/// Waits until the egress writes (state `active`, bytes in its file); when that was seen.
+fn wait_active(server: &Server, id: &str) -> anyhow::Result<Instant> {
+    wait_for(
+        "the recording to be active",
+        Duration::from_secs(20),
+        || {
+            let v = server.tenant_get(&egress_path(id))?;
+            anyhow::ensure!(v["state"] != "failed", "the egress failed: {v}");
+            Ok((v["state"] == "active").then(Instant::now))
+        },
+    )
+}
+
+/// The highest simulcast layer the page sends, and how many frames of it went out.
+const TOP_LAYER: &str = r#"(async () => {
+  let best = { width: 0, frames: 0 };
+  if (!S.pc) return best;
+  (await S.pc.getStats()).forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video" && (s.frameWidth || 0) > best.width) {
+      best = { width: s.frameWidth, frames: s.framesSent || 0 };
+    }
+  });
+  return best;
+})()"#;
+
+/// The REST API lists the publisher's two tracks, and its camera goes out at full size
+/// (Chromium adds simulcast layers as its bandwidth estimate grows).
+fn wait_publishing(server: &Server, who: &str, page: &mut Browser) -> anyhow::Result<()> {
+    wait_for(
+        &format!("{who} sending 960x540"),
+        Duration::from_secs(30),
+        || {
+            let top = page.eval(TOP_LAYER)?;
+            Ok((top["width"] == 960 && top["frames"].as_u64() > Some(30)).then_some(()))
+        },
+    )?;
+    wait_for(
+        &format!("{who} publishing audio and video"),
+        Duration::from_secs(30),
+        || {
+            let p = server.tenant_get(&format!("/v1/rooms/{ROOM}/participants/{who}"));
+            Ok(p.ok()
+                .filter(|p| p["tracks"].as_array().is_some_and(|t| t.len() == 2))
+                .map(|_| ()))
+        },
+    )
+}
+
+fn report(server: &Server, browser: &Browser) -> String {
+    format!(
+        "--- server log (last 60):\n{}\n{}",
+        server.log_tail(60),
+        browser.diagnostics()
+    )
+}
+
+#[test]
+fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyhow::Result<()> {
+    let mut server = Server::start()?;
+    let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+
+    // What a client gets wrong is refused with a stable code.
+    let post = |body: Value| {
+        server.tenant_call(
+            Method::POST,
+            &format!("/v1/rooms/{ROOM}/egress"),
+            Some(body),
+        )
+    };
+    let (status, body) = post(json!({"kind": "record", "participant": "nobody"}))?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("nothing_to_record")),
+        "{body}"
+    );
+    let (status, body) = post(json!({"kind": "broadcast", "participant": "alice"}))?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
+    let (status, body) = server.tenant_call(Method::DELETE, &egress_path("nope"), None)?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("egress_not_found")),
+        "{body}"
+    );
+
+    // 1. Ten seconds, stopped over REST.
+    let started = start(&server, "alice")?;
+    let id = started["id"].as_str().context("id")?.to_string();
+    assert_eq!(started["state"], "starting", "{started}");
+    let active = wait_active(&server, &id).map_err(|e| e.context(report(&server, &alice)))?;
+    // The recorder is in the room, under its own name.
+    let people = server.tenant_get(&format!("/v1/rooms/{ROOM}/participants"))?;
+    assert!(
+        people["participants"].as_array().is_some_and(|ps| ps
+            .iter()
+            .any(|p| p["identity"] == format!("egress-{id}") && p["name"] == "Recording")),
+        "{people}"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let recorded = active.elapsed().as_secs_f64();
+    let (status, done) = server.tenant_call(Method::DELETE, &egress_path(&id), None)?;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done["state"],
+        "complete",
+        "{done}\n{}",
+        report(&server, &alice)
+    );
+    assert_eq!(done["end_reason"], "stopped", "{done}");
+    let file = done["file"].as_str().context("file")?.to_string();
+    assert!(file.ends_with(".webm"), "{file}");
+    assert_eq!(
+        done["bytes"].as_u64(),
+        Some(std::fs::metadata(&file)?.len())
+    );
+    let p = probe(&file)?;
+    eprintln!("stopped over REST after {recorded:.2} s: {p:?}");
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
+    assert_eq!(
+        (p.width, p.height),
+        (960, 540),
+        "the camera's full size: {p:?}"
+    );
+    assert!(
+        (p.duration - recorded).abs() <= 0.5,
+        "{:.2} s in the file, {recorded:.2} s recorded",
+        p.duration
+    );
+    // Chromium's fake camera sends at least 10 frames/s here; each one decodes.
+    assert!(p.video_frames as f64 >= 10.0 * p.duration, "{p:?}");
+    let listed = server.tenant_get(&format!("/v1/rooms/{ROOM}/egress"))?;
+    assert_eq!(listed["egresses"][0]["id"], id.as_str(), "{listed}");
+    // Its recorder left the room with it.
+    let people = server.tenant_get(&format!("/v1/rooms/{ROOM}/participants"))?;
+    assert!(
+        !people.to_string().contains(&format!("egress-{id}")),
+        "{people}"
+    );
+
+    // 2. The participant leaves: the recording ends by itself, finished.
+    let second = start(&server, "alice")?;
+    let id2 = second["id"].as_str().context("id")?.to_string();
+    wait_active(&server, &id2)?;
+    std::thread::sleep(Duration::from_secs(3));
+    alice.eval("leave(), true")?;
+    let ended = wait_for("the recording to end", Duration::from_secs(15), || {
+        let v = server.tenant_get(&egress_path(&id2))?;
+        Ok((v["state"] == "complete" || v["state"] == "failed").then_some(v))
+    })?;
+    assert_eq!(ended["state"], "complete", "{ended}");
+    assert_eq!(ended["end_reason"], "participant_left", "{ended}");
+    let p = probe(ended["file"].as_str().context("file")?)?;
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
+    assert!(p.duration >= 2.5, "{p:?}");
+
+    // 3. The server stops mid-recording: the file is still finished and plays.
+    alice.eval("join(), true")?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+    let third = start(&server, "alice")?;
+    let id3 = third["id"].as_str().context("id")?.to_string();
+    let active = wait_active(&server, &id3)?;
+    let file = wait_for("the file's name", Duration::from_secs(5), || {
+        let v = server.tenant_get(&egress_path(&id3))?;
+        Ok(v["file"].as_str().map(str::to_string))
+    })?;
+    std::thread::sleep(Duration::from_secs(5));
+    let recorded = active.elapsed().as_secs_f64();
+    server.terminate();
+    let code = server.wait_exit(Duration::from_secs(15))?;
+    assert_eq!(code, Some(0), "{}", server.log_tail(40));
+    let p = probe(&file)?;
+    eprintln!("stopped by SIGTERM after {recorded:.2} s: {p:?}");
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
+    assert!(
+        (p.duration - recorded).abs() <= 0.7,
+        "{:.2} s in the file, {recorded:.2} s recorded",
+        p.duration
+    );
+    Ok(())
+}
