@@ -112,6 +112,10 @@ pub async fn build(
             }
         })
         .merge(web_router(opts.web_dir))
+        .merge(match &egresses {
+            Some(e) => crate::egress::hls::router(e.clone()),
+            None => Router::new(),
+        })
         .merge(crate::health::control_plane(
             state.store.clone(),
             placement.clone(),

@@ -15,6 +15,7 @@
 //! Must never: leave a file unfinished when it could finish it (every stop path ends the
 //! streams and waits for the muxer), or run media on the async runtime's threads.
 
+pub mod hls;
 pub mod pipeline;
 pub mod receiver;
 mod record;
@@ -71,6 +72,8 @@ impl EgressSettings {
 pub enum EgressKind {
     /// A file of one participant's audio and video.
     Record,
+    /// A live HLS stream of one participant (H.264 and AAC), served at `playlist`.
+    Hls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,9 +103,14 @@ pub struct EgressView {
     /// Unix seconds.
     pub started_at: u64,
     pub ended_at: Option<u64>,
-    /// The file being written (absolute), once the pipeline started.
+    /// The file being written (absolute), once the pipeline started; for HLS, the directory
+    /// of its playlist and segments.
     pub file: Option<String>,
-    /// The file's size.
+    /// HLS: the playlist's path on this server (`/hls/{id}/{key}/index.m3u8`), a capability
+    /// URL: whoever has it may play, until the egress ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playlist: Option<String>,
+    /// The file's size (HLS: the segments on disk).
     pub bytes: u64,
     /// Packets the pipeline could not take in time (dropped, not waited for).
     pub dropped_packets: u64,
@@ -114,6 +122,8 @@ pub struct EgressView {
 /// One egress: its view, and the flag that stops it.
 struct Egress {
     tenant: String,
+    /// HLS: the random part of the playlist's URL.
+    key: String,
     view: Mutex<EgressView>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
@@ -125,7 +135,7 @@ impl Egress {
     fn view(&self) -> EgressView {
         let mut v = self.view.lock().unwrap().clone();
         if let Some(f) = &v.file {
-            v.bytes = std::fs::metadata(f).map_or(v.bytes, |m| m.len());
+            v.bytes = disk_size(std::path::Path::new(f)).unwrap_or(v.bytes);
         }
         v.dropped_packets = self.dropped.load(Ordering::Relaxed);
         v
@@ -150,6 +160,22 @@ impl Egress {
         let mut rx = self.done.subscribe();
         let _ = rx.wait_for(|d| *d).await;
     }
+}
+
+/// The size of a file, or of the files in a directory (an HLS egress's segments).
+fn disk_size(path: &std::path::Path) -> Option<u64> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.is_dir() {
+        return Some(m.len());
+    }
+    let entries = std::fs::read_dir(path).ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum(),
+    )
 }
 
 /// A room's egresses on this instance. Cheap to clone.
@@ -225,6 +251,25 @@ impl Egresses {
                 code: "egress_not_found",
                 message: format!("no egress {id} in this room"),
             })
+    }
+
+    /// The file `name` of live HLS egress `id` if `key` is its playlist's key: what
+    /// `GET /hls/{id}/{key}/{name}` serves. `None` for anything else (ended, unknown, wrong
+    /// key, a name that is not a playlist or segment).
+    pub fn hls_file(&self, id: &str, key: &str, name: &str) -> Option<std::path::PathBuf> {
+        let valid = !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && (name.ends_with(".m3u8") || name.ends_with(".ts"));
+        let e = self.all.lock().unwrap().get(id).cloned()?;
+        let v = e.view.lock().unwrap();
+        let open = valid
+            && v.kind == EgressKind::Hls
+            && !v.state.ended()
+            && crate::auth::constant_time_eq(key.as_bytes(), e.key.as_bytes());
+        let dir = v.file.as_ref().filter(|_| open)?;
+        Some(std::path::Path::new(dir).join(name))
     }
 
     pub fn get(&self, tenant: &str, room: &str, id: &str) -> Result<EgressView, ApiError> {
@@ -336,6 +381,7 @@ impl Egresses {
         };
         let egress = Arc::new(Egress {
             tenant: tenant.to_string(),
+            key: uuid::Uuid::new_v4().simple().to_string(),
             view: Mutex::new(EgressView {
                 id: id.clone(),
                 room: room.to_string(),
@@ -345,6 +391,7 @@ impl Egresses {
                 started_at: now_unix_secs(),
                 ended_at: None,
                 file: None,
+                playlist: None,
                 bytes: 0,
                 dropped_packets: 0,
                 end_reason: None,

@@ -91,12 +91,50 @@ impl Layout {
     }
 }
 
-/// One stream's branch: from its TCP source to the muxer.
-fn branch(kind: MediaKind, codec: Codec, port: u16) -> Vec<String> {
+/// What a pipeline writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One file, in the layout's container.
+    File(std::path::PathBuf),
+    /// A live HLS stream in a directory: `index.m3u8` and MPEG-TS segments of
+    /// [`HLS_SEGMENT_SECS`], the last [`HLS_KEEP`] kept. Video is H.264 (VP8 and VP9 are
+    /// transcoded, H.264 is passed through), audio AAC (transcoded from Opus).
+    Hls(std::path::PathBuf),
+}
+
+/// An HLS segment's target length.
+pub const HLS_SEGMENT_SECS: u32 = 2;
+/// Segments in the playlist, and on disk (a player that fell further behind starts over).
+const HLS_LIST: u32 = 6;
+const HLS_KEEP: u32 = 10;
+
+/// One stream's branch: from its TCP source through the depayloader (and, for HLS, the
+/// transcoder) to the muxer's pad.
+fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool) -> Vec<String> {
     let (media, rate, name, depay): (&str, u32, &str, &[&str]) = match (kind, codec) {
+        (MediaKind::Audio, _) if hls => (
+            "audio",
+            48_000,
+            "OPUS",
+            &[
+                "rtpopusdepay",
+                "!",
+                "opusdec",
+                "!",
+                "audioconvert",
+                "!",
+                "audioresample",
+                "!",
+                "voaacenc",
+                "!",
+                "aacparse",
+            ],
+        ),
         (MediaKind::Audio, _) => ("audio", 48_000, "OPUS", &["rtpopusdepay", "!", "opusparse"]),
+        (_, Codec::Vp9) if hls => ("video", 90_000, "VP9", &["rtpvp9depay", "!", "vp9dec"]),
         (_, Codec::Vp9) => ("video", 90_000, "VP9", &["rtpvp9depay"]),
         (_, Codec::H264) => ("video", 90_000, "H264", &["rtph264depay", "!", "h264parse"]),
+        _ if hls => ("video", 90_000, "VP8", &["rtpvp8depay", "!", "vp8dec"]),
         _ => ("video", 90_000, "VP8", &["rtpvp8depay"]),
     };
     let mut b: Vec<String> = vec![
@@ -117,32 +155,61 @@ fn branch(kind: MediaKind, codec: Codec, port: u16) -> Vec<String> {
         "!".into(),
     ];
     b.extend(depay.iter().map(|s| s.to_string()));
-    b.extend(["!", "queue", "!", "mux."].map(String::from));
+    if hls && kind == MediaKind::Video && codec != Codec::H264 {
+        // A keyframe per segment, so each segment starts one.
+        let gop = 30 * HLS_SEGMENT_SECS;
+        b.extend(["!", "videoconvert", "!", "openh264enc"].map(String::from));
+        b.push(format!("gop-size={gop}"));
+        b.extend(["!", "h264parse"].map(String::from));
+    }
+    let pad = match (hls, kind) {
+        (false, _) => "mux.",
+        (true, MediaKind::Video) => "mux.video",
+        (true, MediaKind::Audio) => "mux.audio",
+    };
+    b.extend(["!", "queue", "!", pad].map(String::from));
     b
 }
 
-/// `gst-launch-1.0`'s arguments for `layout` into `file`, reading video from `ports.0` and
+/// `gst-launch-1.0`'s arguments for `layout` into `target`, reading video from `ports.0` and
 /// audio from `ports.1`.
 pub fn launch_args(
     layout: Layout,
     ports: (u16, u16),
-    file: &Path,
+    target: &Target,
 ) -> Result<Vec<String>, PipelineError> {
     let container = layout.container()?;
     let mut args: Vec<String> = vec!["-q".into(), "-e".into()];
-    match container {
-        Container::Webm => args.extend(["webmmux", "name=mux"].map(String::from)),
-        Container::Mp4 => {
-            args.extend(["mp4mux", "name=mux", "fragment-duration=1000"].map(String::from))
+    let hls = match target {
+        Target::File(file) => {
+            match container {
+                Container::Webm => args.extend(["webmmux", "name=mux"].map(String::from)),
+                Container::Mp4 => {
+                    args.extend(["mp4mux", "name=mux", "fragment-duration=1000"].map(String::from))
+                }
+            }
+            args.extend(["!", "filesink"].map(String::from));
+            args.push(format!("location={}", file.display()));
+            false
         }
-    }
-    args.extend(["!", "filesink"].map(String::from));
-    args.push(format!("location={}", file.display()));
+        Target::Hls(dir) => {
+            args.extend(["hlssink2", "name=mux"].map(String::from));
+            args.push(format!("location={}", dir.join("segment%05d.ts").display()));
+            args.push(format!(
+                "playlist-location={}",
+                dir.join("index.m3u8").display()
+            ));
+            args.push(format!("target-duration={HLS_SEGMENT_SECS}"));
+            args.push(format!("playlist-length={HLS_LIST}"));
+            args.push(format!("max-files={HLS_KEEP}"));
+            true
+        }
+    };
     if let Some(codec) = layout.video {
-        args.extend(branch(MediaKind::Video, codec, ports.0));
+        args.extend(branch(MediaKind::Video, codec, ports.0, hls));
     }
     if let Some(codec) = layout.audio {
-        args.extend(branch(MediaKind::Audio, codec, ports.1));
+        args.extend(branch(MediaKind::Audio, codec, ports.1, hls));
     }
     Ok(args)
 }
@@ -159,13 +226,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts `program` (gst-launch-1.0) for `layout` writing `file`; returns once the child
-    /// runs (it connects in the background).
-    /// `dropped` counts the packets `push` could not queue.
+    /// Starts `program` (gst-launch-1.0) for `layout` writing `target`; returns once the
+    /// child runs (it connects in the background). `dropped` counts the packets `push` could
+    /// not queue.
     pub fn start(
         program: &Path,
         layout: Layout,
-        file: &Path,
+        target: &Target,
         dropped: Arc<AtomicU64>,
     ) -> Result<Self, PipelineError> {
         let listen = |want: bool| -> Result<Option<TcpListener>, PipelineError> {
@@ -183,7 +250,7 @@ impl Pipeline {
                 .and_then(|l| l.local_addr().ok())
                 .map_or(0, |a| a.port())
         };
-        let args = launch_args(layout, (port(&video), port(&audio)), file)?;
+        let args = launch_args(layout, (port(&video), port(&audio)), target)?;
         tracing::debug!(?args, "egress: starting the pipeline");
         // A process group of its own: a signal to ours (Ctrl-C in a terminal, a supervisor
         // that signals the group) must not kill it before we end its streams; if we die,
@@ -439,11 +506,40 @@ mod tests {
             video: Some(Codec::Vp8),
             audio: Some(Codec::Opus),
         };
-        let args = launch_args(layout, (4000, 4001), Path::new("/r/x.webm")).unwrap();
+        let target = Target::File("/r/x.webm".into());
+        let args = launch_args(layout, (4000, 4001), &target).unwrap();
         let line = args.join(" ");
         assert!(line.starts_with("-q -e webmmux name=mux ! filesink location=/r/x.webm"));
         assert!(line.contains("port=4000 do-timestamp=true ! application/x-rtp-stream,media=video,clock-rate=90000,encoding-name=VP8,payload=96"));
         assert!(line.contains("port=4001 do-timestamp=true ! application/x-rtp-stream,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111"));
         assert_eq!(line.matches("mux.").count(), 2);
+    }
+
+    #[test]
+    fn hls_transcodes_vp8_and_opus_and_passes_h264_through() {
+        let hls = Target::Hls("/r/e1".into());
+        let vp8 = Layout {
+            video: Some(Codec::Vp8),
+            audio: Some(Codec::Opus),
+        };
+        let line = launch_args(vp8, (4000, 4001), &hls).unwrap().join(" ");
+        assert!(line.starts_with("-q -e hlssink2 name=mux location=/r/e1/segment%05d.ts playlist-location=/r/e1/index.m3u8 target-duration=2"), "{line}");
+        assert!(line.contains("rtpvp8depay ! vp8dec ! videoconvert ! openh264enc gop-size=60 ! h264parse ! queue ! mux.video"), "{line}");
+        assert!(
+            line.contains(
+                "opusdec ! audioconvert ! audioresample ! voaacenc ! aacparse ! queue ! mux.audio"
+            ),
+            "{line}"
+        );
+        let h264 = Layout {
+            video: Some(Codec::H264),
+            audio: None,
+        };
+        let line = launch_args(h264, (4000, 4001), &hls).unwrap().join(" ");
+        assert!(
+            line.contains("rtph264depay ! h264parse ! queue ! mux.video"),
+            "{line}"
+        );
+        assert!(!line.contains("openh264enc"), "{line}");
     }
 }

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use shardcast_dataplane::node::MediaKind;
 
-use super::pipeline::{Layout, Pipeline, PipelineError};
+use str0m::format::Codec;
+
+use super::pipeline::{Layout, Pipeline, PipelineError, Target, HLS_SEGMENT_SECS};
 use super::receiver::{self, Packet};
-use super::{Egress, EgressSettings, EgressState};
+use super::{Egress, EgressKind, EgressSettings, EgressState};
 
 /// How long a recording waits for a stream the participant publishes before it starts
 /// without it.
@@ -29,7 +31,7 @@ enum Sink {
 }
 
 /// The worker thread: receives until stopped, records into `file` (its extension added once
-/// the codecs are known), finishes the file. `expected`: (video, audio) the participant
+/// the codecs are known; for HLS, the directory of the stream), finishes the file. `expected`: (video, audio) the participant
 /// publishes.
 pub(super) fn record(
     running: receiver::Running,
@@ -42,7 +44,10 @@ pub(super) fn record(
         packets: Vec::new(),
         first_at: None,
     };
+    let kind = egress.view.lock().unwrap().kind;
     let want_keyframe = std::cell::Cell::new(false);
+    let passthrough = std::cell::Cell::new(false);
+    let mut last_keyframe: Option<Instant> = None;
     let mut pushed = 0u64;
     let start = |packets: &[Packet]| -> Result<Pipeline, PipelineError> {
         let codec = |kind| packets.iter().find(|p| p.kind == kind).map(|p| p.codec);
@@ -50,13 +55,30 @@ pub(super) fn record(
             video: codec(MediaKind::Video),
             audio: codec(MediaKind::Audio),
         };
-        let path = file.with_extension(layout.container()?.extension());
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| PipelineError::Failed(e.to_string()))?;
-        }
-        let p = Pipeline::start(&settings.gst_launch, layout, &path, egress.dropped.clone())?;
+        let (target, dir) = match kind {
+            EgressKind::Record => {
+                let path = file.with_extension(layout.container()?.extension());
+                let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+                (Target::File(path), dir)
+            }
+            EgressKind::Hls => (Target::Hls(file.clone()), file.clone()),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::Failed(e.to_string()))?;
+        let p = Pipeline::start(
+            &settings.gst_launch,
+            layout,
+            &target,
+            egress.dropped.clone(),
+        )?;
+        // H.264 passes through to HLS: its segments start at the publisher's keyframes,
+        // asked for once a segment.
+        passthrough.set(kind == EgressKind::Hls && layout.video == Some(Codec::H264));
         egress.set(|v| {
+            let (Target::File(path) | Target::Hls(path)) = &target;
             v.file = Some(path.display().to_string());
+            if kind == EgressKind::Hls {
+                v.playlist = Some(format!("/hls/{}/{}/index.m3u8", v.id, egress.key));
+            }
             if v.state == EgressState::Starting {
                 v.state = EgressState::Active;
             }
@@ -100,7 +122,15 @@ pub(super) fn record(
                 }
             }
         },
-        || want_keyframe.replace(false),
+        || {
+            let due = passthrough.get()
+                && last_keyframe.is_none_or(|t| t.elapsed().as_secs() >= HLS_SEGMENT_SECS.into());
+            if want_keyframe.replace(false) || due {
+                last_keyframe = Some(Instant::now());
+                return true;
+            }
+            false
+        },
     );
     // Stopped before the layout was decided: record what arrived.
     if let Sink::Holding { packets, .. } = &sink {
