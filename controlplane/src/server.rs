@@ -95,9 +95,9 @@ pub async fn build(
     let services = Arc::new(signaling::store_services::StoreServices::new(state.clone()));
     let hub = Hub::new(services, placement.clone(), bus, opts.signaling);
     hub.set_webhooks(state.webhooks.clone());
-    let egresses = opts
-        .egress
-        .map(|settings| crate::egress::Egresses::new(hub.clone(), settings));
+    let egresses = opts.egress.map(|settings| {
+        crate::egress::Egresses::new(hub.clone(), settings, Some(state.webhooks.clone()))
+    });
     if let Some(e) = &egresses {
         let _ = state.egress.set(e.clone());
     }

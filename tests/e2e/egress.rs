@@ -9,7 +9,8 @@
 //! - the participant leaving ends its recording by itself (`participant_left`), finished;
 //! - stopping the server (SIGTERM) mid-recording still leaves a finished, playable file.
 //!
-//! Also what a REST client gets wrong: a participant that publishes nothing (409
+//! The tenant's webhook gets `egress_started`, `egress_updated` (active) and `egress_ended`
+//! (with the final egress), in that order. Also what a REST client gets wrong: a participant that publishes nothing (409
 //! `nothing_to_record`), a kind that does not exist (400), an unknown egress (404).
 //!
 //! Live streaming (`kind: hls`): the VP8/Opus participant becomes H.264/AAC segments that
@@ -27,8 +28,10 @@ use shardcast_tests::chromium::Browser;
 use shardcast_tests::server::Server;
 use shardcast_tests::static_site::StaticSite;
 use shardcast_tests::wait_for;
+use shardcast_tests::webhook_receiver::{Answer, Receiver};
 
 const ROOM: &str = "rec";
+const ADMIN_KEY: &str = "egress-test-admin-key";
 
 /// What ffprobe reads from a recording: each stream's codec and size, the container's
 /// duration, and how many video frames decode.
@@ -154,7 +157,15 @@ fn report(server: &Server, browser: &Browser) -> String {
 
 #[test]
 fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyhow::Result<()> {
-    let mut server = Server::start()?;
+    let mut server = Server::start_with_args(&["--admin-key", ADMIN_KEY])?;
+    // The tenant's webhook hears of each egress.
+    let hooks = Receiver::start(Answer::Ok)?;
+    let set = reqwest::blocking::Client::new()
+        .put(format!("{}/v1/tenants/default/webhook", server.base_url))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "url": hooks.url }))
+        .send()?;
+    anyhow::ensure!(set.status().is_success(), "PUT webhook: {}", set.status());
     let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
     wait_publishing(&server, "alice", &mut alice)
         .map_err(|e| e.context(report(&server, &alice)))?;
@@ -233,6 +244,27 @@ fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyh
     assert!(p.video_frames as f64 >= 10.0 * p.duration, "{p:?}");
     let listed = server.tenant_get(&format!("/v1/rooms/{ROOM}/egress"))?;
     assert_eq!(listed["egresses"][0]["id"], id.as_str(), "{listed}");
+    // Its webhooks: started, active, ended with the finished file, in that order.
+    let events = wait_for("the egress webhooks", Duration::from_secs(10), || {
+        let events: Vec<Value> = hooks
+            .requests()
+            .iter()
+            .filter_map(|r| r.json().ok())
+            .filter(|e| e["payload"]["egress"]["id"] == id.as_str())
+            .collect();
+        Ok((events.len() >= 3).then_some(events))
+    })?;
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["egress_started", "egress_updated", "egress_ended"],
+        "{events:?}"
+    );
+    assert_eq!(events[1]["payload"]["egress"]["state"], "active");
+    assert_eq!(
+        events[2]["payload"]["egress"], done,
+        "egress_ended carries the final egress"
+    );
     // Its recorder left the room with it.
     let people = server.tenant_get(&format!("/v1/rooms/{ROOM}/participants"))?;
     assert!(

@@ -35,6 +35,7 @@ use crate::services::now_unix_secs;
 use crate::signaling::hub::Hub;
 use crate::signaling::messages::track_from_wire;
 use crate::signaling::services::{Grants, Member, SignalError};
+use crate::webhooks::event::EventKind;
 
 /// Ended egresses kept for `GET` per instance (the oldest go first).
 pub const KEEP_ENDED: usize = 256;
@@ -122,6 +123,10 @@ pub struct EgressView {
 /// One egress: its view, and the flag that stops it.
 struct Egress {
     tenant: String,
+    /// Where `egress_started`/`_updated`/`_ended` go (none in tests without webhooks).
+    webhooks: Option<crate::webhooks::Webhooks>,
+    /// The runtime the webhooks are sent on (`announce` also runs on the worker thread).
+    runtime: tokio::runtime::Handle,
     /// HLS: the random part of the playlist's URL.
     key: String,
     view: Mutex<EgressView>,
@@ -139,6 +144,16 @@ impl Egress {
         }
         v.dropped_packets = self.dropped.load(Ordering::Relaxed);
         v
+    }
+
+    /// Sends the tenant's webhook `event(view)` (a bounded push; never waits).
+    fn announce(&self, event: fn(EgressView) -> EventKind) {
+        if let Some(w) = &self.webhooks {
+            let _runtime = self.runtime.enter();
+            let v = self.view();
+            let room = v.room.clone();
+            w.emit(&self.tenant, &room, event(v));
+        }
     }
 
     fn set(&self, f: impl FnOnce(&mut EgressView)) {
@@ -182,6 +197,7 @@ fn disk_size(path: &std::path::Path) -> Option<u64> {
 #[derive(Clone)]
 pub struct Egresses {
     hub: Arc<Hub>,
+    webhooks: Option<crate::webhooks::Webhooks>,
     settings: Arc<EgressSettings>,
     all: Arc<Mutex<HashMap<String, Arc<Egress>>>>,
 }
@@ -218,9 +234,15 @@ fn signal_to_api(e: SignalError) -> ApiError {
 }
 
 impl Egresses {
-    pub fn new(hub: Arc<Hub>, settings: EgressSettings) -> Self {
+    /// `webhooks`: where egress events go (`None`: nowhere).
+    pub fn new(
+        hub: Arc<Hub>,
+        settings: EgressSettings,
+        webhooks: Option<crate::webhooks::Webhooks>,
+    ) -> Self {
         Self {
             hub,
+            webhooks,
             settings: Arc::new(settings),
             all: Arc::default(),
         }
@@ -381,6 +403,8 @@ impl Egresses {
         };
         let egress = Arc::new(Egress {
             tenant: tenant.to_string(),
+            webhooks: self.webhooks.clone(),
+            runtime: tokio::runtime::Handle::current(),
             key: uuid::Uuid::new_v4().simple().to_string(),
             view: Mutex::new(EgressView {
                 id: id.clone(),
@@ -402,6 +426,8 @@ impl Egresses {
             done: watch::channel(false).0,
         });
         self.keep(egress.clone());
+        // Before the worker exists: `egress_updated` (from it) never overtakes this.
+        egress.announce(|egress| EventKind::EgressStarted { egress });
         let file = self.settings.dir.join(tenant).join(room).join(&id);
         let worker = {
             let (egress, settings) = (egress.clone(), self.settings.clone());
@@ -417,6 +443,7 @@ impl Egresses {
                     v.state = EgressState::Failed;
                     v.error = Some(e.to_string());
                 });
+                egress.announce(|egress| EventKind::EgressEnded { egress });
                 let _ = egress.done.send(true);
                 return Ok(egress.view());
             }
@@ -471,6 +498,7 @@ impl Egresses {
                 }
             }
         });
+        egress.announce(|egress| EventKind::EgressEnded { egress });
         let v = egress.view();
         tracing::info!(egress = %v.id, state = ?v.state, bytes = v.bytes, file = ?v.file, error = ?v.error, "egress: ended");
         let _ = egress.done.send(true);

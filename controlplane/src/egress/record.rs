@@ -13,6 +13,7 @@ use str0m::format::Codec;
 use super::pipeline::{Layout, Pipeline, PipelineError, Target, HLS_SEGMENT_SECS};
 use super::receiver::{self, Packet};
 use super::{Egress, EgressKind, EgressSettings, EgressState};
+use crate::webhooks::event::EventKind;
 
 /// How long a recording waits for a stream the participant publishes before it starts
 /// without it.
@@ -83,6 +84,7 @@ pub(super) fn record(
                 v.state = EgressState::Active;
             }
         });
+        egress.announce(|egress| EventKind::EgressUpdated { egress });
         for packet in packets {
             p.push(packet);
         }

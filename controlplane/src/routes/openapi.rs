@@ -241,6 +241,21 @@ fn webhook_events() -> Value {
             "A track is no longer published",
             "TrackUnpublishedPayload",
         ),
+        (
+            "egress_started",
+            "An egress (recording, HLS) was started",
+            "EgressPayload",
+        ),
+        (
+            "egress_updated",
+            "An egress became active: its file or playlist is being written",
+            "EgressPayload",
+        ),
+        (
+            "egress_ended",
+            "An egress ended (complete or failed), its file finished",
+            "EgressPayload",
+        ),
     ];
     let mut out = Map::new();
     for (name, summary, payload) in events {
@@ -364,7 +379,7 @@ fn schemas() -> Value {
             "updated_at": { "type": "integer" } } },
         "WebhookEvent": { "type": "object", "required": ["id", "event", "tenant", "room", "timestamp", "payload"], "properties": {
             "id": { "type": "string", "description": "the same on every attempt of one event" },
-            "event": { "type": "string", "enum": ["room_started", "room_finished", "participant_joined", "participant_left", "track_published", "track_unpublished"] },
+            "event": { "type": "string", "enum": ["room_started", "room_finished", "participant_joined", "participant_left", "track_published", "track_unpublished", "egress_started", "egress_updated", "egress_ended"] },
             "tenant": { "type": "string" }, "room": { "type": "string" },
             "timestamp": { "type": "integer", "description": "when it happened, Unix milliseconds" },
             "payload": { "type": "object" } } },
@@ -403,7 +418,8 @@ fn schemas() -> Value {
             "dropped_packets": { "type": "integer", "description": "packets the pipeline could not take in time" },
             "end_reason": { "type": ["string", "null"], "enum": ["stopped", "participant_left", "server_shutdown", "error", null] },
             "error": { "type": ["string", "null"] } } },
-        "EgressList": { "type": "object", "properties": { "egresses": { "type": "array", "items": schema("Egress") } } }
+        "EgressList": { "type": "object", "properties": { "egresses": { "type": "array", "items": schema("Egress") } } },
+        "EgressPayload": { "type": "object", "required": ["egress"], "properties": { "egress": schema("Egress") } }
     });
     if let (Some(all), serde_json::Value::Object(more)) = (schemas.as_object_mut(), egress) {
         all.extend(more);

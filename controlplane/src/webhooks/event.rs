@@ -5,8 +5,8 @@
 //!  "timestamp": 1765049700123, "payload": {"participant": {…}}}
 //! ```
 //!
-//! `event` and `payload` come from [`EventKind`]: a new kind (egress_started, egress_updated,
-//! egress_ended) is one more variant with its payload fields, nothing else changes.
+//! `event` and `payload` come from [`EventKind`]: a new kind is one more variant with its
+//! payload fields, nothing else changes.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,12 @@ pub enum EventKind {
     TrackPublished { track: TrackInfo },
     /// A track is no longer published.
     TrackUnpublished { identity: String, track_id: String },
+    /// An egress (recording, HLS) was started: as `POST /v1/rooms/{room}/egress` answered.
+    EgressStarted { egress: crate::egress::EgressView },
+    /// An egress became active: its file (or playlist) is being written.
+    EgressUpdated { egress: crate::egress::EgressView },
+    /// An egress ended (`complete` or `failed`), its file finished.
+    EgressEnded { egress: crate::egress::EgressView },
 }
 
 impl EventKind {
@@ -41,6 +47,9 @@ impl EventKind {
             EventKind::ParticipantLeft { .. } => "participant_left",
             EventKind::TrackPublished { .. } => "track_published",
             EventKind::TrackUnpublished { .. } => "track_unpublished",
+            EventKind::EgressStarted { .. } => "egress_started",
+            EventKind::EgressUpdated { .. } => "egress_updated",
+            EventKind::EgressEnded { .. } => "egress_ended",
         }
     }
 
