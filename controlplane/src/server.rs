@@ -100,6 +100,7 @@ pub async fn build(
     });
     if let Some(e) = &egresses {
         let _ = state.egress.set(e.clone());
+        hub.set_egresses(e.clone());
     }
     let mut router = app(state.clone())
         .merge({

@@ -34,6 +34,7 @@ const S = {
   bandwidthPaused: new Set(), // track ids whose video the server paused: our downlink is too thin
   codecMissing: new Set(), // track ids whose codec we did not negotiate: no video from them
   knocks: new Map(), // identity -> name (hosts only)
+  egresses: new Map(), // egress id -> the room's recordings and HLS streams (docs/PROTOCOL.md, "Egress")
   chat: [], errors: [], events: [],
   data: [], // room data received: { from, label, text } (docs/PROTOCOL.md, "Data channels")
   channels: {}, // label -> our RTCDataChannel ("shardcast", "shardcast-lossy")
@@ -246,6 +247,7 @@ function handleMessage(msg) {
       return renderAll();
     }
     case "chat": return addChat(msg.message);
+    case "egress": return onEgress(msg.egress);
     case "resync": return onResync(msg);
     case "error": return onError(msg);
     case "pong": return;
@@ -651,6 +653,37 @@ function renderControls() {
   $("#mic-btn").textContent = a && !a.enabled ? "Unmute mic" : "Mute mic";
   $("#cam-btn").textContent = v && !v.enabled ? "Start camera" : "Stop camera";
   $("#screen-btn").textContent = S.screenStream ? "Stop sharing" : "Share screen";
+  // Hosts record themselves or go live (HLS); everyone sees that the room is recorded.
+  for (const [id, kind, on, off] of [["#record-btn", "record", "Stop recording", "Record me"], ["#live-btn", "hls", "End live", "Go live"]]) {
+    $(id).hidden = !isHost();
+    $(id).textContent = myEgress(kind) ? on : off;
+  }
+  const live = [...S.egresses.values()].filter((e) => e.state !== "complete" && e.state !== "failed");
+  const badge = $("#egress-badge");
+  badge.hidden = !live.length;
+  badge.textContent = [live.some((e) => e.kind === "record") ? "\u25CF REC" : "", live.some((e) => e.kind === "hls") ? "\u25CF LIVE" : ""].filter(Boolean).join(" ");
+  const hls = live.find((e) => e.kind === "hls" && e.playlist);
+  const link = $("#live-link");
+  link.hidden = !(hls && isHost());
+  if (hls) link.href = hls.playlist;
+}
+
+// Our own running egress of `kind`, if any.
+function myEgress(kind) {
+  return [...S.egresses.values()].find((e) => e.kind === kind && e.participant === S.identity
+    && e.state !== "complete" && e.state !== "failed" && e.state !== "ending");
+}
+
+function onEgress(egress) {
+  S.egresses.set(egress.id, egress);
+  S.events.push({ type: "egress", id: egress.id, kind: egress.kind, state: egress.state });
+  renderControls();
+}
+
+function toggleEgress(kind) {
+  const running = myEgress(kind);
+  if (running) send({ type: "stop_egress", id: running.id });
+  else send({ type: "start_egress", kind, participant: S.identity });
 }
 
 function setHidden(identity, hidden) {
@@ -817,6 +850,7 @@ async function shardcastStats() {
     chat: S.chat.slice(), errors: S.errors.slice(), hidden: [...S.hidden], data: S.data.slice(),
     dataChannels: Object.fromEntries(Object.entries(S.channels).map(([l, c]) => [l, c.readyState])),
     bandwidthPaused: [...S.bandwidthPaused], codecMissing: [...S.codecMissing],
+    egresses: [...S.egresses.values()], egressBadge: $("#egress-badge").hidden ? "" : $("#egress-badge").textContent,
     tracks: [], remote: {}, outbound: [],
     // What each tile shows: the size of the video its <video> element plays.
     tiles: [...document.querySelectorAll("#grid .tile")].map((t) => {
@@ -908,6 +942,8 @@ $("#react-btn").addEventListener("click", () => {
   if (sendRoomData(JSON.stringify({ reaction: "\u{1F44D}" }), true)) showReaction(S.identity, "\u{1F44D}");
 });
 $("#leave-btn").addEventListener("click", leave);
+$("#record-btn").addEventListener("click", () => toggleEgress("record"));
+$("#live-btn").addEventListener("click", () => toggleEgress("hls"));
 window.addEventListener("beforeunload", () => send({ type: "leave" }));
 
 $("#room").value = params.get("room") || $("#room").value;

@@ -13,6 +13,9 @@
 //! (with the final egress), in that order. Also what a REST client gets wrong: a participant that publishes nothing (409
 //! `nothing_to_record`), a kind that does not exist (400), an unknown egress (404).
 //!
+//! From the demo page: a host's "Record me" starts a recording of itself and every page in
+//! the room shows "● REC" until it stops; a participant who is not a host is refused.
+//!
 //! Live streaming (`kind: hls`): the VP8/Opus participant becomes H.264/AAC segments that
 //! ffprobe reads at the camera's size, and a page on another origin plays the playlist with
 //! hls.js (frames decoded, time advancing); a wrong key and an ended stream are 404.
@@ -25,6 +28,7 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shardcast_tests::chromium::Browser;
+use shardcast_tests::participant::Participant;
 use shardcast_tests::server::Server;
 use shardcast_tests::static_site::StaticSite;
 use shardcast_tests::wait_for;
@@ -411,5 +415,78 @@ fn a_participant_streams_to_an_hls_player_on_another_origin() -> anyhow::Result<
     );
     let r = http.get(&url).send()?;
     assert_eq!(r.status().as_u16(), 404, "an ended stream is not served");
+    Ok(())
+}
+
+/// The page's egress state: its badge and the egresses it heard of.
+fn page_egress(page: &mut Browser) -> anyhow::Result<Value> {
+    page.eval("shardcastStats().then((s) => ({ badge: s.egressBadge, egresses: s.egresses }))")
+}
+
+#[test]
+fn a_host_records_from_the_page_and_everyone_in_the_room_sees_it() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
+    let bob_url = format!("{}&publish=0", server.page_url(ROOM, "bob", "Bob"));
+    let mut bob = Browser::launch("bob", &bob_url)?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+
+    // A participant without the host role may not.
+    let token = server.tenant_request(
+        Method::POST,
+        &format!("/v1/rooms/{ROOM}/tokens"),
+        Some(json!({ "identity": "carol", "role": "participant" })),
+    )?["token"]
+        .as_str()
+        .context("token")?
+        .to_string();
+    let mut carol = Participant::join(&server.base_url, &token, "carol", false)?;
+    carol.send(json!({"type": "start_egress", "kind": "record", "participant": "alice"}))?;
+    let refused = carol.wait_for("error", Duration::from_secs(10))?;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+
+    // Alice (a host: the dev token) presses "Record me": both pages show it.
+    alice.eval("document.querySelector('#record-btn').click(), true")?;
+    for page in [&mut alice, &mut bob] {
+        let name = page.name.clone();
+        wait_for(
+            &format!("{name} showing REC"),
+            Duration::from_secs(20),
+            || {
+                let s = page_egress(page)?;
+                let active = s["egresses"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["state"] == "active"));
+                Ok((active && s["badge"] == "\u{25CF} REC").then_some(()))
+            },
+        )
+        .map_err(|e| e.context(server.log_tail(60)))?;
+    }
+    assert_eq!(
+        alice.eval("document.querySelector('#record-btn').textContent")?,
+        "Stop recording"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    // ... and again to stop: the badge goes, the file is finished.
+    alice.eval("document.querySelector('#record-btn').click(), true")?;
+    wait_for("bob's badge gone", Duration::from_secs(20), || {
+        Ok((page_egress(&mut bob)?["badge"] == "").then_some(()))
+    })?;
+    let listed = server.tenant_get(&format!("/v1/rooms/{ROOM}/egress"))?;
+    let e = &listed["egresses"][0];
+    assert_eq!(
+        (
+            e["participant"].as_str(),
+            e["state"].as_str(),
+            e["end_reason"].as_str()
+        ),
+        (Some("alice"), Some("complete"), Some("stopped")),
+        "{listed}"
+    );
+    let p = probe(e["file"].as_str().context("file")?)?;
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
+    assert!(p.duration > 3.0, "{p:?}");
+    carol.leave()?;
     Ok(())
 }

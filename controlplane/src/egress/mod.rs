@@ -23,7 +23,7 @@ mod record;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,8 +32,10 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::services::now_unix_secs;
+use crate::signaling::bus::RoomEventKind;
 use crate::signaling::hub::Hub;
 use crate::signaling::messages::track_from_wire;
+use crate::signaling::messages::ServerMsg;
 use crate::signaling::services::{Grants, Member, SignalError};
 use crate::webhooks::event::EventKind;
 
@@ -125,8 +127,11 @@ struct Egress {
     tenant: String,
     /// Where `egress_started`/`_updated`/`_ended` go (none in tests without webhooks).
     webhooks: Option<crate::webhooks::Webhooks>,
-    /// The runtime the webhooks are sent on (`announce` also runs on the worker thread).
+    /// The runtime the webhooks and room messages are sent on (`announce` also runs on the
+    /// worker thread).
     runtime: tokio::runtime::Handle,
+    /// The room hears of the egress through it (`ServerMsg::Egress`).
+    hub: Weak<Hub>,
     /// HLS: the random part of the playlist's URL.
     key: String,
     view: Mutex<EgressView>,
@@ -146,11 +151,19 @@ impl Egress {
         v
     }
 
-    /// Sends the tenant's webhook `event(view)` (a bounded push; never waits).
+    /// Tells the room (`ServerMsg::Egress`, so everyone knows they are recorded) and the
+    /// tenant's webhook (`event(view)`): a bounded push and a spawned task; never waits.
     fn announce(&self, event: fn(EgressView) -> EventKind) {
+        let _runtime = self.runtime.enter();
+        let v = self.view();
+        if let Some(hub) = self.hub.upgrade() {
+            let (tenant, room) = (self.tenant.clone(), v.room.clone());
+            let kind = RoomEventKind::Broadcast {
+                msg: ServerMsg::Egress { egress: v.clone() },
+            };
+            tokio::spawn(async move { hub.publish_room(&tenant, &room, kind).await });
+        }
         if let Some(w) = &self.webhooks {
-            let _runtime = self.runtime.enter();
-            let v = self.view();
             let room = v.room.clone();
             w.emit(&self.tenant, &room, event(v));
         }
@@ -196,7 +209,8 @@ fn disk_size(path: &std::path::Path) -> Option<u64> {
 /// A room's egresses on this instance. Cheap to clone.
 #[derive(Clone)]
 pub struct Egresses {
-    hub: Arc<Hub>,
+    /// Weak: the hub holds its `Egresses` (`Hub::set_egresses`).
+    hub: Weak<Hub>,
     webhooks: Option<crate::webhooks::Webhooks>,
     settings: Arc<EgressSettings>,
     all: Arc<Mutex<HashMap<String, Arc<Egress>>>>,
@@ -241,11 +255,26 @@ impl Egresses {
         webhooks: Option<crate::webhooks::Webhooks>,
     ) -> Self {
         Self {
-            hub,
+            hub: Arc::downgrade(&hub),
             webhooks,
             settings: Arc::new(settings),
             all: Arc::default(),
         }
+    }
+
+    fn hub(&self) -> Result<Arc<Hub>, ApiError> {
+        self.hub
+            .upgrade()
+            .ok_or_else(|| ApiError::ServiceUnavailable {
+                code: "server_shutdown",
+                message: "the server is stopping".into(),
+            })
+    }
+
+    /// Asks an egress to stop without waiting for its file (signaling's `stop_egress`).
+    pub fn request_stop(&self, tenant: &str, room: &str, id: &str) -> Result<(), ApiError> {
+        self.find(tenant, room, id)?.request_stop("stopped");
+        Ok(())
     }
 
     /// The tenant's egresses of `room`, oldest first.
@@ -341,11 +370,8 @@ impl Egresses {
                 ),
             });
         }
-        let tracks = self
-            .hub
-            .room_tracks(tenant, room)
-            .await
-            .map_err(signal_to_api)?;
+        let hub = self.hub()?;
+        let tracks = hub.room_tracks(tenant, room).await.map_err(signal_to_api)?;
         let bind: Vec<_> = tracks
             .iter()
             .filter(|t| t.identity == req.participant)
@@ -381,7 +407,7 @@ impl Egresses {
         let (offered, offer) = receiver::offer(Instant::now());
         let source = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
         let (session, answer, _) = crate::whip::start(
-            &self.hub,
+            &hub,
             member,
             source,
             offer,
@@ -405,6 +431,7 @@ impl Egresses {
             tenant: tenant.to_string(),
             webhooks: self.webhooks.clone(),
             runtime: tokio::runtime::Handle::current(),
+            hub: self.hub.clone(),
             key: uuid::Uuid::new_v4().simple().to_string(),
             view: Mutex::new(EgressView {
                 id: id.clone(),
@@ -472,7 +499,8 @@ impl Egresses {
                 continue;
             }
             // Gone twice in a row (a store blip counts as present).
-            let present = match self.hub.room_tracks(&tenant, &room).await {
+            let Ok(hub) = self.hub() else { break };
+            let present = match hub.room_tracks(&tenant, &room).await {
                 Ok(tracks) => tracks.iter().any(|t| t.identity == participant),
                 Err(_) => true,
             };
@@ -505,8 +533,9 @@ impl Egresses {
     }
 
     async fn close_session(&self, id: &str) {
-        if let Some(s) = self.hub.session(id) {
-            self.hub.close(&s, None).await;
+        let Ok(hub) = self.hub() else { return };
+        if let Some(s) = hub.session(id) {
+            hub.close(&s, None).await;
         }
     }
 

@@ -66,6 +66,15 @@ pub enum ClientMsg {
         identity: String,
         kind: MediaKind,
     },
+    /// Host only: record `participant`, or stream it over HLS (`crate::egress`).
+    StartEgress {
+        kind: crate::egress::EgressKind,
+        participant: String,
+    },
+    /// Host only: stop egress `id` of this room.
+    StopEgress {
+        id: String,
+    },
     Ping,
     Leave,
 }
@@ -241,6 +250,11 @@ pub enum ServerMsg {
     /// identity, its session now works under them.
     PermissionsChanged {
         participant: ParticipantInfo,
+    },
+    /// To the whole room: a recording or HLS stream of it started, became active or ended
+    /// (`egress.state`), so everyone knows they are recorded.
+    Egress {
+        egress: crate::egress::EgressView,
     },
     Error {
         code: String,

@@ -32,7 +32,7 @@ use super::bus::RoomEventKind;
 use super::hub::{CloseReason, Hub, Outbox, Outgoing, Phase, Session};
 use super::limits::{SocketLimits, Verdict};
 use super::messages::{ClientMsg, ServerMsg, MAX_MID_LEN, MAX_SOURCES};
-use super::services::SignalError;
+use super::services::{Member, SignalError};
 use crate::auth::TrustedProxies;
 
 /// Largest accepted client frame (SDP offers with simulcast are ~10 KiB).
@@ -449,6 +449,44 @@ async fn handle(hub: &Arc<Hub>, s: &Arc<Session>, msg: ClientMsg) -> Result<(), 
             hub.host_control(s, RoomEventKind::MuteParticipant { identity, kind, by })
                 .await
         }
+        ClientMsg::StartEgress { kind, participant } => {
+            let (egresses, m) = host_egresses(hub, s)?;
+            let req = crate::egress::StartEgress { kind, participant };
+            egresses
+                .start(&m.tenant, &m.room, req)
+                .await
+                .map(|_| ())
+                .map_err(api_error)
+        }
+        ClientMsg::StopEgress { id } => {
+            let (egresses, m) = host_egresses(hub, s)?;
+            // Not waited for: the room hears `egress` (ended) once the file is finished.
+            egresses
+                .request_stop(&m.tenant, &m.room, &id)
+                .map_err(api_error)
+        }
         ClientMsg::Join { .. } | ClientMsg::Ping | ClientMsg::Leave => Ok(()),
     }
+}
+
+/// The egresses a host of this session's room may control.
+fn host_egresses<'a>(
+    hub: &'a Hub,
+    s: &'a Session,
+) -> Result<(&'a crate::egress::Egresses, &'a Member), SignalError> {
+    if !s.is_host() {
+        return Err(SignalError::new(
+            "forbidden",
+            "recording and streaming need the host role",
+        ));
+    }
+    let egresses = hub
+        .egresses()
+        .ok_or_else(|| SignalError::new("unavailable", "this server does not record"))?;
+    Ok((egresses, &s.member))
+}
+
+/// A REST error as a signaling error with the same stable code.
+fn api_error(e: crate::error::ApiError) -> SignalError {
+    SignalError::new(e.code(), e.to_string())
 }

@@ -71,6 +71,8 @@ pub struct Hub {
     stopping: Stopping,
     /// Told of presence and track changes this instance publishes (`set_webhooks`).
     webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
+    /// This instance's egresses, for hosts' `start_egress`/`stop_egress` (`set_egresses`).
+    egresses: std::sync::OnceLock<crate::egress::Egresses>,
     /// Wakes the task that rewrites records after a lost lease (`restore`); `restore_pending`
     /// says a trigger came while it ran.
     restore: Arc<tokio::sync::Notify>,
@@ -108,6 +110,7 @@ impl Hub {
             }),
             stopping: Stopping::new(),
             webhooks: std::sync::OnceLock::new(),
+            egresses: std::sync::OnceLock::new(),
             restore: Arc::new(tokio::sync::Notify::new()),
             restore_pending: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
@@ -190,6 +193,15 @@ impl Hub {
     /// Set once, when the server is built.
     pub fn set_webhooks(&self, webhooks: crate::webhooks::Webhooks) {
         let _ = self.webhooks.set(webhooks);
+    }
+
+    /// Lets hosts start and stop egresses over signaling.
+    pub fn set_egresses(&self, egresses: crate::egress::Egresses) {
+        let _ = self.egresses.set(egresses);
+    }
+
+    pub fn egresses(&self) -> Option<&crate::egress::Egresses> {
+        self.egresses.get()
     }
 
     /// Every presence and track change of a session held here passes through this (and only
