@@ -16,6 +16,9 @@
 //! From the demo page: a host's "Record me" starts a recording of itself and every page in
 //! the room shows "● REC" until it stops; a participant who is not a host is refused.
 //!
+//! An H.264 publisher (Chromium with H.264 first) is recorded as MP4 and streamed to HLS
+//! without transcoding, at the camera's size.
+//!
 //! Live streaming (`kind: hls`): the VP8/Opus participant becomes H.264/AAC segments that
 //! ffprobe reads at the camera's size, and a page on another origin plays the playlist with
 //! hls.js (frames decoded, time advancing); a wrong key and an ended stream are 404.
@@ -488,5 +491,61 @@ fn a_host_records_from_the_page_and_everyone_in_the_room_sees_it() -> anyhow::Re
     assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
     assert!(p.duration > 3.0, "{p:?}");
     carol.leave()?;
+    Ok(())
+}
+
+/// An H.264 publisher (the page's `codec=h264`: Chromium offers H.264 first) is recorded as
+/// MP4 and streamed over HLS without transcoding.
+#[test]
+fn an_h264_publisher_is_recorded_as_mp4_and_streamed_as_is() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let url = format!("{}&codec=h264", server.page_url(ROOM, "alice", "Alice"));
+    let mut alice = Browser::launch("alice", &url)?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+    let sent = alice.eval(
+        "S.pc.getStats().then((r) => [...r.values()].filter((s) => s.type === 'codec').map((s) => s.mimeType))",
+    )?;
+    eprintln!("alice's codecs: {sent}");
+
+    let record = start_kind(&server, "record", "alice")?;
+    let hls = start_kind(&server, "hls", "alice")?;
+    let (rec_id, hls_id) = (
+        record["id"].as_str().context("id")?.to_string(),
+        hls["id"].as_str().context("id")?.to_string(),
+    );
+    wait_active(&server, &rec_id)?;
+    wait_active(&server, &hls_id)?;
+    let view = server.tenant_get(&egress_path(&hls_id))?;
+    let playlist = format!(
+        "{}{}",
+        server.base_url,
+        view["playlist"].as_str().context("playlist")?
+    );
+    let http = reqwest::blocking::Client::new();
+    let text = wait_for("three HLS segments", Duration::from_secs(30), || {
+        let text = http.get(&playlist).send()?.text()?;
+        Ok((text.matches(".ts").count() >= 3).then_some(text))
+    })
+    .map_err(|e| e.context(report(&server, &alice)))?;
+    let segment = text
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .context("segment")?;
+    let p = probe(&playlist.replace("index.m3u8", segment))?;
+    eprintln!("HLS {segment}: {p:?}");
+    assert_eq!(p.codecs, ["h264", "aac"], "{p:?}");
+    assert_eq!((p.width, p.height), (960, 540), "{p:?}");
+
+    let (_, done) = server.tenant_call(Method::DELETE, &egress_path(&rec_id), None)?;
+    assert_eq!(done["state"], "complete", "{done}");
+    let file = done["file"].as_str().context("file")?;
+    assert!(file.ends_with(".mp4"), "{file}");
+    let p = probe(file)?;
+    eprintln!("recording: {p:?}");
+    assert_eq!(p.codecs, ["h264", "opus"], "{p:?}");
+    assert_eq!((p.width, p.height), (960, 540), "{p:?}");
+    assert!(p.duration > 3.0, "{p:?}");
+    assert!(p.video_frames as f64 >= 10.0 * p.duration, "{p:?}");
     Ok(())
 }

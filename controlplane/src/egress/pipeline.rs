@@ -1,8 +1,8 @@
 //! An egress's media pipeline: GStreamer's `gst-launch-1.0` as a child process. Each stream
 //! (video, audio) reaches it as RTP over its own loopback TCP connection in RFC 4571 framing
 //! (`tcpclientsrc` → `rtpstreamdepay`), is reordered (`rtpjitterbuffer`), depayloaded and
-//! muxed into one file: WebM for VP8/VP9 (and Opus), MP4 for H.264 (fragmented, so a file
-//! cut short still plays).
+//! muxed into one file: WebM for VP8/VP9 (and Opus), MP4 for H.264 (its index written at
+//! the end, when the streams end); or, for HLS, transcoded where needed into `hlssink2`.
 //!
 //! We listen, GStreamer connects: no port is guessed, and the connections are the child's
 //! end of file. Closing them (a stop, or this process dying) is an EOS on every source; the
@@ -133,7 +133,27 @@ fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool) -> Vec<String> {
         (MediaKind::Audio, _) => ("audio", 48_000, "OPUS", &["rtpopusdepay", "!", "opusparse"]),
         (_, Codec::Vp9) if hls => ("video", 90_000, "VP9", &["rtpvp9depay", "!", "vp9dec"]),
         (_, Codec::Vp9) => ("video", 90_000, "VP9", &["rtpvp9depay"]),
-        (_, Codec::H264) => ("video", 90_000, "H264", &["rtph264depay", "!", "h264parse"]),
+        // Parameter sets before every keyframe: each segment must decode on its own.
+        (_, Codec::H264) if hls => (
+            "video",
+            90_000,
+            "H264",
+            &["rtph264depay", "!", "h264parse", "config-interval=-1"],
+        ),
+        // avc3: parameter sets in the stream, so a switch of simulcast layer (a new size, new
+        // SPS/PPS) mid-file is not a caps change the MP4 muxer cannot take.
+        (_, Codec::H264) => (
+            "video",
+            90_000,
+            "H264",
+            &[
+                "rtph264depay",
+                "!",
+                "h264parse",
+                "!",
+                "video/x-h264,stream-format=avc3,alignment=au",
+            ],
+        ),
         _ if hls => ("video", 90_000, "VP8", &["rtpvp8depay", "!", "vp8dec"]),
         _ => ("video", 90_000, "VP8", &["rtpvp8depay"]),
     };
@@ -184,9 +204,11 @@ pub fn launch_args(
         Target::File(file) => {
             match container {
                 Container::Webm => args.extend(["webmmux", "name=mux"].map(String::from)),
-                Container::Mp4 => {
-                    args.extend(["mp4mux", "name=mux", "fragment-duration=1000"].map(String::from))
-                }
+                // Not fragmented: the index goes at the end, written at EOS, with a sample
+                // description per codec configuration the stream had. (Fragmented, mp4mux
+                // rewrote its header over the first fragment when the H.264 parameter sets
+                // changed mid-file: an unreadable file about half the time.)
+                Container::Mp4 => args.extend(["mp4mux", "name=mux"].map(String::from)),
             }
             args.extend(["!", "filesink"].map(String::from));
             args.push(format!("location={}", file.display()));
@@ -537,7 +559,7 @@ mod tests {
         };
         let line = launch_args(h264, (4000, 4001), &hls).unwrap().join(" ");
         assert!(
-            line.contains("rtph264depay ! h264parse ! queue ! mux.video"),
+            line.contains("rtph264depay ! h264parse config-interval=-1 ! queue ! mux.video"),
             "{line}"
         );
         assert!(!line.contains("openh264enc"), "{line}");
