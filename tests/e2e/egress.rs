@@ -322,6 +322,29 @@ fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyh
     Ok(())
 }
 
+/// Waits until the live playlist at `url` lists three segments (a player has something to
+/// start with); the playlist and what ffprobe reads from its last segment (a live playlist
+/// ffprobe would follow for ever).
+fn hls_segments(url: &str) -> anyhow::Result<(String, Probe)> {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let text = wait_for("three HLS segments", Duration::from_secs(30), || {
+        let r = http.get(url).send()?;
+        if !r.status().is_success() {
+            return Ok(None);
+        }
+        let text = r.text()?;
+        Ok((text.matches(".ts").count() >= 3).then_some(text))
+    })?;
+    let segment = text
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .context("a segment")?;
+    let p = probe(&url.replace("index.m3u8", segment))?;
+    Ok((text, p))
+}
+
 /// What the hls.js page shows (`tests/pages/hls.html`, `window.playerState()`).
 fn player(page: &mut Browser) -> anyhow::Result<Value> {
     page.eval("window.playerState ? window.playerState() : null")
@@ -345,28 +368,13 @@ fn a_participant_streams_to_an_hls_player_on_another_origin() -> anyhow::Result<
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    // Three segments listed: a player has something to start with.
-    let text = wait_for("three HLS segments", Duration::from_secs(30), || {
-        let r = http.get(&url).send()?;
-        if !r.status().is_success() {
-            return Ok(None);
-        }
-        let text = r.text()?;
-        Ok((text.matches(".ts").count() >= 3).then_some(text))
-    })
-    .map_err(|e| e.context(report(&server, &alice)))?;
+    let (text, p) = hls_segments(&url).map_err(|e| e.context(report(&server, &alice)))?;
     eprintln!(
         "playlist {:.1} s after the POST:\n{text}",
         asked.elapsed().as_secs_f64()
     );
+    eprintln!("ffprobe of its last segment: {p:?}");
     assert!(text.starts_with("#EXTM3U"), "{text}");
-    // ffprobe reads a segment (a live playlist it would follow for ever).
-    let segment = text
-        .lines()
-        .rfind(|l| l.ends_with(".ts"))
-        .context("a segment")?;
-    let p = probe(&url.replace("index.m3u8", segment))?;
-    eprintln!("ffprobe of {segment}: {p:?}");
     assert_eq!(p.codecs, ["h264", "aac"], "{p:?}");
     assert_eq!((p.width, p.height), (960, 540), "{p:?}");
     // The key is the credential.
@@ -522,18 +530,8 @@ fn an_h264_publisher_is_recorded_as_mp4_and_streamed_as_is() -> anyhow::Result<(
         server.base_url,
         view["playlist"].as_str().context("playlist")?
     );
-    let http = reqwest::blocking::Client::new();
-    let text = wait_for("three HLS segments", Duration::from_secs(30), || {
-        let text = http.get(&playlist).send()?.text()?;
-        Ok((text.matches(".ts").count() >= 3).then_some(text))
-    })
-    .map_err(|e| e.context(report(&server, &alice)))?;
-    let segment = text
-        .lines()
-        .rfind(|l| l.ends_with(".ts"))
-        .context("segment")?;
-    let p = probe(&playlist.replace("index.m3u8", segment))?;
-    eprintln!("HLS {segment}: {p:?}");
+    let (_, p) = hls_segments(&playlist).map_err(|e| e.context(report(&server, &alice)))?;
+    eprintln!("HLS, its last segment: {p:?}");
     assert_eq!(p.codecs, ["h264", "aac"], "{p:?}");
     assert_eq!((p.width, p.height), (960, 540), "{p:?}");
 

@@ -486,7 +486,13 @@ fn host_egresses<'a>(
     Ok((egresses, &s.member))
 }
 
-/// A REST error as a signaling error with the same stable code.
+/// A REST error as a signaling error with the same stable code; store and internal
+/// failures as every signaling path shows them (a generic message, the detail logged under
+/// an error id: `api_to_signal`).
 fn api_error(e: crate::error::ApiError) -> SignalError {
-    SignalError::new(e.code(), e.to_string())
+    use crate::error::ApiError;
+    match e {
+        ApiError::Unavailable(_) | ApiError::Internal(_) => super::store_services::api_to_signal(e),
+        e => SignalError::new(e.code(), e.to_string()),
+    }
 }
