@@ -36,7 +36,7 @@ use serde_json::json;
 use shardcast_dataplane::node::PeerRole;
 
 use crate::routes::{ApiPath, ApiQuery};
-use crate::signaling::hub::{Hub, Phase};
+use crate::signaling::hub::{Hub, Phase, Plays};
 use crate::signaling::messages::track_from_wire;
 use crate::signaling::services::{Member, SignalError};
 use crate::signaling::socket::Source;
@@ -167,11 +167,11 @@ pub(crate) async fn start(
     sdp: String,
     role: PeerRole,
     bind: Vec<shardcast_dataplane::node::TrackId>,
-    player: Option<Option<String>>,
+    player: Option<Plays>,
 ) -> Result<(String, String, String), SignalError> {
     let (session, waiting) = hub.open(member, None, source, None).await?;
-    if let Some(only) = player.clone() {
-        session.make_player(only);
+    if let Some(plays) = player.clone() {
+        session.make_player(plays);
     }
     if waiting {
         hub.close(&session, None).await;
@@ -257,7 +257,7 @@ async fn whep(
             .collect();
         // Nothing published yet is fine: the player's m-lines take the tracks when they come.
         let ice = hub.services.ice_servers(&member);
-        let player = Some(q.identity.clone());
+        let player = Some(q.identity.clone().map_or(Plays::Everyone, Plays::Only));
         let (session, answer, etag) =
             start(&hub, member, ip, sdp, PeerRole::Play, bind, player).await?;
         Ok((session, answer, ice, etag))

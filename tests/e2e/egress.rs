@@ -16,6 +16,10 @@
 //! From the demo page: a host's "Record me" starts a recording of itself and every page in
 //! the room shows "● REC" until it stops; a participant who is not a host is refused.
 //!
+//! Without a participant, a recording follows the active speaker: its picture is Alice's
+//! camera while she talks and Bob's (another size) after the floor goes to him, and both
+//! microphones are heard in its mixed audio.
+//!
 //! An H.264 publisher (Chromium with H.264 first) is recorded as MP4 and streamed to HLS
 //! without transcoding, at the camera's size.
 //!
@@ -142,6 +146,11 @@ fn wait_publishing(server: &Server, who: &str, page: &mut Browser) -> anyhow::Re
             Ok((top["width"] == 960 && top["frames"].as_u64() > Some(30)).then_some(()))
         },
     )?;
+    wait_tracks(server, who)
+}
+
+/// Waits until the REST API lists `who`'s audio and video.
+fn wait_tracks(server: &Server, who: &str) -> anyhow::Result<()> {
     wait_for(
         &format!("{who} publishing audio and video"),
         Duration::from_secs(30),
@@ -152,6 +161,18 @@ fn wait_publishing(server: &Server, who: &str, page: &mut Browser) -> anyhow::Re
                 .map(|_| ()))
         },
     )
+}
+
+/// Stops egress `id` over REST; the final egress, which must be `complete`.
+fn stop_complete(server: &Server, id: &str, page: &Browser) -> anyhow::Result<Value> {
+    let (status, done) = server.tenant_call(Method::DELETE, &egress_path(id), None)?;
+    anyhow::ensure!(status == 200, "DELETE egress: {status} {done}");
+    anyhow::ensure!(
+        done["state"] == "complete",
+        "{done}\n{}",
+        report(server, page)
+    );
+    Ok(done)
 }
 
 fn report(server: &Server, browser: &Browser) -> String {
@@ -219,14 +240,7 @@ fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyh
     );
     std::thread::sleep(Duration::from_secs(10));
     let recorded = active.elapsed().as_secs_f64();
-    let (status, done) = server.tenant_call(Method::DELETE, &egress_path(&id), None)?;
-    assert_eq!(status, 200, "{done}");
-    assert_eq!(
-        done["state"],
-        "complete",
-        "{done}\n{}",
-        report(&server, &alice)
-    );
+    let done = stop_complete(&server, &id, &alice)?;
     assert_eq!(done["end_reason"], "stopped", "{done}");
     let file = done["file"].as_str().context("file")?.to_string();
     assert!(file.ends_with(".webm"), "{file}");
@@ -545,5 +559,129 @@ fn an_h264_publisher_is_recorded_as_mp4_and_streamed_as_is() -> anyhow::Result<(
     assert_eq!((p.width, p.height), (960, 540), "{p:?}");
     assert!(p.duration > 3.0, "{p:?}");
     assert!(p.video_frames as f64 >= 10.0 * p.duration, "{p:?}");
+    Ok(())
+}
+
+/// The size of each decoded video frame of `file`, in order.
+fn frame_sizes(file: &str) -> anyhow::Result<Vec<(u64, u64)>> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-of", "json"])
+        .args(["-show_entries", "frame=width,height"])
+        .arg(file)
+        .output()
+        .context("running ffprobe")?;
+    anyhow::ensure!(out.status.success(), "ffprobe {file}");
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["frames"]
+        .as_array()
+        .context("frames")?
+        .iter()
+        .filter_map(|f| Some((f["width"].as_u64()?, f["height"].as_u64()?)))
+        .collect())
+}
+
+/// The loudest sample (dBFS) of `file`'s audio from `from` s for `secs` s (ffmpeg's
+/// volumedetect; digital silence is -91).
+fn loudest(file: &str, from: f64, secs: f64) -> anyhow::Result<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-ss", &format!("{from}"), "-t"])
+        .arg(format!("{secs}"))
+        .args(["-i", file, "-vn", "-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .context("running ffmpeg")?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .find_map(|l| l.split("max_volume: ").nth(1))
+        .and_then(|v| v.trim_end_matches(" dB").trim().parse().ok())
+        .with_context(|| format!("no max_volume from ffmpeg: {log}"))
+}
+
+/// Waits until the egress follows `who` (its `speaker`).
+fn wait_speaker(server: &Server, id: &str, who: &str) -> anyhow::Result<Value> {
+    wait_for(
+        &format!("the recording to follow {who}"),
+        Duration::from_secs(20),
+        || {
+            let v = server.tenant_get(&egress_path(id))?;
+            Ok((v["speaker"] == who).then_some(v))
+        },
+    )
+}
+
+#[test]
+fn a_recording_without_a_participant_follows_the_active_speaker() -> anyhow::Result<()> {
+    // One media shard: a room's active speaker is chosen per shard today (issue 16), so
+    // with two the speaker could change on one shard and not be heard of on the other.
+    let server = Server::start_with_args(&["--shards", "1"])?;
+    // Two cameras of different sizes, so the file shows whose video it holds.
+    let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
+    let bob_url = server
+        .page_url(ROOM, "bob", "Bob")
+        .replace("width=960&height=540", "width=640&height=360");
+    let mut bob = Browser::launch("bob", &bob_url)?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+    wait_tracks(&server, "bob").map_err(|e| e.context(report(&server, &bob)))?;
+    // Bob listens; Alice talks (the room's speaker, as Bob's page shows it, before the
+    // recording starts: it starts with the speaker of the moment).
+    bob.eval("toggleLocal('audio'), true")?;
+    wait_for("alice to be the speaker", Duration::from_secs(20), || {
+        let who = bob.eval("document.querySelector('.tile.speaking')?.dataset.identity ?? null")?;
+        Ok((who == "alice").then_some(()))
+    })
+    .map_err(|e| e.context(report(&server, &bob)))?;
+
+    let (status, started) = server.tenant_call(
+        Method::POST,
+        &format!("/v1/rooms/{ROOM}/egress"),
+        Some(json!({"kind": "record"})),
+    )?;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["participant"], Value::Null, "{started}");
+    let id = started["id"].as_str().context("id")?.to_string();
+    wait_active(&server, &id).map_err(|e| e.context(report(&server, &alice)))?;
+    wait_speaker(&server, &id, "alice").map_err(|e| e.context(report(&server, &alice)))?;
+    std::thread::sleep(Duration::from_secs(4));
+
+    // The floor goes to Bob: the recording's picture follows him; Alice is still heard
+    // whenever she speaks (every voice is mixed).
+    alice.eval("toggleLocal('audio'), true")?;
+    bob.eval("toggleLocal('audio'), true")?;
+    let switched =
+        wait_speaker(&server, &id, "bob").map_err(|e| e.context(report(&server, &bob)))?;
+    eprintln!("following bob: {switched}");
+    std::thread::sleep(Duration::from_secs(4));
+
+    let done = stop_complete(&server, &id, &bob)?;
+    let file = done["file"].as_str().context("file")?;
+    let p = probe(file)?;
+    eprintln!("active speaker recording: {p:?}");
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
+    assert!(p.duration >= 7.0, "{p:?}");
+    // Alice's camera first, then Bob's: one switch. Their simulcast layers have sizes of
+    // their own (alice 960, 480 or 240 wide; bob 640, 320 or 160), whichever layer each
+    // was sending.
+    let sizes = frame_sizes(file)?;
+    let alices = |s: &(u64, u64)| [960, 480, 240].contains(&s.0);
+    let bobs = |s: &(u64, u64)| [640, 320, 160].contains(&s.0);
+    let first_bob = sizes
+        .iter()
+        .position(bobs)
+        .with_context(|| format!("no frame of bob's: {sizes:?}"))?;
+    assert!(
+        first_bob >= 40 && sizes[..first_bob].iter().all(alices),
+        "alice's frames before bob's: {sizes:?}"
+    );
+    assert!(
+        sizes.len() - first_bob >= 40 && sizes[first_bob..].iter().all(bobs),
+        "only bob's after the switch: {sizes:?}"
+    );
+    // The microphones are in the mix: Alice's beeps while she talked, Bob's after.
+    let (early, late) = (
+        loudest(file, 1.0, 3.0)?,
+        loudest(file, p.duration - 3.5, 3.0)?,
+    );
+    eprintln!("loudest: {early} dB while alice talked, {late} dB while bob did");
+    assert!(early > -30.0 && late > -30.0, "{early} dB, {late} dB");
     Ok(())
 }

@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shardcast_dataplane::node::{MediaKind, PeerRole};
+use shardcast_dataplane::node::{MediaKind, PeerRole, TrackId};
 use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::services::now_unix_secs;
 use crate::signaling::bus::RoomEventKind;
-use crate::signaling::hub::Hub;
+use crate::signaling::hub::{Hub, Plays};
 use crate::signaling::messages::track_from_wire;
 use crate::signaling::messages::ServerMsg;
 use crate::signaling::services::{Grants, Member, SignalError};
@@ -101,7 +101,12 @@ pub struct EgressView {
     pub id: String,
     pub room: String,
     pub kind: EgressKind,
-    pub participant: String,
+    /// The participant recorded; `null`: the room's active speaker (see `speaker`).
+    pub participant: Option<String>,
+    /// Following the active speaker: whose video is recorded now (`null` until someone
+    /// with a camera spoke, or while nobody publishes video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
     pub state: EgressState,
     /// Unix seconds.
     pub started_at: u64,
@@ -117,7 +122,8 @@ pub struct EgressView {
     pub bytes: u64,
     /// Packets the pipeline could not take in time (dropped, not waited for).
     pub dropped_packets: u64,
-    /// Why it ended: `stopped` (`DELETE`), `participant_left`, `server_shutdown`, `error`.
+    /// Why it ended: `stopped` (`DELETE`), `participant_left`, `room_empty` (following the
+    /// speaker, nobody publishes audio or video any more), `server_shutdown`, `error`.
     pub end_reason: Option<String>,
     pub error: Option<String>,
 }
@@ -134,6 +140,8 @@ struct Egress {
     hub: Weak<Hub>,
     /// HLS: the random part of the playlist's URL.
     key: String,
+    /// Its hub session (whose player state names the speaker it follows).
+    session: String,
     view: Mutex<EgressView>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
@@ -148,6 +156,16 @@ impl Egress {
             v.bytes = disk_size(std::path::Path::new(f)).unwrap_or(v.bytes);
         }
         v.dropped_packets = self.dropped.load(Ordering::Relaxed);
+        if v.participant.is_none() && !v.state.ended() {
+            let now = self
+                .hub
+                .upgrade()
+                .and_then(|hub| hub.session(&self.session));
+            if let Some(session) = now {
+                v.speaker = session.speaker();
+                self.set(|stored| stored.speaker = v.speaker.clone());
+            }
+        }
         v
     }
 
@@ -206,6 +224,40 @@ fn disk_size(path: &std::path::Path) -> Option<u64> {
     )
 }
 
+/// Audio m-lines of an egress that follows the active speaker: the voices it mixes (the
+/// first this many audio tracks of the room; more are not heard).
+pub const MIX_LINES: usize = 8;
+
+/// Following the active speaker: the room's speaker now (`current`) is the subject if it
+/// publishes video, else the first participant with video; bound are the subject's video
+/// (its screen before its camera) and up to [`MIX_LINES`] of the room's audio tracks.
+fn speaker_bind(
+    tracks: &[crate::signaling::messages::TrackInfo],
+    current: Option<String>,
+) -> (Option<String>, Vec<(TrackId, MediaKind)>) {
+    use crate::signaling::messages::TrackSource;
+    let mut videos: Vec<_> = tracks
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .collect();
+    let speaker = current
+        .filter(|c| videos.iter().any(|t| &t.identity == c))
+        .or_else(|| videos.first().map(|t| t.identity.clone()));
+    videos.retain(|t| Some(&t.identity) == speaker.as_ref());
+    videos.sort_by_key(|t| t.source != TrackSource::Screen);
+    let audio = tracks
+        .iter()
+        .filter(|t| t.kind == MediaKind::Audio)
+        .take(MIX_LINES);
+    let bind = videos
+        .into_iter()
+        .take(1)
+        .chain(audio)
+        .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
+        .collect();
+    (speaker, bind)
+}
+
 /// A room's egresses on this instance. Cheap to clone.
 #[derive(Clone)]
 pub struct Egresses {
@@ -224,8 +276,10 @@ pub type EgressSlot = Arc<OnceLock<Egresses>>;
 #[serde(deny_unknown_fields)]
 pub struct StartEgress {
     pub kind: EgressKind,
-    /// The identity of the participant to record.
-    pub participant: String,
+    /// The identity of the participant to record; omitted: the room's active speaker (the
+    /// speaker's video, everyone's audio mixed).
+    #[serde(default)]
+    pub participant: Option<String>,
 }
 
 fn signal_to_api(e: SignalError) -> ApiError {
@@ -372,16 +426,28 @@ impl Egresses {
         }
         let hub = self.hub()?;
         let tracks = hub.room_tracks(tenant, room).await.map_err(signal_to_api)?;
-        let bind: Vec<_> = tracks
-            .iter()
-            .filter(|t| t.identity == req.participant)
-            .filter(|t| matches!(t.kind, MediaKind::Audio | MediaKind::Video))
-            .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
-            .collect();
+        let (bind, plays, audio_lines) = match &req.participant {
+            Some(who) => {
+                let bind: Vec<_> = tracks
+                    .iter()
+                    .filter(|t| &t.identity == who)
+                    .filter(|t| matches!(t.kind, MediaKind::Audio | MediaKind::Video))
+                    .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
+                    .collect();
+                (bind, Plays::Only(who.clone()), 1)
+            }
+            None => {
+                let (speaker, bind) = speaker_bind(&tracks, hub.speaker_of(tenant, room));
+                (bind, Plays::Speaker(speaker), MIX_LINES)
+            }
+        };
         if bind.is_empty() {
             return Err(ApiError::conflict(
                 "nothing_to_record",
-                format!("{} publishes no audio or video", req.participant),
+                match &req.participant {
+                    Some(who) => format!("{who} publishes no audio or video"),
+                    None => "nobody in the room publishes audio or video".into(),
+                },
             ));
         }
         let expected = (
@@ -404,7 +470,7 @@ impl Egresses {
             },
             region: None,
         };
-        let (offered, offer) = receiver::offer(Instant::now());
+        let (offered, offer) = receiver::offer(Instant::now(), audio_lines);
         let source = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
         let (session, answer, _) = crate::whip::start(
             &hub,
@@ -413,7 +479,7 @@ impl Egresses {
             offer,
             PeerRole::Play,
             bind.iter().map(|(id, _)| *id).collect(),
-            Some(Some(req.participant.clone())),
+            Some(plays),
         )
         .await
         .map_err(signal_to_api)?;
@@ -433,11 +499,13 @@ impl Egresses {
             runtime: tokio::runtime::Handle::current(),
             hub: self.hub.clone(),
             key: uuid::Uuid::new_v4().simple().to_string(),
+            session: session.clone(),
             view: Mutex::new(EgressView {
                 id: id.clone(),
                 room: room.to_string(),
                 kind: req.kind,
                 participant: req.participant.clone(),
+                speaker: None,
                 state: EgressState::Starting,
                 started_at: now_unix_secs(),
                 ended_at: None,
@@ -460,7 +528,9 @@ impl Egresses {
             let (egress, settings) = (egress.clone(), self.settings.clone());
             std::thread::Builder::new()
                 .name(format!("egress-{id}"))
-                .spawn(move || record::record(running, &egress, &settings, file, expected))
+                .spawn(move || {
+                    record::record(running, &egress, &settings, file, expected, audio_lines)
+                })
         };
         let worker = match worker {
             Ok(w) => w,
@@ -475,7 +545,7 @@ impl Egresses {
                 return Ok(egress.view());
             }
         };
-        tracing::info!(egress = %id, room, participant = %req.participant, "egress: started");
+        tracing::info!(egress = %id, room, participant = ?req.participant, "egress: started");
         tokio::spawn(self.clone().supervise(egress.clone(), session, worker));
         Ok(egress.view())
     }
@@ -501,12 +571,18 @@ impl Egresses {
             // Gone twice in a row (a store blip counts as present).
             let Ok(hub) = self.hub() else { break };
             let present = match hub.room_tracks(&tenant, &room).await {
-                Ok(tracks) => tracks.iter().any(|t| t.identity == participant),
+                Ok(tracks) => tracks
+                    .iter()
+                    .any(|t| participant.as_ref().is_none_or(|p| &t.identity == p)),
                 Err(_) => true,
             };
             missing = if present { 0 } else { missing + 1 };
             if missing >= 2 {
-                egress.request_stop("participant_left");
+                egress.request_stop(if participant.is_some() {
+                    "participant_left"
+                } else {
+                    "room_empty"
+                });
             }
         }
         let result = tokio::task::spawn_blocking(move || worker.join())

@@ -1,5 +1,5 @@
-//! An egress's WebRTC subscriber: one str0m `Rtc` in RTP mode, receive-only (one audio and
-//! one video m-line), on a UDP socket and a thread of its own. The media node treats it as
+//! An egress's WebRTC subscriber: one str0m `Rtc` in RTP mode, receive-only (one video
+//! m-line and one audio m-line, or several to mix), on a UDP socket and a thread of its own. The media node treats it as
 //! any WHEP player; each RTP packet it receives goes to the egress's pipeline with its kind
 //! and codec.
 //!
@@ -24,6 +24,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 #[derive(Debug, Clone)]
 pub struct Packet {
     pub kind: MediaKind,
+    /// Audio: which of the offer's audio m-lines it came on (0 for video).
+    pub line: usize,
     pub codec: Codec,
     pub marker: bool,
     pub seq: u16,
@@ -35,7 +37,7 @@ pub struct Packet {
 pub struct Offered {
     rtc: Rtc,
     pending: SdpPendingOffer,
-    audio: Mid,
+    audio: Vec<Mid>,
     video: Mid,
 }
 
@@ -52,14 +54,15 @@ pub enum ReceiveError {
     Disconnected,
 }
 
-/// A receive-only offer (Opus; VP8, VP9, H.264 — what the pipelines can record) and the
-/// state to accept its answer with.
+/// A receive-only offer (Opus; VP8, VP9, H.264 — what the pipelines can record) of one
+/// video and `audio_lines` audio m-lines (at least one), and the state to accept its answer
+/// with.
 ///
 /// Without transport-wide congestion control: the media node then has no estimate for this
 /// subscriber and forwards the best layer from the start (a recording wants the camera's
 /// full size at once, not a ramp from the lowest simulcast layer), and its NACKs still
 /// repair loss.
-pub fn offer(now: Instant) -> (Offered, String) {
+pub fn offer(now: Instant, audio_lines: usize) -> (Offered, String) {
     let mut config = RtcConfig::new()
         .set_rtp_mode(true)
         .clear_codecs()
@@ -74,13 +77,17 @@ pub fn offer(now: Instant) -> (Offered, String) {
     }
     let mut rtc = config.set_extension_map(kept).build(now);
     let mut api = rtc.sdp_api();
-    let audio = api.add_media(
-        str0m::media::MediaKind::Audio,
-        Direction::RecvOnly,
-        None,
-        None,
-        None,
-    );
+    let audio = (0..audio_lines.max(1))
+        .map(|_| {
+            api.add_media(
+                str0m::media::MediaKind::Audio,
+                Direction::RecvOnly,
+                None,
+                None,
+                None,
+            )
+        })
+        .collect();
     let video = api.add_media(
         str0m::media::MediaKind::Video,
         Direction::RecvOnly,
@@ -155,7 +162,7 @@ pub struct Running {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    audio: Mid,
+    audio: Vec<Mid>,
     video: Mid,
     connected: bool,
 }
@@ -262,12 +269,10 @@ impl Running {
 
     fn packet(&mut self, p: RtpPacket) -> Option<Packet> {
         let mid = self.rtc.direct_api().stream_rx(&p.header.ssrc)?.mid();
-        let kind = if mid == self.audio {
-            MediaKind::Audio
-        } else if mid == self.video {
-            MediaKind::Video
+        let (kind, line) = if mid == self.video {
+            (MediaKind::Video, 0)
         } else {
-            return None;
+            (MediaKind::Audio, self.audio.iter().position(|a| *a == mid)?)
         };
         let pt = p.header.payload_type;
         let codec = self
@@ -277,6 +282,7 @@ impl Running {
             .map(|c| c.spec().codec)?;
         Some(Packet {
             kind,
+            line,
             codec,
             marker: p.header.marker,
             seq: p.header.sequence_number,
@@ -309,8 +315,11 @@ mod tests {
 
     #[test]
     fn the_offer_receives_audio_and_video_in_recordable_codecs() {
-        let (_, sdp) = offer(Instant::now());
+        let (_, sdp) = offer(Instant::now(), 1);
         assert_eq!(sdp.matches("a=recvonly").count(), 2, "{sdp}");
+        let (_, mixing) = offer(Instant::now(), 3);
+        assert_eq!(mixing.matches("m=audio").count(), 3, "{mixing}");
+        assert_eq!(mixing.matches("m=video").count(), 1, "{mixing}");
         for codec in ["opus/48000", "VP8/90000", "VP9/90000", "H264/90000"] {
             assert!(sdp.contains(codec), "{codec} in {sdp}");
         }

@@ -17,7 +17,9 @@ use crate::webhooks::event::EventKind;
 
 /// How long a recording waits for a stream the participant publishes before it starts
 /// without it.
-const LAYOUT_WAIT: Duration = Duration::from_secs(3);
+/// (A video stream starts at a keyframe, asked for once a second meanwhile: a loaded
+/// publisher may take seconds to send one.)
+const LAYOUT_WAIT: Duration = Duration::from_secs(5);
 /// Packets held while the layout is decided (the first keyframe is among them).
 const HOLD_MAX: usize = 4096;
 
@@ -32,14 +34,16 @@ enum Sink {
 }
 
 /// The worker thread: receives until stopped, records into `file` (its extension added once
-/// the codecs are known; for HLS, the directory of the stream), finishes the file. `expected`: (video, audio) the participant
-/// publishes.
+/// the codecs are known; for HLS, the directory of the stream), finishes the file.
+/// `expected`: (video, audio) the subject publishes; `audio_lines`: the receiver's audio
+/// m-lines (more than one are mixed).
 pub(super) fn record(
     running: receiver::Running,
     egress: &Egress,
     settings: &EgressSettings,
     file: PathBuf,
     expected: (bool, bool),
+    audio_lines: usize,
 ) -> Result<(), String> {
     let mut sink = Sink::Holding {
         packets: Vec::new(),
@@ -47,6 +51,8 @@ pub(super) fn record(
     };
     let kind = egress.view.lock().unwrap().kind;
     let want_keyframe = std::cell::Cell::new(false);
+    // Held without the video the subject publishes: ask for a keyframe until it comes.
+    let video_missing = std::cell::Cell::new(expected.0);
     let passthrough = std::cell::Cell::new(false);
     let mut last_keyframe: Option<Instant> = None;
     let mut pushed = 0u64;
@@ -55,6 +61,7 @@ pub(super) fn record(
         let layout = Layout {
             video: codec(MediaKind::Video),
             audio: codec(MediaKind::Audio),
+            audio_lines,
         };
         let (target, dir) = match kind {
             EgressKind::Record => {
@@ -100,11 +107,12 @@ pub(super) fn record(
                     packets.push(packet);
                 }
                 let has = |k| packets.iter().any(|p| p.kind == k);
-                let all_there = (!expected.0 || has(MediaKind::Video))
-                    && (!expected.1 || has(MediaKind::Audio));
+                video_missing.set(expected.0 && !has(MediaKind::Video));
+                let all_there = !video_missing.get() && (!expected.1 || has(MediaKind::Audio));
                 if all_there || now.duration_since(first) >= LAYOUT_WAIT {
                     sink = match start(packets) {
                         Ok(p) => {
+                            video_missing.set(false);
                             want_keyframe.set(true);
                             Sink::Recording(p)
                         }
@@ -127,7 +135,7 @@ pub(super) fn record(
         || {
             let due = passthrough.get()
                 && last_keyframe.is_none_or(|t| t.elapsed().as_secs() >= HLS_SEGMENT_SECS.into());
-            if want_keyframe.replace(false) || due {
+            if want_keyframe.replace(false) || due || video_missing.get() {
                 last_keyframe = Some(Instant::now());
                 return true;
             }

@@ -55,7 +55,9 @@ async fn start(
     ApiJson(body): ApiJson<StartEgress>,
 ) -> Result<(StatusCode, Json<EgressView>), ApiError> {
     let room = room(&state, &auth, raw).await?;
-    Identity::parse(body.participant.clone())?;
+    if let Some(who) = &body.participant {
+        Identity::parse(who.clone())?;
+    }
     let view = egresses(&state)?
         .start(auth.tenant.as_str(), &room, body)
         .await?;

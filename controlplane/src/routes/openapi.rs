@@ -175,7 +175,7 @@ pub fn document() -> Value {
     let eg = param("egress", "egress id");
     let egress = json!({
         "/v1/rooms/{room}/egress": {
-            "post": with_params(op("Start recording or streaming (HLS) a participant (answers at once, state starting)", Auth::Tenant, Some("StartEgress"), ("201", Some("Egress")), &["room_not_found", "nothing_to_record", "room_full", "room_closed_to_egress", "egress_unavailable", "invalid_request", "invalid_json"]), &rp),
+            "post": with_params(op("Start recording or streaming (HLS) a participant or the active speaker (answers at once, state starting)", Auth::Tenant, Some("StartEgress"), ("201", Some("Egress")), &["room_not_found", "nothing_to_record", "room_full", "room_closed_to_egress", "egress_unavailable", "invalid_request", "invalid_json"]), &rp),
             "get": with_params(op("List the room's egresses this instance started, oldest first", Auth::Tenant, None, ("200", Some("EgressList")), &["room_not_found", "egress_unavailable"]), &rp)
         },
         "/v1/rooms/{room}/egress/{egress}": {
@@ -403,12 +403,14 @@ fn schemas() -> Value {
     let state = json!({ "type": "string", "enum": ["starting", "active", "ending", "complete", "failed"],
         "description": "starting: connecting, waiting for media; active: the file is being written; ending: asked to stop; complete: the file is finished; failed: see error" });
     let egress = json!({
-        "StartEgress": { "type": "object", "required": ["kind", "participant"], "additionalProperties": false, "properties": {
+        "StartEgress": { "type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
             "kind": { "type": "string", "enum": ["record", "hls"] },
-            "participant": { "type": "string", "description": "the identity whose audio and video are recorded or streamed" } } },
+            "participant": { "type": "string", "description": "the identity whose audio and video are recorded or streamed; omitted: the room's active speaker's video and everyone's audio, mixed" } } },
         "Egress": { "type": "object", "required": ["id", "room", "kind", "participant", "state", "started_at", "bytes", "dropped_packets"], "properties": {
             "id": { "type": "string" }, "room": { "type": "string" },
-            "kind": { "type": "string", "enum": ["record", "hls"] }, "participant": { "type": "string" },
+            "kind": { "type": "string", "enum": ["record", "hls"] },
+            "participant": { "type": ["string", "null"], "description": "null: the egress follows the active speaker" },
+            "speaker": { "type": "string", "description": "following the active speaker: whose video is recorded now" },
             "playlist": { "type": "string", "description": "hls: the playlist's URL path on this server, /hls/{id}/{key}/index.m3u8 (a capability URL)" },
             "state": state,
             "started_at": { "type": "integer", "description": "Unix seconds" },
@@ -416,7 +418,7 @@ fn schemas() -> Value {
             "file": { "type": ["string", "null"], "description": "absolute path on the control plane's host: .webm (VP8/VP9, Opus) or .mp4 (H.264); hls: the directory of the playlist and segments" },
             "bytes": { "type": "integer", "description": "the file's size" },
             "dropped_packets": { "type": "integer", "description": "packets the pipeline could not take in time" },
-            "end_reason": { "type": ["string", "null"], "enum": ["stopped", "participant_left", "server_shutdown", "error", null] },
+            "end_reason": { "type": ["string", "null"], "enum": ["stopped", "participant_left", "room_empty", "server_shutdown", "error", null] },
             "error": { "type": ["string", "null"] } } },
         "EgressList": { "type": "object", "properties": { "egresses": { "type": "array", "items": schema("Egress") } } },
         "EgressPayload": { "type": "object", "required": ["egress"], "properties": { "egress": schema("Egress") } }

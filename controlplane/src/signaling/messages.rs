@@ -69,7 +69,9 @@ pub enum ClientMsg {
     /// Host only: record `participant`, or stream it over HLS (`crate::egress`).
     StartEgress {
         kind: crate::egress::EgressKind,
-        participant: String,
+        /// Omitted: the room's active speaker.
+        #[serde(default)]
+        participant: Option<String>,
     },
     /// Host only: stop egress `id` of this room.
     StopEgress {

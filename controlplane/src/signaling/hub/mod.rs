@@ -37,14 +37,20 @@ use crate::placement::Placement;
 use crate::shutdown::Stopping;
 
 use session::SessionState;
-pub use session::{CloseReason, OfferHold, Outbox, Outgoing, Phase, Session};
+pub use session::{CloseReason, OfferHold, Outbox, Outgoing, Phase, Plays, Session};
 
 struct HubInner {
     sessions: index::SessionIndex,
     by_peer: HashMap<(Arc<str>, PeerId), String>,
     /// Node id → the address of the client its pump reads (`node_events::ensure_pump`).
     pumped_nodes: HashMap<Arc<str>, usize>,
+    /// (tenant, room) → its last active speaker, for rooms with sessions here (an egress
+    /// that follows the speaker starts with it). Pruned to such rooms past [`SPEAKERS_MAX`].
+    speakers: HashMap<(String, String), String>,
 }
+
+/// Rooms whose last speaker a hub remembers before it forgets those without sessions here.
+const SPEAKERS_MAX: usize = 4096;
 
 /// Counts of what one hub holds (`Hub::census`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,7 @@ impl Hub {
                 sessions: index::SessionIndex::new(bus.clone()),
                 by_peer: HashMap::new(),
                 pumped_nodes: HashMap::new(),
+                speakers: HashMap::new(),
             }),
             stopping: Stopping::new(),
             webhooks: std::sync::OnceLock::new(),
@@ -182,6 +189,27 @@ impl Hub {
 
     fn room_sessions(&self, tenant: &str, room: &str) -> Vec<Arc<Session>> {
         self.inner.lock().unwrap().sessions.room(tenant, room)
+    }
+
+    /// The room's last active speaker, if this instance heard of one (it has sessions there).
+    pub fn speaker_of(&self, tenant: &str, room: &str) -> Option<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .speakers
+            .get(&(tenant.to_string(), room.to_string()))
+            .cloned()
+    }
+
+    fn remember_speaker(&self, tenant: &str, room: &str, identity: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (tenant.to_string(), room.to_string());
+        inner.speakers.insert(key, identity.to_string());
+        if inner.speakers.len() > SPEAKERS_MAX {
+            let HubInner {
+                speakers, sessions, ..
+            } = &mut *inner;
+            speakers.retain(|(t, r), _| !sessions.room(t, r).is_empty());
+        }
     }
 
     /// The room bus's counters (`/metrics`).

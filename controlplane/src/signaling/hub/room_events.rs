@@ -6,11 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use shardcast_dataplane::node::TrackId;
+use shardcast_dataplane::node::{MediaKind, TrackId};
 
-use super::{Hub, Phase, Session};
+use super::{Hub, Phase, Plays, Session};
 use crate::signaling::bus::{RoomEvent, RoomEventKind};
-use crate::signaling::messages::{track_from_wire, ParticipantInfo, ServerMsg, TrackInfo};
+use crate::signaling::messages::{
+    track_from_wire, ParticipantInfo, ServerMsg, TrackInfo, TrackSource,
+};
 use crate::signaling::services::{Presence, SignalError};
 
 impl Hub {
@@ -80,7 +82,12 @@ impl Hub {
         }
         let origin = ev.origin.as_deref();
         match ev.kind {
-            RoomEventKind::Broadcast { msg } => self.deliver(&sessions, origin, msg).await,
+            RoomEventKind::Broadcast { msg } => {
+                if let ServerMsg::ActiveSpeaker { identity } = &msg {
+                    self.remember_speaker(&ev.tenant, &ev.room, identity);
+                }
+                self.deliver(&sessions, origin, msg).await
+            }
             RoomEventKind::Admit { identity } => {
                 for s in sessions
                     .iter()
@@ -221,7 +228,7 @@ impl Hub {
                 .filter_map(|t| track_from_wire(&t.id))
                 .collect();
             for t in &tracks {
-                let wanted = s.interactive || s.plays(&t.identity);
+                let wanted = s.interactive || s.plays(&t.identity, t.kind);
                 if let (Some(id), true) = (track_from_wire(&t.id), wanted) {
                     self.subscribe(s, id).await;
                 }
@@ -259,7 +266,7 @@ impl Hub {
                 let id = track_from_wire(&track.id);
                 for s in audience.filter(|s| s.member.identity != track.identity) {
                     s.send(msg.clone());
-                    let wanted = s.interactive || s.plays(&track.identity);
+                    let wanted = s.interactive || s.plays(&track.identity, track.kind);
                     if let (Some(id), true) = (id, s.grants().can_subscribe && wanted) {
                         self.subscribe(s, id).await;
                     }
@@ -280,11 +287,70 @@ impl Hub {
                     }
                 }
             }
+            ServerMsg::ActiveSpeaker { identity } => {
+                for s in audience {
+                    s.send(msg.clone());
+                    if s.state.lock().unwrap().player.is_some() {
+                        self.follow_speaker(s, identity).await;
+                    }
+                }
+            }
             _ => {
                 for s in audience {
                     s.send(msg.clone());
                 }
             }
         }
+    }
+
+    /// A player that follows the active speaker (`Plays::Speaker`) takes `identity`'s video
+    /// in place of the one it plays: the old subscription ends first, so the new one takes
+    /// its m-line and continues its stream (the media node's `Play` peers park a line's
+    /// stream until the next track, which starts at a keyframe). A speaker without video
+    /// changes nothing.
+    pub(super) async fn follow_speaker(&self, s: &Arc<Session>, identity: &str) {
+        let following = matches!(
+            &s.state.lock().unwrap().player,
+            Some(Plays::Speaker(now)) if now.as_deref() != Some(identity)
+        );
+        if !following {
+            return;
+        }
+        let m = &s.member;
+        let Ok(tracks) = self.room_tracks(&m.tenant, &m.room).await else {
+            return;
+        };
+        let video = |t: &&TrackInfo| t.kind == MediaKind::Video;
+        // Its screen before its camera: what a speaker shares is what they talk about.
+        let mut theirs: Vec<&TrackInfo> = tracks
+            .iter()
+            .filter(video)
+            .filter(|t| t.identity == identity)
+            .collect();
+        theirs.sort_by_key(|t| t.source != TrackSource::Screen);
+        let Some(new) = theirs.first().and_then(|t| track_from_wire(&t.id)) else {
+            return;
+        };
+        let old: Vec<TrackId> = {
+            let mut st = s.state.lock().unwrap();
+            st.player = Some(Plays::Speaker(Some(identity.to_string())));
+            let old: Vec<TrackId> = tracks
+                .iter()
+                .filter(video)
+                .filter_map(|t| track_from_wire(&t.id))
+                .filter(|t| *t != new && st.subscribed.contains(t))
+                .collect();
+            for t in &old {
+                st.subscribed.remove(t);
+            }
+            old
+        };
+        if let Some((node, peer)) = s.peer() {
+            for t in old {
+                let _ = node.api.unsubscribe(peer, t).await;
+            }
+        }
+        self.subscribe(s, new).await;
+        tracing::debug!(session = %s.id, speaker = identity, "player: follows the new speaker");
     }
 }

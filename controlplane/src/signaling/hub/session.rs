@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use shardcast_dataplane::node::{PeerId, TrackId};
+use shardcast_dataplane::node::{MediaKind, PeerId, TrackId};
 use tokio::sync::{mpsc, watch};
 
 use crate::placement::NodeHandle;
@@ -108,6 +108,19 @@ pub enum Phase {
     Closed,
 }
 
+/// What a player (a WHEP session, an egress) takes of its room's tracks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plays {
+    /// Every track.
+    Everyone,
+    /// The tracks of one identity.
+    Only(String),
+    /// Everyone's audio, and the video of the room's active speaker (the identity; `None`
+    /// until one publishing video is known). A speaker without video leaves the video as it
+    /// was.
+    Speaker(Option<String>),
+}
+
 pub(super) struct SessionState {
     pub(super) phase: Phase,
     pub(super) outbox: Option<Outbox>,
@@ -134,9 +147,9 @@ pub(super) struct SessionState {
     /// still sends about the old one (an answer to an offer made before, trickled candidates)
     /// is dropped rather than answered with an error.
     pub(super) peer_lost: bool,
-    /// A WHEP player: plays every track published in the room (only those of this identity
-    /// when `Some(Some(identity))`), including tracks published after its POST.
-    pub(super) player: Option<Option<String>>,
+    /// A WHEP player (or an egress): which of the room's tracks it plays, including tracks
+    /// published after its POST.
+    pub(super) player: Option<Plays>,
     /// A WHIP/WHEP session: the client's offer as the media node last took it (ICE lines
     /// folded in from PATCHes) and the resource's ETag (our ICE ufrag, quoted).
     pub(super) resource: Option<(String, String)>,
@@ -225,17 +238,29 @@ impl Session {
         self.state.lock().unwrap().resource.clone()
     }
 
-    /// Marks a WHEP session as a player of the room's tracks (of `only` when given).
-    pub fn make_player(&self, only: Option<String>) {
-        self.state.lock().unwrap().player = Some(only);
+    /// Marks a WHEP session as a player of the room's tracks.
+    pub fn make_player(&self, plays: Plays) {
+        self.state.lock().unwrap().player = Some(plays);
     }
 
-    /// Whether this session is a WHEP player that wants tracks of `identity`.
-    pub(super) fn plays(&self, identity: &str) -> bool {
+    /// Whether this session is a player that wants the `kind` track of `identity`.
+    pub(super) fn plays(&self, identity: &str, kind: MediaKind) -> bool {
         match &self.state.lock().unwrap().player {
-            Some(Some(only)) => only == identity,
-            Some(None) => true,
+            Some(Plays::Everyone) => true,
+            Some(Plays::Only(only)) => only == identity,
+            Some(Plays::Speaker(speaker)) => match kind {
+                MediaKind::Audio => true,
+                MediaKind::Video => speaker.as_deref() == Some(identity),
+            },
             None => false,
+        }
+    }
+
+    /// A player that follows the active speaker: whose video it plays now.
+    pub fn speaker(&self) -> Option<String> {
+        match &self.state.lock().unwrap().player {
+            Some(Plays::Speaker(speaker)) => speaker.clone(),
+            _ => None,
         }
     }
 
