@@ -20,8 +20,8 @@
 //! camera while she talks and Bob's (another size) after the floor goes to him, and both
 //! microphones are heard in its mixed audio.
 //!
-//! An H.264 publisher (Chromium with H.264 first) is recorded as MP4 and streamed to HLS
-//! without transcoding, at the camera's size.
+//! An H.264 publisher (Chromium with H.264 first) in a room with a password is recorded as
+//! MP4 and streamed to HLS without transcoding, at the camera's size.
 //!
 //! Live streaming (`kind: hls`): the VP8/Opus participant becomes H.264/AAC segments that
 //! ffprobe reads at the camera's size, and a page on another origin plays the playlist with
@@ -35,11 +35,12 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shardcast_tests::chromium::Browser;
+use shardcast_tests::interop::{metric_sum, scrape};
 use shardcast_tests::participant::Participant;
 use shardcast_tests::server::Server;
 use shardcast_tests::static_site::StaticSite;
-use shardcast_tests::wait_for;
 use shardcast_tests::webhook_receiver::{Answer, Receiver};
+use shardcast_tests::{free_tcp_port, wait_for};
 
 const ROOM: &str = "rec";
 const ADMIN_KEY: &str = "egress-test-admin-key";
@@ -185,7 +186,13 @@ fn report(server: &Server, browser: &Browser) -> String {
 
 #[test]
 fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyhow::Result<()> {
-    let mut server = Server::start_with_args(&["--admin-key", ADMIN_KEY])?;
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let mut server =
+        Server::start_with_args(&["--admin-key", ADMIN_KEY, "--metrics-listen", &metrics])?;
+    let metric = |family: &str, label: &str| -> anyhow::Result<f64> {
+        let text = scrape(&format!("http://{metrics}"))?;
+        Ok(metric_sum(&text, family, &[label]))
+    };
     // The tenant's webhook hears of each egress.
     let hooks = Receiver::start(Answer::Ok)?;
     let set = reqwest::blocking::Client::new()
@@ -238,10 +245,22 @@ fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyh
             .any(|p| p["identity"] == format!("egress-{id}") && p["name"] == "Recording")),
         "{people}"
     );
+    assert_eq!(
+        metric("shardcast_egresses_running", "kind=\"record\"")?,
+        1.0
+    );
     std::thread::sleep(Duration::from_secs(10));
     let recorded = active.elapsed().as_secs_f64();
     let done = stop_complete(&server, &id, &alice)?;
     assert_eq!(done["end_reason"], "stopped", "{done}");
+    assert_eq!(
+        metric("shardcast_egresses_running", "kind=\"record\"")?,
+        0.0
+    );
+    assert_eq!(
+        metric("shardcast_egresses_ended_total", "state=\"complete\"")?,
+        1.0
+    );
     let file = done["file"].as_str().context("file")?.to_string();
     assert!(file.ends_with(".webm"), "{file}");
     assert_eq!(
@@ -521,7 +540,17 @@ fn a_host_records_from_the_page_and_everyone_in_the_room_sees_it() -> anyhow::Re
 #[test]
 fn an_h264_publisher_is_recorded_as_mp4_and_streamed_as_is() -> anyhow::Result<()> {
     let server = Server::start()?;
-    let url = format!("{}&codec=h264", server.page_url(ROOM, "alice", "Alice"));
+    // A room with a password: its participants need it, the tenant's recorder does not.
+    let (status, body) = server.tenant_call(
+        Method::POST,
+        "/v1/rooms",
+        Some(json!({"name": ROOM, "password": "open sesame"})),
+    )?;
+    assert_eq!(status, 201, "{body}");
+    let url = format!(
+        "{}&codec=h264&password=open%20sesame",
+        server.page_url(ROOM, "alice", "Alice")
+    );
     let mut alice = Browser::launch("alice", &url)?;
     wait_publishing(&server, "alice", &mut alice)
         .map_err(|e| e.context(report(&server, &alice)))?;

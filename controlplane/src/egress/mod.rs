@@ -266,6 +266,21 @@ pub struct Egresses {
     webhooks: Option<crate::webhooks::Webhooks>,
     settings: Arc<EgressSettings>,
     all: Arc<Mutex<HashMap<String, Arc<Egress>>>>,
+    /// Egresses ended since the start: (complete, failed).
+    ended: Arc<(AtomicU64, AtomicU64)>,
+}
+
+/// What `/metrics` shows of an instance's egresses.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EgressCounts {
+    /// Not ended yet, by kind.
+    pub recording: u64,
+    pub hls: u64,
+    /// Ended since the process started.
+    pub complete: u64,
+    pub failed: u64,
+    /// Packets the pipelines of the egresses still listed could not take.
+    pub dropped_packets: u64,
 }
 
 /// Set once the hub exists (`server::build`); REST handlers read it through `AppState`.
@@ -313,6 +328,7 @@ impl Egresses {
             webhooks,
             settings: Arc::new(settings),
             all: Arc::default(),
+            ended: Arc::default(),
         }
     }
 
@@ -323,6 +339,34 @@ impl Egresses {
                 code: "server_shutdown",
                 message: "the server is stopping".into(),
             })
+    }
+
+    pub fn counts(&self) -> EgressCounts {
+        let mut c = EgressCounts {
+            complete: self.ended.0.load(Ordering::Relaxed),
+            failed: self.ended.1.load(Ordering::Relaxed),
+            ..EgressCounts::default()
+        };
+        for e in self.all.lock().unwrap().values() {
+            let v = e.view.lock().unwrap();
+            if !v.state.ended() {
+                match v.kind {
+                    EgressKind::Record => c.recording += 1,
+                    EgressKind::Hls => c.hls += 1,
+                }
+            }
+            c.dropped_packets += e.dropped.load(Ordering::Relaxed);
+        }
+        c
+    }
+
+    fn count_ended(&self, state: EgressState) {
+        let counter = if state == EgressState::Complete {
+            &self.ended.0
+        } else {
+            &self.ended.1
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Asks an egress to stop without waiting for its file (signaling's `stop_egress`).
@@ -469,6 +513,8 @@ impl Egresses {
                 room_admin: true,
             },
             region: None,
+            // The tenant asked for it: no room password (as for its REST calls).
+            vouched: true,
         };
         let (offered, offer) = receiver::offer(Instant::now(), audio_lines);
         let source = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
@@ -541,6 +587,7 @@ impl Egresses {
                     v.error = Some(e.to_string());
                 });
                 egress.announce(|egress| EventKind::EgressEnded { egress });
+                self.count_ended(EgressState::Failed);
                 let _ = egress.done.send(true);
                 return Ok(egress.view());
             }
@@ -604,6 +651,7 @@ impl Egresses {
         });
         egress.announce(|egress| EventKind::EgressEnded { egress });
         let v = egress.view();
+        self.count_ended(v.state);
         tracing::info!(egress = %v.id, state = ?v.state, bytes = v.bytes, file = ?v.file, error = ?v.error, "egress: ended");
         let _ = egress.done.send(true);
     }

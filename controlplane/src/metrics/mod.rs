@@ -251,6 +251,9 @@ impl Metrics {
         if let Some(w) = &self.webhooks {
             encode_webhooks(&mut e, w.counts());
         }
+        if let Some(eg) = self.hub.as_ref().and_then(|h| h.egresses()) {
+            encode_egresses(&mut e, eg.counts());
+        }
         if let Some(counts) = nodes {
             let mut reg = e.family(
                 "shardcast_media_nodes_registered",
@@ -271,6 +274,29 @@ impl Metrics {
         }
         e.finish()
     }
+}
+
+fn encode_egresses(e: &mut Encoder, c: crate::egress::EgressCounts) {
+    e.family(
+        "shardcast_egresses_running",
+        Kind::Gauge,
+        "Egresses of this instance not ended yet (starting, active or ending), by kind.",
+    )
+    .int(&[("kind", "record")], c.recording)
+    .int(&[("kind", "hls")], c.hls);
+    e.family(
+        "shardcast_egresses_ended_total",
+        Kind::Counter,
+        "Egresses ended on this instance: complete (file finished) or failed.",
+    )
+    .int(&[("state", "complete")], c.complete)
+    .int(&[("state", "failed")], c.failed);
+    e.family(
+        "shardcast_egress_dropped_packets",
+        Kind::Gauge,
+        "Packets the pipelines of this instance's listed egresses could not take in time.",
+    )
+    .int(&[], c.dropped_packets);
 }
 
 fn encode_webhooks(e: &mut Encoder, c: WebhookCounts) {

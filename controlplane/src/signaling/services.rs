@@ -64,6 +64,9 @@ pub struct Member {
     pub grants: Grants,
     /// The token's region hint: where the room goes if this member's offer places it.
     pub region: Option<Region>,
+    /// Let in by the server itself on a tenant's request (an egress's recorder): a room's
+    /// password is not asked of it.
+    pub vouched: bool,
 }
 
 impl Member {

@@ -280,6 +280,7 @@ impl SignalServices for StoreServices {
                     room_admin: g.room_admin,
                 },
                 region: v.claims.region.clone(),
+                vouched: false,
             })
         })
     }
@@ -302,22 +303,24 @@ impl SignalServices for StoreServices {
                 .await
                 .map_err(api_to_signal)?;
             }
-            crate::services::rooms::check_password(
-                self.store(),
-                &self.state.password_limiter,
-                &t,
-                &r,
-                pw,
-                source,
-                crate::services::now_unix_ms(),
-            )
-            .await
-            .map_err(|e| match (e, pw) {
-                (ApiError::WrongPassword, None) => {
-                    SignalError::new("password_required", "this room needs a password")
-                }
-                (e, _) => api_to_signal(e),
-            })?;
+            if !member.vouched {
+                crate::services::rooms::check_password(
+                    self.store(),
+                    &self.state.password_limiter,
+                    &t,
+                    &r,
+                    pw,
+                    source,
+                    crate::services::now_unix_ms(),
+                )
+                .await
+                .map_err(|e| match (e, pw) {
+                    (ApiError::WrongPassword, None) => {
+                        SignalError::new("password_required", "this room needs a password")
+                    }
+                    (e, _) => api_to_signal(e),
+                })?;
+            }
             let room = crate::services::rooms::get(self.store(), &t, &r)
                 .await
                 .map_err(api_to_signal)?;

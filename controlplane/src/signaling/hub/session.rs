@@ -408,6 +408,7 @@ mod tests {
             role: "participant".into(),
             grants,
             region: None,
+            vouched: false,
         };
         let state = SessionState {
             phase: Phase::Joined,
