@@ -236,6 +236,13 @@ fn a_recording_is_a_playable_file_of_what_was_recorded_however_it_ends() -> anyh
     let started = start(&server, "alice")?;
     let id = started["id"].as_str().context("id")?.to_string();
     assert_eq!(started["state"], "starting", "{started}");
+    // The same recording twice is one recording.
+    let (status, body) = post(json!({"kind": "record", "participant": "alice"}))?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("egress_exists")),
+        "{body}"
+    );
     let active = wait_active(&server, &id).map_err(|e| e.context(report(&server, &alice)))?;
     // The recorder is in the room, under its own name.
     let people = server.tenant_get(&format!("/v1/rooms/{ROOM}/participants"))?;
@@ -712,5 +719,49 @@ fn a_recording_without_a_participant_follows_the_active_speaker() -> anyhow::Res
     );
     eprintln!("loudest: {early} dB while alice talked, {late} dB while bob did");
     assert!(early > -30.0 && late > -30.0, "{early} dB, {late} dB");
+    Ok(())
+}
+
+#[test]
+fn an_egress_whose_pipeline_dies_fails_with_a_reason_and_the_call_goes_on() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
+    wait_publishing(&server, "alice", &mut alice)
+        .map_err(|e| e.context(report(&server, &alice)))?;
+    let first = start(&server, "alice")?;
+    let id = first["id"].as_str().context("id")?.to_string();
+    wait_active(&server, &id)?;
+    // The GStreamer child dies (the file's path, in its arguments, names the egress).
+    let pids = Command::new("pgrep").args(["-f", &id]).output()?;
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .next()
+        .context("no pipeline process")?
+        .trim()
+        .to_string();
+    let killed = Command::new("kill").args(["-KILL", &pid]).status()?;
+    assert!(killed.success());
+    let ended = wait_for("the egress to end", Duration::from_secs(15), || {
+        let v = server.tenant_get(&egress_path(&id))?;
+        Ok((v["state"] == "failed" || v["state"] == "complete").then_some(v))
+    })?;
+    eprintln!("after its pipeline was killed: {ended}");
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert_eq!(ended["end_reason"], "error", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("gst-launch")),
+        "{ended}"
+    );
+    // The call goes on: Alice still publishes, and a new recording of her works.
+    wait_tracks(&server, "alice")?;
+    let second = start(&server, "alice")?;
+    let id2 = second["id"].as_str().context("id")?.to_string();
+    wait_active(&server, &id2)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let done = stop_complete(&server, &id2, &alice)?;
+    let p = probe(done["file"].as_str().context("file")?)?;
+    assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
     Ok(())
 }

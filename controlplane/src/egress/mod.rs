@@ -70,7 +70,7 @@ impl EgressSettings {
 }
 
 /// What an egress makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EgressKind {
     /// A file of one participant's audio and video.
@@ -268,6 +268,25 @@ pub struct Egresses {
     all: Arc<Mutex<HashMap<String, Arc<Egress>>>>,
     /// Egresses ended since the start: (complete, failed).
     ended: Arc<(AtomicU64, AtomicU64)>,
+    /// What `start` is starting now (not yet in `all`), so two requests for the same
+    /// egress cannot both start it.
+    starting: Arc<Mutex<std::collections::HashSet<Subject>>>,
+}
+
+/// What makes two egresses the same: tenant, room, kind and participant (`None`: the
+/// active speaker).
+type Subject = (String, String, EgressKind, Option<String>);
+
+/// A [`Subject`] being started; released when dropped.
+struct Reserved {
+    starting: Arc<Mutex<std::collections::HashSet<Subject>>>,
+    subject: Subject,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.starting.lock().unwrap().remove(&self.subject);
+    }
 }
 
 /// What `/metrics` shows of an instance's egresses.
@@ -329,6 +348,7 @@ impl Egresses {
             settings: Arc::new(settings),
             all: Arc::default(),
             ended: Arc::default(),
+            starting: Arc::default(),
         }
     }
 
@@ -358,6 +378,38 @@ impl Egresses {
             c.dropped_packets += e.dropped.load(Ordering::Relaxed);
         }
         c
+    }
+
+    /// Reserves `subject` for a start, or `409 egress_exists` naming the egress that
+    /// already makes it (or that one is being started).
+    fn reserve(&self, subject: Subject) -> Result<Reserved, ApiError> {
+        let (tenant, room, kind, participant) = &subject;
+        let all = self.all.lock().unwrap();
+        let same = all.values().find(|e| {
+            let v = e.view.lock().unwrap();
+            &e.tenant == tenant
+                && &v.room == room
+                && v.kind == *kind
+                && &v.participant == participant
+                && !v.state.ended()
+        });
+        if let Some(e) = same {
+            return Err(ApiError::conflict(
+                "egress_exists",
+                format!("egress {} already makes this", e.view.lock().unwrap().id),
+            ));
+        }
+        if !self.starting.lock().unwrap().insert(subject.clone()) {
+            return Err(ApiError::conflict(
+                "egress_exists",
+                "the same egress is being started",
+            ));
+        }
+        drop(all);
+        Ok(Reserved {
+            starting: self.starting.clone(),
+            subject,
+        })
     }
 
     fn count_ended(&self, state: EgressState) {
@@ -468,6 +520,13 @@ impl Egresses {
                 ),
             });
         }
+        // Held until the egress is in `all` (or its start failed).
+        let _reserved = self.reserve((
+            tenant.to_string(),
+            room.to_string(),
+            req.kind,
+            req.participant.clone(),
+        ))?;
         let hub = self.hub()?;
         let tracks = hub.room_tracks(tenant, room).await.map_err(signal_to_api)?;
         let (bind, plays, audio_lines) = match &req.participant {

@@ -175,7 +175,7 @@ pub fn document() -> Value {
     let eg = param("egress", "egress id");
     let egress = json!({
         "/v1/rooms/{room}/egress": {
-            "post": with_params(op("Start recording or streaming (HLS) a participant or the active speaker (answers at once, state starting)", Auth::Tenant, Some("StartEgress"), ("201", Some("Egress")), &["room_not_found", "nothing_to_record", "room_full", "room_closed_to_egress", "egress_unavailable", "invalid_request", "invalid_json"]), &rp),
+            "post": with_params(op("Start recording or streaming (HLS) a participant or the active speaker (answers at once, state starting)", Auth::Tenant, Some("StartEgress"), ("201", Some("Egress")), &["room_not_found", "nothing_to_record", "egress_exists", "room_full", "room_closed_to_egress", "egress_unavailable", "invalid_request", "invalid_json"]), &rp),
             "get": with_params(op("List the room's egresses this instance started, oldest first", Auth::Tenant, None, ("200", Some("EgressList")), &["room_not_found", "egress_unavailable"]), &rp)
         },
         "/v1/rooms/{room}/egress/{egress}": {
