@@ -16,9 +16,9 @@
 //! From the demo page: a host's "Record me" starts a recording of itself and every page in
 //! the room shows "● REC" until it stops; a participant who is not a host is refused.
 //!
-//! Without a participant, a recording follows the active speaker: its picture is Alice's
-//! camera while she talks and Bob's (another size) after the floor goes to him, and both
-//! microphones are heard in its mixed audio.
+//! Without a participant, a recording follows the active speaker: its picture is the
+//! speaker's camera, then the other's (another size) once the floor changes hands, and its
+//! sound the speaker's; the same over HLS.
 //!
 //! An H.264 publisher (Chromium with H.264 first) in a room with a password is recorded as
 //! MP4 and streamed to HLS without transcoding, at the camera's size.
@@ -649,23 +649,36 @@ fn a_recording_without_a_participant_follows_the_active_speaker() -> anyhow::Res
     // One media shard: a room's active speaker is chosen per shard today (issue 16), so
     // with two the speaker could change on one shard and not be heard of on the other.
     let server = Server::start_with_args(&["--shards", "1"])?;
-    // Two cameras of different sizes, so the file shows whose video it holds.
-    let mut alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
+    // Two cameras of different sizes (and so simulcast layers of sizes of their own:
+    // alice 960, 480 or 240 wide; bob 640, 320 or 160), so the file shows whose video it
+    // holds.
+    let alice = Browser::launch("alice", &server.page_url(ROOM, "alice", "Alice"))?;
     let bob_url = server
         .page_url(ROOM, "bob", "Bob")
         .replace("width=960&height=540", "width=640&height=360");
-    let mut bob = Browser::launch("bob", &bob_url)?;
-    wait_publishing(&server, "alice", &mut alice)
-        .map_err(|e| e.context(report(&server, &alice)))?;
-    wait_tracks(&server, "bob").map_err(|e| e.context(report(&server, &bob)))?;
-    // Bob listens; Alice talks (the room's speaker, as Bob's page shows it, before the
-    // recording starts: it starts with the speaker of the moment).
-    bob.eval("toggleLocal('audio'), true")?;
-    wait_for("alice to be the speaker", Duration::from_secs(20), || {
-        let who = bob.eval("document.querySelector('.tile.speaking')?.dataset.identity ?? null")?;
-        Ok((who == "alice").then_some(()))
-    })
-    .map_err(|e| e.context(report(&server, &bob)))?;
+    let bob = Browser::launch("bob", &bob_url)?;
+    let mut pages = [("alice", alice), ("bob", bob)];
+    wait_publishing(&server, "alice", &mut pages[0].1)
+        .map_err(|e| e.context(report(&server, &pages[0].1)))?;
+    wait_tracks(&server, "bob").map_err(|e| e.context(report(&server, &pages[1].1)))?;
+    let width_of = |who: &str| -> &'static [u64] {
+        if who == "alice" {
+            &[960, 480, 240]
+        } else {
+            &[640, 320, 160]
+        }
+    };
+    // Whoever the room's speaker is (as the pages show it) has the floor; the other
+    // listens. The recording starts with the speaker of the moment.
+    let first: String = wait_for("a speaker", Duration::from_secs(30), || {
+        let who = pages[1]
+            .1
+            .eval("document.querySelector('.tile.speaking')?.dataset.identity ?? null")?;
+        Ok(who.as_str().map(str::to_string))
+    })?;
+    let (talks, listens) = if first == "alice" { (0, 1) } else { (1, 0) };
+    let other = pages[listens].0.to_string();
+    pages[listens].1.eval("toggleLocal('audio'), true")?;
 
     let (status, started) = server.tenant_call(
         Method::POST,
@@ -675,49 +688,63 @@ fn a_recording_without_a_participant_follows_the_active_speaker() -> anyhow::Res
     assert_eq!(status, 201, "{started}");
     assert_eq!(started["participant"], Value::Null, "{started}");
     let id = started["id"].as_str().context("id")?.to_string();
-    wait_active(&server, &id).map_err(|e| e.context(report(&server, &alice)))?;
-    wait_speaker(&server, &id, "alice").map_err(|e| e.context(report(&server, &alice)))?;
+    // And live: the speaker over HLS.
+    let (status, live) = server.tenant_call(
+        Method::POST,
+        &format!("/v1/rooms/{ROOM}/egress"),
+        Some(json!({"kind": "hls"})),
+    )?;
+    assert_eq!(status, 201, "{live}");
+    let live_id = live["id"].as_str().context("id")?.to_string();
+    wait_active(&server, &id).map_err(|e| e.context(report(&server, &pages[0].1)))?;
+    wait_speaker(&server, &id, &first)?;
+    wait_active(&server, &live_id)?;
+    let playlist = format!(
+        "{}{}",
+        server.base_url,
+        server.tenant_get(&egress_path(&live_id))?["playlist"]
+            .as_str()
+            .context("playlist")?
+    );
+    let (_, segment) = hls_segments(&playlist)?;
+    assert_eq!(segment.codecs, ["h264", "aac"], "{segment:?}");
+
+    // The floor changes hands: the recording's picture and sound follow.
+    pages[talks].1.eval("toggleLocal('audio'), true")?;
+    pages[listens].1.eval("toggleLocal('audio'), true")?;
+    let switched = wait_speaker(&server, &id, &other)
+        .map_err(|e| e.context(report(&server, &pages[listens].1)))?;
+    eprintln!("following {other}: {switched}");
     std::thread::sleep(Duration::from_secs(4));
 
-    // The floor goes to Bob: the recording's picture follows him; Alice is still heard
-    // whenever she speaks (every voice is mixed).
-    alice.eval("toggleLocal('audio'), true")?;
-    bob.eval("toggleLocal('audio'), true")?;
-    let switched =
-        wait_speaker(&server, &id, "bob").map_err(|e| e.context(report(&server, &bob)))?;
-    eprintln!("following bob: {switched}");
-    std::thread::sleep(Duration::from_secs(4));
-
-    let done = stop_complete(&server, &id, &bob)?;
+    let done = stop_complete(&server, &id, &pages[0].1)?;
+    stop_complete(&server, &live_id, &pages[0].1)?;
     let file = done["file"].as_str().context("file")?;
     let p = probe(file)?;
-    eprintln!("active speaker recording: {p:?}");
+    eprintln!("active speaker recording ({first}, then {other}): {p:?}");
     assert_eq!(p.codecs, ["vp8", "opus"], "{p:?}");
     assert!(p.duration >= 7.0, "{p:?}");
-    // Alice's camera first, then Bob's: one switch. Their simulcast layers have sizes of
-    // their own (alice 960, 480 or 240 wide; bob 640, 320 or 160), whichever layer each
-    // was sending.
+    // The first speaker's camera, then the other's: one switch.
     let sizes = frame_sizes(file)?;
-    let alices = |s: &(u64, u64)| [960, 480, 240].contains(&s.0);
-    let bobs = |s: &(u64, u64)| [640, 320, 160].contains(&s.0);
-    let first_bob = sizes
+    let (before, after) = (width_of(&first), width_of(&other));
+    let switch = sizes
         .iter()
-        .position(bobs)
-        .with_context(|| format!("no frame of bob's: {sizes:?}"))?;
+        .position(|s| after.contains(&s.0))
+        .with_context(|| format!("no frame of {other}'s: {sizes:?}"))?;
     assert!(
-        first_bob >= 40 && sizes[..first_bob].iter().all(alices),
-        "alice's frames before bob's: {sizes:?}"
+        switch >= 40 && sizes[..switch].iter().all(|s| before.contains(&s.0)),
+        "{first}'s frames before {other}'s: {sizes:?}"
     );
     assert!(
-        sizes.len() - first_bob >= 40 && sizes[first_bob..].iter().all(bobs),
-        "only bob's after the switch: {sizes:?}"
+        sizes.len() - switch >= 40 && sizes[switch..].iter().all(|s| after.contains(&s.0)),
+        "only {other}'s after the switch: {sizes:?}"
     );
-    // The microphones are in the mix: Alice's beeps while she talked, Bob's after.
+    // Sound throughout: the first speaker's beeps, then the other's.
     let (early, late) = (
         loudest(file, 1.0, 3.0)?,
         loudest(file, p.duration - 3.5, 3.0)?,
     );
-    eprintln!("loudest: {early} dB while alice talked, {late} dB while bob did");
+    eprintln!("loudest: {early} dB, then {late} dB");
     assert!(early > -30.0 && late > -30.0, "{early} dB, {late} dB");
     Ok(())
 }

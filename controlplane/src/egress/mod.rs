@@ -224,38 +224,45 @@ fn disk_size(path: &std::path::Path) -> Option<u64> {
     )
 }
 
-/// Audio m-lines of an egress that follows the active speaker: the voices it mixes (the
-/// first this many audio tracks of the room; more are not heard).
-pub const MIX_LINES: usize = 8;
-
 /// Following the active speaker: the room's speaker now (`current`) is the subject if it
-/// publishes video, else the first participant with video; bound are the subject's video
-/// (its screen before its camera) and up to [`MIX_LINES`] of the room's audio tracks.
+/// publishes video, else the first participant with video (else the first with audio);
+/// bound are the subject's video (its screen before its camera) and audio (its microphone
+/// before its screen's audio).
 fn speaker_bind(
     tracks: &[crate::signaling::messages::TrackInfo],
     current: Option<String>,
 ) -> (Option<String>, Vec<(TrackId, MediaKind)>) {
-    use crate::signaling::messages::TrackSource;
-    let mut videos: Vec<_> = tracks
-        .iter()
-        .filter(|t| t.kind == MediaKind::Video)
-        .collect();
+    let has_video = |who: &String| {
+        tracks
+            .iter()
+            .any(|t| &t.identity == who && t.kind == MediaKind::Video)
+    };
+    let first_video = tracks.iter().find(|t| t.kind == MediaKind::Video);
     let speaker = current
-        .filter(|c| videos.iter().any(|t| &t.identity == c))
-        .or_else(|| videos.first().map(|t| t.identity.clone()));
-    videos.retain(|t| Some(&t.identity) == speaker.as_ref());
-    videos.sort_by_key(|t| t.source != TrackSource::Screen);
-    let audio = tracks
-        .iter()
-        .filter(|t| t.kind == MediaKind::Audio)
-        .take(MIX_LINES);
-    let bind = videos
-        .into_iter()
-        .take(1)
-        .chain(audio)
-        .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
-        .collect();
+        .filter(has_video)
+        .or_else(|| first_video.map(|t| t.identity.clone()))
+        .or_else(|| tracks.first().map(|t| t.identity.clone()));
+    let bind = speaker
+        .as_ref()
+        .map(|who| speaker_tracks(tracks, who))
+        .unwrap_or_default();
     (speaker, bind)
+}
+
+/// What an egress following `who` plays of `tracks`: `who`'s first video (a screen before a
+/// camera) and first audio (a microphone before a screen's audio).
+pub(crate) fn speaker_tracks(
+    tracks: &[crate::signaling::messages::TrackInfo],
+    who: &str,
+) -> Vec<(TrackId, MediaKind)> {
+    use crate::signaling::messages::TrackSource;
+    let mut theirs: Vec<_> = tracks.iter().filter(|t| t.identity == who).collect();
+    theirs.sort_by_key(|t| !matches!(t.source, TrackSource::Screen | TrackSource::Microphone));
+    [MediaKind::Video, MediaKind::Audio]
+        .into_iter()
+        .filter_map(|kind| theirs.iter().find(|t| t.kind == kind))
+        .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
+        .collect()
 }
 
 /// A room's egresses on this instance. Cheap to clone.
@@ -310,8 +317,8 @@ pub type EgressSlot = Arc<OnceLock<Egresses>>;
 #[serde(deny_unknown_fields)]
 pub struct StartEgress {
     pub kind: EgressKind,
-    /// The identity of the participant to record; omitted: the room's active speaker (the
-    /// speaker's video, everyone's audio mixed).
+    /// The identity of the participant to record; omitted: the room's active speaker
+    /// (whoever it is at the moment, video and audio).
     #[serde(default)]
     pub participant: Option<String>,
 }
@@ -529,7 +536,7 @@ impl Egresses {
         ))?;
         let hub = self.hub()?;
         let tracks = hub.room_tracks(tenant, room).await.map_err(signal_to_api)?;
-        let (bind, plays, audio_lines) = match &req.participant {
+        let (bind, plays) = match &req.participant {
             Some(who) => {
                 let bind: Vec<_> = tracks
                     .iter()
@@ -537,11 +544,11 @@ impl Egresses {
                     .filter(|t| matches!(t.kind, MediaKind::Audio | MediaKind::Video))
                     .filter_map(|t| track_from_wire(&t.id).map(|id| (id, t.kind)))
                     .collect();
-                (bind, Plays::Only(who.clone()), 1)
+                (bind, Plays::Only(who.clone()))
             }
             None => {
                 let (speaker, bind) = speaker_bind(&tracks, hub.speaker_of(tenant, room));
-                (bind, Plays::Speaker(speaker), MIX_LINES)
+                (bind, Plays::Speaker(speaker))
             }
         };
         if bind.is_empty() {
@@ -575,7 +582,7 @@ impl Egresses {
             // The tenant asked for it: no room password (as for its REST calls).
             vouched: true,
         };
-        let (offered, offer) = receiver::offer(Instant::now(), audio_lines);
+        let (offered, offer) = receiver::offer(Instant::now());
         let source = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
         let (session, answer, _) = crate::whip::start(
             &hub,
@@ -633,9 +640,7 @@ impl Egresses {
             let (egress, settings) = (egress.clone(), self.settings.clone());
             std::thread::Builder::new()
                 .name(format!("egress-{id}"))
-                .spawn(move || {
-                    record::record(running, &egress, &settings, file, expected, audio_lines)
-                })
+                .spawn(move || record::record(running, &egress, &settings, file, expected))
         };
         let worker = match worker {
             Ok(w) => w,

@@ -3,18 +3,11 @@
 //! (`tcpclientsrc` → `rtpstreamdepay`), is reordered (`rtpjitterbuffer`), depayloaded and
 //! muxed into one file: WebM for VP8/VP9 (and Opus), MP4 for H.264 (its index written at
 //! the end, when the streams end); or, for HLS, transcoded where needed into `hlssink2`.
-//! Several audio streams (an egress that follows the active speaker hears everyone) are
-//! decoded, mixed (`audiomixer`) and encoded again.
 //!
 //! We listen, GStreamer connects: no port is guessed, and the connections are the child's
 //! end of file. Closing them (a stop, or this process dying) is an EOS on every source; the
 //! muxer then writes its index and the child exits, so a recording is finished however it
-//! ends.
-//!
-//! A mixer waits for data on every input before it mixes, so each mixed audio line is fed
-//! at a steady beat: every 20 ms one Opus frame, the participant's next if one is queued,
-//! else a silent one, numbered by us (`Voice`). (A live mixer kept running by a silent
-//! source of GStreamer's instead lost its end of stream now and then: an unfinished file.) A writer thread owns the connections: the receiver hands it packets through a
+//! ends. A writer thread owns the connections: the receiver hands it packets through a
 //! bounded queue and drops (and counts) what does not fit rather than wait.
 //!
 //! Must never: write a container ourselves, or block the receiver on the child.
@@ -35,8 +28,7 @@ use str0m::format::Codec;
 
 use super::receiver::Packet;
 
-/// The SSRC the pipeline's video RTP carries; audio line `n` carries `AUDIO_SSRC + n` (one
-/// stream per connection; any fixed values work).
+/// The SSRCs the pipeline's RTP carries (one stream per connection; any fixed value works).
 const VIDEO_SSRC: u32 = 1;
 const AUDIO_SSRC: u32 = 2;
 /// Packets queued for the writer at most (≈ 4 s of a 2 Mbit/s call).
@@ -49,29 +41,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Layout {
     pub video: Option<Codec>,
     pub audio: Option<Codec>,
-    /// Audio streams: 1 is passed through (or only transcoded), more are mixed into one.
-    pub audio_lines: usize,
-}
-
-impl Layout {
-    fn mixes(&self) -> bool {
-        self.audio.is_some() && self.audio_lines > 1
-    }
-
-    /// The streams the child reads, one connection each: the video first, then each audio
-    /// line.
-    fn streams(&self) -> usize {
-        usize::from(self.video.is_some()) + self.audio.map_or(0, |_| self.audio_lines.max(1))
-    }
-
-    /// Which connection `p` goes on, if its stream is recorded.
-    fn stream_of(&self, p: &Packet) -> Option<usize> {
-        match p.kind {
-            MediaKind::Video => (self.video == Some(p.codec)).then_some(0),
-            MediaKind::Audio => (self.audio == Some(p.codec) && p.line < self.audio_lines.max(1))
-                .then(|| usize::from(self.video.is_some()) + p.line),
-        }
-    }
 }
 
 /// The file format a layout is written in.
@@ -139,28 +108,28 @@ pub const HLS_SEGMENT_SECS: u32 = 2;
 const HLS_LIST: u32 = 6;
 const HLS_KEEP: u32 = 10;
 
-/// Opus to raw audio, and that to AAC (the first five elements: raw audio for a mixer).
-const OPUS_DECODED: [&str; 11] = [
-    "rtpopusdepay",
-    "!",
-    "opusdec",
-    "!",
-    "audioconvert",
-    "!",
-    "audioresample",
-    "!",
-    "voaacenc",
-    "!",
-    "aacparse",
-];
-
 /// One stream's branch: from its TCP source through the depayloader (and, for HLS, the
 /// transcoder) to the muxer's pad.
-fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool, mixed: bool) -> Vec<String> {
+fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool) -> Vec<String> {
     let (media, rate, name, depay): (&str, u32, &str, &[&str]) = match (kind, codec) {
-        // Decoded for the mixer (which encodes the mix).
-        (MediaKind::Audio, _) if mixed => ("audio", 48_000, "OPUS", &OPUS_DECODED[..5]),
-        (MediaKind::Audio, _) if hls => ("audio", 48_000, "OPUS", &OPUS_DECODED),
+        (MediaKind::Audio, _) if hls => (
+            "audio",
+            48_000,
+            "OPUS",
+            &[
+                "rtpopusdepay",
+                "!",
+                "opusdec",
+                "!",
+                "audioconvert",
+                "!",
+                "audioresample",
+                "!",
+                "voaacenc",
+                "!",
+                "aacparse",
+            ],
+        ),
         (MediaKind::Audio, _) => ("audio", 48_000, "OPUS", &["rtpopusdepay", "!", "opusparse"]),
         (_, Codec::Vp9) if hls => ("video", 90_000, "VP9", &["rtpvp9depay", "!", "vp9dec"]),
         (_, Codec::Vp9) => ("video", 90_000, "VP9", &["rtpvp9depay"]),
@@ -201,11 +170,10 @@ fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool, mixed: bool) -> V
         "!".into(),
         "rtpstreamdepay".into(),
         "!".into(),
+        "rtpjitterbuffer".into(),
+        "latency=500".into(),
+        "!".into(),
     ];
-    if !mixed {
-        // A mixed line comes in order, one frame per 20 ms (`Voice`): nothing to reorder.
-        b.extend(["rtpjitterbuffer", "latency=500", "!"].map(String::from));
-    }
     b.extend(depay.iter().map(|s| s.to_string()));
     if hls && kind == MediaKind::Video && codec != Codec::H264 {
         // A keyframe per segment, so each segment starts one.
@@ -214,43 +182,20 @@ fn branch(kind: MediaKind, codec: Codec, port: u16, hls: bool, mixed: bool) -> V
         b.push(format!("gop-size={gop}"));
         b.extend(["!", "h264parse"].map(String::from));
     }
-    let pad = match (mixed, hls, kind) {
-        (true, _, MediaKind::Audio) => "mix.",
-        (_, false, _) => "mux.",
-        (_, true, MediaKind::Video) => "mux.video",
-        (_, true, MediaKind::Audio) => "mux.audio",
+    let pad = match (hls, kind) {
+        (false, _) => "mux.",
+        (true, MediaKind::Video) => "mux.video",
+        (true, MediaKind::Audio) => "mux.audio",
     };
     b.extend(["!", "queue", "!", pad].map(String::from));
     b
 }
 
-/// The mixer of a layout's audio lines, and the mix encoded for the container.
-fn mixer(hls: bool) -> Vec<String> {
-    let mut m: Vec<String> = [
-        "audiomixer",
-        "name=mix",
-        "!",
-        "audio/x-raw,rate=48000,channels=2",
-        "!",
-        "audioconvert",
-        "!",
-    ]
-    .map(String::from)
-    .to_vec();
-    let tail: &[&str] = if hls {
-        &["voaacenc", "!", "aacparse", "!", "queue", "!", "mux.audio"]
-    } else {
-        &["opusenc", "!", "queue", "!", "mux."]
-    };
-    m.extend(tail.iter().map(|s| s.to_string()));
-    m
-}
-
-/// `gst-launch-1.0`'s arguments for `layout` into `target`, reading each stream from its
-/// port in `ports` (in `Layout::streams` order).
+/// `gst-launch-1.0`'s arguments for `layout` into `target`, reading video from `ports.0` and
+/// audio from `ports.1`.
 pub fn launch_args(
     layout: Layout,
-    ports: &[u16],
+    ports: (u16, u16),
     target: &Target,
 ) -> Result<Vec<String>, PipelineError> {
     let container = layout.container()?;
@@ -282,26 +227,18 @@ pub fn launch_args(
             true
         }
     };
-    let mut ports = ports.iter().copied();
     if let Some(codec) = layout.video {
-        let port = ports.next().unwrap_or(0);
-        args.extend(branch(MediaKind::Video, codec, port, hls, false));
+        args.extend(branch(MediaKind::Video, codec, ports.0, hls));
     }
     if let Some(codec) = layout.audio {
-        if layout.mixes() {
-            args.extend(mixer(hls));
-        }
-        for _ in 0..layout.audio_lines.max(1) {
-            let port = ports.next().unwrap_or(0);
-            args.extend(branch(MediaKind::Audio, codec, port, hls, layout.mixes()));
-        }
+        args.extend(branch(MediaKind::Audio, codec, ports.1, hls));
     }
     Ok(args)
 }
 
 /// A running pipeline.
 pub struct Pipeline {
-    tx: Option<SyncSender<Item>>,
+    tx: Option<SyncSender<(MediaKind, Vec<u8>)>>,
     writer: Option<JoinHandle<()>>,
     child: Child,
     /// The child's last lines of output (its errors), for `finish`'s error.
@@ -320,15 +257,22 @@ impl Pipeline {
         target: &Target,
         dropped: Arc<AtomicU64>,
     ) -> Result<Self, PipelineError> {
-        let listeners = (0..layout.streams())
-            .map(|_| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PipelineError::Connect(e.to_string()))?;
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().map_or(0, |a| a.port()))
-            .collect();
-        let args = launch_args(layout, &ports, target)?;
+        let listen = |want: bool| -> Result<Option<TcpListener>, PipelineError> {
+            if !want {
+                return Ok(None);
+            }
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                .map(Some)
+                .map_err(|e| PipelineError::Connect(e.to_string()))
+        };
+        let video = listen(layout.video.is_some())?;
+        let audio = listen(layout.audio.is_some())?;
+        let port = |l: &Option<TcpListener>| {
+            l.as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map_or(0, |a| a.port())
+        };
+        let args = launch_args(layout, (port(&video), port(&audio)), target)?;
         tracing::debug!(?args, "egress: starting the pipeline");
         // A process group of its own: a signal to ours (Ctrl-C in a terminal, a supervisor
         // that signals the group) must not kill it before we end its streams; if we die,
@@ -354,7 +298,7 @@ impl Pipeline {
         let (tx, rx) = sync_channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("egress-writer".into())
-            .spawn(move || write_loop(listeners, layout, rx))
+            .spawn(move || write_loop(video, audio, rx))
             .map_err(|e| PipelineError::Connect(e.to_string()))?;
         Ok(Self {
             tx: Some(tx),
@@ -369,19 +313,14 @@ impl Pipeline {
     /// Queues `p` as an RTP packet of its stream; false when the stream is not recorded or
     /// the queue is full (the packet is dropped and counted).
     pub fn push(&self, p: &Packet) -> bool {
-        let (Some(stream), Some(tx)) = (self.layout.stream_of(p), self.tx.as_ref()) else {
+        let (wanted, ssrc) = match p.kind {
+            MediaKind::Video => (self.layout.video == Some(p.codec), VIDEO_SSRC),
+            MediaKind::Audio => (self.layout.audio == Some(p.codec), AUDIO_SSRC),
+        };
+        let Some(tx) = self.tx.as_ref().filter(|_| wanted) else {
             return false;
         };
-        let item = match p.kind {
-            MediaKind::Audio if self.layout.mixes() => Item::Voice {
-                line: p.line,
-                seq: p.seq,
-                payload: p.payload.clone(),
-            },
-            MediaKind::Video => Item::Frame(stream, frame(p, VIDEO_SSRC)),
-            MediaKind::Audio => Item::Frame(stream, frame(p, AUDIO_SSRC)),
-        };
-        match tx.try_send(item) {
+        match tx.try_send((p.kind, frame(p, ssrc))) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -464,103 +403,16 @@ impl Drop for Pipeline {
 
 /// `p` as an RTP packet (no extensions) behind its RFC 4571 length.
 fn frame(p: &Packet, ssrc: u32) -> Vec<u8> {
-    rtp_frame(p.kind, p.marker, p.seq, p.timestamp, ssrc, &p.payload)
-}
-
-fn rtp_frame(
-    kind: MediaKind,
-    marker: bool,
-    seq: u16,
-    timestamp: u32,
-    ssrc: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let len = 12 + payload.len();
+    let len = 12 + p.payload.len();
     let mut b = Vec::with_capacity(2 + len);
     b.extend_from_slice(&(len as u16).to_be_bytes());
     b.push(0x80);
-    b.push(u8::from(marker) << 7 | pt_of(kind));
-    b.extend_from_slice(&seq.to_be_bytes());
-    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.push(u8::from(p.marker) << 7 | pt_of(p.kind));
+    b.extend_from_slice(&p.seq.to_be_bytes());
+    b.extend_from_slice(&p.timestamp.to_be_bytes());
     b.extend_from_slice(&ssrc.to_be_bytes());
-    b.extend_from_slice(payload);
+    b.extend_from_slice(&p.payload);
     b
-}
-
-/// What the writer takes from the receiver.
-enum Item {
-    /// A framed packet for connection `.0`.
-    Frame(usize, Vec<u8>),
-    /// An Opus frame of mixed audio line `line`, played out by the line's [`Voice`].
-    Voice {
-        line: usize,
-        seq: u16,
-        payload: Arc<[u8]>,
-    },
-}
-
-/// An Opus frame of 20 ms of silence (CELT, full band, one frame).
-const SILENT_OPUS: [u8; 3] = [0xf8, 0xff, 0xfe];
-/// The beat of a mixed line: one 20 ms Opus frame.
-const VOICE_BEAT: Duration = Duration::from_millis(20);
-/// Frames a mixed line holds (reordered by sequence number); past it the oldest go.
-const VOICE_HOLD: usize = 10;
-/// Held beyond this many, a line plays one frame less (it caught up after a burst).
-const VOICE_SLACK: usize = 4;
-
-/// One mixed audio line: what arrived, played out one frame per beat under our own
-/// numbering, silence where nothing is held.
-#[derive(Default)]
-struct Voice {
-    held: std::collections::VecDeque<(u16, Arc<[u8]>)>,
-    /// The participant's sequence number last played: what comes after it is too late.
-    played: Option<u16>,
-    seq: u16,
-    timestamp: u32,
-}
-
-impl Voice {
-    /// Holds a frame, in sequence order (late ones behind the newest they follow).
-    fn hold(&mut self, seq: u16, payload: Arc<[u8]>) {
-        if self
-            .played
-            .is_some_and(|p| (seq.wrapping_sub(p) as i16) <= 0)
-        {
-            return;
-        }
-        let at = self
-            .held
-            .iter()
-            .rposition(|(s, _)| (seq.wrapping_sub(*s) as i16) > 0)
-            .map_or(0, |i| i + 1);
-        self.held.insert(at, (seq, payload));
-        while self.held.len() > VOICE_HOLD {
-            self.held.pop_front();
-        }
-    }
-
-    /// The next beat's packet (framed, SSRC `ssrc`).
-    fn beat(&mut self, ssrc: u32) -> Vec<u8> {
-        if self.held.len() > VOICE_SLACK {
-            self.held.pop_front();
-        }
-        let payload = self.held.pop_front().map(|(seq, p)| {
-            self.played = Some(seq);
-            p
-        });
-        let bytes = payload.as_deref().unwrap_or(&SILENT_OPUS);
-        let f = rtp_frame(
-            MediaKind::Audio,
-            false,
-            self.seq,
-            self.timestamp,
-            ssrc,
-            bytes,
-        );
-        self.seq = self.seq.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(960);
-        f
-    }
 }
 
 /// The payload type the pipeline's RTP uses (its caps name the codec; any dynamic pt works).
@@ -573,8 +425,13 @@ fn pt_of(kind: MediaKind) -> u8 {
 
 /// Accepts the child's connections, then writes each queued packet to its stream's until
 /// the queue's sender is dropped; the connections close as it returns (the child's EOS).
-fn write_loop(listeners: Vec<TcpListener>, layout: Layout, rx: Receiver<Item>) {
-    let accept = |l: TcpListener| -> Option<TcpStream> {
+fn write_loop(
+    video: Option<TcpListener>,
+    audio: Option<TcpListener>,
+    rx: Receiver<(MediaKind, Vec<u8>)>,
+) {
+    let accept = |l: Option<TcpListener>| -> Option<TcpStream> {
+        let l = l?;
         l.set_nonblocking(true).ok()?;
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         while Instant::now() < deadline {
@@ -593,59 +450,21 @@ fn write_loop(listeners: Vec<TcpListener>, layout: Layout, rx: Receiver<Item>) {
         tracing::warn!("egress: the pipeline did not connect");
         None
     };
-    let mut streams: Vec<Option<TcpStream>> = listeners.into_iter().map(accept).collect();
-    let write = |streams: &mut Vec<Option<TcpStream>>, index: usize, bytes: &[u8]| {
-        let Some(stream) = streams.get_mut(index) else {
-            return;
+    let mut video = accept(video);
+    let mut audio = accept(audio);
+    for (kind, bytes) in rx {
+        let stream = match kind {
+            MediaKind::Video => &mut video,
+            MediaKind::Audio => &mut audio,
         };
         if let Some(s) = stream {
-            if s.write_all(bytes).is_err() {
+            if s.write_all(&bytes).is_err() {
                 // The child closed its end (it failed); `finish` reports its status.
                 *stream = None;
             }
         }
-    };
-    let first_voice = usize::from(layout.video.is_some());
-    let mut voices: Vec<Voice> = if layout.mixes() {
-        (0..layout.audio_lines).map(|_| Voice::default()).collect()
-    } else {
-        Vec::new()
-    };
-    let mut next_beat = Instant::now();
-    loop {
-        let item = if voices.is_empty() {
-            rx.recv().ok()
-        } else {
-            match rx.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
-                Ok(item) => Some(item),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        match item {
-            Some(Item::Frame(index, bytes)) => write(&mut streams, index, &bytes),
-            Some(Item::Voice { line, seq, payload }) => {
-                if let Some(v) = voices.get_mut(line) {
-                    v.hold(seq, payload);
-                }
-            }
-            None if voices.is_empty() => break,
-            None => {}
-        }
-        let now = Instant::now();
-        if !voices.is_empty() && now >= next_beat {
-            for (line, v) in voices.iter_mut().enumerate() {
-                let bytes = v.beat(AUDIO_SSRC + line as u32);
-                write(&mut streams, first_voice + line, &bytes);
-            }
-            next_beat += VOICE_BEAT;
-            // Stalled (a slow child): carry on from now rather than burst.
-            if now.duration_since(next_beat) > 5 * VOICE_BEAT {
-                next_beat = now + VOICE_BEAT;
-            }
-        }
     }
-    for s in streams.into_iter().flatten() {
+    for s in [video, audio].into_iter().flatten() {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
@@ -656,11 +475,7 @@ mod tests {
 
     #[test]
     fn codecs_choose_the_container() {
-        let l = |video, audio| Layout {
-            video,
-            audio,
-            audio_lines: 1,
-        };
+        let l = |video, audio| Layout { video, audio };
         assert_eq!(
             l(Some(Codec::Vp8), Some(Codec::Opus)).container().unwrap(),
             Container::Webm
@@ -691,7 +506,6 @@ mod tests {
     fn a_frame_is_a_length_then_an_rtp_header_then_the_payload() {
         let p = Packet {
             kind: MediaKind::Video,
-            line: 0,
             codec: Codec::Vp8,
             marker: true,
             seq: 0x1234,
@@ -709,98 +523,13 @@ mod tests {
     }
 
     #[test]
-    fn a_mixed_line_plays_in_order_one_frame_a_beat_and_silence_when_empty() {
-        let mut v = Voice::default();
-        let p = |b: u8| Arc::from(&[b][..]);
-        v.hold(11, p(11));
-        v.hold(10, p(10)); // reordered
-        v.hold(12, p(12));
-        let played: Vec<(u16, u32, Vec<u8>)> = (0..4)
-            .map(|_| {
-                let f = v.beat(7);
-                let seq = u16::from_be_bytes([f[4], f[5]]);
-                let ts = u32::from_be_bytes([f[6], f[7], f[8], f[9]]);
-                (seq, ts, f[14..].to_vec())
-            })
-            .collect();
-        assert_eq!(
-            played,
-            [
-                (0, 0, vec![10]),
-                (1, 960, vec![11]),
-                (2, 1920, vec![12]),
-                (3, 2880, SILENT_OPUS.to_vec()),
-            ]
-        );
-        // Too late: 11 was played.
-        v.hold(11, p(11));
-        assert!(v.held.is_empty());
-        // A burst past the slack plays one frame less per beat until it caught up.
-        for s in 13..13 + VOICE_HOLD as u16 + 3 {
-            v.hold(s, p(s as u8));
-        }
-        assert_eq!(v.held.len(), VOICE_HOLD);
-        let f = v.beat(7);
-        assert_eq!(
-            f[14],
-            13 + 3 + 1,
-            "the oldest past the hold went, then one more"
-        );
-    }
-
-    #[test]
-    fn mixed_audio_lines_meet_in_one_mixer() {
-        let layout = Layout {
-            video: Some(Codec::Vp8),
-            audio: Some(Codec::Opus),
-            audio_lines: 3,
-        };
-        let target = Target::File("/r/x.webm".into());
-        let line = launch_args(layout, &[4000, 4001, 4002, 4003], &target)
-            .unwrap()
-            .join(" ");
-        assert!(line.contains("audiomixer name=mix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! opusenc ! queue ! mux."), "{line}");
-        assert_eq!(line.matches("! mix.").count(), 3, "{line}");
-        assert!(line.contains("port=4003"), "{line}");
-        assert_eq!(
-            line.matches("rtpjitterbuffer").count(),
-            1,
-            "video only: {line}"
-        );
-        let hls = launch_args(
-            layout,
-            &[4000, 4001, 4002, 4003],
-            &Target::Hls("/r/e".into()),
-        )
-        .unwrap()
-        .join(" ");
-        assert!(
-            hls.contains("audioconvert ! voaacenc ! aacparse ! queue ! mux.audio"),
-            "{hls}"
-        );
-        assert_eq!(
-            layout.stream_of(&Packet {
-                kind: MediaKind::Audio,
-                line: 2,
-                codec: Codec::Opus,
-                marker: false,
-                seq: 0,
-                timestamp: 0,
-                payload: Arc::from(&[][..]),
-            }),
-            Some(3)
-        );
-    }
-
-    #[test]
     fn the_launch_line_has_one_branch_per_stream() {
         let layout = Layout {
             video: Some(Codec::Vp8),
             audio: Some(Codec::Opus),
-            audio_lines: 1,
         };
         let target = Target::File("/r/x.webm".into());
-        let args = launch_args(layout, &[4000, 4001], &target).unwrap();
+        let args = launch_args(layout, (4000, 4001), &target).unwrap();
         let line = args.join(" ");
         assert!(line.starts_with("-q -e webmmux name=mux ! filesink location=/r/x.webm"));
         assert!(line.contains("port=4000 do-timestamp=true ! application/x-rtp-stream,media=video,clock-rate=90000,encoding-name=VP8,payload=96"));
@@ -814,9 +543,8 @@ mod tests {
         let vp8 = Layout {
             video: Some(Codec::Vp8),
             audio: Some(Codec::Opus),
-            audio_lines: 1,
         };
-        let line = launch_args(vp8, &[4000, 4001], &hls).unwrap().join(" ");
+        let line = launch_args(vp8, (4000, 4001), &hls).unwrap().join(" ");
         assert!(line.starts_with("-q -e hlssink2 name=mux location=/r/e1/segment%05d.ts playlist-location=/r/e1/index.m3u8 target-duration=2"), "{line}");
         assert!(line.contains("rtpvp8depay ! vp8dec ! videoconvert ! openh264enc gop-size=60 ! h264parse ! queue ! mux.video"), "{line}");
         assert!(
@@ -828,9 +556,8 @@ mod tests {
         let h264 = Layout {
             video: Some(Codec::H264),
             audio: None,
-            audio_lines: 1,
         };
-        let line = launch_args(h264, &[4000, 4001], &hls).unwrap().join(" ");
+        let line = launch_args(h264, (4000, 4001), &hls).unwrap().join(" ");
         assert!(
             line.contains("rtph264depay ! h264parse config-interval=-1 ! queue ! mux.video"),
             "{line}"

@@ -1,5 +1,5 @@
-//! An egress's WebRTC subscriber: one str0m `Rtc` in RTP mode, receive-only (one video
-//! m-line and one audio m-line, or several to mix), on a UDP socket and a thread of its own. The media node treats it as
+//! An egress's WebRTC subscriber: one str0m `Rtc` in RTP mode, receive-only (one audio and
+//! one video m-line), on a UDP socket and a thread of its own. The media node treats it as
 //! any WHEP player; each RTP packet it receives goes to the egress's pipeline with its kind
 //! and codec.
 //!
@@ -24,8 +24,6 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 #[derive(Debug, Clone)]
 pub struct Packet {
     pub kind: MediaKind,
-    /// Audio: which of the offer's audio m-lines it came on (0 for video).
-    pub line: usize,
     pub codec: Codec,
     pub marker: bool,
     pub seq: u16,
@@ -37,7 +35,7 @@ pub struct Packet {
 pub struct Offered {
     rtc: Rtc,
     pending: SdpPendingOffer,
-    audio: Vec<Mid>,
+    audio: Mid,
     video: Mid,
 }
 
@@ -54,15 +52,14 @@ pub enum ReceiveError {
     Disconnected,
 }
 
-/// A receive-only offer (Opus; VP8, VP9, H.264 — what the pipelines can record) of one
-/// video and `audio_lines` audio m-lines (at least one), and the state to accept its answer
-/// with.
+/// A receive-only offer (Opus; VP8, VP9, H.264 — what the pipelines can record) and the
+/// state to accept its answer with.
 ///
 /// Without transport-wide congestion control: the media node then has no estimate for this
 /// subscriber and forwards the best layer from the start (a recording wants the camera's
 /// full size at once, not a ramp from the lowest simulcast layer), and its NACKs still
 /// repair loss.
-pub fn offer(now: Instant, audio_lines: usize) -> (Offered, String) {
+pub fn offer(now: Instant) -> (Offered, String) {
     let mut config = RtcConfig::new()
         .set_rtp_mode(true)
         .clear_codecs()
@@ -77,17 +74,13 @@ pub fn offer(now: Instant, audio_lines: usize) -> (Offered, String) {
     }
     let mut rtc = config.set_extension_map(kept).build(now);
     let mut api = rtc.sdp_api();
-    let audio = (0..audio_lines.max(1))
-        .map(|_| {
-            api.add_media(
-                str0m::media::MediaKind::Audio,
-                Direction::RecvOnly,
-                None,
-                None,
-                None,
-            )
-        })
-        .collect();
+    let audio = api.add_media(
+        str0m::media::MediaKind::Audio,
+        Direction::RecvOnly,
+        None,
+        None,
+        None,
+    );
     let video = api.add_media(
         str0m::media::MediaKind::Video,
         Direction::RecvOnly,
@@ -162,7 +155,7 @@ pub struct Running {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    audio: Vec<Mid>,
+    audio: Mid,
     video: Mid,
     connected: bool,
 }
@@ -269,10 +262,12 @@ impl Running {
 
     fn packet(&mut self, p: RtpPacket) -> Option<Packet> {
         let mid = self.rtc.direct_api().stream_rx(&p.header.ssrc)?.mid();
-        let (kind, line) = if mid == self.video {
-            (MediaKind::Video, 0)
+        let kind = if mid == self.audio {
+            MediaKind::Audio
+        } else if mid == self.video {
+            MediaKind::Video
         } else {
-            (MediaKind::Audio, self.audio.iter().position(|a| *a == mid)?)
+            return None;
         };
         let pt = p.header.payload_type;
         let codec = self
@@ -282,7 +277,6 @@ impl Running {
             .map(|c| c.spec().codec)?;
         Some(Packet {
             kind,
-            line,
             codec,
             marker: p.header.marker,
             seq: p.header.sequence_number,
@@ -315,11 +309,8 @@ mod tests {
 
     #[test]
     fn the_offer_receives_audio_and_video_in_recordable_codecs() {
-        let (_, sdp) = offer(Instant::now(), 1);
+        let (_, sdp) = offer(Instant::now());
         assert_eq!(sdp.matches("a=recvonly").count(), 2, "{sdp}");
-        let (_, mixing) = offer(Instant::now(), 3);
-        assert_eq!(mixing.matches("m=audio").count(), 3, "{mixing}");
-        assert_eq!(mixing.matches("m=video").count(), 1, "{mixing}");
         for codec in ["opus/48000", "VP8/90000", "VP9/90000", "H264/90000"] {
             assert!(sdp.contains(codec), "{codec} in {sdp}");
         }

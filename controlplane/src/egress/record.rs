@@ -35,15 +35,13 @@ enum Sink {
 
 /// The worker thread: receives until stopped, records into `file` (its extension added once
 /// the codecs are known; for HLS, the directory of the stream), finishes the file.
-/// `expected`: (video, audio) the subject publishes; `audio_lines`: the receiver's audio
-/// m-lines (more than one are mixed).
+/// `expected`: (video, audio) the subject publishes.
 pub(super) fn record(
     running: receiver::Running,
     egress: &Egress,
     settings: &EgressSettings,
     file: PathBuf,
     expected: (bool, bool),
-    audio_lines: usize,
 ) -> Result<(), String> {
     let mut sink = Sink::Holding {
         packets: Vec::new(),
@@ -61,7 +59,6 @@ pub(super) fn record(
         let layout = Layout {
             video: codec(MediaKind::Video),
             audio: codec(MediaKind::Audio),
-            audio_lines,
         };
         let (target, dir) = match kind {
             EgressKind::Record => {

@@ -405,12 +405,12 @@ fn schemas() -> Value {
     let egress = json!({
         "StartEgress": { "type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
             "kind": { "type": "string", "enum": ["record", "hls"] },
-            "participant": { "type": "string", "description": "the identity whose audio and video are recorded or streamed; omitted: the room's active speaker's video and everyone's audio, mixed" } } },
+            "participant": { "type": "string", "description": "the identity whose audio and video are recorded or streamed; omitted: the room's active speaker (its video and audio, switched at each new speaker)" } } },
         "Egress": { "type": "object", "required": ["id", "room", "kind", "participant", "state", "started_at", "bytes", "dropped_packets"], "properties": {
             "id": { "type": "string" }, "room": { "type": "string" },
             "kind": { "type": "string", "enum": ["record", "hls"] },
             "participant": { "type": ["string", "null"], "description": "null: the egress follows the active speaker" },
-            "speaker": { "type": "string", "description": "following the active speaker: whose video is recorded now" },
+            "speaker": { "type": "string", "description": "following the active speaker: whom it records now" },
             "playlist": { "type": "string", "description": "hls: the playlist's URL path on this server, /hls/{id}/{key}/index.m3u8 (a capability URL)" },
             "state": state,
             "started_at": { "type": "integer", "description": "Unix seconds" },

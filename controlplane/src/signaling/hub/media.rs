@@ -150,7 +150,7 @@ impl Hub {
             return;
         };
         for t in tracks {
-            if t.identity == m.identity || !session.plays(&t.identity, t.kind) {
+            if t.identity == m.identity || !session.plays(&t.identity) {
                 continue;
             }
             if let Some(id) = crate::signaling::messages::track_from_wire(&t.id) {

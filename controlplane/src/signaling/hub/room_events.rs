@@ -6,13 +6,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use shardcast_dataplane::node::{MediaKind, TrackId};
+use shardcast_dataplane::node::TrackId;
 
 use super::{Hub, Phase, Plays, Session};
 use crate::signaling::bus::{RoomEvent, RoomEventKind};
-use crate::signaling::messages::{
-    track_from_wire, ParticipantInfo, ServerMsg, TrackInfo, TrackSource,
-};
+use crate::signaling::messages::{track_from_wire, ParticipantInfo, ServerMsg, TrackInfo};
 use crate::signaling::services::{Presence, SignalError};
 
 impl Hub {
@@ -228,7 +226,7 @@ impl Hub {
                 .filter_map(|t| track_from_wire(&t.id))
                 .collect();
             for t in &tracks {
-                let wanted = s.interactive || s.plays(&t.identity, t.kind);
+                let wanted = s.interactive || s.plays(&t.identity);
                 if let (Some(id), true) = (track_from_wire(&t.id), wanted) {
                     self.subscribe(s, id).await;
                 }
@@ -266,7 +264,7 @@ impl Hub {
                 let id = track_from_wire(&track.id);
                 for s in audience.filter(|s| s.member.identity != track.identity) {
                     s.send(msg.clone());
-                    let wanted = s.interactive || s.plays(&track.identity, track.kind);
+                    let wanted = s.interactive || s.plays(&track.identity);
                     if let (Some(id), true) = (id, s.grants().can_subscribe && wanted) {
                         self.subscribe(s, id).await;
                     }
@@ -304,10 +302,10 @@ impl Hub {
     }
 
     /// A player that follows the active speaker (`Plays::Speaker`) takes `identity`'s video
-    /// in place of the one it plays: the old subscription ends first, so the new one takes
-    /// its m-line and continues its stream (the media node's `Play` peers park a line's
-    /// stream until the next track, which starts at a keyframe). A speaker without video
-    /// changes nothing.
+    /// and audio in place of those it plays: the old subscriptions end first, so the new ones
+    /// take their m-lines and continue their streams (the media node's `Play` peers park a
+    /// line's stream until the next track, video from its next keyframe). A speaker without
+    /// video leaves the video line empty (the picture holds).
     pub(super) async fn follow_speaker(&self, s: &Arc<Session>, identity: &str) {
         let following = matches!(
             &s.state.lock().unwrap().player,
@@ -320,25 +318,21 @@ impl Hub {
         let Ok(tracks) = self.room_tracks(&m.tenant, &m.room).await else {
             return;
         };
-        let video = |t: &&TrackInfo| t.kind == MediaKind::Video;
-        // Its screen before its camera: what a speaker shares is what they talk about.
-        let mut theirs: Vec<&TrackInfo> = tracks
-            .iter()
-            .filter(video)
-            .filter(|t| t.identity == identity)
+        let new: Vec<TrackId> = crate::egress::speaker_tracks(&tracks, identity)
+            .into_iter()
+            .map(|(id, _)| id)
             .collect();
-        theirs.sort_by_key(|t| t.source != TrackSource::Screen);
-        let Some(new) = theirs.first().and_then(|t| track_from_wire(&t.id)) else {
+        if new.is_empty() {
             return;
-        };
+        }
         let old: Vec<TrackId> = {
             let mut st = s.state.lock().unwrap();
             st.player = Some(Plays::Speaker(Some(identity.to_string())));
-            let old: Vec<TrackId> = tracks
+            let old: Vec<TrackId> = st
+                .subscribed
                 .iter()
-                .filter(video)
-                .filter_map(|t| track_from_wire(&t.id))
-                .filter(|t| *t != new && st.subscribed.contains(t))
+                .filter(|t| !new.contains(t))
+                .copied()
                 .collect();
             for t in &old {
                 st.subscribed.remove(t);
@@ -350,7 +344,9 @@ impl Hub {
                 let _ = node.api.unsubscribe(peer, t).await;
             }
         }
-        self.subscribe(s, new).await;
+        for t in new {
+            self.subscribe(s, t).await;
+        }
         tracing::debug!(session = %s.id, speaker = identity, "player: follows the new speaker");
     }
 }

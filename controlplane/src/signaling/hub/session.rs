@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use shardcast_dataplane::node::{MediaKind, PeerId, TrackId};
+use shardcast_dataplane::node::{PeerId, TrackId};
 use tokio::sync::{mpsc, watch};
 
 use crate::placement::NodeHandle;
@@ -115,9 +115,7 @@ pub enum Plays {
     Everyone,
     /// The tracks of one identity.
     Only(String),
-    /// Everyone's audio, and the video of the room's active speaker (the identity; `None`
-    /// until one publishing video is known). A speaker without video leaves the video as it
-    /// was.
+    /// The tracks of the room's active speaker (the identity followed now).
     Speaker(Option<String>),
 }
 
@@ -243,15 +241,13 @@ impl Session {
         self.state.lock().unwrap().player = Some(plays);
     }
 
-    /// Whether this session is a player that wants the `kind` track of `identity`.
-    pub(super) fn plays(&self, identity: &str, kind: MediaKind) -> bool {
+    /// Whether this session is a player that wants the tracks of `identity`.
+    pub(super) fn plays(&self, identity: &str) -> bool {
         match &self.state.lock().unwrap().player {
             Some(Plays::Everyone) => true,
             Some(Plays::Only(only)) => only == identity,
-            Some(Plays::Speaker(speaker)) => match kind {
-                MediaKind::Audio => true,
-                MediaKind::Video => speaker.as_deref() == Some(identity),
-            },
+            // (Its one audio and one video line take the first of each: `follow_speaker`.)
+            Some(Plays::Speaker(speaker)) => speaker.as_deref() == Some(identity),
             None => false,
         }
     }
