@@ -2,7 +2,9 @@
 //! `request` span carrying its id — the caller's `X-Request-Id` when it is a sane token, else
 //! a fresh one — and the response carries the id back. Node API calls made while handling a
 //! request send the same id (`current()`), so the media node's log lines for that call carry
-//! the id the client saw: one grep follows a request across processes.
+//! the id the client saw: one grep follows a request across processes. Work that no request
+//! of this process started takes an id too (`adopt`): a room event runs under the id of the
+//! request that published it, on every instance; a media node's event under a fresh one.
 //!
 //! Owns the header, the span and the task-local. Must never trust the header's contents
 //! beyond a short token of safe characters (it ends up in every log line).
@@ -52,11 +54,22 @@ where
 /// A caller's id when it is 1–64 characters of `[A-Za-z0-9._:-]`.
 fn accepted(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
-    let ok = !s.is_empty()
+    sane(s).then(|| s.to_string())
+}
+
+fn sane(s: &str) -> bool {
+    !s.is_empty()
         && s.len() <= MAX_LEN
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    ok.then(|| s.to_string())
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The id for work that no HTTP request of this process started (a room event from the bus,
+/// a media node's event): the id it came with when that is a sane token, else a fresh one.
+pub fn adopt(id: Option<&str>) -> String {
+    id.filter(|s| sane(s))
+        .map(str::to_string)
+        .unwrap_or_else(fresh)
 }
 
 /// A fresh id: 16 random bytes in hex.
@@ -111,6 +124,15 @@ mod tests {
         assert_eq!(accepted(&v("quote\"")), None);
         assert_eq!(accepted(&v(&"a".repeat(65))), None);
         assert_eq!(accepted(&v(&"a".repeat(64))).map(|s| s.len()), Some(64));
+    }
+
+    #[test]
+    fn work_keeps_a_sane_id_it_came_with_and_gets_a_fresh_one_otherwise() {
+        assert_eq!(adopt(Some("abc-1")), "abc-1");
+        for bad in [None, Some(""), Some("a b"), Some("x\n")] {
+            let id = adopt(bad);
+            assert_eq!(id.len(), 32, "{bad:?} -> {id}");
+        }
     }
 
     #[test]

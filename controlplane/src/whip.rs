@@ -187,7 +187,7 @@ pub(crate) async fn start(
                 // After the answer is on its way: tracks published meanwhile, or (a player
                 // that came first) as soon as there are some, take the free m-lines.
                 let (hub, session) = (hub.clone(), session.clone());
-                tokio::spawn(async move { hub.play_published(&session).await });
+                crate::request_id::spawn(async move { hub.play_published(&session).await });
             }
             Ok((session.id.clone(), answer, etag))
         }

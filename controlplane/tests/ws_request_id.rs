@@ -2,7 +2,8 @@
 //! `X-Request-Id`, echoed on the `101` — on every log line about it (socket open, join, leave)
 //! and on the node API calls made for it, so the media node logs the session's `create_peer`
 //! under the same id — including the calls a task of the session makes after the answer (a
-//! second session's subscriptions to the first one's tracks). JSON logs captured from a
+//! second session's subscriptions to the first one's tracks). Room events run under the id of
+//! the work that published them and node events under fresh ids. JSON logs captured from a
 //! control plane (embedded store) whose media
 //! node is a real one behind the real node API server on loopback, reached by `RemoteNode`;
 //! the client is tokio-tungstenite with a shardcast-client offer.
@@ -255,5 +256,38 @@ async fn a_signaling_sessions_log_lines_and_node_calls_carry_its_request_id() {
     assert!(
         viewer_calls >= 3,
         "the node logged {viewer_calls} calls under the viewer's id; lines:\n{text}"
+    );
+    // Work no request of this process started has an id too. Cam's leave, published by its
+    // session, reaches the room's sessions (the viewer) as a room event under cam's id.
+    let room_event_ids: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "room event" && l["span"]["name"] == "room_event")
+        .filter_map(|l| l["span"]["request_id"].as_str())
+        .collect();
+    assert!(
+        room_event_ids.contains(&ID),
+        "no room event handled under cam's id ({room_event_ids:?}); lines:\n{text}"
+    );
+    // A node event runs under an id of its own, and the room event it publishes (cam's
+    // track, known to the hub through the node's track_published) is handled under that id.
+    let published: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "node event" && l["span"]["event"] == "track_published")
+        .filter_map(|l| l["span"]["request_id"].as_str())
+        .collect();
+    assert!(
+        !published.is_empty(),
+        "no track_published node event line; lines:\n{text}"
+    );
+    assert!(
+        published
+            .iter()
+            .all(|id| id.len() == 32 && ![ID, VIEWER_ID].contains(id)),
+        "node events under {published:?}"
+    );
+    assert!(
+        published.iter().any(|id| room_event_ids.contains(id)),
+        "no room event under a track_published node event's id ({published:?} vs \
+         {room_event_ids:?})"
     );
 }

@@ -103,8 +103,8 @@ pub struct EgressView {
     pub kind: EgressKind,
     /// The participant recorded; `null`: the room's active speaker (see `speaker`).
     pub participant: Option<String>,
-    /// Following the active speaker: whose video is recorded now (`null` until someone
-    /// with a camera spoke, or while nobody publishes video).
+    /// Following the active speaker: whom the egress records now, their video and audio
+    /// (`null` until the room has a speaker who publishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speaker: Option<String>,
     pub state: EgressState,
@@ -179,7 +179,7 @@ impl Egress {
             let kind = RoomEventKind::Broadcast {
                 msg: ServerMsg::Egress { egress: v.clone() },
             };
-            tokio::spawn(async move { hub.publish_room(&tenant, &room, kind).await });
+            crate::request_id::spawn(async move { hub.publish_room(&tenant, &room, kind).await });
         }
         if let Some(w) = &self.webhooks {
             let room = v.room.clone();
@@ -657,7 +657,7 @@ impl Egresses {
             }
         };
         tracing::info!(egress = %id, room, participant = ?req.participant, "egress: started");
-        tokio::spawn(self.clone().supervise(egress.clone(), session, worker));
+        crate::request_id::spawn(self.clone().supervise(egress.clone(), session, worker));
         Ok(egress.view())
     }
 

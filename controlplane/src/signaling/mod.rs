@@ -143,6 +143,7 @@ impl RoomEvents for BusRoomEvents {
                         tenant: tenant.clone(),
                         room: room.clone(),
                         origin: None,
+                        request_id: crate::request_id::current(),
                         kind,
                     })
                     .await;

@@ -116,6 +116,7 @@ mod tests {
             tenant: "t".into(),
             room: room.into(),
             origin: None,
+            request_id: None,
             kind: RoomEventKind::RoomClosed,
         }
     }

@@ -39,6 +39,10 @@ pub struct RoomEvent {
     /// The session that caused it; it does not receive its own event.
     #[serde(default)]
     pub origin: Option<String>,
+    /// The request (or session) whose work published it, when there was one: the receiving
+    /// instances handle it under this id, so the node API calls it causes there carry it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub kind: RoomEventKind,
 }
 
@@ -118,6 +122,7 @@ mod tests {
             tenant: "t".into(),
             room: "r".into(),
             origin: Some("s1".into()),
+            request_id: Some("req-1".into()),
             kind: RoomEventKind::Broadcast {
                 msg: ServerMsg::Chat {
                     message: ChatInfo {

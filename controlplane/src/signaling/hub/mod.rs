@@ -27,6 +27,8 @@ mod shutdown;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
+use tracing::Instrument;
+
 use shardcast_dataplane::node::{MediaKind, NodeError, PeerId};
 
 use super::bus::{BusStats, Delivery, RoomBus, RoomEvent, RoomEventKind};
@@ -133,7 +135,19 @@ impl Hub {
                 let delivery = inbox.next().await;
                 let Some(hub) = weak.upgrade() else { return };
                 match delivery {
-                    Delivery::Event(ev) => hub.on_room_event(ev).await,
+                    Delivery::Event(ev) => {
+                        // Under the id of the work that published it (another instance's too).
+                        let id = crate::request_id::adopt(ev.request_id.as_deref());
+                        let span = tracing::info_span!(
+                            "room_event",
+                            request_id = %id,
+                            tenant = %ev.tenant,
+                            room = %ev.room
+                        );
+                        crate::request_id::scope(id, hub.on_room_event(ev))
+                            .instrument(span)
+                            .await
+                    }
                     Delivery::Resync { tenant, room } => hub.resync_room(&tenant, &room).await,
                     Delivery::LeaseLost => hub.request_restore(),
                 }
@@ -243,6 +257,7 @@ impl Hub {
                 tenant: member.tenant.clone(),
                 room: member.room.clone(),
                 origin: origin.map(str::to_string),
+                request_id: crate::request_id::current(),
                 kind,
             })
             .await;
@@ -255,6 +270,7 @@ impl Hub {
                 tenant: tenant.into(),
                 room: room.into(),
                 origin: None,
+                request_id: crate::request_id::current(),
                 kind,
             })
             .await;

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use shardcast_dataplane::node::{NodeEvent, PauseReason, PeerId};
 
 use super::{Hub, Phase, Session};
@@ -45,7 +47,19 @@ impl Hub {
                     Err(_) => break,
                 };
                 let Some(hub) = weak.upgrade() else { return };
-                hub.on_node_event(&node_id, ev).await;
+                // Each event is one unit of work: its lines and the node calls it makes
+                // (subscriptions for a track published, say) share an id.
+                let id = crate::request_id::fresh();
+                let span = tracing::info_span!(
+                    "node_event",
+                    request_id = %id,
+                    node = %node_id,
+                    event = event_name(&ev)
+                );
+                span.in_scope(|| tracing::debug!("node event"));
+                crate::request_id::scope(id, hub.on_node_event(&node_id, ev))
+                    .instrument(span)
+                    .await;
             }
             if let Some(hub) = weak.upgrade() {
                 let mut inner = hub.inner.lock().unwrap();
@@ -355,5 +369,18 @@ impl Hub {
             }
             NodeEvent::PeerConnected { .. } => {}
         }
+    }
+}
+
+/// A node event's name, for its log span.
+fn event_name(ev: &NodeEvent) -> &'static str {
+    match ev {
+        NodeEvent::PeerConnected { .. } => "peer_connected",
+        NodeEvent::PeerClosed { .. } => "peer_closed",
+        NodeEvent::TrackPublished { .. } => "track_published",
+        NodeEvent::TrackUnpublished { .. } => "track_unpublished",
+        NodeEvent::ActiveSpeaker { .. } => "active_speaker",
+        NodeEvent::Offer { .. } => "offer",
+        NodeEvent::VideoPaused { .. } => "video_paused",
     }
 }

@@ -78,6 +78,7 @@ impl Hub {
         if sessions.is_empty() {
             return;
         }
+        tracing::debug!(sessions = sessions.len(), "room event");
         let origin = ev.origin.as_deref();
         match ev.kind {
             RoomEventKind::Broadcast { msg } => {
