@@ -329,3 +329,46 @@ fn a_layer_switch_under_capacity_is_not_overuse() {
         sim.dump()
     );
 }
+
+/// A long path that reorders (100 ms each way, 10% of the packets 25 ms late, plenty of
+/// capacity), reached at 10 s on the top layer: neither the delay's onset nor the reordering
+/// is congestion, and a packet that comes late is not lost. The estimate stays over the top
+/// layer, or comes back over it within a few seconds, and stays there.
+#[test]
+fn a_long_reordering_path_keeps_the_top_layer() {
+    let mut sim = Sim::new(
+        config(300_000),
+        Feedback::TransportCc,
+        10_000_000,
+        2_700_000,
+    );
+    sim.layers = vec![150_000, 500_000, 2_200_000];
+    sim.audio_bps = 50_000;
+    sim.run_until(10.0);
+    let top = 2_250_000.0;
+    let before = sim.window(9.0, 10.0).map(est).fold(f64::MAX, f64::min);
+    assert!(
+        before >= top,
+        "not on the top layer before: {before}\n{}",
+        sim.dump()
+    );
+    sim.link.one_way = std::time::Duration::from_millis(100);
+    sim.link.reorder_percent = 10;
+    sim.link.reorder_extra = std::time::Duration::from_millis(25);
+    sim.run_until(40.0);
+    let trace = sim.dump();
+    assert_eq!(sim.dropped_packets, 0, "\n{trace}");
+    let back = sim
+        .window(10.0, 40.0)
+        .filter(|s| est(s) < top)
+        .map(|s| s.t)
+        .fold(10.0, f64::max);
+    assert!(
+        back < 20.0,
+        "under the top layer until {back:.1} s (delay and reordering from 10 s)\n{trace}"
+    );
+    let lowest = sim.window(10.0, 40.0).map(est).fold(f64::MAX, f64::min);
+    eprintln!(
+        "reordering: lowest estimate {lowest:.0}, last under the top layer at {back:.1} s\n{trace}"
+    );
+}

@@ -117,6 +117,25 @@ impl DelayBased {
         }
     }
 
+    /// A queue stands (the caller saw loss with the RTT well above its floor): back off as
+    /// an overuse does, from the acknowledged rate, at most once per reduction interval.
+    pub fn drain(&mut self, now_us: i64, rtt_us: i64) {
+        let Some(throughput) = self.acked.bps() else {
+            return;
+        };
+        if self.aimd.time_to_reduce_further(now_us, throughput, rtt_us) {
+            let from = self.aimd.bps();
+            self.aimd
+                .update(Usage::Overusing, Some(throughput), now_us, rtt_us);
+            tracing::debug!(
+                throughput,
+                from,
+                to = self.aimd.bps(),
+                "bwe: standing queue, draining"
+            );
+        }
+    }
+
     /// The end of a feedback: move the rate. `probe` is a probe's result and, if it
     /// saturated the link, the capacity it found. Returns the probe result if it was taken
     /// into account (not while overusing).

@@ -118,6 +118,14 @@ impl SentHistory {
         }
     }
 
+    /// Whether `seq` was reported lost and has not arrived since (false once its slot holds
+    /// another packet: too old to say).
+    pub fn still_lost(&self, seq: u64) -> bool {
+        self.slots
+            .get(slot_index(seq))
+            .is_some_and(|slot| slot.seq == seq && slot.fate == Fate::Lost)
+    }
+
     /// The rate actually sent over the last second, in bits/s.
     pub fn sent_bps(&self, now_us: i64) -> f64 {
         self.rate.bps(now_us)

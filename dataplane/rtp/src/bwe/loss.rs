@@ -11,7 +11,8 @@
 //!   single loss look like 10%;
 //! - over 10%: the limit becomes (or goes down to) `min(limit, sent) * (1 - loss / 2)`, at
 //!   most once per 300 ms + RTT (the time for the previous decrease to show);
-//! - 2%..10%: hold (random loss on a wireless link is not congestion);
+//! - 2%..10%: hold (random loss on a wireless link is not congestion; a full queue losing
+//!   a few percent is the delay-based side's business, see `SendSideBwe`);
 //! - under 2%: the limit grows 8%/s + 1 kbit/s, as libwebrtc's loss-based rule does;
 //! - 10 s with no sample at or above 2% releases the limit (back to `None`): a client with
 //!   no delay feedback must not stay throttled by an old episode;

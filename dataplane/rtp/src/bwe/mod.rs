@@ -28,7 +28,22 @@
 //! Constants chosen here (the others are in their modules):
 //! - RTT defaults to 200 ms until measured (libwebrtc's AIMD default), then an EWMA (1/8)
 //!   of per-feedback minimum `now - send time` and of receiver-report RTTs;
-//! - the floor is at least 10 kbit/s, so a decrease never reaches zero.
+//! - the floor is at least 10 kbit/s, so a decrease never reaches zero;
+//! - a packet transport-cc reports missing counts as lost only if it is still missing
+//!   `REORDER_GRACE` (200 ms) later: a reordered packet is reported missing by the feedback
+//!   that covers it before it came and received by the next (Chrome's feedback window goes
+//!   back to it), every 50-250 ms. Counted at once, 10% of the packets 25 ms late read as
+//!   2-5% loss, which holds probing back and, after a layer drop, kept a viewer on a 100 ms
+//!   path off its top layer (tests/bwe_scenarios.rs, `a_long_reordering_path_keeps_the_top_layer`).
+//!   At most `MISSING_MAX` wait; past that, a missing packet counts at once.
+//! - a standing queue drains: loss of 2% or more while the RTT stands 100 ms or more above
+//!   its floor (the lowest sample of the last 5-10 s) backs the delay-based rate off as an
+//!   overuse does (to 0.85x the acknowledged rate). A drop-tail queue kept full by a sender
+//!   a few percent over the capacity shows no delay gradient and loses only a few percent,
+//!   and the loss rule at best brings the rate down to the capacity, where the queue stays
+//!   full: after lying feedback had let the queue fill (`bwe_hostile`), the estimate stayed
+//!   7% over the capacity with the queue at its 250 ms limit. Loss is required because a
+//!   longer path (a route change) raises the RTT the same way without a queue.
 
 mod acked;
 mod aimd;
@@ -53,6 +68,11 @@ use probe::{ProbeContext, Prober};
 const DEFAULT_RTT_US: i64 = 200_000;
 const RTT_SMOOTHING: f64 = 0.125;
 const MIN_FLOOR_BPS: u64 = 10_000;
+const REORDER_GRACE_US: i64 = 200_000;
+const MISSING_MAX: usize = 1024;
+const RTT_FLOOR_BUCKET_US: i64 = 5_000_000;
+const STANDING_QUEUE_US: i64 = 100_000;
+const STANDING_QUEUE_LOSS: f64 = 0.02;
 
 /// Limits and start of one transport's estimate, in bits/s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,11 +164,14 @@ pub struct SendSideBwe {
     delay: DelayBased,
     loss: LossBased,
     feedback_loss: LossWindow,
+    /// Media packets reported missing, not yet counted lost: (transport seq, reported at).
+    missing: std::collections::VecDeque<(u64, i64)>,
     report_loss: LossWindow,
     report_counts: ReportCounts,
     prober: Prober,
     scratch: Vec<Acked>,
     rtt_us: Option<f64>,
+    rtt_floor: RttFloor,
     transport_cc: bool,
     feedback_seen: bool,
     remb: Option<f64>,
@@ -170,11 +193,13 @@ impl SendSideBwe {
             delay: DelayBased::new(initial, floor, ceiling),
             loss: LossBased::default(),
             feedback_loss: LossWindow::default(),
+            missing: std::collections::VecDeque::with_capacity(MISSING_MAX),
             report_loss: LossWindow::default(),
             report_counts: ReportCounts::default(),
             prober: Prober::default(),
             scratch: Vec::with_capacity(HISTORY_CAPACITY),
             rtt_us: None,
+            rtt_floor: RttFloor::default(),
             transport_cc: false,
             feedback_seen: false,
             remb: None,
@@ -214,7 +239,7 @@ impl SendSideBwe {
             lost,
             outside_probes,
         } = self.match_feedback(now_us, results);
-        if self.scratch.is_empty() && lost == 0 {
+        if self.scratch.is_empty() && lost == 0 && outside_probes.1 == 0 {
             return;
         }
         self.feedback_seen = true;
@@ -229,7 +254,7 @@ impl SendSideBwe {
             .map(|a| now_us.saturating_sub(a.sent_us))
             .min()
         {
-            self.on_rtt_sample(rtt);
+            self.on_rtt_sample(now_us, rtt);
         }
         for a in &self.scratch {
             if let Some(id) = a.cluster {
@@ -249,6 +274,9 @@ impl SendSideBwe {
             let sent = self.history.sent_bps(now_us);
             self.loss
                 .on_sample(now_us, fraction, sent, self.rtt(), self.floor);
+            if fraction >= STANDING_QUEUE_LOSS && self.standing_queue() {
+                self.delay.drain(now_us, self.rtt());
+            }
         }
         // Taken before the outcome: an overuse in the feedback that ends a probe is still
         // that probe's queue.
@@ -295,12 +323,17 @@ impl SendSideBwe {
                 lost = lost.saturating_add(1);
                 match packet.cluster {
                     Some(id) => self.prober.on_lost(id),
+                    // Lost if still missing after the grace (it may only be late).
+                    None if self.missing.len() < MISSING_MAX => {
+                        self.missing.push_back((r.transport_seq, now_us))
+                    }
                     None => outside_probes.1 = outside_probes.1.saturating_add(1),
                 }
                 continue;
             };
             if late {
-                // Already counted as lost; its arrival still tells about delay.
+                // Reported missing before (counted lost only if this came after the
+                // grace); its arrival still tells about delay.
                 self.stats.feedback_late += 1;
             } else {
                 received = received.saturating_add(1);
@@ -317,6 +350,15 @@ impl SendSideBwe {
                     bytes: packet.bytes,
                     cluster: packet.cluster,
                 });
+            }
+        }
+        while let Some(&(seq, at)) = self.missing.front() {
+            if now_us.saturating_sub(at) < REORDER_GRACE_US {
+                break;
+            }
+            self.missing.pop_front();
+            if self.history.still_lost(seq) {
+                outside_probes.1 = outside_probes.1.saturating_add(1);
             }
         }
         Counted {
@@ -360,7 +402,7 @@ impl SendSideBwe {
     ) {
         let now_us = self.micros(now);
         if let Some(rtt) = rtt {
-            self.on_rtt_sample(i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX));
+            self.on_rtt_sample(now_us, i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX));
         }
         if self.feedback_seen {
             return;
@@ -455,8 +497,10 @@ impl SendSideBwe {
         }
     }
 
-    fn on_rtt_sample(&mut self, rtt_us: i64) {
-        let sample = rtt_us.clamp(0, 60_000_000) as f64;
+    fn on_rtt_sample(&mut self, now_us: i64, rtt_us: i64) {
+        let clamped = rtt_us.clamp(0, 60_000_000);
+        self.rtt_floor.add(now_us, clamped);
+        let sample = clamped as f64;
         let smoothed = self
             .rtt_us
             .map_or(sample, |s| s + RTT_SMOOTHING * (sample - s));
@@ -467,6 +511,14 @@ impl SendSideBwe {
         self.rtt_us.map_or(DEFAULT_RTT_US, |r| r as i64)
     }
 
+    /// Whether the smoothed RTT stands `STANDING_QUEUE_US` or more above its floor.
+    fn standing_queue(&self) -> bool {
+        match (self.rtt_us, self.rtt_floor.get()) {
+            (Some(rtt), Some(floor)) => rtt as i64 - floor >= STANDING_QUEUE_US,
+            _ => false,
+        }
+    }
+
     /// Local micros since the first `now` this estimator saw (earlier instants count as 0).
     fn micros(&mut self, now: Instant) -> i64 {
         let origin = *self.origin.get_or_insert(now);
@@ -474,5 +526,37 @@ impl SendSideBwe {
             i64::try_from(now.saturating_duration_since(origin).as_micros()).unwrap_or(i64::MAX);
         self.latest_us = self.latest_us.max(us);
         us
+    }
+}
+
+/// The lowest RTT sample of the last 5-10 s (two 5 s buckets): the path's round trip without
+/// a queue, as far as the recent samples show it.
+#[derive(Debug, Default, Clone, Copy)]
+struct RttFloor {
+    /// (bucket start, lowest sample in it).
+    current: Option<(i64, i64)>,
+    previous: Option<i64>,
+}
+
+impl RttFloor {
+    fn add(&mut self, now_us: i64, rtt_us: i64) {
+        self.current = match self.current {
+            Some((start, low)) if now_us.saturating_sub(start) < RTT_FLOOR_BUCKET_US => {
+                Some((start, low.min(rtt_us)))
+            }
+            Some((_, low)) => {
+                self.previous = Some(low);
+                Some((now_us, rtt_us))
+            }
+            None => Some((now_us, rtt_us)),
+        };
+    }
+
+    fn get(&self) -> Option<i64> {
+        let current = self.current.map(|(_, low)| low);
+        match (current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

@@ -7,11 +7,15 @@
 //! delay; optionally a token bucket in front of it (`burst_bytes`: a shaper like `tc tbf`
 //! lets that many bytes through at once after a quiet spell). Receiver: transport-cc feedback every 50/75/100 ms built from what arrived (or a
 //! receiver report every second, or nothing), back over an uncongested path with the same
-//! delay. A capacity change applies to packets queued after it.
+//! delay. A capacity change applies to packets queued after it. Optionally the link reorders:
+//! `reorder_percent` % of the packets (chosen at random, with a fixed seed) spend
+//! `reorder_extra` longer on the way, so later packets overtake them; the receiver then
+//! reports them as Chrome does, missing in the feedback that covers them before they came
+//! and again, received, in the next one (its window goes back to the late packet).
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use shardcast_rtp::bwe::{BweConfig, PacketResult, ProbeClusterId, SendSideBwe};
@@ -40,6 +44,10 @@ pub struct Link {
     /// Bytes the link counts per packet beyond what the sender does (IP, UDP and Ethernet
     /// headers: 42 under `tc` on a veth; the estimator counts RTP packets).
     pub overhead_bytes: usize,
+    /// Packets (in %) held `reorder_extra` longer after the queue (0: the link keeps order).
+    pub reorder_percent: u32,
+    pub reorder_extra: Duration,
+    rng: u64,
     tokens: f64,
     tokens_at: Option<Instant>,
     queue: VecDeque<(Instant, usize)>,
@@ -84,7 +92,21 @@ impl Link {
         self.last_departure = Some(departure);
         self.queue.push_back((departure, bytes));
         self.queued_bytes += bytes;
-        self.in_flight.push_back((departure + self.one_way, seq));
+        let mut arrival = departure + self.one_way;
+        // xorshift64: a fixed, reproducible choice of the packets to hold back.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        if (self.rng % 100) < u64::from(self.reorder_percent) {
+            arrival += self.reorder_extra;
+        }
+        // In arrival order (a held packet lets the next ones pass).
+        let at = self
+            .in_flight
+            .iter()
+            .rposition(|(t, _)| *t <= arrival)
+            .map_or(0, |i| i + 1);
+        self.in_flight.insert(at, (arrival, seq));
         true
     }
 
@@ -126,7 +148,8 @@ pub struct Sim {
     next_frame: Instant,
     probe_packets: VecDeque<(Instant, ProbeClusterId, usize)>,
     // Receiver state.
-    received: VecDeque<(u64, Instant)>,
+    /// Arrivals by sequence number, kept until they are well behind the highest.
+    received: BTreeMap<u64, Instant>,
     next_report_seq: u64,
     highest_received: Option<u64>,
     received_count: u64,
@@ -183,6 +206,9 @@ impl Sim {
                 one_way,
                 burst_bytes: 0,
                 overhead_bytes: 0,
+                reorder_percent: 0,
+                reorder_extra: Duration::ZERO,
+                rng: 0x9e37_79b9_7f4a_7c15,
                 tokens: 0.0,
                 tokens_at: None,
                 queue: VecDeque::new(),
@@ -200,7 +226,7 @@ impl Sim {
             seq: 0,
             next_frame: start,
             probe_packets: VecDeque::new(),
-            received: VecDeque::new(),
+            received: BTreeMap::new(),
             next_report_seq: 0,
             highest_received: None,
             received_count: 0,
@@ -249,8 +275,13 @@ impl Sim {
         // Receiver side.
         while self.link.in_flight.front().is_some_and(|(t, _)| *t <= now) {
             let (arrival, seq) = self.link.in_flight.pop_front().unwrap();
-            self.received.push_back((seq, arrival));
-            self.highest_received = Some(seq);
+            self.received.insert(seq, arrival);
+            // A packet older than what feedback already covered is reported again: the
+            // window goes back to it (Chrome's RemoteEstimatorProxy does the same).
+            if seq < self.next_report_seq {
+                self.next_report_seq = seq;
+            }
+            self.highest_received = Some(self.highest_received.map_or(seq, |h| h.max(seq)));
             self.received_count += 1;
         }
         if now >= self.next_feedback {
@@ -367,19 +398,18 @@ impl Sim {
                 };
                 let mut results = Vec::new();
                 for seq in self.next_report_seq..=highest {
-                    let arrival = match self.received.front() {
-                        Some(&(s, t)) if s == seq => {
-                            self.received.pop_front();
-                            Some(t - self.start + REMOTE_BASE)
-                        }
-                        _ => None,
-                    };
+                    let arrival = self
+                        .received
+                        .get(&seq)
+                        .map(|t| *t - self.start + REMOTE_BASE);
                     results.push(PacketResult {
                         transport_seq: seq,
                         arrival,
                     });
                 }
                 self.next_report_seq = highest + 1;
+                // Arrivals far behind can no longer be reported again.
+                self.received = self.received.split_off(&highest.saturating_sub(1000));
                 self.reverse
                     .push_back((now + self.link.one_way, results, None));
             }
