@@ -95,3 +95,18 @@ pub fn wait_layer(
         last.2
     )
 }
+
+/// [`wait_layer`] until the viewer decodes `from`'s top layer (the width the publisher
+/// encodes it at right now) and has decoded more than `frames_after` frames in all.
+pub fn wait_top_layer(
+    viewer: &mut Browser,
+    publisher: &mut Browser,
+    from: &str,
+    what: &str,
+    timeout: Duration,
+    frames_after: u64,
+) -> anyhow::Result<Duration> {
+    wait_layer(viewer, publisher, from, what, timeout, |w, frames, top| {
+        top > 0 && w == top && frames > frames_after
+    })
+}

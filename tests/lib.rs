@@ -15,6 +15,8 @@
 //!   gets and answers 200, 500 or nothing.
 //! - [`netns::NetNs`]: a network namespace behind a veth pair whose downlink a test shapes
 //!   with `tc`, for a browser on a thin link ([`chromium::Browser::launch_in`]).
+//! - [`delay::Delay`]: delay and reordering on a namespace's UDP link (a stand-in for `tc netem`,
+//!   which this kernel lacks), through NFQUEUE.
 //! - [`layers`]: a Chromium viewer's simulcast layer read from getStats, for the tests that
 //!   shape its link.
 //! - [`interop::StackPeer`]: an independent WebRTC stack (GStreamer webrtcbin, aiortc) as a
@@ -28,6 +30,7 @@ pub mod chromium;
 pub mod cluster;
 pub mod cluster_call;
 pub mod cluster_pages;
+pub mod delay;
 pub mod etcd;
 pub mod interop;
 pub mod layers;

@@ -9,15 +9,18 @@
 //! the guard first, so it drops last).
 //!
 //! Needs root and the Debian package `iproute2` (`ip`, `tc`); `block_udp_to_host` and
-//! `drop_downlink_at_random` also need `nftables` (`nft`), whose rules live in the namespace
-//! and go with it. Never: skip when one
+//! `drop_downlink_at_random` also need `nftables` (`nft`), `delay_udp` needs `iptables`; their
+//! rules live in the namespace and go with it. Never: skip when one
 //! is missing, reuse a namespace it did not create, or touch any other interface.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use crate::delay::Delay;
 
 /// A namespace `shardcast-<pid>-<n>` with one veth link to the host.
 pub struct NetNs {
@@ -172,6 +175,13 @@ impl NetNs {
             run_nft(&full)?;
         }
         Ok(())
+    }
+
+    /// Delays the UDP packets between the namespace and the host end by `one_way` each way,
+    /// `reorder_percent` % of them a little more so that later ones overtake them, while the
+    /// returned guard lives (a stand-in for `tc netem delay … reorder …`: [`Delay`]).
+    pub fn delay_udp(&self, one_way: Duration, reorder_percent: u32) -> anyhow::Result<Delay> {
+        Delay::start(&self.name, self.host_ip, one_way, reorder_percent)
     }
 
     /// Ends [`NetNs::drop_downlink_at_random`]: the downlink loses nothing again.

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use shardcast_tests::chromium::Browser;
-use shardcast_tests::layers::{report, sent, sent_width, viewer_video, wait_layer};
+use shardcast_tests::layers::{report, sent, sent_width, viewer_video, wait_layer, wait_top_layer};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 
@@ -39,13 +39,13 @@ fn a_viewer_on_a_capped_downlink_drops_to_a_lower_layer_and_recovers() -> anyhow
     };
 
     // Unshaped, the viewer gets the publisher's full-resolution layer.
-    let r = wait_layer(
+    let r = wait_top_layer(
         &mut vic,
         &mut alice,
         "alice",
         "the top layer on the unshaped link",
         Duration::from_secs(60),
-        |w, frames, top| top > 0 && w == top && frames > 30,
+        30,
     );
     let t_top = r.map_err(|e| fail(e, &vic, &alice))?;
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shardcast_tests::chromium::Browser;
 use shardcast_tests::free_tcp_port;
-use shardcast_tests::layers::{report, sent_width, viewer_video, wait_layer};
+use shardcast_tests::layers::{report, sent_width, viewer_video, wait_top_layer};
 use shardcast_tests::netns::NetNs;
 use shardcast_tests::server::Server;
 
@@ -86,13 +86,13 @@ fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers
         e.context(report(&server, &[vic, alice]))
     };
 
-    let r = wait_layer(
+    let r = wait_top_layer(
         &mut vic,
         &mut alice,
         "alice",
         "the top layer on the clean link",
         Duration::from_secs(60),
-        |w, frames, top| top > 0 && w == top && frames > 30,
+        30,
     );
     let t_top = r.map_err(|e| fail(e, &vic, &alice))?;
 
@@ -162,13 +162,13 @@ fn a_viewer_on_a_lossy_downlink_is_repaired_pauses_under_heavy_loss_and_recovers
     // Loss over: the video resumes and climbs back to the top layer.
     ns.stop_dropping_downlink()?;
     let frames_paused = viewer_video(&vic.stats()?, "alice").1;
-    let r = wait_layer(
+    let r = wait_top_layer(
         &mut vic,
         &mut alice,
         "alice",
         "the top layer again once the loss stopped",
         RECOVER_WITHIN,
-        |w, frames, top| top > 0 && w == top && frames > frames_paused + 10,
+        frames_paused + 10,
     );
     let t_recover = r.map_err(|e| fail(e, &vic, &alice))?;
     // The figures the bounds were set from; `--no-capture` shows them.
