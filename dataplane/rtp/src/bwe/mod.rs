@@ -18,7 +18,8 @@
 //!
 //! There is no pacer: packets leave as frames arrive, so the estimate only picks layers and
 //! asks for probes. Time is always passed in; nothing here reads the clock. All state is
-//! bounded: the ring (4096 packets), one probe cluster, 32 report sources, fixed windows.
+//! bounded: the ring (4096 packets), 256 packets waiting to count as lost, one probe
+//! cluster, 32 report sources, fixed windows.
 //!
 //! Must never: panic or loop without bound on feedback (lying sequence numbers, arrival
 //! times going backwards or jumping hours, 65 000 results at once), allocate per packet
@@ -69,7 +70,7 @@ const DEFAULT_RTT_US: i64 = 200_000;
 const RTT_SMOOTHING: f64 = 0.125;
 const MIN_FLOOR_BPS: u64 = 10_000;
 const REORDER_GRACE_US: i64 = 200_000;
-const MISSING_MAX: usize = 1024;
+const MISSING_MAX: usize = 256;
 const RTT_FLOOR_BUCKET_US: i64 = 5_000_000;
 const STANDING_QUEUE_US: i64 = 100_000;
 const STANDING_QUEUE_LOSS: f64 = 0.02;
