@@ -679,6 +679,26 @@ fn a_recording_without_a_participant_follows_the_active_speaker() -> anyhow::Res
     let (talks, listens) = if first == "alice" { (0, 1) } else { (1, 0) };
     let other = pages[listens].0.to_string();
     pages[listens].1.eval("toggleLocal('audio'), true")?;
+    // The listener's last beeps may still hand it the floor after the mute: the recording
+    // starts once the speaker has been `first` for 2 s running (else its first frames are
+    // the listener's, a CI run saw 14 of them).
+    let mut steady_since: Option<std::time::Instant> = None;
+    wait_for(
+        &format!("{first} to keep the floor for 2 s"),
+        Duration::from_secs(30),
+        || {
+            let who = pages[listens]
+                .1
+                .eval("document.querySelector('.tile.speaking')?.dataset.identity ?? null")?;
+            if who.as_str() == Some(first.as_str()) {
+                let since = *steady_since.get_or_insert_with(std::time::Instant::now);
+                Ok((since.elapsed() >= Duration::from_secs(2)).then_some(()))
+            } else {
+                steady_since = None;
+                Ok(None)
+            }
+        },
+    )?;
 
     let (status, started) = server.tenant_call(
         Method::POST,
